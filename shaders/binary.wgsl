@@ -1,0 +1,83 @@
+// Two inputs, one output: broadcast add/multiply, concatenation, row gather (embedding lookup).
+// Entry points: add, mul, concat, gather.
+
+struct Params {
+    n: u32,          // output elements this dispatch covers
+    a_shift: u32,    // first element of this dispatch's range inside each binding
+    b_shift: u32,
+    out_shift: u32,
+    base: u32,       // add/mul: global index of this dispatch's first element (for b's broadcast index)
+    inner: u32,      // add/mul: b[(i / inner) % bn];  concat: elements of a per outer step;  gather: D
+    bn: u32,         // add/mul: see above;            concat: elements of b per outer step;  gather: first row
+    rows: u32,       // gather: rows of the table bound in this dispatch
+    vocab: u32,      // gather: rows of the whole table
+    first: u32,      // gather: 1 if this dispatch also writes zeros for out-of-range ids
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+fn item(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    out[p.out_shift + i] = a[p.a_shift + i] + b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
+}
+
+@compute @workgroup_size(256)
+fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    out[p.out_shift + i] = a[p.a_shift + i] * b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
+}
+
+// out[o, :] = cat(a[o, :], b[o, :]) with a rows of `inner` and b rows of `bn` elements.
+@compute @workgroup_size(256)
+fn concat(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let row = p.inner + p.bn;
+    let o = i / row;
+    let j = i - o * row;
+    var v: f32;
+    if (j < p.inner) {
+        v = a[p.a_shift + o * p.inner + j];
+    } else {
+        v = b[p.b_shift + o * p.bn + j - p.inner];
+    }
+    out[p.out_shift + i] = v;
+}
+
+// a: table rows [bn, bn + rows) of a [vocab, D] table; b: ids (as f32) [N]; out: [N, D].
+// Each dispatch writes the outputs whose id falls in its rows, so a table larger than one binding is
+// covered by several dispatches.
+@compute @workgroup_size(256)
+fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let d = p.inner;
+    let t = i / d;
+    let j = i - t * d;
+    let idf = b[p.b_shift + t];
+    let valid = idf >= 0.0 && idf < f32(p.vocab);
+    let id = u32(max(idf, 0.0));
+    if (valid && id >= p.bn && id < p.bn + p.rows) {
+        out[p.out_shift + i] = a[p.a_shift + (id - p.bn) * d + j];
+    } else if (!valid && p.first == 1u) {
+        out[p.out_shift + i] = 0.0;
+    }
+}

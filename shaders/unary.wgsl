@@ -1,0 +1,62 @@
+// One input, one output, no reduction: activations and affine maps, GEGLU, nearest 2× upsampling.
+// Entry points: map, geglu, upsample_nearest2x.
+// Any of them may run on a sub-range of a large tensor: x_shift/out_shift locate the first element of this
+// dispatch's range inside the bound sub-ranges.
+
+struct Params {
+    n: u32,          // output elements this dispatch writes
+    x_shift: u32,
+    out_shift: u32,
+    act: u32,        // ACT_* code (map)
+    alpha: f32,      // map: out = act(alpha * x + beta)
+    beta: f32,
+    a: u32,          // geglu: F (half the input row); upsample: input width
+    b: u32,          // upsample: input height
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+fn item(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn map(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    out[p.out_shift + i] = activate(p.alpha * x[p.x_shift + i] + p.beta, p.act);
+}
+
+// x: [rows, 2F] → out: [rows, F], out = x[:, :F] * gelu(x[:, F:]) (diffusers GEGLU).
+@compute @workgroup_size(256)
+fn geglu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let f = p.a;
+    let row = i / f;
+    let j = i - row * f;
+    let base = p.x_shift + row * 2u * f;
+    out[p.out_shift + i] = x[base + j] * gelu(x[base + f + j]);
+}
+
+// x: [planes, H, W] → out: [planes, 2H, 2W], each input pixel copied to a 2×2 block.
+@compute @workgroup_size(256)
+fn upsample_nearest2x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let w = p.a;
+    let h = p.b;
+    let ow = 2u * w;
+    let plane = i / (4u * w * h);
+    let r = i - plane * 4u * w * h;
+    let oy = r / ow;
+    let ox = r - oy * ow;
+    out[p.out_shift + i] = x[p.x_shift + plane * w * h + (oy / 2u) * w + ox / 2u];
+}

@@ -1,0 +1,341 @@
+//! The device layer: picks an adapter, opens a device with the adapter's real limits, and caches shader
+//! modules and compute pipelines so that a plan never compiles the same kernel twice.
+//!
+//! Selection: `WGSD_BACKEND` (vulkan, metal, dx12, gl) and `WGSD_ADAPTER` (a case-insensitive substring of the
+//! adapter name) or the matching fields of [`GpuOptions`]. Without them the best adapter wins: discrete GPU,
+//! then integrated, then virtual, then CPU (lavapipe).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::ShaderSource;
+
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backend name: "vulkan", "metal", "dx12" or "gl". `None` = all (or `WGSD_BACKEND`).
+    pub backend: Option<String>,
+    /// Substring of the adapter name. `None` = best adapter (or `WGSD_ADAPTER`).
+    pub adapter: Option<String>,
+}
+
+impl GpuOptions {
+    /// Options from `WGSD_BACKEND` / `WGSD_ADAPTER`.
+    pub fn from_env() -> Self {
+        GpuOptions {
+            backend: std::env::var("WGSD_BACKEND").ok().filter(|s| !s.is_empty()),
+            adapter: std::env::var("WGSD_ADAPTER").ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// Optional capabilities the kernels can use, as reported by the adapter.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamp_query: bool,
+    pub timestamp_inside_passes: bool,
+}
+
+/// One open device with its queue, limits and kernel cache.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub caps: Capabilities,
+    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+/// A compiled compute pipeline together with the layout its bind groups must follow.
+pub struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Pipelines are keyed by shader family, entry point and the binding signature (read-only flags).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    writable: Vec<bool>,
+}
+
+fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::usage(format!(
+            "unknown backend '{other}': expected vulkan, metal, dx12 or gl"
+        ))),
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// All adapters wgpu can see on this machine (for `wgsd devices`).
+pub fn list_adapters(opts: &GpuOptions) -> Result<Vec<wgpu::AdapterInfo>> {
+    let backends = match &opts.backend {
+        Some(b) => parse_backend(b)?,
+        None => wgpu::Backends::all(),
+    };
+    let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    Ok(adapters.iter().map(|a| a.get_info()).collect())
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `opts` (see the module docs).
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let backends = match &opts.backend {
+            Some(b) => parse_backend(b)?,
+            None => wgpu::Backends::all(),
+        };
+        let inst = instance(backends);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            let detail = match &opts.backend {
+                Some(b) => format!(" for backend '{b}'"),
+                None => String::new(),
+            };
+            return Err(Error::NoAdapter { detail });
+        }
+        if let Some(want) = &opts.adapter {
+            let w = want.to_ascii_lowercase();
+            let available = adapters
+                .iter()
+                .map(|a| format!("'{}' ({:?})", a.get_info().name, a.get_info().backend))
+                .collect::<Vec<_>>()
+                .join(", ");
+            adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&w));
+            if adapters.is_empty() {
+                return Err(Error::AdapterNotFound { wanted: format!("'{want}'"), available });
+            }
+        }
+        // Prefer real GPUs, and among equals prefer Vulkan/Metal/DX12 over GL.
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (rank(i.device_type), i.backend == wgpu::Backend::Gl)
+        });
+        let adapter = adapters.remove(0);
+        Self::open(adapter)
+    }
+
+    fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = available & wanted;
+        // Ask for everything the adapter offers: wgpu's defaults (256 MiB buffers, 128 MiB bindings) are
+        // smaller than Stable Diffusion's tensors on most GPUs.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgsd"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Gpu { context: format!(" opening '{}'", info.name), msg: e.to_string() })?;
+        let caps = Capabilities {
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        };
+        let limits = device.limits();
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            caps,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A one-paragraph description of the adapter for logs and `wgsd devices`.
+    pub fn describe(&self) -> String {
+        let l = &self.limits;
+        format!(
+            "{} ({:?}, {:?}, driver {} {})\n  max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB, \
+             invocations/workgroup {}\n  shader-f16: {}, subgroups: {}, timestamp queries: {} (inside passes: {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info,
+            l.max_buffer_size >> 20,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            yes(self.caps.shader_f16),
+            yes(self.caps.subgroups),
+            yes(self.caps.timestamp_query),
+            yes(self.caps.timestamp_inside_passes),
+        )
+    }
+
+    fn module(&self, src: &ShaderSource) -> Result<Arc<wgpu::ShaderModule>> {
+        let mut modules = self.modules.lock().unwrap();
+        if let Some(m) = modules.get(src.name) {
+            return Ok(m.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(src.name),
+            source: wgpu::ShaderSource::Wgsl(src.source.into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu { context: format!(" compiling shaders/{}.wgsl", src.name), msg: e.to_string() });
+        }
+        let m = Arc::new(m);
+        modules.insert(src.name, m.clone());
+        Ok(m)
+    }
+
+    /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are storage
+    /// buffers, read-write where `writable[i]` is set.
+    pub fn pipeline(&self, src: &ShaderSource, entry: &'static str, writable: &[bool]) -> Result<Arc<Pipeline>> {
+        let key = PipelineKey { shader: src.name, entry, writable: writable.to_vec() };
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(src)?;
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, w) in writable.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: !w },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(entry),
+            entries: &entries,
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Tile buffers are always written before they are read: zero-filling them is wasted work.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                context: format!(" building pipeline {}::{entry}", src.name),
+                msg: e.to_string(),
+            });
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.pipelines.lock().unwrap().insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { context: " waiting for the queue".into(), msg: e.to_string() })
+    }
+
+    /// Copies `size` bytes at `offset` of `buffer` back to the host.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?
+            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// A storage buffer filled with `data` (uploaded through a mapped buffer, no extra copy).
+    pub fn upload(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        let size = (data.len() as u64).max(4).next_multiple_of(4);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
+            mapped_at_creation: true,
+        });
+        let mut padded = data.to_vec();
+        padded.resize(size as usize, 0);
+        buf.slice(..).get_mapped_range_mut().expect("a buffer mapped at creation is writable").copy_from_slice(&padded);
+        buf.unmap();
+        buf
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -1,0 +1,225 @@
+//! Record → plan → run. Model code records ops on a [`Graph`]; nothing touches the GPU until a
+//! [`Plan`](plan::Plan) is built from it. The graph also evaluates itself on the CPU through each op's CPU
+//! twin, which is how the tests check every kernel and how a wrong layer is found by name.
+
+pub mod op;
+pub mod plan;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::{DType, TensorDesc};
+use op::Op;
+
+/// Handle to a tensor of one graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub(crate) usize);
+
+impl TensorId {
+    /// Position in the graph's tensor list (the index of `Graph::eval_cpu`'s result).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// A weight already on the GPU. Uploaded once and shared by every plan that uses it.
+pub struct Param {
+    pub name: String,
+    pub desc: TensorDesc,
+    pub buffer: wgpu::Buffer,
+    /// Host copy, kept only when asked (tests evaluate the graph on the CPU with it).
+    pub host: Option<Vec<f32>>,
+}
+
+impl Param {
+    /// Uploads f32 data, stored as `desc.dtype`.
+    pub fn upload(gpu: &Gpu, name: &str, desc: TensorDesc, data: &[f32], keep_host: bool) -> Result<Arc<Param>> {
+        if data.len() != desc.numel() {
+            return Err(Error::usage(format!(
+                "weight '{name}': {} values given for shape {desc}",
+                data.len()
+            )));
+        }
+        let bytes = encode(desc.dtype, data);
+        let buffer = gpu.upload(name, &bytes, wgpu::BufferUsages::empty());
+        Ok(Arc::new(Param {
+            name: name.to_string(),
+            desc,
+            buffer,
+            host: keep_host.then(|| data.to_vec()),
+        }))
+    }
+}
+
+/// f32 host values → bytes of `dtype`.
+pub fn encode(dtype: DType, data: &[f32]) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(data).to_vec(),
+        DType::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+    }
+}
+
+/// Bytes of `dtype` → f32 host values.
+pub fn decode(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytemuck::pod_collect_to_vec(bytes),
+        DType::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+    }
+}
+
+pub(crate) enum Source {
+    /// Written by the user before each run.
+    Input,
+    /// A weight uploaded beforehand.
+    Param(Arc<Param>),
+    /// The output of a node.
+    Node,
+    /// Another tensor's storage seen with a different shape.
+    View(TensorId),
+}
+
+pub(crate) struct TensorInfo {
+    pub name: String,
+    pub desc: TensorDesc,
+    pub source: Source,
+}
+
+pub struct Node {
+    pub name: String,
+    pub op: Box<dyn Op>,
+    pub inputs: Vec<TensorId>,
+    pub output: TensorId,
+}
+
+#[derive(Default)]
+pub struct Graph {
+    pub(crate) tensors: Vec<TensorInfo>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) outputs: Vec<TensorId>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&mut self, name: &str, desc: TensorDesc, source: Source) -> TensorId {
+        self.tensors.push(TensorInfo { name: name.to_string(), desc, source });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    /// A tensor the user fills before each run (`Plan::write`).
+    pub fn input(&mut self, name: &str, desc: TensorDesc) -> TensorId {
+        self.push(name, desc, Source::Input)
+    }
+
+    /// A weight already uploaded to the GPU.
+    pub fn param(&mut self, p: &Arc<Param>) -> TensorId {
+        self.push(&p.name, p.desc.clone(), Source::Param(p.clone()))
+    }
+
+    /// Marks a tensor as a result: it keeps its own buffer and can be read after a run.
+    pub fn output(&mut self, t: TensorId) {
+        if !self.outputs.contains(&t) {
+            self.outputs.push(t);
+        }
+    }
+
+    pub fn desc(&self, t: TensorId) -> &TensorDesc {
+        &self.tensors[t.0].desc
+    }
+
+    pub fn shape(&self, t: TensorId) -> &[usize] {
+        &self.tensors[t.0].desc.shape
+    }
+
+    pub fn name(&self, t: TensorId) -> &str {
+        &self.tensors[t.0].name
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The same storage with another shape of equal element count (no copy).
+    pub fn reshape(&mut self, t: TensorId, shape: &[usize]) -> Result<TensorId> {
+        let d = self.desc(t).clone();
+        let n: usize = shape.iter().product();
+        if n != d.numel() {
+            return Err(Error::shape("reshape", format!("cannot view {d} as {shape:?}: element counts differ")));
+        }
+        let name = format!("{}.view", self.name(t));
+        Ok(self.push(&name, TensorDesc::new(shape, d.dtype), Source::View(self.root(t))))
+    }
+
+    /// The tensor that owns the storage behind `t` (itself unless `t` is a view).
+    pub(crate) fn root(&self, mut t: TensorId) -> TensorId {
+        while let Source::View(r) = self.tensors[t.0].source {
+            t = r;
+        }
+        t
+    }
+
+    /// Records `op` applied to `inputs` under the node name `name` (diffusers' module path, ideally).
+    /// The op checks its inputs now, so a mistake surfaces here with the op, node and shapes named.
+    pub fn op(&mut self, name: &str, op: impl Op + 'static, inputs: &[TensorId]) -> Result<TensorId> {
+        for &t in inputs {
+            if t.0 >= self.tensors.len() {
+                return Err(Error::usage(format!("{name}: tensor id {} is not from this graph", t.0)));
+            }
+        }
+        let descs: Vec<&TensorDesc> = inputs.iter().map(|t| self.desc(*t)).collect();
+        let out = op.infer(&descs).map_err(|e| match e {
+            Error::Shape { op, msg } => Error::Shape { op: format!("{op} '{name}'"), msg },
+            Error::DType { op, msg } => Error::DType { op: format!("{op} '{name}'"), msg },
+            other => other,
+        })?;
+        let id = self.push(name, out, Source::Node);
+        self.nodes.push(Node { name: name.to_string(), op: Box::new(op), inputs: inputs.to_vec(), output: id });
+        Ok(id)
+    }
+
+    /// Evaluates the graph with the CPU twins. `inputs` gives the values of the graph inputs; params use
+    /// their host copies. Returns the value of every tensor (views included), indexed by `TensorId`.
+    pub fn eval_cpu(&self, inputs: &[(TensorId, &[f32])]) -> Result<Vec<Option<Vec<f32>>>> {
+        let mut vals: Vec<Option<Vec<f32>>> = vec![None; self.tensors.len()];
+        for (t, data) in inputs {
+            if data.len() != self.desc(*t).numel() {
+                return Err(Error::usage(format!(
+                    "input '{}': {} values given for shape {}",
+                    self.name(*t),
+                    data.len(),
+                    self.desc(*t)
+                )));
+            }
+            vals[t.0] = Some(data.to_vec());
+        }
+        for (i, info) in self.tensors.iter().enumerate() {
+            if let Source::Param(p) = &info.source {
+                let host = p.host.as_ref().ok_or_else(|| {
+                    Error::usage(format!("weight '{}' has no host copy for CPU evaluation", p.name))
+                })?;
+                vals[i] = Some(host.clone());
+            }
+        }
+        // Views created before their root has a value are filled lazily.
+        let value = |vals: &Vec<Option<Vec<f32>>>, t: TensorId| -> Result<Vec<f32>> {
+            vals[self.root(t).0]
+                .clone()
+                .ok_or_else(|| Error::usage(format!("tensor '{}' has no value (input not given?)", self.name(t))))
+        };
+        for node in &self.nodes {
+            let ins: Vec<Vec<f32>> = node.inputs.iter().map(|t| value(&vals, *t)).collect::<Result<_>>()?;
+            let refs: Vec<&[f32]> = ins.iter().map(|v| v.as_slice()).collect();
+            let descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| self.desc(*t)).collect();
+            vals[node.output.0] = Some(node.op.cpu(&refs, &descs, self.desc(node.output)));
+        }
+        for (i, info) in self.tensors.iter().enumerate() {
+            if let Source::View(_) = info.source {
+                vals[i] = vals[self.root(TensorId(i)).0].clone();
+            }
+        }
+        Ok(vals)
+    }
+}

@@ -1,0 +1,145 @@
+//! The contract between the graph and the kernels. An [`Op`] validates its inputs when it is recorded,
+//! lowers itself to GPU [`Dispatch`]es when a plan is built, and has a CPU twin that computes the same
+//! thing with plain loops for the tests.
+
+use crate::error::Result;
+use crate::kernels::ShaderSource;
+use crate::tensor::TensorDesc;
+
+/// The device limits that decide how an op is split into dispatches. Plain data, so ops can be lowered
+/// (and their splitting tested) without a GPU.
+#[derive(Clone, Debug)]
+pub struct DeviceLimits {
+    /// Largest range one storage binding may cover (`max_storage_buffer_binding_size`).
+    pub max_binding: u64,
+    /// Binding offsets must be multiples of this (`min_storage_buffer_offset_alignment`).
+    pub offset_align: u64,
+    /// `max_compute_workgroups_per_dimension`.
+    pub max_workgroups: u32,
+}
+
+impl DeviceLimits {
+    pub fn from_wgpu(l: &wgpu::Limits) -> Self {
+        DeviceLimits {
+            max_binding: l.max_storage_buffer_binding_size,
+            offset_align: l.min_storage_buffer_offset_alignment as u64,
+            max_workgroups: l.max_compute_workgroups_per_dimension,
+        }
+    }
+}
+
+/// What an op sees when it is lowered: its concrete input and output descriptions and the limits.
+pub struct Lowering<'a> {
+    pub inputs: &'a [TensorDesc],
+    pub output: &'a TensorDesc,
+    pub limits: &'a DeviceLimits,
+}
+
+/// Which tensor of the node a binding refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Input(usize),
+    Output,
+}
+
+/// One storage binding: a byte range of one of the node's tensors.
+#[derive(Clone, Debug)]
+pub struct Bind {
+    pub slot: Slot,
+    pub offset: u64,
+    pub size: u64,
+    pub writable: bool,
+}
+
+impl Bind {
+    /// The whole of input `i`.
+    pub fn input(i: usize, desc: &TensorDesc) -> Bind {
+        Bind { slot: Slot::Input(i), offset: 0, size: desc.bytes(), writable: false }
+    }
+    /// The whole output.
+    pub fn output(desc: &TensorDesc) -> Bind {
+        Bind { slot: Slot::Output, offset: 0, size: desc.bytes(), writable: true }
+    }
+    /// Elements `[begin, begin + count)` of a tensor. Binding offsets must be aligned, so the binding may
+    /// start a few elements early: the returned shift is the index of element `begin` inside the binding,
+    /// which the kernel adds to its indices.
+    pub fn elements(slot: Slot, desc: &TensorDesc, begin: u64, count: u64, limits: &DeviceLimits) -> (Bind, u32) {
+        let es = desc.dtype.size_bytes();
+        let start = begin * es;
+        let aligned = start / limits.offset_align * limits.offset_align;
+        let shift = ((start - aligned) / es) as u32;
+        let end = ((begin + count) * es).next_multiple_of(4).min(desc.bytes().next_multiple_of(4));
+        let bind = Bind { slot, offset: aligned, size: end - aligned, writable: slot == Slot::Output };
+        (bind, shift)
+    }
+}
+
+/// One compute dispatch: an entry point of a shader family, its uniform parameters (binding 0), its storage
+/// bindings (1, 2, ... in order) and the workgroup grid.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub shader: &'static ShaderSource,
+    pub entry: &'static str,
+    pub params: Vec<u8>,
+    pub bindings: Vec<Bind>,
+    pub workgroups: [u32; 3],
+}
+
+/// A kernel as the graph sees it.
+pub trait Op: Send + Sync {
+    /// Short name used in errors, debug dumps and benchmarks ("conv2d", "group_norm", ...).
+    fn kind(&self) -> &'static str;
+
+    /// Checks the inputs (count, shapes, dtypes) and returns the output description. Called at record time,
+    /// so a mistake in model code is reported where it was made.
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc>;
+
+    /// The dispatches that compute the output, split as the limits require.
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>>;
+
+    /// The CPU twin: the same result from plain loops over host data (f32 values, row-major).
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32>;
+
+    /// Floating-point operations (multiply-add = 2) for benchmarks.
+    fn flops(&self, _inputs: &[&TensorDesc], _out: &TensorDesc) -> f64 {
+        0.0
+    }
+
+    /// Bytes a perfect kernel must move: every input read once and the output written once.
+    fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
+        (inputs.iter().map(|d| d.bytes()).sum::<u64>() + out.bytes()) as f64
+    }
+}
+
+/// Number of workgroups to cover `n` items with `per_group` items each.
+pub fn groups_for(n: u64, per_group: u64) -> u64 {
+    n.div_ceil(per_group)
+}
+
+/// Spreads a 1-D count of workgroups over x and y so no dimension exceeds the limit. Shaders rebuild the
+/// linear index as `wg.x + wg.y * nwg.x` and ignore indices past the end.
+pub fn grid_1d(groups: u64, limits: &DeviceLimits) -> [u32; 3] {
+    let max = limits.max_workgroups as u64;
+    if groups <= max {
+        [groups.max(1) as u32, 1, 1]
+    } else {
+        [max as u32, groups.div_ceil(max) as u32, 1]
+    }
+}
+
+/// Parameters as the bytes of a `#[repr(C)]` struct.
+pub fn params<T: bytemuck::Pod>(p: &T) -> Vec<u8> {
+    bytemuck::bytes_of(p).to_vec()
+}
+
+/// Largest element count of one binding whose start may have to move back by up to `offset_align` bytes.
+pub fn max_binding_elems(limits: &DeviceLimits, dtype: crate::tensor::DType) -> u64 {
+    (limits.max_binding - limits.offset_align) / dtype.size_bytes()
+}
+
+/// Splits `[0, n)` into `(begin, count)` chunks of at most `cap` items, `cap` rounded down to a multiple of
+/// `quantum` (so chunks stay aligned to whole rows, channels, ...).
+pub fn chunks(n: u64, cap: u64, quantum: u64) -> Vec<(u64, u64)> {
+    let step = (cap / quantum * quantum).max(quantum);
+    (0..n.div_ceil(step)).map(|k| (k * step, step.min(n - k * step))).collect()
+}

@@ -1,0 +1,459 @@
+//! Turning a recorded [`Graph`] into something the GPU runs, once:
+//!
+//! 1. **Liveness.** Every intermediate tensor lives from the node that writes it to the last node that
+//!    reads it (or any view of it). Intermediates are packed into a pool of buffers by best fit, so a buffer
+//!    is reused as soon as its tensor is dead; graph inputs and outputs keep buffers of their own.
+//! 2. **Lowering.** Each op becomes dispatches; every binding is checked against the device limits and every
+//!    pipeline and bind group is built here. All uniform parameters share one buffer.
+//! 3. **Running.** [`Plan::run`] encodes the whole graph into one command encoder and one compute pass.
+//!    Running again after [`Plan::write`] reuses everything; nothing is rebuilt.
+//!
+//! [`Plan::run_debug`] runs node by node and reads every output back, so a wrong layer can be found by name;
+//! [`Plan::profile`] times every node with GPU timestamps.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use super::op::{DeviceLimits, Lowering, Slot};
+use super::{decode, encode, Graph, Param, Source, TensorId};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Pipeline};
+use crate::tensor::TensorDesc;
+
+enum Storage {
+    /// Index into `Plan::buffers`.
+    Owned(usize),
+    Param(Arc<Param>),
+}
+
+struct PlannedDispatch {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+struct PlannedNode {
+    dispatches: Vec<PlannedDispatch>,
+}
+
+/// GPU memory a plan holds, in bytes.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryReport {
+    /// The shared pool of intermediate buffers after liveness packing.
+    pub intermediates: u64,
+    /// What the intermediates would take with one buffer each (no reuse), for comparison.
+    pub intermediates_unshared: u64,
+    /// Graph inputs and outputs.
+    pub inputs_outputs: u64,
+    /// Weights referenced by the plan (shared with other plans, so counted apart).
+    pub params: u64,
+    /// The uniform parameter buffer.
+    pub uniforms: u64,
+    /// Number of pooled buffers.
+    pub pool_buffers: usize,
+}
+
+impl MemoryReport {
+    /// Peak GPU memory while the plan runs, weights included.
+    pub fn peak(&self) -> u64 {
+        self.intermediates + self.inputs_outputs + self.params + self.uniforms
+    }
+}
+
+impl fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        write!(
+            f,
+            "peak {:.1} MiB = intermediates {:.1} MiB in {} buffers (unshared {:.1} MiB) + inputs/outputs {:.1} MiB \
+             + weights {:.1} MiB + uniforms {:.2} MiB",
+            mib(self.peak()),
+            mib(self.intermediates),
+            self.pool_buffers,
+            mib(self.intermediates_unshared),
+            mib(self.inputs_outputs),
+            mib(self.params),
+            mib(self.uniforms)
+        )
+    }
+}
+
+/// One node's output as read back by [`Plan::run_debug`].
+pub struct NodeDump {
+    pub name: String,
+    pub kind: &'static str,
+    pub desc: TensorDesc,
+    pub values: Vec<f32>,
+}
+
+pub struct Plan {
+    gpu: Arc<Gpu>,
+    graph: Graph,
+    /// Indexed by tensor id; views point at their root's storage.
+    storage: Vec<Option<Storage>>,
+    buffers: Vec<wgpu::Buffer>,
+    nodes: Vec<PlannedNode>,
+    _uniforms: wgpu::Buffer,
+    memory: MemoryReport,
+}
+
+/// Best-fit assignment of intermediate tensors to pooled buffers by liveness.
+/// Returns, per tensor root, the pool slot, and the final slot sizes.
+fn pack(graph: &Graph) -> (Vec<Option<usize>>, Vec<u64>) {
+    let n = graph.tensors.len();
+    let mut last_use = vec![None::<usize>; n];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for &t in &node.inputs {
+            last_use[graph.root(t).0] = Some(i);
+        }
+    }
+    let kept: Vec<usize> = graph.outputs.iter().map(|t| graph.root(*t).0).collect();
+    let pooled = |t: usize| matches!(graph.tensors[t].source, Source::Node) && !kept.contains(&t);
+
+    let mut slot_of = vec![None; n];
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    // Tensors to release after node i.
+    let mut release: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let t = node.output.0;
+        if !pooled(t) {
+            continue;
+        }
+        let need = graph.tensors[t].desc.bytes().next_multiple_of(256);
+        // Smallest free slot that fits; else grow the largest free one; else a new slot.
+        let fit = free.iter().enumerate().filter(|(_, s)| sizes[**s] >= need).min_by_key(|(_, s)| sizes[**s]);
+        let slot = match fit {
+            Some((k, _)) => free.swap_remove(k),
+            None => match free.iter().enumerate().max_by_key(|(_, s)| sizes[**s]) {
+                Some((k, _)) => {
+                    let s = free.swap_remove(k);
+                    sizes[s] = need;
+                    s
+                }
+                None => {
+                    sizes.push(need);
+                    sizes.len() - 1
+                }
+            },
+        };
+        slot_of[t] = Some(slot);
+        release[last_use[t].unwrap_or(i).max(i)].push(t);
+        for &r in &release[i] {
+            free.push(slot_of[r].unwrap());
+        }
+        release[i].clear();
+    }
+    (slot_of, sizes)
+}
+
+impl Plan {
+    /// Plans `graph` for `gpu`: assigns buffers, builds every pipeline and bind group.
+    pub fn new(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
+        let limits = DeviceLimits::from_wgpu(&gpu.limits);
+        let device = &gpu.device;
+        let (slot_of, pool_sizes) = pack(&graph);
+
+        let mut memory = MemoryReport::default();
+        let mut buffers = Vec::new();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let too_big = |what: String, op: String, needed: u64| Error::Limit {
+            op,
+            what,
+            needed,
+            limit_name: "max_buffer_size",
+            limit: gpu.limits.max_buffer_size,
+            hint: " and a tensor cannot be split across buffers".into(),
+        };
+        for (k, &size) in pool_sizes.iter().enumerate() {
+            if size > gpu.limits.max_buffer_size {
+                let (node, t) = graph
+                    .nodes
+                    .iter()
+                    .find_map(|nd| (slot_of[nd.output.0] == Some(k)).then_some((nd, nd.output)))
+                    .expect("slot has a tensor");
+                let d = graph.desc(t);
+                if d.bytes() > gpu.limits.max_buffer_size {
+                    return Err(too_big(format!("output {d}"), format!("{} '{}'", node.op.kind(), node.name), d.bytes()));
+                }
+            }
+            buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pool"),
+                size,
+                usage,
+                mapped_at_creation: false,
+            }));
+            memory.intermediates += size;
+        }
+        memory.pool_buffers = pool_sizes.len();
+
+        let mut storage: Vec<Option<Storage>> = (0..graph.tensors.len()).map(|_| None).collect();
+        for (i, info) in graph.tensors.iter().enumerate() {
+            match &info.source {
+                Source::Param(p) => {
+                    memory.params += p.desc.bytes();
+                    storage[i] = Some(Storage::Param(p.clone()));
+                }
+                Source::Node | Source::Input => {
+                    if let Some(s) = slot_of[i] {
+                        memory.intermediates_unshared += info.desc.bytes();
+                        storage[i] = Some(Storage::Owned(s));
+                    } else {
+                        let bytes = info.desc.bytes().max(4).next_multiple_of(4);
+                        if bytes > gpu.limits.max_buffer_size {
+                            return Err(too_big(format!("tensor {}", info.desc), format!("'{}'", info.name), bytes));
+                        }
+                        buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some(&info.name),
+                            size: bytes,
+                            usage,
+                            mapped_at_creation: false,
+                        }));
+                        memory.inputs_outputs += bytes;
+                        storage[i] = Some(Storage::Owned(buffers.len() - 1));
+                    }
+                }
+                Source::View(_) => {}
+            }
+        }
+
+        // Lower every node; collect uniform data.
+        let ualign = gpu.limits.min_uniform_buffer_offset_alignment as usize;
+        let mut uniform_data: Vec<u8> = Vec::new();
+        let mut lowered = Vec::new();
+        for node in &graph.nodes {
+            let ins: Vec<TensorDesc> = node.inputs.iter().map(|t| graph.desc(*t).clone()).collect();
+            let out = graph.desc(node.output).clone();
+            let what = || {
+                let shapes: Vec<String> = ins.iter().map(|d| d.to_string()).collect();
+                format!("{} '{}' (inputs {} → {})", node.op.kind(), node.name, shapes.join(", "), out)
+            };
+            let dispatches = node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits })?;
+            let mut planned = Vec::new();
+            for d in dispatches {
+                for b in &d.bindings {
+                    if b.size > limits.max_binding {
+                        return Err(Error::Limit {
+                            op: what(),
+                            what: format!("binding {:?}", b.slot),
+                            needed: b.size,
+                            limit_name: "max_storage_buffer_binding_size",
+                            limit: limits.max_binding,
+                            hint: " and this op does not split its bindings".into(),
+                        });
+                    }
+                }
+                let off = uniform_data.len().next_multiple_of(ualign);
+                uniform_data.resize(off, 0);
+                uniform_data.extend_from_slice(&d.params);
+                let len = d.params.len().max(16).next_multiple_of(16);
+                uniform_data.resize(off + len, 0);
+                let writable: Vec<bool> = d.bindings.iter().map(|b| b.writable).collect();
+                let pipeline = gpu.pipeline(d.shader, d.entry, &writable)?;
+                planned.push((pipeline, off as u64, len as u64, d));
+            }
+            lowered.push(planned);
+        }
+        uniform_data.resize(uniform_data.len().max(16), 0);
+        let uniforms = gpu.upload("uniforms", &uniform_data, wgpu::BufferUsages::UNIFORM);
+        memory.uniforms = uniform_data.len() as u64;
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut nodes = Vec::new();
+        for (node, planned) in graph.nodes.iter().zip(lowered) {
+            let mut dispatches = Vec::new();
+            for (pipeline, off, len, d) in planned {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniforms,
+                        offset: off,
+                        size: NonZeroU64::new(len),
+                    }),
+                }];
+                for (k, b) in d.bindings.iter().enumerate() {
+                    let t = match b.slot {
+                        Slot::Input(i) => node.inputs[i],
+                        Slot::Output => node.output,
+                    };
+                    let buffer = match storage[graph.root(t).0].as_ref().expect("storage assigned") {
+                        Storage::Owned(i) => &buffers[*i],
+                        Storage::Param(p) => &p.buffer,
+                    };
+                    let size = b.size.max(4).next_multiple_of(4).min(buffer.size() - b.offset);
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: k as u32 + 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset: b.offset,
+                            size: NonZeroU64::new(size),
+                        }),
+                    });
+                }
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&node.name),
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                });
+                dispatches.push(PlannedDispatch { pipeline, bind_group, workgroups: d.workgroups });
+            }
+            nodes.push(PlannedNode { dispatches });
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu { context: " building bind groups".into(), msg: e.to_string() });
+        }
+        Ok(Plan { gpu, graph, storage, buffers, nodes, _uniforms: uniforms, memory })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn memory(&self) -> &MemoryReport {
+        &self.memory
+    }
+
+    fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
+        match self.storage[self.graph.root(t).0].as_ref().expect("storage assigned") {
+            Storage::Owned(i) => &self.buffers[*i],
+            Storage::Param(p) => &p.buffer,
+        }
+    }
+
+    /// Fills graph input `t` with `data` (converted to the input's dtype).
+    pub fn write(&self, t: TensorId, data: &[f32]) -> Result<()> {
+        let info = self.graph.tensors.get(t.0).ok_or_else(|| Error::usage("unknown tensor id"))?;
+        if !matches!(info.source, Source::Input) {
+            return Err(Error::usage(format!("'{}' is not a graph input", info.name)));
+        }
+        if data.len() != info.desc.numel() {
+            return Err(Error::usage(format!(
+                "input '{}': {} values given for shape {}",
+                info.name,
+                data.len(),
+                info.desc
+            )));
+        }
+        let mut bytes = encode(info.desc.dtype, data);
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        self.gpu.queue.write_buffer(self.buffer(t), 0, &bytes);
+        Ok(())
+    }
+
+    /// Reads a graph output (or input, or weight) back as f32.
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        let info = self.graph.tensors.get(t.0).ok_or_else(|| Error::usage("unknown tensor id"))?;
+        let root = self.graph.root(t);
+        let readable = !matches!(self.graph.tensors[root.0].source, Source::Node)
+            || self.graph.outputs.iter().any(|o| self.graph.root(*o) == root);
+        if !readable {
+            return Err(Error::usage(format!(
+                "'{}' is an intermediate whose buffer is reused: mark it with Graph::output to read it, or use run_debug",
+                info.name
+            )));
+        }
+        let bytes = info.desc.bytes();
+        let raw = self.gpu.read_bytes(self.buffer(t), 0, bytes.max(4).next_multiple_of(4))?;
+        Ok(decode(info.desc.dtype, &raw[..bytes as usize]))
+    }
+
+    fn encode_nodes(&self, pass: &mut wgpu::ComputePass, range: std::ops::Range<usize>) {
+        for node in &self.nodes[range] {
+            for d in &node.dispatches {
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            }
+        }
+    }
+
+    fn submit(&self, enc: wgpu::CommandEncoder) -> Result<()> {
+        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.gpu.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu { context: " running plan".into(), msg: e.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Runs the whole graph: one encoder, one compute pass, one submit. Returns without waiting; `read`
+    /// waits for the results.
+    pub fn run(&self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
+            self.encode_nodes(&mut pass, 0..self.nodes.len());
+        }
+        self.submit(enc)
+    }
+
+    /// Runs node by node and reads every node's output back, in order.
+    pub fn run_debug(&self) -> Result<Vec<NodeDump>> {
+        let mut dumps = Vec::new();
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&node.name), timestamp_writes: None });
+                self.encode_nodes(&mut pass, i..i + 1);
+            }
+            self.submit(enc)?;
+            let desc = self.graph.desc(node.output).clone();
+            let raw = self.gpu.read_bytes(self.buffer(node.output), 0, desc.bytes().max(4).next_multiple_of(4))?;
+            let values = decode(desc.dtype, &raw[..desc.bytes() as usize]);
+            dumps.push(NodeDump { name: node.name.clone(), kind: node.op.kind(), desc, values });
+        }
+        Ok(dumps)
+    }
+
+    /// Runs the graph once with every node in its own pass and returns each node's GPU time in seconds,
+    /// from timestamp queries when the adapter has them, else from the host clock around a wait per node.
+    pub fn profile(&self) -> Result<Vec<f64>> {
+        let n = self.nodes.len();
+        if !self.gpu.caps.timestamp_query || n == 0 {
+            let mut times = Vec::new();
+            for i in 0..n {
+                let t0 = std::time::Instant::now();
+                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    self.encode_nodes(&mut pass, i..i + 1);
+                }
+                self.submit(enc)?;
+                self.gpu.wait()?;
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            return Ok(times);
+        }
+        let count = 2 * n as u32;
+        let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 8 * count as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for i in 0..n {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &qs,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            self.encode_nodes(&mut pass, i..i + 1);
+        }
+        enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+        self.submit(enc)?;
+        let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64)?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+        let period = self.gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok((0..n).map(|i| ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period).collect())
+    }
+}

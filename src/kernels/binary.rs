@@ -1,0 +1,279 @@
+//! Two-input kernels (`shaders/binary.wgsl`): broadcast add and multiply, concatenation along a dimension,
+//! and the row gather that looks up token embeddings. Each has its CPU twin below it.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{shader, ShaderSource};
+use crate::error::{Error, Result};
+use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op, Slot};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, TensorDesc};
+
+pub static SHADER: ShaderSource = shader!("binary");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    a_shift: u32,
+    b_shift: u32,
+    out_shift: u32,
+    base: u32,
+    inner: u32,
+    bn: u32,
+    rows: u32,
+    vocab: u32,
+    first: u32,
+    _pad: [u32; 2],
+}
+
+fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
+    for d in ds {
+        if d.dtype != DType::F32 {
+            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    Add,
+    Mul,
+}
+
+/// `a + b` or `a * b` where `b` broadcasts to `a`'s shape (NumPy rules) and its non-unit dimensions are
+/// one contiguous run: a bias `[C]` on `[N, C]`, a per-channel `[B, C, 1, 1]` on `[B, C, H, W]`, a scalar, or
+/// the same shape.
+pub struct Binary {
+    pub kind: BinaryKind,
+}
+
+/// For a broadcast `b` of `out`: `(inner, bn)` such that `b[(i / inner) % bn]` is the value for element `i`.
+fn broadcast_layout(a: &TensorDesc, b: &TensorDesc) -> Option<(usize, usize)> {
+    if b.rank() > a.rank() {
+        return None;
+    }
+    let pad = a.rank() - b.rank();
+    let bs: Vec<usize> = std::iter::repeat_n(1, pad).chain(b.shape.iter().copied()).collect();
+    let non_unit: Vec<usize> = (0..a.rank()).filter(|&d| bs[d] != 1).collect();
+    for &d in &non_unit {
+        if bs[d] != a.shape[d] {
+            return None;
+        }
+    }
+    let (lo, hi) = match (non_unit.first(), non_unit.last()) {
+        (Some(&lo), Some(&hi)) => (lo, hi + 1),
+        _ => return Some((1, 1)),
+    };
+    // Unit dims of b inside the run would need a strided index.
+    if (lo..hi).any(|d| bs[d] == 1 && a.shape[d] != 1) {
+        return None;
+    }
+    Some((a.shape[hi..].iter().product(), a.shape[lo..hi].iter().product()))
+}
+
+impl Op for Binary {
+    fn kind(&self) -> &'static str {
+        match self.kind {
+            BinaryKind::Add => "add",
+            BinaryKind::Mul => "mul",
+        }
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let (a, b) = (inputs[0], inputs[1]);
+        check_f32(self.kind(), &[a, b])?;
+        if broadcast_layout(a, b).is_none() {
+            return Err(Error::shape(self.kind(), format!("cannot broadcast {b} to {a}")));
+        }
+        Ok(a.clone())
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let (a, b) = (&l.inputs[0], &l.inputs[1]);
+        let (inner, bn) = broadcast_layout(a, b).expect("checked at record time");
+        let full_b = inner * bn == a.numel();
+        let entry = if self.kind == BinaryKind::Add { "add" } else { "mul" };
+        let mut out = Vec::new();
+        for (s, n) in chunks(a.numel() as u64, max_binding_elems(l.limits, DType::F32), 1) {
+            let (ba, a_shift) = Bind::elements(Slot::Input(0), a, s, n, l.limits);
+            let (bo, out_shift) = Bind::elements(Slot::Output, l.output, s, n, l.limits);
+            // A full-size b is split like a; a broadcast one is small and bound whole.
+            let (bb, b_shift, base) = if full_b {
+                let (bb, sh) = Bind::elements(Slot::Input(1), b, s, n, l.limits);
+                (bb, sh, 0)
+            } else {
+                (Bind::input(1, b), 0, s as u32)
+            };
+            let p = Params {
+                n: n as u32,
+                a_shift,
+                b_shift,
+                out_shift,
+                base,
+                inner: inner as u32,
+                bn: bn as u32,
+                ..Default::default()
+            };
+            out.push(Dispatch {
+                shader: &SHADER,
+                entry,
+                params: params(&p),
+                bindings: vec![ba, bb, bo],
+                workgroups: grid_1d(n.div_ceil(256), l.limits),
+            });
+        }
+        Ok(out)
+    }
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let (inner, bn) = broadcast_layout(descs[0], descs[1]).unwrap();
+        let b = inputs[1];
+        inputs[0]
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let y = b[(i / inner) % bn];
+                match self.kind {
+                    BinaryKind::Add => x + y,
+                    BinaryKind::Mul => x * y,
+                }
+            })
+            .collect()
+    }
+    fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
+        out.numel() as f64
+    }
+}
+
+/// Concatenation of two tensors along `dim` (UNet skip connections use dim 1).
+pub struct Concat {
+    pub dim: usize,
+}
+
+impl Concat {
+    /// `(outer, a elements per outer step, b elements per outer step)`.
+    fn layout(&self, a: &TensorDesc, b: &TensorDesc) -> (usize, usize, usize) {
+        let inner: usize = a.shape[self.dim + 1..].iter().product();
+        let outer: usize = a.shape[..self.dim].iter().product();
+        (outer, a.shape[self.dim] * inner, b.shape[self.dim] * inner)
+    }
+}
+
+impl Op for Concat {
+    fn kind(&self) -> &'static str {
+        "concat"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let (a, b) = (inputs[0], inputs[1]);
+        check_f32("concat", &[a, b])?;
+        let same_rest = a.rank() == b.rank()
+            && self.dim < a.rank()
+            && (0..a.rank()).all(|d| d == self.dim || a.shape[d] == b.shape[d]);
+        if !same_rest {
+            return Err(Error::shape("concat", format!("cannot concatenate {a} and {b} along dim {}", self.dim)));
+        }
+        let mut shape = a.shape.clone();
+        shape[self.dim] += b.shape[self.dim];
+        Ok(TensorDesc::f32(&shape))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let (_, ia, ib) = self.layout(&l.inputs[0], &l.inputs[1]);
+        let n = l.output.numel() as u64;
+        let p = Params { n: n as u32, inner: ia as u32, bn: ib as u32, ..Default::default() };
+        Ok(vec![Dispatch {
+            shader: &SHADER,
+            entry: "concat",
+            params: params(&p),
+            bindings: vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::output(l.output)],
+            workgroups: grid_1d(n.div_ceil(256), l.limits),
+        }])
+    }
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let (outer, ia, ib) = self.layout(descs[0], descs[1]);
+        let mut out = Vec::with_capacity(outer * (ia + ib));
+        for o in 0..outer {
+            out.extend_from_slice(&inputs[0][o * ia..(o + 1) * ia]);
+            out.extend_from_slice(&inputs[1][o * ib..(o + 1) * ib]);
+        }
+        out
+    }
+}
+
+/// Row gather: `table: [V, D]`, `ids: [N]` (integer values stored as f32, exact below 2^24) → `[N, D]`.
+/// Ids outside `[0, V)` give zero rows. Tables larger than one binding (CLIP's 49,408 × 1,024 in f32) are
+/// split by rows across dispatches.
+pub struct Gather;
+
+impl Op for Gather {
+    fn kind(&self) -> &'static str {
+        "gather"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let (t, ids) = (inputs[0], inputs[1]);
+        check_f32("gather", &[t, ids])?;
+        if t.rank() != 2 {
+            return Err(Error::shape("gather", format!("table must be [V, D], got {t}")));
+        }
+        let mut shape = ids.shape.clone();
+        shape.push(t.shape[1]);
+        Ok(TensorDesc::f32(&shape))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let (t, ids) = (&l.inputs[0], &l.inputs[1]);
+        let (v, d) = (t.shape[0] as u64, t.shape[1] as u64);
+        let n = l.output.numel() as u64;
+        let cap = max_binding_elems(l.limits, DType::F32) / d;
+        let mut out = Vec::new();
+        for (k, (r0, nr)) in chunks(v, cap, 1).into_iter().enumerate() {
+            let (bt, a_shift) = Bind::elements(Slot::Input(0), t, r0 * d, nr * d, l.limits);
+            let p = Params {
+                n: n as u32,
+                a_shift,
+                inner: d as u32,
+                bn: r0 as u32,
+                rows: nr as u32,
+                vocab: v as u32,
+                first: (k == 0) as u32,
+                ..Default::default()
+            };
+            out.push(Dispatch {
+                shader: &SHADER,
+                entry: "gather",
+                params: params(&p),
+                bindings: vec![bt, Bind::input(1, ids), Bind::output(l.output)],
+                workgroups: grid_1d(n.div_ceil(256), l.limits),
+            });
+        }
+        Ok(out)
+    }
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let (v, d) = (descs[0].shape[0], descs[0].shape[1]);
+        let mut out = Vec::with_capacity(inputs[1].len() * d);
+        for &id in inputs[1] {
+            if id >= 0.0 && (id as usize) < v {
+                let r = id as usize;
+                out.extend_from_slice(&inputs[0][r * d..(r + 1) * d]);
+            } else {
+                out.extend(std::iter::repeat_n(0.0, d));
+            }
+        }
+        out
+    }
+    fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
+        (inputs[1].bytes() + 2 * out.bytes()) as f64
+    }
+}
+
+impl Graph {
+    pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.op(name, Binary { kind: BinaryKind::Add }, &[a, b])
+    }
+    pub fn mul(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.op(name, Binary { kind: BinaryKind::Mul }, &[a, b])
+    }
+    pub fn concat(&mut self, name: &str, a: TensorId, b: TensorId, dim: usize) -> Result<TensorId> {
+        self.op(name, Concat { dim }, &[a, b])
+    }
+    pub fn gather(&mut self, name: &str, table: TensorId, ids: TensorId) -> Result<TensorId> {
+        self.op(name, Gather, &[table, ids])
+    }
+}

@@ -1,0 +1,44 @@
+//! The WGSL kernel library. One shader file per kernel family in `shaders/`, one Rust file per family here
+//! holding its ops (shape checks, lowering to dispatches) and their CPU twins.
+//!
+//! Conventions every shader follows (so the executor can bind any of them the same way):
+//! - `@group(0) @binding(0)` is a `var<uniform>` params struct with the shapes; shapes never appear in the
+//!   shader text, so there is one pipeline per entry point, not per shape;
+//! - bindings 1, 2, ... are the storage buffers in the order the op's `Dispatch::bindings` lists them;
+//! - workgroup ids past the end of the work are ignored (grids are rounded up and may be 2-D, see
+//!   [`grid_1d`](crate::graph::op::grid_1d));
+//! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
+
+pub mod binary;
+pub mod unary;
+
+/// A WGSL source file of the library.
+#[derive(Debug)]
+pub struct ShaderSource {
+    /// File stem in `shaders/`, also the cache key.
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// `shader!("name")` embeds `shaders/name.wgsl`; `shader!("name", with_activations)` prepends
+/// `shaders/activations.wgsl` (WGSL has no includes).
+macro_rules! shader {
+    ($name:literal) => {
+        $crate::kernels::ShaderSource { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) }
+    };
+    ($name:literal, with_activations) => {
+        $crate::kernels::ShaderSource {
+            name: $name,
+            source: concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!(concat!("../../shaders/", $name, ".wgsl"))
+            ),
+        }
+    };
+}
+pub(crate) use shader;
+
+/// Every shader file, for validation and translation tests.
+pub fn all_shaders() -> Vec<&'static ShaderSource> {
+    vec![&unary::SHADER, &binary::SHADER]
+}

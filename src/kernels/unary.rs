@@ -1,0 +1,230 @@
+//! One-input kernels without reductions (`shaders/unary.wgsl`): activations and affine maps, GEGLU and
+//! nearest 2× upsampling, with their CPU twins. All of them split tensors larger than one binding.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{shader, ShaderSource};
+use crate::error::{Error, Result};
+use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op, Slot};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, TensorDesc};
+
+pub static SHADER: ShaderSource = shader!("unary", with_activations);
+
+/// Activation functions, shared with the kernels that fuse them into an epilogue.
+/// The numeric codes match the `ACT_*` constants of `shaders/activations.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None = 0,
+    Silu = 1,
+    /// Exact GELU (erf form).
+    Gelu = 2,
+    /// GELU's tanh approximation.
+    GeluTanh = 3,
+    /// CLIP's `x * sigmoid(1.702 x)`.
+    QuickGelu = 4,
+}
+
+impl Activation {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "identity",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::QuickGelu => "quick_gelu",
+        }
+    }
+
+    /// CPU twin, computed in f64 with an exact erf.
+    pub fn apply(self, x: f32) -> f32 {
+        let v = x as f64;
+        let r = match self {
+            Activation::None => v,
+            Activation::Silu => v / (1.0 + (-v).exp()),
+            Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+            Activation::GeluTanh => 0.5 * v * (1.0 + (0.7978845608028654 * (v + 0.044715 * v * v * v)).tanh()),
+            Activation::QuickGelu => v / (1.0 + (-1.702 * v).exp()),
+        };
+        r as f32
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    x_shift: u32,
+    out_shift: u32,
+    act: u32,
+    alpha: f32,
+    beta: f32,
+    a: u32,
+    b: u32,
+}
+
+fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
+    if d.dtype != DType::F32 {
+        return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
+    }
+    Ok(())
+}
+
+/// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
+/// splitting by whole rows so each dispatch's bindings fit the device.
+fn lower_rows(l: &Lowering, entry: &'static str, in_row: u64, out_row: u64, base: Params) -> Result<Vec<Dispatch>> {
+    let x = &l.inputs[0];
+    let rows = x.numel() as u64 / in_row.max(1);
+    let cap = max_binding_elems(l.limits, DType::F32) / in_row.max(out_row);
+    if cap == 0 {
+        return Err(Error::shape(entry, format!("one row of {x} is larger than a storage binding")));
+    }
+    let mut out = Vec::new();
+    for (r0, nr) in chunks(rows, cap, 1) {
+        let (bx, x_shift) = Bind::elements(Slot::Input(0), x, r0 * in_row, nr * in_row, l.limits);
+        let (bo, out_shift) = Bind::elements(Slot::Output, l.output, r0 * out_row, nr * out_row, l.limits);
+        let n = nr * out_row;
+        let p = Params { n: n as u32, x_shift, out_shift, ..base };
+        out.push(Dispatch {
+            shader: &SHADER,
+            entry,
+            params: params(&p),
+            bindings: vec![bx, bo],
+            workgroups: grid_1d(n.div_ceil(256), l.limits),
+        });
+    }
+    Ok(out)
+}
+
+/// `out = act(alpha * x + beta)` elementwise.
+pub struct Map {
+    pub act: Activation,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Op for Map {
+    fn kind(&self) -> &'static str {
+        if self.act == Activation::None {
+            "scale"
+        } else {
+            self.act.name()
+        }
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        check_f32(self.kind(), inputs[0])?;
+        Ok(inputs[0].clone())
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let base = Params { act: self.act.code(), alpha: self.alpha, beta: self.beta, ..Default::default() };
+        lower_rows(l, "map", 1, 1, base)
+    }
+    fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        inputs[0].iter().map(|v| self.act.apply(self.alpha * v + self.beta)).collect()
+    }
+    fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
+        out.numel() as f64 * 2.0
+    }
+}
+
+/// GEGLU: `x[..., :F] * gelu(x[..., F:])` for `x: [..., 2F]`.
+pub struct Geglu;
+
+impl Op for Geglu {
+    fn kind(&self) -> &'static str {
+        "geglu"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let x = inputs[0];
+        check_f32("geglu", x)?;
+        if x.rank() == 0 || x.dim(-1) % 2 != 0 {
+            return Err(Error::shape("geglu", format!("last dimension of {x} must be even")));
+        }
+        let mut shape = x.shape.clone();
+        *shape.last_mut().unwrap() /= 2;
+        Ok(TensorDesc::f32(&shape))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let f = l.output.dim(-1) as u64;
+        lower_rows(l, "geglu", 2 * f, f, Params { a: f as u32, ..Default::default() })
+    }
+    fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
+        cpu_geglu(inputs[0], out.dim(-1))
+    }
+    fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
+        out.numel() as f64 * 20.0
+    }
+}
+
+pub fn cpu_geglu(x: &[f32], f: usize) -> Vec<f32> {
+    x.chunks_exact(2 * f)
+        .flat_map(|row| (0..f).map(move |j| row[j] * Activation::Gelu.apply(row[f + j])))
+        .collect()
+}
+
+/// Nearest-neighbour 2× upsampling of `[B, C, H, W]` (diffusers `Upsample2D` before its conv).
+pub struct UpsampleNearest2x;
+
+impl Op for UpsampleNearest2x {
+    fn kind(&self) -> &'static str {
+        "upsample_nearest2x"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let x = inputs[0];
+        check_f32(self.kind(), x)?;
+        if x.rank() != 4 {
+            return Err(Error::shape(self.kind(), format!("expects [B, C, H, W], got {x}")));
+        }
+        Ok(TensorDesc::f32(&[x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]]))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let (h, w) = (l.inputs[0].shape[2] as u64, l.inputs[0].shape[3] as u64);
+        let base = Params { a: w as u32, b: h as u32, ..Default::default() };
+        lower_rows(l, "upsample_nearest2x", h * w, 4 * h * w, base)
+    }
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let (h, w) = (descs[0].shape[2], descs[0].shape[3]);
+        cpu_upsample_nearest2x(inputs[0], h, w)
+    }
+}
+
+pub fn cpu_upsample_nearest2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() * 4);
+    for plane in x.chunks_exact(h * w) {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                out.push(plane[(oy / 2) * w + ox / 2]);
+            }
+        }
+    }
+    out
+}
+
+impl Graph {
+    pub fn activation(&mut self, name: &str, x: TensorId, act: Activation) -> Result<TensorId> {
+        self.op(name, Map { act, alpha: 1.0, beta: 0.0 }, &[x])
+    }
+    pub fn silu(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.activation(name, x, Activation::Silu)
+    }
+    pub fn gelu(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.activation(name, x, Activation::Gelu)
+    }
+    pub fn quick_gelu(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.activation(name, x, Activation::QuickGelu)
+    }
+    /// `alpha * x + beta`.
+    pub fn scale(&mut self, name: &str, x: TensorId, alpha: f32, beta: f32) -> Result<TensorId> {
+        self.op(name, Map { act: Activation::None, alpha, beta }, &[x])
+    }
+    pub fn geglu(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.op(name, Geglu, &[x])
+    }
+    pub fn upsample_nearest2x(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.op(name, UpsampleNearest2x, &[x])
+    }
+}

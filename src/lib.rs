@@ -1,0 +1,22 @@
+//! wgsd: Stable Diffusion on hand-written WGSL kernels, run through wgpu on Vulkan, Metal and DX12.
+//!
+//! Layers, bottom up:
+//! - [`gpu`]: adapter selection, device limits and features, the pipeline cache;
+//! - [`tensor`]: shapes and dtypes;
+//! - [`graph`]: recording ops, planning buffers by liveness, running a plan in one command encoder;
+//! - [`kernels`]: the WGSL kernel families with their CPU twins;
+//! - [`bench`]: kernel benchmarks at Stable Diffusion shapes.
+
+pub mod bench;
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod kernels;
+pub mod tensor;
+pub mod testing;
+
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions};
+pub use graph::plan::Plan;
+pub use graph::{Graph, Param, TensorId};
+pub use tensor::{DType, TensorDesc};

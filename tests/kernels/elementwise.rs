@@ -1,0 +1,90 @@
+use wgsd::kernels::unary::Activation;
+use wgsd::testing::{assert_close, check_graph, test_gpu, Rng};
+use wgsd::{Graph, TensorDesc};
+
+const TOL: f64 = 1e-5;
+
+#[test]
+fn activations_at_awkward_sizes() {
+    let gpu = test_gpu();
+    for (k, act) in [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu]
+        .into_iter()
+        .enumerate()
+    {
+        for n in [1usize, 7, 257, 4099] {
+            let mut g = Graph::new();
+            let x = g.input("x", TensorDesc::f32(&[n]));
+            let y = g.activation(act.name(), x, act).unwrap();
+            g.output(y);
+            let data = Rng::new(k as u64 * 100 + n as u64).vec(n, 6.0);
+            assert_close(&check_graph(&gpu, g, &[(x, data)]).unwrap(), TOL);
+        }
+    }
+}
+
+#[test]
+fn scale_geglu_upsample() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(3);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[3, 17, 2 * 41]));
+    let img = g.input("img", TensorDesc::f32(&[2, 5, 7, 9]));
+    let s = g.scale("scale", x, 0.18215, -0.5).unwrap();
+    let gg = g.geglu("geglu", x).unwrap();
+    let up = g.upsample_nearest2x("up", img).unwrap();
+    for t in [s, gg, up] {
+        g.output(t);
+    }
+    let inputs = vec![(x, rng.vec(3 * 17 * 82, 3.0)), (img, rng.vec(2 * 5 * 7 * 9, 1.0))];
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+#[test]
+fn broadcast_add_mul_concat_gather() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(5);
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::f32(&[2, 13, 5, 7]));
+    let same = g.input("same", TensorDesc::f32(&[2, 13, 5, 7]));
+    let chan = g.input("chan", TensorDesc::f32(&[2, 13, 1, 1]));
+    let bias = g.input("bias", TensorDesc::f32(&[7]));
+    let other = g.input("other", TensorDesc::f32(&[2, 3, 5, 7]));
+    let table = g.input("table", TensorDesc::f32(&[101, 19]));
+    let ids = g.input("ids", TensorDesc::f32(&[2, 9]));
+    let outs = [
+        g.add("add_same", a, same).unwrap(),
+        g.add("add_chan", a, chan).unwrap(),
+        g.mul("mul_bias", a, bias).unwrap(),
+        g.concat("concat", a, other, 1).unwrap(),
+        g.gather("gather", table, ids).unwrap(),
+    ];
+    for t in outs {
+        g.output(t);
+    }
+    let id_vals: Vec<f32> = (0..18).map(|i| ((i * 37) % 101) as f32).chain([]).collect();
+    let inputs = vec![
+        (a, rng.vec(2 * 13 * 35, 1.0)),
+        (same, rng.vec(2 * 13 * 35, 1.0)),
+        (chan, rng.vec(26, 1.0)),
+        (bias, rng.vec(7, 1.0)),
+        (other, rng.vec(2 * 3 * 35, 1.0)),
+        (table, rng.vec(101 * 19, 1.0)),
+        (ids, id_vals),
+    ];
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+#[test]
+fn bad_shapes_are_errors_naming_op_and_shapes() {
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::f32(&[2, 3, 4]));
+    let b = g.input("b", TensorDesc::f32(&[5]));
+    let err = g.add("blocks.0.add", a, b).unwrap_err().to_string();
+    assert!(err.contains("add") && err.contains("blocks.0.add") && err.contains("2×3×4") && err.contains("[5]"), "{err}");
+    let odd = g.input("odd", TensorDesc::f32(&[4, 7]));
+    let err = g.geglu("ff", odd).unwrap_err().to_string();
+    assert!(err.contains("geglu") && err.contains("4×7"), "{err}");
+    let h = g.input("h", TensorDesc::new(&[4], wgsd::DType::F16));
+    let err = g.silu("act", h).unwrap_err().to_string();
+    assert!(err.contains("dtype"), "{err}");
+}

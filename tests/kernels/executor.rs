@@ -1,0 +1,90 @@
+use wgsd::graph::op::DeviceLimits;
+use wgsd::testing::{rel_l2, test_gpu, Rng};
+use wgsd::{Graph, Param, Plan, TensorDesc};
+
+/// A chain of elementwise ops: intermediates must share buffers, results must match the CPU, and the
+/// same plan must re-run with new inputs.
+#[test]
+fn liveness_reuses_buffers_and_plan_reruns() {
+    let gpu = test_gpu();
+    let n = 1000;
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[n]));
+    let w = Param::upload(&gpu, "w", TensorDesc::f32(&[n]), &Rng::new(1).vec(n, 1.0), true).unwrap();
+    let w = g.param(&w);
+    let mut h = x;
+    for i in 0..10 {
+        h = g.silu(&format!("act{i}"), h).unwrap();
+        h = g.add(&format!("add{i}"), h, w).unwrap();
+    }
+    g.output(h);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    let mem = plan.memory().clone();
+    println!("{mem}");
+    assert!(mem.pool_buffers <= 2, "a chain needs two ping-pong buffers, got {}", mem.pool_buffers);
+    assert!(mem.intermediates < mem.intermediates_unshared / 4);
+    for seed in [10, 11] {
+        let data = Rng::new(seed).vec(n, 2.0);
+        let want = plan.graph().eval_cpu(&[(x, &data)]).unwrap()[h.index()].clone().unwrap();
+        plan.write(x, &data).unwrap();
+        plan.run().unwrap();
+        let got = plan.read(h).unwrap();
+        assert!(rel_l2(&got, &want) < 1e-5);
+    }
+    // Debug mode reads back every node, by name.
+    let dumps = plan.run_debug().unwrap();
+    assert_eq!(dumps.len(), 20);
+    assert_eq!(dumps[3].name, "add1");
+    let times = plan.profile().unwrap();
+    assert_eq!(times.len(), 20);
+    assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0));
+}
+
+#[test]
+fn intermediates_cannot_be_read_and_inputs_are_checked() {
+    let gpu = test_gpu();
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[8]));
+    let a = g.silu("a", x).unwrap();
+    let b = g.silu("b", a).unwrap();
+    g.output(b);
+    let plan = Plan::new(gpu, g).unwrap();
+    assert!(plan.write(x, &[0.0; 7]).unwrap_err().to_string().contains("7 values"));
+    assert!(plan.read(a).unwrap_err().to_string().contains("intermediate"));
+}
+
+/// An op whose binding exceeds the device limit and cannot be split is refused when planning, naming the
+/// op and the shapes.
+#[test]
+fn unsplittable_binding_over_limit_is_an_error() {
+    let gpu = test_gpu();
+    let limit = gpu.limits.max_storage_buffer_binding_size;
+    // concat does not split: two halves each just over half the limit make an output over it.
+    let half = (limit / 4 / 2 + 1024) as usize;
+    if (2 * half * 4) as u64 > gpu.limits.max_buffer_size {
+        return;
+    }
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::f32(&[1, half]));
+    let b = g.input("b", TensorDesc::f32(&[1, half]));
+    let c = g.concat("cat", a, b, 1).unwrap();
+    g.output(c);
+    let err = Plan::new(gpu, g).err().expect("over-limit binding must be refused").to_string();
+    assert!(err.contains("concat 'cat'") && err.contains("max_storage_buffer_binding_size"), "{err}");
+}
+
+/// Splitting logic can be checked without a GPU: lower an op under tiny limits.
+#[test]
+fn elementwise_ops_split_under_small_limits() {
+    use wgsd::graph::op::{Lowering, Op};
+    let limits = DeviceLimits { max_binding: 4096, offset_align: 256, max_workgroups: 65535 };
+    let x = TensorDesc::f32(&[10_000]);
+    let op = wgsd::kernels::unary::Map { act: wgsd::kernels::unary::Activation::Silu, alpha: 1.0, beta: 0.0 };
+    let ds = op.lower(&Lowering { inputs: &[x.clone()], output: &x, limits: &limits }).unwrap();
+    assert!(ds.len() >= 3);
+    for d in &ds {
+        for b in &d.bindings {
+            assert!(b.size <= 4096 && b.offset % 256 == 0);
+        }
+    }
+}

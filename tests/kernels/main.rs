@@ -1,0 +1,6 @@
+//! GPU kernel tests: every kernel against its CPU twin, on random inputs of awkward sizes and at real
+//! Stable Diffusion shapes. One test binary (one link) for all families; each family is a module.
+//! They run on whatever adapter wgpu picks (lavapipe on CI) and fail, not skip, without one.
+
+mod elementwise;
+mod executor;
