@@ -88,3 +88,20 @@ fn bad_shapes_are_errors_naming_op_and_shapes() {
     let err = g.silu("act", h).unwrap_err().to_string();
     assert!(err.contains("dtype"), "{err}");
 }
+
+#[test]
+fn timestep_embedding_matches_diffusers_formula() {
+    use wgsd::kernels::embedding::TimestepEmbedding;
+    let gpu = test_gpu();
+    // SD's UNet: dim 320, flip, shift 0; also odd dims, shift 1 and a non-unit scale.
+    for (dim, flip, shift, scale) in [(320, true, 0.0, 1.0), (33, false, 1.0, 1.0), (8, true, 1.0, 2.5), (1281, false, 0.0, 1.0)] {
+        let mut g = Graph::new();
+        let t = g.input("t", TensorDesc::f32(&[5]));
+        let mut emb = TimestepEmbedding::new(dim, flip, shift);
+        emb.scale = scale;
+        let e = g.timestep_embedding("time_proj", t, emb).unwrap();
+        g.output(e);
+        let ts = vec![999.0, 981.0, 500.0, 1.0, 0.0];
+        assert_close(&check_graph(&gpu, g, &[(t, ts)]).unwrap(), TOL);
+    }
+}
