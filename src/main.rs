@@ -29,6 +29,12 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Check wgsd against a folder of diffusers-made reference fixtures; one line per case.
+    Verify {
+        /// Fixture folder (default: $WGSD_FIXTURES or ../shared/fixtures/tiny).
+        #[arg(long)]
+        fixtures: Option<std::path::PathBuf>,
+    },
     /// Generate an image from a prompt (txt2img).
     Generate {
         /// Diffusers model folder or Hugging Face repo id.
@@ -76,6 +82,22 @@ fn run(cli: Cli) -> Result<(), String> {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let bo = BenchOptions { quick, reps: reps.unwrap_or(if quick { 1 } else { 3 }), filter };
             run_kernels(&gpu, &bo).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        Command::Verify { fixtures } => {
+            let dir = fixtures.unwrap_or_else(wgsd::fixtures::dir);
+            if !dir.exists() {
+                return Err(format!("fixture folder {} does not exist", dir.display()));
+            }
+            let results = wgsd::verify::run_all(&dir).map_err(|e| e.to_string())?;
+            for r in &results {
+                println!("{}", r.line());
+            }
+            let failed = results.iter().filter(|r| !r.passed).count();
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            if failed > 0 || results.is_empty() {
+                return Err(if results.is_empty() { "no cases found".into() } else { format!("{failed} case(s) failed") });
+            }
             Ok(())
         }
         Command::Generate { .. } => Err(

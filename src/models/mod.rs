@@ -1,0 +1,4 @@
+//! Stable Diffusion's networks, built on the engine's ops and loaded from diffusers folders.
+
+pub mod tokenizer;
+pub mod weights;
