@@ -32,7 +32,10 @@ fn scale_geglu_upsample() {
     let s = g.scale("scale", x, 0.18215, -0.5).unwrap();
     let gg = g.geglu("geglu", x).unwrap();
     let up = g.upsample_nearest2x("up", img).unwrap();
-    for t in [s, gg, up] {
+    let tr = g.transpose("transpose", x).unwrap();
+    let img_tokens = g.reshape(img, &[2, 5, 63]).unwrap();
+    let tr_img = g.transpose("to_tokens", img_tokens).unwrap();
+    for t in [s, gg, up, tr, tr_img] {
         g.output(t);
     }
     let inputs = vec![(x, rng.vec(3 * 17 * 82, 3.0)), (img, rng.vec(2 * 5 * 7 * 9, 1.0))];
