@@ -117,10 +117,12 @@ pub fn candidates(key: &str) -> Vec<String> {
     out
 }
 
-/// The weights of one model component, possibly spread over several files (sharded checkpoints).
+/// The weights of one model component, possibly spread over several files (sharded checkpoints), or
+/// seeded random values of the right shapes (real-size benchmarks and limit checks without downloads).
 pub struct Weights {
     files: Vec<WeightFile>,
     index: HashMap<String, usize>,
+    random_seed: Option<u64>,
 }
 
 impl Weights {
@@ -132,7 +134,27 @@ impl Weights {
                 index.insert(n, i);
             }
         }
-        Ok(Weights { files, index })
+        Ok(Weights { files, index, random_seed: None })
+    }
+
+    /// Random weights for any key asked: uniform in ±1/√fan_in for matrices and kernels, ones (plus a
+    /// little noise) for norm scales, small values for biases, so activations stay in a realistic range.
+    pub fn random(seed: u64) -> Weights {
+        Weights { files: Vec::new(), index: HashMap::new(), random_seed: Some(seed) }
+    }
+
+    fn random_tensor(seed: u64, key: &str, shape: &[usize]) -> Vec<f32> {
+        let h = key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let mut rng = crate::testing::Rng::new(h);
+        let n: usize = shape.iter().product();
+        if shape.len() >= 2 {
+            let fan_in: usize = shape[1..].iter().product();
+            rng.vec(n, 1.0 / (fan_in as f32).sqrt())
+        } else if key.ends_with("weight") {
+            rng.vec(n, 0.1).into_iter().map(|v| 1.0 + v).collect()
+        } else {
+            rng.vec(n, 0.02)
+        }
     }
 
     fn file_label(&self) -> String {
@@ -140,7 +162,7 @@ impl Weights {
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        candidates(key).iter().any(|k| self.index.contains_key(k))
+        self.random_seed.is_some() || candidates(key).iter().any(|k| self.index.contains_key(k))
     }
 
     /// Shape stored for `key` (after aliases), if present.
@@ -151,6 +173,9 @@ impl Weights {
     /// The tensor `key` as f32, which must have shape `expected` (a `(C, C, 1, 1)` tensor is accepted for an
     /// expected `(C, C)`).
     pub fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if let Some(seed) = self.random_seed {
+            return Ok(Self::random_tensor(seed, key, expected));
+        }
         let names = candidates(key);
         let Some((name, &fi)) = names.iter().find_map(|k| self.index.get_key_value(k)) else {
             let tried = if names.len() > 1 { format!(" (also tried {})", names[1..].join(", ")) } else { String::new() };
