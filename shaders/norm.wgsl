@@ -78,6 +78,36 @@ fn combine(first: u32, count: u32, stride: u32) -> vec3<f32> {
     return vec3<f32>(n, mean, q);
 }
 
+// Statistics of x[start + i·stride] − shift for i·stride < n, relative to shift. Batches of 8 values: exact
+// two-pass statistics of the batch in registers merged into the running ones (one division per batch, 8
+// independent loads in flight); Welford's update for the tail.
+fn strided_stats(start: u32, n: u32, stride: u32, shift: f32) -> vec3<f32> {
+    var acc = vec3<f32>(0.0);
+    var i = 0u;
+    for (; i + 7u * stride < n; i += 8u * stride) {
+        var v: array<f32, 8>;
+        var s = 0.0;
+        for (var t = 0u; t < 8u; t++) {
+            v[t] = x[start + i + t * stride] - shift;
+            s += v[t];
+        }
+        let mb = s * 0.125;
+        var qb = 0.0;
+        for (var t = 0u; t < 8u; t++) {
+            let e = v[t] - mb;
+            qb += e * e;
+        }
+        let nn = acc.x + 8.0;
+        let d = mb - acc.y;
+        let f = 8.0 / nn;
+        acc = vec3<f32>(nn, acc.y + d * f, acc.z + qb + d * d * acc.x * f);
+    }
+    for (; i < n; i += stride) {
+        acc = welford(acc, x[start + i] - shift);
+    }
+    return acc;
+}
+
 fn store_partial(lid: u32, acc: vec3<f32>) {
     sh_n[lid] = acc.x;
     sh_m[lid] = acc.y;
@@ -85,8 +115,8 @@ fn store_partial(lid: u32, acc: vec3<f32>) {
 }
 
 // One workgroup reduces one chunk (≤ p.chunk elements) of one group block to a partial (K, n, md, M2).
-// Threads read with a stride of WG (coalesced) and reduce serially; then two barriers only: 16 threads
-// combine 16 partials each, thread 0 combines those 16.
+// Threads read with a stride of WG (coalesced) and reduce serially; then one barrier, and thread 0 combines
+// the 256 partials (cheaper than a tree of barriers on lavapipe, negligible on a GPU next to the chunk).
 @compute @workgroup_size(256)
 fn gn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -99,19 +129,11 @@ fn gn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let n = min(p.chunk, p.count - c0);
     let base = p.x_shift + u * p.len + c0;
     let shift = x[base];
-    var acc = vec3<f32>(0.0);
-    for (var i = lid; i < n; i += WG) {
-        acc = welford(acc, x[base + i] - shift);
-    }
+    let acc = strided_stats(base + lid, n - min(lid, n), WG, shift);
     store_partial(lid, acc);
     workgroupBarrier();
-    // Thread t < 16 overwrites slot 16·t only, inside the range it alone reads.
-    if (lid < 16u) {
-        store_partial(lid * 16u, combine(lid * 16u, 16u, 1u));
-    }
-    workgroupBarrier();
     if (lid == 0u) {
-        let r = combine(0u, 16u, 16u);
+        let r = combine(0u, WG, 1u);
         let slot = 4u * (p.unit0 + u * p.parts + k);
         dst[slot] = shift;
         dst[slot + 1u] = r.x;
@@ -163,6 +185,7 @@ fn gn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (blk * p.parts >= p.units) { return; }
     let n = min(p.chunk, p.count - c0);
     let u_end = min(blk * p.parts + p.parts, p.units);
+    let act = p.act;
     for (var u = blk * p.parts; u < u_end; u++) {
         let plane = p.unit0 + u;
         let c = plane % p.channels;
@@ -176,92 +199,112 @@ fn gn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         let t = b - in1[g + 1u] * a;
         let xb = p.x_shift + u * p.len + c0;
         let ob = p.out_shift + u * p.len + c0;
-        for (var i = lid3.x; i < n; i += WG) {
-            dst[ob + i] = activate((x[xb + i] - shift) * a + t, p.act);
+        // The activation switch is hoisted out of the loop for the common cases.
+        if (act == ACT_SILU) {
+            for (var i = lid3.x; i < n; i += WG) {
+                dst[ob + i] = silu((x[xb + i] - shift) * a + t);
+            }
+        } else if (act == ACT_NONE) {
+            for (var i = lid3.x; i < n; i += WG) {
+                dst[ob + i] = (x[xb + i] - shift) * a + t;
+            }
+        } else {
+            for (var i = lid3.x; i < n; i += WG) {
+                dst[ob + i] = activate((x[xb + i] - shift) * a + t, act);
+            }
         }
     }
 }
 
-// LayerNorm over rows of p.len elements: p.chunk threads per row, WG / p.chunk rows per workgroup, one
-// barrier per workgroup. y = ((x − K) − md) · rstd · w[j] + b[j].
+// Row kernels (layer_norm, softmax): p.chunk threads per row (a power of two, 1 to 64), WG / p.chunk rows per
+// workgroup, so a workgroup's one or two barriers serve many rows. Each pass re-reads the row (from cache on a
+// GPU): keeping it in a private array measured slower on lavapipe, where every array access costs alike.
+struct Row {
+    live: bool,
+    lane: u32,
+    first: u32,   // local id of the row's first thread
+    start: u32,   // the row's first element in x
+    ostart: u32,  // ... in dst
+}
+
+fn row_of(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Row {
+    let tpr = p.chunk;
+    let lane = lid % tpr;
+    let r = (wg.x + wg.y * nwg.x) * (WG / tpr) + lid / tpr;
+    return Row(r < p.units, lane, lid - lane, p.x_shift + r * p.len, p.out_shift + r * p.len);
+}
+
+// LayerNorm: y = ((x − K) − md) · rstd · w[j] + b[j], one barrier per workgroup.
 @compute @workgroup_size(256)
 fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let tpr = p.chunk;
-    let lane = lid % tpr;
-    let r = (wg.x + wg.y * nwg.x) * (WG / tpr) + lid / tpr;
-    let live = r < p.units;
-    let row = p.x_shift + r * p.len;
+    let rw = row_of(wg, nwg, lid);
     var shift = 0.0;
     var acc = vec3<f32>(0.0);
-    if (live) {
-        shift = x[row];
-        for (var j = lane; j < p.len; j += tpr) {
-            acc = welford(acc, x[row + j] - shift);
-        }
+    if (rw.live) {
+        shift = x[rw.start];
+        acc = strided_stats(rw.start + rw.lane, p.len - min(rw.lane, p.len), tpr, shift);
     }
     store_partial(lid, acc);
     workgroupBarrier();
-    let st = combine(lid - lane, tpr, 1u);
-    if (!live) { return; }
+    let st = combine(rw.first, tpr, 1u);
+    if (!rw.live) { return; }
     let md = st.y;
     let rstd = inverseSqrt(st.z / st.x + p.eps);
     let has_w = (p.flags & 1u) != 0u;
     let has_b = (p.flags & 2u) != 0u;
-    let orow = p.out_shift + r * p.len;
-    for (var j = lane; j < p.len; j += tpr) {
-        var y = ((x[row + j] - shift) - md) * rstd;
+    for (var j = rw.lane; j < p.len; j += tpr) {
+        var y = ((x[rw.start + j] - shift) - md) * rstd;
         if (has_w) { y *= in1[j]; }
         if (has_b) { y += in2[j]; }
-        dst[orow + j] = y;
+        dst[rw.ostart + j] = y;
     }
 }
 
-// Softmax of p.scale · x over rows of p.len elements, laid out like layer_norm. The exponent is computed as
-// (x − x*) · scale with x* the element that maximises scale · x, so no rounding of scale · x at |x| ≫ 1 leaks
-// into it. exp is evaluated once per element: stored, then rescaled by 1 / Σ in place.
+// Softmax of p.scale · x in one reduction (one barrier per workgroup): each thread keeps the running
+// maximiser m of scale · x and s = Σ exp((x − m) · scale), rescaling s when m changes; the row's threads then
+// merge their (m, s). Exponents are formed as (x − m) · scale, differences of inputs, so no rounding of
+// scale · x at |x| ≫ 1 leaks into them. Two exps per element: one in the reduction, one for the output.
 @compute @workgroup_size(256)
 fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let tpr = p.chunk;
-    let lane = lid % tpr;
-    let r = (wg.x + wg.y * nwg.x) * (WG / tpr) + lid / tpr;
-    let live = r < p.units;
-    let row = p.x_shift + r * p.len;
-    let orow = p.out_shift + r * p.len;
-    let sgn = select(-1.0, 1.0, p.scale >= 0.0);
-    var m = -F32_MAX;
-    if (live) {
-        for (var j = lane; j < p.len; j += tpr) {
-            m = max(m, sgn * x[row + j]);
+    let rw = row_of(wg, nwg, lid);
+    let sc = p.scale;
+    let sgn = select(-1.0, 1.0, sc >= 0.0);
+    var m = 0.0;
+    var s = 0.0;
+    if (rw.live && rw.lane < p.len) {
+        m = x[rw.start + rw.lane];
+        s = 1.0;
+        for (var j = rw.lane + tpr; j < p.len; j += tpr) {
+            let v = x[rw.start + j];
+            let big = sgn * v > sgn * m;
+            // exp of minus the gap: rescales s when v is the new maximiser, else is v's own term.
+            let e = exp(-abs((v - m) * sc));
+            s = select(s + e, s * e + 1.0, big);
+            m = select(m, v, big);
         }
     }
     sh_m[lid] = m;
-    workgroupBarrier();
-    let first = lid - lane;
-    for (var j = 0u; j < tpr; j++) {
-        m = max(m, sh_m[first + j]);
-    }
-    let xm = sgn * m;
-    var s = 0.0;
-    if (live) {
-        for (var j = lane; j < p.len; j += tpr) {
-            let e = exp((x[row + j] - xm) * p.scale);
-            dst[orow + j] = e;
-            s += e;
-        }
-    }
     sh_n[lid] = s;
     workgroupBarrier();
-    s = 0.0;
+    if (!rw.live) { return; }
+    var mm = m;
     for (var j = 0u; j < tpr; j++) {
-        s += sh_n[first + j];
+        let i = rw.first + j;
+        if (sh_n[i] > 0.0 && sgn * sh_m[i] > sgn * mm) { mm = sh_m[i]; }
     }
-    if (!live) { return; }
-    let inv = 1.0 / s;
-    for (var j = lane; j < p.len; j += tpr) {
-        dst[orow + j] *= inv;
+    var total = 0.0;
+    for (var j = 0u; j < tpr; j++) {
+        let i = rw.first + j;
+        total += sh_n[i] * exp(-abs((sh_m[i] - mm) * sc));
+    }
+    let inv = 1.0 / total;
+    for (var j = rw.lane; j < p.len; j += tpr) {
+        dst[rw.ostart + j] = exp((x[rw.start + j] - mm) * sc) * inv;
     }
 }

@@ -23,7 +23,7 @@ pub static SHADER: ShaderSource = shader!("norm", with_activations);
 const WG: u64 = 256;
 /// Most elements one `gn_stats` workgroup reduces. Fixed at record time: the statistics tensor has one
 /// slot per chunk. 64 KiB, far below any device's binding limit (WebGPU guarantees 128 MiB).
-pub const STATS_CHUNK: u64 = 16384;
+pub const STATS_CHUNK: u64 = 32768;
 /// Elements one `gn_apply` workgroup normalises (planes smaller than this are packed several per workgroup).
 const APPLY_CHUNK: u64 = 4096;
 
@@ -382,10 +382,13 @@ pub fn cpu_group_norm(
 // ---------------------------------------------------------------------------------------------------------
 // Row ops: LayerNorm and softmax over the last dimension
 
-/// Threads per row: enough that each thread has a few dozen elements, few enough that a workgroup holds many
-/// rows (one barrier per workgroup is what costs on lavapipe).
+/// Threads per row: a power of two (1 to 64) giving each thread at least 64 elements. Short rows (softmax over
+/// 77 keys) get a thread each: no combining at all. Each thread reducing many elements serially and few
+/// threads per row keep the per-row combine and the workgroup's barrier cheap, which is what costs on
+/// lavapipe; on a GPU, rows of a few hundred elements still get several threads, reading with stride tpr.
 fn threads_per_row(len: u64) -> u64 {
-    (len / 64).next_power_of_two().clamp(8, 64)
+    let t = (len / 64).max(1);
+    (1u64 << (63 - t.leading_zeros())).min(64)
 }
 
 fn check_rows(op: &str, x: &TensorDesc) -> Result<()> {

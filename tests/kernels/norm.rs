@@ -303,6 +303,8 @@ fn bench_norm_bandwidth() {
     // The elementwise `scale` kernel on the same tensor is the copy-like baseline (read once, write once).
     let cases: Vec<(&str, Vec<usize>)> = vec![
         ("scale (baseline)", vec![2, 320, 64, 64]),
+        ("group_norm_stats", vec![2, 320, 64, 64]),
+        ("group_norm", vec![2, 320, 64, 64]),
         ("group_norm+silu", vec![2, 320, 64, 64]),
         ("layer_norm", vec![2, 4096, 320]),
         ("softmax", vec![2, 8, 4096, 77]),
@@ -316,11 +318,13 @@ fn bench_norm_bandwidth() {
         }
         let mut g = Graph::new();
         let x = g.input("x", TensorDesc::f32(&shape));
-        let c = if kind == "group_norm+silu" { shape[1] } else { *shape.last().unwrap() };
+        let c = if kind.starts_with("group_norm") { shape[1] } else { *shape.last().unwrap() };
         let w = g.input("w", TensorDesc::f32(&[c]));
         let b = g.input("b", TensorDesc::f32(&[c]));
         let y = match kind {
             "group_norm+silu" => g.group_norm("gn", x, 32, 1e-5, Some(w), Some(b), true).unwrap(),
+            "group_norm" => g.group_norm("gn", x, 32, 1e-5, Some(w), Some(b), false).unwrap(),
+            "group_norm_stats" => g.op("gn.stats", GroupNormStats { groups: 32, eps: 1e-5 }, &[x]).unwrap(),
             "layer_norm" => g.layer_norm("ln", x, 1e-5, Some(w), Some(b)).unwrap(),
             "scale (baseline)" => g.scale("scale", x, 1.5, 0.5).unwrap(),
             _ => g.softmax("sm", x, 0.125).unwrap(),
@@ -329,7 +333,7 @@ fn bench_norm_bandwidth() {
         let plan = Plan::new(gpu.clone(), g).unwrap();
         let n = numel(&shape);
         plan.write(x, &data(1, n, 2.0, 0.0)).unwrap();
-        if !kind.starts_with("scale") {
+        if kind.starts_with("group_norm") || kind == "layer_norm" {
             plan.write(w, &data(2, c, 1.0, 1.0)).unwrap();
             plan.write(b, &data(3, c, 1.0, 0.0)).unwrap();
         }
@@ -342,10 +346,25 @@ fn bench_norm_bandwidth() {
                 *b = b.min(t);
             }
         }
+        // Process CPU time per run (lavapipe's threads included): on a CPU adapter this is steadier than the
+        // timestamps when other work shares the cores.
+        let cpu = cpu_seconds().map(|t0| {
+            let mut runs = 0;
+            while runs < 3 || (cpu_seconds().unwrap() - t0 < 1.0 && runs < 20) {
+                plan.run().unwrap();
+                gpu.wait().unwrap();
+                runs += 1;
+            }
+            (cpu_seconds().unwrap() - t0) / runs as f64
+        });
         let total: f64 = best.iter().sum();
         let tensor = (n * 4) as f64;
         // Minimum traffic: read x, write y (2×); this design reads x twice (statistics, apply) for group-norm.
-        let moved = if kind == "group_norm+silu" { 3.0 * tensor } else { 2.0 * tensor };
+        let moved = match kind {
+            "group_norm" | "group_norm+silu" => 3.0 * tensor,
+            "group_norm_stats" => tensor,
+            _ => 2.0 * tensor,
+        };
         let per_node: Vec<String> = plan
             .graph()
             .nodes()
@@ -354,13 +373,23 @@ fn bench_norm_bandwidth() {
             .map(|(nd, t)| format!("{} {:.2} ms", nd.op.kind(), t * 1e3))
             .collect();
         println!(
-            "{kind:16} {:>18}: {:8.2} ms  {:6.2} GB/s moved ({:.0}× tensor), {:6.2} GB/s of in+out  [{}]",
+            "{kind:16} {:>18}: {:8.2} ms  {:6.2} GB/s moved ({:.0}× tensor), {:6.2} GB/s of in+out  [{}]{}",
             format!("{shape:?}"),
             total * 1e3,
             moved / total / 1e9,
             moved / tensor,
             2.0 * tensor / total / 1e9,
-            per_node.join(", ")
+            per_node.join(", "),
+            cpu.map_or(String::new(), |c| format!("; CPU time {:.1} ms/run", c * 1e3)),
         );
     }
+}
+
+/// User + system CPU time of this process (all threads), from /proc (Linux only).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
