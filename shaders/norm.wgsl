@@ -263,6 +263,11 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
+// (a − b) · scale, and 0 for a == b so that masked entries (−inf, −inf) give 0, not NaN.
+fn gap(a: f32, b: f32, scale: f32) -> f32 {
+    return select((a - b) * scale, 0.0, a == b);
+}
+
 // Softmax of p.scale · x in one reduction (one barrier per workgroup): each thread keeps the running
 // maximiser m of scale · x and s = Σ exp((x − m) · scale), rescaling s when m changes; the row's threads then
 // merge their (m, s). Exponents are formed as (x − m) · scale, differences of inputs, so no rounding of
@@ -284,7 +289,7 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
             let v = x[rw.start + j];
             let big = sgn * v > sgn * m;
             // exp of minus the gap: rescales s when v is the new maximiser, else is v's own term.
-            let e = exp(-abs((v - m) * sc));
+            let e = exp(-abs(gap(v, m, sc)));
             s = select(s + e, s * e + 1.0, big);
             m = select(m, v, big);
         }
@@ -301,7 +306,7 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     var total = 0.0;
     for (var j = 0u; j < tpr; j++) {
         let i = rw.first + j;
-        total += sh_n[i] * exp(-abs((sh_m[i] - mm) * sc));
+        total += sh_n[i] * exp(-abs(gap(sh_m[i], mm, sc)));
     }
     let inv = 1.0 / total;
     for (var j = rw.lane; j < p.len; j += tpr) {

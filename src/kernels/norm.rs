@@ -22,7 +22,7 @@ pub static SHADER: ShaderSource = shader!("norm", with_activations);
 /// Workgroup size of every entry point.
 const WG: u64 = 256;
 /// Most elements one `gn_stats` workgroup reduces. Fixed at record time: the statistics tensor has one
-/// slot per chunk. 64 KiB, far below any device's binding limit (WebGPU guarantees 128 MiB).
+/// slot per chunk. 128 KiB (128 elements per thread), far below any binding limit (WebGPU guarantees 128 MiB).
 pub const STATS_CHUNK: u64 = 32768;
 /// Elements one `gn_apply` workgroup normalises (planes smaller than this are packed several per workgroup).
 const APPLY_CHUNK: u64 = 4096;
@@ -136,7 +136,7 @@ fn check_group_norm(x: &TensorDesc, groups: usize, w: Option<&TensorDesc>, b: Op
         return Err(Error::shape(op, format!("expects a non-empty [B, C, *spatial], got {x}")));
     }
     let c = x.shape[1];
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         return Err(Error::shape(op, format!("channels C = {c} of {x} are not divisible into {groups} groups")));
     }
     if x.numel() as u64 > u32::MAX as u64 {

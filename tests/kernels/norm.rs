@@ -114,6 +114,18 @@ fn softmax_awkward_rows_scales_and_offsets() {
             c.g.output(z);
         }
     }
+    // Masked entries (−inf, as a causal mask adds): at the start of a row, in runs, everywhere but one place.
+    let mut masked = data(99, 6 * 300, 3.0, 0.0);
+    for (i, v) in masked.iter_mut().enumerate() {
+        let (r, j) = (i / 300, i % 300);
+        if j > 50 * r + 7 || (r == 5 && j != 123) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    let xm = c.g.input("masked", TensorDesc::f32(&[6, 300]));
+    c.inputs.push((xm, masked));
+    let y = c.g.softmax("softmax_masked", xm, 0.125).unwrap();
+    c.g.output(y);
     c.check(&gpu);
 }
 
@@ -223,7 +235,7 @@ fn splitting_under_tiny_limits_without_gpu() {
         let x = TensorDesc::f32(&shape);
         let what = format!("group_norm {x} / {groups}");
         let lay = GnLayout::new(&x, groups);
-        let (ds, stats) = lower(&GroupNormStats { groups, eps: 1e-5 }, &[x.clone()]);
+        let (ds, stats) = lower(&GroupNormStats { groups, eps: 1e-5 }, std::slice::from_ref(&x));
         let ds = ds.unwrap();
         check_bindings(&what, &ds, &limits);
         check_coverage(&what, &ds, "gn_stats", Slot::Input(0), x.bytes());
@@ -243,23 +255,23 @@ fn splitting_under_tiny_limits_without_gpu() {
         (&Softmax { scale: 0.125 }, vec![2, 8, 4096, 77]),
     ] {
         let x = TensorDesc::f32(&shape);
-        let (ds, _) = lower(op, &[x.clone()]);
+        let (ds, _) = lower(op, std::slice::from_ref(&x));
         let ds = ds.unwrap();
         check_bindings(op.kind(), &ds, &limits);
         check_coverage(op.kind(), &ds, ds[0].entry, Slot::Output, x.bytes());
         assert!(ds.len() >= 10);
     }
-    // A binding smaller than one statistics chunk (64 KiB) is refused with an error naming op and limit.
+    // A binding smaller than one statistics chunk (128 KiB) is refused with an error naming op and limit.
     let small = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535 };
     let x = TensorDesc::f32(&[1, 64, 64, 64]);
     let op = GroupNormStats { groups: 1, eps: 1e-5 };
     let out = op.infer(&[&x]).unwrap();
-    let err = op.lower(&Lowering { inputs: &[x.clone()], output: &out, limits: &small }).unwrap_err().to_string();
+    let err = op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &out, limits: &small }).unwrap_err().to_string();
     assert!(err.contains("group_norm_stats") && err.contains("max_storage_buffer_binding_size"), "{err}");
     // A LayerNorm row larger than a binding likewise.
     let x = TensorDesc::f32(&[2, 20000]);
     let op = LayerNorm { eps: 1e-5, has_weight: false, has_bias: false };
-    let err = op.lower(&Lowering { inputs: &[x.clone()], output: &x, limits: &small }).unwrap_err().to_string();
+    let err = op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &x, limits: &small }).unwrap_err().to_string();
     assert!(err.contains("layer_norm") && err.contains("f32[2×20000]"), "{err}");
 }
 
