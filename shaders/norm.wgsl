@@ -1,9 +1,10 @@
 // Normalisation family: GroupNorm (a statistics pass, a finalize and an apply), LayerNorm and softmax over the
 // last dimension. Entry points: gn_stats, gn_finalize, gn_apply, layer_norm, softmax.
 //
-// Statistics are f32 and numerically stable: each thread runs Welford's update over its elements and the
-// partial results are combined with the exact parallel formula (Chan et al.): n = Σ nᵢ, mean = Σ nᵢ·meanᵢ / n,
-// M2 = Σ M2ᵢ + Σ nᵢ·(meanᵢ − mean)², never E[x²] − E[x]². Values are taken relative to a shift K, an element of
+// Statistics are f32 and numerically stable, never E[x²] − E[x]²: each thread reduces its elements serially
+// (exact two-pass statistics of batches of 8 held in registers, Welford's update for the tail) and partial
+// results (n, mean, M2) are combined with the exact parallel formula (Chan et al.): n = Σ nᵢ,
+// mean = Σ nᵢ·meanᵢ / n, M2 = Σ M2ᵢ + Σ nᵢ·(meanᵢ − mean)². Values are taken relative to a shift K, an element of
 // the data (the first of the chunk or row), and the mean is kept as K + md with md small: (x − K) − md stays
 // exact to a few ulps of the spread even when |mean| ≫ std (1000 + noise), where a plain f32 mean would
 // already be off by ulp(1000) ≈ 6e-5.
@@ -116,7 +117,7 @@ fn store_partial(lid: u32, acc: vec3<f32>) {
 
 // One workgroup reduces one chunk (≤ p.chunk elements) of one group block to a partial (K, n, md, M2).
 // Threads read with a stride of WG (coalesced) and reduce serially; then one barrier, and thread 0 combines
-// the 256 partials (cheaper than a tree of barriers on lavapipe, negligible on a GPU next to the chunk).
+// the 256 partials (on lavapipe as fast as a 16 × 16 tree, which needs a second barrier).
 @compute @workgroup_size(256)
 fn gn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -298,8 +299,8 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     sh_n[lid] = s;
     workgroupBarrier();
     if (!rw.live) { return; }
-    var mm = m;
-    for (var j = 0u; j < tpr; j++) {
+    var mm = sh_m[rw.first];   // lane 0 always has elements (tpr ≤ len)
+    for (var j = 1u; j < tpr; j++) {
         let i = rw.first + j;
         if (sh_n[i] > 0.0 && sgn * sh_m[i] > sgn * mm) { mm = sh_m[i]; }
     }
