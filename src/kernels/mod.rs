@@ -11,6 +11,7 @@
 
 pub mod binary;
 pub mod embedding;
+pub mod norm;
 pub mod unary;
 
 /// A WGSL source file of the library.
@@ -41,7 +42,7 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER]
+    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER]
 }
 
 /// Benchmark rows of the kernel families beyond the elementwise ones (see `crate::bench`).
