@@ -63,7 +63,7 @@ fn input(g: &mut Graph, name: &str, shape: &[usize]) -> TensorId {
 pub fn cases(quick: bool) -> Vec<Case> {
     let s = if quick { 4 } else { 1 }; // spatial divisor per side for the big activations
     let hw = 64 / s;
-    let mut v = vec![
+    let v = vec![
         Case::new("silu", format!("2×320×{hw}×{hw}"), move |g| {
             let x = input(g, "x", &[2, 320, hw, hw]);
             g.silu("silu", x)
@@ -91,8 +91,27 @@ pub fn cases(quick: bool) -> Vec<Case> {
             let ids = input(g, "ids", &[77]);
             g.gather("emb", t, ids)
         }),
+        Case::new("group_norm + silu", format!("2×320×{hw}×{hw}, 32 groups"), move |g| {
+            let x = input(g, "x", &[2, 320, hw, hw]);
+            let w = input(g, "w", &[320]);
+            let b = input(g, "b", &[320]);
+            g.group_norm("gn", x, 32, 1e-5, Some(w), Some(b), true)
+        }),
+        Case::new("group_norm (VAE)", format!("1×128×{0}×{0}, 32 groups", 512 / s), move |g| {
+            let x = input(g, "x", &[1, 128, 512 / s, 512 / s]);
+            g.group_norm("gn", x, 32, 1e-6, None, None, false)
+        }),
+        Case::new("layer_norm", format!("2×{}×320", hw * hw), move |g| {
+            let x = input(g, "x", &[2, hw * hw, 320]);
+            let w = input(g, "w", &[320]);
+            let b = input(g, "b", &[320]);
+            g.layer_norm("ln", x, 1e-5, Some(w), Some(b))
+        }),
+        Case::new("softmax", format!("2×8×{}×77", hw * hw), move |g| {
+            let x = input(g, "x", &[2, 8, hw * hw, 77]);
+            g.softmax("sm", x, 1.0)
+        }),
     ];
-    v.extend(crate::kernels::bench_cases(quick));
     v
 }
 

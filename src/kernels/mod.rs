@@ -44,9 +44,3 @@ pub(crate) use shader;
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
     vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER]
 }
-
-/// Benchmark rows of the kernel families beyond the elementwise ones (see `crate::bench`).
-pub fn bench_cases(quick: bool) -> Vec<crate::bench::Case> {
-    let _ = quick;
-    Vec::new()
-}
