@@ -27,7 +27,8 @@ impl CaseResult {
             self.rel_l2,
             self.max_abs
         );
-        if !self.detail.is_empty() {
+        // PASS lines keep the exact `<case> PASS rel_l2=<x> max_abs=<y>` form; failures say why.
+        if !self.passed && !self.detail.is_empty() {
             s.push_str(&format!("  ({})", self.detail));
         }
         s
