@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod models;
+pub mod output;
 pub mod tensor;
 pub mod testing;
 pub mod verify;
