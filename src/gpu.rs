@@ -13,7 +13,8 @@ use crate::kernels::ShaderSource;
 
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
-    /// Backend name: "vulkan", "metal", "dx12" or "gl". `None` = all (or `WGSD_BACKEND`).
+    /// Backend name: "vulkan", "metal", "dx12" or "gl". `None` = Vulkan, Metal and DX12 (or `WGSD_BACKEND`);
+    /// GL only when asked, as its compute support is too limited to be a default.
     pub backend: Option<String>,
     /// Substring of the adapter name. `None` = best adapter (or `WGSD_ADAPTER`).
     pub adapter: Option<String>,
@@ -95,7 +96,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 pub fn list_adapters(opts: &GpuOptions) -> Result<Vec<wgpu::AdapterInfo>> {
     let backends = match &opts.backend {
         Some(b) => parse_backend(b)?,
-        None => wgpu::Backends::all(),
+        None => wgpu::Backends::PRIMARY,
     };
     let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
     Ok(adapters.iter().map(|a| a.get_info()).collect())
@@ -106,7 +107,7 @@ impl Gpu {
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         let backends = match &opts.backend {
             Some(b) => parse_backend(b)?,
-            None => wgpu::Backends::all(),
+            None => wgpu::Backends::PRIMARY,
         };
         let inst = instance(backends);
         let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));

@@ -10,7 +10,7 @@ use wgsd::gpu::{list_adapters, Gpu, GpuOptions};
 #[derive(Parser)]
 #[command(name = "wgsd", version, about = "Stable Diffusion on hand-written WGSL kernels (wgpu: Vulkan, Metal, DX12)")]
 struct Cli {
-    /// GPU backend: vulkan, metal, dx12 or gl (default: all; env WGSD_BACKEND).
+    /// GPU backend: vulkan, metal, dx12 or gl (default: vulkan, metal, dx12; env WGSD_BACKEND).
     #[arg(long, global = true)]
     backend: Option<String>,
     /// Use the adapter whose name contains this text (env WGSD_ADAPTER; see `wgsd devices`).
