@@ -1,5 +1,5 @@
 // One input, one output, no reduction: activations and affine maps, GEGLU, nearest 2× upsampling.
-// Entry points: map, geglu, upsample_nearest2x.
+// Entry points: map, geglu, upsample_nearest2x, transpose.
 // Any of them may run on a sub-range of a large tensor: x_shift/out_shift locate the first element of this
 // dispatch's range inside the bound sub-ranges.
 
@@ -10,8 +10,8 @@ struct Params {
     act: u32,        // ACT_* code (map)
     alpha: f32,      // map: out = act(alpha * x + beta)
     beta: f32,
-    a: u32,          // geglu: F (half the input row); upsample: input width
-    b: u32,          // upsample: input height
+    a: u32,          // geglu: F (half the input row); upsample: input width; transpose: M
+    b: u32,          // upsample: input height; transpose: N
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,4 +59,19 @@ fn upsample_nearest2x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let oy = r / ow;
     let ox = r - oy * ow;
     out[p.out_shift + i] = x[p.x_shift + plane * w * h + (oy / 2u) * w + ox / 2u];
+}
+
+// x: [batch, M, N] → out: [batch, N, M]. Threads walk the output contiguously (coalesced writes).
+@compute @workgroup_size(256)
+fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let m = p.a;
+    let n = p.b;
+    let batch = i / (m * n);
+    let r = i - batch * m * n;
+    let col = r / m;        // output row = input column
+    let row = r - col * m;  // output column = input row
+    out[p.out_shift + i] = x[p.x_shift + batch * m * n + row * n + col];
 }

@@ -32,6 +32,14 @@ pub enum Error {
         hint: String,
     },
 
+    /// A weight file that cannot be used: unreadable, truncated, corrupt, a tensor missing or mis-shaped.
+    #[error("{file}: {msg}")]
+    Weights { file: String, msg: String },
+
+    /// A model config that cannot be read, or holds a value wgsd does not support.
+    #[error("{file}: {msg}")]
+    Config { file: String, msg: String },
+
     /// Misuse of the graph API (unknown tensor id, wrong data length, ...).
     #[error("{0}")]
     Usage(String),

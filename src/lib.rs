@@ -9,11 +9,14 @@
 
 pub mod bench;
 pub mod error;
+pub mod fixtures;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod models;
 pub mod tensor;
 pub mod testing;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

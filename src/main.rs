@@ -1,1 +1,119 @@
-fn main() {}
+//! The `wgsd` command line.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use wgsd::bench::{run_kernels, BenchOptions};
+use wgsd::gpu::{list_adapters, Gpu, GpuOptions};
+
+#[derive(Parser)]
+#[command(name = "wgsd", version, about = "Stable Diffusion on hand-written WGSL kernels (wgpu: Vulkan, Metal, DX12)")]
+struct Cli {
+    /// GPU backend: vulkan, metal, dx12 or gl (default: all; env WGSD_BACKEND).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Use the adapter whose name contains this text (env WGSD_ADAPTER; see `wgsd devices`).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the GPU adapters and describe the one wgsd would use.
+    Devices,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+    /// Check wgsd against a folder of diffusers-made reference fixtures; one line per case.
+    Verify {
+        /// Fixture folder (default: $WGSD_FIXTURES or ../shared/fixtures/tiny).
+        #[arg(long)]
+        fixtures: Option<std::path::PathBuf>,
+    },
+    /// Generate an image from a prompt (txt2img).
+    Generate {
+        /// Diffusers model folder or Hugging Face repo id.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        prompt: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// One row per kernel at Stable Diffusion 1.5 shapes: time, GFLOP/s, GB/s, % of the adapter's peaks.
+    Kernels {
+        /// Reduced sizes and a single timed repetition (under a minute on a CPU Vulkan driver).
+        #[arg(long)]
+        quick: bool,
+        /// Timed repetitions per row; the best is reported.
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Only rows whose kernel name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn gpu_options(cli: &Cli) -> GpuOptions {
+    let env = GpuOptions::from_env();
+    GpuOptions { backend: cli.backend.clone().or(env.backend), adapter: cli.adapter.clone().or(env.adapter) }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let opts = gpu_options(&cli);
+    match cli.command {
+        Command::Devices => {
+            let adapters = list_adapters(&opts).map_err(|e| e.to_string())?;
+            for a in &adapters {
+                println!("{:<40} {:?} {:?} (driver: {} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+            }
+            let gpu = Gpu::new(&opts).map_err(|e| e.to_string())?;
+            println!("\nselected: {}", gpu.describe());
+            Ok(())
+        }
+        Command::Bench { what: BenchWhat::Kernels { quick, reps, filter } } => {
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            let bo = BenchOptions { quick, reps: reps.unwrap_or(if quick { 1 } else { 3 }), filter };
+            run_kernels(&gpu, &bo).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        Command::Verify { fixtures } => {
+            let dir = fixtures.unwrap_or_else(wgsd::fixtures::dir);
+            if !dir.exists() {
+                return Err(format!("fixture folder {} does not exist", dir.display()));
+            }
+            let results = wgsd::verify::run_all(&dir).map_err(|e| e.to_string())?;
+            for r in &results {
+                println!("{}", r.line());
+            }
+            let failed = results.iter().filter(|r| !r.passed).count();
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            if failed > 0 || results.is_empty() {
+                return Err(if results.is_empty() { "no cases found".into() } else { format!("{failed} case(s) failed") });
+            }
+            Ok(())
+        }
+        Command::Generate { .. } => Err(
+            "image generation is not available yet: the engine and kernels are in place; the text encoder, UNet, \
+             VAE and the txt2img pipeline are the next milestones (see README.md, \"Status\")"
+                .into(),
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

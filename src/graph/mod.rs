@@ -73,6 +73,8 @@ pub(crate) enum Source {
     Input,
     /// A weight uploaded beforehand.
     Param(Arc<Param>),
+    /// A small table known at record time (frequencies, masks), uploaded when the plan is built.
+    Constant(Arc<Vec<f32>>),
     /// The output of a node.
     Node,
     /// Another tensor's storage seen with a different shape.
@@ -117,6 +119,14 @@ impl Graph {
     /// A weight already uploaded to the GPU.
     pub fn param(&mut self, p: &Arc<Param>) -> TensorId {
         self.push(&p.name, p.desc.clone(), Source::Param(p.clone()))
+    }
+
+    /// A small constant known at record time (uploaded with the plan).
+    pub fn constant(&mut self, name: &str, desc: TensorDesc, data: Vec<f32>) -> Result<TensorId> {
+        if data.len() != desc.numel() {
+            return Err(Error::usage(format!("constant '{name}': {} values given for shape {desc}", data.len())));
+        }
+        Ok(self.push(name, desc, Source::Constant(Arc::new(data))))
     }
 
     /// Marks a tensor as a result: it keeps its own buffer and can be read after a run.
@@ -196,6 +206,9 @@ impl Graph {
             vals[t.0] = Some(data.to_vec());
         }
         for (i, info) in self.tensors.iter().enumerate() {
+            if let Source::Constant(c) = &info.source {
+                vals[i] = Some(c.as_ref().clone());
+            }
             if let Source::Param(p) = &info.source {
                 let host = p.host.as_ref().ok_or_else(|| {
                     Error::usage(format!("weight '{}' has no host copy for CPU evaluation", p.name))

@@ -214,6 +214,12 @@ impl Plan {
                         storage[i] = Some(Storage::Owned(buffers.len() - 1));
                     }
                 }
+                Source::Constant(data) => {
+                    let buf = gpu.upload(&info.name, &encode(info.desc.dtype, data), wgpu::BufferUsages::empty());
+                    memory.inputs_outputs += buf.size();
+                    buffers.push(buf);
+                    storage[i] = Some(Storage::Owned(buffers.len() - 1));
+                }
                 Source::View(_) => {}
             }
         }

@@ -643,29 +643,35 @@ const PARAMS_WGSL: &str = "struct Params {
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// The epilogue for one output: + bias, + residual, or + the partial sum of earlier dispatches.
+// The epilogue for one output: + residual, or + the partial sum of earlier dispatches.
 fn finish(b: u32, m: u32, pix: u32, acc: f32) {
     let o = b * p.o_bstride + m * p.oh * p.ow + pix;
     var v = acc;
-    if ((p.flags & 1u) != 0u) { v += bias[p.b_shift + m]; }
     if ((p.flags & 2u) != 0u) { v += res[p.r_shift + o]; }
     if ((p.flags & 4u) != 0u) { v += out[p.o_shift + o]; }
     out[p.o_shift + o] = v;
 }
 
+fn channel_bias(m: u32) -> f32 {
+    if ((p.flags & 1u) != 0u) { return bias[p.b_shift + m]; }
+    return 0.0;
+}
+
 // 4 outputs of channel m at flat pixels n (those inside the image and the channel range).
 fn finish_pixels(b: u32, m: u32, n: vec4<u32>, acc: vec4<f32>) {
     if (m >= p.cout) { return; }
+    let v = acc + channel_bias(m);
     for (var j = 0u; j < 4u; j++) {
-        if (n[j] < p.oh * p.ow) { finish(b, m, n[j], acc[j]); }
+        if (n[j] < p.oh * p.ow) { finish(b, m, n[j], v[j]); }
     }
 }
 
 // 4 horizontally adjacent outputs of channel m starting at (oy, ox) (those inside the image).
 fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
     if (m >= p.cout || oy >= p.oh) { return; }
+    let v = acc + channel_bias(m);
     for (var j = 0u; j < 4u; j++) {
-        if (ox + j < p.ow) { finish(b, m, oy * p.ow + ox + j, acc[j]); }
+        if (ox + j < p.ow) { finish(b, m, oy * p.ow + ox + j, v[j]); }
     }
 }";
 

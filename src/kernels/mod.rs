@@ -11,6 +11,8 @@
 
 pub mod binary;
 pub mod conv2d;
+pub mod embedding;
+pub mod norm;
 pub mod unary;
 
 /// A WGSL source file of the library.
@@ -41,5 +43,5 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER, &conv2d::SHADER, &conv2d::SHADER_SUBGROUP]
+    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER, &conv2d::SHADER, &conv2d::SHADER_SUBGROUP]
 }

@@ -204,7 +204,47 @@ pub fn cpu_upsample_nearest2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     out
 }
 
+/// Swaps the last two dimensions: `[..., M, N]` → `[..., N, M]` (NCHW ↔ token-major for transformers).
+pub struct Transpose;
+
+impl Op for Transpose {
+    fn kind(&self) -> &'static str {
+        "transpose"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        let x = inputs[0];
+        check_f32(self.kind(), x)?;
+        if x.rank() < 2 {
+            return Err(Error::shape(self.kind(), format!("needs at least 2 dimensions, got {x}")));
+        }
+        let mut shape = x.shape.clone();
+        let r = shape.len();
+        shape.swap(r - 2, r - 1);
+        Ok(TensorDesc::f32(&shape))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let (m, n) = (l.inputs[0].dim(-2) as u64, l.inputs[0].dim(-1) as u64);
+        lower_rows(l, "transpose", m * n, m * n, Params { a: m as u32, b: n as u32, ..Default::default() })
+    }
+    fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let (m, n) = (descs[0].dim(-2), descs[0].dim(-1));
+        let mut out = Vec::with_capacity(inputs[0].len());
+        for mat in inputs[0].chunks_exact(m * n) {
+            for c in 0..n {
+                for r in 0..m {
+                    out.push(mat[r * n + c]);
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Graph {
+    /// `[..., M, N]` → `[..., N, M]`.
+    pub fn transpose(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.op(name, Transpose, &[x])
+    }
     pub fn activation(&mut self, name: &str, x: TensorId, act: Activation) -> Result<TensorId> {
         self.op(name, Map { act, alpha: 1.0, beta: 0.0 }, &[x])
     }

@@ -32,7 +32,10 @@ fn scale_geglu_upsample() {
     let s = g.scale("scale", x, 0.18215, -0.5).unwrap();
     let gg = g.geglu("geglu", x).unwrap();
     let up = g.upsample_nearest2x("up", img).unwrap();
-    for t in [s, gg, up] {
+    let tr = g.transpose("transpose", x).unwrap();
+    let img_tokens = g.reshape(img, &[2, 5, 63]).unwrap();
+    let tr_img = g.transpose("to_tokens", img_tokens).unwrap();
+    for t in [s, gg, up, tr, tr_img] {
         g.output(t);
     }
     let inputs = vec![(x, rng.vec(3 * 17 * 82, 3.0)), (img, rng.vec(2 * 5 * 7 * 9, 1.0))];
@@ -87,4 +90,21 @@ fn bad_shapes_are_errors_naming_op_and_shapes() {
     let h = g.input("h", TensorDesc::new(&[4], wgsd::DType::F16));
     let err = g.silu("act", h).unwrap_err().to_string();
     assert!(err.contains("dtype"), "{err}");
+}
+
+#[test]
+fn timestep_embedding_matches_diffusers_formula() {
+    use wgsd::kernels::embedding::TimestepEmbedding;
+    let gpu = test_gpu();
+    // SD's UNet: dim 320, flip, shift 0; also odd dims, shift 1 and a non-unit scale.
+    for (dim, flip, shift, scale) in [(320, true, 0.0, 1.0), (33, false, 1.0, 1.0), (8, true, 1.0, 2.5), (1281, false, 0.0, 1.0)] {
+        let mut g = Graph::new();
+        let t = g.input("t", TensorDesc::f32(&[5]));
+        let mut emb = TimestepEmbedding::new(dim, flip, shift);
+        emb.scale = scale;
+        let e = g.timestep_embedding("time_proj", t, emb).unwrap();
+        g.output(e);
+        let ts = vec![999.0, 981.0, 500.0, 1.0, 0.0];
+        assert_close(&check_graph(&gpu, g, &[(t, ts)]).unwrap(), TOL);
+    }
 }

@@ -5,3 +5,4 @@
 mod conv2d;
 mod elementwise;
 mod executor;
+mod norm;

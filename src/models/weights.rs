@@ -1,0 +1,202 @@
+//! Weights from safetensors files, memory-mapped and read by tensor name.
+//!
+//! The diffusers key is the weight API: model code asks for `down_blocks.0.resnets.0.conv1.weight` with the
+//! shape it expects. Names real checkpoints use instead (legacy VAE attention names, a missing `text_model.`
+//! prefix) are tried from one alias table; a `(C, C, 1, 1)` conv-shaped weight is accepted where a `(C, C)`
+//! linear one is expected. Anything else — a missing key, another shape, a truncated or corrupt file — is an
+//! error naming the file, the key and both shapes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// One memory-mapped safetensors file.
+pub struct WeightFile {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+    meta: Metadata,
+}
+
+fn shape_str(s: &[usize]) -> String {
+    format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+impl WeightFile {
+    pub fn open(path: &Path) -> Result<WeightFile> {
+        let err = |msg: String| Error::Weights { file: path.display().to_string(), msg };
+        let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        // SAFETY: the map is read-only; a file changed underneath us while loading is the user's problem,
+        // as with every memory-mapped loader.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
+        let (n, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| {
+            err(format!("not a valid safetensors file (truncated or corrupt?): {e}"))
+        })?;
+        Ok(WeightFile { path: path.to_path_buf(), mmap, data_start: 8 + n, meta })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.meta.tensors().keys().cloned().collect()
+    }
+
+    /// Shape of a stored tensor.
+    pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        self.meta.info(key).map(|i| i.shape.clone())
+    }
+
+    /// A stored tensor as f32 (converted from f16/bf16 when stored so).
+    pub fn read_f32(&self, key: &str) -> Result<Vec<f32>> {
+        let err = |msg: String| Error::Weights { file: self.path.display().to_string(), msg };
+        let info = self.meta.info(key).ok_or_else(|| err(format!("tensor '{key}' not found")))?;
+        let (a, b) = info.data_offsets;
+        let bytes = &self.mmap[self.data_start + a..self.data_start + b];
+        let n: usize = info.shape.iter().product();
+        let v: Vec<f32> = match info.dtype {
+            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::I64 => bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            other => return Err(err(format!("tensor '{key}' has dtype {other:?}; wgsd reads F32, F16, BF16"))),
+        };
+        if v.len() != n {
+            return Err(err(format!("tensor '{key}': {} values stored for shape {}", v.len(), shape_str(&info.shape))));
+        }
+        Ok(v)
+    }
+}
+
+/// Other names the same weight goes by in real checkpoints, tried in order when the diffusers key is absent.
+/// Each entry maps a key fragment to its alternatives.
+const ALIASES: &[(&str, &[&str])] = &[
+    // SD 2-era VAEs and original exports use the old attention names.
+    (".to_q.", &[".query."]),
+    (".to_k.", &[".key."]),
+    (".to_v.", &[".value."]),
+    (".to_out.0.", &[".proj_attn."]),
+];
+
+/// Prefixes some exports add or drop (CLIP text models saved with or without `text_model.`).
+const PREFIX_ALIASES: &[(&str, &str)] = &[("text_model.", "")];
+
+/// The candidate names for `key`, the diffusers name first.
+pub fn candidates(key: &str) -> Vec<String> {
+    let mut out = vec![key.to_string()];
+    for (from, tos) in ALIASES {
+        if key.contains(from) {
+            for to in *tos {
+                out.push(key.replacen(from, to, 1));
+            }
+        }
+    }
+    for (with, without) in PREFIX_ALIASES {
+        let n = out.len();
+        for i in 0..n {
+            if let Some(rest) = out[i].strip_prefix(with) {
+                out.push(format!("{without}{rest}"));
+            } else {
+                out.push(format!("{with}{}", out[i].strip_prefix(without).unwrap_or(&out[i])));
+            }
+        }
+    }
+    out
+}
+
+/// The weights of one model component, possibly spread over several files (sharded checkpoints), or
+/// seeded random values of the right shapes (real-size benchmarks and limit checks without downloads).
+pub struct Weights {
+    files: Vec<WeightFile>,
+    index: HashMap<String, usize>,
+    random_seed: Option<u64>,
+}
+
+impl Weights {
+    pub fn open(paths: &[PathBuf]) -> Result<Weights> {
+        let files: Vec<WeightFile> = paths.iter().map(|p| WeightFile::open(p)).collect::<Result<_>>()?;
+        let mut index = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            for n in f.names() {
+                index.insert(n, i);
+            }
+        }
+        Ok(Weights { files, index, random_seed: None })
+    }
+
+    /// Random weights for any key asked: uniform in ±1/√fan_in for matrices and kernels, ones (plus a
+    /// little noise) for norm scales, small values for biases, so activations stay in a realistic range.
+    pub fn random(seed: u64) -> Weights {
+        Weights { files: Vec::new(), index: HashMap::new(), random_seed: Some(seed) }
+    }
+
+    fn random_tensor(seed: u64, key: &str, shape: &[usize]) -> Vec<f32> {
+        let h = key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let mut rng = crate::testing::Rng::new(h);
+        let n: usize = shape.iter().product();
+        if shape.len() >= 2 {
+            let fan_in: usize = shape[1..].iter().product();
+            rng.vec(n, 1.0 / (fan_in as f32).sqrt())
+        } else if key.ends_with("weight") {
+            rng.vec(n, 0.1).into_iter().map(|v| 1.0 + v).collect()
+        } else {
+            rng.vec(n, 0.02)
+        }
+    }
+
+    fn file_label(&self) -> String {
+        self.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.random_seed.is_some() || candidates(key).iter().any(|k| self.index.contains_key(k))
+    }
+
+    /// Shape stored for `key` (after aliases), if present.
+    pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        candidates(key).iter().find_map(|k| self.index.get(k).and_then(|&i| self.files[i].shape(k)))
+    }
+
+    /// The tensor `key` as f32, which must have shape `expected` (a `(C, C, 1, 1)` tensor is accepted for an
+    /// expected `(C, C)`).
+    pub fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if let Some(seed) = self.random_seed {
+            return Ok(Self::random_tensor(seed, key, expected));
+        }
+        let names = candidates(key);
+        let Some((name, &fi)) = names.iter().find_map(|k| self.index.get_key_value(k)) else {
+            let tried = if names.len() > 1 { format!(" (also tried {})", names[1..].join(", ")) } else { String::new() };
+            return Err(Error::Weights {
+                file: self.file_label(),
+                msg: format!("tensor '{key}' of shape {} is missing{tried}", shape_str(expected)),
+            });
+        };
+        let file = &self.files[fi];
+        let stored = file.shape(name).unwrap_or_default();
+        let conv_as_linear = stored.len() == 4 && stored[2] == 1 && stored[3] == 1 && expected == &stored[..2];
+        if stored != expected && !conv_as_linear {
+            return Err(Error::Weights {
+                file: file.path.display().to_string(),
+                msg: format!(
+                    "tensor '{name}' has shape {} but the model expects {}",
+                    shape_str(&stored),
+                    shape_str(expected)
+                ),
+            });
+        }
+        file.read_f32(name)
+    }
+}

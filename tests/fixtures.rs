@@ -1,0 +1,68 @@
+//! Every case of the reference fixture folder (`WGSD_FIXTURES`, default `../shared/fixtures/tiny`), through
+//! the same code as `wgsd verify`. Without the folder the test says it was skipped and why; it does not
+//! count a skipped case as a pass (it prints SKIPPED and makes no assertion about them).
+
+use std::path::PathBuf;
+
+fn fixture_dir() -> Option<PathBuf> {
+    let dir = wgsd::fixtures::dir();
+    if dir.join("cases.json").exists() || dir.join("blocks.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no fixtures at {} (set {} to a diffusers fixture folder to run the reference cases)",
+            dir.display(),
+            wgsd::fixtures::ENV
+        );
+        None
+    }
+}
+
+#[test]
+fn tokenizer_cases_match_reference_ids() {
+    let Some(dir) = fixture_dir() else { return };
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
+    let results = wgsd::verify::tokenizer_cases(&fx).unwrap();
+    for r in &results {
+        println!("{}", r.line());
+    }
+    assert!(!results.is_empty(), "the fixture set has tokenizer cases but none ran");
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    assert!(failed.is_empty(), "failed cases:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn every_model_config_parses() {
+    use wgsd::models::config::{ClipTextConfig, UNetConfig, VaeConfig};
+    let Some(dir) = fixture_dir() else { return };
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("model_index.json").exists()).collect();
+    // The published SD 1.5 / 2.1 configs, where present beside the fixture set.
+    for real in ["sd15", "sd21"] {
+        let p = dir.join("../configs").join(real);
+        if p.exists() {
+            folders.push(p);
+        }
+    }
+    assert!(!folders.is_empty());
+    for f in folders {
+        let u = UNetConfig::from_file(&f.join("unet/config.json")).unwrap();
+        let v = VaeConfig::from_file(&f.join("vae/config.json")).unwrap();
+        let t = ClipTextConfig::from_file(&f.join("text_encoder/config.json")).unwrap();
+        println!("{}: unet {:?} heads {:?}, vae {:?}, clip {}×{}", f.display(), u.block_out_channels, (0..u.block_out_channels.len()).map(|i| u.heads(i)).collect::<Vec<_>>(), v.block_out_channels, t.num_hidden_layers, t.hidden_size);
+    }
+}
+
+#[test]
+fn unsupported_config_values_are_named() {
+    let dir = std::env::temp_dir().join(format!("wgsd-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("config.json");
+    std::fs::write(&p, r#"{"in_channels": 4, "out_channels": 4, "block_out_channels": [32], "down_block_types": ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"], "layers_per_block": 1, "cross_attention_dim": 32, "time_cond_proj_dim": 256}"#).unwrap();
+    let e = wgsd::models::config::UNetConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("time_cond_proj_dim") && e.contains("256") && e.contains("config.json"), "{e}");
+    std::fs::write(&p, r#"{"in_channels": 4, "out_channels": 4, "block_out_channels": [32], "down_block_types": ["SimpleDown"],
+        "up_block_types": ["UpBlock2D"], "layers_per_block": 1, "cross_attention_dim": 32}"#).unwrap();
+    let e = wgsd::models::config::UNetConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("SimpleDown"), "{e}");
+}
