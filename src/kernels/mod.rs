@@ -10,6 +10,7 @@
 //! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
 
 pub mod binary;
+pub mod conv2d;
 pub mod embedding;
 pub mod norm;
 pub mod unary;
@@ -42,5 +43,5 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER]
+    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER, &conv2d::SHADER, &conv2d::SHADER_SUBGROUP]
 }

@@ -225,7 +225,7 @@ fn check_coverage(what: &str, ds: &[wgsd::graph::op::Dispatch], entry: &str, slo
 /// The splitting logic without a GPU: lower under a 1 MiB binding limit and check every binding fits.
 #[test]
 fn splitting_under_tiny_limits_without_gpu() {
-    let limits = DeviceLimits { max_binding: 1 << 20, offset_align: 256, max_workgroups: 65535 };
+    let limits = DeviceLimits { max_binding: 1 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
     let lower = |op: &dyn Op, ins: &[TensorDesc]| {
         let refs: Vec<&TensorDesc> = ins.iter().collect();
         let out = op.infer(&refs).unwrap();
@@ -262,7 +262,7 @@ fn splitting_under_tiny_limits_without_gpu() {
         assert!(ds.len() >= 10);
     }
     // A binding smaller than one statistics chunk (128 KiB) is refused with an error naming op and limit.
-    let small = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535 };
+    let small = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
     let x = TensorDesc::f32(&[1, 64, 64, 64]);
     let op = GroupNormStats { groups: 1, eps: 1e-5 };
     let out = op.infer(&[&x]).unwrap();

@@ -1,0 +1,425 @@
+use std::sync::Arc;
+
+use wgsd::graph::op::{DeviceLimits, Lowering, Op, Slot};
+use wgsd::kernels::conv2d::{conv2d_cpu_at, select_kernel, wgsl_source, Conv2d, Conv2dOpts, ConvShape, KERNELS};
+use wgsd::testing::{assert_close, check_graph, max_abs, rel_l2, test_gpu, Rng};
+use wgsd::{DType, Gpu, Graph, Param, Plan, TensorDesc};
+
+const TOL: f64 = 1e-5;
+
+/// One convolution: x `[b, cin, h, w]`, weight `[cout, cin, k.0, k.1]`.
+#[derive(Clone, Copy)]
+struct Case {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: (usize, usize),
+    opts: Conv2dOpts,
+    bias: bool,
+    residual: bool,
+}
+
+impl Case {
+    fn shape(&self) -> ConvShape {
+        ConvShape::new(&[self.b, self.cin, self.h, self.w], &[self.cout, self.cin, self.k.0, self.k.1], &self.opts).unwrap()
+    }
+    fn name(&self) -> String {
+        let o = &self.opts;
+        format!(
+            "{}x{}x{}x{}->{} k{}x{} s{} pad {:?}{}{}",
+            self.b,
+            self.cin,
+            self.h,
+            self.w,
+            self.cout,
+            self.k.0,
+            self.k.1,
+            o.stride,
+            [o.pad_top, o.pad_bottom, o.pad_left, o.pad_right],
+            if self.bias { " +bias" } else { "" },
+            if self.residual { " +res" } else { "" }
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn case(b: usize, cin: usize, h: usize, w: usize, cout: usize, k: usize, opts: Conv2dOpts, bias: bool, residual: bool) -> Case {
+    Case { b, cin, h, w, cout, k: (k, k), opts, bias, residual }
+}
+
+/// Sizes that are not multiples of any tile: odd and prime dims, 1×1, stride 2 with odd sizes, asymmetric
+/// and oversized padding, batch 2, bias and residual on and off.
+fn awkward_cases() -> Vec<Case> {
+    let p1 = Conv2dOpts::new(1, 1);
+    let p0 = Conv2dOpts::default();
+    vec![
+        case(1, 3, 7, 5, 13, 3, p1, true, false),
+        case(2, 5, 13, 11, 7, 3, p1, false, true),
+        case(1, 13, 17, 19, 3, 3, p1, true, true),
+        case(2, 4, 16, 16, 5, 3, p1, true, true),
+        // Just over one tile in channels and pixels.
+        case(1, 11, 16, 17, 19, 3, p1, true, true),
+        case(2, 9, 9, 37, 33, 3, p1, true, false),
+        case(1, 3, 3, 3, 5, 3, p0, true, false),
+        case(1, 2, 1, 1, 3, 3, p1, true, false),
+        case(1, 3, 8, 9, 4, 3, Conv2dOpts::asymmetric(1, 2, 0, 1, 3), true, true),
+        case(2, 7, 9, 10, 17, 1, p0, true, false),
+        case(1, 1, 1, 1, 1, 1, p0, false, false),
+        // Stride 2 with odd sizes (diffusers' Downsample2D: stride 2, padding 1).
+        case(1, 5, 13, 11, 7, 3, Conv2dOpts::new(2, 1), true, false),
+        case(2, 3, 7, 9, 13, 3, Conv2dOpts::new(2, 1), false, true),
+        case(1, 6, 10, 10, 3, 1, Conv2dOpts::new(2, 0), true, false),
+        // The VAE encoder's downsample: pad (0, 1, 0, 1), then stride 2 without padding.
+        case(1, 7, 13, 12, 5, 3, Conv2dOpts::asymmetric(2, 0, 1, 0, 1), true, false),
+        Case { b: 1, cin: 5, h: 9, w: 8, cout: 6, k: (2, 3), opts: Conv2dOpts::asymmetric(1, 1, 0, 0, 2), bias: true, residual: false },
+        Case { b: 2, cin: 3, h: 6, w: 11, cout: 7, k: (1, 3), opts: Conv2dOpts::new(2, 1), bias: false, residual: true },
+    ]
+}
+
+/// Records every case as an output of one graph (forcing `kernel` when given) and compares each with the
+/// CPU twin.
+fn check_cases(gpu: &Arc<Gpu>, cases: &[Case], kernel: Option<usize>, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let s = c.shape();
+        let x = g.input(&format!("x{i}"), TensorDesc::f32(&[c.b, c.cin, c.h, c.w]));
+        inputs.push((x, rng.vec(c.b * c.cin * c.h * c.w, 1.0)));
+        // Weights as params, as the model holds them.
+        let wd = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+        let wv = rng.vec(wd.numel(), 1.0 / ((c.cin * c.k.0 * c.k.1) as f32).sqrt());
+        let w = g.param(&Param::upload(gpu, &format!("w{i}"), wd, &wv, true).unwrap());
+        let mut ins = vec![x, w];
+        if c.bias {
+            let t = g.input(&format!("bias{i}"), TensorDesc::f32(&[c.cout]));
+            inputs.push((t, rng.vec(c.cout, 1.0)));
+            ins.push(t);
+        }
+        if c.residual {
+            let t = g.input(&format!("res{i}"), TensorDesc::f32(&s.out_shape()));
+            inputs.push((t, rng.vec(s.out_shape().iter().product(), 1.0)));
+            ins.push(t);
+        }
+        let name = format!("conv{i} {}", c.name());
+        let y = match kernel {
+            None => {
+                let bias = c.bias.then(|| ins[2]);
+                let residual = c.residual.then(|| ins[ins.len() - 1]);
+                g.conv2d(&name, x, w, bias, c.opts, residual).unwrap()
+            }
+            Some(k) => {
+                let op = Conv2d { kernel: Some(k), ..Conv2d::new(c.opts, c.bias, c.residual) };
+                g.op(&name, op, &ins).unwrap()
+            }
+        };
+        assert_eq!(g.shape(y), s.out_shape());
+        g.output(y);
+    }
+    assert_close(&check_graph(gpu, g, &inputs).unwrap(), TOL);
+}
+
+/// The committed shaders are the generator's output. `WGSD_REGEN_SHADERS=1` rewrites them.
+#[test]
+fn shaders_match_generator() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/");
+    for (file, subgroup) in [("conv2d.wgsl", false), ("conv2d_subgroup.wgsl", true)] {
+        let want = wgsl_source(subgroup);
+        let path = format!("{dir}{file}");
+        if std::env::var("WGSD_REGEN_SHADERS").is_ok() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap();
+        assert!(have == want, "{file} is stale: run WGSD_REGEN_SHADERS=1 cargo test --release --test kernels conv2d::shaders");
+        let module = naga::front::wgsl::parse_str(&have).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(&have)));
+        let caps = if subgroup { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(&have)));
+        for k in KERNELS.iter().filter(|k| k.subgroup == subgroup) {
+            assert!(module.entry_points.iter().any(|e| e.name == k.entry), "{file} lacks {}", k.entry);
+        }
+    }
+}
+
+/// The kernel the graph builder picks, on every awkward case.
+#[test]
+fn awkward_sizes() {
+    check_cases(&test_gpu(), &awkward_cases(), None, 1);
+}
+
+/// Every kernel variant (portable and subgroup, CPU and GPU tiles) on the awkward cases it can compute, so
+/// the variants other adapters would pick are tested here too.
+#[test]
+fn awkward_sizes_every_kernel() {
+    let gpu = test_gpu();
+    let limits = DeviceLimits::from_gpu(&gpu);
+    for (i, k) in KERNELS.iter().enumerate() {
+        if k.subgroup && limits.subgroup_min_size < 8 {
+            println!("{}: skipped, this adapter has no subgroups of 8+ lanes", k.entry);
+            continue;
+        }
+        let cases: Vec<Case> = awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect();
+        println!("{} ({}): {} cases", k.entry, if k.subgroup { "subgroup" } else { "portable" }, cases.len());
+        check_cases(&gpu, &cases, Some(i), 10 + i as u64);
+    }
+}
+
+/// Runs `x → conv → out` with random data, compares `samples` outputs (plus the four corners of every
+/// sampled channel's plane) with the CPU twin, and returns (rel L2, max abs error).
+fn check_subsampled(gpu: &Arc<Gpu>, c: &Case, samples: usize, seed: u64) -> (f64, f64) {
+    let s = c.shape();
+    let mut rng = Rng::new(seed);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[c.b, c.cin, c.h, c.w]));
+    let wd = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+    let wv = rng.vec(wd.numel(), 1.0 / ((c.cin * c.k.0 * c.k.1) as f32).sqrt());
+    let w = g.param(&Param::upload(gpu, "w", wd, &wv, false).unwrap());
+    let bv = rng.vec(c.cout, 1.0);
+    let bias = c.bias.then(|| g.param(&Param::upload(gpu, "bias", TensorDesc::f32(&[c.cout]), &bv, false).unwrap()));
+    let out_n: usize = s.out_shape().iter().product();
+    let residual = c.residual.then(|| g.input("res", TensorDesc::f32(&s.out_shape())));
+    let y = g.conv2d("conv", x, w, bias, c.opts, residual).unwrap();
+    g.output(y);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    let xv = rng.vec(c.b * c.cin * c.h * c.w, 1.0);
+    plan.write(x, &xv).unwrap();
+    let rv = residual.map(|r| {
+        let v = rng.vec(out_n, 1.0);
+        plan.write(r, &v).unwrap();
+        v
+    });
+    plan.run().unwrap();
+    let got = plan.read(y).unwrap();
+    let ohw = s.oh * s.ow;
+    let mut at: Vec<usize> = (0..samples).map(|_| (rng.next_u64() % out_n as u64) as usize).collect();
+    for k in 0..8.min(s.b * s.cout) {
+        let plane = (rng.next_u64() % (s.b * s.cout) as u64) as usize * ohw;
+        at.extend([plane, plane + s.ow - 1, plane + ohw - s.ow, plane + ohw - 1, plane + (k * 7919) % ohw]);
+    }
+    let want = conv2d_cpu_at(&s, &c.opts, &xv, &wv, c.bias.then_some(&bv[..]), rv.as_deref(), &at);
+    let got: Vec<f32> = at.iter().map(|&i| got[i]).collect();
+    let (r, m) = (rel_l2(&got, &want), max_abs(&got, &want));
+    println!("{}: {} outputs sampled, rel_l2 {r:.3e} max_abs {m:.3e}", c.name(), at.len());
+    assert!(r <= TOL && r.is_finite(), "{}: relative L2 {r:.3e}", c.name());
+    (r, m)
+}
+
+/// Real SD 1.5 shapes: a UNet resnet conv at 64×64 latents with the skip add fused (batch 2 for CFG), the
+/// 1×1 shortcut, and Downsample2D. The CPU twin checks a subsample of the outputs.
+#[test]
+fn sd_shapes_subsampled() {
+    let gpu = test_gpu();
+    check_subsampled(&gpu, &case(2, 320, 64, 64, 320, 3, Conv2dOpts::new(1, 1), true, true), 3000, 2);
+    check_subsampled(&gpu, &case(2, 640, 32, 32, 320, 1, Conv2dOpts::default(), true, false), 3000, 3);
+    check_subsampled(&gpu, &case(2, 320, 64, 64, 320, 3, Conv2dOpts::new(2, 1), true, false), 3000, 4);
+}
+
+/// The VAE decoder's activations at 512×512 are 1×256×512×512 f32 = 256 MiB, over lavapipe's 128 MiB
+/// binding limit: the input is split into channel ranges that accumulate into the output.
+#[test]
+fn input_over_binding_limit() {
+    let gpu = test_gpu();
+    let c = case(1, 256, 512, 512, 8, 3, Conv2dOpts::new(1, 1), true, true);
+    let lim = DeviceLimits::from_gpu(&gpu);
+    assert!(TensorDesc::f32(&[1, 256, 512, 512]).bytes() > lim.max_binding, "the input must not fit one binding");
+    check_subsampled(&gpu, &c, 4000, 5);
+}
+
+/// An output (and residual) over the binding limit: output channels are split.
+#[test]
+fn output_over_binding_limit() {
+    let gpu = test_gpu();
+    let c = case(1, 8, 512, 512, 256, 3, Conv2dOpts::new(1, 1), true, true);
+    assert!(TensorDesc::f32(&c.shape().out_shape()).bytes() > DeviceLimits::from_gpu(&gpu).max_binding);
+    check_subsampled(&gpu, &c, 4000, 6);
+}
+
+/// Splitting without a GPU: under tiny limits every binding fits and is aligned, each output range gets
+/// exactly one dispatch that writes it first and the others accumulate, and the input ranges of each
+/// output range cover every input channel of its image once.
+#[test]
+fn splits_fit_small_limits() {
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true };
+    for (c, opts) in [
+        (case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true), "3x3"),
+        (case(1, 50, 30, 30, 40, 1, Conv2dOpts::default(), false, true), "1x1"),
+        (case(3, 29, 33, 31, 70, 3, Conv2dOpts::new(2, 1), true, false), "s2"),
+    ] {
+        let s = c.shape();
+        let x = TensorDesc::f32(&[c.b, c.cin, c.h, c.w]);
+        let w = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+        let out = TensorDesc::f32(&s.out_shape());
+        let mut ins = vec![x.clone(), w.clone()];
+        if c.bias {
+            ins.push(TensorDesc::f32(&[c.cout]));
+        }
+        if c.residual {
+            ins.push(out.clone());
+        }
+        let op = Conv2d::new(c.opts, c.bias, c.residual);
+        let refs: Vec<&TensorDesc> = ins.iter().collect();
+        assert_eq!(op.infer(&refs).unwrap(), out);
+        let ds = op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap();
+        assert!(x.bytes() > limits.max_binding && out.bytes() > limits.max_binding, "{opts}: case must need splitting");
+        let flags = |d: &wgsd::graph::op::Dispatch| u32::from_le_bytes(d.params[80..84].try_into().unwrap());
+        let mut out_ranges: Vec<(u64, u64)> = Vec::new();
+        for d in &ds {
+            for b in &d.bindings {
+                assert!(b.size <= limits.max_binding, "{opts}: binding {:?} of {} bytes", b.slot, b.size);
+                assert_eq!(b.offset % limits.offset_align, 0, "{opts}: unaligned binding");
+            }
+            assert!(d.workgroups.iter().all(|&n| n >= 1 && n <= limits.max_workgroups));
+            let o = d.bindings.iter().find(|b| b.slot == Slot::Output).unwrap();
+            let range = (o.offset, o.size);
+            let first = !out_ranges.contains(&range);
+            assert_eq!(flags(d) & 4 == 0, first, "{opts}: only the first dispatch of an output range overwrites it");
+            if first {
+                out_ranges.push(range);
+            }
+        }
+        // Each output range's input bindings cover the image's channels: total bound input elements per
+        // output range ≥ one image (ranges may overlap by alignment slack only).
+        let image = (c.cin * c.h * c.w) as u64 * 4;
+        for r in &out_ranges {
+            let bound: u64 = ds
+                .iter()
+                .filter(|d| d.bindings.iter().any(|b| b.slot == Slot::Output && (b.offset, b.size) == *r))
+                .map(|d| d.bindings[0].size)
+                .sum();
+            assert!(bound >= image && bound < image + 1024 * ds.len() as u64, "{opts}: inputs bound {bound} of {image}");
+        }
+        println!("{opts}: {} dispatches, {} output ranges", ds.len(), out_ranges.len());
+        assert!(out_ranges.len() > c.b, "{opts}: output channels must be split too");
+        assert!(ds.len() > out_ranges.len(), "{opts}: input channels must be split too");
+    }
+}
+
+/// Which kernel each adapter class gets.
+#[test]
+fn kernel_selection() {
+    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
+    let k3 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(1, 1), false, false);
+    let s2 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(2, 1), false, false);
+    let pick = |c: &Case, l: &DeviceLimits| select_kernel(&c.shape(), &c.opts, l).entry;
+    assert_eq!((pick(&k3, &l), pick(&s2, &l)), ("k3s1_r4c8m4", "direct_m16"));
+    l.subgroup_min_size = 4;
+    assert!(!select_kernel(&k3.shape(), &k3.opts, &l).subgroup, "4-lane subgroups are too small");
+    l.subgroup_min_size = 8;
+    assert!(select_kernel(&k3.shape(), &k3.opts, &l).subgroup);
+    l.cpu = true;
+    assert_eq!((pick(&k3, &l), pick(&s2, &l)), ("k3s1_r4c4m8_w8", "direct_m32_w8"));
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_op_and_shapes() {
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[2, 3, 8, 8]));
+    let w = g.input("w", TensorDesc::f32(&[4, 5, 3, 3]));
+    let err = g.conv2d("down.0.conv1", x, w, None, Conv2dOpts::new(1, 1), None).unwrap_err().to_string();
+    assert!(err.contains("conv2d 'down.0.conv1'") && err.contains("2×3×8×8") && err.contains("4×5×3×3"), "{err}");
+
+    let w = g.input("w_ok", TensorDesc::f32(&[4, 3, 3, 3]));
+    let b = g.input("b", TensorDesc::f32(&[5]));
+    let err = g.conv2d("c", x, w, Some(b), Conv2dOpts::new(1, 1), None).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("bias") && err.contains("f32[5]"), "{err}");
+
+    let r = g.input("r", TensorDesc::f32(&[2, 4, 7, 8]));
+    let err = g.conv2d("c", x, w, None, Conv2dOpts::new(1, 1), Some(r)).unwrap_err().to_string();
+    assert!(err.contains("residual") && err.contains("2×4×7×8") && err.contains("2×4×8×8"), "{err}");
+
+    let flat = g.input("flat", TensorDesc::f32(&[3, 64]));
+    let err = g.conv2d("c", flat, w, None, Conv2dOpts::default(), None).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("3×64"), "{err}");
+
+    let tiny = g.input("tiny", TensorDesc::f32(&[1, 3, 2, 2]));
+    let err = g.conv2d("c", tiny, w, None, Conv2dOpts::default(), None).unwrap_err().to_string();
+    assert!(err.contains("1×3×2×2") && err.contains("4×3×3×3"), "{err}");
+
+    let h = g.input("h", TensorDesc::new(&[2, 3, 8, 8], DType::F16));
+    let err = g.conv2d("c", h, w, None, Conv2dOpts::default(), None).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("dtype"), "{err}");
+
+    // A forced kernel that cannot compute the shape is refused when recorded.
+    let k3 = KERNELS.iter().position(|k| k.entry.starts_with("k3s1")).unwrap();
+    let op = Conv2d { kernel: Some(k3), ..Conv2d::new(Conv2dOpts::new(2, 1), false, false) };
+    let err = g.op("c", op, &[x, w]).unwrap_err().to_string();
+    assert!(err.contains("k3s1") && err.contains("2×3×8×8"), "{err}");
+}
+
+/// CPU seconds used by this process so far (all threads, lavapipe's included), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Profiles one conv (bias fused) and prints GFLOP/s from the GPU time, plus the process CPU time it took:
+/// on lavapipe the GPU is the CPU, so GFLOP per CPU-second is the figure that does not depend on how
+/// many cores other processes left free.
+fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
+    let s = c.shape();
+    let mut rng = Rng::new(9);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[c.b, c.cin, c.h, c.w]));
+    let wd = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+    let w = g.param(&Param::upload(gpu, "w", wd.clone(), &rng.vec(wd.numel(), 0.05), false).unwrap());
+    let bias = g.param(&Param::upload(gpu, "b", TensorDesc::f32(&[c.cout]), &rng.vec(c.cout, 0.05), false).unwrap());
+    let op = Conv2d { kernel, ..Conv2d::new(c.opts, true, false) };
+    let flops = op.flops(&[g.desc(x), &wd], &TensorDesc::f32(&s.out_shape()));
+    let y = g.op("conv", op, &[x, w, bias]).unwrap();
+    g.output(y);
+    let entry = kernel.map_or_else(|| select_kernel(&s, &c.opts, &DeviceLimits::from_gpu(gpu)).entry, |k| KERNELS[k].entry);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    plan.write(x, &rng.vec(c.b * c.cin * c.h * c.w, 1.0)).unwrap();
+    for r in 0..runs {
+        let c0 = cpu_seconds();
+        let t = plan.profile().unwrap()[0];
+        let cpu = cpu_seconds() - c0;
+        println!(
+            "conv2d {} [{entry}] run {r}: {:.3} s, {:.2} GFLOP/s; process CPU {:.2} s ({:.2} cores), {:.2} GFLOP per CPU-second",
+            c.name(),
+            t,
+            flops / t / 1e9,
+            cpu,
+            cpu / t,
+            flops / cpu / 1e9
+        );
+    }
+}
+
+/// GFLOP/s at SD shapes: `cargo test --release --test kernels conv2d::bench -- --ignored --nocapture`.
+/// `CONV_BENCH=unet,vae,1x1,s2,portable` picks cases (default: unet and vae); the first run of each
+/// kernel includes lavapipe's shader compile.
+#[test]
+#[ignore]
+fn bench_sd_shapes() {
+    let gpu = test_gpu();
+    println!("{}", gpu.describe());
+    let which = std::env::var("CONV_BENCH").unwrap_or_else(|_| "unet,vae".into());
+    let p1 = Conv2dOpts::new(1, 1);
+    if which.contains("unet") {
+        bench(&gpu, &case(2, 320, 64, 64, 320, 3, p1, true, false), None, 3);
+    }
+    if which.contains("portable") {
+        for (i, k) in KERNELS.iter().enumerate() {
+            if !k.subgroup || which.contains("all") {
+                bench(&gpu, &case(1, 128, 64, 64, 128, 3, p1, true, false), Some(i), 2);
+            }
+        }
+    }
+    if which.contains("1x1") {
+        bench(&gpu, &case(2, 320, 64, 64, 320, 1, Conv2dOpts::default(), true, false), None, 2);
+    }
+    if which.contains("s2") {
+        bench(&gpu, &case(2, 320, 64, 64, 320, 3, Conv2dOpts::new(2, 1), true, false), None, 2);
+    }
+    if which.contains("vae") {
+        bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), None, 1);
+    }
+}
