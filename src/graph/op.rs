@@ -16,14 +16,32 @@ pub struct DeviceLimits {
     pub offset_align: u64,
     /// `max_compute_workgroups_per_dimension`.
     pub max_workgroups: u32,
+    /// Smallest subgroup size compute shaders may run with, or 0 when the device has no subgroup
+    /// operations. Kernels use their subgroup variants only when this is at least what they assume.
+    pub subgroup_min_size: u32,
+    /// The adapter runs shaders on the CPU (lavapipe, WARP, SwiftShader): there a memory access costs far
+    /// more than arithmetic, so kernels choose larger register tiles than suit a GPU's register file.
+    pub cpu: bool,
 }
 
 impl DeviceLimits {
+    /// Limits alone: no subgroups, GPU-style tiles.
     pub fn from_wgpu(l: &wgpu::Limits) -> Self {
         DeviceLimits {
             max_binding: l.max_storage_buffer_binding_size,
             offset_align: l.min_storage_buffer_offset_alignment as u64,
             max_workgroups: l.max_compute_workgroups_per_dimension,
+            subgroup_min_size: 0,
+            cpu: false,
+        }
+    }
+
+    /// Limits and the kernel-relevant facts of an open device.
+    pub fn from_gpu(gpu: &crate::gpu::Gpu) -> Self {
+        DeviceLimits {
+            subgroup_min_size: if gpu.caps.subgroups { gpu.info.subgroup_min_size } else { 0 },
+            cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
+            ..Self::from_wgpu(&gpu.limits)
         }
     }
 }

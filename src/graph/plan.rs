@@ -151,7 +151,7 @@ fn pack(graph: &Graph) -> (Vec<Option<usize>>, Vec<u64>) {
 impl Plan {
     /// Plans `graph` for `gpu`: assigns buffers, builds every pipeline and bind group.
     pub fn new(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
-        let limits = DeviceLimits::from_wgpu(&gpu.limits);
+        let limits = DeviceLimits::from_gpu(&gpu);
         let device = &gpu.device;
         let (slot_of, pool_sizes) = pack(&graph);
 

@@ -9,6 +9,7 @@
 //!   [`grid_1d`](crate::graph::op::grid_1d));
 //! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
 
+pub mod attention;
 pub mod binary;
 pub mod unary;
 
@@ -40,5 +41,5 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER]
+    vec![&unary::SHADER, &binary::SHADER, &attention::SHADER, &attention::SHADER_SUBGROUP]
 }

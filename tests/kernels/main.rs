@@ -2,5 +2,6 @@
 //! Stable Diffusion shapes. One test binary (one link) for all families; each family is a module.
 //! They run on whatever adapter wgpu picks (lavapipe on CI) and fail, not skip, without one.
 
+mod attention;
 mod elementwise;
 mod executor;
