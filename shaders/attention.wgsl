@@ -4,8 +4,8 @@
 // Multi-head attention out = softmax(q kᵀ · scale) v without a score matrix: each invocation owns TQ
 // query rows of one (batch, head) and streams the keys in blocks of 8 with an online softmax (running
 // max m, sum l, output o, rescaled by exp2(m_old - m_new) once per block). Layout: q [B, Nq, ldq],
-// k/v [B, Nk, ldkv], out [B, Nq, ldo], head h in columns h·D..(h+1)·D. Grid: x = query blocks of
-// 64·TQ rows, y = batch · heads.
+// k/v [B, Nk, ldkv], out [B, Nq, ldo], head h in columns h·D..(h+1)·D. Grid: x = blocks of WG·TQ
+// query rows (WG invocations per workgroup), y = batch · heads.
 // Portable: every invocation reads the K/V rows it needs directly (uniform addresses).
 // reg<D>_t<TQ>: head dim exactly D, queries and accumulators in registers.
 // stream<W>_t<TQ>m<M>: any head dim (a multiple of W = 4, or W = 1), looped in W-wide chunks over
@@ -110,8 +110,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 0u];
             let k6 = k_v4[kr0_6 + 0u];
             let k7 = k_v4[kr0_7 + 0u];
-            s0_0a += vec4<f32>(dot(q0_0, k0), dot(q0_0, k1), dot(q0_0, k2), dot(q0_0, k3));
-            s0_0b += vec4<f32>(dot(q0_0, k4), dot(q0_0, k5), dot(q0_0, k6), dot(q0_0, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_0.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_0.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_0.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_0.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_0.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_0.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_0.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_0.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 1u];
@@ -122,8 +128,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 1u];
             let k6 = k_v4[kr0_6 + 1u];
             let k7 = k_v4[kr0_7 + 1u];
-            s0_0a += vec4<f32>(dot(q0_1, k0), dot(q0_1, k1), dot(q0_1, k2), dot(q0_1, k3));
-            s0_0b += vec4<f32>(dot(q0_1, k4), dot(q0_1, k5), dot(q0_1, k6), dot(q0_1, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_1.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_1.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_1.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_1.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_1.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_1.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_1.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_1.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 2u];
@@ -134,8 +146,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 2u];
             let k6 = k_v4[kr0_6 + 2u];
             let k7 = k_v4[kr0_7 + 2u];
-            s0_0a += vec4<f32>(dot(q0_2, k0), dot(q0_2, k1), dot(q0_2, k2), dot(q0_2, k3));
-            s0_0b += vec4<f32>(dot(q0_2, k4), dot(q0_2, k5), dot(q0_2, k6), dot(q0_2, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_2.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_2.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_2.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_2.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_2.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_2.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_2.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_2.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 3u];
@@ -146,8 +164,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 3u];
             let k6 = k_v4[kr0_6 + 3u];
             let k7 = k_v4[kr0_7 + 3u];
-            s0_0a += vec4<f32>(dot(q0_3, k0), dot(q0_3, k1), dot(q0_3, k2), dot(q0_3, k3));
-            s0_0b += vec4<f32>(dot(q0_3, k4), dot(q0_3, k5), dot(q0_3, k6), dot(q0_3, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_3.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_3.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_3.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_3.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_3.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_3.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_3.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_3.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 4u];
@@ -158,8 +182,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 4u];
             let k6 = k_v4[kr0_6 + 4u];
             let k7 = k_v4[kr0_7 + 4u];
-            s0_0a += vec4<f32>(dot(q0_4, k0), dot(q0_4, k1), dot(q0_4, k2), dot(q0_4, k3));
-            s0_0b += vec4<f32>(dot(q0_4, k4), dot(q0_4, k5), dot(q0_4, k6), dot(q0_4, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_4.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_4.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_4.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_4.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_4.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_4.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_4.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_4.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 5u];
@@ -170,8 +200,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 5u];
             let k6 = k_v4[kr0_6 + 5u];
             let k7 = k_v4[kr0_7 + 5u];
-            s0_0a += vec4<f32>(dot(q0_5, k0), dot(q0_5, k1), dot(q0_5, k2), dot(q0_5, k3));
-            s0_0b += vec4<f32>(dot(q0_5, k4), dot(q0_5, k5), dot(q0_5, k6), dot(q0_5, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_5.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_5.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_5.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_5.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_5.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_5.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_5.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_5.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 6u];
@@ -182,8 +218,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 6u];
             let k6 = k_v4[kr0_6 + 6u];
             let k7 = k_v4[kr0_7 + 6u];
-            s0_0a += vec4<f32>(dot(q0_6, k0), dot(q0_6, k1), dot(q0_6, k2), dot(q0_6, k3));
-            s0_0b += vec4<f32>(dot(q0_6, k4), dot(q0_6, k5), dot(q0_6, k6), dot(q0_6, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_6.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_6.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_6.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_6.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_6.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_6.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_6.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_6.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 7u];
@@ -194,8 +236,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 7u];
             let k6 = k_v4[kr0_6 + 7u];
             let k7 = k_v4[kr0_7 + 7u];
-            s0_0a += vec4<f32>(dot(q0_7, k0), dot(q0_7, k1), dot(q0_7, k2), dot(q0_7, k3));
-            s0_0b += vec4<f32>(dot(q0_7, k4), dot(q0_7, k5), dot(q0_7, k6), dot(q0_7, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_7.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_7.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_7.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_7.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_7.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_7.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_7.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_7.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 8u];
@@ -206,8 +254,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 8u];
             let k6 = k_v4[kr0_6 + 8u];
             let k7 = k_v4[kr0_7 + 8u];
-            s0_0a += vec4<f32>(dot(q0_8, k0), dot(q0_8, k1), dot(q0_8, k2), dot(q0_8, k3));
-            s0_0b += vec4<f32>(dot(q0_8, k4), dot(q0_8, k5), dot(q0_8, k6), dot(q0_8, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_8.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_8.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_8.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_8.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_8.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_8.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_8.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_8.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 9u];
@@ -218,8 +272,14 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 9u];
             let k6 = k_v4[kr0_6 + 9u];
             let k7 = k_v4[kr0_7 + 9u];
-            s0_0a += vec4<f32>(dot(q0_9, k0), dot(q0_9, k1), dot(q0_9, k2), dot(q0_9, k3));
-            s0_0b += vec4<f32>(dot(q0_9, k4), dot(q0_9, k5), dot(q0_9, k6), dot(q0_9, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_9.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_9.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_9.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_9.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_9.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_9.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_9.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_9.w), s0_0b);
         }
         let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
         let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
@@ -242,7 +302,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 0u];
             let v6 = v_v4[vr0_6 + 0u];
             let v7 = v_v4[vr0_7 + 0u];
-            o0_0 = o0_0 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_0 *= cr0;
+            o0_0 = fma(v0, vec4<f32>(s0_0a.x), o0_0);
+            o0_0 = fma(v1, vec4<f32>(s0_0a.y), o0_0);
+            o0_0 = fma(v2, vec4<f32>(s0_0a.z), o0_0);
+            o0_0 = fma(v3, vec4<f32>(s0_0a.w), o0_0);
+            o0_0 = fma(v4, vec4<f32>(s0_0b.x), o0_0);
+            o0_0 = fma(v5, vec4<f32>(s0_0b.y), o0_0);
+            o0_0 = fma(v6, vec4<f32>(s0_0b.z), o0_0);
+            o0_0 = fma(v7, vec4<f32>(s0_0b.w), o0_0);
         }
         {
             let v0 = v_v4[vr0_0 + 1u];
@@ -253,7 +321,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 1u];
             let v6 = v_v4[vr0_6 + 1u];
             let v7 = v_v4[vr0_7 + 1u];
-            o0_1 = o0_1 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_1 *= cr0;
+            o0_1 = fma(v0, vec4<f32>(s0_0a.x), o0_1);
+            o0_1 = fma(v1, vec4<f32>(s0_0a.y), o0_1);
+            o0_1 = fma(v2, vec4<f32>(s0_0a.z), o0_1);
+            o0_1 = fma(v3, vec4<f32>(s0_0a.w), o0_1);
+            o0_1 = fma(v4, vec4<f32>(s0_0b.x), o0_1);
+            o0_1 = fma(v5, vec4<f32>(s0_0b.y), o0_1);
+            o0_1 = fma(v6, vec4<f32>(s0_0b.z), o0_1);
+            o0_1 = fma(v7, vec4<f32>(s0_0b.w), o0_1);
         }
         {
             let v0 = v_v4[vr0_0 + 2u];
@@ -264,7 +340,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 2u];
             let v6 = v_v4[vr0_6 + 2u];
             let v7 = v_v4[vr0_7 + 2u];
-            o0_2 = o0_2 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_2 *= cr0;
+            o0_2 = fma(v0, vec4<f32>(s0_0a.x), o0_2);
+            o0_2 = fma(v1, vec4<f32>(s0_0a.y), o0_2);
+            o0_2 = fma(v2, vec4<f32>(s0_0a.z), o0_2);
+            o0_2 = fma(v3, vec4<f32>(s0_0a.w), o0_2);
+            o0_2 = fma(v4, vec4<f32>(s0_0b.x), o0_2);
+            o0_2 = fma(v5, vec4<f32>(s0_0b.y), o0_2);
+            o0_2 = fma(v6, vec4<f32>(s0_0b.z), o0_2);
+            o0_2 = fma(v7, vec4<f32>(s0_0b.w), o0_2);
         }
         {
             let v0 = v_v4[vr0_0 + 3u];
@@ -275,7 +359,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 3u];
             let v6 = v_v4[vr0_6 + 3u];
             let v7 = v_v4[vr0_7 + 3u];
-            o0_3 = o0_3 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_3 *= cr0;
+            o0_3 = fma(v0, vec4<f32>(s0_0a.x), o0_3);
+            o0_3 = fma(v1, vec4<f32>(s0_0a.y), o0_3);
+            o0_3 = fma(v2, vec4<f32>(s0_0a.z), o0_3);
+            o0_3 = fma(v3, vec4<f32>(s0_0a.w), o0_3);
+            o0_3 = fma(v4, vec4<f32>(s0_0b.x), o0_3);
+            o0_3 = fma(v5, vec4<f32>(s0_0b.y), o0_3);
+            o0_3 = fma(v6, vec4<f32>(s0_0b.z), o0_3);
+            o0_3 = fma(v7, vec4<f32>(s0_0b.w), o0_3);
         }
         {
             let v0 = v_v4[vr0_0 + 4u];
@@ -286,7 +378,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 4u];
             let v6 = v_v4[vr0_6 + 4u];
             let v7 = v_v4[vr0_7 + 4u];
-            o0_4 = o0_4 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_4 *= cr0;
+            o0_4 = fma(v0, vec4<f32>(s0_0a.x), o0_4);
+            o0_4 = fma(v1, vec4<f32>(s0_0a.y), o0_4);
+            o0_4 = fma(v2, vec4<f32>(s0_0a.z), o0_4);
+            o0_4 = fma(v3, vec4<f32>(s0_0a.w), o0_4);
+            o0_4 = fma(v4, vec4<f32>(s0_0b.x), o0_4);
+            o0_4 = fma(v5, vec4<f32>(s0_0b.y), o0_4);
+            o0_4 = fma(v6, vec4<f32>(s0_0b.z), o0_4);
+            o0_4 = fma(v7, vec4<f32>(s0_0b.w), o0_4);
         }
         {
             let v0 = v_v4[vr0_0 + 5u];
@@ -297,7 +397,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 5u];
             let v6 = v_v4[vr0_6 + 5u];
             let v7 = v_v4[vr0_7 + 5u];
-            o0_5 = o0_5 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_5 *= cr0;
+            o0_5 = fma(v0, vec4<f32>(s0_0a.x), o0_5);
+            o0_5 = fma(v1, vec4<f32>(s0_0a.y), o0_5);
+            o0_5 = fma(v2, vec4<f32>(s0_0a.z), o0_5);
+            o0_5 = fma(v3, vec4<f32>(s0_0a.w), o0_5);
+            o0_5 = fma(v4, vec4<f32>(s0_0b.x), o0_5);
+            o0_5 = fma(v5, vec4<f32>(s0_0b.y), o0_5);
+            o0_5 = fma(v6, vec4<f32>(s0_0b.z), o0_5);
+            o0_5 = fma(v7, vec4<f32>(s0_0b.w), o0_5);
         }
         {
             let v0 = v_v4[vr0_0 + 6u];
@@ -308,7 +416,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 6u];
             let v6 = v_v4[vr0_6 + 6u];
             let v7 = v_v4[vr0_7 + 6u];
-            o0_6 = o0_6 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_6 *= cr0;
+            o0_6 = fma(v0, vec4<f32>(s0_0a.x), o0_6);
+            o0_6 = fma(v1, vec4<f32>(s0_0a.y), o0_6);
+            o0_6 = fma(v2, vec4<f32>(s0_0a.z), o0_6);
+            o0_6 = fma(v3, vec4<f32>(s0_0a.w), o0_6);
+            o0_6 = fma(v4, vec4<f32>(s0_0b.x), o0_6);
+            o0_6 = fma(v5, vec4<f32>(s0_0b.y), o0_6);
+            o0_6 = fma(v6, vec4<f32>(s0_0b.z), o0_6);
+            o0_6 = fma(v7, vec4<f32>(s0_0b.w), o0_6);
         }
         {
             let v0 = v_v4[vr0_0 + 7u];
@@ -319,7 +435,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 7u];
             let v6 = v_v4[vr0_6 + 7u];
             let v7 = v_v4[vr0_7 + 7u];
-            o0_7 = o0_7 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_7 *= cr0;
+            o0_7 = fma(v0, vec4<f32>(s0_0a.x), o0_7);
+            o0_7 = fma(v1, vec4<f32>(s0_0a.y), o0_7);
+            o0_7 = fma(v2, vec4<f32>(s0_0a.z), o0_7);
+            o0_7 = fma(v3, vec4<f32>(s0_0a.w), o0_7);
+            o0_7 = fma(v4, vec4<f32>(s0_0b.x), o0_7);
+            o0_7 = fma(v5, vec4<f32>(s0_0b.y), o0_7);
+            o0_7 = fma(v6, vec4<f32>(s0_0b.z), o0_7);
+            o0_7 = fma(v7, vec4<f32>(s0_0b.w), o0_7);
         }
         {
             let v0 = v_v4[vr0_0 + 8u];
@@ -330,7 +454,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 8u];
             let v6 = v_v4[vr0_6 + 8u];
             let v7 = v_v4[vr0_7 + 8u];
-            o0_8 = o0_8 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_8 *= cr0;
+            o0_8 = fma(v0, vec4<f32>(s0_0a.x), o0_8);
+            o0_8 = fma(v1, vec4<f32>(s0_0a.y), o0_8);
+            o0_8 = fma(v2, vec4<f32>(s0_0a.z), o0_8);
+            o0_8 = fma(v3, vec4<f32>(s0_0a.w), o0_8);
+            o0_8 = fma(v4, vec4<f32>(s0_0b.x), o0_8);
+            o0_8 = fma(v5, vec4<f32>(s0_0b.y), o0_8);
+            o0_8 = fma(v6, vec4<f32>(s0_0b.z), o0_8);
+            o0_8 = fma(v7, vec4<f32>(s0_0b.w), o0_8);
         }
         {
             let v0 = v_v4[vr0_0 + 9u];
@@ -341,7 +473,15 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 9u];
             let v6 = v_v4[vr0_6 + 9u];
             let v7 = v_v4[vr0_7 + 9u];
-            o0_9 = o0_9 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_9 *= cr0;
+            o0_9 = fma(v0, vec4<f32>(s0_0a.x), o0_9);
+            o0_9 = fma(v1, vec4<f32>(s0_0a.y), o0_9);
+            o0_9 = fma(v2, vec4<f32>(s0_0a.z), o0_9);
+            o0_9 = fma(v3, vec4<f32>(s0_0a.w), o0_9);
+            o0_9 = fma(v4, vec4<f32>(s0_0b.x), o0_9);
+            o0_9 = fma(v5, vec4<f32>(s0_0b.y), o0_9);
+            o0_9 = fma(v6, vec4<f32>(s0_0b.z), o0_9);
+            o0_9 = fma(v7, vec4<f32>(s0_0b.w), o0_9);
         }
     }
     if (ok0) {
@@ -440,8 +580,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 0u];
             let k6 = k_v4[kr0_6 + 0u];
             let k7 = k_v4[kr0_7 + 0u];
-            s0_0a += vec4<f32>(dot(q0_0, k0), dot(q0_0, k1), dot(q0_0, k2), dot(q0_0, k3));
-            s0_0b += vec4<f32>(dot(q0_0, k4), dot(q0_0, k5), dot(q0_0, k6), dot(q0_0, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_0.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_0.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_0.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_0.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_0.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_0.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_0.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_0.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 1u];
@@ -452,8 +598,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 1u];
             let k6 = k_v4[kr0_6 + 1u];
             let k7 = k_v4[kr0_7 + 1u];
-            s0_0a += vec4<f32>(dot(q0_1, k0), dot(q0_1, k1), dot(q0_1, k2), dot(q0_1, k3));
-            s0_0b += vec4<f32>(dot(q0_1, k4), dot(q0_1, k5), dot(q0_1, k6), dot(q0_1, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_1.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_1.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_1.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_1.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_1.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_1.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_1.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_1.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 2u];
@@ -464,8 +616,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 2u];
             let k6 = k_v4[kr0_6 + 2u];
             let k7 = k_v4[kr0_7 + 2u];
-            s0_0a += vec4<f32>(dot(q0_2, k0), dot(q0_2, k1), dot(q0_2, k2), dot(q0_2, k3));
-            s0_0b += vec4<f32>(dot(q0_2, k4), dot(q0_2, k5), dot(q0_2, k6), dot(q0_2, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_2.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_2.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_2.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_2.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_2.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_2.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_2.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_2.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 3u];
@@ -476,8 +634,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 3u];
             let k6 = k_v4[kr0_6 + 3u];
             let k7 = k_v4[kr0_7 + 3u];
-            s0_0a += vec4<f32>(dot(q0_3, k0), dot(q0_3, k1), dot(q0_3, k2), dot(q0_3, k3));
-            s0_0b += vec4<f32>(dot(q0_3, k4), dot(q0_3, k5), dot(q0_3, k6), dot(q0_3, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_3.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_3.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_3.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_3.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_3.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_3.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_3.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_3.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 4u];
@@ -488,8 +652,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 4u];
             let k6 = k_v4[kr0_6 + 4u];
             let k7 = k_v4[kr0_7 + 4u];
-            s0_0a += vec4<f32>(dot(q0_4, k0), dot(q0_4, k1), dot(q0_4, k2), dot(q0_4, k3));
-            s0_0b += vec4<f32>(dot(q0_4, k4), dot(q0_4, k5), dot(q0_4, k6), dot(q0_4, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_4.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_4.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_4.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_4.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_4.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_4.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_4.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_4.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 5u];
@@ -500,8 +670,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 5u];
             let k6 = k_v4[kr0_6 + 5u];
             let k7 = k_v4[kr0_7 + 5u];
-            s0_0a += vec4<f32>(dot(q0_5, k0), dot(q0_5, k1), dot(q0_5, k2), dot(q0_5, k3));
-            s0_0b += vec4<f32>(dot(q0_5, k4), dot(q0_5, k5), dot(q0_5, k6), dot(q0_5, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_5.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_5.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_5.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_5.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_5.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_5.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_5.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_5.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 6u];
@@ -512,8 +688,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 6u];
             let k6 = k_v4[kr0_6 + 6u];
             let k7 = k_v4[kr0_7 + 6u];
-            s0_0a += vec4<f32>(dot(q0_6, k0), dot(q0_6, k1), dot(q0_6, k2), dot(q0_6, k3));
-            s0_0b += vec4<f32>(dot(q0_6, k4), dot(q0_6, k5), dot(q0_6, k6), dot(q0_6, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_6.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_6.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_6.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_6.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_6.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_6.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_6.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_6.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 7u];
@@ -524,8 +706,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 7u];
             let k6 = k_v4[kr0_6 + 7u];
             let k7 = k_v4[kr0_7 + 7u];
-            s0_0a += vec4<f32>(dot(q0_7, k0), dot(q0_7, k1), dot(q0_7, k2), dot(q0_7, k3));
-            s0_0b += vec4<f32>(dot(q0_7, k4), dot(q0_7, k5), dot(q0_7, k6), dot(q0_7, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_7.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_7.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_7.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_7.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_7.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_7.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_7.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_7.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 8u];
@@ -536,8 +724,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 8u];
             let k6 = k_v4[kr0_6 + 8u];
             let k7 = k_v4[kr0_7 + 8u];
-            s0_0a += vec4<f32>(dot(q0_8, k0), dot(q0_8, k1), dot(q0_8, k2), dot(q0_8, k3));
-            s0_0b += vec4<f32>(dot(q0_8, k4), dot(q0_8, k5), dot(q0_8, k6), dot(q0_8, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_8.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_8.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_8.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_8.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_8.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_8.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_8.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_8.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 9u];
@@ -548,8 +742,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 9u];
             let k6 = k_v4[kr0_6 + 9u];
             let k7 = k_v4[kr0_7 + 9u];
-            s0_0a += vec4<f32>(dot(q0_9, k0), dot(q0_9, k1), dot(q0_9, k2), dot(q0_9, k3));
-            s0_0b += vec4<f32>(dot(q0_9, k4), dot(q0_9, k5), dot(q0_9, k6), dot(q0_9, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_9.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_9.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_9.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_9.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_9.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_9.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_9.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_9.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 10u];
@@ -560,8 +760,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 10u];
             let k6 = k_v4[kr0_6 + 10u];
             let k7 = k_v4[kr0_7 + 10u];
-            s0_0a += vec4<f32>(dot(q0_10, k0), dot(q0_10, k1), dot(q0_10, k2), dot(q0_10, k3));
-            s0_0b += vec4<f32>(dot(q0_10, k4), dot(q0_10, k5), dot(q0_10, k6), dot(q0_10, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_10.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_10.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_10.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_10.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_10.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_10.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_10.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_10.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 11u];
@@ -572,8 +778,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 11u];
             let k6 = k_v4[kr0_6 + 11u];
             let k7 = k_v4[kr0_7 + 11u];
-            s0_0a += vec4<f32>(dot(q0_11, k0), dot(q0_11, k1), dot(q0_11, k2), dot(q0_11, k3));
-            s0_0b += vec4<f32>(dot(q0_11, k4), dot(q0_11, k5), dot(q0_11, k6), dot(q0_11, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_11.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_11.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_11.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_11.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_11.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_11.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_11.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_11.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 12u];
@@ -584,8 +796,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 12u];
             let k6 = k_v4[kr0_6 + 12u];
             let k7 = k_v4[kr0_7 + 12u];
-            s0_0a += vec4<f32>(dot(q0_12, k0), dot(q0_12, k1), dot(q0_12, k2), dot(q0_12, k3));
-            s0_0b += vec4<f32>(dot(q0_12, k4), dot(q0_12, k5), dot(q0_12, k6), dot(q0_12, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_12.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_12.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_12.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_12.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_12.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_12.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_12.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_12.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 13u];
@@ -596,8 +814,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 13u];
             let k6 = k_v4[kr0_6 + 13u];
             let k7 = k_v4[kr0_7 + 13u];
-            s0_0a += vec4<f32>(dot(q0_13, k0), dot(q0_13, k1), dot(q0_13, k2), dot(q0_13, k3));
-            s0_0b += vec4<f32>(dot(q0_13, k4), dot(q0_13, k5), dot(q0_13, k6), dot(q0_13, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_13.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_13.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_13.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_13.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_13.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_13.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_13.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_13.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 14u];
@@ -608,8 +832,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 14u];
             let k6 = k_v4[kr0_6 + 14u];
             let k7 = k_v4[kr0_7 + 14u];
-            s0_0a += vec4<f32>(dot(q0_14, k0), dot(q0_14, k1), dot(q0_14, k2), dot(q0_14, k3));
-            s0_0b += vec4<f32>(dot(q0_14, k4), dot(q0_14, k5), dot(q0_14, k6), dot(q0_14, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_14.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_14.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_14.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_14.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_14.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_14.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_14.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_14.w), s0_0b);
         }
         {
             let k0 = k_v4[kr0_0 + 15u];
@@ -620,8 +850,14 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let k5 = k_v4[kr0_5 + 15u];
             let k6 = k_v4[kr0_6 + 15u];
             let k7 = k_v4[kr0_7 + 15u];
-            s0_0a += vec4<f32>(dot(q0_15, k0), dot(q0_15, k1), dot(q0_15, k2), dot(q0_15, k3));
-            s0_0b += vec4<f32>(dot(q0_15, k4), dot(q0_15, k5), dot(q0_15, k6), dot(q0_15, k7));
+            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_15.x), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_15.y), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_15.z), s0_0a);
+            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_15.w), s0_0a);
+            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_15.x), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_15.y), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_15.z), s0_0b);
+            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_15.w), s0_0b);
         }
         let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
         let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
@@ -644,7 +880,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 0u];
             let v6 = v_v4[vr0_6 + 0u];
             let v7 = v_v4[vr0_7 + 0u];
-            o0_0 = o0_0 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_0 *= cr0;
+            o0_0 = fma(v0, vec4<f32>(s0_0a.x), o0_0);
+            o0_0 = fma(v1, vec4<f32>(s0_0a.y), o0_0);
+            o0_0 = fma(v2, vec4<f32>(s0_0a.z), o0_0);
+            o0_0 = fma(v3, vec4<f32>(s0_0a.w), o0_0);
+            o0_0 = fma(v4, vec4<f32>(s0_0b.x), o0_0);
+            o0_0 = fma(v5, vec4<f32>(s0_0b.y), o0_0);
+            o0_0 = fma(v6, vec4<f32>(s0_0b.z), o0_0);
+            o0_0 = fma(v7, vec4<f32>(s0_0b.w), o0_0);
         }
         {
             let v0 = v_v4[vr0_0 + 1u];
@@ -655,7 +899,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 1u];
             let v6 = v_v4[vr0_6 + 1u];
             let v7 = v_v4[vr0_7 + 1u];
-            o0_1 = o0_1 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_1 *= cr0;
+            o0_1 = fma(v0, vec4<f32>(s0_0a.x), o0_1);
+            o0_1 = fma(v1, vec4<f32>(s0_0a.y), o0_1);
+            o0_1 = fma(v2, vec4<f32>(s0_0a.z), o0_1);
+            o0_1 = fma(v3, vec4<f32>(s0_0a.w), o0_1);
+            o0_1 = fma(v4, vec4<f32>(s0_0b.x), o0_1);
+            o0_1 = fma(v5, vec4<f32>(s0_0b.y), o0_1);
+            o0_1 = fma(v6, vec4<f32>(s0_0b.z), o0_1);
+            o0_1 = fma(v7, vec4<f32>(s0_0b.w), o0_1);
         }
         {
             let v0 = v_v4[vr0_0 + 2u];
@@ -666,7 +918,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 2u];
             let v6 = v_v4[vr0_6 + 2u];
             let v7 = v_v4[vr0_7 + 2u];
-            o0_2 = o0_2 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_2 *= cr0;
+            o0_2 = fma(v0, vec4<f32>(s0_0a.x), o0_2);
+            o0_2 = fma(v1, vec4<f32>(s0_0a.y), o0_2);
+            o0_2 = fma(v2, vec4<f32>(s0_0a.z), o0_2);
+            o0_2 = fma(v3, vec4<f32>(s0_0a.w), o0_2);
+            o0_2 = fma(v4, vec4<f32>(s0_0b.x), o0_2);
+            o0_2 = fma(v5, vec4<f32>(s0_0b.y), o0_2);
+            o0_2 = fma(v6, vec4<f32>(s0_0b.z), o0_2);
+            o0_2 = fma(v7, vec4<f32>(s0_0b.w), o0_2);
         }
         {
             let v0 = v_v4[vr0_0 + 3u];
@@ -677,7 +937,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 3u];
             let v6 = v_v4[vr0_6 + 3u];
             let v7 = v_v4[vr0_7 + 3u];
-            o0_3 = o0_3 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_3 *= cr0;
+            o0_3 = fma(v0, vec4<f32>(s0_0a.x), o0_3);
+            o0_3 = fma(v1, vec4<f32>(s0_0a.y), o0_3);
+            o0_3 = fma(v2, vec4<f32>(s0_0a.z), o0_3);
+            o0_3 = fma(v3, vec4<f32>(s0_0a.w), o0_3);
+            o0_3 = fma(v4, vec4<f32>(s0_0b.x), o0_3);
+            o0_3 = fma(v5, vec4<f32>(s0_0b.y), o0_3);
+            o0_3 = fma(v6, vec4<f32>(s0_0b.z), o0_3);
+            o0_3 = fma(v7, vec4<f32>(s0_0b.w), o0_3);
         }
         {
             let v0 = v_v4[vr0_0 + 4u];
@@ -688,7 +956,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 4u];
             let v6 = v_v4[vr0_6 + 4u];
             let v7 = v_v4[vr0_7 + 4u];
-            o0_4 = o0_4 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_4 *= cr0;
+            o0_4 = fma(v0, vec4<f32>(s0_0a.x), o0_4);
+            o0_4 = fma(v1, vec4<f32>(s0_0a.y), o0_4);
+            o0_4 = fma(v2, vec4<f32>(s0_0a.z), o0_4);
+            o0_4 = fma(v3, vec4<f32>(s0_0a.w), o0_4);
+            o0_4 = fma(v4, vec4<f32>(s0_0b.x), o0_4);
+            o0_4 = fma(v5, vec4<f32>(s0_0b.y), o0_4);
+            o0_4 = fma(v6, vec4<f32>(s0_0b.z), o0_4);
+            o0_4 = fma(v7, vec4<f32>(s0_0b.w), o0_4);
         }
         {
             let v0 = v_v4[vr0_0 + 5u];
@@ -699,7 +975,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 5u];
             let v6 = v_v4[vr0_6 + 5u];
             let v7 = v_v4[vr0_7 + 5u];
-            o0_5 = o0_5 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_5 *= cr0;
+            o0_5 = fma(v0, vec4<f32>(s0_0a.x), o0_5);
+            o0_5 = fma(v1, vec4<f32>(s0_0a.y), o0_5);
+            o0_5 = fma(v2, vec4<f32>(s0_0a.z), o0_5);
+            o0_5 = fma(v3, vec4<f32>(s0_0a.w), o0_5);
+            o0_5 = fma(v4, vec4<f32>(s0_0b.x), o0_5);
+            o0_5 = fma(v5, vec4<f32>(s0_0b.y), o0_5);
+            o0_5 = fma(v6, vec4<f32>(s0_0b.z), o0_5);
+            o0_5 = fma(v7, vec4<f32>(s0_0b.w), o0_5);
         }
         {
             let v0 = v_v4[vr0_0 + 6u];
@@ -710,7 +994,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 6u];
             let v6 = v_v4[vr0_6 + 6u];
             let v7 = v_v4[vr0_7 + 6u];
-            o0_6 = o0_6 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_6 *= cr0;
+            o0_6 = fma(v0, vec4<f32>(s0_0a.x), o0_6);
+            o0_6 = fma(v1, vec4<f32>(s0_0a.y), o0_6);
+            o0_6 = fma(v2, vec4<f32>(s0_0a.z), o0_6);
+            o0_6 = fma(v3, vec4<f32>(s0_0a.w), o0_6);
+            o0_6 = fma(v4, vec4<f32>(s0_0b.x), o0_6);
+            o0_6 = fma(v5, vec4<f32>(s0_0b.y), o0_6);
+            o0_6 = fma(v6, vec4<f32>(s0_0b.z), o0_6);
+            o0_6 = fma(v7, vec4<f32>(s0_0b.w), o0_6);
         }
         {
             let v0 = v_v4[vr0_0 + 7u];
@@ -721,7 +1013,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 7u];
             let v6 = v_v4[vr0_6 + 7u];
             let v7 = v_v4[vr0_7 + 7u];
-            o0_7 = o0_7 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_7 *= cr0;
+            o0_7 = fma(v0, vec4<f32>(s0_0a.x), o0_7);
+            o0_7 = fma(v1, vec4<f32>(s0_0a.y), o0_7);
+            o0_7 = fma(v2, vec4<f32>(s0_0a.z), o0_7);
+            o0_7 = fma(v3, vec4<f32>(s0_0a.w), o0_7);
+            o0_7 = fma(v4, vec4<f32>(s0_0b.x), o0_7);
+            o0_7 = fma(v5, vec4<f32>(s0_0b.y), o0_7);
+            o0_7 = fma(v6, vec4<f32>(s0_0b.z), o0_7);
+            o0_7 = fma(v7, vec4<f32>(s0_0b.w), o0_7);
         }
         {
             let v0 = v_v4[vr0_0 + 8u];
@@ -732,7 +1032,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 8u];
             let v6 = v_v4[vr0_6 + 8u];
             let v7 = v_v4[vr0_7 + 8u];
-            o0_8 = o0_8 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_8 *= cr0;
+            o0_8 = fma(v0, vec4<f32>(s0_0a.x), o0_8);
+            o0_8 = fma(v1, vec4<f32>(s0_0a.y), o0_8);
+            o0_8 = fma(v2, vec4<f32>(s0_0a.z), o0_8);
+            o0_8 = fma(v3, vec4<f32>(s0_0a.w), o0_8);
+            o0_8 = fma(v4, vec4<f32>(s0_0b.x), o0_8);
+            o0_8 = fma(v5, vec4<f32>(s0_0b.y), o0_8);
+            o0_8 = fma(v6, vec4<f32>(s0_0b.z), o0_8);
+            o0_8 = fma(v7, vec4<f32>(s0_0b.w), o0_8);
         }
         {
             let v0 = v_v4[vr0_0 + 9u];
@@ -743,7 +1051,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 9u];
             let v6 = v_v4[vr0_6 + 9u];
             let v7 = v_v4[vr0_7 + 9u];
-            o0_9 = o0_9 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_9 *= cr0;
+            o0_9 = fma(v0, vec4<f32>(s0_0a.x), o0_9);
+            o0_9 = fma(v1, vec4<f32>(s0_0a.y), o0_9);
+            o0_9 = fma(v2, vec4<f32>(s0_0a.z), o0_9);
+            o0_9 = fma(v3, vec4<f32>(s0_0a.w), o0_9);
+            o0_9 = fma(v4, vec4<f32>(s0_0b.x), o0_9);
+            o0_9 = fma(v5, vec4<f32>(s0_0b.y), o0_9);
+            o0_9 = fma(v6, vec4<f32>(s0_0b.z), o0_9);
+            o0_9 = fma(v7, vec4<f32>(s0_0b.w), o0_9);
         }
         {
             let v0 = v_v4[vr0_0 + 10u];
@@ -754,7 +1070,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 10u];
             let v6 = v_v4[vr0_6 + 10u];
             let v7 = v_v4[vr0_7 + 10u];
-            o0_10 = o0_10 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_10 *= cr0;
+            o0_10 = fma(v0, vec4<f32>(s0_0a.x), o0_10);
+            o0_10 = fma(v1, vec4<f32>(s0_0a.y), o0_10);
+            o0_10 = fma(v2, vec4<f32>(s0_0a.z), o0_10);
+            o0_10 = fma(v3, vec4<f32>(s0_0a.w), o0_10);
+            o0_10 = fma(v4, vec4<f32>(s0_0b.x), o0_10);
+            o0_10 = fma(v5, vec4<f32>(s0_0b.y), o0_10);
+            o0_10 = fma(v6, vec4<f32>(s0_0b.z), o0_10);
+            o0_10 = fma(v7, vec4<f32>(s0_0b.w), o0_10);
         }
         {
             let v0 = v_v4[vr0_0 + 11u];
@@ -765,7 +1089,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 11u];
             let v6 = v_v4[vr0_6 + 11u];
             let v7 = v_v4[vr0_7 + 11u];
-            o0_11 = o0_11 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_11 *= cr0;
+            o0_11 = fma(v0, vec4<f32>(s0_0a.x), o0_11);
+            o0_11 = fma(v1, vec4<f32>(s0_0a.y), o0_11);
+            o0_11 = fma(v2, vec4<f32>(s0_0a.z), o0_11);
+            o0_11 = fma(v3, vec4<f32>(s0_0a.w), o0_11);
+            o0_11 = fma(v4, vec4<f32>(s0_0b.x), o0_11);
+            o0_11 = fma(v5, vec4<f32>(s0_0b.y), o0_11);
+            o0_11 = fma(v6, vec4<f32>(s0_0b.z), o0_11);
+            o0_11 = fma(v7, vec4<f32>(s0_0b.w), o0_11);
         }
         {
             let v0 = v_v4[vr0_0 + 12u];
@@ -776,7 +1108,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 12u];
             let v6 = v_v4[vr0_6 + 12u];
             let v7 = v_v4[vr0_7 + 12u];
-            o0_12 = o0_12 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_12 *= cr0;
+            o0_12 = fma(v0, vec4<f32>(s0_0a.x), o0_12);
+            o0_12 = fma(v1, vec4<f32>(s0_0a.y), o0_12);
+            o0_12 = fma(v2, vec4<f32>(s0_0a.z), o0_12);
+            o0_12 = fma(v3, vec4<f32>(s0_0a.w), o0_12);
+            o0_12 = fma(v4, vec4<f32>(s0_0b.x), o0_12);
+            o0_12 = fma(v5, vec4<f32>(s0_0b.y), o0_12);
+            o0_12 = fma(v6, vec4<f32>(s0_0b.z), o0_12);
+            o0_12 = fma(v7, vec4<f32>(s0_0b.w), o0_12);
         }
         {
             let v0 = v_v4[vr0_0 + 13u];
@@ -787,7 +1127,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 13u];
             let v6 = v_v4[vr0_6 + 13u];
             let v7 = v_v4[vr0_7 + 13u];
-            o0_13 = o0_13 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_13 *= cr0;
+            o0_13 = fma(v0, vec4<f32>(s0_0a.x), o0_13);
+            o0_13 = fma(v1, vec4<f32>(s0_0a.y), o0_13);
+            o0_13 = fma(v2, vec4<f32>(s0_0a.z), o0_13);
+            o0_13 = fma(v3, vec4<f32>(s0_0a.w), o0_13);
+            o0_13 = fma(v4, vec4<f32>(s0_0b.x), o0_13);
+            o0_13 = fma(v5, vec4<f32>(s0_0b.y), o0_13);
+            o0_13 = fma(v6, vec4<f32>(s0_0b.z), o0_13);
+            o0_13 = fma(v7, vec4<f32>(s0_0b.w), o0_13);
         }
         {
             let v0 = v_v4[vr0_0 + 14u];
@@ -798,7 +1146,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 14u];
             let v6 = v_v4[vr0_6 + 14u];
             let v7 = v_v4[vr0_7 + 14u];
-            o0_14 = o0_14 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_14 *= cr0;
+            o0_14 = fma(v0, vec4<f32>(s0_0a.x), o0_14);
+            o0_14 = fma(v1, vec4<f32>(s0_0a.y), o0_14);
+            o0_14 = fma(v2, vec4<f32>(s0_0a.z), o0_14);
+            o0_14 = fma(v3, vec4<f32>(s0_0a.w), o0_14);
+            o0_14 = fma(v4, vec4<f32>(s0_0b.x), o0_14);
+            o0_14 = fma(v5, vec4<f32>(s0_0b.y), o0_14);
+            o0_14 = fma(v6, vec4<f32>(s0_0b.z), o0_14);
+            o0_14 = fma(v7, vec4<f32>(s0_0b.w), o0_14);
         }
         {
             let v0 = v_v4[vr0_0 + 15u];
@@ -809,7 +1165,15 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let v5 = v_v4[vr0_5 + 15u];
             let v6 = v_v4[vr0_6 + 15u];
             let v7 = v_v4[vr0_7 + 15u];
-            o0_15 = o0_15 * cr0 + ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
+            o0_15 *= cr0;
+            o0_15 = fma(v0, vec4<f32>(s0_0a.x), o0_15);
+            o0_15 = fma(v1, vec4<f32>(s0_0a.y), o0_15);
+            o0_15 = fma(v2, vec4<f32>(s0_0a.z), o0_15);
+            o0_15 = fma(v3, vec4<f32>(s0_0a.w), o0_15);
+            o0_15 = fma(v4, vec4<f32>(s0_0b.x), o0_15);
+            o0_15 = fma(v5, vec4<f32>(s0_0b.y), o0_15);
+            o0_15 = fma(v6, vec4<f32>(s0_0b.z), o0_15);
+            o0_15 = fma(v7, vec4<f32>(s0_0b.w), o0_15);
         }
     }
     if (ok0) {
@@ -926,10 +1290,22 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let k5 = k_v4[kr0_5 + c];
                 let k6 = k_v4[kr0_6 + c];
                 let k7 = k_v4[kr0_7 + c];
-                s0_0a += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
-                s0_0b += vec4<f32>(dot(q0, k4), dot(q0, k5), dot(q0, k6), dot(q0, k7));
-                s1_0a += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
-                s1_0b += vec4<f32>(dot(q1, k4), dot(q1, k5), dot(q1, k6), dot(q1, k7));
+                s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0.x), s0_0a);
+                s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0.y), s0_0a);
+                s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0.z), s0_0a);
+                s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0.w), s0_0a);
+                s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0.x), s0_0b);
+                s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0.y), s0_0b);
+                s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0.z), s0_0b);
+                s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0.w), s0_0b);
+                s1_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q1.x), s1_0a);
+                s1_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q1.y), s1_0a);
+                s1_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q1.z), s1_0a);
+                s1_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q1.w), s1_0a);
+                s1_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q1.x), s1_0b);
+                s1_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q1.y), s1_0b);
+                s1_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q1.z), s1_0b);
+                s1_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q1.w), s1_0b);
             }
             {
                 let k0 = k_v4[kr1_0 + c];
@@ -940,10 +1316,22 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let k5 = k_v4[kr1_5 + c];
                 let k6 = k_v4[kr1_6 + c];
                 let k7 = k_v4[kr1_7 + c];
-                s0_1a += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
-                s0_1b += vec4<f32>(dot(q0, k4), dot(q0, k5), dot(q0, k6), dot(q0, k7));
-                s1_1a += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
-                s1_1b += vec4<f32>(dot(q1, k4), dot(q1, k5), dot(q1, k6), dot(q1, k7));
+                s0_1a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0.x), s0_1a);
+                s0_1a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0.y), s0_1a);
+                s0_1a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0.z), s0_1a);
+                s0_1a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0.w), s0_1a);
+                s0_1b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0.x), s0_1b);
+                s0_1b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0.y), s0_1b);
+                s0_1b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0.z), s0_1b);
+                s0_1b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0.w), s0_1b);
+                s1_1a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q1.x), s1_1a);
+                s1_1a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q1.y), s1_1a);
+                s1_1a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q1.z), s1_1a);
+                s1_1a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q1.w), s1_1a);
+                s1_1b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q1.x), s1_1b);
+                s1_1b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q1.y), s1_1b);
+                s1_1b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q1.z), s1_1b);
+                s1_1b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q1.w), s1_1b);
             }
         }
         let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
@@ -993,8 +1381,22 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let v5 = v_v4[vr0_5 + c];
                 let v6 = v_v4[vr0_6 + c];
                 let v7 = v_v4[vr0_7 + c];
-                o0 += ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
-                o1 += ((s1_0a.x * v0 + s1_0a.y * v1) + (s1_0a.z * v2 + s1_0a.w * v3)) + ((s1_0b.x * v4 + s1_0b.y * v5) + (s1_0b.z * v6 + s1_0b.w * v7));
+                o0 = fma(v0, vec4<f32>(s0_0a.x), o0);
+                o0 = fma(v1, vec4<f32>(s0_0a.y), o0);
+                o0 = fma(v2, vec4<f32>(s0_0a.z), o0);
+                o0 = fma(v3, vec4<f32>(s0_0a.w), o0);
+                o0 = fma(v4, vec4<f32>(s0_0b.x), o0);
+                o0 = fma(v5, vec4<f32>(s0_0b.y), o0);
+                o0 = fma(v6, vec4<f32>(s0_0b.z), o0);
+                o0 = fma(v7, vec4<f32>(s0_0b.w), o0);
+                o1 = fma(v0, vec4<f32>(s1_0a.x), o1);
+                o1 = fma(v1, vec4<f32>(s1_0a.y), o1);
+                o1 = fma(v2, vec4<f32>(s1_0a.z), o1);
+                o1 = fma(v3, vec4<f32>(s1_0a.w), o1);
+                o1 = fma(v4, vec4<f32>(s1_0b.x), o1);
+                o1 = fma(v5, vec4<f32>(s1_0b.y), o1);
+                o1 = fma(v6, vec4<f32>(s1_0b.z), o1);
+                o1 = fma(v7, vec4<f32>(s1_0b.w), o1);
             }
             {
                 let v0 = v_v4[vr1_0 + c];
@@ -1005,8 +1407,22 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let v5 = v_v4[vr1_5 + c];
                 let v6 = v_v4[vr1_6 + c];
                 let v7 = v_v4[vr1_7 + c];
-                o0 += ((s0_1a.x * v0 + s0_1a.y * v1) + (s0_1a.z * v2 + s0_1a.w * v3)) + ((s0_1b.x * v4 + s0_1b.y * v5) + (s0_1b.z * v6 + s0_1b.w * v7));
-                o1 += ((s1_1a.x * v0 + s1_1a.y * v1) + (s1_1a.z * v2 + s1_1a.w * v3)) + ((s1_1b.x * v4 + s1_1b.y * v5) + (s1_1b.z * v6 + s1_1b.w * v7));
+                o0 = fma(v0, vec4<f32>(s0_1a.x), o0);
+                o0 = fma(v1, vec4<f32>(s0_1a.y), o0);
+                o0 = fma(v2, vec4<f32>(s0_1a.z), o0);
+                o0 = fma(v3, vec4<f32>(s0_1a.w), o0);
+                o0 = fma(v4, vec4<f32>(s0_1b.x), o0);
+                o0 = fma(v5, vec4<f32>(s0_1b.y), o0);
+                o0 = fma(v6, vec4<f32>(s0_1b.z), o0);
+                o0 = fma(v7, vec4<f32>(s0_1b.w), o0);
+                o1 = fma(v0, vec4<f32>(s1_1a.x), o1);
+                o1 = fma(v1, vec4<f32>(s1_1a.y), o1);
+                o1 = fma(v2, vec4<f32>(s1_1a.z), o1);
+                o1 = fma(v3, vec4<f32>(s1_1a.w), o1);
+                o1 = fma(v4, vec4<f32>(s1_1b.x), o1);
+                o1 = fma(v5, vec4<f32>(s1_1b.y), o1);
+                o1 = fma(v6, vec4<f32>(s1_1b.z), o1);
+                o1 = fma(v7, vec4<f32>(s1_1b.w), o1);
             }
             if (ok0) { o_v4[or0 + c] = o0; }
             if (ok1) { o_v4[or1 + c] = o1; }
@@ -1114,10 +1530,10 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let k5 = k_s[kr0_5 + c];
                 let k6 = k_s[kr0_6 + c];
                 let k7 = k_s[kr0_7 + c];
-                s0_0a += vec4<f32>(q0 * k0, q0 * k1, q0 * k2, q0 * k3);
-                s0_0b += vec4<f32>(q0 * k4, q0 * k5, q0 * k6, q0 * k7);
-                s1_0a += vec4<f32>(q1 * k0, q1 * k1, q1 * k2, q1 * k3);
-                s1_0b += vec4<f32>(q1 * k4, q1 * k5, q1 * k6, q1 * k7);
+                s0_0a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q0), s0_0a);
+                s0_0b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q0), s0_0b);
+                s1_0a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q1), s1_0a);
+                s1_0b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q1), s1_0b);
             }
             {
                 let k0 = k_s[kr1_0 + c];
@@ -1128,10 +1544,10 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let k5 = k_s[kr1_5 + c];
                 let k6 = k_s[kr1_6 + c];
                 let k7 = k_s[kr1_7 + c];
-                s0_1a += vec4<f32>(q0 * k0, q0 * k1, q0 * k2, q0 * k3);
-                s0_1b += vec4<f32>(q0 * k4, q0 * k5, q0 * k6, q0 * k7);
-                s1_1a += vec4<f32>(q1 * k0, q1 * k1, q1 * k2, q1 * k3);
-                s1_1b += vec4<f32>(q1 * k4, q1 * k5, q1 * k6, q1 * k7);
+                s0_1a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q0), s0_1a);
+                s0_1b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q0), s0_1b);
+                s1_1a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q1), s1_1a);
+                s1_1b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q1), s1_1b);
             }
         }
         let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
@@ -1181,8 +1597,22 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let v5 = v_s[vr0_5 + c];
                 let v6 = v_s[vr0_6 + c];
                 let v7 = v_s[vr0_7 + c];
-                o0 += ((s0_0a.x * v0 + s0_0a.y * v1) + (s0_0a.z * v2 + s0_0a.w * v3)) + ((s0_0b.x * v4 + s0_0b.y * v5) + (s0_0b.z * v6 + s0_0b.w * v7));
-                o1 += ((s1_0a.x * v0 + s1_0a.y * v1) + (s1_0a.z * v2 + s1_0a.w * v3)) + ((s1_0b.x * v4 + s1_0b.y * v5) + (s1_0b.z * v6 + s1_0b.w * v7));
+                o0 = fma(v0, s0_0a.x, o0);
+                o0 = fma(v1, s0_0a.y, o0);
+                o0 = fma(v2, s0_0a.z, o0);
+                o0 = fma(v3, s0_0a.w, o0);
+                o0 = fma(v4, s0_0b.x, o0);
+                o0 = fma(v5, s0_0b.y, o0);
+                o0 = fma(v6, s0_0b.z, o0);
+                o0 = fma(v7, s0_0b.w, o0);
+                o1 = fma(v0, s1_0a.x, o1);
+                o1 = fma(v1, s1_0a.y, o1);
+                o1 = fma(v2, s1_0a.z, o1);
+                o1 = fma(v3, s1_0a.w, o1);
+                o1 = fma(v4, s1_0b.x, o1);
+                o1 = fma(v5, s1_0b.y, o1);
+                o1 = fma(v6, s1_0b.z, o1);
+                o1 = fma(v7, s1_0b.w, o1);
             }
             {
                 let v0 = v_s[vr1_0 + c];
@@ -1193,8 +1623,22 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 let v5 = v_s[vr1_5 + c];
                 let v6 = v_s[vr1_6 + c];
                 let v7 = v_s[vr1_7 + c];
-                o0 += ((s0_1a.x * v0 + s0_1a.y * v1) + (s0_1a.z * v2 + s0_1a.w * v3)) + ((s0_1b.x * v4 + s0_1b.y * v5) + (s0_1b.z * v6 + s0_1b.w * v7));
-                o1 += ((s1_1a.x * v0 + s1_1a.y * v1) + (s1_1a.z * v2 + s1_1a.w * v3)) + ((s1_1b.x * v4 + s1_1b.y * v5) + (s1_1b.z * v6 + s1_1b.w * v7));
+                o0 = fma(v0, s0_1a.x, o0);
+                o0 = fma(v1, s0_1a.y, o0);
+                o0 = fma(v2, s0_1a.z, o0);
+                o0 = fma(v3, s0_1a.w, o0);
+                o0 = fma(v4, s0_1b.x, o0);
+                o0 = fma(v5, s0_1b.y, o0);
+                o0 = fma(v6, s0_1b.z, o0);
+                o0 = fma(v7, s0_1b.w, o0);
+                o1 = fma(v0, s1_1a.x, o1);
+                o1 = fma(v1, s1_1a.y, o1);
+                o1 = fma(v2, s1_1a.z, o1);
+                o1 = fma(v3, s1_1a.w, o1);
+                o1 = fma(v4, s1_1b.x, o1);
+                o1 = fma(v5, s1_1b.y, o1);
+                o1 = fma(v6, s1_1b.z, o1);
+                o1 = fma(v7, s1_1b.w, o1);
             }
             if (ok0) { o_s[or0 + c] = o0; }
             if (ok1) { o_s[or1 + c] = o1; }
