@@ -9,6 +9,8 @@
 //!   [`grid_1d`](crate::graph::op::grid_1d));
 //! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
 
+pub mod attention;
+pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
 pub mod embedding;
@@ -43,5 +45,15 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER, &embedding::SHADER, &norm::SHADER, &conv2d::SHADER, &conv2d::SHADER_SUBGROUP]
+    vec![
+        &unary::SHADER,
+        &binary::SHADER,
+        &embedding::SHADER,
+        &norm::SHADER,
+        &conv2d::SHADER,
+        &conv2d::SHADER_SUBGROUP,
+        &attention::SHADER,
+        &attention::SHADER_SUBGROUP,
+        &attention_rowwise::SHADER,
+    ]
 }

@@ -2,6 +2,7 @@
 //! Stable Diffusion shapes. One test binary (one link) for all families; each family is a module.
 //! They run on whatever adapter wgpu picks (lavapipe on CI) and fail, not skip, without one.
 
+mod attention;
 mod conv2d;
 mod elementwise;
 mod executor;
