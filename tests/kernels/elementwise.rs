@@ -108,3 +108,21 @@ fn timestep_embedding_matches_diffusers_formula() {
         assert_close(&check_graph(&gpu, g, &[(t, ts)]).unwrap(), TOL);
     }
 }
+
+#[test]
+fn rowwise_attention_causal_and_full() {
+    use wgsd::kernels::attention_rowwise::RowwiseAttention;
+    let gpu = test_gpu();
+    let mut rng = Rng::new(9);
+    // CLIP's shape (77 tokens, 12 heads of 64) cut to 2 heads, plus awkward sizes.
+    for (b, nq, nk, h, d, causal) in [(2, 77, 77, 2, 64, true), (1, 5, 5, 3, 7, true), (2, 9, 13, 2, 33, false), (1, 1, 1, 1, 1, true)] {
+        let mut g = Graph::new();
+        let q = g.input("q", TensorDesc::f32(&[b, nq, h * d]));
+        let k = g.input("k", TensorDesc::f32(&[b, nk, h * d]));
+        let v = g.input("v", TensorDesc::f32(&[b, nk, h * d]));
+        let o = g.op("attn", RowwiseAttention { heads: h, scale: None, causal }, &[q, k, v]).unwrap();
+        g.output(o);
+        let inputs = vec![(q, rng.vec(b * nq * h * d, 2.0)), (k, rng.vec(b * nk * h * d, 2.0)), (v, rng.vec(b * nk * h * d, 1.0))];
+        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    }
+}
