@@ -1,0 +1,278 @@
+//! The schedulers: every `sched.<name>` case of the fixture folder (`WGSD_FIXTURES`, default
+//! `../shared/fixtures/tiny`) through the same code as `wgsd verify`, and fixture-free checks of the
+//! configuration, the grids and the noise sources.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use wgsd::schedulers::{self, img2img_start, NoNoise, NoiseSource, ReplayNoise, Scheduler, TorchCpuGenerator};
+
+fn fixture_dir() -> Option<PathBuf> {
+    let dir = wgsd::fixtures::dir();
+    if dir.join("cases.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no fixtures at {} (set {} to a diffusers fixture folder to run the scheduler cases)",
+            dir.display(),
+            wgsd::fixtures::ENV
+        );
+        None
+    }
+}
+
+#[test]
+fn scheduler_cases_match_diffusers() {
+    let Some(dir) = fixture_dir() else { return };
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
+    let results = wgsd::verify::scheduler_cases(&fx).unwrap();
+    for r in &results {
+        println!("{}", r.line());
+    }
+    if fx.meta["schedulers"].as_object().is_some_and(|o| !o.is_empty()) {
+        assert!(!results.is_empty(), "the fixture set has scheduler cases but none ran");
+    }
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    assert!(failed.is_empty(), "failed cases:\n{}", failed.join("\n"));
+}
+
+/// The fixtures' random draws come from `torch.Generator("cpu").manual_seed(3)`: x0 first, then the
+/// scheduler's noise. The seeded generator must reproduce them (to a float32 ulp or two).
+#[test]
+fn seeded_generator_reproduces_torch_randn() {
+    let Some(dir) = fixture_dir() else { return };
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
+    let Ok(x0) = fx.tensor("sched.ddim.x0") else { return };
+    let mut g = TorchCpuGenerator::new(3);
+    let got = g.randn(x0.len()).unwrap();
+    let worst = got.iter().zip(&x0).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    if worst > 1e-5 {
+        // Another generator made this fixture set; nothing to compare against.
+        println!("SKIPPED: sched.ddim.x0 is not torch.randn with seed 3 (max diff {worst})");
+        return;
+    }
+    let mut i = 0;
+    while let Ok(want) = fx.tensor(&format!("sched.euler_a.noise.{i}")) {
+        let got = g.randn(want.len()).unwrap();
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 4e-6, "noise draw {i}: max diff {worst}");
+        i += 1;
+    }
+    println!("x0 and {i} noise draws reproduced");
+}
+
+fn sd15_config() -> serde_json::Value {
+    json!({
+        "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "steps_offset": 1, "set_alpha_to_one": false, "skip_prk_steps": true, "clip_sample": false
+    })
+}
+
+fn build(class: &str, extra: serde_json::Value) -> Box<dyn Scheduler> {
+    let mut cfg = sd15_config();
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    schedulers::from_config(class, &cfg, "test").unwrap()
+}
+
+#[test]
+fn karras_sigmas_are_monotone_and_span_the_training_range() {
+    let s = wgsd::schedulers::schedule::karras_sigmas(0.0292, 14.6146, 25);
+    assert_eq!(s.len(), 25);
+    assert!((s[0] - 14.6146).abs() < 1e-9 && (s[24] - 0.0292).abs() < 1e-9);
+    assert!(s.windows(2).all(|w| w[0] > w[1]), "{s:?}");
+    // Through the class: Karras timesteps descend from 999 and are fractional.
+    let mut e = build("EulerDiscreteScheduler", json!({"use_karras_sigmas": true}));
+    e.set_timesteps(25).unwrap();
+    let t = e.timesteps();
+    assert_eq!(t[0], 999.0);
+    assert!(t.windows(2).all(|w| w[0] > w[1]));
+    assert!(t.iter().any(|v| v.fract() != 0.0));
+}
+
+#[test]
+fn timestep_spacings_give_the_right_counts() {
+    for n in [1usize, 4, 7, 10, 20, 25, 50, 999] {
+        for spacing in ["leading", "trailing", "linspace"] {
+            for class in ["DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"] {
+                let mut s = build(class, json!({ "timestep_spacing": spacing }));
+                s.set_timesteps(n).unwrap();
+                let t = s.timesteps();
+                assert_eq!(t.len(), n, "{class} {spacing} {n}");
+                assert!(t.windows(2).all(|w| w[0] >= w[1]), "{class} {spacing} {n}: {t:?}");
+                // (DPM-Solver's and UniPC's "leading" can reach 1000, as in diffusers: their σ comes from
+                // interpolation, which clamps.)
+                assert!(t.iter().all(|&v| (0.0..=1000.0).contains(&v)), "{class} {spacing} {n}: {t:?}");
+            }
+        }
+    }
+    // Heun doubles the inner timesteps; PLMS repeats its second.
+    let mut h = build("HeunDiscreteScheduler", json!({}));
+    h.set_timesteps(10).unwrap();
+    assert_eq!(h.timesteps().len(), 19);
+    let mut p = build("PNDMScheduler", json!({}));
+    p.set_timesteps(10).unwrap();
+    assert_eq!(p.timesteps()[..3], [901.0, 801.0, 801.0]);
+    assert_eq!(p.timesteps().len(), 11);
+    // PNDM with PRK warm-up: 12 PRK entries, then n − 3 PLMS ones.
+    let mut p = build("PNDMScheduler", json!({"skip_prk_steps": false}));
+    p.set_timesteps(10).unwrap();
+    assert_eq!(p.timesteps().len(), 12 + 7);
+    // SD 1.5's leading spacing with steps_offset 1.
+    let mut d = build("DDIMScheduler", json!({}));
+    d.set_timesteps(50).unwrap();
+    assert_eq!((d.timesteps()[0], d.timesteps()[49]), (981.0, 1.0));
+}
+
+#[test]
+fn unsupported_config_values_are_named() {
+    let cases = [
+        ("DDIMScheduler", json!({"thresholding": true}), "thresholding"),
+        ("EulerDiscreteScheduler", json!({"beta_schedule": "quadratic"}), "quadratic"),
+        ("EulerDiscreteScheduler", json!({"prediction_type": "flow_prediction"}), "flow_prediction"),
+        ("DPMSolverMultistepScheduler", json!({"algorithm_type": "dpmsolver+++"}), "dpmsolver+++"),
+        ("DPMSolverMultistepScheduler", json!({"solver_order": 4}), "solver_order"),
+        ("DPMSolverMultistepScheduler", json!({"algorithm_type": "dpmsolver", "final_sigmas_type": "zero"}), "final_sigmas_type"),
+        ("UniPCMultistepScheduler", json!({"use_beta_sigmas": true}), "use_beta_sigmas"),
+        ("EulerDiscreteScheduler", json!({"timestep_spacing": "uniform"}), "uniform"),
+        ("DDPMScheduler", json!({"variance_type": "learned_range"}), "learned_range"),
+        ("EulerAncestralDiscreteScheduler", json!({"prediction_type": "sample"}), "sample"),
+        ("KDPM2DiscreteScheduler", json!({}), "KDPM2DiscreteScheduler"),
+    ];
+    for (class, extra, needle) in cases {
+        let mut cfg = sd15_config();
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        let e = schedulers::from_config(class, &cfg, "scheduler_config.json").err().unwrap_or_else(|| panic!("{class} {extra} accepted")).to_string();
+        assert!(e.contains(needle) && e.contains("scheduler_config.json"), "{class}: {e}");
+    }
+}
+
+#[test]
+fn use_default_values_fall_back_to_each_class_default() {
+    // A PNDM config whose timestep_spacing was a default: Euler must use its own (linspace), not leading.
+    let cfg = json!({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "timestep_spacing": "leading",
+        "steps_offset": 1, "_use_default_values": ["timestep_spacing"]});
+    let mut e = schedulers::from_config("EulerDiscreteScheduler", &cfg, "t").unwrap();
+    e.set_timesteps(10).unwrap();
+    assert_eq!(e.timesteps()[0], 999.0);
+}
+
+#[test]
+fn seeded_noise_is_reproducible() {
+    let a = TorchCpuGenerator::new(42).randn(1000).unwrap();
+    let b = TorchCpuGenerator::new(42).randn(1000).unwrap();
+    let c = TorchCpuGenerator::new(43).randn(1000).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let mean = a.iter().map(|&v| v as f64).sum::<f64>() / 1000.0;
+    let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 1000.0;
+    assert!(mean.abs() < 0.1 && (var - 1.0).abs() < 0.15, "mean {mean} var {var}");
+    // Small draws (the float64 path) and sizes that are not a multiple of 16.
+    let mut g = TorchCpuGenerator::new(7);
+    assert_eq!(g.randn(5).unwrap().len(), 5);
+    assert_eq!(g.randn(37).unwrap().len(), 37);
+    // Replay hands back the recorded draws in order and refuses extra ones.
+    let mut r = ReplayNoise::new(vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+    assert_eq!(r.randn(2).unwrap(), [1.0, 2.0]);
+    assert!(r.randn(3).is_err());
+    assert_eq!(r.randn(2).unwrap(), [3.0, 4.0]);
+    assert!(r.randn(2).is_err());
+    assert!(NoNoise.randn(1).is_err());
+}
+
+/// A smooth stand-in for a UNet, so each sampler can run a whole schedule.
+fn toy_model(x: &[f32], t: f64) -> Vec<f32> {
+    x.iter().map(|v| 0.5 * v.tanh() + 0.05 * (t as f32 / 100.0).cos()).collect()
+}
+
+fn run(s: &mut dyn Scheduler, start: usize, x: Vec<f32>, noise: &mut dyn NoiseSource) -> Vec<f32> {
+    let ts = s.timesteps().to_vec();
+    let mut x = x;
+    for (i, &t) in ts.iter().enumerate().skip(start) {
+        let m = toy_model(&s.scale_model_input(&x, i), t);
+        x = s.step(&m, i, &x, noise).unwrap();
+    }
+    x
+}
+
+#[test]
+fn every_sampler_runs_txt2img_and_img2img() {
+    let base = json!({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1,
+        "skip_prk_steps": true, "set_alpha_to_one": false, "clip_sample": false});
+    for sampler in schedulers::A1111_SAMPLERS {
+        for karras in [false, true] {
+            if karras && !sampler.karras_ok {
+                assert!(schedulers::from_a1111(sampler.name, true, &base, "t").is_err());
+                continue;
+            }
+            let mut s = schedulers::from_a1111(sampler.name, karras, &base, "t").unwrap();
+            assert_eq!(s.class_name(), sampler.class);
+            let steps = if sampler.name == "lcm" { 4 } else { 12 };
+            s.set_timesteps(steps).unwrap();
+            let mut g = TorchCpuGenerator::new(1);
+            let x: Vec<f32> = g.randn(64).unwrap().iter().map(|v| v * s.init_noise_sigma()).collect();
+            let out = run(s.as_mut(), 0, x, &mut g);
+            assert!(out.iter().all(|v| v.is_finite()), "{} karras={karras}", sampler.name);
+            // img2img at strength 0.5: noise the image to the start step, then finish the schedule.
+            s.set_timesteps(steps).unwrap();
+            let start = img2img_start(s.as_ref(), 0.5);
+            assert!(start > 0 && start < s.timesteps().len(), "{}: start {start}", sampler.name);
+            let image = vec![0.3f32; 64];
+            let eps = g.randn(64).unwrap();
+            let x = s.add_noise(&image, &eps, start);
+            let out = run(s.as_mut(), start, x, &mut g);
+            assert!(out.iter().all(|v| v.is_finite()), "{} img2img", sampler.name);
+        }
+    }
+}
+
+#[test]
+fn a1111_names_parse() {
+    let (s, k) = schedulers::parse_a1111("DPM++ 2M Karras").unwrap();
+    assert_eq!((s.name, k), ("dpmpp_2m", true));
+    let (s, k) = schedulers::parse_a1111("Euler a").unwrap();
+    assert_eq!((s.name, k), ("euler_a", false));
+    let (s, k) = schedulers::parse_a1111("dpmpp_2m_sde_karras").unwrap();
+    assert_eq!((s.name, k), ("dpmpp_2m_sde", true));
+    assert_eq!(schedulers::a1111_display_name(&s, true), "DPM++ 2M SDE Karras");
+    assert!(schedulers::parse_a1111("euler_b").unwrap_err().to_string().contains("euler_b"));
+    // A diffusers class name works in the same place.
+    let s = schedulers::from_a1111("UniPCMultistepScheduler", true, &sd15_config(), "t").unwrap();
+    assert_eq!(s.class_name(), "UniPCMultistepScheduler");
+}
+
+#[test]
+fn ddim_eta_draws_noise_and_eta_zero_does_not() {
+    let mut d = build("DDIMScheduler", json!({"eta": 1.0}));
+    d.set_timesteps(5).unwrap();
+    let mut g = TorchCpuGenerator::new(0);
+    let x = g.randn(32).unwrap();
+    let mut r = ReplayNoise::new((0..5).map(|_| vec![0.0f32; 32]).collect());
+    let _ = run(d.as_mut(), 0, x.clone(), &mut r);
+    assert_eq!(r.used(), 5);
+    // With zero noise, η = 1 differs from η = 0 only through the smaller direction term.
+    let mut d0 = build("DDIMScheduler", json!({}));
+    d0.set_timesteps(5).unwrap();
+    let a = run(d0.as_mut(), 0, x.clone(), &mut NoNoise);
+    d.set_timesteps(5).unwrap();
+    let mut r = ReplayNoise::new((0..5).map(|_| vec![0.0f32; 32]).collect());
+    let b = run(d.as_mut(), 0, x, &mut r);
+    assert!(a.iter().zip(&b).any(|(p, q)| p != q));
+}
+
+#[test]
+fn add_noise_matches_the_closed_forms() {
+    let mut e = build("EulerDiscreteScheduler", json!({}));
+    e.set_timesteps(10).unwrap();
+    let out = e.add_noise(&[1.0, 2.0], &[1.0, -1.0], 0);
+    let sigma = e.init_noise_sigma();
+    assert_eq!(out, vec![1.0 + sigma, 2.0 - sigma]);
+    let mut d = build("DDIMScheduler", json!({}));
+    d.set_timesteps(10).unwrap();
+    let out = d.add_noise(&[1.0], &[0.0], 9);
+    // t = 1: √ᾱ₁ is just under 1.
+    assert!(out[0] < 1.0 && out[0] > 0.99);
+}
