@@ -276,3 +276,146 @@ fn add_noise_matches_the_closed_forms() {
     // t = 1: √ᾱ₁ is just under 1.
     assert!(out[0] < 1.0 && out[0] > 0.99);
 }
+
+/// One full loop of diffusers' own scheduler tests (`tests/schedulers/test_scheduler_*.py`): their
+/// deterministic 4×3×8×8 sample, model `x·t/(t+1)`, `torch.manual_seed(0)` for any noise, and the
+/// |x| sum and mean they assert. These reach paths the fixtures do not (PRK warm-up, Lu lambdas,
+/// 1100 training steps, LCM's single step, img2img starts).
+struct SuiteCase {
+    what: &'static str,
+    class: &'static str,
+    config: serde_json::Value,
+    steps: usize,
+    /// The Euler-family loop: start from x·init_noise_sigma and feed the scaled sample to `step` too.
+    scaled: bool,
+    /// img2img: `t_start`, noised with the deterministic noise.
+    t_start: Option<usize>,
+    sum: Option<(f64, f64)>,
+    mean: (f64, f64),
+}
+
+/// `torch.arange(768).reshape(3, 8, 8, 4) / 768` permuted to (4, 3, 8, 8); `flip` for the noise.
+fn dummy_deter(flip: bool) -> Vec<f32> {
+    let mut v = Vec::with_capacity(768);
+    for b in 0..4 {
+        for c in 0..3 {
+            for h in 0..8 {
+                for w in 0..8 {
+                    let k = c * 256 + h * 32 + w * 4 + b;
+                    let k = if flip { 767 - k } else { k };
+                    v.push(k as f32 / 768.0);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn run_suite_case(c: &SuiteCase) -> (f64, f64) {
+    let mut s = schedulers::from_config(c.class, &c.config, c.what).unwrap();
+    s.set_timesteps(c.steps).unwrap();
+    let mut g = TorchCpuGenerator::new(0);
+    let init = if c.scaled { s.init_noise_sigma() } else { 1.0 };
+    let mut x: Vec<f32> = dummy_deter(false).iter().map(|v| v * init).collect();
+    let start = c.t_start.map(|t| t * s.order()).unwrap_or(0);
+    if c.t_start.is_some() {
+        x = s.add_noise(&x, &dummy_deter(true), start);
+    }
+    let ts = s.timesteps().to_vec();
+    for (i, &t) in ts.iter().enumerate().skip(start) {
+        if c.scaled {
+            x = s.scale_model_input(&x, i);
+        }
+        let t = t as f32;
+        let m: Vec<f32> = x.iter().map(|v| v * t / (t + 1.0)).collect();
+        x = s.step(&m, i, &x, &mut g).unwrap();
+    }
+    let sum: f64 = x.iter().map(|v| v.abs() as f64).sum();
+    (sum, sum / x.len() as f64)
+}
+
+#[test]
+fn diffusers_own_test_expectations() {
+    let linear = json!({"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear"});
+    let with = |base: &serde_json::Value, extra: serde_json::Value| {
+        let mut v = base.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let k1100 = with(&linear, json!({"num_train_timesteps": 1100}));
+    let dpm = with(&linear, json!({"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+        "lower_order_final": false, "euler_at_final": false, "final_sigmas_type": "sigma_min"}));
+    let unipc = with(&linear, json!({"solver_order": 2, "solver_type": "bh2", "final_sigmas_type": "sigma_min"}));
+    let ddim = with(&linear, json!({"clip_sample": true}));
+    let ddpm = with(&linear, json!({"variance_type": "fixed_small", "clip_sample": true}));
+    let lcm = json!({"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"});
+    let case = |what, class, config: serde_json::Value, steps, scaled, t_start, sum: Option<f64>, mean: f64| SuiteCase {
+        what,
+        class,
+        config,
+        steps,
+        scaled,
+        t_start,
+        sum: sum.map(|s| (s, 1e-2)),
+        mean: (mean, 1e-3),
+    };
+    let v = json!({"prediction_type": "v_prediction"});
+    let mut cases = vec![
+        case("dpm", "DPMSolverMultistepScheduler", dpm.clone(), 10, false, None, None, 0.3301),
+        case("dpm noise", "DPMSolverMultistepScheduler", dpm.clone(), 10, false, Some(5), Some(318.4111), 0.4146),
+        case("dpm v", "DPMSolverMultistepScheduler", with(&dpm, v.clone()), 10, false, None, None, 0.2251),
+        case("dpm v karras", "DPMSolverMultistepScheduler", with(&dpm, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})), 10, false, None, None, 0.2096),
+        case("dpm v lu", "DPMSolverMultistepScheduler", with(&dpm, json!({"prediction_type": "v_prediction", "use_lu_lambdas": true})), 10, false, None, None, 0.1554),
+        case("unipc", "UniPCMultistepScheduler", unipc.clone(), 10, false, None, None, 0.2464),
+        case("unipc karras", "UniPCMultistepScheduler", with(&unipc, json!({"use_karras_sigmas": true})), 10, false, None, None, 0.2925),
+        case("unipc v", "UniPCMultistepScheduler", with(&unipc, v.clone()), 10, false, None, None, 0.1014),
+        case("unipc v karras", "UniPCMultistepScheduler", with(&unipc, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})), 10, false, None, None, 0.1966),
+        case("unipc noise", "UniPCMultistepScheduler", unipc.clone(), 10, false, Some(8), Some(315.5757), 0.4109),
+        case("pndm prk", "PNDMScheduler", linear.clone(), 10, false, None, Some(198.1318), 0.2580),
+        case("pndm prk v", "PNDMScheduler", with(&linear, v.clone()), 10, false, None, Some(67.3986), 0.0878),
+        case("pndm alpha one", "PNDMScheduler", with(&linear, json!({"set_alpha_to_one": true, "beta_start": 0.01})), 10, false, None, Some(230.0399), 0.2995),
+        case("pndm no alpha one", "PNDMScheduler", with(&linear, json!({"set_alpha_to_one": false, "beta_start": 0.01})), 10, false, None, Some(186.9482), 0.2434),
+        case("ddim", "DDIMScheduler", ddim.clone(), 10, false, None, Some(172.0067), 0.223967),
+        case("ddim v", "DDIMScheduler", with(&ddim, v.clone()), 10, false, None, Some(52.5302), 0.0684),
+        case("ddim alpha one", "DDIMScheduler", with(&ddim, json!({"set_alpha_to_one": true, "beta_start": 0.01})), 10, false, None, Some(149.8295), 0.1951),
+        case("ddim no alpha one", "DDIMScheduler", with(&ddim, json!({"set_alpha_to_one": false, "beta_start": 0.01})), 10, false, None, Some(149.0784), 0.1941),
+        case("ddim noise", "DDIMScheduler", ddim.clone(), 10, false, Some(8), Some(354.5418), 0.4616),
+        case("ddpm 1000 steps", "DDPMScheduler", ddpm.clone(), 1000, false, None, Some(258.9606), 0.3372),
+        case("ddpm v", "DDPMScheduler", with(&ddpm, v.clone()), 1000, false, None, Some(202.0296), 0.2631),
+        case("ddpm noise", "DDPMScheduler", ddpm.clone(), 1000, false, Some(998), Some(387.9466), 0.5051),
+        case("euler", "EulerDiscreteScheduler", k1100.clone(), 10, true, None, Some(10.0807), 0.0131),
+        case("euler v", "EulerDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(0.0002), 2.2676e-06),
+        case("euler karras", "EulerDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(124.52299499511719), 0.16213932633399963),
+        case("euler noise", "EulerDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(57062.9297), 74.3007),
+        case("euler a", "EulerAncestralDiscreteScheduler", k1100.clone(), 10, true, None, Some(152.3192), 0.1983),
+        case("euler a v", "EulerAncestralDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(108.4439), 0.1412),
+        case("euler a noise", "EulerAncestralDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(56163.0508), 73.1290),
+        case("heun", "HeunDiscreteScheduler", k1100.clone(), 10, true, None, Some(0.1233), 0.0002),
+        case("heun v", "HeunDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(4.6934e-07), 6.1112e-10),
+        case("heun karras", "HeunDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(0.00015), 1.9869554535034695e-07),
+        case("heun noise", "HeunDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(75074.8906), 97.7538),
+        case("lms", "LMSDiscreteScheduler", k1100.clone(), 10, true, None, Some(1006.388), 1.31),
+        case("lms v", "LMSDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(0.0017), 2.2676e-06),
+        case("lms noise", "LMSDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(27663.6895), 36.0204),
+        case("lcm one step", "LCMScheduler", lcm.clone(), 1, false, None, Some(18.7097), 0.0244),
+        case("lcm 10 steps", "LCMScheduler", lcm.clone(), 10, false, None, Some(197.7616), 0.2575),
+    ];
+    let mut lms_karras = case("lms karras", "LMSDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(3812.9927), 4.9648);
+    lms_karras.sum = Some((3812.9927, 2e-2));
+    cases.push(lms_karras);
+    for c in cases.iter_mut().filter(|c| c.class == "LCMScheduler") {
+        c.sum = c.sum.map(|(s, _)| (s, 1e-3));
+    }
+    let mut failed = Vec::new();
+    for c in &cases {
+        let (sum, mean) = run_suite_case(c);
+        let ok = c.sum.is_none_or(|(s, tol)| (sum - s).abs() < tol) && (mean - c.mean.0).abs() < c.mean.1;
+        println!("{:<20} sum {sum:.4} mean {mean:.6} {}", c.what, if ok { "ok" } else { "FAIL" });
+        if !ok {
+            failed.push(format!("{}: sum {sum} (want {:?}), mean {mean} (want {})", c.what, c.sum, c.mean.0));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
