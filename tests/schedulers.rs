@@ -145,7 +145,10 @@ fn unsupported_config_values_are_named() {
         for (k, v) in extra.as_object().unwrap() {
             cfg[k] = v.clone();
         }
-        let e = schedulers::from_config(class, &cfg, "scheduler_config.json").err().unwrap_or_else(|| panic!("{class} {extra} accepted")).to_string();
+        let e = schedulers::from_config(class, &cfg, "scheduler_config.json")
+            .err()
+            .unwrap_or_else(|| panic!("{class} {extra} accepted"))
+            .to_string();
         assert!(e.contains(needle) && e.contains("scheduler_config.json"), "{class}: {e}");
     }
 }
@@ -345,8 +348,11 @@ fn diffusers_own_test_expectations() {
         v
     };
     let k1100 = with(&linear, json!({"num_train_timesteps": 1100}));
-    let dpm = with(&linear, json!({"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
-        "lower_order_final": false, "euler_at_final": false, "final_sigmas_type": "sigma_min"}));
+    let dpm = with(
+        &linear,
+        json!({"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+        "lower_order_final": false, "euler_at_final": false, "final_sigmas_type": "sigma_min"}),
+    );
     let unipc = with(&linear, json!({"solver_order": 2, "solver_type": "bh2", "final_sigmas_type": "sigma_min"}));
     let ddim = with(&linear, json!({"clip_sample": true}));
     let ddpm = with(&linear, json!({"variance_type": "fixed_small", "clip_sample": true}));
@@ -366,35 +372,125 @@ fn diffusers_own_test_expectations() {
         case("dpm", "DPMSolverMultistepScheduler", dpm.clone(), 10, false, None, None, 0.3301),
         case("dpm noise", "DPMSolverMultistepScheduler", dpm.clone(), 10, false, Some(5), Some(318.4111), 0.4146),
         case("dpm v", "DPMSolverMultistepScheduler", with(&dpm, v.clone()), 10, false, None, None, 0.2251),
-        case("dpm v karras", "DPMSolverMultistepScheduler", with(&dpm, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})), 10, false, None, None, 0.2096),
-        case("dpm v lu", "DPMSolverMultistepScheduler", with(&dpm, json!({"prediction_type": "v_prediction", "use_lu_lambdas": true})), 10, false, None, None, 0.1554),
+        case(
+            "dpm v karras",
+            "DPMSolverMultistepScheduler",
+            with(&dpm, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})),
+            10,
+            false,
+            None,
+            None,
+            0.2096,
+        ),
+        case(
+            "dpm v lu",
+            "DPMSolverMultistepScheduler",
+            with(&dpm, json!({"prediction_type": "v_prediction", "use_lu_lambdas": true})),
+            10,
+            false,
+            None,
+            None,
+            0.1554,
+        ),
         case("unipc", "UniPCMultistepScheduler", unipc.clone(), 10, false, None, None, 0.2464),
-        case("unipc karras", "UniPCMultistepScheduler", with(&unipc, json!({"use_karras_sigmas": true})), 10, false, None, None, 0.2925),
+        case(
+            "unipc karras",
+            "UniPCMultistepScheduler",
+            with(&unipc, json!({"use_karras_sigmas": true})),
+            10,
+            false,
+            None,
+            None,
+            0.2925,
+        ),
         case("unipc v", "UniPCMultistepScheduler", with(&unipc, v.clone()), 10, false, None, None, 0.1014),
-        case("unipc v karras", "UniPCMultistepScheduler", with(&unipc, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})), 10, false, None, None, 0.1966),
+        case(
+            "unipc v karras",
+            "UniPCMultistepScheduler",
+            with(&unipc, json!({"prediction_type": "v_prediction", "use_karras_sigmas": true})),
+            10,
+            false,
+            None,
+            None,
+            0.1966,
+        ),
         case("unipc noise", "UniPCMultistepScheduler", unipc.clone(), 10, false, Some(8), Some(315.5757), 0.4109),
         case("pndm prk", "PNDMScheduler", linear.clone(), 10, false, None, Some(198.1318), 0.2580),
         case("pndm prk v", "PNDMScheduler", with(&linear, v.clone()), 10, false, None, Some(67.3986), 0.0878),
-        case("pndm alpha one", "PNDMScheduler", with(&linear, json!({"set_alpha_to_one": true, "beta_start": 0.01})), 10, false, None, Some(230.0399), 0.2995),
-        case("pndm no alpha one", "PNDMScheduler", with(&linear, json!({"set_alpha_to_one": false, "beta_start": 0.01})), 10, false, None, Some(186.9482), 0.2434),
+        case(
+            "pndm alpha one",
+            "PNDMScheduler",
+            with(&linear, json!({"set_alpha_to_one": true, "beta_start": 0.01})),
+            10,
+            false,
+            None,
+            Some(230.0399),
+            0.2995,
+        ),
+        case(
+            "pndm no alpha one",
+            "PNDMScheduler",
+            with(&linear, json!({"set_alpha_to_one": false, "beta_start": 0.01})),
+            10,
+            false,
+            None,
+            Some(186.9482),
+            0.2434,
+        ),
         case("ddim", "DDIMScheduler", ddim.clone(), 10, false, None, Some(172.0067), 0.223967),
         case("ddim v", "DDIMScheduler", with(&ddim, v.clone()), 10, false, None, Some(52.5302), 0.0684),
-        case("ddim alpha one", "DDIMScheduler", with(&ddim, json!({"set_alpha_to_one": true, "beta_start": 0.01})), 10, false, None, Some(149.8295), 0.1951),
-        case("ddim no alpha one", "DDIMScheduler", with(&ddim, json!({"set_alpha_to_one": false, "beta_start": 0.01})), 10, false, None, Some(149.0784), 0.1941),
+        case(
+            "ddim alpha one",
+            "DDIMScheduler",
+            with(&ddim, json!({"set_alpha_to_one": true, "beta_start": 0.01})),
+            10,
+            false,
+            None,
+            Some(149.8295),
+            0.1951,
+        ),
+        case(
+            "ddim no alpha one",
+            "DDIMScheduler",
+            with(&ddim, json!({"set_alpha_to_one": false, "beta_start": 0.01})),
+            10,
+            false,
+            None,
+            Some(149.0784),
+            0.1941,
+        ),
         case("ddim noise", "DDIMScheduler", ddim.clone(), 10, false, Some(8), Some(354.5418), 0.4616),
         case("ddpm 1000 steps", "DDPMScheduler", ddpm.clone(), 1000, false, None, Some(258.9606), 0.3372),
         case("ddpm v", "DDPMScheduler", with(&ddpm, v.clone()), 1000, false, None, Some(202.0296), 0.2631),
         case("ddpm noise", "DDPMScheduler", ddpm.clone(), 1000, false, Some(998), Some(387.9466), 0.5051),
         case("euler", "EulerDiscreteScheduler", k1100.clone(), 10, true, None, Some(10.0807), 0.0131),
         case("euler v", "EulerDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(0.0002), 2.2676e-06),
-        case("euler karras", "EulerDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(124.52299499511719), 0.16213932633399963),
+        case(
+            "euler karras",
+            "EulerDiscreteScheduler",
+            with(&k1100, json!({"use_karras_sigmas": true})),
+            10,
+            true,
+            None,
+            Some(124.52299499511719),
+            0.16213932633399963,
+        ),
         case("euler noise", "EulerDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(57062.9297), 74.3007),
         case("euler a", "EulerAncestralDiscreteScheduler", k1100.clone(), 10, true, None, Some(152.3192), 0.1983),
         case("euler a v", "EulerAncestralDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(108.4439), 0.1412),
         case("euler a noise", "EulerAncestralDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(56163.0508), 73.1290),
         case("heun", "HeunDiscreteScheduler", k1100.clone(), 10, true, None, Some(0.1233), 0.0002),
         case("heun v", "HeunDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(4.6934e-07), 6.1112e-10),
-        case("heun karras", "HeunDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(0.00015), 1.9869554535034695e-07),
+        case(
+            "heun karras",
+            "HeunDiscreteScheduler",
+            with(&k1100, json!({"use_karras_sigmas": true})),
+            10,
+            true,
+            None,
+            Some(0.00015),
+            1.9869554535034695e-07,
+        ),
         case("heun noise", "HeunDiscreteScheduler", k1100.clone(), 10, true, Some(8), Some(75074.8906), 97.7538),
         case("lms", "LMSDiscreteScheduler", k1100.clone(), 10, true, None, Some(1006.388), 1.31),
         case("lms v", "LMSDiscreteScheduler", with(&k1100, v.clone()), 10, true, None, Some(0.0017), 2.2676e-06),
@@ -402,7 +498,16 @@ fn diffusers_own_test_expectations() {
         case("lcm one step", "LCMScheduler", lcm.clone(), 1, false, None, Some(18.7097), 0.0244),
         case("lcm 10 steps", "LCMScheduler", lcm.clone(), 10, false, None, Some(197.7616), 0.2575),
     ];
-    let mut lms_karras = case("lms karras", "LMSDiscreteScheduler", with(&k1100, json!({"use_karras_sigmas": true})), 10, true, None, Some(3812.9927), 4.9648);
+    let mut lms_karras = case(
+        "lms karras",
+        "LMSDiscreteScheduler",
+        with(&k1100, json!({"use_karras_sigmas": true})),
+        10,
+        true,
+        None,
+        Some(3812.9927),
+        4.9648,
+    );
     lms_karras.sum = Some((3812.9927, 2e-2));
     cases.push(lms_karras);
     for c in cases.iter_mut().filter(|c| c.class == "LCMScheduler") {

@@ -18,16 +18,20 @@ const DEFAULTS: BetaDefaults = BetaDefaults {
 };
 
 /// x̂₀ and ε̂ from the model output, for the ᾱ-parameterised classes (float32, diffusers' order).
-pub(crate) fn predict_x0_eps(prediction: Prediction, alpha_prod: f32, model_output: &[f32], sample: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn predict_x0_eps(
+    prediction: Prediction,
+    alpha_prod: f32,
+    model_output: &[f32],
+    sample: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let beta_prod = 1.0 - alpha_prod;
     let (sa, sb) = (alpha_prod.sqrt(), beta_prod.sqrt());
     match prediction {
         Prediction::Epsilon => (zip_map(sample, model_output, |s, m| (s - sb * m) / sa), model_output.to_vec()),
         Prediction::Sample => (model_output.to_vec(), zip_map(sample, model_output, |s, x0| (s - sa * x0) / sb)),
-        Prediction::VPrediction => (
-            zip_map(sample, model_output, |s, m| sa * s - sb * m),
-            zip_map(model_output, sample, |m, s| sa * m + sb * s),
-        ),
+        Prediction::VPrediction => {
+            (zip_map(sample, model_output, |s, m| sa * s - sb * m), zip_map(model_output, sample, |m, s| sa * m + sb * s))
+        }
     }
 }
 

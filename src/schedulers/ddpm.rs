@@ -15,11 +15,12 @@ const DEFAULTS: BetaDefaults = BetaDefaults {
     clamp_terminal: false,
 };
 
+/// `variance_type`: the fixed posterior variances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variance {
-    FixedSmall,
-    FixedSmallLog,
-    FixedLarge,
+    Small,
+    SmallLog,
+    Large,
 }
 
 pub struct Ddpm {
@@ -39,13 +40,23 @@ impl Ddpm {
         let ts = TrainSchedule::from_config(cfg, &DEFAULTS)?;
         cfg.refuse_thresholding()?;
         let variance = match cfg.string("variance_type", "fixed_small")?.as_str() {
-            "fixed_small" => Variance::FixedSmall,
-            "fixed_small_log" => Variance::FixedSmallLog,
-            "fixed_large" => Variance::FixedLarge,
+            "fixed_small" => Variance::Small,
+            "fixed_small_log" => Variance::SmallLog,
+            "fixed_large" => Variance::Large,
             other @ ("learned" | "learned_range") => {
-                return Err(cfg.unsupported("variance_type", format!("{other:?}"), "learned variances need a model that predicts them (twice the output channels)"))
+                return Err(cfg.unsupported(
+                    "variance_type",
+                    format!("{other:?}"),
+                    "learned variances need a model that predicts them (twice the output channels)",
+                ))
             }
-            other => return Err(cfg.unsupported("variance_type", format!("{other:?}"), "expected fixed_small, fixed_small_log or fixed_large")),
+            other => {
+                return Err(cfg.unsupported(
+                    "variance_type",
+                    format!("{other:?}"),
+                    "expected fixed_small, fixed_small_log or fixed_large",
+                ))
+            }
         };
         let clip = if cfg.bool("clip_sample", true)? { Some(cfg.f64("clip_sample_range", 1.0)? as f32) } else { None };
         Ok(Ddpm {
@@ -118,9 +129,9 @@ impl Scheduler for Ddpm {
         let z = noise.randn(sample.len())?;
         let variance = (((1.0 - a_prev) / (1.0 - a)) * cur_beta).max(1e-20);
         let std = match self.variance {
-            Variance::FixedSmall => variance.sqrt(),
-            Variance::FixedSmallLog => (0.5 * variance.ln()).exp(),
-            Variance::FixedLarge => cur_beta.sqrt(),
+            Variance::Small => variance.sqrt(),
+            Variance::SmallLog => (0.5 * variance.ln()).exp(),
+            Variance::Large => cur_beta.sqrt(),
         };
         Ok(zip3_map(&x0, sample, &z, |x, s, z| (x0_coeff * x + x_coeff * s) + std * z))
     }

@@ -8,7 +8,8 @@
 //! the addition of a negated coefficient, which rounds identically).
 
 use super::schedule::{
-    exponential_sigmas, karras_sigmas, np_arange, np_log_f32, np_interp, np_linspace, np_round, sigma_to_t, BetaDefaults, Spacing, TrainSchedule,
+    exponential_sigmas, karras_sigmas, np_arange, np_interp, np_linspace, np_log_f32, np_round, sigma_to_t, BetaDefaults,
+    Spacing, TrainSchedule,
 };
 use super::{check_len, check_step, zip_map, Config, NoiseSource, Prediction, Scheduler};
 use crate::error::{Error, Result};
@@ -106,7 +107,11 @@ impl DpmSolverMultistep {
             "sde-dpmsolver" => Algorithm::SdeDpmSolver,
             "sde-dpmsolver++" => Algorithm::SdeDpmSolverPp,
             other => {
-                return Err(cfg.unsupported("algorithm_type", format!("{other:?}"), "expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver"))
+                return Err(cfg.unsupported(
+                    "algorithm_type",
+                    format!("{other:?}"),
+                    "expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver",
+                ))
             }
         };
         let heun = match cfg.string("solver_type", "midpoint")?.as_str() {
@@ -123,7 +128,11 @@ impl DpmSolverMultistep {
             other => return Err(cfg.unsupported("final_sigmas_type", format!("{other:?}"), "expected zero or sigma_min")),
         };
         if !final_sigma_min && !algorithm.data_prediction() {
-            return Err(cfg.unsupported("final_sigmas_type", "\"zero\"", "dpmsolver and sde-dpmsolver need final_sigmas_type = \"sigma_min\""));
+            return Err(cfg.unsupported(
+                "final_sigmas_type",
+                "\"zero\"",
+                "dpmsolver and sde-dpmsolver need final_sigmas_type = \"sigma_min\"",
+            ));
         }
         cfg.refuse_set("variance_type", "learned variances need a model that predicts them")?;
         cfg.refuse_true("use_flow_sigmas", "flow-matching sigmas are for flow models, not Stable Diffusion")?;
@@ -132,7 +141,11 @@ impl DpmSolverMultistep {
         let karras = cfg.bool("use_karras_sigmas", false)?;
         let exponential = cfg.bool("use_exponential_sigmas", false)?;
         if karras && exponential {
-            return Err(cfg.unsupported("use_exponential_sigmas", true, "only one of use_karras_sigmas and use_exponential_sigmas may be set"));
+            return Err(cfg.unsupported(
+                "use_exponential_sigmas",
+                true,
+                "only one of use_karras_sigmas and use_exponential_sigmas may be set",
+            ));
         }
         // diffusers' order of precedence.
         let respace = if karras {
@@ -144,7 +157,8 @@ impl DpmSolverMultistep {
         } else {
             Respace::Interpolated
         };
-        let squaredcos = cfg.get("trained_betas").is_none() && cfg.string("beta_schedule", DEFAULTS.beta_schedule)? == "squaredcos_cap_v2";
+        let squaredcos =
+            cfg.get("trained_betas").is_none() && cfg.string("beta_schedule", DEFAULTS.beta_schedule)? == "squaredcos_cap_v2";
         Ok(DpmSolverMultistep {
             prediction,
             order,
@@ -223,7 +237,12 @@ impl DpmSolverMultistep {
                 let z = noise.unwrap_or(sample);
                 let e2 = (-2.0 * h).exp();
                 let c1 = if heun { at * ((1.0 - e2) / (-2.0 * h) + 1.0) } else { 0.5 * (at * (1.0 - e2)) };
-                combine(&[(st / s0 * (-h).exp(), sample), (at * (1.0 - e2), m0), (c1, &d1), (st * (1.0 - (-2.0 * h).exp()).sqrt(), z)])
+                combine(&[
+                    (st / s0 * (-h).exp(), sample),
+                    (at * (1.0 - e2), m0),
+                    (c1, &d1),
+                    (st * (1.0 - (-2.0 * h).exp()).sqrt(), z),
+                ])
             }
             (Algorithm::SdeDpmSolver, heun) => {
                 let z = noise.unwrap_or(sample);

@@ -131,7 +131,15 @@ impl Scheduler for Euler {
         }
         if self.respace != SigmaSpacing::Interpolated {
             let table = self.ts.sigmas();
-            grid = super::schedule::respace_grid(grid.timesteps, grid.sigmas, &table, self.respace, self.sigma_min, self.sigma_max, n);
+            grid = super::schedule::respace_grid(
+                grid.timesteps,
+                grid.sigmas,
+                &table,
+                self.respace,
+                self.sigma_min,
+                self.sigma_max,
+                n,
+            );
         }
         let last = if self.final_sigma_min {
             let a = self.ts.alphas_cumprod[0];

@@ -65,7 +65,8 @@ impl Scheduler for Heun {
         let grid = discrete_grid(&self.ts, self.spacing, self.steps_offset, n, self.respace, None, None);
         let s: Vec<f32> = grid.sigmas.iter().map(|&s| s as f32).chain(std::iter::once(0.0)).collect();
         // [σ0, σ1, σ1, …, σ_{n−1}, σ_{n−1}, 0] and [t0, t1, t1, …, t_{n−1}, t_{n−1}].
-        self.sigmas = std::iter::once(s[0]).chain(s[1..s.len() - 1].iter().flat_map(|&v| [v, v])).chain(std::iter::once(0.0)).collect();
+        self.sigmas =
+            std::iter::once(s[0]).chain(s[1..s.len() - 1].iter().flat_map(|&v| [v, v])).chain(std::iter::once(0.0)).collect();
         let t: Vec<f64> = grid.timesteps.iter().map(|&t| t as f32 as f64).collect();
         self.timesteps = std::iter::once(t[0]).chain(t[1..].iter().flat_map(|&v| [v, v])).collect();
         self.first = None;
@@ -97,11 +98,8 @@ impl Scheduler for Heun {
         check_step(self.class_name(), step, self.timesteps.len())?;
         check_len(self.class_name(), model_output, sample)?;
         let first_order = self.first.is_none();
-        let (sigma, sigma_next) = if first_order {
-            (self.sigmas[step], self.sigmas[step + 1])
-        } else {
-            (self.sigmas[step - 1], self.sigmas[step])
-        };
+        let (sigma, sigma_next) =
+            if first_order { (self.sigmas[step], self.sigmas[step + 1]) } else { (self.sigmas[step - 1], self.sigmas[step]) };
         // x̂₀ uses σ at the point the model was evaluated: σ_i in the first half, σ_{i+1} in the second.
         let sigma_input = if first_order { sigma } else { sigma_next };
         let mut pred = predict_x0(self.prediction, sigma_input, model_output, sample);

@@ -52,9 +52,7 @@ impl Lms {
     /// the integrand has degree ≤ 3), in float64.
     fn coefficient(&self, order: usize, t: usize, j: usize) -> f64 {
         let s = |i: usize| self.sigmas[i] as f64;
-        let basis = |tau: f64| {
-            (0..order).filter(|&k| k != j).fold(1.0, |p, k| p * (tau - s(t - k)) / (s(t - j) - s(t - k)))
-        };
+        let basis = |tau: f64| (0..order).filter(|&k| k != j).fold(1.0, |p, k| p * (tau - s(t - k)) / (s(t - j) - s(t - k)));
         let (a, b) = (s(t), s(t + 1));
         let (mid, half) = ((a + b) / 2.0, (b - a) / 2.0);
         let x = (3.0f64 / 5.0).sqrt();

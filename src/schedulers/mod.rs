@@ -130,11 +130,21 @@ pub struct Config {
 impl Config {
     fn new(class: &'static str, json: &Value, source: &str) -> Result<Config> {
         let Some(obj) = json.as_object() else {
-            return Err(Error::Config { file: source.into(), msg: format!("{class}: the scheduler config is not a JSON object") });
+            return Err(Error::Config {
+                file: source.into(),
+                msg: format!("{class}: the scheduler config is not a JSON object"),
+            });
         };
-        let defaults: Vec<&str> =
-            obj.get("_use_default_values").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
-        let map = obj.iter().filter(|(k, _)| !k.starts_with('_') && !defaults.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let defaults: Vec<&str> = obj
+            .get("_use_default_values")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let map = obj
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_') && !defaults.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Config { class, source: source.into(), map })
     }
 
@@ -197,7 +207,11 @@ impl Config {
     pub fn f64_list(&self, key: &str) -> Result<Option<Vec<f64>>> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Array(a)) => a.iter().map(|v| number(v).ok_or_else(|| self.type_error(key, "a list of numbers"))).collect::<Result<Vec<_>>>().map(Some),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| number(v).ok_or_else(|| self.type_error(key, "a list of numbers")))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
             Some(_) => Err(self.type_error(key, "a list of numbers")),
         }
     }
@@ -251,7 +265,9 @@ pub fn from_config(class: &str, config: &Value, source: &str) -> Result<Box<dyn 
         }
         "HeunDiscreteScheduler" => Box::new(heun::Heun::new(&Config::new("HeunDiscreteScheduler", config, source)?)?),
         "LMSDiscreteScheduler" => Box::new(lms::Lms::new(&Config::new("LMSDiscreteScheduler", config, source)?)?),
-        "DPMSolverMultistepScheduler" => Box::new(dpm::DpmSolverMultistep::new(&Config::new("DPMSolverMultistepScheduler", config, source)?)?),
+        "DPMSolverMultistepScheduler" => {
+            Box::new(dpm::DpmSolverMultistep::new(&Config::new("DPMSolverMultistepScheduler", config, source)?)?)
+        }
         "UniPCMultistepScheduler" => Box::new(unipc::UniPc::new(&Config::new("UniPCMultistepScheduler", config, source)?)?),
         "LCMScheduler" => Box::new(lcm::Lcm::new(&Config::new("LCMScheduler", config, source)?)?),
         other => {
@@ -266,9 +282,14 @@ pub fn from_config(class: &str, config: &Value, source: &str) -> Result<Box<dyn 
 /// A scheduler from a diffusers `scheduler_config.json` (its `_class_name` picks the class).
 pub fn from_file(path: &Path) -> Result<Box<dyn Scheduler>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Config { file: file.clone(), msg: format!("cannot read: {e}") })?;
-    let json: Value = serde_json::from_str(&python_json(&text)).map_err(|e| Error::Config { file: file.clone(), msg: format!("invalid JSON: {e}") })?;
-    let class = json.get("_class_name").and_then(|v| v.as_str()).ok_or_else(|| Error::Config { file: file.clone(), msg: "no _class_name".into() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Config { file: file.clone(), msg: format!("cannot read: {e}") })?;
+    let json: Value = serde_json::from_str(&python_json(&text))
+        .map_err(|e| Error::Config { file: file.clone(), msg: format!("invalid JSON: {e}") })?;
+    let class = json
+        .get("_class_name")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::Config { file: file.clone(), msg: "no _class_name".into() })?;
     from_config(class, &json, &file)
 }
 
@@ -308,9 +329,13 @@ pub fn parse_a1111(name: &str) -> Result<(A1111Sampler, bool)> {
     if karras {
         n.truncate(n.len() - "_karras".len());
     }
-    A1111_SAMPLERS.iter().find(|s| s.name == n || s.display.to_lowercase().replace("++", "pp").replace(' ', "_") == n).map(|s| (*s, karras)).ok_or_else(|| {
+    let normalise = |d: &str| d.to_lowercase().replace("++", "pp").replace(' ', "_");
+    A1111_SAMPLERS.iter().find(|s| s.name == n || normalise(s.display) == n).map(|s| (*s, karras)).ok_or_else(|| {
         let names: Vec<&str> = A1111_SAMPLERS.iter().map(|s| s.name).collect();
-        Error::usage(format!("unknown sampler {name:?}: wgsd has {} (add --karras or \" Karras\" for Karras sigmas), or a diffusers class name", names.join(", ")))
+        Error::usage(format!(
+            "unknown sampler {name:?}: wgsd has {} (add --karras or \" Karras\" for Karras sigmas), or a diffusers class name",
+            names.join(", ")
+        ))
     })
 }
 

@@ -77,7 +77,7 @@ impl NoiseSource for TorchCpuGenerator {
         for i in (0..n - 15).step_by(16) {
             Self::box_muller_16(&mut d[i..i + 16]);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut d[n - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32();

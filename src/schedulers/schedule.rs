@@ -46,7 +46,7 @@ pub fn np_linspace(start: f64, stop: f64, num: usize, endpoint: bool) -> Vec<f64
 /// δ = (start+step) − start.
 pub fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let len = ((stop - start) / step).ceil();
-    if !(len > 0.0) {
+    if len.is_nan() || len <= 0.0 {
         return Vec::new();
     }
     let len = len as usize;
@@ -59,8 +59,23 @@ pub fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
 /// multiply-adds, plus k·ln 2. Up to ~4 ulp from the true value, and diffusers' σ → timestep
 /// interpolation (a difference of neighbouring log σ) shows which one was used.
 pub fn np_log_f32(x: f32) -> f32 {
-    const P: [f32; 6] = [0.0, 9.999_999_999_999_998e-1, 2.112_677_543_073_053, 1.480_000_633_576_506_6, 3.808_837_741_388_408e-1, 2.589_979_117_907_922_7e-2];
-    const Q: [f32; 6] = [1.0, 2.612_677_543_073_109, 2.453_006_071_784_736_4, 9.864_942_958_519_419e-1, 1.546_476_374_983_906_7e-1, 5.875_095_403_124_574e-3];
+    // NPY_COEFF_P*_LOGf and NPY_COEFF_Q*_LOGf as float32.
+    const P: [f32; 6] = [
+        f32::from_bits(0x0000_0000),
+        f32::from_bits(0x3f80_0000),
+        f32::from_bits(0x4007_361c),
+        f32::from_bits(0x3fbd_70a9),
+        f32::from_bits(0x3ec3_0333),
+        f32::from_bits(0x3cd4_2bcd),
+    ];
+    const Q: [f32; 6] = [
+        f32::from_bits(0x3f80_0000),
+        f32::from_bits(0x4027_361c),
+        f32::from_bits(0x401c_fe0d),
+        f32::from_bits(0x3f7c_8ae4),
+        f32::from_bits(0x3e1e_5bf3),
+        f32::from_bits(0x3bc0_83df),
+    ];
     if x.is_nan() {
         return x;
     }
@@ -343,7 +358,11 @@ impl SigmaSpacing {
         let exponential = cfg.bool("use_exponential_sigmas", false)?;
         cfg.refuse_true("use_beta_sigmas", "beta-distributed sigmas need scipy's beta.ppf, which wgsd does not implement")?;
         match (karras, exponential) {
-            (true, true) => Err(cfg.unsupported("use_exponential_sigmas", true, "only one of use_karras_sigmas and use_exponential_sigmas may be set")),
+            (true, true) => Err(cfg.unsupported(
+                "use_exponential_sigmas",
+                true,
+                "only one of use_karras_sigmas and use_exponential_sigmas may be set",
+            )),
             (true, false) => Ok(SigmaSpacing::Karras),
             (false, true) => Ok(SigmaSpacing::Exponential),
             _ => Ok(SigmaSpacing::Interpolated),
@@ -369,7 +388,8 @@ pub fn discrete_grid(
     sigma_min: Option<f64>,
     sigma_max: Option<f64>,
 ) -> DiscreteGrid {
-    let timesteps: Vec<f64> = float_timesteps(spacing, ts.num_train_timesteps, n, steps_offset).iter().map(|&t| t as f64).collect();
+    let timesteps: Vec<f64> =
+        float_timesteps(spacing, ts.num_train_timesteps, n, steps_offset).iter().map(|&t| t as f64).collect();
     let table = ts.sigmas();
     let sigmas = np_interp(&timesteps, &table);
     respace_grid(timesteps, sigmas, &table, respace, sigma_min, sigma_max, n)

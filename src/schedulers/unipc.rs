@@ -4,7 +4,8 @@
 
 use super::dpm::{alpha_sigma, lambda};
 use super::schedule::{
-    exponential_sigmas, karras_sigmas, np_arange, np_log_f32, np_interp, np_linspace, np_round, sigma_to_t, BetaDefaults, Spacing, TrainSchedule,
+    exponential_sigmas, karras_sigmas, np_arange, np_interp, np_linspace, np_log_f32, np_round, sigma_to_t, BetaDefaults,
+    Spacing, TrainSchedule,
 };
 use super::{check_len, check_step, zip_map, Config, NoiseSource, Prediction, Scheduler};
 use crate::error::{Error, Result};
@@ -33,11 +34,10 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f32> {
         let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap_or(col);
         a.swap(col, piv);
         b.swap(col, piv);
+        let pivot_row = a[col].clone();
         for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
-            }
+            let f = a[row][col] / pivot_row[col];
+            a[row].iter_mut().zip(&pivot_row).skip(col).for_each(|(v, p)| *v -= f * p);
             b[row] -= f * b[col];
         }
     }
@@ -128,7 +128,13 @@ impl UniPc {
         let karras = cfg.bool("use_karras_sigmas", false)?;
         let exponential = cfg.bool("use_exponential_sigmas", false)?;
         let respace = match (karras, exponential) {
-            (true, true) => return Err(cfg.unsupported("use_exponential_sigmas", true, "only one of use_karras_sigmas and use_exponential_sigmas may be set")),
+            (true, true) => {
+                return Err(cfg.unsupported(
+                    "use_exponential_sigmas",
+                    true,
+                    "only one of use_karras_sigmas and use_exponential_sigmas may be set",
+                ))
+            }
             (true, false) => Respace::Karras,
             (false, true) => Respace::Exponential,
             _ => Respace::Interpolated,
@@ -276,12 +282,16 @@ impl Scheduler for UniPc {
             return Err(Error::usage("UniPCMultistepScheduler: 0 steps"));
         }
         let int_t: Vec<i64> = match self.spacing {
-            Spacing::Linspace => np_linspace(0.0, (nt - 1) as f64, n + 1, true).iter().rev().take(n).map(|x| np_round(*x) as i64).collect(),
+            Spacing::Linspace => {
+                np_linspace(0.0, (nt - 1) as f64, n + 1, true).iter().rev().take(n).map(|x| np_round(*x) as i64).collect()
+            }
             Spacing::Leading => {
                 let ratio = (nt / (n + 1)) as i64;
                 (1..=n as i64).rev().map(|i| i * ratio + self.steps_offset).collect()
             }
-            Spacing::Trailing => np_arange(nt as f64, 0.0, -(nt as f64 / n as f64)).iter().map(|x| np_round(*x) as i64 - 1).collect(),
+            Spacing::Trailing => {
+                np_arange(nt as f64, 0.0, -(nt as f64 / n as f64)).iter().map(|x| np_round(*x) as i64 - 1).collect()
+            }
         };
         let table = self.ts.sigmas();
         let log_sigmas: Vec<f32> = table.iter().map(|&s| np_log_f32(s)).collect();
