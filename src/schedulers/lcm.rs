@@ -94,6 +94,13 @@ impl Scheduler for Lcm {
         self.set_timesteps_with_strength(n, 1.0)
     }
 
+    /// diffusers' LCM img2img pipeline runs all `n` steps, taken from the first `strength` part of the
+    /// distillation schedule, so the run starts at step 0.
+    fn set_timesteps_img2img(&mut self, n: usize, strength: f64) -> Result<usize> {
+        self.set_timesteps_with_strength(n, strength)?;
+        Ok(0)
+    }
+
     fn num_inference_steps(&self) -> usize {
         self.n
     }

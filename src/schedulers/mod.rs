@@ -60,6 +60,16 @@ pub trait Scheduler: Send {
         1
     }
 
+    /// img2img: `set_timesteps` for `n` steps at `strength` (0 keeps the image, 1 is pure noise) and
+    /// the index of the first step to run, where the image is noised with `add_noise`. This is
+    /// [`img2img_start`] after `set_timesteps`, except for LCM, whose img2img pipeline instead draws all
+    /// `n` steps from the first `strength` part of its distillation schedule (and starts at 0).
+    fn set_timesteps_img2img(&mut self, n: usize, strength: f64) -> Result<usize> {
+        self.set_timesteps(n)?;
+        let n = self.num_inference_steps();
+        Ok((n - ((n as f64 * strength) as usize).min(n)) * self.order())
+    }
+
     /// What pure noise is multiplied by to start txt2img (σ_max for the σ-based classes, else 1).
     fn init_noise_sigma(&self) -> f32;
 
