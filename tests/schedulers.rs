@@ -530,3 +530,32 @@ fn diffusers_own_test_expectations() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// The schedulers the pipeline cases and the model folders name must all build and give timesteps.
+#[test]
+fn pipeline_and_model_scheduler_configs_build() {
+    let Some(dir) = fixture_dir() else { return };
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
+    let mut n = 0;
+    if let Some(cases) = fx.meta["pipelines"].as_object() {
+        for (name, case) in cases {
+            let (Some(class), Some(cfg)) = (case["scheduler"].as_str(), case.get("scheduler_config")) else { continue };
+            let mut s = schedulers::from_config(class, cfg, name).unwrap_or_else(|e| panic!("pipelines.{name}: {e}"));
+            let steps = case["num_inference_steps"].as_u64().unwrap_or(4) as usize;
+            let strength = case["strength"].as_f64().unwrap_or(1.0);
+            let start = s.set_timesteps_img2img(steps, strength).unwrap();
+            println!("pipelines.{name}: {class} timesteps {:?}, start {start}", s.timesteps());
+            n += 1;
+        }
+    }
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path().join("scheduler/scheduler_config.json");
+        if p.exists() {
+            let mut s = schedulers::from_file(&p).unwrap();
+            s.set_timesteps(20).unwrap();
+            println!("{}: {} init σ {}", p.display(), s.class_name(), s.init_noise_sigma());
+            n += 1;
+        }
+    }
+    println!("{n} scheduler configs built");
+}
