@@ -11,16 +11,18 @@ pub trait NoiseSource {
 }
 
 /// The seeded generator: PyTorch's CPU generator. `TorchCpuGenerator::new(seed)` followed by `randn(n)`
-/// gives what `torch.randn(n, generator=torch.Generator("cpu").manual_seed(seed))` gives in float32, so a
-/// diffusers seed gives the same latents here (up to a float32 ulp or two in some elements: PyTorch's AVX2
-/// path uses its own `log`/`sincos` approximations, this uses the platform's).
+/// gives what `torch.randn(n, generator=torch.Generator("cpu").manual_seed(seed))` gives in float32 on an
+/// x86-64 machine with AVX2, bit for bit, so a diffusers seed gives the same latents here. (PyTorch's
+/// AVX-512 build takes a scalar path with the C library's `log`/`cos`/`sin` instead; its draws differ from
+/// these by an ulp or two in some elements.)
 ///
 /// The algorithm: MT19937 seeded with the low 32 bits of the seed; each uniform in [0, 1) is the low 24
 /// bits of one 32-bit output times 2⁻²⁴. For n ≥ 16 all n uniforms are drawn first, then every block of
-/// 16 becomes 16 normals by Box–Muller (u1 = 1 − d[j], u2 = d[j+8], r = √(−2 ln u1), θ = 2π·u2 in
-/// float32; d[j] = r cos θ, d[j+8] = r sin θ); when 16 does not divide n the last 16 are redrawn and
-/// transformed again. For n < 16 each value is a float64 Box–Muller draw from 53-bit uniforms (the second
-/// value of each pair is kept for the next call), as PyTorch does for small tensors.
+/// 16 becomes 16 normals by Box–Muller (u1 = 1 − d[j], u2 = d[j+8], r = √(−2 ln u1), θ = 2π·u2, all
+/// float32 with Cephes' `logf`/`sincosf` polynomials as PyTorch's AVX2 kernel evaluates them; d[j] =
+/// r cos θ, d[j+8] = r sin θ); when 16 does not divide n the last 16 are redrawn and transformed again.
+/// For n < 16 each value is a float64 Box–Muller draw from 53-bit uniforms (the second value of each
+/// pair is kept for the next call), as PyTorch does for small tensors.
 pub struct TorchCpuGenerator {
     mt: Mt19937,
     cached_normal: Option<f64>,
@@ -54,18 +56,79 @@ impl TorchCpuGenerator {
         r * theta.cos()
     }
 
-    /// Box–Muller on one block of 16 uniforms, in float32 as PyTorch's vectorised kernel does.
+    /// Box–Muller on one block of 16 uniforms, in float32 as PyTorch's AVX2 kernel does.
     fn box_muller_16(d: &mut [f32]) {
         let two_pi = (2.0 * std::f64::consts::PI) as f32;
         for j in 0..8 {
             let u1 = 1.0 - d[j];
             let u2 = d[j + 8];
-            let radius = (-2.0 * u1.ln()).sqrt();
-            let theta = two_pi * u2;
-            d[j] = radius * theta.cos();
-            d[j + 8] = radius * theta.sin();
+            let radius = (-2.0 * cephes_log(u1)).sqrt();
+            let (sin, cos) = cephes_sincos(two_pi * u2);
+            d[j] = radius * cos;
+            d[j + 8] = radius * sin;
         }
     }
+}
+
+/// Cephes' single-precision `logf` (for 0 < x ≤ 1 here), with the fused multiply-adds that PyTorch's
+/// compiled `log256_ps` uses.
+fn cephes_log(x: f32) -> f32 {
+    const P: [f32; 9] = [
+        7.037_683_6e-2,
+        -1.151_461_1e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_5e-1,
+        -2.499_999_4e-1,
+        3.333_333_1e-1,
+    ];
+    const Q1: f32 = -2.121_944_4e-4;
+    const Q2: f32 = 0.693_359_4;
+    if x <= 0.0 {
+        return f32::NAN;
+    }
+    let x = x.max(f32::MIN_POSITIVE);
+    let bits = x.to_bits();
+    // Mantissa in [0.5, 1), exponent to match.
+    let mut e = ((bits >> 23) as i32 - 0x7f) as f32 + 1.0;
+    let m = f32::from_bits((bits & !0x7f80_0000) | 0x3f00_0000);
+    let x = if m < std::f32::consts::FRAC_1_SQRT_2 {
+        e -= 1.0;
+        (m - 1.0) + m
+    } else {
+        m - 1.0
+    };
+    let z = x * x;
+    let y = P[1..].iter().fold(P[0], |y, &p| y.mul_add(x, p)) * x;
+    let y = y.mul_add(z, e * Q1);
+    let y = (-z).mul_add(0.5, y);
+    e.mul_add(Q2, x + y)
+}
+
+/// Cephes' single-precision `sincosf` (sin, cos), with the fused multiply-adds of PyTorch's compiled
+/// `sincos256_ps`.
+fn cephes_sincos(x: f32) -> (f32, f32) {
+    const DP: [f32; 3] = [-0.785_156_25, -2.418_756_5e-4, -3.774_895e-8];
+    const SIN: [f32; 3] = [-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1];
+    const COS: [f32; 3] = [2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2];
+    const FOUR_OVER_PI: f32 = 1.273_239_5;
+    let neg = x.is_sign_negative();
+    let x = x.abs();
+    // Octant j (even), and the reduced argument x − j·π/4 in three parts.
+    let j = (((x * FOUR_OVER_PI) as i32) + 1) & !1;
+    let y = j as f32;
+    let x = DP.iter().fold(x, |x, &dp| y.mul_add(dp, x));
+    let z = x * x;
+    let yc = COS[0].mul_add(z, COS[1]).mul_add(z, COS[2]) * z;
+    let yc = yc.mul_add(z, -(z * 0.5)) + 1.0;
+    let ys = SIN[0].mul_add(z, SIN[1]).mul_add(z, SIN[2]) * z;
+    let ys = ys.mul_add(x, x);
+    let (s, c) = if j & 2 == 0 { (ys, yc) } else { (yc, ys) };
+    let s = if neg ^ (j & 4 != 0) { -s } else { s };
+    let c = if (!(j - 2)) & 4 != 0 { -c } else { c };
+    (s, c)
 }
 
 impl NoiseSource for TorchCpuGenerator {
