@@ -249,6 +249,10 @@ fn a1111_names_parse() {
     assert_eq!((s.name, k), ("dpmpp_2m_sde", true));
     assert_eq!(schedulers::a1111_display_name(&s, true), "DPM++ 2M SDE Karras");
     assert!(schedulers::parse_a1111("euler_b").unwrap_err().to_string().contains("euler_b"));
+    assert_eq!(schedulers::parse_a1111("euler_ancestral").unwrap().0.name, "euler_a");
+    assert_eq!(schedulers::parse_a1111("k_lms").unwrap().0.name, "lms");
+    assert_eq!(schedulers::parse_a1111("uni_pc").unwrap().0.name, "unipc");
+    assert_eq!(schedulers::parse_a1111("PLMS").unwrap().0.class, "PNDMScheduler");
     // A diffusers class name works in the same place.
     let s = schedulers::from_a1111("UniPCMultistepScheduler", true, &sd15_config(), "t").unwrap();
     assert_eq!(s.class_name(), "UniPCMultistepScheduler");

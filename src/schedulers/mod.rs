@@ -331,14 +331,21 @@ pub const A1111_SAMPLERS: &[A1111Sampler] = &[
     A1111Sampler { name: "lcm", display: "LCM", class: "LCMScheduler", karras_ok: false },
 ];
 
-/// Reads an A1111 sampler name: a short name (`euler_a`, `dpmpp_2m_sde`) or a display name as A1111
-/// writes it (`Euler a`, `DPM++ 2M Karras`). A trailing "karras" sets the returned flag.
+/// Reads an A1111 sampler name: a short name (`euler_a`, `dpmpp_2m_sde`), a display name as A1111
+/// writes it (`Euler a`, `DPM++ 2M Karras`) or a ComfyUI name (`euler_ancestral`, `uni_pc`). A trailing
+/// "karras" sets the returned flag.
 pub fn parse_a1111(name: &str) -> Result<(A1111Sampler, bool)> {
     let mut n = name.trim().to_lowercase().replace("++", "pp").replace([' ', '-'], "_");
     let karras = n.ends_with("_karras");
     if karras {
         n.truncate(n.len() - "_karras".len());
     }
+    // Older A1111 ("k_euler_a") and ComfyUI ("euler_ancestral", "uni_pc") spellings.
+    let n = match n.strip_prefix("k_").unwrap_or(&n) {
+        "euler_ancestral" => "euler_a".to_string(),
+        "uni_pc" => "unipc".to_string(),
+        other => other.to_string(),
+    };
     let normalise = |d: &str| d.to_lowercase().replace("++", "pp").replace(' ', "_");
     A1111_SAMPLERS.iter().find(|s| s.name == n || normalise(s.display) == n).map(|s| (*s, karras)).ok_or_else(|| {
         let names: Vec<&str> = A1111_SAMPLERS.iter().map(|s| s.name).collect();
