@@ -194,28 +194,28 @@ impl DpmSolverMultistep {
         }
     }
 
-    fn first_order(&self, step: usize, sample: &[f32], noise: Option<&[f32]>) -> Vec<f32> {
+    fn first_order(&self, step: usize, sample: &[f32], z: &[f32]) -> Vec<f32> {
         let m = &self.model_outputs[self.model_outputs.len() - 1];
         let (at, st) = alpha_sigma(self.sigmas[step + 1]);
         let (a_s, ss) = alpha_sigma(self.sigmas[step]);
         let h = lambda(at, st) - lambda(a_s, ss);
-        match (self.algorithm, noise) {
-            (Algorithm::DpmSolverPp, _) => combine(&[(st / ss, sample), (-(at * ((-h).exp() - 1.0)), m)]),
-            (Algorithm::DpmSolver, _) => combine(&[(at / a_s, sample), (-(st * (h.exp() - 1.0)), m)]),
-            (Algorithm::SdeDpmSolverPp, Some(z)) => combine(&[
+        match self.algorithm {
+            Algorithm::DpmSolverPp => combine(&[(st / ss, sample), (-(at * ((-h).exp() - 1.0)), m)]),
+            Algorithm::DpmSolver => combine(&[(at / a_s, sample), (-(st * (h.exp() - 1.0)), m)]),
+            Algorithm::SdeDpmSolverPp => combine(&[
                 (st / ss * (-h).exp(), sample),
                 (at * (1.0 - (-2.0 * h).exp()), m),
                 (st * (1.0 - (-2.0 * h).exp()).sqrt(), z),
             ]),
-            (_, z) => combine(&[
+            Algorithm::SdeDpmSolver => combine(&[
                 (at / a_s, sample),
                 (-(2.0 * (st * (h.exp() - 1.0))), m),
-                (st * ((2.0 * h).exp() - 1.0).sqrt(), z.unwrap_or(sample)),
+                (st * ((2.0 * h).exp() - 1.0).sqrt(), z),
             ]),
         }
     }
 
-    fn second_order(&self, step: usize, sample: &[f32], noise: Option<&[f32]>) -> Vec<f32> {
+    fn second_order(&self, step: usize, sample: &[f32], z: &[f32]) -> Vec<f32> {
         let k = self.model_outputs.len();
         let (m0, m1) = (&self.model_outputs[k - 1], &self.model_outputs[k - 2]);
         let (at, st) = alpha_sigma(self.sigmas[step + 1]);
@@ -234,7 +234,6 @@ impl DpmSolverMultistep {
             (Algorithm::DpmSolver, false) => combine(&[(at / a0, sample), (-(st * ep), m0), (-(0.5 * (st * ep)), &d1)]),
             (Algorithm::DpmSolver, true) => combine(&[(at / a0, sample), (-(st * ep), m0), (-(st * (ep / h - 1.0)), &d1)]),
             (Algorithm::SdeDpmSolverPp, heun) => {
-                let z = noise.unwrap_or(sample);
                 let e2 = (-2.0 * h).exp();
                 let c1 = if heun { at * ((1.0 - e2) / (-2.0 * h) + 1.0) } else { 0.5 * (at * (1.0 - e2)) };
                 combine(&[
@@ -245,14 +244,13 @@ impl DpmSolverMultistep {
                 ])
             }
             (Algorithm::SdeDpmSolver, heun) => {
-                let z = noise.unwrap_or(sample);
                 let c1 = if heun { -(2.0 * (st * (ep / h - 1.0))) } else { -(st * ep) };
                 combine(&[(at / a0, sample), (-(2.0 * (st * ep)), m0), (c1, &d1), (st * ((2.0 * h).exp() - 1.0).sqrt(), z)])
             }
         }
     }
 
-    fn third_order(&self, step: usize, sample: &[f32], noise: Option<&[f32]>) -> Vec<f32> {
+    fn third_order(&self, step: usize, sample: &[f32], z: &[f32]) -> Vec<f32> {
         let k = self.model_outputs.len();
         let (m0, m1, m2) = (&self.model_outputs[k - 1], &self.model_outputs[k - 2], &self.model_outputs[k - 3]);
         let (at, st) = alpha_sigma(self.sigmas[step + 1]);
@@ -285,7 +283,6 @@ impl DpmSolverMultistep {
             ]),
             // sde-dpmsolver with order 3 is refused in `new`.
             _ => {
-                let z = noise.unwrap_or(sample);
                 let e2 = (-2.0 * h).exp();
                 let h2 = 2.0 * h;
                 combine(&[
@@ -410,8 +407,9 @@ impl Scheduler for DpmSolverMultistep {
         if self.model_outputs.len() > self.order {
             self.model_outputs.remove(0);
         }
-        let z = if self.algorithm.sde() { Some(noise.randn(sample.len())?) } else { None };
-        let z = z.as_deref();
+        // Fresh noise for the SDE forms (every step, the last included, as diffusers draws it).
+        let z = if self.algorithm.sde() { noise.randn(sample.len())? } else { Vec::new() };
+        let z = z.as_slice();
         let prev = if self.order == 1 || self.lower_order_nums < 1 || lower_final {
             self.first_order(step, sample, z)
         } else if self.order == 2 || self.lower_order_nums < 2 || lower_second {
