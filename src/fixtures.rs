@@ -42,6 +42,11 @@ impl Fixtures {
         self.tensors.read_f32(key)
     }
 
+    /// A tensor as f64 (exact for float64 fixtures such as scheduler timesteps).
+    pub fn tensor_f64(&self, key: &str) -> Result<Vec<f64>> {
+        self.tensors.read_f64(key)
+    }
+
     pub fn shape(&self, key: &str) -> Result<Vec<usize>> {
         self.tensors.shape(key).ok_or_else(|| Error::Weights {
             file: self.tensors.path().display().to_string(),

@@ -5,6 +5,7 @@
 //! - [`tensor`]: shapes and dtypes;
 //! - [`graph`]: recording ops, planning buffers by liveness, running a plan in one command encoder;
 //! - [`kernels`]: the WGSL kernel families with their CPU twins;
+//! - [`schedulers`]: the samplers (DDIM, Euler, DPM++, UniPC, ...), host-side, matching diffusers;
 //! - [`bench`]: kernel benchmarks at Stable Diffusion shapes.
 
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod kernels;
 pub mod models;
 pub mod output;
+pub mod schedulers;
 pub mod tensor;
 pub mod testing;
 pub mod verify;

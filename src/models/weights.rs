@@ -81,6 +81,21 @@ impl WeightFile {
     }
 }
 
+impl WeightFile {
+    /// A stored tensor as f64 (F64 exactly; F32 / I64 converted), for fixture values that need it.
+    pub fn read_f64(&self, key: &str) -> Result<Vec<f64>> {
+        let err = |msg: String| Error::Weights { file: self.path.display().to_string(), msg };
+        let info = self.meta.info(key).ok_or_else(|| err(format!("tensor '{key}' not found")))?;
+        let (a, b) = info.data_offsets;
+        let bytes = &self.mmap[self.data_start + a..self.data_start + b];
+        match info.dtype {
+            Dtype::F64 => Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
+            Dtype::I64 => Ok(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect()),
+            _ => Ok(self.read_f32(key)?.into_iter().map(f64::from).collect()),
+        }
+    }
+}
+
 /// Other names the same weight goes by in real checkpoints, tried in order when the diffusers key is absent.
 /// Each entry maps a key fragment to its alternatives.
 const ALIASES: &[(&str, &[&str])] = &[
