@@ -87,8 +87,10 @@ fn direct_m32_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let tile = wg.x + wg.y * nwg.x;
     if (tile >= p.tiles) { return; }
-    let tn = tile % p.n_tiles;
-    let m0 = (tile / p.n_tiles) * 32u;
+    // Channel tiles vary fastest, so consecutive workgroups reuse the same inputs from cache.
+    let m_tiles = p.tiles / p.n_tiles;
+    let tn = tile / m_tiles;
+    let m0 = (tile - tn * m_tiles) * 32u;
     let b = wg.z;
     let npix = p.oh * p.ow;
     let n = vec4<u32>(tn * 32u + lid.x) + vec4<u32>(0u, 8u, 16u, 24u);
@@ -504,8 +506,10 @@ fn direct_m16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let tile = wg.x + wg.y * nwg.x;
     if (tile >= p.tiles) { return; }
-    let tn = tile % p.n_tiles;
-    let m0 = (tile / p.n_tiles) * 16u;
+    // Channel tiles vary fastest, so consecutive workgroups reuse the same inputs from cache.
+    let m_tiles = p.tiles / p.n_tiles;
+    let tn = tile / m_tiles;
+    let m0 = (tile - tn * m_tiles) * 16u;
     let b = wg.z;
     let npix = p.oh * p.ow;
     let n = vec4<u32>(tn * 256u + lid.x) + vec4<u32>(0u, 64u, 128u, 192u);

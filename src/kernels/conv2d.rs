@@ -722,8 +722,10 @@ fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {
     entry_header(o, kern);
     o.l("    let tile = wg.x + wg.y * nwg.x;");
     o.l("    if (tile >= p.tiles) { return; }");
-    o.l("    let tn = tile % p.n_tiles;");
-    o.l(&format!("    let m0 = (tile / p.n_tiles) * {tm}u;"));
+    o.l("    // Channel tiles vary fastest, so consecutive workgroups reuse the same inputs from cache.");
+    o.l("    let m_tiles = p.tiles / p.n_tiles;");
+    o.l("    let tn = tile / m_tiles;");
+    o.l(&format!("    let m0 = (tile - tn * m_tiles) * {tm}u;"));
     o.l("    let b = wg.z;");
     o.l("    let npix = p.oh * p.ow;");
     o.l(&format!("    let n = vec4<u32>(tn * {}u + lid.x) + vec4<u32>(0u, {wg}u, {}u, {}u);", 4 * wg, 2 * wg, 3 * wg));

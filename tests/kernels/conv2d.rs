@@ -394,8 +394,9 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 }
 
 /// GFLOP/s at SD shapes: `cargo test --release --test kernels conv2d::bench -- --ignored --nocapture`.
-/// `CONV_BENCH=unet,vae,1x1,s2,portable` picks cases (default: unet and vae); the first run of each
-/// kernel includes lavapipe's shader compile.
+/// `CONV_BENCH=unet,vae,1x1,s2,variants` picks cases (default: unet and vae); `variants` runs every kernel
+/// this adapter can run on a 1×128×64×64 3×3 conv and a 1×1 conv. The first run of a kernel includes
+/// lavapipe's shader compile (unless Mesa's shader cache has it).
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
@@ -406,18 +407,21 @@ fn bench_sd_shapes() {
     if which.contains("unet") {
         bench(&gpu, &case(2, 320, 64, 64, 320, 3, p1, true, false), None, 3);
     }
-    if which.contains("portable") {
-        for (i, k) in KERNELS.iter().enumerate() {
-            if !k.subgroup || which.contains("all") {
-                bench(&gpu, &case(1, 128, 64, 64, 128, 3, p1, true, false), Some(i), 2);
-            }
-        }
-    }
     if which.contains("1x1") {
         bench(&gpu, &case(2, 320, 64, 64, 320, 1, Conv2dOpts::default(), true, false), None, 2);
     }
     if which.contains("s2") {
         bench(&gpu, &case(2, 320, 64, 64, 320, 3, Conv2dOpts::new(2, 1), true, false), None, 2);
+    }
+    if which.contains("variants") {
+        let sg = DeviceLimits::from_gpu(&gpu).subgroup_min_size >= 8;
+        for (i, k) in KERNELS.iter().enumerate().filter(|(_, k)| sg || !k.subgroup) {
+            for c in [case(1, 128, 64, 64, 128, 3, p1, true, false), case(1, 320, 64, 64, 320, 1, Conv2dOpts::default(), true, false)] {
+                if k.handles(&c.shape(), &c.opts) {
+                    bench(&gpu, &c, Some(i), 2);
+                }
+            }
+        }
     }
     if which.contains("vae") {
         bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), None, 1);
