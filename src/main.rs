@@ -89,7 +89,8 @@ fn run(cli: Cli) -> Result<(), String> {
             if !dir.exists() {
                 return Err(format!("fixture folder {} does not exist", dir.display()));
             }
-            let results = wgsd::verify::run_all(&dir).map_err(|e| e.to_string())?;
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            let results = wgsd::verify::run_all(&dir, &gpu).map_err(|e| e.to_string())?;
             for r in &results {
                 println!("{}", r.line());
             }

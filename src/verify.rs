@@ -3,9 +3,22 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::fixtures::Fixtures;
+use crate::gpu::Gpu;
+use crate::graph::plan::Plan;
+use crate::graph::{Graph, TensorId};
+use crate::models::clip::ClipTextModel;
+use crate::models::config::UNetConfig;
+use crate::models::nn::Loader;
 use crate::models::tokenizer::ClipTokenizer;
+use crate::models::transformer::{Transformer2DModel, VaeAttention};
+use crate::models::unet::UNet2DConditionModel;
+use crate::models::vae::{split_moments, AutoencoderKL, DownEncoderBlock2D, UpDecoderBlock2D};
+use crate::models::weights::Weights;
+use crate::tensor::TensorDesc;
 use crate::schedulers::{self, ReplayNoise};
 use crate::testing::{max_abs, rel_l2};
 
@@ -191,12 +204,290 @@ fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result
 }
 
 /// Every case of the fixture folder `dir` (a `cases.json` set or a `blocks.json` set).
-pub fn run_all(dir: &Path) -> Result<Vec<CaseResult>> {
+pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
     if dir.join("cases.json").exists() {
         let fx = Fixtures::open(dir, "cases")?;
         results.extend(tokenizer_cases(&fx)?);
         results.extend(scheduler_cases(&fx)?);
+        results.extend(text_cases(gpu, &fx)?);
+        results.extend(unet_cases(gpu, &fx)?);
+        results.extend(vae_cases(gpu, &fx)?);
+    }
+    if dir.join("blocks.json").exists() {
+        let fx = Fixtures::open(dir, "blocks")?;
+        results.extend(block_cases(gpu, &fx)?);
     }
     Ok(results)
+}
+
+/// Relative-L2 tolerance of module outputs against the fixtures (float32 on both sides).
+pub const MODULE_TOL: f64 = 1e-4;
+
+fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
+    if got.len() != want.len() {
+        return CaseResult {
+            name: name.into(),
+            passed: false,
+            rel_l2: f64::NAN,
+            max_abs: f64::NAN,
+            detail: format!("{} values computed, {} expected", got.len(), want.len()),
+        };
+    }
+    let r = rel_l2(got, want);
+    let m = max_abs(got, want);
+    let finite = got.iter().all(|v| v.is_finite());
+    CaseResult {
+        name: name.into(),
+        passed: finite && r <= tol,
+        rel_l2: r,
+        max_abs: m,
+        detail: if finite { String::new() } else { "non-finite output".into() },
+    }
+}
+
+fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
+    CaseResult { name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
+}
+
+/// `text.<model>.{last_hidden_state,penultimate,pooled}`.
+pub fn text_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
+    let mut out = Vec::new();
+    for m in models(fx) {
+        let key = format!("text.{m}.ids");
+        if !fx.has(&key) {
+            continue;
+        }
+        let run = || -> Result<Vec<CaseResult>> {
+            let model = ClipTextModel::load(gpu, &fx.dir.join(&m).join("text_encoder"), None)?;
+            let shape = fx.shape(&key)?;
+            let ids = fx.tensor(&key)?;
+            let mut g = Graph::new();
+            let t = g.input("input_ids", TensorDesc::f32(&shape));
+            let o = model.forward(&mut g, t)?;
+            g.output(o.last_hidden_state);
+            g.output(o.penultimate);
+            let plan = Plan::new(gpu.clone(), g)?;
+            plan.write(t, &ids)?;
+            plan.run()?;
+            let last = plan.read(o.last_hidden_state)?;
+            let pen = plan.read(o.penultimate)?;
+            let ids_u: Vec<u32> = ids.iter().map(|v| *v as u32).collect();
+            let pooled = model.pooled(&last, &ids_u, shape[0]);
+            let mut r = Vec::new();
+            for (suffix, got) in [("last_hidden_state", &last), ("penultimate", &pen), ("pooled", &pooled)] {
+                let name = format!("text.{m}.{suffix}");
+                r.push(compare(&name, got, &fx.tensor(&name)?, MODULE_TOL));
+            }
+            Ok(r)
+        };
+        match run() {
+            Ok(r) => out.extend(r),
+            Err(e) => out.push(failed(&format!("text.{m}"), e)),
+        }
+    }
+    Ok(out)
+}
+
+/// `unet.<model>.t<T>`: one plan per model, re-run for every timestep with new inputs.
+pub fn unet_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
+    let mut out = Vec::new();
+    for m in models(fx) {
+        let mut cases: Vec<String> = fx
+            .keys_with_prefix(&format!("unet.{m}.t"))
+            .into_iter()
+            .filter_map(|k| k.strip_suffix(".sample").map(str::to_string))
+            .collect();
+        cases.sort();
+        if cases.is_empty() {
+            continue;
+        }
+        let model = match UNet2DConditionModel::load(gpu, &fx.dir.join(&m).join("unet"), None) {
+            Ok(u) => u,
+            Err(e) => {
+                out.push(failed(&format!("unet.{m}"), e));
+                continue;
+            }
+        };
+        let mut plans: Vec<(Vec<usize>, Vec<usize>, Plan, TensorId, TensorId, TensorId, TensorId)> = Vec::new();
+        for case in cases {
+            let mut run = || -> Result<CaseResult> {
+                let t: f32 = case.rsplit('.').next().unwrap().trim_start_matches('t').parse().map_err(|_| {
+                    crate::error::Error::usage(format!("cannot read the timestep from case name {case}"))
+                })?;
+                let (ss, cs) = (fx.shape(&format!("{case}.sample"))?, fx.shape(&format!("{case}.encoder_hidden_states"))?);
+                let idx = match plans.iter().position(|p| p.0 == ss && p.1 == cs) {
+                    Some(i) => i,
+                    None => {
+                        let mut g = Graph::new();
+                        let s = g.input("sample", TensorDesc::f32(&ss));
+                        let ts = g.input("timestep", TensorDesc::f32(&[ss[0]]));
+                        let c = g.input("encoder_hidden_states", TensorDesc::f32(&cs));
+                        let o = model.forward(&mut g, s, ts, c)?;
+                        g.output(o);
+                        plans.push((ss.clone(), cs.clone(), Plan::new(gpu.clone(), g)?, s, ts, c, o));
+                        plans.len() - 1
+                    }
+                };
+                let (_, _, plan, s, ts, c, o) = &plans[idx];
+                plan.write(*s, &fx.tensor(&format!("{case}.sample"))?)?;
+                plan.write(*ts, &vec![t; ss[0]])?;
+                plan.write(*c, &fx.tensor(&format!("{case}.encoder_hidden_states"))?)?;
+                plan.run()?;
+                Ok(compare(&case, &plan.read(*o)?, &fx.tensor(&format!("{case}.out"))?, MODULE_TOL))
+            };
+            out.push(run().unwrap_or_else(|e| failed(&case, e)));
+        }
+    }
+    Ok(out)
+}
+
+/// `vae.decode` and `vae.encode` (mean and log-variance), with the first model folder's VAE.
+pub fn vae_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
+    let mut out = Vec::new();
+    if !fx.has("vae.decode.latent") && !fx.has("vae.encode.image") {
+        return Ok(out);
+    }
+    let Some(m) = models(fx).into_iter().find(|m| fx.dir.join(m).join("vae").exists()) else {
+        return Ok(vec![failed("vae", "no model folder with a vae/")]);
+    };
+    let vae = match AutoencoderKL::load(gpu, &fx.dir.join(&m).join("vae"), None) {
+        Ok(v) => v,
+        Err(e) => return Ok(vec![failed("vae", e)]),
+    };
+    if fx.has("vae.decode.latent") {
+        let run = || -> Result<CaseResult> {
+            let shape = fx.shape("vae.decode.latent")?;
+            let mut g = Graph::new();
+            let z = g.input("latent", TensorDesc::f32(&shape));
+            let img = vae.decode(&mut g, z)?;
+            g.output(img);
+            let plan = Plan::new(gpu.clone(), g)?;
+            plan.write(z, &fx.tensor("vae.decode.latent")?)?;
+            plan.run()?;
+            Ok(compare("vae.decode", &plan.read(img)?, &fx.tensor("vae.decode.image")?, MODULE_TOL))
+        };
+        out.push(run().unwrap_or_else(|e| failed("vae.decode", e)));
+    }
+    if fx.has("vae.encode.image") {
+        let run = || -> Result<CaseResult> {
+            let shape = fx.shape("vae.encode.image")?;
+            let mut g = Graph::new();
+            let x = g.input("image", TensorDesc::f32(&shape));
+            let mom = vae.encode(&mut g, x)?;
+            g.output(mom);
+            let plan = Plan::new(gpu.clone(), g)?;
+            plan.write(x, &fx.tensor("vae.encode.image")?)?;
+            plan.run()?;
+            let ms = plan.graph().shape(mom).to_vec();
+            let lat = vae.config.latent_channels;
+            let (mean, logvar) = split_moments(&plan.read(mom)?, ms[0], lat, ms[2] * ms[3]);
+            let a = compare("vae.encode", &mean, &fx.tensor("vae.encode.mean")?, MODULE_TOL);
+            let b = compare("vae.encode", &logvar, &fx.tensor("vae.encode.logvar")?, MODULE_TOL);
+            let worst = if b.rel_l2 > a.rel_l2 || b.rel_l2.is_nan() { b.clone() } else { a.clone() };
+            Ok(CaseResult {
+                passed: a.passed && b.passed,
+                detail: format!("mean rel_l2 {:.2e}, logvar rel_l2 {:.2e}", a.rel_l2, b.rel_l2),
+                ..worst
+            })
+        };
+        out.push(run().unwrap_or_else(|e| failed("vae.encode", e)));
+    }
+    Ok(out)
+}
+
+/// The blocks fixtures' input formula: `x[i] = sin(0.001·(i mod 9973) + 0.1·⌊i / 9973⌋ + phase)` in f64.
+pub fn block_input(n: usize, phase: f64) -> Vec<f32> {
+    (0..n).map(|i| (0.001 * (i % 9973) as f64 + 0.1 * (i / 9973) as f64 + phase).sin() as f32).collect()
+}
+
+/// Heads of the SD 1.5 UNet block a transformer belongs to, from its weight prefix (the count is not in the
+/// weights): `heads` in blocks.json if given, else the published SD 1.5 config beside the fixtures, else 8.
+fn block_heads(fx: &Fixtures, spec: &serde_json::Value, prefix: &str) -> usize {
+    if let Some(h) = spec["heads"].as_u64() {
+        return h as usize;
+    }
+    let cfg = fx.dir.join("../configs/sd15/unet/config.json");
+    let Ok(c) = UNetConfig::from_file(&cfg) else { return 8 };
+    let n = c.block_out_channels.len();
+    let idx = |p: &str| prefix.strip_prefix(p).and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+    if let Some(i) = idx("down_blocks.") {
+        c.heads(i)
+    } else if let Some(i) = idx("up_blocks.") {
+        c.heads(n - 1 - i)
+    } else {
+        c.heads(n - 1)
+    }
+}
+
+/// `blocks.<name>`: one real-size block with saved weights and formula inputs; the output is compared on the
+/// saved subsample, and its L2 norm and mean against the whole output's.
+pub fn block_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
+    let weights = Weights::open(&[fx.tensors.path().to_path_buf()])?;
+    let mut out = Vec::new();
+    let Some(blocks) = fx.meta["blocks"].as_object() else { return Ok(out) };
+    for (name, spec) in blocks {
+        let case = format!("blocks.{name}");
+        let run = || -> Result<CaseResult> {
+            let prefix = spec["weight_prefix"].as_str().unwrap_or("").trim_end_matches('.').to_string();
+            let l = Loader::new(gpu, &weights).pp(format!("{name}.weights.{prefix}"));
+            let shape_of = |k: &str| weights.shape(&format!("{name}.weights.{prefix}.{k}"));
+            let mut g = Graph::new();
+            let mut inputs = Vec::new();
+            let mut ids = std::collections::HashMap::new();
+            for (iname, ispec) in spec["inputs"].as_object().into_iter().flatten() {
+                let shape: Vec<usize> = ispec["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+                let t = g.input(iname, TensorDesc::f32(&shape));
+                let n = shape.iter().product();
+                inputs.push((t, block_input(n, ispec["phase"].as_f64().unwrap_or(0.0))));
+                ids.insert(iname.clone(), t);
+            }
+            let x = *ids.get("hidden_states").ok_or_else(|| crate::error::Error::usage("block has no hidden_states input"))?;
+            let groups = spec["norm_num_groups"].as_u64().unwrap_or(32) as usize;
+            let y = if prefix.contains("mid_block.attentions") && (prefix.starts_with("decoder") || prefix.starts_with("encoder")) {
+                let c = shape_of("group_norm.weight").unwrap_or_default()[0];
+                VaeAttention::load(&l, c, groups)?.forward(&mut g, x)?
+            } else if prefix.contains(".attentions.") {
+                let c = shape_of("norm.weight").unwrap_or_default()[0];
+                let cross = shape_of("transformer_blocks.0.attn2.to_k.weight").unwrap_or_default()[1];
+                let layers = (0..).take_while(|i| shape_of(&format!("transformer_blocks.{i}.norm1.weight")).is_some()).count();
+                let ctx = *ids.get("encoder_hidden_states").ok_or_else(|| crate::error::Error::usage("transformer block has no encoder_hidden_states input"))?;
+                let heads = block_heads(fx, spec, &prefix);
+                Transformer2DModel::load(&l, c, heads, cross, layers, groups)?.forward(&mut g, x, ctx)?
+            } else if prefix.starts_with("decoder.up_blocks.") || prefix.starts_with("encoder.down_blocks.") {
+                let w = shape_of("resnets.0.conv1.weight").unwrap_or_default();
+                let layers = (0..).take_while(|i| shape_of(&format!("resnets.{i}.conv1.weight")).is_some()).count();
+                if prefix.starts_with("decoder") {
+                    let up = shape_of("upsamplers.0.conv.weight").is_some();
+                    UpDecoderBlock2D::load(&l, w[1], w[0], layers, groups, up)?.forward(&mut g, x)?
+                } else {
+                    let down = shape_of("downsamplers.0.conv.weight").is_some();
+                    DownEncoderBlock2D::load(&l, w[1], w[0], layers, groups, down)?.forward(&mut g, x)?
+                }
+            } else {
+                return Ok(failed(&case, format!("block kind of weight prefix '{prefix}' is not known to wgsd verify")));
+            };
+            g.output(y);
+            let plan = Plan::new(gpu.clone(), g)?;
+            for (t, v) in &inputs {
+                plan.write(*t, v)?;
+            }
+            plan.run()?;
+            let full = plan.read(y)?;
+            let stride = spec["stride"].as_u64().unwrap_or(1) as usize;
+            let sampled: Vec<f32> = full.iter().step_by(stride).copied().collect();
+            let mut r = compare(&case, &sampled, &fx.tensor(&format!("{name}.out_sampled"))?, MODULE_TOL);
+            let l2 = full.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+            let mean = full.iter().map(|v| *v as f64).sum::<f64>() / full.len() as f64;
+            let want_l2 = spec["out_l2"].as_f64().unwrap_or(l2);
+            let want_mean = spec["out_mean"].as_f64().unwrap_or(mean);
+            let l2_err = (l2 - want_l2).abs() / want_l2.abs().max(1e-30);
+            let mean_err = (mean - want_mean).abs() / want_l2.abs().max(1e-30) * (full.len() as f64).sqrt();
+            r.passed &= l2_err <= MODULE_TOL && mean_err <= MODULE_TOL;
+            r.detail = format!("sampled every {stride}; whole-output L2 rel err {l2_err:.1e}, mean err {mean_err:.1e}; {}", plan.memory());
+            Ok(r)
+        };
+        out.push(run().unwrap_or_else(|e| failed(&case, e)));
+    }
+    Ok(out)
 }

@@ -66,3 +66,18 @@ fn unsupported_config_values_are_named() {
     let e = wgsd::models::config::UNetConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("SimpleDown"), "{e}");
 }
+
+/// Every case of the fixture set (tokenizer, schedulers, text encoder, UNet, VAE; blocks when the folder is
+/// a blocks set), exactly as `wgsd verify` runs them.
+#[test]
+fn every_fixture_case_passes() {
+    let Some(dir) = fixture_dir() else { return };
+    let gpu = wgsd::testing::test_gpu();
+    let results = wgsd::verify::run_all(&dir, &gpu).unwrap();
+    for r in &results {
+        println!("{}", r.line());
+    }
+    assert!(!results.is_empty(), "the fixture folder {} holds no cases", dir.display());
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
+}

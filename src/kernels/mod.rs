@@ -14,6 +14,7 @@ pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
 pub mod embedding;
+pub mod matmul;
 pub mod norm;
 pub mod unary;
 
@@ -55,5 +56,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &attention::SHADER,
         &attention::SHADER_SUBGROUP,
         &attention_rowwise::SHADER,
+        &matmul::SHADER,
+        &matmul::SG_SHADER,
     ]
 }

@@ -1,6 +1,12 @@
 //! Stable Diffusion's networks, built on the engine's ops and loaded from diffusers folders. Model files
 //! mirror the diffusers / transformers modules they implement and only record ops on a graph.
 
+pub mod clip;
 pub mod config;
+pub mod nn;
+pub mod resnet;
 pub mod tokenizer;
+pub mod transformer;
+pub mod unet;
+pub mod vae;
 pub mod weights;

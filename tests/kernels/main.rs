@@ -6,4 +6,5 @@ mod attention;
 mod conv2d;
 mod elementwise;
 mod executor;
+mod matmul;
 mod norm;

@@ -1,0 +1,188 @@
+//! The CLIP text encoder (transformers `CLIPTextModel`), weights under `text_model.*`.
+//!
+//! ```text
+//! ids [B, S] → token_embedding + position_embedding → layers × { x += attn(ln1(x)) (causal); x += mlp(ln2(x)) }
+//!            → final_layer_norm → last_hidden_state [B, S, D]
+//! ```
+//! The penultimate layer's output through the final LayerNorm is what "CLIP skip" (diffusers `clip_skip=1`)
+//! feeds the UNet. The pooled output (the end-of-text token's row) is picked on the host.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Param, TensorId};
+use crate::kernels::unary::Activation;
+use crate::models::config::ClipTextConfig;
+use crate::models::nn::{LayerNorm, Linear, Loader};
+use crate::models::weights::Weights;
+use crate::tensor::TensorDesc;
+
+struct ClipAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+    name: String,
+}
+
+impl ClipAttention {
+    fn load(l: &Loader, c: &ClipTextConfig) -> Result<Self> {
+        let d = c.hidden_size;
+        Ok(ClipAttention {
+            q_proj: Linear::load(&l.pp("q_proj"), d, d, true)?,
+            k_proj: Linear::load(&l.pp("k_proj"), d, d, true)?,
+            v_proj: Linear::load(&l.pp("v_proj"), d, d, true)?,
+            out_proj: Linear::load(&l.pp("out_proj"), d, d, true)?,
+            heads: c.num_attention_heads,
+            name: l.path().to_string(),
+        })
+    }
+
+    // x: [B, S, D] → [B, S, D], causal.
+    fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let q = self.q_proj.forward(g, x)?;
+        let k = self.k_proj.forward(g, x)?;
+        let v = self.v_proj.forward(g, x)?;
+        let a = g.causal_attention(&self.name, q, k, v, self.heads)?;
+        self.out_proj.forward(g, a)
+    }
+}
+
+struct ClipLayer {
+    layer_norm1: LayerNorm,
+    self_attn: ClipAttention,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+    name: String,
+}
+
+impl ClipLayer {
+    fn load(l: &Loader, c: &ClipTextConfig) -> Result<Self> {
+        let (d, f) = (c.hidden_size, c.intermediate_size);
+        Ok(ClipLayer {
+            layer_norm1: LayerNorm::load(&l.pp("layer_norm1"), d, c.layer_norm_eps)?,
+            self_attn: ClipAttention::load(&l.pp("self_attn"), c)?,
+            layer_norm2: LayerNorm::load(&l.pp("layer_norm2"), d, c.layer_norm_eps)?,
+            fc1: Linear::load(&l.pp("mlp").pp("fc1"), d, f, true)?,
+            fc2: Linear::load(&l.pp("mlp").pp("fc2"), f, d, true)?,
+            act: if c.hidden_act == "quick_gelu" { Activation::QuickGelu } else { Activation::Gelu },
+            name: l.path().to_string(),
+        })
+    }
+
+    fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let h = self.layer_norm1.forward(g, x)?;
+        let h = self.self_attn.forward(g, h)?;
+        let x = g.add(&format!("{}.attn_residual", self.name), x, h)?;
+        let h = self.layer_norm2.forward(g, x)?;
+        let h = self.fc1.forward_act(g, h, self.act)?;
+        let h = self.fc2.forward(g, h)?;
+        g.add(&format!("{}.mlp_residual", self.name), x, h)
+    }
+}
+
+/// What the text encoder records.
+pub struct ClipOutputs {
+    /// `final_layer_norm(last layer)`: [B, S, D].
+    pub last_hidden_state: TensorId,
+    /// `final_layer_norm(second-to-last layer)`: [B, S, D] (CLIP skip).
+    pub penultimate: TensorId,
+}
+
+pub struct ClipTextModel {
+    pub config: ClipTextConfig,
+    token_embedding: Arc<Param>,
+    position_embedding: Arc<Param>,
+    layers: Vec<ClipLayer>,
+    final_layer_norm: LayerNorm,
+}
+
+impl ClipTextModel {
+    /// Loads `config.json` and `model.safetensors` (or `model.<variant>.safetensors`) from `dir`.
+    pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<Self> {
+        let config = ClipTextConfig::from_file(&dir.join("config.json"))?;
+        let weights = Weights::open(&[weight_file(dir, "model", variant)?])?;
+        Self::from_weights(gpu, config, &weights)
+    }
+
+    pub fn from_weights(gpu: &Gpu, config: ClipTextConfig, weights: &Weights) -> Result<Self> {
+        let root = Loader::new(gpu, weights);
+        let l = root.pp("text_model");
+        let d = config.hidden_size;
+        let emb = l.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| ClipLayer::load(&l.pp("encoder").pp("layers").pp(i), &config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClipTextModel {
+            token_embedding: emb.pp("token_embedding").tensor("weight", &[config.vocab_size, d])?,
+            position_embedding: emb.pp("position_embedding").tensor("weight", &[config.max_position_embeddings, d])?,
+            layers,
+            final_layer_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, config.layer_norm_eps)?,
+            config,
+        })
+    }
+
+    /// Records the encoder for token ids `ids: [B, S]` (integer values as f32).
+    pub fn forward(&self, g: &mut Graph, ids: TensorId) -> Result<ClipOutputs> {
+        let shape = g.shape(ids).to_vec();
+        if shape.len() != 2 || shape[1] > self.config.max_position_embeddings {
+            return Err(Error::shape(
+                "clip_text_model",
+                format!("token ids must be [B, S] with S ≤ {}, got {:?}", self.config.max_position_embeddings, shape),
+            ));
+        }
+        let seq = shape[1];
+        let table = g.param(&self.token_embedding);
+        let x = g.gather("text_model.embeddings.token_embedding", table, ids)?;
+        let positions = g.constant("position_ids", TensorDesc::f32(&[seq]), (0..seq).map(|i| i as f32).collect())?;
+        let ptable = g.param(&self.position_embedding);
+        let pos = g.gather("text_model.embeddings.position_embedding", ptable, positions)?;
+        let mut x = g.add("text_model.embeddings", x, pos)?;
+        let mut previous = x;
+        for layer in &self.layers {
+            previous = x;
+            x = layer.forward(g, x)?;
+        }
+        let last_hidden_state = self.final_layer_norm.forward(g, x)?;
+        let penultimate = if self.layers.is_empty() { last_hidden_state } else { self.final_layer_norm.forward(g, previous)? };
+        Ok(ClipOutputs { last_hidden_state, penultimate })
+    }
+
+    /// The pooled output: for each prompt, the row of the first end-of-text token (transformers' rule; the
+    /// legacy `eos_token_id == 2` configs take the highest id instead).
+    pub fn pooled(&self, last_hidden_state: &[f32], ids: &[u32], batch: usize) -> Vec<f32> {
+        let seq = ids.len() / batch;
+        let d = self.config.hidden_size;
+        let mut out = Vec::with_capacity(batch * d);
+        for b in 0..batch {
+            let row = &ids[b * seq..(b + 1) * seq];
+            let pos = if self.config.eos_token_id == 2 {
+                row.iter().enumerate().max_by_key(|(_, v)| **v).map(|(i, _)| i).unwrap_or(0)
+            } else {
+                row.iter().position(|&t| t as usize == self.config.eos_token_id).unwrap_or(0)
+            };
+            let start = (b * seq + pos) * d;
+            out.extend_from_slice(&last_hidden_state[start..start + d]);
+        }
+        out
+    }
+}
+
+/// `<stem>.safetensors`, or `<stem>.<variant>.safetensors` when a variant (e.g. "fp16") is asked for.
+pub fn weight_file(dir: &Path, stem: &str, variant: Option<&str>) -> Result<std::path::PathBuf> {
+    let name = match variant {
+        Some(v) => format!("{stem}.{v}.safetensors"),
+        None => format!("{stem}.safetensors"),
+    };
+    let p = dir.join(&name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(Error::Weights { file: p.display().to_string(), msg: "weight file not found".into() })
+    }
+}

@@ -1,0 +1,163 @@
+//! The layers model code is written in, mirroring `torch.nn`: each loads its weights by diffusers key
+//! through a [`Loader`] (which carries the module path, like `vb.pp("down_blocks").pp(0)`), and records its
+//! op on a graph under that module path, so a debug dump names layers as diffusers does.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Param, TensorId};
+use crate::kernels::conv2d::Conv2dOpts;
+use crate::kernels::matmul::MatmulOpts;
+use crate::kernels::unary::Activation;
+use crate::models::weights::Weights;
+use crate::tensor::TensorDesc;
+
+/// Loads weights under a module path and uploads them to the GPU.
+#[derive(Clone)]
+pub struct Loader<'a> {
+    pub gpu: &'a Gpu,
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(gpu: &'a Gpu, weights: &'a Weights) -> Self {
+        Loader { gpu, weights, prefix: String::new() }
+    }
+
+    /// The loader of a sub-module: `l.pp("down_blocks").pp(0)` loads `down_blocks.0.*`.
+    pub fn pp(&self, name: impl Display) -> Loader<'a> {
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        Loader { gpu: self.gpu, weights: self.weights, prefix }
+    }
+
+    /// The module path (also the node name of the layer's op).
+    pub fn path(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.weights.contains(&self.key(name))
+    }
+
+    /// The weight `<path>.<name>` with shape `shape`, uploaded.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
+        let key = self.key(name);
+        let data = self.weights.get(&key, shape)?;
+        Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, false)
+    }
+}
+
+/// `nn.Linear(in, out, bias)`.
+pub struct Linear {
+    pub weight: Arc<Param>,
+    pub bias: Option<Arc<Param>>,
+    name: String,
+}
+
+impl Linear {
+    pub fn load(l: &Loader, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: l.tensor("weight", &[out, inp])?,
+            bias: if bias { Some(l.tensor("bias", &[out])?) } else { None },
+            name: l.path().to_string(),
+        })
+    }
+
+    /// `act(x · Wᵀ + b)` for `x: [..., in]`.
+    pub fn forward_act(&self, g: &mut Graph, x: TensorId, act: Activation) -> Result<TensorId> {
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| g.param(b));
+        g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, act, ..Default::default() })
+    }
+
+    pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        self.forward_act(g, x, Activation::None)
+    }
+}
+
+/// `nn.Conv2d(cin, cout, k, stride, padding)` with bias.
+pub struct Conv2d {
+    pub weight: Arc<Param>,
+    pub bias: Option<Arc<Param>>,
+    pub opts: Conv2dOpts,
+    name: String,
+}
+
+impl Conv2d {
+    pub fn load(l: &Loader, cin: usize, cout: usize, k: usize, opts: Conv2dOpts) -> Result<Conv2d> {
+        Ok(Conv2d {
+            weight: l.tensor("weight", &[cout, cin, k, k])?,
+            bias: Some(l.tensor("bias", &[cout])?),
+            opts,
+            name: l.path().to_string(),
+        })
+    }
+
+    /// `conv(x) + bias (+ residual)`: the residual add is fused into the conv's epilogue.
+    pub fn forward(&self, g: &mut Graph, x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| g.param(b));
+        g.conv2d(&self.name, x, w, b, self.opts, residual)
+    }
+}
+
+/// `nn.GroupNorm(groups, channels, eps)` with its affine weights; SiLU can be fused after it.
+pub struct GroupNorm {
+    pub weight: Arc<Param>,
+    pub bias: Arc<Param>,
+    pub groups: usize,
+    pub eps: f32,
+    name: String,
+}
+
+impl GroupNorm {
+    pub fn load(l: &Loader, groups: usize, channels: usize, eps: f64) -> Result<GroupNorm> {
+        Ok(GroupNorm {
+            weight: l.tensor("weight", &[channels])?,
+            bias: l.tensor("bias", &[channels])?,
+            groups,
+            eps: eps as f32,
+            name: l.path().to_string(),
+        })
+    }
+
+    pub fn forward(&self, g: &mut Graph, x: TensorId, silu: bool) -> Result<TensorId> {
+        let (w, b) = (g.param(&self.weight), g.param(&self.bias));
+        g.group_norm(&self.name, x, self.groups, self.eps, Some(w), Some(b), silu)
+    }
+}
+
+/// `nn.LayerNorm(dim, eps)` over the last dimension.
+pub struct LayerNorm {
+    pub weight: Arc<Param>,
+    pub bias: Arc<Param>,
+    pub eps: f32,
+    name: String,
+}
+
+impl LayerNorm {
+    pub fn load(l: &Loader, dim: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: l.tensor("weight", &[dim])?,
+            bias: l.tensor("bias", &[dim])?,
+            eps: eps as f32,
+            name: l.path().to_string(),
+        })
+    }
+
+    pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let (w, b) = (g.param(&self.weight), g.param(&self.bias));
+        g.layer_norm(&self.name, x, self.eps, Some(w), Some(b))
+    }
+}

@@ -1,0 +1,160 @@
+//! diffusers `Attention`, `BasicTransformerBlock` and `Transformer2DModel` (the UNet's spatial
+//! transformer), plus the VAE's single-head attention block.
+
+use crate::error::Result;
+use crate::graph::{Graph, TensorId};
+use crate::kernels::attention::AttentionOpts;
+use crate::models::nn::{GroupNorm, LayerNorm, Linear, Loader};
+
+/// `Attention`: `to_out.0(attention(to_q(x), to_k(ctx), to_v(ctx)))`. All math is f32, so diffusers'
+/// `upcast_attention` / `upcast_softmax` are always satisfied.
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    name: String,
+}
+
+impl Attention {
+    /// `qkv_bias`: false in the UNet, true in the VAE.
+    pub fn load(l: &Loader, query_dim: usize, context_dim: usize, heads: usize, head_dim: usize, qkv_bias: bool) -> Result<Self> {
+        let inner = heads * head_dim;
+        Ok(Attention {
+            to_q: Linear::load(&l.pp("to_q"), query_dim, inner, qkv_bias)?,
+            to_k: Linear::load(&l.pp("to_k"), context_dim, inner, qkv_bias)?,
+            to_v: Linear::load(&l.pp("to_v"), context_dim, inner, qkv_bias)?,
+            to_out: Linear::load(&l.pp("to_out").pp(0), inner, query_dim, true)?,
+            heads,
+            name: l.path().to_string(),
+        })
+    }
+
+    // x: [B, N, C]; context: [B, M, Cc] (x itself for self-attention) → [B, N, C].
+    pub fn forward(&self, g: &mut Graph, x: TensorId, context: Option<TensorId>) -> Result<TensorId> {
+        let ctx = context.unwrap_or(x);
+        let q = self.to_q.forward(g, x)?;
+        let k = self.to_k.forward(g, ctx)?;
+        let v = self.to_v.forward(g, ctx)?;
+        let opts = AttentionOpts { heads: self.heads, ..Default::default() };
+        let a = g.attention(&self.name, q, k, v, opts)?;
+        self.to_out.forward(g, a)
+    }
+}
+
+/// `BasicTransformerBlock` with a GEGLU feed-forward.
+pub struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff_proj: Linear,
+    ff_out: Linear,
+    name: String,
+}
+
+impl BasicTransformerBlock {
+    pub fn load(l: &Loader, dim: usize, heads: usize, head_dim: usize, cross_dim: usize) -> Result<Self> {
+        let inner_ff = 4 * dim;
+        Ok(BasicTransformerBlock {
+            norm1: LayerNorm::load(&l.pp("norm1"), dim, 1e-5)?,
+            attn1: Attention::load(&l.pp("attn1"), dim, dim, heads, head_dim, false)?,
+            norm2: LayerNorm::load(&l.pp("norm2"), dim, 1e-5)?,
+            attn2: Attention::load(&l.pp("attn2"), dim, cross_dim, heads, head_dim, false)?,
+            norm3: LayerNorm::load(&l.pp("norm3"), dim, 1e-5)?,
+            ff_proj: Linear::load(&l.pp("ff").pp("net").pp(0).pp("proj"), dim, 2 * inner_ff, true)?,
+            ff_out: Linear::load(&l.pp("ff").pp("net").pp(2), inner_ff, dim, true)?,
+            name: l.path().to_string(),
+        })
+    }
+
+    // x: [B, N, C]; context: [B, 77, Cc].
+    pub fn forward(&self, g: &mut Graph, x: TensorId, context: TensorId) -> Result<TensorId> {
+        let h = self.norm1.forward(g, x)?;
+        let h = self.attn1.forward(g, h, None)?;
+        let x = g.add(&format!("{}.attn1_residual", self.name), x, h)?;
+        let h = self.norm2.forward(g, x)?;
+        let h = self.attn2.forward(g, h, Some(context))?;
+        let x = g.add(&format!("{}.attn2_residual", self.name), x, h)?;
+        let h = self.norm3.forward(g, x)?;
+        let h = self.ff_proj.forward(g, h)?;
+        let h = g.geglu(&format!("{}.ff.net.0", self.name), h)?;
+        let h = self.ff_out.forward(g, h)?;
+        g.add(&format!("{}.ff_residual", self.name), x, h)
+    }
+}
+
+/// `Transformer2DModel`: GroupNorm, `proj_in`, transformer blocks on tokens, `proj_out`, residual.
+/// `proj_in`/`proj_out` are 1×1 convs in SD 1.x and linears in SD 2.x (`use_linear_projection`): on tokens
+/// both are the same product, so both load as linears (a `(C, C, 1, 1)` weight reads as `(C, C)`).
+pub struct Transformer2DModel {
+    norm: GroupNorm,
+    proj_in: Linear,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Linear,
+    name: String,
+}
+
+impl Transformer2DModel {
+    pub fn load(l: &Loader, channels: usize, heads: usize, cross_dim: usize, layers: usize, groups: usize) -> Result<Self> {
+        let head_dim = channels / heads;
+        let inner = heads * head_dim;
+        Ok(Transformer2DModel {
+            norm: GroupNorm::load(&l.pp("norm"), groups, channels, 1e-6)?,
+            proj_in: Linear::load(&l.pp("proj_in"), channels, inner, true)?,
+            blocks: (0..layers)
+                .map(|i| BasicTransformerBlock::load(&l.pp("transformer_blocks").pp(i), inner, heads, head_dim, cross_dim))
+                .collect::<Result<_>>()?,
+            proj_out: Linear::load(&l.pp("proj_out"), inner, channels, true)?,
+            name: l.path().to_string(),
+        })
+    }
+
+    // x: [B, C, H, W]; context: [B, 77, Cc] → [B, C, H, W].
+    pub fn forward(&self, g: &mut Graph, x: TensorId, context: TensorId) -> Result<TensorId> {
+        let s = g.shape(x).to_vec();
+        let (b, c, hw) = (s[0], s[1], s[2] * s[3]);
+        let h = self.norm.forward(g, x, false)?;
+        let h = g.reshape(h, &[b, c, hw])?;
+        let h = g.transpose(&format!("{}.to_tokens", self.name), h)?; // [B, HW, C]
+        let mut h = self.proj_in.forward(g, h)?;
+        for block in &self.blocks {
+            h = block.forward(g, h, context)?;
+        }
+        let h = self.proj_out.forward(g, h)?;
+        let h = g.transpose(&format!("{}.to_channels", self.name), h)?; // [B, C, HW]
+        let h = g.reshape(h, &s)?;
+        g.add(&format!("{}.residual", self.name), x, h)
+    }
+}
+
+/// The VAE's attention block: GroupNorm, one head over all channels (with q/k/v biases), residual.
+pub struct VaeAttention {
+    group_norm: GroupNorm,
+    attn: Attention,
+    name: String,
+}
+
+impl VaeAttention {
+    pub fn load(l: &Loader, channels: usize, groups: usize) -> Result<Self> {
+        Ok(VaeAttention {
+            group_norm: GroupNorm::load(&l.pp("group_norm"), groups, channels, 1e-6)?,
+            attn: Attention::load(l, channels, channels, 1, channels, true)?,
+            name: l.path().to_string(),
+        })
+    }
+
+    pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let s = g.shape(x).to_vec();
+        let (b, c, hw) = (s[0], s[1], s[2] * s[3]);
+        let h = self.group_norm.forward(g, x, false)?;
+        let h = g.reshape(h, &[b, c, hw])?;
+        let h = g.transpose(&format!("{}.to_tokens", self.name), h)?;
+        let h = self.attn.forward(g, h, None)?;
+        let h = g.transpose(&format!("{}.to_channels", self.name), h)?;
+        let h = g.reshape(h, &s)?;
+        g.add(&format!("{}.residual", self.name), x, h)
+    }
+}
