@@ -12,6 +12,9 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
 use crate::graph::{Graph, TensorId};
+use crate::kernels::attention::AttentionOpts;
+use crate::kernels::conv2d::Conv2dOpts;
+use crate::kernels::matmul::MatmulOpts;
 use crate::tensor::TensorDesc;
 use crate::testing::Rng;
 
@@ -90,6 +93,68 @@ pub fn cases(quick: bool) -> Vec<Case> {
             let t = input(g, "table", &[49408, 768]);
             let ids = input(g, "ids", &[77]);
             g.gather("emb", t, ids)
+        }),
+        Case::new("matmul naive", format!("{0}×{0}×{0}", 1024 / s), move |g| {
+            let n = 1024 / s;
+            let a = input(g, "a", &[n, n]);
+            let b = input(g, "b", &[n, n]);
+            g.matmul_naive("mm", a, b, MatmulOpts::default())
+        })
+        .gemm(),
+        Case::new("matmul", format!("{0}×{0}×{0}", 1024 / s), move |g| {
+            let n = 1024 / s;
+            let a = input(g, "a", &[n, n]);
+            let b = input(g, "b", &[n, n]);
+            g.matmul("mm", a, b, MatmulOpts::default())
+        })
+        .gemm(),
+        Case::new("linear (GEGLU proj)", format!("{}×320 · (2560×320)ᵀ", 2 * hw * hw), move |g| {
+            let x = input(g, "x", &[2, hw * hw, 320]);
+            let w = input(g, "w", &[2560, 320]);
+            let b = input(g, "b", &[2560]);
+            g.linear("ff", x, w, Some(b))
+        })
+        .gemm(),
+        Case::new("matmul 4096×320×1280", format!("{}×320×1280", 4096 / (s * s)), move |g| {
+            let a = input(g, "a", &[4096 / (s * s), 320]);
+            let b = input(g, "b", &[320, 1280]);
+            g.matmul("mm", a, b, MatmulOpts::default())
+        })
+        .gemm(),
+        Case::new("conv 3×3", format!("2×320×{hw}×{hw} → 320"), move |g| {
+            let x = input(g, "x", &[2, 320, hw, hw]);
+            let w = input(g, "w", &[320, 320, 3, 3]);
+            let b = input(g, "b", &[320]);
+            g.conv2d("conv", x, w, Some(b), Conv2dOpts::new(1, 1), None)
+        }),
+        Case::new("conv 1×1 (shortcut)", format!("2×640×{0}×{0} → 320", hw / 2), move |g| {
+            let x = input(g, "x", &[2, 640, hw / 2, hw / 2]);
+            let w = input(g, "w", &[320, 640, 1, 1]);
+            g.conv2d("conv", x, w, None, Conv2dOpts::new(1, 0), None)
+        }),
+        Case::new("conv 3×3 (VAE)", format!("1×128×{0}×{0} → 128", 512 / s), move |g| {
+            let x = input(g, "x", &[1, 128, 512 / s, 512 / s]);
+            let w = input(g, "w", &[128, 128, 3, 3]);
+            let b = input(g, "b", &[128]);
+            g.conv2d("conv", x, w, Some(b), Conv2dOpts::new(1, 1), None)
+        }),
+        Case::new("attention self 8×40", format!("2×{0} tokens × {0} keys", hw * hw), move |g| {
+            let q = input(g, "q", &[2, hw * hw, 320]);
+            let k = input(g, "k", &[2, hw * hw, 320]);
+            let v = input(g, "v", &[2, hw * hw, 320]);
+            g.attention("attn", q, k, v, AttentionOpts { heads: 8, ..Default::default() })
+        }),
+        Case::new("attention cross 8×40", format!("2×{} tokens × 77 keys", hw * hw), move |g| {
+            let q = input(g, "q", &[2, hw * hw, 320]);
+            let k = input(g, "k", &[2, 77, 320]);
+            let v = input(g, "v", &[2, 77, 320]);
+            g.attention("attn", q, k, v, AttentionOpts { heads: 8, ..Default::default() })
+        }),
+        Case::new("attention VAE 1×512", format!("1×{0} tokens × {0} keys", hw * hw), move |g| {
+            let q = input(g, "q", &[1, hw * hw, 512]);
+            let k = input(g, "k", &[1, hw * hw, 512]);
+            let v = input(g, "v", &[1, hw * hw, 512]);
+            g.attention("attn", q, k, v, AttentionOpts { heads: 1, ..Default::default() })
         }),
         Case::new("group_norm + silu", format!("2×320×{hw}×{hw}, 32 groups"), move |g| {
             let x = input(g, "x", &[2, 320, hw, hw]);
@@ -221,4 +286,98 @@ pub fn run_kernels(gpu: &Arc<Gpu>, opts: &BenchOptions) -> Result<Vec<Row>> {
         );
     }
     Ok(rows)
+}
+
+/// Which networks `wgsd bench models` runs.
+#[derive(Clone, Debug)]
+pub struct ModelBenchOptions {
+    /// Folder with the published `unet/`, `vae/` configs (e.g. `../shared/fixtures/configs/sd15`).
+    pub config_dir: std::path::PathBuf,
+    pub unet: bool,
+    pub vae: bool,
+    /// UNet batch (2 = one CFG step) and latent size; VAE decode output is 8× the latent size.
+    pub batch: usize,
+    pub latent: usize,
+}
+
+fn time_plan(gpu: &Arc<Gpu>, label: &str, plan: &Plan, inputs: &[(TensorId, Vec<f32>)], out: TensorId, flops_hint: f64) -> Result<()> {
+    for (t, v) in inputs {
+        plan.write(*t, v)?;
+    }
+    let t0 = Instant::now();
+    plan.run()?;
+    let y = plan.read(out)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let finite = y.iter().all(|v| v.is_finite());
+    let (mn, mx) = y.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    println!(
+        "{label}: {:.2} s ({} nodes, {:.1} GFLOP/s at ~{:.0} GFLOP); output {} values in [{mn:.3}, {mx:.3}], {}",
+        secs,
+        plan.graph().nodes().len(),
+        flops_hint / secs / 1e9,
+        flops_hint / 1e9,
+        y.len(),
+        if finite { "all finite" } else { "NOT FINITE" }
+    );
+    println!("  memory: {}", plan.memory());
+    let _ = gpu;
+    if !finite {
+        return Err(crate::error::Error::usage(format!("{label}: output has non-finite values")));
+    }
+    Ok(())
+}
+
+/// Builds SD networks at real size with seeded random weights and runs each once: proves no device limit
+/// is exceeded and reports time and peak memory.
+pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
+    use crate::models::config::{UNetConfig, VaeConfig};
+    use crate::models::weights::Weights;
+    println!("adapter: {}", gpu.describe());
+    let weights = Weights::random(1);
+    let mut rng = Rng::new(7);
+    if o.unet {
+        let cfg = UNetConfig::from_file(&o.config_dir.join("unet/config.json"))?;
+        let t0 = Instant::now();
+        let unet = crate::models::unet::UNet2DConditionModel::from_weights(gpu, cfg.clone(), &weights)?;
+        println!("unet: weights generated and uploaded in {:.1} s", t0.elapsed().as_secs_f64());
+        let mut g = Graph::new();
+        let (b, s) = (o.batch, o.latent);
+        let x = g.input("sample", TensorDesc::f32(&[b, cfg.in_channels, s, s]));
+        let t = g.input("timestep", TensorDesc::f32(&[b]));
+        let c = g.input("encoder_hidden_states", TensorDesc::f32(&[b, 77, cfg.cross_attention_dim]));
+        let y = unet.forward(&mut g, x, t, c)?;
+        g.output(y);
+        let flops = total_flops(&g);
+        let plan = Plan::new(gpu.clone(), g)?;
+        let inputs = vec![
+            (x, rng.vec(b * cfg.in_channels * s * s, 1.0)),
+            (t, vec![500.0; b]),
+            (c, rng.vec(b * 77 * cfg.cross_attention_dim, 1.0)),
+        ];
+        time_plan(gpu, &format!("unet batch {b} latent {s}×{s}"), &plan, &inputs, y, flops)?;
+    }
+    if o.vae {
+        let cfg = VaeConfig::from_file(&o.config_dir.join("vae/config.json"))?;
+        let vae = crate::models::vae::AutoencoderKL::from_weights(gpu, cfg.clone(), &weights)?;
+        let mut g = Graph::new();
+        let s = o.latent;
+        let z = g.input("latent", TensorDesc::f32(&[1, cfg.latent_channels, s, s]));
+        let y = vae.decode(&mut g, z)?;
+        g.output(y);
+        let flops = total_flops(&g);
+        let plan = Plan::new(gpu.clone(), g)?;
+        time_plan(gpu, &format!("vae decode {0}×{0}", 8 * s), &plan, &[(z, rng.vec(cfg.latent_channels * s * s, 1.0))], y, flops)?;
+    }
+    Ok(())
+}
+
+/// Sum of every node's FLOPs.
+pub fn total_flops(g: &Graph) -> f64 {
+    g.nodes()
+        .iter()
+        .map(|n| {
+            let ins: Vec<&TensorDesc> = n.inputs.iter().map(|t| g.desc(*t)).collect();
+            n.op.flops(&ins, g.desc(n.output))
+        })
+        .sum()
 }

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod kernels;
 pub mod models;
 pub mod output;
+pub mod pipeline;
 pub mod schedulers;
 pub mod tensor;
 pub mod testing;

