@@ -11,8 +11,10 @@
 pub mod bench;
 pub mod error;
 pub mod fixtures;
+pub mod generate;
 pub mod gpu;
 pub mod graph;
+pub mod hub;
 pub mod kernels;
 pub mod models;
 pub mod output;

@@ -35,13 +35,53 @@ enum Command {
         #[arg(long)]
         fixtures: Option<std::path::PathBuf>,
     },
-    /// Generate an image from a prompt (txt2img).
+    /// Generate images from a prompt (txt2img).
     Generate {
-        /// Diffusers model folder or Hugging Face repo id.
+        /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache).
         #[arg(long)]
-        model: Option<String>,
+        model: String,
         #[arg(long)]
-        prompt: Option<String>,
+        prompt: String,
+        #[arg(long, default_value = "")]
+        negative_prompt: String,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Classifier-free guidance scale (≤ 1 turns guidance off).
+        #[arg(long, default_value_t = 7.5)]
+        cfg_scale: f32,
+        /// Random seed (default: a random one, printed and stored in the PNG).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Image width, a multiple of 8 (default: the model's native size).
+        #[arg(long)]
+        width: Option<usize>,
+        #[arg(long)]
+        height: Option<usize>,
+        /// Sampler: A1111 names (euler_a, euler, heun, lms, ddim, ddpm, pndm, dpmpp_2m, dpmpp_2m_sde, unipc, lcm)
+        /// or diffusers class names; default: the model's scheduler.
+        #[arg(long)]
+        sampler: Option<String>,
+        /// Karras sigmas (with euler, heun, lms, dpmpp_2m, dpmpp_2m_sde).
+        #[arg(long)]
+        karras: bool,
+        /// Number of images; image i uses seed + i.
+        #[arg(long, default_value_t = 1)]
+        n_images: usize,
+        /// Images per UNet batch (faster on big GPUs; a batch shares its first image's seed).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// CLIP skip as in A1111: 1 = last layer, 2 = penultimate.
+        #[arg(long, default_value_t = 1)]
+        clip_skip: usize,
+        /// Weight variant, e.g. fp16 (reads `*.fp16.safetensors`).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Output PNG; several images are numbered (out-1.png, out-2.png, …).
+        #[arg(long, default_value = "wgsd.png")]
+        out: std::path::PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -131,11 +171,45 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Generate { .. } => Err(
-            "image generation is not available yet: the engine and kernels are in place; the text encoder, UNet, \
-             VAE and the txt2img pipeline are the next milestones (see README.md, \"Status\")"
-                .into(),
-        ),
+        Command::Generate {
+            model,
+            prompt,
+            negative_prompt,
+            steps,
+            cfg_scale,
+            seed,
+            width,
+            height,
+            sampler,
+            karras,
+            n_images,
+            batch,
+            clip_skip,
+            variant,
+            out,
+            overwrite,
+        } => {
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            let o = wgsd::generate::GenerateOptions {
+                model,
+                variant,
+                prompt,
+                negative_prompt,
+                steps,
+                cfg_scale,
+                seed,
+                width,
+                height,
+                sampler,
+                karras,
+                n_images,
+                batch,
+                clip_skip,
+                out,
+                overwrite,
+            };
+            wgsd::generate::run(gpu, &o).map(|_| ()).map_err(|e| e.to_string())
+        }
     }
 }
 

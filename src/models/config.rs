@@ -119,6 +119,9 @@ pub struct UNetConfig {
     pub conv_in_kernel: usize,
     #[serde(default = "default_kernel")]
     pub conv_out_kernel: usize,
+    /// Latent size the model was trained at (64 for SD 1.5, 96 for SD 2.1 768).
+    #[serde(default)]
+    pub sample_size: Option<usize>,
 }
 
 fn default_downsample_padding() -> usize {

@@ -154,6 +154,11 @@ impl UNet2DConditionModel {
         })
     }
 
+    /// `sample_size` of the config (latent size the model was trained at), if given.
+    pub fn config_sample_size(&self) -> Option<usize> {
+        self.config.sample_size
+    }
+
     /// Records one evaluation. `sample: [B, in_channels, H, W]`, `timestep: [B]`, `context: [B, S, Cc]`.
     pub fn forward(&self, g: &mut Graph, sample: TensorId, timestep: TensorId, context: TensorId) -> Result<TensorId> {
         let c = &self.config;

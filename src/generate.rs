@@ -1,0 +1,162 @@
+//! `wgsd generate`: txt2img from the command line, with a progress bar, a timing summary and PNGs that
+//! carry their settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::output::{check_writable, numbered_paths, to_rgb8, write_png, Parameters};
+use crate::pipeline::txt2img::Txt2ImgRequest;
+use crate::pipeline::StableDiffusion;
+use crate::schedulers::{self, TorchCpuGenerator};
+
+/// Everything `wgsd generate` takes.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub model: String,
+    pub variant: Option<String>,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub steps: usize,
+    pub cfg_scale: f32,
+    pub seed: Option<u64>,
+    pub width: Option<usize>,
+    pub height: Option<usize>,
+    /// A1111 name (`euler_a`, `dpmpp_2m`, …) or diffusers class; None = the model's own scheduler.
+    pub sampler: Option<String>,
+    pub karras: bool,
+    pub n_images: usize,
+    /// Images per UNet batch (sharing one generator seeded with the batch's first seed).
+    pub batch: usize,
+    /// A1111 convention: 1 = last layer, 2 = penultimate.
+    pub clip_skip: usize,
+    pub out: PathBuf,
+    pub overwrite: bool,
+}
+
+pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
+    if o.clip_skip == 0 {
+        return Err(Error::usage("--clip-skip counts from 1 (1 = no skip, 2 = the penultimate layer, as in A1111)"));
+    }
+    if o.n_images == 0 || o.batch == 0 {
+        return Err(Error::usage("--n-images and --batch must be at least 1"));
+    }
+    if o.steps == 0 {
+        return Err(Error::usage("--steps must be at least 1"));
+    }
+    for (name, v) in [("--width", o.width), ("--height", o.height)] {
+        if let Some(v) = v {
+            if v == 0 || v % 8 != 0 {
+                return Err(Error::usage(format!("{name} {v} is not a positive multiple of 8 (try {})", (v / 8).max(1) * 8)));
+            }
+        }
+    }
+    let paths = numbered_paths(&o.out, o.n_images);
+    check_writable(&paths, o.overwrite)?;
+
+    let t_load = std::time::Instant::now();
+    let dir = crate::hub::resolve(&o.model, o.variant.as_deref())?;
+    let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
+    let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
+    let (width, height) = (o.width.unwrap_or(default_size), o.height.unwrap_or(default_size));
+    let source = dir.join("scheduler/scheduler_config.json").display().to_string();
+    let (mut scheduler, sampler_name) = match &o.sampler {
+        Some(name) => {
+            let (s, karras) = schedulers::parse_a1111(name)?;
+            let karras = karras || o.karras;
+            (schedulers::from_a1111(name, karras, &sd.scheduler_config, &source)?, schedulers::a1111_display_name(&s, karras))
+        }
+        None => {
+            let class = sd.scheduler_config["_class_name"].as_str().unwrap_or("PNDMScheduler").to_string();
+            (schedulers::from_config(&class, &sd.scheduler_config, &source)?, class)
+        }
+    };
+    eprintln!("loaded {} in {:.1} s on {}", dir.display(), t_load.elapsed().as_secs_f64(), gpu.info.name);
+
+    let seed = o.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) % (1 << 32)
+    });
+    let mut written = Vec::new();
+    let mut index = 0;
+    while index < o.n_images {
+        let count = o.batch.min(o.n_images - index);
+        let batch_seed = seed + index as u64;
+        let req = Txt2ImgRequest {
+            prompts: vec![o.prompt.clone()],
+            negative_prompts: if o.negative_prompt.is_empty() { vec![] } else { vec![o.negative_prompt.clone()] },
+            images_per_prompt: count,
+            width,
+            height,
+            steps: o.steps,
+            guidance_scale: o.cfg_scale,
+            clip_skip: o.clip_skip - 1,
+        };
+        let mut noise = TorchCpuGenerator::new(batch_seed);
+        let bar = ProgressBar::new(scheduler_steps(o.steps, scheduler.as_ref()) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("seed {batch_seed}"));
+        let result = sd.txt2img(&req, scheduler.as_mut(), &mut noise, &mut |i, total| {
+            bar.set_length(total as u64);
+            bar.set_position(i as u64);
+        })?;
+        bar.finish_and_clear();
+        if result.truncated[0] > 0 {
+            eprintln!(
+                "warning: the prompt is longer than CLIP's 77 tokens; {} token(s) at the end were ignored",
+                result.truncated[0]
+            );
+        }
+        let per_step = result.t_steps.iter().sum::<f64>() / result.t_steps.len().max(1) as f64;
+        eprintln!(
+            "timing: text encoding {:.2} s, {} steps at {:.2} s/step ({:.2} it/s), VAE decode {:.2} s",
+            result.t_text,
+            result.t_steps.len(),
+            per_step,
+            1.0 / per_step.max(1e-9),
+            result.t_decode
+        );
+        let img_len = width * height * 3;
+        for k in 0..count {
+            let path = &paths[index + k];
+            let params = Parameters {
+                prompt: o.prompt.clone(),
+                negative_prompt: o.negative_prompt.clone(),
+                steps: o.steps,
+                sampler: sampler_name.clone(),
+                cfg_scale: o.cfg_scale,
+                seed: batch_seed,
+                width,
+                height,
+                model: o.model.clone(),
+                extra: {
+                    let mut e = Vec::new();
+                    if o.clip_skip > 1 {
+                        e.push(("Clip skip".to_string(), o.clip_skip.to_string()));
+                    }
+                    if count > 1 {
+                        e.push(("Batch size".to_string(), count.to_string()));
+                        e.push(("Batch pos".to_string(), k.to_string()));
+                    }
+                    e
+                },
+            };
+            let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
+            write_png(path, width, height, &rgb, &params.a1111_text(), o.overwrite)?;
+            eprintln!("wrote {}", path.display());
+            written.push(path.clone());
+        }
+        index += count;
+    }
+    Ok(written)
+}
+
+fn scheduler_steps(steps: usize, s: &dyn schedulers::Scheduler) -> usize {
+    steps * s.order()
+}

@@ -1,0 +1,90 @@
+//! The `wgsd` command line end to end: `generate` on the tiny fixture model (skipped, and said so, without
+//! the fixtures), and its refusals of bad input.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn wgsd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wgsd"));
+    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
+    c
+}
+
+fn tiny_sd15() -> Option<PathBuf> {
+    let dir = wgsd::fixtures::dir().join("sd15");
+    if dir.join("model_index.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no fixture model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
+        None
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgsd-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn pixels(path: &std::path::Path) -> Vec<u8> {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut r = dec.read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (128, 128));
+    buf.truncate(info.buffer_size());
+    buf
+}
+
+#[test]
+fn generate_writes_a_reproducible_png_with_its_settings_and_never_overwrites() {
+    let Some(model) = tiny_sd15() else { return };
+    let dir = temp_dir("gen");
+    let out = dir.join("x.png");
+    let args = ["generate", "--model", model.to_str().unwrap(), "--prompt", "a red fox", "--steps", "4", "--seed", "1", "--out"];
+    let run = |extra: &[&str]| wgsd().args(args).arg(&out).args(extra).output().unwrap();
+
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let params = wgsd::output::read_parameters(&out).unwrap().expect("parameters chunk");
+    assert!(params.starts_with("a red fox\nSteps: 4, Sampler: ") && params.contains("Seed: 1, Size: 128x128"), "{params}");
+    let px = pixels(&out);
+    assert!(px.iter().any(|&v| v != px[0]), "a flat image");
+
+    let again = run(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(pixels(&out), px, "the refused run must leave the file alone");
+
+    let over = run(&["--overwrite"]);
+    assert!(over.status.success(), "{}", String::from_utf8_lossy(&over.stderr));
+    assert_eq!(pixels(&out), px, "the same seed must give the same pixels");
+}
+
+#[test]
+fn generate_refuses_bad_input_with_clear_messages() {
+    let dir = temp_dir("bad");
+    let model = tiny_sd15().unwrap_or_else(|| PathBuf::from("../shared/fixtures/tiny/sd15"));
+    let out = dir.join("y.png");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--width", "100"], "multiple of 8"),
+        (&["--steps", "0"], "at least 1"),
+        (&["--sampler", "bogus"], "unknown sampler"),
+    ];
+    for (extra, want) in cases {
+        let o = wgsd()
+            .args(["generate", "--model", model.to_str().unwrap(), "--prompt", "x", "--out"])
+            .arg(&out)
+            .args(*extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = wgsd().args(["generate", "--model"]).arg(&dir).args(["--prompt", "x", "--out"]).arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not a diffusers model folder"), "{err}");
+    assert!(!out.exists());
+}
