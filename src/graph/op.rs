@@ -28,6 +28,25 @@ impl DeviceLimits {
     }
 }
 
+/// What kind of adapter the kernels will run on, for ops that pick a variant per adapter (GUIDE §4: the best
+/// tiling differs between GPUs and CPU drivers such as lavapipe). Plain data, like [`DeviceLimits`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdapterTraits {
+    /// A CPU driver (lavapipe/llvmpipe, WARP, SwiftShader).
+    pub cpu: bool,
+    /// Smallest subgroup size the adapter may use; 0 when subgroup operations are not enabled.
+    pub subgroup_min_size: u32,
+}
+
+impl AdapterTraits {
+    pub fn of(gpu: &crate::gpu::Gpu) -> Self {
+        AdapterTraits {
+            cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
+            subgroup_min_size: if gpu.caps.subgroups { gpu.info.subgroup_min_size } else { 0 },
+        }
+    }
+}
+
 /// What an op sees when it is lowered: its concrete input and output descriptions and the limits.
 pub struct Lowering<'a> {
     pub inputs: &'a [TensorDesc],
@@ -96,6 +115,12 @@ pub trait Op: Send + Sync {
 
     /// The dispatches that compute the output, split as the limits require.
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>>;
+
+    /// [`lower`](Op::lower) for a given adapter. The executor calls this; ops whose best kernel depends on the
+    /// adapter override it, the others keep this default.
+    fn lower_on(&self, l: &Lowering, _adapter: &AdapterTraits) -> Result<Vec<Dispatch>> {
+        self.lower(l)
+    }
 
     /// The CPU twin: the same result from plain loops over host data (f32 values, row-major).
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32>;

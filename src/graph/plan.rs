@@ -15,7 +15,7 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use super::op::{DeviceLimits, Lowering, Slot};
+use super::op::{AdapterTraits, DeviceLimits, Lowering, Slot};
 use super::{decode, encode, Graph, Param, Source, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Pipeline};
@@ -152,6 +152,7 @@ impl Plan {
     /// Plans `graph` for `gpu`: assigns buffers, builds every pipeline and bind group.
     pub fn new(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
         let limits = DeviceLimits::from_wgpu(&gpu.limits);
+        let adapter = AdapterTraits::of(&gpu);
         let device = &gpu.device;
         let (slot_of, pool_sizes) = pack(&graph);
 
@@ -229,7 +230,7 @@ impl Plan {
                 let shapes: Vec<String> = ins.iter().map(|d| d.to_string()).collect();
                 format!("{} '{}' (inputs {} → {})", node.op.kind(), node.name, shapes.join(", "), out)
             };
-            let dispatches = node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits })?;
+            let dispatches = node.op.lower_on(&Lowering { inputs: &ins, output: &out, limits: &limits }, &adapter)?;
             let mut planned = Vec::new();
             for d in dispatches {
                 for b in &d.bindings {

@@ -10,6 +10,7 @@
 //! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
 
 pub mod binary;
+pub mod matmul;
 pub mod unary;
 
 /// A WGSL source file of the library.
@@ -40,5 +41,5 @@ pub(crate) use shader;
 
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
-    vec![&unary::SHADER, &binary::SHADER]
+    vec![&unary::SHADER, &binary::SHADER, &matmul::SHADER, &matmul::SUBGROUP_SHADER]
 }

@@ -4,3 +4,4 @@
 
 mod elementwise;
 mod executor;
+mod matmul;

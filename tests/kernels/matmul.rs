@@ -1,0 +1,352 @@
+use wgsd::graph::op::AdapterTraits;
+use wgsd::kernels::matmul::{cpu_matmul_rows, Matmul, MatmulKernel, MatmulOpts};
+use wgsd::kernels::unary::Activation;
+use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, Rng};
+use wgsd::{Graph, Plan, TensorDesc};
+
+/// CPU time (ns) consumed so far by every thread of this process (lavapipe's workers included), so
+/// throughput can be measured on a machine shared with other jobs. 0 where /proc is unavailable.
+fn process_cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Throughput of the naive, candidate and tuned kernels at 1024³ and 4096×320×1280 (M×K×N), plain and with
+/// a transposed (PyTorch Linear) B. Prints GFLOP/s from GPU timestamps (wall time, sensitive to other jobs
+/// on the machine) and GFLOP per CPU-second of the whole process (lavapipe's threads included), which is not.
+/// Asserts nothing about time. `cargo test --release --test kernels matmul_throughput -- --ignored --nocapture`
+/// (MATMUL_SIZES=MxKxN,..., MATMUL_TRANS_B=0|1, MATMUL_BENCH=name,... select cases).
+#[test]
+#[ignore]
+fn matmul_throughput() {
+    let gpu = test_gpu();
+    let only: Option<Vec<String>> = std::env::var("MATMUL_BENCH").ok().map(|s| s.split(',').map(String::from).collect());
+    let want = |name: &str| only.as_ref().map_or(true, |o| o.iter().any(|x| name.contains(x.as_str())));
+    let sizes: Vec<(usize, usize, usize)> = match std::env::var("MATMUL_SIZES") {
+        Ok(s) => s
+            .split(',')
+            .map(|t| {
+                let v: Vec<usize> = t.split('x').map(|x| x.parse().unwrap()).collect();
+                (v[0], v[1], v[2])
+            })
+            .collect(),
+        Err(_) => vec![(1024, 1024, 1024), (4096, 320, 1280)],
+    };
+    let transposes: Vec<bool> = match std::env::var("MATMUL_TRANS_B").as_deref() {
+        Ok("0") => vec![false],
+        Ok("1") => vec![true],
+        _ => vec![false, true],
+    };
+    let adapter = AdapterTraits::of(&gpu);
+    println!("{} ({:?}); tuned kernel here: {:?}", gpu.info.name, adapter, MatmulKernel::Tuned.resolve(&adapter));
+    let mut kernels = vec![
+        ("naive".to_string(), MatmulKernel::Naive),
+        ("tiled".to_string(), MatmulKernel::Tiled),
+        ("tuned".to_string(), MatmulKernel::Tuned),
+    ];
+    if adapter.subgroup_min_size >= 8 {
+        kernels.push(("bcast".to_string(), MatmulKernel::Broadcast));
+    }
+    kernels.retain(|(name, _)| want(name));
+    for (m, k, n) in sizes {
+        for &trans_b in &transposes {
+            let mut rng = Rng::new(1);
+            let (av, bv) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+            for (name, kern) in &kernels {
+                let mut g = Graph::new();
+                let a = g.input("a", TensorDesc::f32(&[m, k]));
+                let b = g.input("b", TensorDesc::f32(&if trans_b { [n, k] } else { [k, n] }));
+                let opts = MatmulOpts { trans_b, ..Default::default() };
+                let t = g.matmul_with(name, a, b, opts, *kern).unwrap();
+                g.output(t);
+                let t0 = std::time::Instant::now();
+                let plan = Plan::new(gpu.clone(), g).unwrap();
+                let build = t0.elapsed().as_secs_f64();
+                plan.write(a, &av).unwrap();
+                plan.write(b, &bv).unwrap();
+                let t0 = std::time::Instant::now();
+                plan.run().unwrap();
+                gpu.wait().unwrap();
+                let build = build + t0.elapsed().as_secs_f64();
+                let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+                for _ in 0..2 {
+                    wall = wall.min(plan.profile().unwrap()[0]);
+                    let c0 = process_cpu_ns();
+                    plan.run().unwrap();
+                    gpu.wait().unwrap();
+                    cpu = cpu.min((process_cpu_ns() - c0) as f64 * 1e-9);
+                }
+                let flops = 2.0 * (m * n * k) as f64;
+                println!(
+                    "{m}×{k}×{n} B{}: {name:>14} {:9.2} ms {:7.2} GFLOP/s (timestamps) {:7.2} GFLOP/CPU-s (plan + first run {build:.1} s)",
+                    if trans_b { "ᵀ" } else { " " },
+                    wall * 1e3,
+                    flops / wall * 1e-9,
+                    flops / cpu * 1e-9
+                );
+            }
+        }
+    }
+}
+
+const TOL: f64 = 1e-5;
+/// Every kernel: the tuned one (the subgroup kernel on lavapipe), the GPU tiled one and the naive one.
+const KERNELS: [MatmulKernel; 3] = [MatmulKernel::Tuned, MatmulKernel::Tiled, MatmulKernel::Naive];
+const ACTS: [Activation; 5] =
+    [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu];
+
+/// Shape of an operand stored as `[rows, cols]` of `op(X)`, transposed in memory when `t`.
+fn stored(batch: &[usize], rows: usize, cols: usize, t: bool) -> Vec<usize> {
+    let mut s = batch.to_vec();
+    s.extend(if t { [cols, rows] } else { [rows, cols] });
+    s
+}
+
+/// Every (M, K, N) of awkward sizes, all four transpose combinations, tuned and naive kernels.
+#[test]
+fn matmul_awkward_sizes_all_transposes() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(11);
+    for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+        let mut g = Graph::new();
+        let mut inputs = Vec::new();
+        for m in [1usize, 7, 33, 67] {
+            for k in [1usize, 13, 129] {
+                for n in [1usize, 5, 127] {
+                    let sa = stored(&[], m, k, trans_a);
+                    let sb = stored(&[], k, n, trans_b);
+                    let a = g.input(&format!("a{m}x{k}x{n}"), TensorDesc::f32(&sa));
+                    let b = g.input(&format!("b{m}x{k}x{n}"), TensorDesc::f32(&sb));
+                    // Values in [0, 2): a single output (M = N = 1) of signed data can cancel to near zero, and
+                    // its f32 rounding alone then exceeds the relative tolerance.
+                    inputs.push((a, rng.vec(m * k, 1.0).iter().map(|v| v + 1.0).collect()));
+                    inputs.push((b, rng.vec(k * n, 1.0).iter().map(|v| v + 1.0).collect()));
+                    let opts = MatmulOpts { trans_a, trans_b, ..Default::default() };
+                    for kern in KERNELS {
+                        let t = g.matmul_with(&format!("{kern:?} {m}x{k}x{n} ta{trans_a} tb{trans_b}"), a, b, opts, kern);
+                        g.output(t.unwrap());
+                    }
+                }
+            }
+        }
+        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    }
+}
+
+/// Batched operands (batch 3), broadcast B (rank-4 A with a shared weight, folded into one tall matrix when
+/// A is not transposed), broadcast A, bias with every activation and alpha, in every transpose combination.
+#[test]
+fn matmul_batched_broadcast_bias_activations() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(12);
+    let (m, k, n) = (37usize, 29usize, 71usize);
+    for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+        let mut g = Graph::new();
+        let mut inputs = Vec::new();
+        let mut input = |g: &mut Graph, name: &str, shape: Vec<usize>, inputs: &mut Vec<_>| {
+            let t = g.input(name, TensorDesc::f32(&shape));
+            inputs.push((t, rng.vec(shape.iter().product(), 1.0)));
+            t
+        };
+        let a3 = input(&mut g, "a3", stored(&[3], m, k, trans_a), &mut inputs);
+        let b3 = input(&mut g, "b3", stored(&[3], k, n, trans_b), &mut inputs);
+        let a4 = input(&mut g, "a4", stored(&[2, 3], m, k, trans_a), &mut inputs);
+        let a2 = input(&mut g, "a2", stored(&[], m, k, trans_a), &mut inputs);
+        let w = input(&mut g, "w", stored(&[], k, n, trans_b), &mut inputs);
+        let bias = input(&mut g, "bias", vec![n], &mut inputs);
+        for (i, act) in ACTS.into_iter().enumerate() {
+            let opts = MatmulOpts { trans_a, trans_b, bias: Some(bias), act, alpha: 0.5 + i as f32 * 0.25 };
+            for kern in KERNELS {
+                let tag = format!("{kern:?} {} ta{trans_a} tb{trans_b}", act.name());
+                let outs = [
+                    g.matmul_with(&format!("batched {tag}"), a3, b3, opts, kern).unwrap(),
+                    g.matmul_with(&format!("shared B {tag}"), a4, w, opts, kern).unwrap(),
+                    g.matmul_with(&format!("shared A {tag}"), a2, b3, opts, kern).unwrap(),
+                ];
+                assert_eq!(g.shape(outs[0]), [3, m, n]);
+                assert_eq!(g.shape(outs[1]), [2, 3, m, n]);
+                assert_eq!(g.shape(outs[2]), [3, m, n]);
+                for t in outs {
+                    g.output(t);
+                }
+            }
+        }
+        let plain = g.matmul("no bias", a3, b3, MatmulOpts { trans_a, trans_b, ..Default::default() }).unwrap();
+        g.output(plain);
+        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    }
+}
+
+/// SD 1.5 shapes: cross-attention K/V projections of the CLIP context (2×77×768 · 320×768ᵀ), and the
+/// feed-forward GEMMs at their real K and N (GEGLU projection 320 → 2560, output 1280 → 320) on 97 rows.
+#[test]
+fn linear_at_sd_shapes() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(13);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    for (xs, fout) in [(vec![2usize, 77, 768], 320usize), (vec![97, 320], 2560), (vec![97, 1280], 320)] {
+        let fin = *xs.last().unwrap();
+        let x = g.input(&format!("x{fin}"), TensorDesc::f32(&xs));
+        let w = g.input(&format!("w{fin}x{fout}"), TensorDesc::f32(&[fout, fin]));
+        let b = g.input(&format!("b{fout}"), TensorDesc::f32(&[fout]));
+        inputs.push((x, rng.vec(g.desc(x).numel(), 1.0)));
+        inputs.push((w, rng.vec(fin * fout, (1.0 / fin as f32).sqrt())));
+        inputs.push((b, rng.vec(fout, 0.1)));
+        let y = g.linear(&format!("linear {fin}→{fout}"), x, w, Some(b)).unwrap();
+        g.output(y);
+    }
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+/// The 64×64-latent self-attention projection at full size, [2, 4096, 320] · [320, 320]ᵀ + bias, checked on
+/// three row blocks per batch against a CPU twin restricted to those rows.
+#[test]
+fn linear_4096x320_row_blocks() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(14);
+    let (batch, m, c) = (2usize, 4096usize, 320usize);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[batch, m, c]));
+    let w = g.input("to_out.weight", TensorDesc::f32(&[c, c]));
+    let bias = g.input("to_out.bias", TensorDesc::f32(&[c]));
+    let y = g.linear("attn1.to_out.0", x, w, Some(bias)).unwrap();
+    g.output(y);
+    let xv = rng.vec(batch * m * c, 1.0);
+    let wv = rng.vec(c * c, 0.05);
+    let bv = rng.vec(c, 0.1);
+    let plan = Plan::new(gpu, g).unwrap();
+    plan.write(x, &xv).unwrap();
+    plan.write(w, &wv).unwrap();
+    plan.write(bias, &bv).unwrap();
+    plan.run().unwrap();
+    let got = plan.read(y).unwrap();
+    let op = Matmul {
+        trans_a: false,
+        trans_b: true,
+        has_bias: true,
+        act: Activation::None,
+        alpha: 1.0,
+        kernel: MatmulKernel::Tuned,
+    };
+    let (xd, wd) = (TensorDesc::f32(&[batch, m, c]), TensorDesc::f32(&[c, c]));
+    for rows in [0..40, 2011..2050, 4070..4096] {
+        let want = cpu_matmul_rows(&op, (&xd, &xv), (&wd, &wv), Some(&bv), rows.clone()).unwrap();
+        let nr = rows.len();
+        for z in 0..batch {
+            let lo = (z * m + rows.start) * c;
+            let got_rows = &got[lo..lo + nr * c];
+            let want_rows = &want[z * nr * c..(z + 1) * nr * c];
+            let err = rel_l2(got_rows, want_rows);
+            println!("batch {z} rows {rows:?}: rel_l2 {err:.3e}");
+            assert!(err <= TOL, "batch {z} rows {rows:?}: relative L2 {err:.3e}");
+        }
+    }
+}
+
+/// Grids past `max_compute_workgroups_per_dimension` (rows of a tall matrix, batches) are split into
+/// several dispatches, and the split results are right.
+#[test]
+fn grids_past_the_workgroup_limit_are_split() {
+    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    let gpu = test_gpu();
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let mut rng = Rng::new(15);
+    let mut g = Graph::new();
+    let rows = max * 64 + 37;
+    let tall = g.input("tall", TensorDesc::f32(&[rows, 2]));
+    let w = g.input("w", TensorDesc::f32(&[2, 3]));
+    let many_a = g.input("many_a", TensorDesc::f32(&[max + 3, 3, 2]));
+    let many_b = g.input("many_b", TensorDesc::f32(&[max + 3, 2, 2]));
+    let inputs = vec![
+        (tall, rng.vec(rows * 2, 1.0)),
+        (w, rng.vec(6, 1.0)),
+        (many_a, rng.vec((max + 3) * 6, 1.0)),
+        (many_b, rng.vec((max + 3) * 4, 1.0)),
+    ];
+    // The tiled kernel (256 invocations and barriers per workgroup) is slow on lavapipe at this many
+    // workgroups; it offsets rows and batches exactly like the others, and its split is checked below.
+    for kern in [MatmulKernel::Tuned, MatmulKernel::Naive] {
+        let t = g.matmul_with(&format!("tall {kern:?}"), tall, w, MatmulOpts::default(), kern).unwrap();
+        g.output(t);
+        let t = g.matmul_with(&format!("many {kern:?}"), many_a, many_b, MatmulOpts::default(), kern).unwrap();
+        g.output(t);
+    }
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    // The same splitting under tiny limits, without a GPU.
+    let limits = DeviceLimits { max_binding: 1 << 30, offset_align: 256, max_workgroups: 4 };
+    let op = Matmul {
+        trans_a: false,
+        trans_b: false,
+        has_bias: false,
+        act: Activation::None,
+        alpha: 1.0,
+        kernel: MatmulKernel::Tuned,
+    };
+    let (a, b) = (TensorDesc::f32(&[9, 300, 8]), TensorDesc::f32(&[9, 8, 5]));
+    let out = op.infer(&[&a, &b]).unwrap();
+    let lowering = Lowering { inputs: &[a, b], output: &out, limits: &limits };
+    let lavapipe = AdapterTraits { cpu: true, subgroup_min_size: 8 };
+    for (adapter, entry) in [(AdapterTraits::default(), "matmul_tiled"), (lavapipe, "matmul_bcast")] {
+        let ds = op.lower_on(&lowering, &adapter).unwrap();
+        // 300 rows in 5 row tiles of 64 → 2 row chunks; 9 batches → 3 batch chunks.
+        assert_eq!(ds.len(), 6);
+        assert!(ds.iter().all(|d| d.entry == entry && d.workgroups.iter().all(|&w| w <= 4)));
+    }
+    // The subgroup kernel asked for where there are no subgroups is an error, not a broken pipeline.
+    let op = Matmul { kernel: MatmulKernel::Broadcast, ..op };
+    let err = op.lower_on(&lowering, &AdapterTraits::default()).unwrap_err().to_string();
+    assert!(err.contains("subgroup"), "{err}");
+}
+
+#[test]
+fn matmul_bad_shapes_are_errors_naming_op_and_shapes() {
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::f32(&[2, 5, 7]));
+    let w = g.input("w", TensorDesc::f32(&[6, 8]));
+    let err = g.linear("blocks.0.proj", a, w, None).unwrap_err().to_string();
+    assert!(
+        err.contains("matmul 'blocks.0.proj'") && err.contains("2×5×7") && err.contains("6×8") && err.contains("K"),
+        "{err}"
+    );
+    let w = g.input("w_ok", TensorDesc::f32(&[6, 7]));
+    let bias = g.input("bias", TensorDesc::f32(&[5]));
+    let err = g.linear("proj", a, w, Some(bias)).unwrap_err().to_string();
+    assert!(err.contains("bias") && err.contains("[5]") && err.contains("[6]"), "{err}");
+    let b = g.input("b", TensorDesc::f32(&[3, 7, 4]));
+    let err = g.matmul_naive("bmm", a, b, MatmulOpts::default()).unwrap_err().to_string();
+    assert!(err.contains("matmul_naive 'bmm'") && err.contains("2×5×7") && err.contains("3×7×4"), "{err}");
+    let v = g.input("v", TensorDesc::f32(&[7]));
+    let err = g.matmul("mv", a, v, MatmulOpts::default()).unwrap_err().to_string();
+    assert!(err.contains("rank") && err.contains("f32[7]"), "{err}");
+    let h = g.input("h", TensorDesc::new(&[6, 7], wgsd::DType::F16));
+    let err = g.linear("half", a, h, None).unwrap_err().to_string();
+    assert!(err.contains("dtype") && err.contains("f16[6×7]"), "{err}");
+}
+
+/// The shader file parses and validates with naga on its own (activations prepended) and translates to
+/// SPIR-V, MSL and HLSL, so it builds for Vulkan, Metal and DX12 without a GPU.
+#[test]
+fn matmul_shader_validates_and_translates() {
+    use naga::back::{hlsl, msl, spv};
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    use wgsd::kernels::matmul::{SHADER, SUBGROUP_SHADER};
+    for (shader, caps) in [(&SHADER, Capabilities::empty()), (&SUBGROUP_SHADER, Capabilities::SUBGROUP)] {
+        let src = shader.source;
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let info = Validator::new(ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(src)));
+        spv::write_vec(&module, &info, &spv::Options::default(), None).unwrap();
+        msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default()).unwrap();
+        let mut hlsl_out = String::new();
+        hlsl::Writer::new(&mut hlsl_out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+            .write(&module, &info, None)
+            .unwrap();
+    }
+}
