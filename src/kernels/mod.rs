@@ -57,6 +57,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &attention::SHADER_SUBGROUP,
         &attention_rowwise::SHADER,
         &matmul::SHADER,
-        &matmul::SG_SHADER,
+        &matmul::SUBGROUP_SHADER,
     ]
 }
