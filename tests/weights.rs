@@ -81,3 +81,53 @@ fn truncated_and_corrupt_files_are_clear_errors() {
     let e = WeightFile::open(&temp("absent.safetensors")).err().unwrap().to_string();
     assert!(e.contains("absent.safetensors") && e.contains("cannot open"), "{e}");
 }
+
+/// Corrupted copies of a real fixture VAE: truncated, a renamed tensor, a tensor of the wrong shape. Each
+/// load fails with an error naming the file and the tensor, never a panic.
+#[test]
+fn corrupted_fixture_copies_give_clear_errors() {
+    let src = wgsd::fixtures::dir().join("sd15/vae");
+    if !src.join("config.json").exists() {
+        eprintln!("SKIPPED: no fixture VAE at {} (set {})", src.display(), wgsd::fixtures::ENV);
+        return;
+    }
+    let gpu = wgsd::testing::test_gpu();
+    let bytes = std::fs::read(src.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let load = |name: &str, file_bytes: &[u8]| -> String {
+        let dir = temp(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+        std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), file_bytes).unwrap();
+        match wgsd::models::vae::AutoencoderKL::load(&gpu, &dir, None) {
+            Ok(_) => panic!("{name}: a corrupted VAE loaded"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // Rewrites the file with `edit` applied to the list of (name, dtype, shape, data).
+    let rewrite = |edit: &dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)| -> Vec<u8> {
+        let mut ts: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+            st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+        edit(&mut ts);
+        let views: Vec<(String, TensorView)> =
+            ts.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        safetensors::serialize(views, None).unwrap()
+    };
+
+    let e = load("vae-truncated", &bytes[..bytes.len() / 2]);
+    assert!(e.contains("diffusion_pytorch_model.safetensors") && e.contains("truncated or corrupt"), "{e}");
+
+    let key = "decoder.conv_in.weight";
+    let renamed = rewrite(&|ts| ts.iter_mut().filter(|t| t.0 == key).for_each(|t| t.0 = "decoder.conv_in.weights".into()));
+    let e = load("vae-renamed", &renamed);
+    assert!(e.contains(key) && e.contains("missing"), "{e}");
+
+    let reshaped = rewrite(&|ts| {
+        for t in ts.iter_mut().filter(|t| t.0 == key) {
+            let n: usize = t.2.iter().product();
+            t.2 = vec![n];
+        }
+    });
+    let e = load("vae-reshaped", &reshaped);
+    assert!(e.contains(key) && e.contains("model expects"), "{e}");
+}
