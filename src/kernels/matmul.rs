@@ -10,6 +10,11 @@
 //! (`shaders/matmul.wgsl`: shared-memory tiles for GPUs) and `matmul_bcast` (`shaders/matmul_subgroup.wgsl`:
 //! register tiles fed by subgroup broadcasts, for CPU drivers such as lavapipe, where it is several times
 //! faster); `matmul_naive` (one invocation per output) is kept as the benchmark baseline.
+//!
+//! On lavapipe (2 cores, timestamps, `matmul_throughput` in tests/kernels/matmul.rs) the tuned kernel runs
+//! 1024³ and 4096×320×1280 at about 7 GFLOP/s, against 0.15 for the naive kernel and 0.3–0.5 for the GPU
+//! tiled one: llvmpipe builds every lane-varying load lane by lane, so loads per multiply-add decide speed
+//! there (see `tools/gen_matmul_subgroup.py`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -95,7 +100,7 @@ pub struct Matmul {
     pub kernel: MatmulKernel,
 }
 
-/// Problem shape derived from the inputs. Strides are in elements.
+/// Problem shape derived from the inputs.
 #[derive(Clone, Debug, PartialEq)]
 struct Dims {
     batch: usize,

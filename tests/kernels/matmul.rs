@@ -23,7 +23,7 @@ fn process_cpu_ns() -> u64 {
 fn matmul_throughput() {
     let gpu = test_gpu();
     let only: Option<Vec<String>> = std::env::var("MATMUL_BENCH").ok().map(|s| s.split(',').map(String::from).collect());
-    let want = |name: &str| only.as_ref().map_or(true, |o| o.iter().any(|x| name.contains(x.as_str())));
+    let want = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| name.contains(x.as_str())));
     let sizes: Vec<(usize, usize, usize)> = match std::env::var("MATMUL_SIZES") {
         Ok(s) => s
             .split(',')
@@ -350,4 +350,23 @@ fn matmul_shader_validates_and_translates() {
             .write(&module, &info, None)
             .unwrap();
     }
+}
+
+/// Operands over one storage binding (128 MiB on lavapipe) are not split by matmul (SD's largest is ~42 MB):
+/// the plan refuses them with an error naming the op and the limit.
+#[test]
+fn matmul_over_the_binding_limit_is_refused() {
+    let gpu = test_gpu();
+    let limit = gpu.limits.max_storage_buffer_binding_size;
+    let k = (limit / 4 + 64) as usize;
+    if (k * 4) as u64 > gpu.limits.max_buffer_size {
+        return;
+    }
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[1, k]));
+    let w = g.input("w", TensorDesc::f32(&[1, k]));
+    let y = g.linear("huge", x, w, None).unwrap();
+    g.output(y);
+    let err = Plan::new(gpu, g).err().expect("over-limit binding must be refused").to_string();
+    assert!(err.contains("matmul 'huge'") && err.contains("max_storage_buffer_binding_size"), "{err}");
 }
