@@ -1,5 +1,5 @@
 // One input, one output, no reduction: activations and affine maps, GEGLU, nearest 2× upsampling.
-// Entry points: map, geglu, upsample_nearest2x, transpose.
+// Entry points: map, geglu, upsample_nearest, transpose.
 // Any of them may run on a sub-range of a large tensor: x_shift/out_shift locate the first element of this
 // dispatch's range inside the bound sub-ranges.
 
@@ -12,6 +12,8 @@ struct Params {
     beta: f32,
     a: u32,          // geglu: F (half the input row); upsample: input width; transpose: M
     b: u32,          // upsample: input height; transpose: N
+    c: u32,          // upsample: output width
+    d: u32,          // upsample: output height
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,20 +47,23 @@ fn geglu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out[p.out_shift + i] = x[base + j] * gelu(x[base + f + j]);
 }
 
-// x: [planes, H, W] → out: [planes, 2H, 2W], each input pixel copied to a 2×2 block.
+// x: [planes, H, W] → out: [planes, OH, OW], nearest neighbour: source index ⌊o · in / out⌋ (PyTorch's
+// `interpolate(mode="nearest")`; exactly o / 2 for 2×, and also the odd sizes diffusers' UNet
+// upsamples to when a latent side is not a multiple of 8).
 @compute @workgroup_size(256)
-fn upsample_nearest2x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_id) lid: vec3<u32>) {
+fn upsample_nearest(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n) { return; }
     let w = p.a;
     let h = p.b;
-    let ow = 2u * w;
-    let plane = i / (4u * w * h);
-    let r = i - plane * 4u * w * h;
+    let ow = p.c;
+    let oh = p.d;
+    let plane = i / (ow * oh);
+    let r = i - plane * ow * oh;
     let oy = r / ow;
     let ox = r - oy * ow;
-    out[p.out_shift + i] = x[p.x_shift + plane * w * h + (oy / 2u) * w + ox / 2u];
+    out[p.out_shift + i] = x[p.x_shift + plane * w * h + (oy * h / oh) * w + ox * w / ow];
 }
 
 // x: [batch, M, N] → out: [batch, N, M]. Threads walk the output contiguously (coalesced writes).

@@ -65,6 +65,8 @@ struct Params {
     beta: f32,
     a: u32,
     b: u32,
+    c: u32,
+    d: u32,
 }
 
 fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
@@ -166,38 +168,43 @@ pub fn cpu_geglu(x: &[f32], f: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Nearest-neighbour 2× upsampling of `[B, C, H, W]` (diffusers `Upsample2D` before its conv).
-pub struct UpsampleNearest2x;
+/// Nearest-neighbour resizing of `[B, C, H, W]` to `[B, C, OH, OW]` (diffusers `Upsample2D` before its conv:
+/// 2× normally, or the size of the matching skip connection when a latent side is not a multiple of 8).
+pub struct UpsampleNearest {
+    pub out_h: usize,
+    pub out_w: usize,
+}
 
-impl Op for UpsampleNearest2x {
+impl Op for UpsampleNearest {
     fn kind(&self) -> &'static str {
-        "upsample_nearest2x"
+        "upsample_nearest"
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let x = inputs[0];
         check_f32(self.kind(), x)?;
-        if x.rank() != 4 {
-            return Err(Error::shape(self.kind(), format!("expects [B, C, H, W], got {x}")));
+        if x.rank() != 4 || self.out_h == 0 || self.out_w == 0 {
+            return Err(Error::shape(self.kind(), format!("expects [B, C, H, W] and a positive size, got {x} → {}×{}", self.out_h, self.out_w)));
         }
-        Ok(TensorDesc::f32(&[x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]]))
+        Ok(TensorDesc::f32(&[x.shape[0], x.shape[1], self.out_h, self.out_w]))
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let (h, w) = (l.inputs[0].shape[2] as u64, l.inputs[0].shape[3] as u64);
-        let base = Params { a: w as u32, b: h as u32, ..Default::default() };
-        lower_rows(l, "upsample_nearest2x", h * w, 4 * h * w, base)
+        let (oh, ow) = (self.out_h as u64, self.out_w as u64);
+        let base = Params { a: w as u32, b: h as u32, c: ow as u32, d: oh as u32, ..Default::default() };
+        lower_rows(l, "upsample_nearest", h * w, oh * ow, base)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let (h, w) = (descs[0].shape[2], descs[0].shape[3]);
-        cpu_upsample_nearest2x(inputs[0], h, w)
+        cpu_upsample_nearest(inputs[0], h, w, self.out_h, self.out_w)
     }
 }
 
-pub fn cpu_upsample_nearest2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len() * 4);
+pub fn cpu_upsample_nearest(x: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() / (h * w) * oh * ow);
     for plane in x.chunks_exact(h * w) {
-        for oy in 0..2 * h {
-            for ox in 0..2 * w {
-                out.push(plane[(oy / 2) * w + ox / 2]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                out.push(plane[(oy * h / oh) * w + ox * w / ow]);
             }
         }
     }
@@ -264,7 +271,16 @@ impl Graph {
     pub fn geglu(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
         self.op(name, Geglu, &[x])
     }
+    /// Nearest 2× upsampling of `[B, C, H, W]`.
     pub fn upsample_nearest2x(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
-        self.op(name, UpsampleNearest2x, &[x])
+        let s = self.shape(x).to_vec();
+        if s.len() != 4 {
+            return Err(Error::shape("upsample_nearest", format!("'{name}' expects [B, C, H, W], got {:?}", s)));
+        }
+        self.upsample_nearest(name, x, 2 * s[2], 2 * s[3])
+    }
+    /// Nearest resizing of `[B, C, H, W]` to `[B, C, out_h, out_w]`.
+    pub fn upsample_nearest(&mut self, name: &str, x: TensorId, out_h: usize, out_w: usize) -> Result<TensorId> {
+        self.op(name, UpsampleNearest { out_h, out_w }, &[x])
     }
 }

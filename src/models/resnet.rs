@@ -84,8 +84,14 @@ impl Upsample2D {
         Ok(Upsample2D { conv: Conv2d::load(&l.pp("conv"), channels, channels, 3, Conv2dOpts::new(1, 1))?, name: l.path().to_string() })
     }
 
-    pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
-        let up = g.upsample_nearest2x(&format!("{}.interpolate", self.name), x)?;
+    /// `size`: the output size when it is not simply twice the input (diffusers' `upsample_size`, the size of
+    /// the next skip connection when a latent side is not a multiple of 8).
+    pub fn forward(&self, g: &mut Graph, x: TensorId, size: Option<(usize, usize)>) -> Result<TensorId> {
+        let name = format!("{}.interpolate", self.name);
+        let up = match size {
+            Some((h, w)) => g.upsample_nearest(&name, x, h, w)?,
+            None => g.upsample_nearest2x(&name, x)?,
+        };
         self.conv.forward(g, up, None)
     }
 }

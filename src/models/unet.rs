@@ -163,15 +163,8 @@ impl UNet2DConditionModel {
     pub fn forward(&self, g: &mut Graph, sample: TensorId, timestep: TensorId, context: TensorId) -> Result<TensorId> {
         let c = &self.config;
         let s = g.shape(sample).to_vec();
-        let levels = c.block_out_channels.len() - 1;
         if s.len() != 4 || s[1] != c.in_channels {
             return Err(Error::shape("unet", format!("sample must be [B, {}, H, W], got {:?}", c.in_channels, s)));
-        }
-        if s[2] % (1 << levels) != 0 || s[3] % (1 << levels) != 0 {
-            return Err(Error::shape(
-                "unet",
-                format!("latent size {}×{} must be a multiple of {} (image size a multiple of {})", s[2], s[3], 1 << levels, 8 << levels),
-            ));
         }
         let x = if c.center_input_sample { g.scale("center_input_sample", sample, 2.0, -1.0)? } else { sample };
 
@@ -217,7 +210,12 @@ impl UNet2DConditionModel {
                 }
             }
             if let Some(us) = &block.upsample {
-                x = us.forward(g, x)?;
+                // Upsample to the next skip's size: 2× unless a side was odd on the way down.
+                let size = skips.last().map(|t| {
+                    let s = g.shape(*t);
+                    (s[2], s[3])
+                });
+                x = us.forward(g, x, size)?;
             }
         }
 

@@ -90,7 +90,7 @@ impl UpDecoderBlock2D {
             x = r.forward(g, x, None)?;
         }
         match &self.upsample {
-            Some(u) => u.forward(g, x),
+            Some(u) => u.forward(g, x, None),
             None => Ok(x),
         }
     }

@@ -77,16 +77,7 @@ impl StableDiffusion {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Txt2ImgOutput> {
         req.validate()?;
-        let levels = self.unet.config.block_out_channels.len() - 1;
         let (h, w) = (req.height / 8, req.width / 8);
-        if h % (1 << levels) != 0 || w % (1 << levels) != 0 {
-            return Err(Error::usage(format!(
-                "{}x{} is not supported by this UNet: width and height must be multiples of {}",
-                req.width,
-                req.height,
-                8 << levels
-            )));
-        }
         let n = req.prompts.len() * req.images_per_prompt;
         let cfg = req.guidance_scale > 1.0;
         let t0 = std::time::Instant::now();

@@ -33,9 +33,11 @@ fn scale_geglu_upsample() {
     let gg = g.geglu("geglu", x).unwrap();
     let up = g.upsample_nearest2x("up", img).unwrap();
     let tr = g.transpose("transpose", x).unwrap();
+    // Odd target sizes, as diffusers' UNet upsamples to when a latent side is not a multiple of 8.
+    let up_odd = g.upsample_nearest("up_odd", img, 13, 19).unwrap();
     let img_tokens = g.reshape(img, &[2, 5, 63]).unwrap();
     let tr_img = g.transpose("to_tokens", img_tokens).unwrap();
-    for t in [s, gg, up, tr, tr_img] {
+    for t in [s, gg, up, up_odd, tr, tr_img] {
         g.output(t);
     }
     let inputs = vec![(x, rng.vec(3 * 17 * 82, 3.0)), (img, rng.vec(2 * 5 * 7 * 9, 1.0))];
