@@ -86,3 +86,24 @@ fn every_fixture_case_passes() {
     assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
     assert!(results.iter().any(|r| r.passed), "no case passed");
 }
+
+/// The real-size block fixtures (`WGSD_BLOCK_FIXTURES`, default `../shared/fixtures/blocks`): SD 1.5 blocks at
+/// their true sizes, among them a VAE up block whose 256 MiB input exceeds one storage binding. Slow on a CPU
+/// driver (minutes), but it is the proof that real sizes work.
+#[test]
+fn real_size_block_cases_pass() {
+    let dir = std::env::var_os("WGSD_BLOCK_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/fixtures/blocks"));
+    if !dir.join("blocks.json").exists() {
+        eprintln!("SKIPPED: no block fixtures at {} (set WGSD_BLOCK_FIXTURES)", dir.display());
+        return;
+    }
+    let gpu = wgsd::testing::test_gpu();
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "blocks").unwrap();
+    let results = wgsd::verify::block_cases(&gpu, &fx).unwrap();
+    for r in &results {
+        println!("{}", r.line());
+    }
+    assert!(!results.is_empty(), "blocks.json lists no blocks");
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    assert!(failed.is_empty(), "failed blocks:\n{}", failed.join("\n"));
+}
