@@ -325,9 +325,17 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
             mapped_at_creation: true,
         });
-        let mut padded = data.to_vec();
-        padded.resize(size as usize, 0);
-        buf.slice(..).get_mapped_range_mut().expect("a buffer mapped at creation is writable").copy_from_slice(&padded);
+        {
+            let mut view = buf.slice(..).get_mapped_range_mut().expect("a buffer mapped at creation is writable");
+            // The mapped view is write-only: fill it in one copy, with the few padding bytes appended.
+            if data.len() as u64 == size {
+                view.copy_from_slice(data);
+            } else {
+                let mut padded = data.to_vec();
+                padded.resize(size as usize, 0);
+                view.copy_from_slice(&padded);
+            }
+        }
         buf.unmap();
         buf
     }
