@@ -107,3 +107,35 @@ fn real_size_block_cases_pass() {
     let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
     assert!(failed.is_empty(), "failed blocks:\n{}", failed.join("\n"));
 }
+
+/// The `fp16` variant file loads (f16 on disk, widened to f32) and computes what the f32 weights compute, up
+/// to f16 rounding of the weights (about 1e-3 relative; the f32 files give ~1e-6).
+#[test]
+fn fp16_variant_weights_load_and_match() {
+    let Some(dir) = fixture_dir() else { return };
+    let unet_dir = dir.join("sd15/unet");
+    if !unet_dir.join("diffusion_pytorch_model.fp16.safetensors").exists() {
+        eprintln!("SKIPPED: no fp16 variant in {}", unet_dir.display());
+        return;
+    }
+    let gpu = wgsd::testing::test_gpu();
+    let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
+    let unet = wgsd::models::unet::UNet2DConditionModel::load(&gpu, &unet_dir, Some("fp16")).unwrap();
+    let case = "unet.sd15.t500";
+    let (ss, cs) = (fx.shape(&format!("{case}.sample")).unwrap(), fx.shape(&format!("{case}.encoder_hidden_states")).unwrap());
+    let mut g = wgsd::Graph::new();
+    let s = g.input("sample", wgsd::TensorDesc::f32(&ss));
+    let t = g.input("timestep", wgsd::TensorDesc::f32(&[ss[0]]));
+    let c = g.input("context", wgsd::TensorDesc::f32(&cs));
+    let o = unet.forward(&mut g, s, t, c).unwrap();
+    g.output(o);
+    let plan = wgsd::Plan::new(gpu, g).unwrap();
+    plan.write(s, &fx.tensor(&format!("{case}.sample")).unwrap()).unwrap();
+    plan.write(t, &vec![500.0; ss[0]]).unwrap();
+    plan.write(c, &fx.tensor(&format!("{case}.encoder_hidden_states")).unwrap()).unwrap();
+    plan.run().unwrap();
+    let err = wgsd::testing::rel_l2(&plan.read(o).unwrap(), &fx.tensor(&format!("{case}.out")).unwrap());
+    println!("fp16 weights: rel_l2 {err:.3e}");
+    // Above the f32 files' ~1e-6: the f16 file was really read.
+    assert!(err < 1e-2 && err > 1e-5, "fp16-weight UNet rel L2 {err:.3e}");
+}
