@@ -139,3 +139,18 @@ fn fp16_variant_weights_load_and_match() {
     // Above the f32 files' ~1e-6: the f16 file was really read.
     assert!(err < 1e-2 && err > 1e-5, "fp16-weight UNet rel L2 {err:.3e}");
 }
+
+/// A prompt longer than 77 tokens is cut to fit (start + 75 + end) and the cut is reported, which
+/// `wgsd generate` turns into a warning, as diffusers does.
+#[test]
+fn long_prompts_are_truncated_and_reported() {
+    let Some(dir) = fixture_dir() else { return };
+    let tok = wgsd::models::tokenizer::ClipTokenizer::from_folder(&dir.join("sd15/tokenizer")).unwrap();
+    let long = "a photo of a red fox ".repeat(30);
+    let t = tok.encode(&long).unwrap();
+    assert_eq!(t.ids.len(), 77);
+    assert_eq!(t.ids[76], tok.eos_id);
+    assert_eq!(t.truncated, tok.encode_raw(&long).unwrap().len() - 75);
+    assert!(t.truncated > 0);
+    assert_eq!(tok.encode("a red fox").unwrap().truncated, 0);
+}
