@@ -325,14 +325,24 @@ pub fn unet_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                 continue;
             }
         };
-        let mut plans: Vec<(Vec<usize>, Vec<usize>, Plan, TensorId, TensorId, TensorId, TensorId)> = Vec::new();
+        // One plan per (sample shape, context shape), re-run for every timestep.
+        struct UNetPlan {
+            sample_shape: Vec<usize>,
+            context_shape: Vec<usize>,
+            plan: Plan,
+            sample: TensorId,
+            timestep: TensorId,
+            context: TensorId,
+            out: TensorId,
+        }
+        let mut plans: Vec<UNetPlan> = Vec::new();
         for case in cases {
             let mut run = || -> Result<CaseResult> {
                 let t: f32 = case.rsplit('.').next().unwrap().trim_start_matches('t').parse().map_err(|_| {
                     crate::error::Error::usage(format!("cannot read the timestep from case name {case}"))
                 })?;
                 let (ss, cs) = (fx.shape(&format!("{case}.sample"))?, fx.shape(&format!("{case}.encoder_hidden_states"))?);
-                let idx = match plans.iter().position(|p| p.0 == ss && p.1 == cs) {
+                let idx = match plans.iter().position(|p| p.sample_shape == ss && p.context_shape == cs) {
                     Some(i) => i,
                     None => {
                         let mut g = Graph::new();
@@ -341,16 +351,17 @@ pub fn unet_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                         let c = g.input("encoder_hidden_states", TensorDesc::f32(&cs));
                         let o = model.forward(&mut g, s, ts, c)?;
                         g.output(o);
-                        plans.push((ss.clone(), cs.clone(), Plan::new(gpu.clone(), g)?, s, ts, c, o));
+                        let plan = Plan::new(gpu.clone(), g)?;
+                        plans.push(UNetPlan { sample_shape: ss.clone(), context_shape: cs.clone(), plan, sample: s, timestep: ts, context: c, out: o });
                         plans.len() - 1
                     }
                 };
-                let (_, _, plan, s, ts, c, o) = &plans[idx];
-                plan.write(*s, &fx.tensor(&format!("{case}.sample"))?)?;
-                plan.write(*ts, &vec![t; ss[0]])?;
-                plan.write(*c, &fx.tensor(&format!("{case}.encoder_hidden_states"))?)?;
-                plan.run()?;
-                Ok(compare(&case, &plan.read(*o)?, &fx.tensor(&format!("{case}.out"))?, MODULE_TOL))
+                let p = &plans[idx];
+                p.plan.write(p.sample, &fx.tensor(&format!("{case}.sample"))?)?;
+                p.plan.write(p.timestep, &vec![t; ss[0]])?;
+                p.plan.write(p.context, &fx.tensor(&format!("{case}.encoder_hidden_states"))?)?;
+                p.plan.run()?;
+                Ok(compare(&case, &p.plan.read(p.out)?, &fx.tensor(&format!("{case}.out"))?, MODULE_TOL))
             };
             out.push(run().unwrap_or_else(|e| failed(&case, e)));
         }

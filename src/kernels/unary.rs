@@ -143,7 +143,7 @@ impl Op for Geglu {
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let x = inputs[0];
         check_f32("geglu", x)?;
-        if x.rank() == 0 || x.dim(-1) % 2 != 0 {
+        if x.rank() == 0 || !x.dim(-1).is_multiple_of(2) {
             return Err(Error::shape("geglu", format!("last dimension of {x} must be even")));
         }
         let mut shape = x.shape.clone();

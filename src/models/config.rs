@@ -289,7 +289,7 @@ impl ClipTextConfig {
         let (file, v) = read(path)?;
         require(&file, &v, "hidden_act", &["quick_gelu".into(), "gelu".into()])?;
         let c: ClipTextConfig = parse(&file, v)?;
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::Config {
                 file,
                 msg: format!("hidden_size {} is not divisible by num_attention_heads {}", c.hidden_size, c.num_attention_heads),

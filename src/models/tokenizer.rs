@@ -132,7 +132,7 @@ impl ClipTokenizer {
         let cfg = dir.join("tokenizer_config.json");
         if cfg.exists() {
             if let Some(m) = read_json(&cfg)?.get("model_max_length").and_then(|v| v.as_u64()) {
-                if m >= 2 && m <= 4096 {
+                if (2..=4096).contains(&m) {
                     max_len = m as usize;
                 }
             }

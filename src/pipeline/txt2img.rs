@@ -48,7 +48,7 @@ impl Txt2ImgRequest {
         if self.prompts.is_empty() {
             return bad("no prompt given".into());
         }
-        if self.width == 0 || self.height == 0 || self.width % 8 != 0 || self.height % 8 != 0 {
+        if self.width == 0 || self.height == 0 || !self.width.is_multiple_of(8) || !self.height.is_multiple_of(8) {
             return bad(format!("width and height must be positive multiples of 8, got {}x{}", self.width, self.height));
         }
         if self.steps == 0 {
