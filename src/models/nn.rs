@@ -46,10 +46,6 @@ impl<'a> Loader<'a> {
         }
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        self.weights.contains(&self.key(name))
-    }
-
     /// The weight `<path>.<name>` with shape `shape`, uploaded.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);

@@ -114,7 +114,6 @@ pub struct UNetRunner {
     plan: Plan,
     sample: TensorId,
     timestep: TensorId,
-    context: TensorId,
     out: TensorId,
     batch: usize,
 }
@@ -130,7 +129,7 @@ impl UNetRunner {
         g.output(out);
         let plan = Plan::new(sd.gpu.clone(), g)?;
         plan.write(ctx, context)?;
-        Ok(UNetRunner { plan, sample, timestep, context: ctx, out, batch: sample_shape[0] })
+        Ok(UNetRunner { plan, sample, timestep, out, batch: sample_shape[0] })
     }
 
     /// One UNet evaluation at timestep `t` (the same for the whole batch).
@@ -139,10 +138,5 @@ impl UNetRunner {
         self.plan.write(self.timestep, &vec![t; self.batch])?;
         self.plan.run()?;
         self.plan.read(self.out)
-    }
-
-    /// Replaces the text embeddings (same shape).
-    pub fn set_context(&self, context: &[f32]) -> Result<()> {
-        self.plan.write(self.context, context)
     }
 }

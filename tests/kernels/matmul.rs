@@ -360,6 +360,8 @@ fn matmul_over_the_binding_limit_is_refused() {
     let limit = gpu.limits.max_storage_buffer_binding_size;
     let k = (limit / 4 + 64) as usize;
     if (k * 4) as u64 > gpu.limits.max_buffer_size {
+        // A tensor over the binding limit cannot even be allocated on this adapter: nothing to refuse.
+        eprintln!("SKIPPED: max_buffer_size equals the binding limit on {}", gpu.info.name);
         return;
     }
     let mut g = Graph::new();
