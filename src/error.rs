@@ -40,6 +40,10 @@ pub enum Error {
     #[error("{file}: {msg}")]
     Config { file: String, msg: String },
 
+    /// A user input file (init image, mask, depth map) that cannot be used: unreadable, or of the wrong size.
+    #[error("{file}: {msg}")]
+    Input { file: String, msg: String },
+
     /// Misuse of the graph API (unknown tensor id, wrong data length, ...).
     #[error("{0}")]
     Usage(String),

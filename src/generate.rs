@@ -1,4 +1,4 @@
-//! `wgsd generate`: txt2img from the command line, with a progress bar, a timing summary and PNGs that
+//! `wgsd generate`, `img2img`, `inpaint`, `depth2img`: the pipelines from the command line, with a progress bar, a timing summary and PNGs that
 //! carry their settings.
 
 use std::path::PathBuf;
@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::output::{check_writable, numbered_paths, to_rgb8, write_png, Parameters};
+use crate::pipeline::denoise::{Condition, DepthSource};
+use crate::pipeline::inputs::{check_depth, check_mask, load_rgb, DepthMap, InitImage, Mask};
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
 use crate::schedulers::{self, TorchCpuGenerator};
@@ -35,6 +37,84 @@ pub struct GenerateOptions {
     pub clip_skip: usize,
     pub out: PathBuf,
     pub overwrite: bool,
+    pub mode: Mode,
+}
+
+/// Which pipeline runs, with its inputs.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    Txt2Img,
+    Img2Img { image: PathBuf, strength: f64 },
+    Inpaint { image: PathBuf, mask: PathBuf, strength: f64 },
+    /// `depth`: a depth map image; None = estimate it with the model's depth_estimator.
+    Depth2Img { image: PathBuf, depth: Option<PathBuf>, strength: f64 },
+}
+
+impl Mode {
+    fn strength(&self) -> Option<f64> {
+        match self {
+            Mode::Txt2Img => None,
+            Mode::Img2Img { strength, .. } | Mode::Inpaint { strength, .. } | Mode::Depth2Img { strength, .. } => Some(*strength),
+        }
+    }
+
+    /// Reads the input files and checks them against each other (before any model is loaded).
+    fn condition(&self, width: Option<usize>, height: Option<usize>) -> Result<Condition> {
+        if let Some(s) = self.strength() {
+            if !(s > 0.0 && s <= 1.0) {
+                return Err(Error::usage(format!("--strength must be in (0, 1], got {s}")));
+            }
+        }
+        let init = |path: &PathBuf| -> Result<InitImage> {
+            let image = InitImage::from_rgb8(&load_rgb(path)?);
+            let file = path.display().to_string();
+            if !image.width.is_multiple_of(8) || !image.height.is_multiple_of(8) {
+                return Err(Error::Input {
+                    file,
+                    msg: format!(
+                        "the image is {}x{}: width and height must be multiples of 8 (crop or resize it to {}x{})",
+                        image.width,
+                        image.height,
+                        image.width / 8 * 8,
+                        image.height / 8 * 8
+                    ),
+                });
+            }
+            if width.is_some_and(|w| w != image.width) || height.is_some_and(|h| h != image.height) {
+                return Err(Error::Input {
+                    file,
+                    msg: format!("the image is {}x{}; --width/--height must match it (or be left out)", image.width, image.height),
+                });
+            }
+            Ok(image)
+        };
+        Ok(match self {
+            Mode::Txt2Img => Condition::Text,
+            Mode::Img2Img { image, strength } => Condition::Img2Img { image: init(image)?, strength: *strength },
+            Mode::Inpaint { image, mask, strength } => {
+                let image = init(image)?;
+                let mask_file = mask.display().to_string();
+                let mask = Mask::from_rgb8(&load_rgb(mask)?);
+                check_mask(&image, &mask, &mask_file)?;
+                if mask.coverage() == 1.0 {
+                    eprintln!("note: the mask is all white: the whole image is repainted");
+                }
+                Condition::Inpaint { image, mask, strength: *strength }
+            }
+            Mode::Depth2Img { image, depth, strength } => {
+                let image = init(image)?;
+                let depth = match depth {
+                    Some(path) => {
+                        let d = DepthMap::load(path)?;
+                        check_depth(&image, &d, &path.display().to_string())?;
+                        DepthSource::Given(d)
+                    }
+                    None => DepthSource::Estimated,
+                };
+                Condition::Depth { image, depth, strength: *strength }
+            }
+        })
+    }
 }
 
 pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
@@ -56,12 +136,16 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     }
     let paths = numbered_paths(&o.out, o.n_images);
     check_writable(&paths, o.overwrite)?;
+    let cond = o.mode.condition(o.width, o.height)?;
 
     let t_load = std::time::Instant::now();
     let dir = crate::hub::resolve(&o.model, o.variant.as_deref())?;
     let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
-    let (width, height) = (o.width.unwrap_or(default_size), o.height.unwrap_or(default_size));
+    let (width, height) = match &cond {
+        Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
+        Condition::Text => (o.width.unwrap_or(default_size), o.height.unwrap_or(default_size)),
+    };
     let source = dir.join("scheduler/scheduler_config.json").display().to_string();
     let (mut scheduler, sampler_name) = match &o.sampler {
         Some(name) => {
@@ -102,7 +186,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("seed {batch_seed}"));
-        let result = sd.txt2img(&req, scheduler.as_mut(), &mut noise, &mut |i, total| {
+        let result = sd.generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |i, total| {
             bar.set_length(total as u64);
             bar.set_position(i as u64);
         })?;
@@ -137,6 +221,9 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                 model: o.model.clone(),
                 extra: {
                     let mut e = Vec::new();
+                    if let Some(s) = o.mode.strength() {
+                        e.push(("Denoising strength".to_string(), s.to_string()));
+                    }
                     if o.clip_skip > 1 {
                         e.push(("Clip skip".to_string(), o.clip_skip.to_string()));
                     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use wgsd::bench::{run_kernels, BenchOptions};
+use wgsd::generate::Mode;
 use wgsd::gpu::{list_adapters, Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -34,55 +35,127 @@ enum Command {
         /// Fixture folder (default: $WGSD_FIXTURES or ../shared/fixtures/tiny).
         #[arg(long)]
         fixtures: Option<std::path::PathBuf>,
+        /// Run only these case families (tokenizer, sched, text, unet, vae, pipe, block, safety, depth).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Generate images from a prompt (txt2img).
     Generate {
-        /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache).
-        #[arg(long)]
-        model: String,
-        #[arg(long)]
-        prompt: String,
-        #[arg(long, default_value = "")]
-        negative_prompt: String,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Classifier-free guidance scale (≤ 1 turns guidance off).
-        #[arg(long, default_value_t = 7.5)]
-        cfg_scale: f32,
-        /// Random seed (default: a random one, printed and stored in the PNG).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Image width, a multiple of 8 (default: the model's native size).
-        #[arg(long)]
-        width: Option<usize>,
-        #[arg(long)]
-        height: Option<usize>,
-        /// Sampler: A1111 names (euler_a, euler, heun, lms, ddim, ddpm, pndm, dpmpp_2m, dpmpp_2m_sde, unipc, lcm)
-        /// or diffusers class names; default: the model's scheduler.
-        #[arg(long)]
-        sampler: Option<String>,
-        /// Karras sigmas (with euler, heun, lms, dpmpp_2m, dpmpp_2m_sde).
-        #[arg(long)]
-        karras: bool,
-        /// Number of images; image i uses seed + i.
-        #[arg(long, default_value_t = 1)]
-        n_images: usize,
-        /// Images per UNet batch (faster on big GPUs; a batch shares its first image's seed).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// CLIP skip as in A1111: 1 = last layer, 2 = penultimate.
-        #[arg(long, default_value_t = 1)]
-        clip_skip: usize,
-        /// Weight variant, e.g. fp16 (reads `*.fp16.safetensors`).
-        #[arg(long)]
-        variant: Option<String>,
-        /// Output PNG; several images are numbered (out-1.png, out-2.png, …).
-        #[arg(long, default_value = "wgsd.png")]
-        out: std::path::PathBuf,
-        /// Replace existing files.
-        #[arg(long)]
-        overwrite: bool,
+        #[command(flatten)]
+        gen: GenArgs,
     },
+    /// Redraw an image guided by a prompt (img2img).
+    Img2img {
+        #[command(flatten)]
+        gen: GenArgs,
+        /// The init image (PNG or JPEG; gray or RGBA become RGB). Its size is the output size.
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// How much to change it, in (0, 1]: the last ⌊steps × strength⌋ steps are run.
+        #[arg(long, default_value_t = 0.8)]
+        strength: f64,
+    },
+    /// Repaint the white part of a mask (9-channel inpainting models, or any SD model by blending).
+    Inpaint {
+        #[command(flatten)]
+        gen: GenArgs,
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Same size as the image; white (≥ 50% gray) = repaint, black = keep.
+        #[arg(long)]
+        mask: std::path::PathBuf,
+        /// 1 repaints from pure noise; lower keeps more of what was under the mask.
+        #[arg(long, default_value_t = 1.0)]
+        strength: f64,
+    },
+    /// Redraw an image keeping its depth layout (SD 2 depth models).
+    Depth2img {
+        #[command(flatten)]
+        gen: GenArgs,
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// A depth map image (brighter = nearer) of the image's aspect ratio; default: estimated by the
+        /// model's depth_estimator.
+        #[arg(long)]
+        depth: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 0.8)]
+        strength: f64,
+    },
+}
+
+/// The options every generating command shares.
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache).
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Classifier-free guidance scale (≤ 1 turns guidance off).
+    #[arg(long, default_value_t = 7.5)]
+    cfg_scale: f32,
+    /// Random seed (default: a random one, printed and stored in the PNG).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Image width, a multiple of 8 (default: the init image's width, else the model's native size).
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
+    /// Sampler: A1111 names (euler_a, euler, heun, lms, ddim, ddpm, pndm, dpmpp_2m, dpmpp_2m_sde, unipc, lcm)
+    /// or diffusers class names; default: the model's scheduler.
+    #[arg(long)]
+    sampler: Option<String>,
+    /// Karras sigmas (with euler, heun, lms, dpmpp_2m, dpmpp_2m_sde).
+    #[arg(long)]
+    karras: bool,
+    /// Number of images; image i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    n_images: usize,
+    /// Images per UNet batch (faster on big GPUs; a batch shares its first image's seed).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// CLIP skip as in A1111: 1 = last layer, 2 = penultimate.
+    #[arg(long, default_value_t = 1)]
+    clip_skip: usize,
+    /// Weight variant, e.g. fp16 (reads `*.fp16.safetensors`).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Output PNG; several images are numbered (out-1.png, out-2.png, …).
+    #[arg(long, default_value = "wgsd.png")]
+    out: std::path::PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+impl GenArgs {
+    fn options(self, mode: wgsd::generate::Mode) -> wgsd::generate::GenerateOptions {
+        let g = self;
+        wgsd::generate::GenerateOptions {
+            model: g.model,
+            variant: g.variant,
+            prompt: g.prompt,
+            negative_prompt: g.negative_prompt,
+            steps: g.steps,
+            cfg_scale: g.cfg_scale,
+            seed: g.seed,
+            width: g.width,
+            height: g.height,
+            sampler: g.sampler,
+            karras: g.karras,
+            n_images: g.n_images,
+            batch: g.batch,
+            clip_skip: g.clip_skip,
+            out: g.out,
+            overwrite: g.overwrite,
+            mode,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -148,13 +221,13 @@ fn run(cli: Cli) -> Result<(), String> {
             run_kernels(&gpu, &bo).map_err(|e| e.to_string())?;
             Ok(())
         }
-        Command::Verify { fixtures } => {
+        Command::Verify { fixtures, only } => {
             let dir = fixtures.unwrap_or_else(wgsd::fixtures::dir);
             if !dir.exists() {
                 return Err(format!("fixture folder {} does not exist", dir.display()));
             }
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let results = wgsd::verify::run_all(&dir, &gpu).map_err(|e| e.to_string())?;
+            let results = wgsd::verify::run_selected(&dir, &gpu, &only).map_err(|e| e.to_string())?;
             for r in &results {
                 println!("{}", r.line());
             }
@@ -171,46 +244,16 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Generate {
-            model,
-            prompt,
-            negative_prompt,
-            steps,
-            cfg_scale,
-            seed,
-            width,
-            height,
-            sampler,
-            karras,
-            n_images,
-            batch,
-            clip_skip,
-            variant,
-            out,
-            overwrite,
-        } => {
-            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let o = wgsd::generate::GenerateOptions {
-                model,
-                variant,
-                prompt,
-                negative_prompt,
-                steps,
-                cfg_scale,
-                seed,
-                width,
-                height,
-                sampler,
-                karras,
-                n_images,
-                batch,
-                clip_skip,
-                out,
-                overwrite,
-            };
-            wgsd::generate::run(gpu, &o).map(|_| ()).map_err(|e| e.to_string())
-        }
+        Command::Generate { gen } => generate(&opts, gen.options(Mode::Txt2Img)),
+        Command::Img2img { gen, image, strength } => generate(&opts, gen.options(Mode::Img2Img { image, strength })),
+        Command::Inpaint { gen, image, mask, strength } => generate(&opts, gen.options(Mode::Inpaint { image, mask, strength })),
+        Command::Depth2img { gen, image, depth, strength } => generate(&opts, gen.options(Mode::Depth2Img { image, depth, strength })),
     }
+}
+
+fn generate(opts: &GpuOptions, o: wgsd::generate::GenerateOptions) -> Result<(), String> {
+    let gpu = Arc::new(Gpu::new(opts).map_err(|e| e.to_string())?);
+    wgsd::generate::run(gpu, &o).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -18,6 +18,8 @@ use crate::models::transformer::{Transformer2DModel, VaeAttention};
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::{split_moments, AutoencoderKL, DownEncoderBlock2D, UpDecoderBlock2D};
 use crate::models::weights::Weights;
+use crate::pipeline::denoise::{Condition, DepthSource};
+use crate::pipeline::inputs::{load_rgb, DepthMap, InitImage, Mask};
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
 use crate::tensor::TensorDesc;
@@ -217,17 +219,36 @@ fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result
 
 /// Every case of the fixture folder `dir` (a `cases.json` set or a `blocks.json` set).
 pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
+    run_selected(dir, gpu, &[])
+}
+
+/// The cases of the families named in `only` (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`,
+/// `vae`, `pipe`, `block`, …; empty = all).
+pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<CaseResult>> {
+    let want = |family: &str| only.is_empty() || only.iter().any(|o| o == family);
     let mut results = Vec::new();
     if dir.join("cases.json").exists() {
         let fx = Fixtures::open(dir, "cases")?;
-        results.extend(tokenizer_cases(&fx)?);
-        results.extend(scheduler_cases(&fx)?);
-        results.extend(text_cases(gpu, &fx)?);
-        results.extend(unet_cases(gpu, &fx)?);
-        results.extend(vae_cases(gpu, &fx)?);
-        results.extend(pipeline_cases(gpu, &fx)?);
+        if want("tokenizer") {
+            results.extend(tokenizer_cases(&fx)?);
+        }
+        if want("sched") {
+            results.extend(scheduler_cases(&fx)?);
+        }
+        if want("text") {
+            results.extend(text_cases(gpu, &fx)?);
+        }
+        if want("unet") {
+            results.extend(unet_cases(gpu, &fx)?);
+        }
+        if want("vae") {
+            results.extend(vae_cases(gpu, &fx)?);
+        }
+        if want("pipe") {
+            results.extend(pipeline_cases(gpu, &fx)?);
+        }
     }
-    if dir.join("blocks.json").exists() {
+    if dir.join("blocks.json").exists() && want("block") {
         let fx = Fixtures::open(dir, "blocks")?;
         results.extend(block_cases(gpu, &fx)?);
     }
@@ -536,19 +557,36 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
     }
 }
 
-/// `pipe.<case>`: the txt2img pipeline cases, replaying the recorded noise. Cases of pipelines wgsd does not
-/// have yet (img2img, inpainting, depth, the safety checker) are reported as skipped, never as passed.
+/// The condition a `pipelines.<case>` spec asks for: an init image (img2img), plus a mask (inpainting),
+/// or on a depth UNet a depth map (given as a fixture tensor, or estimated).
+fn case_condition(fx: &Fixtures, sd: &StableDiffusion, spec: &serde_json::Value) -> Result<Condition> {
+    let Some(image_file) = spec["image"].as_str() else { return Ok(Condition::Text) };
+    let image = InitImage::from_rgb8(&load_rgb(&fx.dir.join(image_file))?);
+    let strength = |default: f64| spec["strength"].as_f64().unwrap_or(default);
+    if let Some(mask_file) = spec["mask_image"].as_str() {
+        let mask = Mask::from_rgb8(&load_rgb(&fx.dir.join(mask_file))?);
+        return Ok(Condition::Inpaint { image, mask, strength: strength(1.0) });
+    }
+    if let Some(key) = spec["depth_map"].as_str() {
+        let shape = fx.shape(key)?;
+        let (height, width) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+        let depth = DepthMap { width, height, data: fx.tensor(key)? };
+        return Ok(Condition::Depth { image, depth: DepthSource::Given(depth), strength: strength(0.8) });
+    }
+    if sd.unet.config.in_channels == sd.unet.config.out_channels + 1 {
+        return Ok(Condition::Depth { image, depth: DepthSource::Estimated, strength: strength(0.8) });
+    }
+    Ok(Condition::Img2Img { image, strength: strength(0.8) })
+}
+
+/// `pipe.<case>`: every pipeline case (txt2img, img2img, inpainting, depth2img), replaying the recorded
+/// noise. Cases that need the safety checker are reported as skipped, never as passed.
 pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
     let mut out = Vec::new();
     let Some(cases) = fx.meta["pipelines"].as_object() else { return Ok(out) };
     let mut loaded: Vec<(String, StableDiffusion)> = Vec::new();
     for (name, spec) in cases {
         let case = format!("pipe.{name}");
-        let needs = ["image", "mask_image", "depth_map", "pipeline"].iter().find(|k| !spec[**k].is_null());
-        if let Some(k) = needs {
-            out.push(skipped(&case, &format!("needs `{k}`: img2img, inpainting and depth2img are not implemented yet")));
-            continue;
-        }
         if spec["safety"].as_bool() == Some(true) {
             out.push(skipped(&case, "the safety checker is not implemented yet"));
             continue;
@@ -570,17 +608,23 @@ pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> 
             let draws = spec["noise_draws"].as_u64().unwrap_or(0) as usize;
             let recorded: Vec<Vec<f32>> = (0..draws).map(|i| fx.tensor(&format!("{case}.noise.{i}"))).collect::<Result<_>>()?;
             let mut noise = ReplayNoise::new(recorded);
+            let cond = case_condition(fx, sd, spec)?;
+            // Image modes default to the init image's size, like diffusers.
+            let (dw, dh) = match &cond {
+                Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
+                Condition::Text => (512, 512),
+            };
             let req = Txt2ImgRequest {
                 prompts: strings(&spec["prompt"]),
                 negative_prompts: strings(&spec["negative_prompt"]),
                 images_per_prompt: spec["num_images_per_prompt"].as_u64().unwrap_or(1) as usize,
-                width: spec["width"].as_u64().unwrap_or(512) as usize,
-                height: spec["height"].as_u64().unwrap_or(512) as usize,
+                width: spec["width"].as_u64().map_or(dw, |v| v as usize),
+                height: spec["height"].as_u64().map_or(dh, |v| v as usize),
                 steps: spec["num_inference_steps"].as_u64().unwrap_or(50) as usize,
                 guidance_scale: spec["guidance_scale"].as_f64().unwrap_or(7.5) as f32,
                 clip_skip: spec["clip_skip"].as_u64().unwrap_or(0) as usize,
             };
-            let result = sd.txt2img(&req, scheduler.as_mut(), &mut noise, &mut |_, _| {})?;
+            let result = sd.generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |_, _| {})?;
             let want = fx.tensor(&format!("{case}.images"))?;
             let mut r = compare(&case, &result.images, &want, f64::INFINITY);
             r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws;

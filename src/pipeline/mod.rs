@@ -3,6 +3,10 @@
 //! run as GPU plans built once per shape and re-run every step; the scheduler and the guidance
 //! combination are host code.
 
+pub mod denoise;
+pub mod depth2img;
+pub mod img2img;
+pub mod inputs;
 pub mod txt2img;
 
 use std::path::{Path, PathBuf};

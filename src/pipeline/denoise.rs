@@ -1,0 +1,279 @@
+//! The denoising run every mode shares, in the order of operations (and of random draws) of diffusers'
+//! `StableDiffusion{,Img2Img,Inpaint,Depth2Img}Pipeline.__call__`:
+//!
+//! 1. prompt embeddings, unconditional first (`[uncond; cond]`);
+//! 2. timesteps — all of them, or for an init image the last `⌊steps · strength⌋`;
+//! 3. starting latents — noise × `init_noise_sigma`, or the encoded image noised to the first timestep;
+//! 4. extra UNet channels — 9-channel inpainting: the mask on the latent grid and the masked image's
+//!    latents; depth2img: the depth map;
+//! 5. each step: the UNet on `[latents; latents]` scaled by the scheduler with the extra channels
+//!    appended, `uncond + guidance · (cond − uncond)`, the scheduler step — and for inpainting with a
+//!    plain 4-channel UNet, the known region put back (the image noised to the next timestep);
+//! 6. latents / `scaling_factor` → VAE decode → `(x / 2 + 0.5).clamp(0, 1)`.
+
+use super::depth2img::depth_condition;
+use super::inputs::{check_depth, check_mask, DepthMap, InitImage, Mask};
+use super::txt2img::Txt2ImgRequest;
+use super::{StableDiffusion, UNetRunner};
+use crate::error::{Error, Result};
+use crate::schedulers::{NoiseSource, Scheduler};
+
+/// Where the depth channel of depth2img comes from.
+#[derive(Clone, Debug)]
+pub enum DepthSource {
+    Given(DepthMap),
+    /// Predicted from the init image by the model folder's `depth_estimator`.
+    Estimated,
+}
+
+/// What a run is conditioned on besides the prompts.
+#[derive(Clone, Debug)]
+pub enum Condition {
+    Text,
+    /// `strength` in (0, 1]: how much of the schedule to run (1 = start from pure noise).
+    Img2Img { image: InitImage, strength: f64 },
+    /// 9-channel inpainting UNets take the mask as input; 4-channel ones blend the kept region back each step.
+    Inpaint { image: InitImage, mask: Mask, strength: f64 },
+    Depth { image: InitImage, depth: DepthSource, strength: f64 },
+}
+
+impl Condition {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Condition::Text => "txt2img",
+            Condition::Img2Img { .. } => "img2img",
+            Condition::Inpaint { .. } => "inpaint",
+            Condition::Depth { .. } => "depth2img",
+        }
+    }
+
+    fn image_and_strength(&self) -> Option<(&InitImage, f64)> {
+        match self {
+            Condition::Text => None,
+            Condition::Img2Img { image, strength } | Condition::Inpaint { image, strength, .. } | Condition::Depth { image, strength, .. } => {
+                Some((image, *strength))
+            }
+        }
+    }
+}
+
+/// Generated images (NHWC float in [0, 1]) and what happened on the way.
+pub struct GenerationOutput {
+    pub images: Vec<f32>,
+    pub count: usize,
+    pub width: usize,
+    pub height: usize,
+    /// Per prompt: tokens cut to fit the 77-token window.
+    pub truncated: Vec<usize>,
+    /// Seconds: text encoding, each denoising step, VAE decode.
+    pub t_text: f64,
+    pub t_steps: Vec<f64>,
+    pub t_decode: f64,
+}
+
+/// Checks the condition against the request and the UNet it will run on.
+fn check_condition(req: &Txt2ImgRequest, cond: &Condition, unet_in: usize, latent: usize) -> Result<()> {
+    let wanted = match cond {
+        Condition::Inpaint { .. } => vec![latent, 2 * latent + 1],
+        Condition::Depth { .. } => vec![latent + 1],
+        _ => vec![latent],
+    };
+    if !wanted.contains(&unet_in) {
+        let kind = match unet_in {
+            n if n == 2 * latent + 1 => "an inpainting UNet: use inpaint",
+            n if n == latent + 1 => "a depth UNet: use depth2img",
+            _ => "a UNet of another kind",
+        };
+        return Err(Error::usage(format!("{} cannot run on this model: its UNet takes {unet_in} input channels ({kind})", cond.name())));
+    }
+    if let Some((image, strength)) = cond.image_and_strength() {
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::usage(format!("strength must be in (0, 1], got {strength}")));
+        }
+        if (image.width, image.height) != (req.width, req.height) {
+            return Err(Error::usage(format!(
+                "the init image is {}x{} but {}x{} was requested",
+                image.width, image.height, req.width, req.height
+            )));
+        }
+    }
+    match cond {
+        Condition::Inpaint { image, mask, .. } => check_mask(image, mask, "the mask"),
+        Condition::Depth { image, depth: DepthSource::Given(d), .. } => check_depth(image, d, "the depth map"),
+        _ => Ok(()),
+    }
+}
+
+/// `items` copies of `x`, one after another.
+fn repeat(x: &[f32], items: usize) -> Vec<f32> {
+    x.repeat(items)
+}
+
+impl StableDiffusion {
+    /// Runs one generation. `progress(step, total)` is called after every scheduler step.
+    pub fn generate(
+        &self,
+        req: &Txt2ImgRequest,
+        cond: &Condition,
+        scheduler: &mut dyn Scheduler,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<GenerationOutput> {
+        req.validate()?;
+        let latent_ch = self.unet.config.out_channels;
+        let unet_in = self.unet.config.in_channels;
+        check_condition(req, cond, unet_in, latent_ch)?;
+        let (h, w) = (req.height / 8, req.width / 8);
+        let n = req.prompts.len() * req.images_per_prompt;
+        let cfg = req.guidance_scale > 1.0;
+        let t0 = std::time::Instant::now();
+
+        // 1. Embeddings, each prompt repeated images_per_prompt times.
+        let (context, truncated) = self.prompt_context(req, cfg)?;
+        let t_text = t0.elapsed().as_secs_f64();
+
+        // depth2img estimates depth before anything draws noise.
+        let depth = match cond {
+            Condition::Depth { depth: DepthSource::Given(d), .. } => Some(d.clone()),
+            Condition::Depth { image, depth: DepthSource::Estimated, .. } => Some(self.estimate_depth(image)?),
+            _ => None,
+        };
+
+        // 2. Timesteps.
+        let start = match cond.image_and_strength() {
+            None => {
+                scheduler.set_timesteps(req.steps)?;
+                0
+            }
+            Some((_, strength)) => scheduler.set_timesteps_img2img(req.steps, strength)?,
+        };
+        let timesteps = scheduler.timesteps().to_vec();
+        if start >= timesteps.len() {
+            return Err(Error::usage(format!(
+                "strength × steps leaves no step to run ({} steps): raise the strength or the steps",
+                req.steps
+            )));
+        }
+
+        // 3. Starting latents (and the clean image latents the 4-channel inpainting blend needs).
+        let one = latent_ch * h * w;
+        let latent_len = n * one;
+        let legacy_inpaint = matches!(cond, Condition::Inpaint { .. }) && unet_in == latent_ch;
+        let mut image_latents = Vec::new();
+        let noise0;
+        let mut latents = match cond.image_and_strength() {
+            None => {
+                noise0 = noise.randn(latent_len)?;
+                let sigma = scheduler.init_noise_sigma();
+                noise0.iter().map(|v| v * sigma).collect::<Vec<f32>>()
+            }
+            Some((image, strength)) => {
+                let from_noise = strength == 1.0 && matches!(cond, Condition::Inpaint { .. });
+                if !from_noise || legacy_inpaint {
+                    image_latents = repeat(&self.encode_image(image, noise)?, n);
+                }
+                noise0 = noise.randn(latent_len)?;
+                if from_noise {
+                    let sigma = scheduler.init_noise_sigma();
+                    noise0.iter().map(|v| v * sigma).collect()
+                } else {
+                    scheduler.add_noise(&image_latents, &noise0, start)
+                }
+            }
+        };
+
+        // 4. Extra UNet channels, the same for every image: [extra, h, w].
+        let mut extra = Vec::new();
+        let mut latent_mask = Vec::new();
+        if let Condition::Inpaint { image, mask, .. } = cond {
+            latent_mask = mask.to_latent_grid(h, w);
+            // diffusers encodes the masked image even for 4-channel UNets (one posterior draw).
+            let masked = self.encode_image(&image.masked(mask), noise)?;
+            if !legacy_inpaint {
+                extra.extend_from_slice(&latent_mask);
+                extra.extend_from_slice(&masked);
+            }
+        }
+        if let Some(d) = &depth {
+            extra = depth_condition(d, h, w)?;
+        }
+        let extra_ch = extra.len() / (h * w);
+        debug_assert_eq!(latent_ch + extra_ch, unet_in);
+
+        // 5. Denoising loop: one UNet plan, re-run every step.
+        let batch = if cfg { 2 * n } else { n };
+        let d = self.text_encoder.config.hidden_size;
+        let unet = UNetRunner::new(self, [batch, unet_in, h, w], &context, [batch, self.tokenizer.max_len, d])?;
+        let mut t_steps = Vec::new();
+        let total = timesteps.len() - start;
+        for (i, &t) in timesteps.iter().enumerate().skip(start) {
+            let ts = std::time::Instant::now();
+            let scaled = scheduler.scale_model_input(&latents, i);
+            let mut input = Vec::with_capacity(batch * unet_in * h * w);
+            for _ in 0..batch / n {
+                for item in scaled.chunks(one) {
+                    input.extend_from_slice(item);
+                    input.extend_from_slice(&extra);
+                }
+            }
+            let pred = unet.run(&input, t as f32)?;
+            let guided: Vec<f32> = if cfg {
+                let (u, c) = pred.split_at(latent_len);
+                u.iter().zip(c).map(|(u, c)| u + req.guidance_scale * (c - u)).collect()
+            } else {
+                pred
+            };
+            latents = scheduler.step(&guided, i, &latents, noise)?;
+            if legacy_inpaint {
+                // Keep the unmasked region: the clean image latents noised to the next timestep.
+                let known = if i + 1 < timesteps.len() { scheduler.add_noise(&image_latents, &noise0, i + 1) } else { image_latents.clone() };
+                for (j, l) in latents.iter_mut().enumerate() {
+                    let m = latent_mask[j % (h * w)];
+                    *l = (1.0 - m) * known[j] + m * *l;
+                }
+            }
+            t_steps.push(ts.elapsed().as_secs_f64());
+            progress(i + 1 - start, total);
+        }
+
+        // 6. Decode.
+        let td = std::time::Instant::now();
+        let scale = self.vae.config.scaling_factor as f32;
+        let scaled: Vec<f32> = latents.iter().map(|v| v / scale).collect();
+        let images = self.decode_latents(&scaled, [n, latent_ch, h, w])?;
+        Ok(GenerationOutput {
+            images,
+            count: n,
+            width: req.width,
+            height: req.height,
+            truncated,
+            t_text,
+            t_steps,
+            t_decode: td.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The UNet's `encoder_hidden_states`: `[uncond; cond]` with guidance, else `cond`.
+    fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<(Vec<f32>, Vec<usize>)> {
+        let repeat = |v: &[String]| -> Vec<String> {
+            v.iter().flat_map(|p| std::iter::repeat_n(p.clone(), req.images_per_prompt)).collect()
+        };
+        let (cond, truncated) = self.encode_prompts(&repeat(&req.prompts), req.clip_skip)?;
+        let mut context = Vec::new();
+        if cfg {
+            let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
+            let (uncond, _) = self.encode_prompts(&repeat(&neg), 0)?;
+            context.extend_from_slice(&uncond);
+        }
+        context.extend_from_slice(&cond);
+        Ok((context, truncated))
+    }
+
+    /// Depth predicted by the model folder's `depth_estimator` (not available yet).
+    fn estimate_depth(&self, _image: &InitImage) -> Result<DepthMap> {
+        Err(Error::usage(format!(
+            "{}: estimating depth with the model's depth_estimator is not implemented yet; pass a depth map",
+            self.dir.display()
+        )))
+    }
+}
