@@ -88,3 +88,80 @@ fn generate_refuses_bad_input_with_clear_messages() {
     assert!(!o.status.success() && err.contains("not a diffusers model folder"), "{err}");
     assert!(!out.exists());
 }
+
+/// A fixture model folder by name, or None (with a SKIPPED line) when the fixtures are absent.
+fn tiny(model: &str) -> Option<PathBuf> {
+    let dir = wgsd::fixtures::dir().join(model);
+    if dir.join("model_index.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no fixture model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
+        None
+    }
+}
+
+#[test]
+fn image_modes_write_pngs_with_their_strength() {
+    let (Some(sd15), Some(inpaint), Some(depth)) = (tiny("sd15"), tiny("sd15-inpaint"), tiny("sd2-depth")) else { return };
+    let fx = wgsd::fixtures::dir();
+    let (image, mask) = (fx.join("init.png"), fx.join("mask.png"));
+    let dir = temp_dir("modes");
+    let runs: Vec<(&str, Vec<PathBuf>, &PathBuf, &str)> = vec![
+        ("img2img", vec![], &sd15, "0.6"),
+        ("inpaint", vec!["--mask".into(), mask.clone()], &inpaint, "1"),
+        ("inpaint", vec!["--mask".into(), mask.clone()], &sd15, "0.8"),
+        // Any image works as a depth map: only its relative brightness matters.
+        ("depth2img", vec!["--depth".into(), fx.join("safety_0.png")], &depth, "0.7"),
+    ];
+    for (i, (mode, extra, model, strength)) in runs.iter().enumerate() {
+        let out = dir.join(format!("{mode}-{i}.png"));
+        let o = wgsd()
+            .args([*mode, "--model", model.to_str().unwrap(), "--prompt", "a red fox", "--steps", "3", "--seed", "7"])
+            .args(["--strength", strength, "--image"])
+            .arg(&image)
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
+        let params = wgsd::output::read_parameters(&out).unwrap().expect("parameters chunk");
+        assert!(params.contains(&format!("Denoising strength: {strength}")), "{params}");
+        let px = pixels(&out);
+        assert!(px.iter().any(|&v| v != px[0]), "{mode}: a flat image");
+    }
+}
+
+#[test]
+fn image_modes_refuse_inputs_that_do_not_fit() {
+    let fx = wgsd::fixtures::dir();
+    let (Some(sd15), Some(inpaint)) = (tiny("sd15"), tiny("sd15-inpaint")) else { return };
+    let dir = temp_dir("modes-bad");
+    let out = dir.join("z.png");
+    let small = dir.join("small.png");
+    image::RgbImage::new(64, 64).save(&small).unwrap();
+    let odd = dir.join("odd.png");
+    image::RgbaImage::new(100, 64).save(&odd).unwrap();
+    let black = dir.join("black.png");
+    image::GrayImage::new(128, 128).save(&black).unwrap();
+    let init = fx.join("init.png");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--strength".into(), "0".into()], "(0, 1]"),
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--strength".into(), "1.5".into()], "(0, 1]"),
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&odd)], "multiples of 8"),
+        (vec!["img2img".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init)], "inpainting model, use inpaint"),
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--steps".into(), "2".into(), "--strength".into(), "0.3".into()], "no step to run"),
+        (vec!["inpaint".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init), "--mask".into(), s(&small)], "must be the same size"),
+        (vec!["inpaint".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init), "--mask".into(), s(&black)], "all black"),
+        (vec!["depth2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--depth".into(), s(&init)], "needs a depth model"),
+        (vec!["depth2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--depth".into(), s(&small.with_extension("jpg"))], "no such file"),
+    ];
+    for (args, want) in cases {
+        let o = wgsd().args(&args).args(["--prompt", "x", "--out"]).arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists());
+    }
+}

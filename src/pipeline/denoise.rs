@@ -79,12 +79,17 @@ fn check_condition(req: &Txt2ImgRequest, cond: &Condition, unet_in: usize, laten
         _ => vec![latent],
     };
     if !wanted.contains(&unet_in) {
-        let kind = match unet_in {
-            n if n == 2 * latent + 1 => "an inpainting UNet: use inpaint",
-            n if n == latent + 1 => "a depth UNet: use depth2img",
-            _ => "a UNet of another kind",
+        let needs = match cond {
+            Condition::Inpaint { .. } => format!("a UNet with {latent} or {} input channels", 2 * latent + 1),
+            Condition::Depth { .. } => format!("a depth model (a UNet with {} input channels)", latent + 1),
+            _ => format!("a UNet with {latent} input channels"),
         };
-        return Err(Error::usage(format!("{} cannot run on this model: its UNet takes {unet_in} input channels ({kind})", cond.name())));
+        let hint = match unet_in {
+            n if n == 2 * latent + 1 => ": it is an inpainting model, use inpaint",
+            n if n == latent + 1 => ": it is a depth model, use depth2img",
+            _ => "",
+        };
+        return Err(Error::usage(format!("{} needs {needs}; this model's UNet takes {unet_in}{hint}", cond.name())));
     }
     if let Some((image, strength)) = cond.image_and_strength() {
         if !(strength > 0.0 && strength <= 1.0) {
@@ -148,7 +153,8 @@ impl StableDiffusion {
             Some((_, strength)) => scheduler.set_timesteps_img2img(req.steps, strength)?,
         };
         let timesteps = scheduler.timesteps().to_vec();
-        if start >= timesteps.len() {
+        // diffusers refuses a run whose ⌊steps · strength⌋ is 0 (PNDM's repeated timestep does not count).
+        if start >= timesteps.len() || start / scheduler.order() >= scheduler.num_inference_steps() {
             return Err(Error::usage(format!(
                 "strength × steps leaves no step to run ({} steps): raise the strength or the steps",
                 req.steps
