@@ -55,7 +55,8 @@ fn edited_config(model: &Path, tag: &str, edit: impl Fn(&mut serde_json::Value))
 #[test]
 fn unsupported_config_values_are_named() {
     let Some((_, model)) = fixture() else { return };
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("hybrid", Box::new(|v| v["is_hybrid"] = false.into()), "is_hybrid = false"),
         ("readout", Box::new(|v| v["readout_type"] = "add".into()), "readout_type = \"add\""),
         ("proj", Box::new(|v| v["add_projection"] = true.into()), "add_projection = true"),
@@ -105,7 +106,7 @@ fn other_image_sizes_are_refused_as_transformers_does() {
     let m = DptForDepthEstimation::load(&test_gpu(), &model).unwrap();
     let err = m.predict(&vec![0.0; 3 * 48 * 64], [1, 3, 48, 64]).unwrap_err().to_string();
     assert!(err.contains("Input image size (48*64) doesn't match model (64*64)"), "{err}");
-    let err = m.predict(&vec![0.0; 10], [1, 3, 64, 64]).unwrap_err().to_string();
+    let err = m.predict(&[0.0; 10], [1, 3, 64, 64]).unwrap_err().to_string();
     assert!(err.contains("pixel_values") && err.contains("10 values"), "{err}");
 }
 
@@ -127,4 +128,31 @@ fn batched_images_are_independent() {
     println!("batch vs single: {ra:.2e} {rb:.2e}; mirror vs original {:.2e}", wgsd::testing::rel_l2(&single_b, &single_a));
     assert!(ra < 1e-6 && rb < 1e-6, "{ra} {rb}");
     assert!(wgsd::testing::rel_l2(&single_b, &single_a) > 1e-3, "the mirror image should change the depth");
+}
+
+/// The real DPT-hybrid layout (Intel/dpt-hybrid-midas: 384×384 input, BiT depths [3, 4, 9], 12 ViT layers
+/// read at [2, 5, 8, 11], reassemble factors [1, 1, 1, 0.5]) with narrow channels and seeded random
+/// weights: every shape from 384² down to the 24² token grid and back up to the 384² depth map records and
+/// runs, giving a finite, non-constant map.
+#[test]
+fn real_layout_at_384_runs() {
+    let Some((_, model)) = fixture() else { return };
+    let d = edited_config(&model, "384", |v| {
+        v["image_size"] = 384.into();
+        v["num_hidden_layers"] = 12.into();
+        v["backbone_out_indices"] = serde_json::json!([2, 5, 8, 11]);
+        v["backbone_featmap_shape"] = serde_json::json!([1, 96, 24, 24]);
+        v["backbone_config"]["depths"] = serde_json::json!([3, 4, 9]);
+    });
+    let config = DptConfig::from_file(&d.join("config.json")).unwrap();
+    std::fs::remove_dir_all(&d).ok();
+    let weights = wgsd::models::weights::Weights::random(7);
+    let m = DptForDepthEstimation::from_weights(&test_gpu(), config, &weights).unwrap();
+    let x = wgsd::testing::Rng::new(3).vec(3 * 384 * 384, 1.0);
+    let depth = m.predict(&x, [1, 3, 384, 384]).unwrap();
+    assert_eq!(depth.len(), 384 * 384);
+    assert!(depth.iter().all(|v| v.is_finite()));
+    let (lo, hi) = depth.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!("depth range at 384²: {lo} .. {hi}");
+    assert!(hi > lo);
 }

@@ -16,7 +16,8 @@ fn max_pool2d_at_awkward_sizes() {
     let mut g = Graph::new();
     let mut inputs = Vec::new();
     // (shape, k, stride, pad (t, b, l, r), pad value)
-    let cases: [([usize; 4], usize, usize, [usize; 4], Option<f32>); 7] = [
+    type Case = ([usize; 4], usize, usize, [usize; 4], Option<f32>);
+    let cases: [Case; 7] = [
         ([2, 3, 13, 17], 3, 2, [0, 1, 0, 1], Some(0.0)), // BiT's dynamic SAME padding
         ([1, 5, 7, 7], 3, 2, [1, 1, 1, 1], None),        // PyTorch's -inf padding
         ([2, 2, 11, 6], 2, 2, [0, 0, 0, 0], None),
@@ -51,15 +52,13 @@ fn bilinear_at_awkward_sizes() {
         ([1, 1, 3, 17], 3, 17),  // identity size
         ([1, 4, 9, 13], 31, 29),
     ];
-    let mut k = 0;
-    for (shape, oh, ow) in cases {
+    for (k, (shape, oh, ow)) in cases.into_iter().enumerate() {
         let x = g.input(&format!("x{k}"), TensorDesc::f32(&shape));
         inputs.push((x, rng.vec(shape.iter().product(), 2.0)));
         for align in [false, true] {
             let y = g.bilinear(&format!("bilinear{k}_align{align}"), x, oh, ow, align).unwrap();
             g.output(y);
         }
-        k += 1;
     }
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
 }

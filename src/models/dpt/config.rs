@@ -283,10 +283,10 @@ impl DptConfig {
         if !(-n..n).contains(&self.head_in_index) {
             return Err(format!("head_in_index = {} is out of range for {n} fusion outputs", self.head_in_index));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
-        if self.fusion_hidden_size % 2 != 0 {
+        if !self.fusion_hidden_size.is_multiple_of(2) {
             return Err(format!("fusion_hidden_size = {} must be even (the head halves it)", self.fusion_hidden_size));
         }
         if self.backbone_featmap_shape.as_ref().is_none_or(|s| s.len() != 4) {

@@ -22,7 +22,7 @@ pub enum Pad {
 
 /// BiT's `get_padding_value("SAME", k, stride)`: static when it can be, dynamic otherwise.
 pub fn same_padding(k: usize, stride: usize) -> Pad {
-    if stride == 1 && (k - 1) % 2 == 0 {
+    if stride == 1 && (k - 1).is_multiple_of(2) {
         Pad::Fixed((k - 1) / 2)
     } else {
         Pad::Same
