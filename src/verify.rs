@@ -247,6 +247,9 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<C
         if want("pipe") {
             results.extend(pipeline_cases(gpu, &fx)?);
         }
+        if want("depth") {
+            results.extend(crate::models::dpt::verify::depth_cases(gpu, &fx)?);
+        }
     }
     if dir.join("blocks.json").exists() && want("block") {
         let fx = Fixtures::open(dir, "blocks")?;

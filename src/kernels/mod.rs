@@ -16,6 +16,7 @@ pub mod conv2d;
 pub mod embedding;
 pub mod matmul;
 pub mod norm;
+pub mod resample;
 pub mod unary;
 
 /// A WGSL source file of the library.
@@ -58,5 +59,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &attention_rowwise::SHADER,
         &matmul::SHADER,
         &matmul::SUBGROUP_SHADER,
+        &resample::SHADER,
     ]
 }

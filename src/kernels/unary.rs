@@ -23,6 +23,8 @@ pub enum Activation {
     GeluTanh = 3,
     /// CLIP's `x * sigmoid(1.702 x)`.
     QuickGelu = 4,
+    /// `max(x, 0)` (BiT and DPT in the depth estimator).
+    Relu = 5,
 }
 
 impl Activation {
@@ -37,6 +39,7 @@ impl Activation {
             Activation::Gelu => "gelu",
             Activation::GeluTanh => "gelu_tanh",
             Activation::QuickGelu => "quick_gelu",
+            Activation::Relu => "relu",
         }
     }
 
@@ -49,6 +52,7 @@ impl Activation {
             Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
             Activation::GeluTanh => 0.5 * v * (1.0 + (0.7978845608028654 * (v + 0.044715 * v * v * v)).tanh()),
             Activation::QuickGelu => v / (1.0 + (-1.702 * v).exp()),
+            Activation::Relu => v.max(0.0),
         };
         r as f32
     }

@@ -3,6 +3,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod dpt;
 pub mod nn;
 pub mod resnet;
 pub mod tokenizer;

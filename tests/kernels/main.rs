@@ -8,3 +8,4 @@ mod elementwise;
 mod executor;
 mod matmul;
 mod norm;
+mod resample;

@@ -94,8 +94,8 @@ fn matmul_throughput() {
 const TOL: f64 = 1e-5;
 /// Every kernel: the tuned one (the subgroup kernel on lavapipe), the GPU tiled one and the naive one.
 const KERNELS: [MatmulKernel; 3] = [MatmulKernel::Tuned, MatmulKernel::Tiled, MatmulKernel::Naive];
-const ACTS: [Activation; 5] =
-    [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu];
+const ACTS: [Activation; 6] =
+    [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu];
 
 /// Shape of an operand stored as `[rows, cols]` of `op(X)`, transposed in memory when `t`.
 fn stored(batch: &[usize], rows: usize, cols: usize, t: bool) -> Vec<usize> {
