@@ -226,6 +226,7 @@ pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
         results.extend(unet_cases(gpu, &fx)?);
         results.extend(vae_cases(gpu, &fx)?);
         results.extend(pipeline_cases(gpu, &fx)?);
+        results.extend(crate::verify_safety::safety_cases(gpu, &fx)?);
     }
     if dir.join("blocks.json").exists() {
         let fx = Fixtures::open(dir, "blocks")?;
