@@ -27,7 +27,8 @@ fn fnv(b: &[u8]) -> u64 {
 
 /// (w, h, channels, new_w, new_h, filter, FNV-1a of Pillow's output bytes, their sum). Made by:
 /// `np.asarray(Image.fromarray(pattern(w, h, c), "L" or "RGB").resize((new_w, new_h), filter))`.
-const PILLOW: &[(usize, usize, usize, usize, usize, Filter, u64, u64)] = &[
+type Case = (usize, usize, usize, usize, usize, Filter, u64, u64);
+const PILLOW: &[Case] = &[
     (37, 23, 1, 16, 11, Filter::Bilinear, 0x7d9be9f44116e14b, 22364),
     (37, 23, 1, 16, 11, Filter::Bicubic, 0xe31286f1da6840ca, 22347),
     (37, 23, 1, 16, 11, Filter::Lanczos, 0x24e4a0c558b361eb, 22372),
@@ -64,7 +65,7 @@ const PILLOW: &[(usize, usize, usize, usize, usize, Filter, u64, u64)] = &[
 fn pillow_backend_matches_pillow_bit_exactly() {
     let mut bad = Vec::new();
     for &(w, h, c, nw, nh, f, hash, sum) in PILLOW {
-        let out = resize_u8(&pattern(w, h, c), w, h, c, nw, nh, f, Backend::Pillow).unwrap();
+        let out = resize_u8(&pattern(w, h, c), (w, h), c, (nw, nh), f, Backend::Pillow).unwrap();
         let got_sum: u64 = out.iter().map(|&v| v as u64).sum();
         if fnv(&out) != hash {
             bad.push(format!("{w}x{h}x{c} -> {nw}x{nh} {f:?}: sum {got_sum}, Pillow {sum}"));
@@ -77,12 +78,12 @@ fn pillow_backend_matches_pillow_bit_exactly() {
 fn torch_backend_is_within_one_of_pillow() {
     for &(w, h, c, nw, nh, f, _, _) in PILLOW.iter().filter(|c| c.5 != Filter::Lanczos) {
         let src = pattern(w, h, c);
-        let a = resize_u8(&src, w, h, c, nw, nh, f, Backend::Pillow).unwrap();
-        let b = resize_u8(&src, w, h, c, nw, nh, f, Backend::TorchU8).unwrap();
+        let a = resize_u8(&src, (w, h), c, (nw, nh), f, Backend::Pillow).unwrap();
+        let b = resize_u8(&src, (w, h), c, (nw, nh), f, Backend::TorchU8).unwrap();
         let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
         assert!(worst <= 1, "{w}x{h}x{c} -> {nw}x{nh} {f:?}: torch and Pillow differ by {worst}");
     }
-    let err = resize_u8(&pattern(4, 4, 3), 4, 4, 3, 2, 2, Filter::Lanczos, Backend::TorchU8).unwrap_err();
+    let err = resize_u8(&pattern(4, 4, 3), (4, 4), 3, (2, 2), Filter::Lanczos, Backend::TorchU8).unwrap_err();
     assert!(err.to_string().contains("LANCZOS"), "{err}");
 }
 
@@ -93,14 +94,14 @@ fn resize_keeps_constant_images_and_skips_unchanged_axes() {
             if b == Backend::TorchU8 && f == Filter::Lanczos {
                 continue;
             }
-            let out = resize_u8(&[77u8; 13 * 9 * 3], 13, 9, 3, 5, 21, f, b).unwrap();
+            let out = resize_u8(&[77u8; 13 * 9 * 3], (13, 9), 3, (5, 21), f, b).unwrap();
             assert!(out.iter().all(|&v| v == 77), "{f:?} {b:?}");
         }
     }
     let src = pattern(6, 5, 3);
-    assert_eq!(resize_u8(&src, 6, 5, 3, 6, 5, Filter::Bicubic, Backend::Pillow).unwrap(), src);
-    assert!(resize_u8(&src, 6, 5, 3, 0, 5, Filter::Bicubic, Backend::Pillow).is_err());
-    assert!(resize_u8(&src[1..], 6, 5, 3, 3, 5, Filter::Bicubic, Backend::Pillow).is_err());
+    assert_eq!(resize_u8(&src, (6, 5), 3, (6, 5), Filter::Bicubic, Backend::Pillow).unwrap(), src);
+    assert!(resize_u8(&src, (6, 5), 3, (0, 5), Filter::Bicubic, Backend::Pillow).is_err());
+    assert!(resize_u8(&src[1..], (6, 5), 3, (3, 5), Filter::Bicubic, Backend::Pillow).is_err());
 }
 
 /// torch: `F.interpolate(torch.tensor([[1., 2.], [3., 4.]])[None, None], size=(4, 4), mode="bicubic",
@@ -109,12 +110,12 @@ fn resize_keeps_constant_images_and_skips_unchanged_axes() {
 /// on the first row).
 #[test]
 fn interpolate_bicubic_matches_torch_on_a_ramp() {
-    let f = [-0.10546875f32, 0.2265625, 0.7734375, 1.10546875];
+    let f = [-0.10546875f64, 0.2265625, 0.7734375, 1.10546875];
     let out = interpolate_bicubic(&[1.0, 2.0, 3.0, 4.0], 2, 2, 4, 4).unwrap();
     for y in 0..4 {
         for x in 0..4 {
             let want = 1.0 + f[x] + 2.0 * f[y];
-            assert!((out[y * 4 + x] - want).abs() < 1e-6, "({y},{x}): {} vs {want}", out[y * 4 + x]);
+            assert!((out[y * 4 + x] as f64 - want).abs() < 1e-6, "({y},{x}): {} vs {want}", out[y * 4 + x]);
         }
     }
     assert!((out[0] - 0.68359375).abs() < 1e-6);
@@ -208,7 +209,7 @@ fn files_convert_to_rgb_like_pil() {
 
 #[test]
 fn from_unit_floats_rounds_like_numpy() {
-    let img = RgbImage::from_unit_floats(1, 1, &[0.5 / 255.0 * 3.0, 1.0, 0.0]).unwrap();
+    let img = RgbImage::from_unit_floats(1, 1, &[1.5 / 255.0, 1.0, 0.0]).unwrap();
     // 1.5 rounds to 2 (ties to even), 255, 0.
     assert_eq!(img.data, vec![2, 255, 0]);
 }

@@ -126,3 +126,37 @@ fn real_size_vision_layer_runs() {
     assert!(res[0].image_embeds.iter().all(|v| v.is_finite()));
     assert_eq!(res[0].concept_scores.len(), 17);
 }
+
+/// The pipeline's own images (`pipe.*.images`, NHWC floats in [0, 1]) rounded to u8 as diffusers does
+/// (`numpy_to_pil`) and checked: the flags agree with `pipelines.<case>.nsfw` for every image the pipeline
+/// let through (a flagged image is stored black, so only unflagged ones can be re-checked).
+#[test]
+fn pipeline_images_get_the_pipeline_flags() {
+    let Some(fx) = fixtures() else { return };
+    let Some(cases) = fx.meta["pipelines"].as_object() else { return };
+    let gpu = wgsd::testing::test_gpu();
+    let mut checked = 0;
+    for (name, case) in cases {
+        let Some(flags) = case["nsfw"].as_array() else { continue };
+        let key = format!("pipe.{name}.images");
+        let (Some(model), true) = (case["model"].as_str(), fx.has(&key)) else { continue };
+        let dir = fx.dir.join(model);
+        if !dir.join("safety_checker").is_dir() {
+            continue;
+        }
+        let checker = wgsd::models::safety_checker::SafetyChecker::load_pipeline(&gpu, &dir).unwrap();
+        let shape = fx.shape(&key).unwrap();
+        let data = fx.tensor(&key).unwrap();
+        let (h, w) = (shape[1], shape[2]);
+        let images: Vec<_> =
+            data.chunks(h * w * 3).map(|c| wgsd::imageproc::RgbImage::from_unit_floats(w, h, c).unwrap()).collect();
+        let results = checker.check(&images).unwrap();
+        for (i, (r, want)) in results.iter().zip(flags).enumerate() {
+            if want.as_bool() == Some(false) {
+                assert!(!r.has_nsfw, "{name} image {i}: flagged here, not by the pipeline (scores {:?})", r.concept_scores);
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} pipeline images re-checked");
+}

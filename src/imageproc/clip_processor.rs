@@ -11,7 +11,9 @@ use super::RgbImage;
 use crate::error::Result;
 
 /// OpenAI CLIP's normalisation (transformers' class defaults).
+#[allow(clippy::excessive_precision)] // transformers' constants, digit for digit
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// How the resize step sizes its output.

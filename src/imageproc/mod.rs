@@ -70,7 +70,7 @@ impl RgbImage {
 
     /// Resizes to `new_w × new_h` with the chosen filter and 8-bit backend (see [`resample`]).
     pub fn resize(&self, new_w: usize, new_h: usize, filter: Filter, backend: Backend) -> Result<RgbImage> {
-        let data = resize_u8(&self.data, self.width, self.height, 3, new_w, new_h, filter, backend)?;
+        let data = resize_u8(&self.data, (self.width, self.height), 3, (new_w, new_h), filter, backend)?;
         RgbImage::new(new_w, new_h, data)
     }
 }

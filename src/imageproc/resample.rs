@@ -272,15 +272,14 @@ fn pass(src: &[u8], w: usize, h: usize, c: usize, out_len: usize, vertical: bool
     out
 }
 
-/// Resizes an interleaved 8-bit image `[height, width, channels]` (RGB, L, ...) to `new_w × new_h`, exactly
+/// Resizes an interleaved 8-bit image `[height, width, channels]` (RGB, L, ...) of size `(width, height)` to
+/// `(new_w, new_h)`, exactly
 /// as the chosen backend does: horizontal pass first, each pass skipped when its size does not change.
 pub fn resize_u8(
     src: &[u8],
-    width: usize,
-    height: usize,
+    (width, height): (usize, usize),
     channels: usize,
-    new_w: usize,
-    new_h: usize,
+    (new_w, new_h): (usize, usize),
     filter: Filter,
     backend: Backend,
 ) -> Result<Vec<u8>> {
@@ -337,8 +336,8 @@ pub fn interpolate_bicubic(src: &[f32], h: usize, w: usize, out_h: usize, out_w:
                 t
             };
             let mut acc = row(0) * yw[0];
-            for r in 1..4 {
-                acc += row(r) * yw[r];
+            for (r, &wy) in yw.iter().enumerate().skip(1) {
+                acc += row(r) * wy;
             }
             out.push(acc);
         }
