@@ -249,7 +249,7 @@ fn to_u8(acc: i64, precision: u32) -> u8 {
     v.clamp(0, 255) as u8
 }
 
-/// One pass along the rows (horizontal, `axis = 1`) or the columns (vertical, `axis = 0`) of an interleaved
+/// One pass along the rows (horizontal) or the columns (`vertical`) of an interleaved
 /// `[h, w, channels]` u8 image.
 fn pass(src: &[u8], w: usize, h: usize, c: usize, out_len: usize, vertical: bool, k: &Coeffs) -> Vec<u8> {
     let (ow, oh) = if vertical { (w, out_len) } else { (out_len, h) };
