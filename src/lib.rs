@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gpu;
 pub mod graph;
 pub mod hub;
+pub mod imageproc;
 pub mod kernels;
 pub mod models;
 pub mod output;
@@ -23,6 +24,7 @@ pub mod schedulers;
 pub mod tensor;
 pub mod testing;
 pub mod verify;
+pub mod verify_safety;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

@@ -250,6 +250,10 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<C
         if want("depth") {
             results.extend(crate::models::dpt::verify::depth_cases(gpu, &fx)?);
         }
+        // safety.* and the DPT processor's depth.pixel_values.
+        if want("safety") || want("depth") {
+            results.extend(crate::verify_safety::safety_cases(gpu, &fx)?);
+        }
     }
     if dir.join("blocks.json").exists() && want("block") {
         let fx = Fixtures::open(dir, "blocks")?;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Param, TensorId};
+use crate::kernels::attention::AttentionOpts;
 use crate::kernels::unary::Activation;
 use crate::models::config::ClipTextConfig;
 use crate::models::nn::{LayerNorm, Linear, Loader};
@@ -25,11 +26,39 @@ struct ClipAttention {
     v_proj: Linear,
     out_proj: Linear,
     heads: usize,
+    causal: bool,
     name: String,
 }
 
+/// What one `CLIPEncoderLayer` needs from a text or vision config.
+#[derive(Clone, Debug)]
+pub struct ClipLayerConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    pub layer_norm_eps: f64,
+    /// `quick_gelu` or `gelu` (validated by the config readers).
+    pub hidden_act: String,
+    /// Causal self-attention (the text encoder) or full (the vision encoder).
+    pub causal: bool,
+}
+
+impl ClipTextConfig {
+    /// The encoder layers' shape: causal attention.
+    pub fn layer_config(&self) -> ClipLayerConfig {
+        ClipLayerConfig {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_attention_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            hidden_act: self.hidden_act.clone(),
+            causal: true,
+        }
+    }
+}
+
 impl ClipAttention {
-    fn load(l: &Loader, c: &ClipTextConfig) -> Result<Self> {
+    fn load(l: &Loader, c: &ClipLayerConfig) -> Result<Self> {
         let d = c.hidden_size;
         Ok(ClipAttention {
             q_proj: Linear::load(&l.pp("q_proj"), d, d, true)?,
@@ -37,21 +66,27 @@ impl ClipAttention {
             v_proj: Linear::load(&l.pp("v_proj"), d, d, true)?,
             out_proj: Linear::load(&l.pp("out_proj"), d, d, true)?,
             heads: c.num_attention_heads,
+            causal: c.causal,
             name: l.path().to_string(),
         })
     }
 
-    // x: [B, S, D] → [B, S, D], causal.
+    // x: [B, S, D] → [B, S, D]; causal in the text encoder, full in the vision encoder.
     fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         let q = self.q_proj.forward(g, x)?;
         let k = self.k_proj.forward(g, x)?;
         let v = self.v_proj.forward(g, x)?;
-        let a = g.causal_attention(&self.name, q, k, v, self.heads)?;
+        let a = if self.causal {
+            g.causal_attention(&self.name, q, k, v, self.heads)?
+        } else {
+            g.attention(&self.name, q, k, v, AttentionOpts { heads: self.heads, ..Default::default() })?
+        };
         self.out_proj.forward(g, a)
     }
 }
 
-struct ClipLayer {
+/// transformers `CLIPEncoderLayer`, shared by the text and vision encoders.
+pub(crate) struct ClipLayer {
     layer_norm1: LayerNorm,
     self_attn: ClipAttention,
     layer_norm2: LayerNorm,
@@ -62,7 +97,7 @@ struct ClipLayer {
 }
 
 impl ClipLayer {
-    fn load(l: &Loader, c: &ClipTextConfig) -> Result<Self> {
+    pub(crate) fn load(l: &Loader, c: &ClipLayerConfig) -> Result<Self> {
         let (d, f) = (c.hidden_size, c.intermediate_size);
         Ok(ClipLayer {
             layer_norm1: LayerNorm::load(&l.pp("layer_norm1"), d, c.layer_norm_eps)?,
@@ -75,7 +110,8 @@ impl ClipLayer {
         })
     }
 
-    fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+    // x: [B, S, D] → [B, S, D].
+    pub(crate) fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         let h = self.layer_norm1.forward(g, x)?;
         let h = self.self_attn.forward(g, h)?;
         let x = g.add(&format!("{}.attn_residual", self.name), x, h)?;
@@ -115,8 +151,9 @@ impl ClipTextModel {
         let l = root.pp("text_model");
         let d = config.hidden_size;
         let emb = l.pp("embeddings");
+        let lc = config.layer_config();
         let layers = (0..config.num_hidden_layers)
-            .map(|i| ClipLayer::load(&l.pp("encoder").pp("layers").pp(i), &config))
+            .map(|i| ClipLayer::load(&l.pp("encoder").pp("layers").pp(i), &lc))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextModel {
             token_embedding: emb.pp("token_embedding").tensor("weight", &[config.vocab_size, d])?,

@@ -2,10 +2,12 @@
 //! mirror the diffusers / transformers modules they implement and only record ops on a graph.
 
 pub mod clip;
+pub mod clip_vision;
 pub mod config;
 pub mod dpt;
 pub mod nn;
 pub mod resnet;
+pub mod safety_checker;
 pub mod tokenizer;
 pub mod transformer;
 pub mod unet;
