@@ -20,6 +20,7 @@ use crate::models::vae::{split_moments, AutoencoderKL, DownEncoderBlock2D, UpDec
 use crate::models::weights::Weights;
 use crate::pipeline::denoise::{Condition, DepthSource};
 use crate::pipeline::inputs::{load_rgb, DepthMap, InitImage, Mask};
+use crate::pipeline::safety::SafetyMode;
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
 use crate::tensor::TensorDesc;
@@ -551,10 +552,6 @@ pub fn block_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
 /// Max-abs tolerance of pipeline images (in [0, 1]) against the fixtures.
 pub const PIPELINE_TOL: f64 = 1e-3;
 
-fn skipped(name: &str, why: &str) -> CaseResult {
-    CaseResult { skipped: true, name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: why.into() }
-}
-
 /// A JSON string or list of strings as a list.
 fn strings(v: &serde_json::Value) -> Vec<String> {
     match v {
@@ -587,17 +584,13 @@ fn case_condition(fx: &Fixtures, sd: &StableDiffusion, spec: &serde_json::Value)
 }
 
 /// `pipe.<case>`: every pipeline case (txt2img, img2img, inpainting, depth2img), replaying the recorded
-/// noise. Cases that need the safety checker are reported as skipped, never as passed.
+/// noise; `txt2img_safety` also runs the safety checker and compares its flags.
 pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
     let mut out = Vec::new();
     let Some(cases) = fx.meta["pipelines"].as_object() else { return Ok(out) };
     let mut loaded: Vec<(String, StableDiffusion)> = Vec::new();
     for (name, spec) in cases {
         let case = format!("pipe.{name}");
-        if spec["safety"].as_bool() == Some(true) {
-            out.push(skipped(&case, "the safety checker is not implemented yet"));
-            continue;
-        }
         let mut run = || -> Result<CaseResult> {
             let model = spec["model"].as_str().unwrap_or("sd15").to_string();
             if !loaded.iter().any(|(m, _)| *m == model) {
@@ -631,12 +624,23 @@ pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> 
                 guidance_scale: spec["guidance_scale"].as_f64().unwrap_or(7.5) as f32,
                 clip_skip: spec["clip_skip"].as_u64().unwrap_or(0) as usize,
             };
-            let result = sd.generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |_, _| {})?;
+            let mut result = sd.generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |_, _| {})?;
+            // With `safety`, diffusers blacks out flagged images and reports the flags in `nsfw`.
+            let mut flags_ok = true;
+            let mut flags = String::new();
+            if spec["safety"].as_bool() == Some(true) {
+                let got = sd.run_safety_checker(&mut result.images, result.count, result.width, result.height, SafetyMode::Black)?;
+                let want: Vec<bool> = spec["nsfw"].as_array().map(|a| a.iter().map(|v| v.as_bool() == Some(true)).collect()).unwrap_or_default();
+                flags_ok = got == want;
+                flags = format!("nsfw {got:?}, reference {want:?}");
+            }
             let want = fx.tensor(&format!("{case}.images"))?;
             let mut r = compare(&case, &result.images, &want, f64::INFINITY);
-            r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws;
+            r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws && flags_ok;
             if noise.used() != draws {
                 r.detail = format!("{} noise draws used, the fixture recorded {draws}", noise.used());
+            } else if !flags_ok {
+                r.detail = flags;
             } else if !r.passed {
                 r.detail = format!("max abs {:.2e} > {PIPELINE_TOL:.0e}", r.max_abs);
             }

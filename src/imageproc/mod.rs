@@ -85,7 +85,10 @@ pub struct Decoded {
 
 /// Decodes a PNG or JPEG file; errors name the file.
 pub fn decode(path: &Path) -> Result<Decoded> {
-    let err = |msg: String| Error::Usage(format!("{}: {msg}", path.display()));
+    let err = |msg: String| Error::Input { file: path.display().to_string(), msg };
+    if !path.exists() {
+        return Err(err("no such file".into()));
+    }
     let reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
     let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
     if reader.format().is_none() {

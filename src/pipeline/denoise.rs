@@ -274,12 +274,4 @@ impl StableDiffusion {
         context.extend_from_slice(&cond);
         Ok((context, truncated))
     }
-
-    /// Depth predicted by the model folder's `depth_estimator` (not available yet).
-    fn estimate_depth(&self, _image: &InitImage) -> Result<DepthMap> {
-        Err(Error::usage(format!(
-            "{}: estimating depth with the model's depth_estimator is not implemented yet; pass a depth map",
-            self.dir.display()
-        )))
-    }
 }

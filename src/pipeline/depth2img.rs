@@ -3,8 +3,37 @@
 //! PyTorch's bicubic interpolation, then rescaled by its own range to [-1, 1].
 
 use crate::error::{Error, Result};
+use crate::imageproc::dpt_processor::DptImageProcessor;
+use crate::models::dpt::DptForDepthEstimation;
 
-use super::inputs::DepthMap;
+use super::inputs::{DepthMap, InitImage};
+use super::StableDiffusion;
+
+impl StableDiffusion {
+    /// Depth predicted from the init image by the model folder's `depth_estimator/` (DPT) after its
+    /// `feature_extractor/` (DPTImageProcessor), as diffusers does when no depth map is given.
+    pub fn estimate_depth(&self, image: &InitImage) -> Result<DepthMap> {
+        let (processor, model) = match self.depth_estimator.get() {
+            Some(d) => d,
+            None => {
+                let dir = self.dir.join("depth_estimator");
+                if !dir.join("config.json").exists() {
+                    return Err(Error::usage(format!(
+                        "{} has no depth_estimator/ to estimate depth with: pass a depth map",
+                        self.dir.display()
+                    )));
+                }
+                let processor = DptImageProcessor::load(&self.dir.join("feature_extractor"))?;
+                let model = DptForDepthEstimation::load(&self.gpu, &dir)?;
+                self.depth_estimator.get_or_init(|| (processor, model))
+            }
+        };
+        let pixels = processor.preprocess(std::slice::from_ref(&image.rgb))?;
+        let [_, _, height, width] = pixels.shape;
+        let data = model.predict(&pixels.data, pixels.shape)?;
+        Ok(DepthMap { width, height, data })
+    }
+}
 
 /// PyTorch's cubic convolution weights (`A = -0.75`) for a fractional offset `t` in [0, 1).
 fn cubic_weights(t: f32) -> [f32; 4] {

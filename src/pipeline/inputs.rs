@@ -6,16 +6,17 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, RgbImage};
-
 use crate::error::{Error, Result};
+use crate::imageproc::RgbImage;
 
-/// An image as the VAE takes it: `[3, H, W]` in [-1, 1] (`x / 255 · 2 − 1`).
+/// An image as the VAE takes it: `[3, H, W]` in [-1, 1] (`x / 255 · 2 − 1`), with the 8-bit original
+/// (what the depth estimator's feature extractor reads).
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub width: usize,
     pub height: usize,
     pub chw: Vec<f32>,
+    pub rgb: RgbImage,
 }
 
 /// An inpainting mask at image resolution, binarised like diffusers (`v / 255 < 0.5` → 0, else 1):
@@ -40,55 +41,44 @@ fn input_error(path: &Path, msg: impl Into<String>) -> Error {
     Error::Input { file: path.display().to_string(), msg: msg.into() }
 }
 
-/// Decodes a PNG or JPEG, naming the file when it cannot.
-pub fn open_image(path: &Path) -> Result<DynamicImage> {
-    if !path.exists() {
-        return Err(input_error(path, "no such file"));
-    }
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| input_error(path, format!("cannot read: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| input_error(path, format!("cannot read: {e}")))?;
-    reader.decode().map_err(|e| input_error(path, format!("not a readable PNG or JPEG image: {e}")))
-}
-
-/// Reads an image file as 8-bit RGB (gray replicated, alpha dropped, 16-bit scaled to 8).
+/// Reads an image file as 8-bit RGB like Pillow's `convert("RGB")` (gray replicated, alpha dropped).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    Ok(open_image(path)?.to_rgb8())
+    RgbImage::open(path)
 }
 
 /// Pillow's `convert("L")`: `(19595 R + 38470 G + 7471 B + 2¹⁵) >> 16`, exact for gray input.
 pub fn rgb_to_luma(img: &RgbImage) -> Vec<u8> {
-    img.pixels()
+    img.data
+        .chunks_exact(3)
         .map(|p| ((19595 * p[0] as u32 + 38470 * p[1] as u32 + 7471 * p[2] as u32 + 0x8000) >> 16) as u8)
         .collect()
 }
 
 impl InitImage {
     pub fn from_rgb8(img: &RgbImage) -> Self {
-        let (w, h) = (img.width() as usize, img.height() as usize);
+        let (w, h) = (img.width, img.height);
         let mut chw = vec![0f32; 3 * w * h];
-        for (i, p) in img.pixels().enumerate() {
+        for (i, p) in img.data.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 // The same float32 operations as `np.array(img) / 255.0` then `2 * x - 1`.
                 chw[c * w * h + i] = 2.0 * (p[c] as f32 / 255.0) - 1.0;
             }
         }
-        InitImage { width: w, height: h, chw }
+        InitImage { width: w, height: h, chw, rgb: img.clone() }
     }
 
     /// The image with the mask's repaint region set to 0 (mid-gray): diffusers' `image * (mask < 0.5)`.
     pub fn masked(&self, mask: &Mask) -> InitImage {
         let hw = self.width * self.height;
         let chw = self.chw.iter().enumerate().map(|(i, &v)| if mask.data[i % hw] < 0.5 { v } else { 0.0 }).collect();
-        InitImage { width: self.width, height: self.height, chw }
+        InitImage { width: self.width, height: self.height, chw, rgb: self.rgb.clone() }
     }
 }
 
 impl Mask {
     pub fn from_rgb8(img: &RgbImage) -> Self {
         let data = rgb_to_luma(img).into_iter().map(|v| if (v as f32 / 255.0) < 0.5 { 0.0 } else { 1.0 }).collect();
-        Mask { width: img.width() as usize, height: img.height() as usize, data }
+        Mask { width: img.width, height: img.height, data }
     }
 
     /// Fraction of pixels to repaint.
@@ -112,9 +102,10 @@ impl Mask {
 }
 
 impl DepthMap {
-    /// Reads a grayscale (8- or 16-bit) or colour image as depth, in its luminance.
+    /// Reads a grayscale (8- or 16-bit, full precision) or colour image as depth, in its luminance.
     pub fn load(path: &Path) -> Result<Self> {
-        let img = open_image(path)?;
+        crate::imageproc::decode(path)?; // the same checks and messages as every other input image
+        let img = image::open(path).map_err(|e| input_error(path, format!("cannot decode image: {e}")))?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let data = img.to_luma32f().into_raw();
         Ok(DepthMap { width: w, height: h, data })

@@ -7,10 +7,11 @@ pub mod denoise;
 pub mod depth2img;
 pub mod img2img;
 pub mod inputs;
+pub mod safety;
 pub mod txt2img;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -19,7 +20,10 @@ use crate::fixtures::python_json;
 use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
 use crate::graph::{Graph, TensorId};
+use crate::imageproc::dpt_processor::DptImageProcessor;
 use crate::models::clip::ClipTextModel;
+use crate::models::dpt::DptForDepthEstimation;
+use crate::models::safety_checker::SafetyChecker;
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::AutoencoderKL;
@@ -35,6 +39,9 @@ pub struct StableDiffusion {
     pub vae: AutoencoderKL,
     /// `scheduler/scheduler_config.json` with its `_class_name`.
     pub scheduler_config: Value,
+    /// Loaded on first use: they are large at real size and not every run needs them.
+    safety_checker: OnceLock<SafetyChecker>,
+    depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -60,6 +67,8 @@ impl StableDiffusion {
             unet: UNet2DConditionModel::load(&gpu, &dir.join("unet"), variant)?,
             vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
             scheduler_config,
+            safety_checker: OnceLock::new(),
+            depth_estimator: OnceLock::new(),
             dir: dir.to_path_buf(),
             gpu,
         })
