@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::output::{check_writable, numbered_paths, to_rgb8, write_png, Parameters};
 use crate::pipeline::denoise::{Condition, DepthSource};
-use crate::pipeline::inputs::{check_depth, check_mask, load_rgb, DepthMap, InitImage, Mask};
+use crate::pipeline::inputs::{check_depth, load_rgb, read_init_image, read_mask, DepthMap};
+use crate::pipeline::safety::SafetyMode;
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
 use crate::schedulers::{self, TorchCpuGenerator};
@@ -38,6 +39,8 @@ pub struct GenerateOptions {
     pub out: PathBuf,
     pub overwrite: bool,
     pub mode: Mode,
+    /// The safety checker (for models that ship one).
+    pub safety: SafetyMode,
 }
 
 /// Which pipeline runs, with its inputs.
@@ -65,44 +68,20 @@ impl Mode {
                 return Err(Error::usage(format!("--strength must be in (0, 1], got {s}")));
             }
         }
-        let init = |path: &PathBuf| -> Result<InitImage> {
-            let image = InitImage::from_rgb8(&load_rgb(path)?);
-            let file = path.display().to_string();
-            if !image.width.is_multiple_of(8) || !image.height.is_multiple_of(8) {
-                return Err(Error::Input {
-                    file,
-                    msg: format!(
-                        "the image is {}x{}: width and height must be multiples of 8 (crop or resize it to {}x{})",
-                        image.width,
-                        image.height,
-                        image.width / 8 * 8,
-                        image.height / 8 * 8
-                    ),
-                });
-            }
-            if width.is_some_and(|w| w != image.width) || height.is_some_and(|h| h != image.height) {
-                return Err(Error::Input {
-                    file,
-                    msg: format!("the image is {}x{}; --width/--height must match it (or be left out)", image.width, image.height),
-                });
-            }
-            Ok(image)
-        };
         Ok(match self {
             Mode::Txt2Img => Condition::Text,
-            Mode::Img2Img { image, strength } => Condition::Img2Img { image: init(image)?, strength: *strength },
-            Mode::Inpaint { image, mask, strength } => {
-                let image = init(image)?;
-                let mask_file = mask.display().to_string();
-                let mask = Mask::from_rgb8(&load_rgb(mask)?);
-                check_mask(&image, &mask, &mask_file)?;
+            Mode::Img2Img { image, strength } => Condition::Img2Img { image: read_init_image(image, width, height)?, strength: *strength },
+            Mode::Inpaint { image: image_file, mask, strength } => {
+                let original = load_rgb(image_file)?;
+                let image = read_init_image(image_file, width, height)?;
+                let mask = read_mask(mask, &image, (original.width, original.height))?;
                 if mask.coverage() == 1.0 {
                     eprintln!("note: the mask is all white: the whole image is repainted");
                 }
                 Condition::Inpaint { image, mask, strength: *strength }
             }
             Mode::Depth2Img { image, depth, strength } => {
-                let image = init(image)?;
+                let image = read_init_image(image, width, height)?;
                 let depth = match depth {
                     Some(path) => {
                         let d = DepthMap::load(path)?;
@@ -206,6 +185,12 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
             1.0 / per_step.max(1e-9),
             result.t_decode
         );
+        let mut result = result;
+        let flagged = if sd.has_safety_checker() {
+            sd.run_safety_checker(&mut result.images, count, width, height, o.safety)?
+        } else {
+            vec![false; count]
+        };
         let img_len = width * height * 3;
         for k in 0..count {
             let path = &paths[index + k];
@@ -236,7 +221,14 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
             };
             let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
             write_png(path, width, height, &rgb, &params.a1111_text(), o.overwrite)?;
-            eprintln!("wrote {}", path.display());
+            match (flagged[k], o.safety) {
+                (true, SafetyMode::Black) => eprintln!(
+                    "wrote {}: the safety checker flagged this image, so it is black (--safety-checker warn keeps it)",
+                    path.display()
+                ),
+                (true, _) => eprintln!("wrote {}: warning: the safety checker flagged this image", path.display()),
+                _ => eprintln!("wrote {}", path.display()),
+            }
             written.push(path.clone());
         }
         index += count;

@@ -131,6 +131,10 @@ struct GenArgs {
     /// Replace existing files.
     #[arg(long)]
     overwrite: bool,
+    /// For models that ship a safety checker (SD 1.x): `black` replaces flagged images with black ones
+    /// (diffusers' default), `warn` keeps them and names them, `off` skips the check.
+    #[arg(long, default_value = "black")]
+    safety_checker: wgsd::pipeline::safety::SafetyMode,
 }
 
 impl GenArgs {
@@ -154,6 +158,7 @@ impl GenArgs {
             out: g.out,
             overwrite: g.overwrite,
             mode,
+            safety: g.safety_checker,
         }
     }
 }

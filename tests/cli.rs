@@ -139,9 +139,7 @@ fn image_modes_refuse_inputs_that_do_not_fit() {
     let dir = temp_dir("modes-bad");
     let out = dir.join("z.png");
     let small = dir.join("small.png");
-    image::RgbImage::new(64, 64).save(&small).unwrap();
-    let odd = dir.join("odd.png");
-    image::RgbaImage::new(100, 64).save(&odd).unwrap();
+    image::RgbImage::new(64, 32).save(&small).unwrap();
     let black = dir.join("black.png");
     image::GrayImage::new(128, 128).save(&black).unwrap();
     let init = fx.join("init.png");
@@ -149,10 +147,11 @@ fn image_modes_refuse_inputs_that_do_not_fit() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--strength".into(), "0".into()], "(0, 1]"),
         (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--strength".into(), "1.5".into()], "(0, 1]"),
-        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&odd)], "multiples of 8"),
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--width".into(), "100".into()], "multiple of 8"),
+        (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--safety-checker".into(), "maybe".into()], "unknown safety checker mode"),
         (vec!["img2img".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init)], "inpainting model, use inpaint"),
         (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--steps".into(), "2".into(), "--strength".into(), "0.3".into()], "no step to run"),
-        (vec!["inpaint".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init), "--mask".into(), s(&small)], "must be the same size"),
+        (vec!["inpaint".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init), "--mask".into(), s(&small)], "same size (or aspect ratio)"),
         (vec!["inpaint".into(), "--model".into(), s(&inpaint), "--image".into(), s(&init), "--mask".into(), s(&black)], "all black"),
         (vec!["depth2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--depth".into(), s(&init)], "needs a depth model"),
         (vec!["depth2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--depth".into(), s(&small.with_extension("jpg"))], "no such file"),

@@ -160,3 +160,36 @@ fn pipeline_images_get_the_pipeline_flags() {
     }
     println!("{checked} pipeline images re-checked");
 }
+
+/// The pipeline step: flagged images are blacked out (`black`), kept (`warn`), or nothing is checked
+/// (`off`); unflagged images are never touched.
+#[test]
+fn flagged_images_are_blacked_out_kept_or_unchecked() {
+    use wgsd::pipeline::safety::SafetyMode;
+    let Some(fx) = fixtures() else { return };
+    let Some(dir) = checker_dir(&fx) else { return };
+    let names = fx.meta["safety"]["images"].as_array().unwrap();
+    let want: Vec<bool> = fx.meta["safety"]["has_nsfw"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+    if !want.contains(&true) || !want.contains(&false) {
+        eprintln!("SKIPPED: this fixture set needs flagged and unflagged safety images");
+        return;
+    }
+    let images: Vec<_> = names.iter().map(|n| wgsd::imageproc::RgbImage::open(&fx.dir.join(n.as_str().unwrap())).unwrap()).collect();
+    let (w, h) = (images[0].width, images[0].height);
+    let floats: Vec<f32> = images.iter().flat_map(|i| i.data.iter().map(|&v| v as f32 / 255.0)).collect();
+    let sd = wgsd::pipeline::StableDiffusion::load(wgsd::testing::test_gpu(), dir.parent().unwrap(), None).unwrap();
+    let len = w * h * 3;
+    for mode in [SafetyMode::Black, SafetyMode::Warn, SafetyMode::Off] {
+        let mut out = floats.clone();
+        let flags = sd.run_safety_checker(&mut out, images.len(), w, h, mode).unwrap();
+        let expected = if mode == SafetyMode::Off { vec![false; want.len()] } else { want.clone() };
+        assert_eq!(flags, expected, "{mode:?}");
+        for (i, (got, orig)) in out.chunks(len).zip(floats.chunks(len)).enumerate() {
+            if mode == SafetyMode::Black && want[i] {
+                assert!(got.iter().all(|&v| v == 0.0), "{mode:?}: image {i} should be black");
+            } else {
+                assert_eq!(got, orig, "{mode:?}: image {i} must be unchanged");
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::imageproc::RgbImage;
+use crate::imageproc::{Backend, Filter, RgbImage};
 
 /// An image as the VAE takes it: `[3, H, W]` in [-1, 1] (`x / 255 · 2 − 1`), with the 8-bit original
 /// (what the depth estimator's feature extractor reads).
@@ -147,4 +147,50 @@ pub fn check_depth(image: &InitImage, depth: &DepthMap, depth_file: &str) -> Res
         return Err(Error::Input { file: depth_file.into(), msg: "the depth map holds non-finite values".into() });
     }
     Ok(())
+}
+
+/// Resizes like diffusers' `VaeImageProcessor` (Pillow's Lanczos) when the size differs; no-op otherwise.
+pub fn resize_like_diffusers(img: &RgbImage, width: usize, height: usize) -> Result<RgbImage> {
+    if (img.width, img.height) == (width, height) {
+        return Ok(img.clone());
+    }
+    img.resize(width, height, Filter::Lanczos, Backend::Pillow)
+}
+
+/// The output size diffusers picks for an init image: the requested size, else the image's rounded down
+/// to multiples of 8.
+pub fn output_size(img: &RgbImage, width: Option<usize>, height: Option<usize>, file: &Path) -> Result<(usize, usize)> {
+    let (w, h) = (width.unwrap_or(img.width / 8 * 8), height.unwrap_or(img.height / 8 * 8));
+    if w == 0 || h == 0 {
+        return Err(input_error(file, format!("the image is {}x{}: too small (at least 8x8)", img.width, img.height)));
+    }
+    Ok((w, h))
+}
+
+/// Reads the init image, resized to `width × height` when given or to multiples of 8.
+pub fn read_init_image(path: &Path, width: Option<usize>, height: Option<usize>) -> Result<InitImage> {
+    let img = load_rgb(path)?;
+    let (w, h) = output_size(&img, width, height, path)?;
+    if (w, h) != (img.width, img.height) {
+        eprintln!("note: {} is {}x{}; resized to {w}x{h} (Lanczos, as diffusers does)", path.display(), img.width, img.height);
+    }
+    Ok(InitImage::from_rgb8(&resize_like_diffusers(&img, w, h)?))
+}
+
+/// Reads a mask for `image`: a file of the image's original aspect ratio is resized to the image's size
+/// (Lanczos, then binarised, as diffusers' mask processor does); another aspect ratio is refused.
+pub fn read_mask(path: &Path, image: &InitImage, original: (usize, usize)) -> Result<Mask> {
+    let img = load_rgb(path)?;
+    if img.width * original.1 != img.height * original.0 {
+        return Err(input_error(
+            path,
+            format!(
+                "the mask is {}x{} but the image is {}x{}: they must have the same size (or aspect ratio)",
+                img.width, img.height, original.0, original.1
+            ),
+        ));
+    }
+    let mask = Mask::from_rgb8(&resize_like_diffusers(&img, image.width, image.height)?);
+    check_mask(image, &mask, &path.display().to_string())?;
+    Ok(mask)
 }
