@@ -32,7 +32,6 @@ fn pixels(path: &std::path::Path) -> Vec<u8> {
     let mut r = dec.read_info().unwrap();
     let mut buf = vec![0; r.output_buffer_size().unwrap()];
     let info = r.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (128, 128));
     buf.truncate(info.buffer_size());
     buf
 }
@@ -105,13 +104,17 @@ fn image_modes_write_pngs_with_their_strength() {
     let (Some(sd15), Some(inpaint), Some(depth)) = (tiny("sd15"), tiny("sd15-inpaint"), tiny("sd2-depth")) else { return };
     let fx = wgsd::fixtures::dir();
     let (image, mask) = (fx.join("init.png"), fx.join("mask.png"));
+    if !image.exists() || !mask.exists() {
+        eprintln!("SKIPPED: this fixture set has no init.png / mask.png");
+        return;
+    }
     let dir = temp_dir("modes");
     let runs: Vec<(&str, Vec<PathBuf>, &PathBuf, &str)> = vec![
         ("img2img", vec![], &sd15, "0.6"),
         ("inpaint", vec!["--mask".into(), mask.clone()], &inpaint, "1"),
         ("inpaint", vec!["--mask".into(), mask.clone()], &sd15, "0.8"),
-        // Any image works as a depth map: only its relative brightness matters.
-        ("depth2img", vec!["--depth".into(), fx.join("safety_0.png")], &depth, "0.7"),
+        // Any gray image works as a depth map: only its relative brightness matters.
+        ("depth2img", vec!["--depth".into(), mask.clone()], &depth, "0.7"),
     ];
     for (i, (mode, extra, model, strength)) in runs.iter().enumerate() {
         let out = dir.join(format!("{mode}-{i}.png"));
@@ -138,11 +141,19 @@ fn image_modes_refuse_inputs_that_do_not_fit() {
     let (Some(sd15), Some(inpaint)) = (tiny("sd15"), tiny("sd15-inpaint")) else { return };
     let dir = temp_dir("modes-bad");
     let out = dir.join("z.png");
-    let small = dir.join("small.png");
-    image::RgbImage::new(64, 32).save(&small).unwrap();
-    let black = dir.join("black.png");
-    image::GrayImage::new(128, 128).save(&black).unwrap();
+
+
     let init = fx.join("init.png");
+    if !init.exists() {
+        eprintln!("SKIPPED: this fixture set has no init.png");
+        return;
+    }
+    let (w, h) = image::image_dimensions(&init).unwrap();
+    // A mask of another aspect ratio, and an all-black one of the image's size.
+    let small = dir.join("small.png");
+    image::RgbImage::new(w, h + 8).save(&small).unwrap();
+    let black = dir.join("black.png");
+    image::GrayImage::new(w, h).save(&black).unwrap();
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["img2img".into(), "--model".into(), s(&sd15), "--image".into(), s(&init), "--strength".into(), "0".into()], "(0, 1]"),
