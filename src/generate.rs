@@ -118,7 +118,14 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     let cond = o.mode.condition(o.width, o.height)?;
 
     let t_load = std::time::Instant::now();
-    let dir = crate::hub::resolve(&o.model, o.variant.as_deref())?;
+    let mut extras = Vec::new();
+    if o.safety != SafetyMode::Off {
+        extras.extend(["safety_checker", "feature_extractor"]);
+    }
+    if matches!(o.mode, Mode::Depth2Img { depth: None, .. }) {
+        extras.extend(["depth_estimator", "feature_extractor"]);
+    }
+    let dir = crate::hub::resolve(&o.model, o.variant.as_deref(), &extras)?;
     let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {

@@ -25,14 +25,39 @@ const FILES: &[&str] = &[
     "vae/diffusion_pytorch_model{v}.safetensors",
 ];
 
+/// The files of the optional components (fetched only when `model_index.json` lists them and the run
+/// needs them); always the full-precision files, which every repository that has these components ships.
+fn component_files(component: &str) -> &'static [&'static str] {
+    match component {
+        "safety_checker" => &["safety_checker/config.json", "safety_checker/model.safetensors"],
+        "feature_extractor" => &["feature_extractor/preprocessor_config.json"],
+        "depth_estimator" => &["depth_estimator/config.json", "depth_estimator/model.safetensors"],
+        _ => &[],
+    }
+}
+
+/// Whether a parsed `model_index.json` lists `component` with a class (not `[null, null]`).
+fn lists_component(index: &serde_json::Value, component: &str) -> bool {
+    index[component].as_array().is_some_and(|a| a.iter().any(|v| !v.is_null()))
+}
+
+/// The Hugging Face cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+fn cache() -> Cache {
+    match std::env::var_os("HF_HUB_CACHE") {
+        Some(dir) => Cache::new(dir.into()),
+        None => Cache::from_env(),
+    }
+}
+
 /// Whether `model` names a local folder (else it is taken as a repo id like `org/name`).
 pub fn is_local(model: &str) -> bool {
     Path::new(model).exists() || model.starts_with('.') || model.starts_with('/') || model.matches('/').count() != 1
 }
 
 /// The local folder of a model: `model` itself when it is a folder, else the Hub snapshot holding the
-/// repo's files, downloaded as needed.
-pub fn resolve(model: &str, variant: Option<&str>) -> Result<PathBuf> {
+/// repo's files, downloaded as needed. `extras` names optional components the run will use
+/// (`safety_checker`, `feature_extractor`, `depth_estimator`): they are fetched when the repository has them.
+pub fn resolve(model: &str, variant: Option<&str>, extras: &[&str]) -> Result<PathBuf> {
     if is_local(model) {
         let p = PathBuf::from(model);
         if !p.is_dir() {
@@ -40,35 +65,62 @@ pub fn resolve(model: &str, variant: Option<&str>) -> Result<PathBuf> {
         }
         return Ok(p);
     }
-    let files: Vec<String> = FILES
+    let mut files: Vec<String> = FILES
         .iter()
         .map(|f| f.replace("{v}", &variant.map(|v| format!(".{v}")).unwrap_or_default()))
         .collect();
     let repo = Repo::new(model.to_string(), RepoType::Model);
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
+    let api = || -> Result<_> {
+        if offline {
+            return Err(Error::usage(format!(
+                "{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
+            )));
+        }
+        let mut builder = ApiBuilder::from_cache(cache()).with_progress(true);
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Ok(token) = std::env::var("HF_TOKEN") {
+            builder = builder.with_token(Some(token));
+        }
+        Ok(builder
+            .build()
+            .map_err(|e| Error::usage(format!("cannot reach the Hugging Face Hub: {e}")))?
+            .repo(repo.clone()))
+    };
+    let download_error = |f: &str, e: &dyn std::fmt::Display| {
+        Error::usage(format!(
+            "cannot download {model}/{f}: {e}. Check the repo id and your network (gated repos need HF_TOKEN), \
+             or pass a local diffusers folder to --model"
+        ))
+    };
+    // The index says which optional components the repository has.
+    let cache = cache().repo(repo.clone());
+    let index_path = match cache.get("model_index.json") {
+        Some(p) => p,
+        None => api()?.get("model_index.json").map_err(|e| download_error("model_index.json", &e))?,
+    };
+    let text = std::fs::read_to_string(&index_path)
+        .map_err(|e| Error::Config { file: index_path.display().to_string(), msg: format!("cannot read: {e}") })?;
+    let index: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config { file: index_path.display().to_string(), msg: format!("invalid JSON: {e}") })?;
+    for c in extras.iter().filter(|c| lists_component(&index, c)) {
+        for f in component_files(c) {
+            if !files.iter().any(|have| have == f) {
+                files.push(f.to_string());
+            }
+        }
+    }
     // Everything already cached: no network needed.
-    let cache = Cache::from_env().repo(repo.clone());
-    if let Some(paths) = files.iter().map(|f| cache.get(f)).collect::<Option<Vec<PathBuf>>>() {
-        return Ok(snapshot_dir(&paths[0]));
+    if files.iter().all(|f| cache.get(f).is_some()) {
+        return Ok(snapshot_dir(&index_path));
     }
-    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") {
-        return Err(Error::usage(format!(
-            "{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
-        )));
-    }
-    let api = ApiBuilder::from_env()
-        .with_progress(true)
-        .build()
-        .map_err(|e| Error::usage(format!("cannot reach the Hugging Face Hub: {e}")))?
-        .repo(repo);
+    let api = api()?;
     let mut first = None;
     for f in &files {
         eprintln!("fetching {model}/{f}");
-        let p = api.get(f).map_err(|e| {
-            Error::usage(format!(
-                "cannot download {model}/{f}: {e}. Check the repo id and your network (gated repos need HF_TOKEN), \
-                 or pass a local diffusers folder to --model"
-            ))
-        })?;
+        let p = api.get(f).map_err(|e| download_error(f, &e))?;
         first.get_or_insert(p);
     }
     Ok(snapshot_dir(first.as_ref().expect("at least one file")))
