@@ -19,7 +19,7 @@ use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::{split_moments, AutoencoderKL, DownEncoderBlock2D, UpDecoderBlock2D};
 use crate::models::weights::Weights;
 use crate::pipeline::denoise::{Condition, DepthSource};
-use crate::pipeline::inputs::{load_rgb, DepthMap, InitImage, Mask};
+use crate::pipeline::inputs::{load_rgb, resize_like_diffusers, DepthMap, InitImage, Mask};
 use crate::pipeline::safety::SafetyMode;
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
@@ -565,10 +565,18 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 /// or on a depth UNet a depth map (given as a fixture tensor, or estimated).
 fn case_condition(fx: &Fixtures, sd: &StableDiffusion, spec: &serde_json::Value) -> Result<Condition> {
     let Some(image_file) = spec["image"].as_str() else { return Ok(Condition::Text) };
-    let image = InitImage::from_rgb8(&load_rgb(&fx.dir.join(image_file))?);
+    let rgb = load_rgb(&fx.dir.join(image_file))?;
+    let given = |key: &str| spec[key].as_u64().map(|v| v as usize);
     let strength = |default: f64| spec["strength"].as_f64().unwrap_or(default);
+    // diffusers' sizes: the inpainting pipeline defaults to the UNet's native size, the others to the
+    // image's, rounded down to multiples of 8; the image (and mask) are resized with Lanczos to fit.
+    let native = sd.unet.config_sample_size().map(|s| s * 8);
+    let size = |own: usize, key: &str, inpaint: bool| given(key).or(if inpaint { native } else { None }).unwrap_or(own / 8 * 8);
+    let inpaint = spec["mask_image"].is_string();
+    let (w, h) = (size(rgb.width, "width", inpaint), size(rgb.height, "height", inpaint));
+    let image = InitImage::from_rgb8(&resize_like_diffusers(&rgb, w, h)?);
     if let Some(mask_file) = spec["mask_image"].as_str() {
-        let mask = Mask::from_rgb8(&load_rgb(&fx.dir.join(mask_file))?);
+        let mask = Mask::from_rgb8(&resize_like_diffusers(&load_rgb(&fx.dir.join(mask_file))?, w, h)?);
         return Ok(Condition::Inpaint { image, mask, strength: strength(1.0) });
     }
     if let Some(key) = spec["depth_map"].as_str() {
@@ -609,10 +617,13 @@ pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> 
             let recorded: Vec<Vec<f32>> = (0..draws).map(|i| fx.tensor(&format!("{case}.noise.{i}"))).collect::<Result<_>>()?;
             let mut noise = ReplayNoise::new(recorded);
             let cond = case_condition(fx, sd, spec)?;
-            // Image modes default to the init image's size, like diffusers.
+            // Image modes run at the (resized) init image's size.
             let (dw, dh) = match &cond {
                 Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
-                Condition::Text => (512, 512),
+                Condition::Text => {
+                    let native = sd.unet.config_sample_size().unwrap_or(64) * 8;
+                    (native, native)
+                }
             };
             let req = Txt2ImgRequest {
                 prompts: strings(&spec["prompt"]),
