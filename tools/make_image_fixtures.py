@@ -14,7 +14,7 @@ import diffusers
 FX = os.path.abspath(os.environ.get('WGSD_FIXTURES', '../shared/fixtures/tiny'))
 OUT = sys.argv[1]
 os.makedirs(OUT, exist_ok=True)
-for m in ['sd15', 'sd15-inpaint', 'sd2-depth']:
+for m in ['sd15', 'sd15-inpaint', 'sd2-depth', 'sd2']:
     if not os.path.exists(f'{OUT}/{m}'):
         os.symlink(f'{FX}/{m}', f'{OUT}/{m}')
 # Non-square inputs: 96x64 image, a mask with an off-grid ellipse (soft edges binarised), a depth map.
@@ -36,13 +36,14 @@ def recording_randn(shape, generator=None, device=None, dtype=None, layout=None)
 for name, mod in list(sys.modules.items()):
     if name.startswith('diffusers') and hasattr(mod, 'randn_tensor'):
         mod.randn_tensor = recording_randn
+import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion as p0
 import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img as p1
 import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint as p2
 import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_depth2img as p3
 import diffusers.models.autoencoders.vae as vae
 import diffusers.schedulers.scheduling_euler_ancestral_discrete as s1
 import diffusers.schedulers.scheduling_dpmsolver_multistep as s2
-for mod in [p1, p2, p3, vae, s1, s2]:
+for mod in [p0, p1, p2, p3, vae, s1, s2]:
     mod.randn_tensor = recording_randn
 
 cases = {
@@ -58,6 +59,11 @@ cases = {
     'depth2img_ns': dict(model='sd2-depth', image='init_ns.png', depth_map='pipe.depth2img_ns.depth_map', strength=0.5,
                          prompt='a wooden house', negative_prompt='blurry', num_images_per_prompt=2, num_inference_steps=6,
                          guidance_scale=5.0, scheduler='DDIMScheduler', seed=14),
+    # Latents 17x12: odd sizes make the UNet upsample to its skip connections' size.
+    'txt2img_odd': dict(model='sd15', pipeline='txt2img', prompt='a lighthouse at dusk', negative_prompt='people', height=136,
+                        width=96, num_inference_steps=4, guidance_scale=7.5, scheduler='DPMSolverMultistepScheduler', seed=16),
+    'txt2img_odd_sd2': dict(model='sd2', pipeline='txt2img', prompt='a lighthouse at dusk', height=72, width=104,
+                            num_inference_steps=3, guidance_scale=6.0, scheduler='EulerDiscreteScheduler', seed=17),
     'depth2img_estimated_ns': dict(model='sd2-depth', image='init_ns.png', strength=0.8, prompt='a wooden house',
                                    num_inference_steps=4, guidance_scale=7.5, scheduler='PNDMScheduler', seed=15),
 }
@@ -65,17 +71,19 @@ for case, spec in cases.items():
     draws.clear()
     model = f"{OUT}/{spec['model']}"
     kind = spec.get('pipeline') or ('inpaint' if 'mask_image' in spec else 'depth' if spec['model'] == 'sd2-depth' else 'img2img')
-    cls = {'img2img': diffusers.StableDiffusionImg2ImgPipeline, 'inpaint': diffusers.StableDiffusionInpaintPipeline,
+    cls = {'txt2img': diffusers.StableDiffusionPipeline, 'img2img': diffusers.StableDiffusionImg2ImgPipeline, 'inpaint': diffusers.StableDiffusionInpaintPipeline,
            'depth': diffusers.StableDiffusionDepth2ImgPipeline}[kind]
     extra = {} if kind == 'depth' else dict(safety_checker=None, requires_safety_checker=False)
     pipe = cls.from_pretrained(model, **extra)
     pipe.scheduler = getattr(diffusers, spec['scheduler']).from_config(pipe.scheduler.config)
     spec['scheduler_config'] = dict(pipe.scheduler.config)
-    kw = dict(prompt=spec['prompt'], image=Image.open(f"{OUT}/{spec['image']}"), strength=spec['strength'],
+    kw = dict(prompt=spec['prompt'],
               num_inference_steps=spec['num_inference_steps'], guidance_scale=spec['guidance_scale'], output_type='np',
               generator=torch.Generator('cpu').manual_seed(spec['seed']))
-    for k in ['negative_prompt', 'num_images_per_prompt']:
+    for k in ['negative_prompt', 'num_images_per_prompt', 'strength', 'height', 'width']:
         if k in spec: kw[k] = spec[k]
+    if 'image' in spec:
+        kw['image'] = Image.open(f"{OUT}/{spec['image']}")
     if 'mask_image' in spec:
         kw['mask_image'] = Image.open(f"{OUT}/{spec['mask_image']}")
     if 'depth_map' in spec:
@@ -87,7 +95,7 @@ for case, spec in cases.items():
     spec['noise_draws'] = len(draws)
     spec['nsfw'] = None
     print(case, images.shape, len(draws), 'draws')
-meta = {'models': ['sd15', 'sd15-inpaint', 'sd2-depth'], 'pipelines': cases,
+meta = {'models': ['sd15', 'sd15-inpaint', 'sd2-depth', 'sd2'], 'pipelines': cases,
         'about': 'wgsd session-made second set: image pipelines on non-square 96x64 inputs, other schedulers, batches'}
 json.dump(meta, open(f'{OUT}/cases.json', 'w'), indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
 save_file(tensors, f'{OUT}/cases.safetensors')
