@@ -237,7 +237,9 @@ impl DptConfig {
         if activation(&self.hidden_act).is_none() {
             return Err(format!("hidden_act = {:?} is not supported by wgsd", self.hidden_act));
         }
-        if b.depths.len() != b.hidden_sizes.len() || b.depths.is_empty() {
+        // transformers zips depths with hidden_sizes: extra sizes (the published dpt-hybrid config lists four
+        // sizes for three stages) are unused.
+        if b.depths.len() > b.hidden_sizes.len() || b.depths.is_empty() {
             return Err(format!("backbone_config: {} depths for {} hidden_sizes", b.depths.len(), b.hidden_sizes.len()));
         }
         // BiT turns strides into dilation once the output stride is reached; wgsd's convs are not dilated.
