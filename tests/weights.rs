@@ -131,3 +131,15 @@ fn corrupted_fixture_copies_give_clear_errors() {
     let e = load("vae-reshaped", &reshaped);
     assert!(e.contains(key) && e.contains("model expects"), "{e}");
 }
+
+#[test]
+fn prefix_aliases_only_drop_known_prefixes() {
+    use wgsd::models::weights::candidates;
+    assert_eq!(candidates("text_model.final_layer_norm.weight"), ["text_model.final_layer_norm.weight", "final_layer_norm.weight"]);
+    assert_eq!(
+        candidates("vision_model.vision_model.pre_layrnorm.bias"),
+        ["vision_model.vision_model.pre_layrnorm.bias", "vision_model.pre_layrnorm.bias"]
+    );
+    // Keys without an aliased prefix are looked up as they are (no made-up `text_model.` names).
+    assert_eq!(candidates("concept_embeds"), ["concept_embeds"]);
+}

@@ -106,8 +106,9 @@ const ALIASES: &[(&str, &[&str])] = &[
     (".to_out.0.", &[".proj_attn."]),
 ];
 
-/// Prefixes some exports add or drop (CLIP text models saved with or without `text_model.`).
-const PREFIX_ALIASES: &[(&str, &str)] = &[("text_model.", "")];
+/// Prefixes some exports drop: CLIP text models saved without `text_model.`, safety checkers saved by
+/// transformers 5 with one `vision_model.` instead of the published `vision_model.vision_model.`.
+const PREFIX_ALIASES: &[(&str, &str)] = &[("text_model.", ""), ("vision_model.vision_model.", "vision_model.")];
 
 /// The candidate names for `key`, the diffusers name first.
 pub fn candidates(key: &str) -> Vec<String> {
@@ -124,8 +125,6 @@ pub fn candidates(key: &str) -> Vec<String> {
         for i in 0..n {
             if let Some(rest) = out[i].strip_prefix(with) {
                 out.push(format!("{without}{rest}"));
-            } else {
-                out.push(format!("{with}{}", out[i].strip_prefix(without).unwrap_or(&out[i])));
             }
         }
     }
