@@ -45,6 +45,16 @@ pub(crate) fn check_timesteps(class: &str, ts: &[i64], n_train: usize) -> Result
     Ok(())
 }
 
+/// The integer timesteps of DDIM and DDPM for `n` steps, checked against the training schedule.
+pub(crate) fn discrete_timesteps(class: &str, spacing: Spacing, n_train: usize, n: usize, steps_offset: i64) -> Result<Vec<i64>> {
+    if n == 0 || n > n_train {
+        return Err(Error::usage(format!("{class}: {n} steps: need 1 to {n_train}")));
+    }
+    let t = integer_timesteps(spacing, n_train, n, steps_offset);
+    check_timesteps(class, &t, n_train)?;
+    Ok(t)
+}
+
 pub struct Ddim {
     ts: TrainSchedule,
     prediction: Prediction,
@@ -94,11 +104,7 @@ impl Scheduler for Ddim {
     }
 
     fn set_timesteps(&mut self, n: usize) -> Result<()> {
-        if n == 0 || n > self.ts.num_train_timesteps {
-            return Err(Error::usage(format!("DDIMScheduler: {n} steps: need 1 to {}", self.ts.num_train_timesteps)));
-        }
-        let t = integer_timesteps(self.spacing, self.ts.num_train_timesteps, n, self.steps_offset);
-        check_timesteps(self.class_name(), &t, self.ts.num_train_timesteps)?;
+        let t = discrete_timesteps(self.class_name(), self.spacing, self.ts.num_train_timesteps, n, self.steps_offset)?;
         self.timesteps = t.iter().map(|&t| t as f64).collect();
         self.int_timesteps = t;
         self.n = n;
@@ -111,14 +117,6 @@ impl Scheduler for Ddim {
 
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &[f32], _step: usize) -> Vec<f32> {
-        sample.to_vec()
     }
 
     fn step(&mut self, model_output: &[f32], step: usize, sample: &[f32], noise: &mut dyn NoiseSource) -> Result<Vec<f32>> {

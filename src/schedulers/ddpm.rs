@@ -1,10 +1,10 @@
 //! DDPM (`DDPMScheduler`, Ho et al. 2020): the ancestral sampler of the posterior q(x_{t'} | x_t, x̂₀),
 //! with fresh noise at every step whose timestep is above 0, stepping between the scheduled timesteps.
 
-use super::ddim::{check_timesteps, predict_x0_eps};
-use super::schedule::{integer_timesteps, BetaDefaults, Spacing, TrainSchedule};
+use super::ddim::{discrete_timesteps, predict_x0_eps};
+use super::schedule::{BetaDefaults, Spacing, TrainSchedule};
 use super::{check_len, check_step, zip3_map, Config, NoiseSource, Prediction, Scheduler};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const DEFAULTS: BetaDefaults = BetaDefaults {
     beta_start: 0.0001,
@@ -79,11 +79,7 @@ impl Scheduler for Ddpm {
     }
 
     fn set_timesteps(&mut self, n: usize) -> Result<()> {
-        if n == 0 || n > self.ts.num_train_timesteps {
-            return Err(Error::usage(format!("DDPMScheduler: {n} steps: need 1 to {}", self.ts.num_train_timesteps)));
-        }
-        let t = integer_timesteps(self.spacing, self.ts.num_train_timesteps, n, self.steps_offset);
-        check_timesteps(self.class_name(), &t, self.ts.num_train_timesteps)?;
+        let t = discrete_timesteps(self.class_name(), self.spacing, self.ts.num_train_timesteps, n, self.steps_offset)?;
         self.timesteps = t.iter().map(|&t| t as f64).collect();
         self.int_timesteps = t;
         self.n = n;
@@ -96,14 +92,6 @@ impl Scheduler for Ddpm {
 
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &[f32], _step: usize) -> Vec<f32> {
-        sample.to_vec()
     }
 
     fn step(&mut self, model_output: &[f32], step: usize, sample: &[f32], noise: &mut dyn NoiseSource) -> Result<Vec<f32>> {

@@ -71,10 +71,14 @@ pub trait Scheduler: Send {
     }
 
     /// What pure noise is multiplied by to start txt2img (σ_max for the σ-based classes, else 1).
-    fn init_noise_sigma(&self) -> f32;
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
 
     /// The model input at step `step` (divided by √(σ² + 1) for the σ-based classes, else unchanged).
-    fn scale_model_input(&self, sample: &[f32], step: usize) -> Vec<f32>;
+    fn scale_model_input(&self, sample: &[f32], _step: usize) -> Vec<f32> {
+        sample.to_vec()
+    }
 
     /// One update: the sample after step `step`, given the model output at `timesteps()[step]`.
     fn step(&mut self, model_output: &[f32], step: usize, sample: &[f32], noise: &mut dyn NoiseSource) -> Result<Vec<f32>>;

@@ -336,14 +336,6 @@ impl Scheduler for UniPc {
         &self.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &[f32], _step: usize) -> Vec<f32> {
-        sample.to_vec()
-    }
-
     fn step(&mut self, model_output: &[f32], step: usize, sample: &[f32], _noise: &mut dyn NoiseSource) -> Result<Vec<f32>> {
         check_step(self.class_name(), step, self.timesteps.len())?;
         check_len(self.class_name(), model_output, sample)?;
