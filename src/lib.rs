@@ -24,7 +24,6 @@ pub mod schedulers;
 pub mod tensor;
 pub mod testing;
 pub mod verify;
-pub mod verify_safety;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

@@ -28,7 +28,7 @@ fn fixture() -> Option<(PathBuf, PathBuf)> {
 fn depth_predicted_depth_matches_transformers() {
     let Some((dir, _)) = fixture() else { return };
     let fx = Fixtures::open(&dir, "cases").unwrap();
-    let results = wgsd::models::dpt::verify::depth_cases(&test_gpu(), &fx).unwrap();
+    let results = wgsd::verify::depth_cases(&test_gpu(), &fx).unwrap();
     for r in &results {
         println!("{}", r.line());
     }

@@ -15,7 +15,7 @@ fn fixtures() -> Option<wgsd::fixtures::Fixtures> {
 fn safety_and_depth_cases_pass() {
     let Some(fx) = fixtures() else { return };
     let gpu = wgsd::testing::test_gpu();
-    let results = wgsd::verify_safety::safety_cases(&gpu, &fx).unwrap();
+    let results = wgsd::verify::safety_cases(&gpu, &fx).unwrap();
     for r in &results {
         println!("{}", r.line());
     }

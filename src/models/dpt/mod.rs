@@ -16,7 +16,6 @@ pub mod config;
 pub mod head;
 pub mod layers;
 pub mod neck;
-pub mod verify;
 pub mod vit_hybrid;
 
 use std::path::Path;

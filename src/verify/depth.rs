@@ -8,7 +8,7 @@ use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
 use crate::models::dpt::DptForDepthEstimation;
 use crate::testing::{max_abs, rel_l2};
-use crate::verify::{CaseResult, MODULE_TOL};
+use super::{CaseResult, MODULE_TOL};
 
 const CASE: &str = "depth.predicted_depth";
 

@@ -20,7 +20,7 @@ use crate::imageproc::dpt_processor::DptImageProcessor;
 use crate::imageproc::{PixelValues, RgbImage};
 use crate::models::safety_checker::SafetyChecker;
 use crate::testing::{max_abs, rel_l2};
-use crate::verify::{CaseResult, MODULE_TOL};
+use super::{CaseResult, MODULE_TOL};
 
 /// The first model folder of the set that has `sub/`.
 fn model_with(fx: &Fixtures, sub: &str) -> Option<PathBuf> {

@@ -1,0 +1,148 @@
+//! `wgsd verify`: runs every case of a fixture folder and reports one line per case. The test suite calls
+//! the same functions with the folder from `WGSD_FIXTURES`. One file per family of cases:
+//! `host.rs` (tokenizer, schedulers: no GPU), `modules.rs` (text encoder, UNet, VAE), `blocks.rs` (real-size
+//! blocks), `pipelines.rs` (every pipeline), `safety.rs` (image processors, safety checker), `depth.rs`
+//! (the DPT depth estimator).
+
+mod blocks;
+mod depth;
+mod host;
+mod modules;
+mod pipelines;
+mod safety;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::fixtures::Fixtures;
+use crate::gpu::Gpu;
+use crate::testing::{max_abs, rel_l2};
+
+pub use blocks::{block_cases, block_input};
+pub use depth::depth_cases;
+pub use host::{scheduler_cases, tokenizer_cases};
+pub use modules::{text_cases, unet_cases, vae_cases};
+pub use pipelines::pipeline_cases;
+pub use safety::safety_cases;
+
+/// Tolerance of the scheduler trajectories (relative L2 at every step).
+pub const SCHEDULER_TOL: f64 = 1e-5;
+
+/// Outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// Not run: the case needs a part of wgsd that does not exist yet (never counted as passed).
+    pub skipped: bool,
+    pub name: String,
+    pub passed: bool,
+    pub rel_l2: f64,
+    pub max_abs: f64,
+    /// Why it failed (or what was compared), for the report.
+    pub detail: String,
+}
+
+impl CaseResult {
+    pub fn line(&self) -> String {
+        if self.skipped {
+            return format!("{} SKIP ({})", self.name, self.detail);
+        }
+        let mut s = format!(
+            "{} {} rel_l2={:.3e} max_abs={:.3e}",
+            self.name,
+            if self.passed { "PASS" } else { "FAIL" },
+            self.rel_l2,
+            self.max_abs
+        );
+        // PASS lines keep the exact `<case> PASS rel_l2=<x> max_abs=<y>` form; failures say why.
+        if !self.passed && !self.detail.is_empty() {
+            s.push_str(&format!("  ({})", self.detail));
+        }
+        s
+    }
+}
+
+/// Model folders of a `cases.json` fixture set.
+pub(crate) fn models(fx: &Fixtures) -> Vec<String> {
+    fx.meta["models"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// Every case of the fixture folder `dir` (a `cases.json` set or a `blocks.json` set).
+pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
+    run_selected(dir, gpu, &[])
+}
+
+/// The cases of the families named in `only` (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`,
+/// `vae`, `pipe`, `block`, …; empty = all).
+pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<CaseResult>> {
+    let want = |family: &str| only.is_empty() || only.iter().any(|o| o == family);
+    let mut results = Vec::new();
+    if dir.join("cases.json").exists() {
+        let fx = Fixtures::open(dir, "cases")?;
+        if want("tokenizer") {
+            results.extend(tokenizer_cases(&fx)?);
+        }
+        if want("sched") {
+            results.extend(scheduler_cases(&fx)?);
+        }
+        if want("text") {
+            results.extend(text_cases(gpu, &fx)?);
+        }
+        if want("unet") {
+            results.extend(unet_cases(gpu, &fx)?);
+        }
+        if want("vae") {
+            results.extend(vae_cases(gpu, &fx)?);
+        }
+        if want("pipe") {
+            results.extend(pipeline_cases(gpu, &fx)?);
+        }
+        if want("depth") {
+            results.extend(depth_cases(gpu, &fx)?);
+        }
+        // safety.* and the DPT processor's depth.pixel_values.
+        if want("safety") || want("depth") {
+            results.extend(safety_cases(gpu, &fx)?);
+        }
+    }
+    if dir.join("blocks.json").exists() && want("block") {
+        let fx = Fixtures::open(dir, "blocks")?;
+        results.extend(block_cases(gpu, &fx)?);
+    }
+    Ok(results)
+}
+
+/// Relative-L2 tolerance of module outputs against the fixtures (float32 on both sides).
+pub const MODULE_TOL: f64 = 1e-4;
+
+pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
+    if got.len() != want.len() {
+        return CaseResult {
+            skipped: false,
+            name: name.into(),
+            passed: false,
+            rel_l2: f64::NAN,
+            max_abs: f64::NAN,
+            detail: format!("{} values computed, {} expected", got.len(), want.len()),
+        };
+    }
+    let r = rel_l2(got, want);
+    let m = max_abs(got, want);
+    let finite = got.iter().all(|v| v.is_finite());
+    CaseResult {
+            skipped: false,
+        name: name.into(),
+        passed: finite && r <= tol,
+        rel_l2: r,
+        max_abs: m,
+        detail: if finite { String::new() } else { "non-finite output".into() },
+    }
+}
+
+pub(crate) fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
+    CaseResult {
+            skipped: false, name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
+}
+
+/// Max-abs tolerance of pipeline images (in [0, 1]) against the fixtures.
+pub const PIPELINE_TOL: f64 = 1e-3;
