@@ -183,6 +183,9 @@ enum BenchWhat {
         /// Latent size (64 = a 512×512 image).
         #[arg(long, default_value_t = 64)]
         latent: usize,
+        /// Also time every node and print the slowest op kinds and nodes.
+        #[arg(long)]
+        profile: bool,
     },
     /// One row per kernel at Stable Diffusion 1.5 shapes: time, GFLOP/s, GB/s, % of the adapter's peaks.
     Kernels {
@@ -215,9 +218,9 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("\nselected: {}", gpu.describe());
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent } } => {
+        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent };
+            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Kernels { quick, reps, filter } } => {
