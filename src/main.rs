@@ -59,9 +59,10 @@ enum Command {
     Inpaint {
         #[command(flatten)]
         gen: GenArgs,
+        /// The image to repaint (PNG or JPEG). Its size is the output size.
         #[arg(long)]
         image: std::path::PathBuf,
-        /// Same size as the image; white (≥ 50% gray) = repaint, black = keep.
+        /// The image's size or aspect ratio; white (≥ 50% gray) = repaint, black = keep.
         #[arg(long)]
         mask: std::path::PathBuf,
         /// 1 repaints from pure noise; lower keeps more of what was under the mask.
@@ -72,12 +73,14 @@ enum Command {
     Depth2img {
         #[command(flatten)]
         gen: GenArgs,
+        /// The image to redraw (PNG or JPEG). Its size is the output size.
         #[arg(long)]
         image: std::path::PathBuf,
         /// A depth map image (brighter = nearer) of the image's aspect ratio; default: estimated by the
         /// model's depth_estimator.
         #[arg(long)]
         depth: Option<std::path::PathBuf>,
+        /// How much to change the image, in (0, 1].
         #[arg(long, default_value_t = 0.8)]
         strength: f64,
     },
