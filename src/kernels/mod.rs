@@ -14,6 +14,7 @@ pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
 pub mod embedding;
+pub mod im2col;
 pub mod matmul;
 pub mod norm;
 pub mod resample;
@@ -49,6 +50,7 @@ pub(crate) use shader;
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
     vec![
         &unary::SHADER,
+        &im2col::SHADER,
         &binary::SHADER,
         &embedding::SHADER,
         &norm::SHADER,

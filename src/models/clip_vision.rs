@@ -187,7 +187,7 @@ impl ClipVisionModel {
 
         // 1. embeddings
         let w = g.param(&self.patch_embedding);
-        let patches = g.conv2d(&name("embeddings.patch_embedding"), pixel_values, w, None, Conv2dOpts::new(c.patch_size, 0), None)?;
+        let patches = g.conv2d_auto(&name("embeddings.patch_embedding"), pixel_values, w, None, Conv2dOpts::new(c.patch_size, 0), None)?;
         // [B, D, g, g] → [B, D, N] → [B, N, D]
         let patches = g.reshape(patches, &[b, d, n])?;
         let patches = g.transpose(&name("embeddings.patch_embeds"), patches)?;

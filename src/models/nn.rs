@@ -104,7 +104,7 @@ impl Conv2d {
     pub fn forward(&self, g: &mut Graph, x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|b| g.param(b));
-        g.conv2d(&self.name, x, w, b, self.opts, residual)
+        g.conv2d_auto(&self.name, x, w, b, self.opts, residual)
     }
 }
 

@@ -6,6 +6,7 @@ mod attention;
 mod conv2d;
 mod elementwise;
 mod executor;
+mod im2col;
 mod matmul;
 mod norm;
 mod resample;

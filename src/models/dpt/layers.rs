@@ -109,7 +109,7 @@ impl Conv {
         let opts = Conv2dOpts::asymmetric(self.stride, t, b, l, r);
         let wt = g.param(&self.weight);
         let bias = self.bias.as_ref().map(|b| g.param(b));
-        g.conv2d(&self.name, x, wt, bias, opts, residual)
+        g.conv2d_auto(&self.name, x, wt, bias, opts, residual)
     }
 }
 
