@@ -251,6 +251,10 @@ fn errors_name_the_ldm_and_the_diffusers_key() {
     let e = NameMap::text_encoder(&c, &WeightFile::open(&sdxl).unwrap()).err().unwrap().to_string();
     assert!(e.contains("SDXL") && e.contains("cond_stage_model.model."), "{e}");
     assert!(NameMap::text_encoder(&c, &only_unet).is_ok());
+    // An OpenCLIP checkpoint with an SD 1 (quick_gelu) config asks for an SD 2 config.
+    c.hidden_act = "quick_gelu".into();
+    let e = NameMap::text_encoder(&c, &only_unet).err().unwrap().to_string();
+    assert!(e.contains("OpenCLIP") && e.contains("--config"), "{e}");
 }
 
 // ---- With the tiny fixture models' single files ----

@@ -191,15 +191,29 @@ impl NameMap {
         m
     }
 
-    /// The text encoder map for what `file` holds: SD 1's CLIP or SD 2's OpenCLIP.
+    /// The text encoder map for what `file` holds: SD 1's CLIP or SD 2's OpenCLIP. A config of the other
+    /// family (told by its activation: quick_gelu is OpenAI CLIP's, gelu OpenCLIP's) is an error, as the
+    /// checkpoint then needs another `--config`.
     pub fn text_encoder(c: &ClipTextConfig, file: &WeightFile) -> Result<NameMap> {
         let names = file.names();
         let has = |p: &str| names.iter().any(|k| k.starts_with(p));
-        if has("cond_stage_model.transformer.text_model.") {
-            Ok(NameMap::clip("cond_stage_model.transformer.", true))
-        } else if has("cond_stage_model.transformer.") {
-            Ok(NameMap::clip("cond_stage_model.transformer.", false))
+        let mismatch = |file_kind: &str, want_act: &str, example: &str| Error::Weights {
+            file: file.path().display().to_string(),
+            msg: format!(
+                "this checkpoint's text encoder is {file_kind}, but the config's text_encoder has hidden_act '{}' (expected \
+                 '{want_act}'): pass a matching --config, e.g. {example}",
+                c.hidden_act
+            ),
+        };
+        if has("cond_stage_model.transformer.") {
+            if c.hidden_act != "quick_gelu" {
+                return Err(mismatch("SD 1's CLIP (cond_stage_model.transformer.*)", "quick_gelu", "stable-diffusion-v1-5/stable-diffusion-v1-5"));
+            }
+            Ok(NameMap::clip("cond_stage_model.transformer.", has("cond_stage_model.transformer.text_model.")))
         } else if has("cond_stage_model.model.") {
+            if c.hidden_act != "gelu" {
+                return Err(mismatch("SD 2's OpenCLIP (cond_stage_model.model.*)", "gelu", "stabilityai/stable-diffusion-2-1"));
+            }
             Ok(NameMap::open_clip(c))
         } else {
             Err(Error::Weights { file: file.path().display().to_string(), msg: no_component_msg("text encoder", &names) })
