@@ -20,6 +20,8 @@ use crate::schedulers::{self, TorchCpuGenerator};
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
     pub model: String,
+    /// For a single-file checkpoint `model`: the diffusers folder or repo id giving configs, tokenizer, scheduler.
+    pub config: Option<String>,
     pub variant: Option<String>,
     pub prompt: String,
     pub negative_prompt: String,
@@ -125,8 +127,29 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     if matches!(o.mode, Mode::Depth2Img { depth: None, .. }) {
         extras.extend(["depth_estimator", "feature_extractor"]);
     }
-    let dir = crate::hub::resolve(&o.model, o.variant.as_deref(), &extras)?;
-    let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
+    let single_file = is_single_file(&o.model)?;
+    let (dir, sd) = match single_file {
+        true => {
+            let Some(config) = &o.config else {
+                return Err(Error::usage(format!(
+                    "{} is a single-file checkpoint: pass --config <diffusers folder or repo id> for its configs, tokenizer and \
+                     scheduler (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5 for SD 1.x, stabilityai/stable-diffusion-2-1 for SD 2.x)",
+                    o.model
+                )));
+            };
+            let dir = crate::hub::resolve_config(config, &extras)?;
+            let sd = StableDiffusion::load_single_file(gpu.clone(), std::path::Path::new(&o.model), &dir)?;
+            (dir, sd)
+        }
+        false => {
+            if o.config.is_some() {
+                return Err(Error::usage("--config goes with a single-file checkpoint (--model <file>.safetensors); a diffusers --model has its own configs"));
+            }
+            let dir = crate::hub::resolve(&o.model, o.variant.as_deref(), &extras)?;
+            let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
+            (dir, sd)
+        }
+    };
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
@@ -144,7 +167,8 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
             (schedulers::from_config(&class, &sd.scheduler_config, &source)?, class)
         }
     };
-    eprintln!("loaded {} in {:.1} s on {}", dir.display(), t_load.elapsed().as_secs_f64(), gpu.info.name);
+    let loaded = if single_file { format!("{} with the configs of {}", o.model, dir.display()) } else { dir.display().to_string() };
+    eprintln!("loaded {loaded} in {:.1} s on {}", t_load.elapsed().as_secs_f64(), gpu.info.name);
 
     let seed = o.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) % (1 << 32)
@@ -241,6 +265,18 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         index += count;
     }
     Ok(written)
+}
+
+/// Whether `model` is a single-file checkpoint (`.safetensors`); `.ckpt` pickles are refused.
+fn is_single_file(model: &str) -> Result<bool> {
+    let lower = model.to_ascii_lowercase();
+    if lower.ends_with(".ckpt") || lower.ends_with(".pt") || lower.ends_with(".pth") || lower.ends_with(".bin") {
+        return Err(Error::usage(format!(
+            "{model}: pickle checkpoints (.ckpt) are not supported (loading them can run arbitrary code); convert it to \
+             .safetensors first, e.g. with diffusers or A1111's checkpoint merger, or use the .safetensors release"
+        )));
+    }
+    Ok(lower.ends_with(".safetensors"))
 }
 
 fn scheduler_steps(steps: usize, s: &dyn schedulers::Scheduler) -> usize {

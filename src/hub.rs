@@ -58,6 +58,16 @@ pub fn is_local(model: &str) -> bool {
 /// repo's files, downloaded as needed. `extras` names optional components the run will use
 /// (`safety_checker`, `feature_extractor`, `depth_estimator`): they are fetched when the repository has them.
 pub fn resolve(model: &str, variant: Option<&str>, extras: &[&str]) -> Result<PathBuf> {
+    resolve_files(model, variant, extras, true)
+}
+
+/// Like [`resolve`] without the three networks' weight files: the configs, tokenizer and scheduler a
+/// single-file checkpoint (`--config`) takes from a diffusers repository.
+pub fn resolve_config(model: &str, extras: &[&str]) -> Result<PathBuf> {
+    resolve_files(model, None, extras, false)
+}
+
+fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: bool) -> Result<PathBuf> {
     if is_local(model) {
         let p = PathBuf::from(model);
         if !p.is_dir() {
@@ -67,6 +77,7 @@ pub fn resolve(model: &str, variant: Option<&str>, extras: &[&str]) -> Result<Pa
     }
     let mut files: Vec<String> = FILES
         .iter()
+        .filter(|f| weights || !f.ends_with(".safetensors"))
         .map(|f| f.replace("{v}", &variant.map(|v| format!(".{v}")).unwrap_or_default()))
         .collect();
     let repo = Repo::new(model.to_string(), RepoType::Model);

@@ -89,9 +89,14 @@ enum Command {
 /// The options every generating command shares.
 #[derive(clap::Args)]
 struct GenArgs {
-    /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache).
+    /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache), or an
+    /// original single-file checkpoint (.safetensors, SD 1.x / 2.x as A1111 uses them; needs --config).
     #[arg(long)]
     model: String,
+    /// With a single-file --model: the diffusers folder or repo id whose configs, tokenizer and scheduler
+    /// go with it (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5); its weights are not read.
+    #[arg(long)]
+    config: Option<String>,
     #[arg(long)]
     prompt: String,
     #[arg(long, default_value = "")]
@@ -145,6 +150,7 @@ impl GenArgs {
         let g = self;
         wgsd::generate::GenerateOptions {
             model: g.model,
+            config: g.config,
             variant: g.variant,
             prompt: g.prompt,
             negative_prompt: g.negative_prompt,

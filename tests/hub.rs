@@ -59,5 +59,11 @@ fn repo_ids_resolve_from_the_cache_with_the_components_the_run_needs() {
     assert_eq!(resolve(model.to_str().unwrap(), None, &extras).unwrap(), model);
     let e = resolve("./no/such/folder", None, &[]).unwrap_err().to_string();
     assert!(e.contains("no/such/folder"), "{e}");
+    // A single file's --config repo needs only configs, tokenizer and scheduler: no network without weights.
+    for f in ["unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"] {
+        std::fs::remove_file(snapshot.join(f)).unwrap();
+    }
+    assert!(resolve("wgsd-test/tiny-sd15", None, &[]).is_err());
+    assert_eq!(wgsd::hub::resolve_config("wgsd-test/tiny-sd15", &[]).unwrap(), snapshot);
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -8,6 +8,7 @@ pub mod dpt;
 pub mod nn;
 pub mod resnet;
 pub mod safety_checker;
+pub mod single_file;
 pub mod tokenizer;
 pub mod transformer;
 pub mod unet;

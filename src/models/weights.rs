@@ -14,6 +14,7 @@ use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::models::single_file::{self, NameMap};
 
 /// One memory-mapped safetensors file.
 pub struct WeightFile {
@@ -23,7 +24,7 @@ pub struct WeightFile {
     meta: Metadata,
 }
 
-fn shape_str(s: &[usize]) -> String {
+pub(crate) fn shape_str(s: &[usize]) -> String {
     format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
 }
 
@@ -131,12 +132,20 @@ pub fn candidates(key: &str) -> Vec<String> {
     out
 }
 
+/// Whether a tensor stored as `stored` can be used where the model expects `expected`: the same shape, or
+/// a `(C, C, 1, 1)` conv weight for a `(C, C)` linear one.
+pub(crate) fn shape_accepts(stored: &[usize], expected: &[usize]) -> bool {
+    stored == expected || (stored.len() == 4 && stored[2] == 1 && stored[3] == 1 && expected == &stored[..2])
+}
+
 /// The weights of one model component, possibly spread over several files (sharded checkpoints), or
-/// seeded random values of the right shapes (real-size benchmarks and limit checks without downloads).
+/// seeded random values of the right shapes (real-size benchmarks and limit checks without downloads), or
+/// one component of an original-LDM single-file checkpoint read through its diffusers → LDM name map.
 pub struct Weights {
     files: Vec<WeightFile>,
     index: HashMap<String, usize>,
     random_seed: Option<u64>,
+    single_file: Option<NameMap>,
 }
 
 impl Weights {
@@ -148,13 +157,23 @@ impl Weights {
                 index.insert(n, i);
             }
         }
-        Ok(Weights { files, index, random_seed: None })
+        Ok(Weights { files, index, random_seed: None, single_file: None })
+    }
+
+    /// One component of an LDM single-file checkpoint: diffusers keys are looked up through `map`.
+    pub fn single_file(path: &Path, map: NameMap) -> Result<Weights> {
+        Ok(Weights { files: vec![WeightFile::open(path)?], index: HashMap::new(), random_seed: None, single_file: Some(map) })
+    }
+
+    /// The single file, when these weights are one component of one.
+    pub fn single_file_parts(&self) -> Option<(&NameMap, &WeightFile)> {
+        self.single_file.as_ref().map(|m| (m, &self.files[0]))
     }
 
     /// Random weights for any key asked: uniform in ±1/√fan_in for matrices and kernels, ones (plus a
     /// little noise) for norm scales, small values for biases, so activations stay in a realistic range.
     pub fn random(seed: u64) -> Weights {
-        Weights { files: Vec::new(), index: HashMap::new(), random_seed: Some(seed) }
+        Weights { files: Vec::new(), index: HashMap::new(), random_seed: Some(seed), single_file: None }
     }
 
     fn random_tensor(seed: u64, key: &str, shape: &[usize]) -> Vec<f32> {
@@ -176,11 +195,17 @@ impl Weights {
     }
 
     pub fn contains(&self, key: &str) -> bool {
+        if let Some((map, file)) = self.single_file_parts() {
+            return single_file::shape(map, file, key).is_some();
+        }
         self.random_seed.is_some() || candidates(key).iter().any(|k| self.index.contains_key(k))
     }
 
     /// Shape stored for `key` (after aliases), if present.
     pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        if let Some((map, file)) = self.single_file_parts() {
+            return single_file::shape(map, file, key);
+        }
         candidates(key).iter().find_map(|k| self.index.get(k).and_then(|&i| self.files[i].shape(k)))
     }
 
@@ -189,6 +214,9 @@ impl Weights {
     pub fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>> {
         if let Some(seed) = self.random_seed {
             return Ok(Self::random_tensor(seed, key, expected));
+        }
+        if let Some((map, file)) = self.single_file_parts() {
+            return single_file::get(map, file, key, expected);
         }
         let names = candidates(key);
         let Some((name, &fi)) = names.iter().find_map(|k| self.index.get_key_value(k)) else {
@@ -200,8 +228,7 @@ impl Weights {
         };
         let file = &self.files[fi];
         let stored = file.shape(name).unwrap_or_default();
-        let conv_as_linear = stored.len() == 4 && stored[2] == 1 && stored[3] == 1 && expected == &stored[..2];
-        if stored != expected && !conv_as_linear {
+        if !shape_accepts(&stored, expected) {
             return Err(Error::Weights {
                 file: file.path.display().to_string(),
                 msg: format!(

@@ -74,6 +74,36 @@ impl StableDiffusion {
         })
     }
 
+    /// Loads an original-LDM single-file checkpoint (`.safetensors`, SD 1.x / 2.x as A1111 uses them): the
+    /// weights of all three networks come from `checkpoint`, the configs, tokenizer and scheduler from the
+    /// diffusers folder `config_dir` (whose own weight files, if any, are not read).
+    pub fn load_single_file(gpu: Arc<Gpu>, checkpoint: &Path, config_dir: &Path) -> Result<Self> {
+        use crate::models::config::{ClipTextConfig, UNetConfig, VaeConfig};
+        use crate::models::single_file::{check_component, NameMap};
+        use crate::models::weights::{WeightFile, Weights};
+        let file = WeightFile::open(checkpoint)?;
+        let unet_config = UNetConfig::from_file(&config_dir.join("unet/config.json"))?;
+        let vae_config = VaeConfig::from_file(&config_dir.join("vae/config.json"))?;
+        let text_config = ClipTextConfig::from_file(&config_dir.join("text_encoder/config.json"))?;
+        let (unet_map, vae_map) = (NameMap::unet(&unet_config), NameMap::vae(&vae_config));
+        let text_map = NameMap::text_encoder(&text_config, &file)?;
+        check_component(&unet_map, "model.diffusion_model.", &file)?;
+        check_component(&vae_map, "first_stage_model.", &file)?;
+        drop(file);
+        let scheduler_config = read_json(&config_dir.join("scheduler/scheduler_config.json"))?;
+        Ok(StableDiffusion {
+            tokenizer: ClipTokenizer::from_folder(&config_dir.join("tokenizer"))?,
+            text_encoder: ClipTextModel::from_weights(&gpu, text_config, &Weights::single_file(checkpoint, text_map)?)?,
+            unet: UNet2DConditionModel::from_weights(&gpu, unet_config, &Weights::single_file(checkpoint, unet_map)?)?,
+            vae: AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?)?,
+            scheduler_config,
+            safety_checker: OnceLock::new(),
+            depth_estimator: OnceLock::new(),
+            dir: config_dir.to_path_buf(),
+            gpu,
+        })
+    }
+
     /// Text embeddings `[N, 77, D]` of `prompts`, `skip` final layers skipped (0 = last hidden state).
     /// Returns the embeddings and, per prompt, how many tokens were cut to fit 77.
     pub fn encode_prompts(&self, prompts: &[String], skip: usize) -> Result<(Vec<f32>, Vec<usize>)> {
