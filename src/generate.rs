@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::output::{check_writable, numbered_paths, to_rgb8, write_png, Parameters};
 use crate::pipeline::denoise::{Condition, DepthSource};
-use crate::pipeline::inputs::{check_depth, load_rgb, read_init_image, read_mask, DepthMap};
+use crate::imageproc::RgbImage;
+use crate::pipeline::inputs::{check_depth, fit_init_image, read_init_image, read_mask, DepthMap};
 use crate::pipeline::safety::SafetyMode;
 use crate::pipeline::txt2img::Txt2ImgRequest;
 use crate::pipeline::StableDiffusion;
@@ -74,8 +75,8 @@ impl Mode {
             Mode::Txt2Img => Condition::Text,
             Mode::Img2Img { image, strength } => Condition::Img2Img { image: read_init_image(image, width, height)?, strength: *strength },
             Mode::Inpaint { image: image_file, mask, strength } => {
-                let original = load_rgb(image_file)?;
-                let image = read_init_image(image_file, width, height)?;
+                let original = RgbImage::open(image_file)?;
+                let image = fit_init_image(&original, image_file, width, height)?;
                 let mask = read_mask(mask, &image, (original.width, original.height))?;
                 if mask.coverage() == 1.0 {
                     eprintln!("note: the mask is all white: the whole image is repainted");

@@ -4,7 +4,7 @@
 use image::{DynamicImage, GrayAlphaImage, LumaA, Rgba, RgbaImage};
 use wgsd::imageproc::RgbImage;
 use wgsd::pipeline::depth2img::depth_condition;
-use wgsd::pipeline::inputs::{check_depth, check_mask, load_rgb, read_init_image, read_mask, rgb_to_luma, DepthMap, InitImage, Mask};
+use wgsd::pipeline::inputs::{check_depth, check_mask, read_init_image, read_mask, rgb_to_luma, DepthMap, InitImage, Mask};
 
 /// An image from a function of (x, y) giving RGB.
 fn rgb(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3]) -> RgbImage {
@@ -32,20 +32,20 @@ fn images_become_rgb_in_minus_one_to_one() {
 fn gray_and_rgba_files_load_as_rgb_like_pillow() {
     let gray = temp("gray.png");
     DynamicImage::ImageLumaA8(GrayAlphaImage::from_pixel(8, 8, LumaA([77, 10]))).save(&gray).unwrap();
-    let rgb = load_rgb(&gray).unwrap();
+    let rgb = RgbImage::open(&gray).unwrap();
     assert!(rgb.data.iter().all(|&v| v == 77));
     let rgba = temp("rgba.png");
     DynamicImage::ImageRgba8(RgbaImage::from_pixel(8, 8, Rgba([10, 20, 30, 0]))).save(&rgba).unwrap();
-    assert!(load_rgb(&rgba).unwrap().data.chunks(3).all(|p| p == [10, 20, 30]), "alpha is dropped, not composited");
+    assert!(RgbImage::open(&rgba).unwrap().data.chunks(3).all(|p| p == [10, 20, 30]), "alpha is dropped, not composited");
 }
 
 #[test]
 fn unreadable_files_are_named() {
     let bad = temp("bad.png");
     std::fs::write(&bad, b"not a png").unwrap();
-    let e = load_rgb(&bad).unwrap_err().to_string();
+    let e = RgbImage::open(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.png") && e.contains("cannot decode"), "{e}");
-    let e = load_rgb(&temp("missing.png")).unwrap_err().to_string();
+    let e = RgbImage::open(&temp("missing.png")).unwrap_err().to_string();
     assert!(e.contains("missing.png") && e.contains("no such file"), "{e}");
 }
 

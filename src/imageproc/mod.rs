@@ -83,8 +83,8 @@ pub struct Decoded {
     pub data: Vec<u8>,
 }
 
-/// Decodes a PNG or JPEG file; errors name the file.
-pub fn decode(path: &Path) -> Result<Decoded> {
+/// Opens a PNG or JPEG file at its full bit depth; errors name the file.
+pub fn open_dynamic(path: &Path) -> Result<image::DynamicImage> {
     let err = |msg: String| Error::Input { file: path.display().to_string(), msg };
     if !path.exists() {
         return Err(err("no such file".into()));
@@ -94,7 +94,12 @@ pub fn decode(path: &Path) -> Result<Decoded> {
     if reader.format().is_none() {
         return Err(err("not a PNG or JPEG image".into()));
     }
-    let img = reader.decode().map_err(|e| err(format!("cannot decode image: {e}")))?;
+    reader.decode().map_err(|e| err(format!("cannot decode image: {e}")))
+}
+
+/// Decodes a PNG or JPEG file to 8 bits per sample; errors name the file.
+pub fn decode(path: &Path) -> Result<Decoded> {
+    let img = open_dynamic(path)?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     use image::DynamicImage as D;
     let high = |v: &[u16]| v.iter().map(|&x| (x >> 8) as u8).collect::<Vec<u8>>();

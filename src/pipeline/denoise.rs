@@ -109,11 +109,6 @@ fn check_condition(req: &Txt2ImgRequest, cond: &Condition, unet_in: usize, laten
     }
 }
 
-/// `items` copies of `x`, one after another.
-fn repeat(x: &[f32], items: usize) -> Vec<f32> {
-    x.repeat(items)
-}
-
 impl StableDiffusion {
     /// Runs one generation. `progress(step, total)` is called after every scheduler step.
     pub fn generate(
@@ -176,7 +171,7 @@ impl StableDiffusion {
             Some((image, strength)) => {
                 let from_noise = strength == 1.0 && matches!(cond, Condition::Inpaint { .. });
                 if !from_noise || legacy_inpaint {
-                    image_latents = repeat(&self.encode_image(image, noise)?, n);
+                    image_latents = self.encode_image(image, noise)?.repeat(n);
                 }
                 noise0 = noise.randn(latent_len)?;
                 if from_noise {

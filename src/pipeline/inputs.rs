@@ -41,11 +41,6 @@ fn input_error(path: &Path, msg: impl Into<String>) -> Error {
     Error::Input { file: path.display().to_string(), msg: msg.into() }
 }
 
-/// Reads an image file as 8-bit RGB like Pillow's `convert("RGB")` (gray replicated, alpha dropped).
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    RgbImage::open(path)
-}
-
 /// Pillow's `convert("L")`: `(19595 R + 38470 G + 7471 B + 2¹⁵) >> 16`, exact for gray input.
 pub fn rgb_to_luma(img: &RgbImage) -> Vec<u8> {
     img.data
@@ -104,8 +99,7 @@ impl Mask {
 impl DepthMap {
     /// Reads a grayscale (8- or 16-bit, full precision) or colour image as depth, in its luminance.
     pub fn load(path: &Path) -> Result<Self> {
-        crate::imageproc::decode(path)?; // the same checks and messages as every other input image
-        let img = image::open(path).map_err(|e| input_error(path, format!("cannot decode image: {e}")))?;
+        let img = crate::imageproc::open_dynamic(path)?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let data = img.to_luma32f().into_raw();
         Ok(DepthMap { width: w, height: h, data })
@@ -169,18 +163,22 @@ pub fn output_size(img: &RgbImage, width: Option<usize>, height: Option<usize>, 
 
 /// Reads the init image, resized to `width × height` when given or to multiples of 8.
 pub fn read_init_image(path: &Path, width: Option<usize>, height: Option<usize>) -> Result<InitImage> {
-    let img = load_rgb(path)?;
-    let (w, h) = output_size(&img, width, height, path)?;
+    fit_init_image(&RgbImage::open(path)?, path, width, height)
+}
+
+/// An opened init image at its output size (see [`read_init_image`]); `path` names it in messages.
+pub fn fit_init_image(img: &RgbImage, path: &Path, width: Option<usize>, height: Option<usize>) -> Result<InitImage> {
+    let (w, h) = output_size(img, width, height, path)?;
     if (w, h) != (img.width, img.height) {
         eprintln!("note: {} is {}x{}; resized to {w}x{h} (Lanczos, as diffusers does)", path.display(), img.width, img.height);
     }
-    Ok(InitImage::from_rgb8(&resize_like_diffusers(&img, w, h)?))
+    Ok(InitImage::from_rgb8(&resize_like_diffusers(img, w, h)?))
 }
 
 /// Reads a mask for `image`: a file of the image's original aspect ratio is resized to the image's size
 /// (Lanczos, then binarised, as diffusers' mask processor does); another aspect ratio is refused.
 pub fn read_mask(path: &Path, image: &InitImage, original: (usize, usize)) -> Result<Mask> {
-    let img = load_rgb(path)?;
+    let img = RgbImage::open(path)?;
     if img.width * original.1 != img.height * original.0 {
         return Err(input_error(
             path,

@@ -13,7 +13,7 @@ use super::{CaseResult, MODULE_TOL};
 const CASE: &str = "depth.predicted_depth";
 
 fn failed(detail: String) -> CaseResult {
-    CaseResult { skipped: false, name: CASE.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail }
+    super::failed(CASE, detail)
 }
 
 /// The depth estimator case; none when the fixture set has no depth tensors.
@@ -38,7 +38,6 @@ pub fn depth_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
         let (r, m) = (rel_l2(&got, &want), max_abs(&got, &want));
         let finite = got.iter().all(|v| v.is_finite());
         Ok(CaseResult {
-            skipped: false,
             name: CASE.into(),
             passed: finite && r <= MODULE_TOL,
             rel_l2: r,

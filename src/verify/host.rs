@@ -33,7 +33,6 @@ pub fn tokenizer_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
         let Some(expected) = tok[key].as_array() else { continue };
         let Some(t) = t else {
             out.push(CaseResult {
-            skipped: false,
                 name: name.into(),
                 passed: false,
                 rel_l2: f64::NAN,
@@ -63,7 +62,6 @@ pub fn tokenizer_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
         }
         let n = prompts.len();
         out.push(CaseResult {
-            skipped: false,
             name: name.into(),
             passed: mismatches.is_empty(),
             rel_l2: 0.0,
@@ -90,7 +88,6 @@ pub fn scheduler_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
         .iter()
         .map(|(name, case)| {
             scheduler_case(fx, name, case).unwrap_or_else(|e| CaseResult {
-            skipped: false,
                 name: format!("sched.{name}"),
                 passed: false,
                 rel_l2: f64::NAN,
@@ -104,7 +101,7 @@ pub fn scheduler_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
 fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result<CaseResult> {
     let case_name = format!("sched.{name}");
     let fail = |detail: String| CaseResult {
-            skipped: false, name: case_name.clone(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail };
+            name: case_name.clone(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail };
     let cls = case["cls"].as_str().unwrap_or_default();
     let steps = case["steps"].as_u64().unwrap_or(0) as usize;
     let mut s = schedulers::from_config(cls, &case["config"], &format!("cases.json schedulers.{name}"))?;
@@ -149,7 +146,6 @@ fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result
         return Ok(fail(format!("{} noise draws used, the fixture recorded {draws}", noise.used())));
     }
     Ok(CaseResult {
-            skipped: false,
         name: case_name,
         passed: worst <= SCHEDULER_TOL,
         rel_l2: worst,

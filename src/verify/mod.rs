@@ -32,8 +32,6 @@ pub const SCHEDULER_TOL: f64 = 1e-5;
 /// Outcome of one case.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
-    /// Not run: the case needs a part of wgsd that does not exist yet (never counted as passed).
-    pub skipped: bool,
     pub name: String,
     pub passed: bool,
     pub rel_l2: f64,
@@ -44,9 +42,6 @@ pub struct CaseResult {
 
 impl CaseResult {
     pub fn line(&self) -> String {
-        if self.skipped {
-            return format!("{} SKIP ({})", self.name, self.detail);
-        }
         let mut s = format!(
             "{} {} rel_l2={:.3e} max_abs={:.3e}",
             self.name,
@@ -118,7 +113,6 @@ pub const MODULE_TOL: f64 = 1e-4;
 pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
     if got.len() != want.len() {
         return CaseResult {
-            skipped: false,
             name: name.into(),
             passed: false,
             rel_l2: f64::NAN,
@@ -130,7 +124,6 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
     let m = max_abs(got, want);
     let finite = got.iter().all(|v| v.is_finite());
     CaseResult {
-            skipped: false,
         name: name.into(),
         passed: finite && r <= tol,
         rel_l2: r,
@@ -141,7 +134,7 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
 
 pub(crate) fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
     CaseResult {
-            skipped: false, name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
+            name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
 }
 
 /// Max-abs tolerance of pipeline images (in [0, 1]) against the fixtures.

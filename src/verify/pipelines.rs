@@ -7,9 +7,10 @@ use crate::error::Result;
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
 use crate::pipeline::denoise::{Condition, DepthSource};
-use crate::pipeline::inputs::{load_rgb, resize_like_diffusers, DepthMap, InitImage, Mask};
+use crate::pipeline::inputs::{resize_like_diffusers, DepthMap, InitImage, Mask};
 use crate::pipeline::safety::SafetyMode;
 use crate::pipeline::txt2img::Txt2ImgRequest;
+use crate::imageproc::RgbImage;
 use crate::pipeline::StableDiffusion;
 use crate::schedulers::{self, ReplayNoise};
 
@@ -26,7 +27,7 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 /// or on a depth UNet a depth map (given as a fixture tensor, or estimated).
 fn case_condition(fx: &Fixtures, sd: &StableDiffusion, spec: &serde_json::Value) -> Result<Condition> {
     let Some(image_file) = spec["image"].as_str() else { return Ok(Condition::Text) };
-    let rgb = load_rgb(&fx.dir.join(image_file))?;
+    let rgb = RgbImage::open(&fx.dir.join(image_file))?;
     let given = |key: &str| spec[key].as_u64().map(|v| v as usize);
     let strength = |default: f64| spec["strength"].as_f64().unwrap_or(default);
     // diffusers' sizes: the inpainting pipeline defaults to the UNet's native size, the others to the
@@ -37,7 +38,7 @@ fn case_condition(fx: &Fixtures, sd: &StableDiffusion, spec: &serde_json::Value)
     let (w, h) = (size(rgb.width, "width", inpaint), size(rgb.height, "height", inpaint));
     let image = InitImage::from_rgb8(&resize_like_diffusers(&rgb, w, h)?);
     if let Some(mask_file) = spec["mask_image"].as_str() {
-        let mask = Mask::from_rgb8(&resize_like_diffusers(&load_rgb(&fx.dir.join(mask_file))?, w, h)?);
+        let mask = Mask::from_rgb8(&resize_like_diffusers(&RgbImage::open(&fx.dir.join(mask_file))?, w, h)?);
         return Ok(Condition::Inpaint { image, mask, strength: strength(1.0) });
     }
     if let Some(key) = spec["depth_map"].as_str() {

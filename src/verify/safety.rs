@@ -38,7 +38,6 @@ fn compare(name: &str, got: &[f32], want: &[f32]) -> CaseResult {
     let r = rel_l2(got, want);
     let finite = got.iter().all(|v| v.is_finite());
     CaseResult {
-        skipped: false,
         name: name.into(),
         passed: finite && r <= MODULE_TOL,
         rel_l2: r,
@@ -47,9 +46,7 @@ fn compare(name: &str, got: &[f32], want: &[f32]) -> CaseResult {
     }
 }
 
-fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
-    CaseResult { skipped: false, name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
-}
+use super::failed;
 
 /// Opens the fixture images as transformers' processors see a PIL image (`convert_to_rgb`).
 fn open_all(fx: &Fixtures, names: &[String]) -> Result<Vec<RgbImage>> {
@@ -88,7 +85,6 @@ pub fn safety_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                 let got: Vec<bool> = checker.scores(&embeds).iter().map(|s| s.has_nsfw).collect();
                 let same = got == want;
                 r.push(CaseResult {
-                    skipped: false,
                     name: "safety.has_nsfw".into(),
                     passed: same,
                     rel_l2: 0.0,
