@@ -103,3 +103,138 @@ pub fn assert_close(cmp: &[Comparison], tol: f64) {
         assert!(c.rel_l2.is_finite(), "{}: non-finite result", c.name);
     }
 }
+
+/// One input of a [`grad_check`]: its shape, its values, and whether its gradient is checked (integer
+/// inputs such as token ids are not).
+pub struct GradInput {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub wants_grad: bool,
+}
+
+impl GradInput {
+    /// Random values in [-scale, scale), gradient checked.
+    pub fn random(rng: &mut Rng, shape: &[usize], scale: f32) -> Self {
+        GradInput { shape: shape.to_vec(), values: rng.vec(shape.iter().product(), scale), wants_grad: true }
+    }
+    /// Given values, gradient not checked.
+    pub fn fixed(shape: &[usize], values: Vec<f32>) -> Self {
+        GradInput { shape: shape.to_vec(), values, wants_grad: false }
+    }
+}
+
+/// What [`grad_check`] measured for one input.
+#[derive(Debug)]
+pub struct GradReport {
+    pub input: usize,
+    /// CPU twins' gradient against central finite differences of the CPU forward (f64 loss), on the
+    /// checked coordinates.
+    pub fd_rel_l2: f64,
+    /// GPU gradient against the CPU twins' (all coordinates); None when no GPU was given.
+    pub gpu_rel_l2: Option<f64>,
+}
+
+/// Checks a backward rule. `build` records a forward computation of the inputs; the loss is `Σ y · r` with a
+/// random `r`. The backward graph's CPU twins are compared with central finite differences of the forward
+/// CPU twins (step `h`, at most `max_coords` coordinates per input), and, with a GPU, the planned backward
+/// graph with the twins.
+pub fn grad_check(
+    gpu: Option<&Arc<Gpu>>,
+    inputs: &[GradInput],
+    h: f64,
+    max_coords: usize,
+    build: &dyn Fn(&mut Graph, &[TensorId]) -> Result<TensorId>,
+) -> Result<Vec<GradReport>> {
+    use crate::graph::autodiff::BackwardOpts;
+    use crate::tensor::TensorDesc;
+    let mut rng = Rng::new(0x5eed);
+    // The loss weights r.
+    let probe = {
+        let mut g = Graph::new();
+        let ids: Vec<TensorId> = inputs.iter().enumerate().map(|(i, x)| g.input(&format!("x{i}"), TensorDesc::f32(&x.shape))).collect();
+        let y = build(&mut g, &ids)?;
+        g.desc(y).clone()
+    };
+    let r = rng.vec(probe.numel(), 1.0);
+
+    // Forward loss on the CPU, in f64.
+    let loss = |vals: &[Vec<f32>]| -> Result<f64> {
+        let mut g = Graph::new();
+        let ids: Vec<TensorId> = inputs.iter().enumerate().map(|(i, x)| g.input(&format!("x{i}"), TensorDesc::f32(&x.shape))).collect();
+        let y = build(&mut g, &ids)?;
+        let feed: Vec<(TensorId, &[f32])> = ids.iter().zip(vals).map(|(t, v)| (*t, v.as_slice())).collect();
+        let out = g.eval_cpu(&feed)?;
+        let yv = out[y.index()].as_ref().expect("evaluated");
+        Ok(yv.iter().zip(&r).map(|(a, b)| *a as f64 * *b as f64).sum())
+    };
+
+    // The backward graph.
+    let mut g = Graph::new();
+    let ids: Vec<TensorId> = inputs.iter().enumerate().map(|(i, x)| g.input(&format!("x{i}"), TensorDesc::f32(&x.shape))).collect();
+    let y = build(&mut g, &ids)?;
+    let rt = g.input("r", probe.clone());
+    let wrt: Vec<TensorId> = ids.iter().zip(inputs).filter(|(_, x)| x.wants_grad).map(|(t, _)| *t).collect();
+    let grads = g.backward_from(&[(y, rt)], &wrt, BackwardOpts::default())?;
+    let mut feed: Vec<(TensorId, Vec<f32>)> = ids.iter().zip(inputs).map(|(t, x)| (*t, x.values.clone())).collect();
+    feed.push((rt, r.clone()));
+    let refs: Vec<(TensorId, &[f32])> = feed.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    let cpu = g.eval_cpu(&refs)?;
+    let grad_ids: Vec<Option<TensorId>> = ids.iter().map(|t| grads.get(&g, *t)).collect();
+
+    let mut reports = Vec::new();
+    let base: Vec<Vec<f32>> = inputs.iter().map(|x| x.values.clone()).collect();
+    for (i, x) in inputs.iter().enumerate() {
+        if !x.wants_grad {
+            continue;
+        }
+        let analytic: Vec<f32> = match grad_ids[i] {
+            Some(t) => cpu[t.index()].clone().expect("gradient evaluated"),
+            None => vec![0.0; x.values.len()],
+        };
+        let n = x.values.len();
+        let coords: Vec<usize> = if n <= max_coords { (0..n).collect() } else { (0..max_coords).map(|_| (rng.next_u64() % n as u64) as usize).collect() };
+        let (mut fd, mut an) = (Vec::new(), Vec::new());
+        for &c in &coords {
+            let mut vals = base.clone();
+            vals[i][c] = (x.values[c] as f64 + h) as f32;
+            let hp = vals[i][c] as f64 - x.values[c] as f64;
+            let lp = loss(&vals)?;
+            vals[i][c] = (x.values[c] as f64 - h) as f32;
+            let hm = x.values[c] as f64 - vals[i][c] as f64;
+            let lm = loss(&vals)?;
+            fd.push(((lp - lm) / (hp + hm)) as f32);
+            an.push(analytic[c]);
+        }
+        reports.push(GradReport { input: i, fd_rel_l2: rel_l2(&an, &fd), gpu_rel_l2: None });
+    }
+
+    if let Some(gpu) = gpu {
+        let plan = Plan::new(gpu.clone(), g)?;
+        for (t, v) in &feed {
+            plan.write(*t, v)?;
+        }
+        plan.run()?;
+        for rep in reports.iter_mut() {
+            if let Some(t) = grad_ids[rep.input] {
+                let got = plan.read(t)?;
+                let want = cpu[t.index()].as_ref().expect("gradient evaluated");
+                rep.gpu_rel_l2 = Some(rel_l2(&got, want));
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// Asserts every report of a [`grad_check`] is within the tolerances (printing them all first).
+pub fn assert_grads(what: &str, reports: &[GradReport], fd_tol: f64, gpu_tol: f64) {
+    for r in reports {
+        println!("{what}: input {} fd rel_l2 {:.3e} gpu rel_l2 {:?}", r.input, r.fd_rel_l2, r.gpu_rel_l2);
+    }
+    assert!(!reports.is_empty(), "{what}: no gradient was checked");
+    for r in reports {
+        assert!(r.fd_rel_l2.is_finite() && r.fd_rel_l2 <= fd_tol, "{what}: input {}: twin vs finite differences {:.3e} > {:.1e}", r.input, r.fd_rel_l2, fd_tol);
+        if let Some(g) = r.gpu_rel_l2 {
+            assert!(g.is_finite() && g <= gpu_tol, "{what}: input {}: GPU vs twin {:.3e} > {:.1e}", r.input, g, gpu_tol);
+        }
+    }
+}

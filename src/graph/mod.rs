@@ -2,6 +2,7 @@
 //! [`Plan`](plan::Plan) is built from it. The graph also evaluates itself on the CPU through each op's CPU
 //! twin, which is how the tests check every kernel and how a wrong layer is found by name.
 
+pub mod autodiff;
 pub mod op;
 pub mod plan;
 
@@ -89,7 +90,8 @@ pub(crate) struct TensorInfo {
 
 pub struct Node {
     pub name: String,
-    pub op: Box<dyn Op>,
+    /// Shared so backward rules can record new nodes while holding their op.
+    pub op: Arc<dyn Op>,
     pub inputs: Vec<TensorId>,
     pub output: TensorId,
 }
@@ -99,6 +101,8 @@ pub struct Graph {
     pub(crate) tensors: Vec<TensorInfo>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) outputs: Vec<TensorId>,
+    /// Recomputable node ranges for gradient checkpointing (see `autodiff`).
+    pub(crate) segments: Vec<std::ops::Range<usize>>,
 }
 
 impl Graph {
@@ -106,7 +110,7 @@ impl Graph {
         Self::default()
     }
 
-    fn push(&mut self, name: &str, desc: TensorDesc, source: Source) -> TensorId {
+    pub(crate) fn push(&mut self, name: &str, desc: TensorDesc, source: Source) -> TensorId {
         self.tensors.push(TensorInfo { name: name.to_string(), desc, source });
         TensorId(self.tensors.len() - 1)
     }
@@ -186,7 +190,7 @@ impl Graph {
             other => other,
         })?;
         let id = self.push(name, out, Source::Node);
-        self.nodes.push(Node { name: name.to_string(), op: Box::new(op), inputs: inputs.to_vec(), output: id });
+        self.nodes.push(Node { name: name.to_string(), op: Arc::new(op), inputs: inputs.to_vec(), output: id });
         Ok(id)
     }
 

@@ -2,7 +2,8 @@
 //! lowers itself to GPU [`Dispatch`]es when a plan is built, and has a CPU twin that computes the same
 //! thing with plain loops for the tests.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
 use crate::kernels::ShaderSource;
 use crate::tensor::TensorDesc;
 
@@ -103,6 +104,26 @@ pub struct Dispatch {
     pub workgroups: [u32; 3],
 }
 
+/// What an op's backward rule is given (see [`Op::backward`]).
+pub struct BackwardCtx<'a> {
+    /// The forward node's name; backward nodes are named `<name>.grad_<what>`.
+    pub name: &'a str,
+    /// The forward node's inputs and output (still alive: the liveness planner keeps what backward reads).
+    pub inputs: &'a [TensorId],
+    pub output: TensorId,
+    /// Gradient of the loss with respect to the output, same shape as the output.
+    pub dy: TensorId,
+    /// Which inputs want a gradient. Rules compute only those and return `None` for the others.
+    pub need: &'a [bool],
+}
+
+impl BackwardCtx<'_> {
+    /// Node name for a backward node of this op.
+    pub fn node(&self, what: &str) -> String {
+        format!("{}.grad_{what}", self.name)
+    }
+}
+
 /// A kernel as the graph sees it.
 pub trait Op: Send + Sync {
     /// Short name used in errors, debug dumps and benchmarks ("conv2d", "group_norm", ...).
@@ -126,6 +147,13 @@ pub trait Op: Send + Sync {
     /// Bytes a perfect kernel must move: every input read once and the output written once.
     fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         (inputs.iter().map(|d| d.bytes()).sum::<u64>() + out.bytes()) as f64
+    }
+
+    /// The reverse-mode rule: records on `g` the ops that compute the gradient of every input `c.need`s from
+    /// `c.dy`, and returns them (one entry per input, `None` where not needed or zero by the maths). The
+    /// returned gradients have their inputs' shapes. Ops without a rule refuse by name.
+    fn backward(&self, _g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        Err(Error::usage(format!("op {} ('{}') has no backward rule: it cannot sit between a trainable tensor and the loss", self.kind(), c.name)))
     }
 }
 

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op, Slot};
+use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, BackwardCtx, Bind, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -50,7 +50,7 @@ pub struct Binary {
 }
 
 /// For a broadcast `b` of `out`: `(inner, bn)` such that `b[(i / inner) % bn]` is the value for element `i`.
-fn broadcast_layout(a: &TensorDesc, b: &TensorDesc) -> Option<(usize, usize)> {
+pub(crate) fn broadcast_layout(a: &TensorDesc, b: &TensorDesc) -> Option<(usize, usize)> {
     if b.rank() > a.rank() {
         return None;
     }
@@ -141,6 +141,27 @@ impl Op for Binary {
     }
     fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
         out.numel() as f64
+    }
+    /// `add`: da = dy, db = dy summed over b's broadcast dimensions. `mul`: da = dy·b, db = Σ dy·a.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let (a, b) = (c.inputs[0], c.inputs[1]);
+        let b_shape = g.shape(b).to_vec();
+        let full_b = g.desc(b).numel() == g.desc(a).numel();
+        let da = match (c.need[0], self.kind) {
+            (false, _) => None,
+            (true, BinaryKind::Add) => Some(c.dy),
+            (true, BinaryKind::Mul) => Some(g.mul(&c.node("a"), c.dy, b)?),
+        };
+        let db = if c.need[1] {
+            let prod = match self.kind {
+                BinaryKind::Add => c.dy,
+                BinaryKind::Mul => g.mul(&c.node("b_prod"), c.dy, a)?,
+            };
+            Some(if full_b { g.reshape(prod, &b_shape)? } else { g.sum_to(&c.node("b"), prod, &b_shape)? })
+        } else {
+            None
+        };
+        Ok(vec![da, db])
     }
 }
 

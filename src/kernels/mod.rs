@@ -17,6 +17,7 @@ pub mod embedding;
 pub mod im2col;
 pub mod matmul;
 pub mod norm;
+pub mod reduce;
 pub mod resample;
 pub mod unary;
 
@@ -62,5 +63,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &matmul::SHADER,
         &matmul::SUBGROUP_SHADER,
         &resample::SHADER,
+        &reduce::SHADER,
     ]
 }
