@@ -52,3 +52,12 @@ fn sum_to(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         out[g] = partial[0];
     }
 }
+
+// torch.nn.utils.clip_grad_norm_'s coefficient from the summed squares of every gradient (x[0]):
+// out = [‖g‖, min(1, max_norm / (‖g‖ + 1e-6))], max_norm's bits in p.per_part. Entry point: clip_coef.
+@compute @workgroup_size(1)
+fn clip_coef() {
+    let norm = sqrt(x[0]);
+    out[0] = norm;
+    out[1] = min(1.0, bitcast<f32>(p.per_part) / (norm + 1e-6));
+}

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod schedulers;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 pub mod verify;
 
 pub use error::{Error, Result};

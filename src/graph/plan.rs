@@ -320,6 +320,12 @@ impl Plan {
         &self.memory
     }
 
+    /// The buffer holding tensor `t` (a weight's own buffer, or the plan's), for work encoded after the
+    /// graph by [`Plan::run_with`]. Only inputs, outputs and weights keep their contents after a run.
+    pub fn buffer_of(&self, t: TensorId) -> &wgpu::Buffer {
+        self.buffer(t)
+    }
+
     fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
         match self.storage[self.graph.root(t).0].as_ref().expect("storage assigned") {
             Storage::Owned(i) => &self.buffers[*i],
@@ -390,6 +396,18 @@ impl Plan {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
             self.encode_nodes(&mut pass, 0..self.nodes.len());
+        }
+        self.submit(enc)
+    }
+
+    /// [`Plan::run`], then `extra` encodes more dispatches into the same compute pass (a training step's
+    /// optimizer update), all in one submit.
+    pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass)) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
+            self.encode_nodes(&mut pass, 0..self.nodes.len());
+            extra(&mut pass);
         }
         self.submit(enc)
     }

@@ -64,5 +64,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &matmul::SUBGROUP_SHADER,
         &resample::SHADER,
         &reduce::SHADER,
+        &crate::train::optimizer::SHADER,
     ]
 }

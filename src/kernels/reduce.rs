@@ -115,6 +115,38 @@ impl Op for SumTo {
     }
 }
 
+/// `[‖g‖, min(1, max_norm / (‖g‖ + 1e-6))]` from `Σ g²` (`[1]`): the total norm and coefficient of
+/// `torch.nn.utils.clip_grad_norm_` (which multiplies every gradient by the coefficient, 1 when not clipping).
+pub struct ClipCoef {
+    pub max_norm: f32,
+}
+
+impl Op for ClipCoef {
+    fn kind(&self) -> &'static str {
+        "clip_coef"
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+        if inputs.len() != 1 || inputs[0].numel() != 1 {
+            return Err(Error::shape("clip_coef", "takes one [1] sum of squares".to_string()));
+        }
+        Ok(TensorDesc::f32(&[2]))
+    }
+    fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
+        let p = Params { per_part: self.max_norm.to_bits(), ..Default::default() };
+        Ok(vec![Dispatch {
+            shader: &SHADER,
+            entry: "clip_coef",
+            params: params(&p),
+            bindings: vec![Bind::input(0, &l.inputs[0]), Bind::output(l.output)],
+            workgroups: [1, 1, 1],
+        }])
+    }
+    fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
+        let norm = inputs[0][0].sqrt();
+        vec![norm, (self.max_norm / (norm + 1e-6)).min(1.0)]
+    }
+}
+
 /// Partial sums per output so that the first node has enough workgroups, each with enough to add.
 fn parts_for(per_output: usize, outputs: usize) -> usize {
     const MIN_PER_PART: usize = 2048;
@@ -131,6 +163,20 @@ impl Graph {
     /// Σ x² over all of `x`, as a `[1]` tensor.
     pub fn sum_squares(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
         self.reduce_to(name, x, &[1], true)
+    }
+
+    /// The total L2 norm of `grads` and the clipping coefficient for `max_norm`, as `[norm, coef]`.
+    pub fn clip_coefficient(&mut self, name: &str, grads: &[TensorId], max_norm: f32) -> Result<TensorId> {
+        let mut total: Option<TensorId> = None;
+        for (i, &gt) in grads.iter().enumerate() {
+            let s = self.sum_squares(&format!("{name}.sq{i}"), gt)?;
+            total = Some(match total {
+                Some(t) => self.add(&format!("{name}.acc{i}"), t, s)?,
+                None => s,
+            });
+        }
+        let total = total.ok_or_else(|| Error::usage(format!("{name}: no gradients to clip")))?;
+        self.op(name, ClipCoef { max_norm }, &[total])
     }
 
     fn reduce_to(&mut self, name: &str, x: TensorId, shape: &[usize], square: bool) -> Result<TensorId> {

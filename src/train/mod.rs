@@ -1,0 +1,4 @@
+//! Training: the optimizer, LoRA adapters and the DreamBooth training step, built on the graph's reverse
+//! mode (`graph::autodiff`).
+
+pub mod optimizer;
