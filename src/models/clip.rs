@@ -147,7 +147,11 @@ impl ClipTextModel {
     }
 
     pub fn from_weights(gpu: &Gpu, config: ClipTextConfig, weights: &Weights) -> Result<Self> {
-        let root = Loader::new(gpu, weights);
+        Self::from_loader(Loader::new(gpu, weights), config)
+    }
+
+    /// Builds the model from `root` (a training loader attaches LoRA adapters and records the weights).
+    pub fn from_loader(root: Loader, config: ClipTextConfig) -> Result<Self> {
         let l = root.pp("text_model");
         let d = config.hidden_size;
         let emb = l.pp("embeddings");

@@ -13,6 +13,7 @@ use crate::kernels::matmul::MatmulOpts;
 use crate::kernels::unary::Activation;
 use crate::models::weights::Weights;
 use crate::tensor::TensorDesc;
+use crate::train::lora::TrainHooks;
 
 /// Loads weights under a module path and uploads them to the GPU.
 #[derive(Clone)]
@@ -20,17 +21,41 @@ pub struct Loader<'a> {
     pub gpu: &'a Gpu,
     weights: &'a Weights,
     prefix: String,
+    /// Set when loading for training: records the weights and attaches LoRA adapters.
+    train: Option<&'a TrainHooks>,
 }
 
 impl<'a> Loader<'a> {
     pub fn new(gpu: &'a Gpu, weights: &'a Weights) -> Self {
-        Loader { gpu, weights, prefix: String::new() }
+        Loader { gpu, weights, prefix: String::new(), train: None }
+    }
+
+    /// A loader for training (see [`TrainHooks`]).
+    pub fn for_training(gpu: &'a Gpu, weights: &'a Weights, hooks: &'a TrainHooks) -> Self {
+        Loader { gpu, weights, prefix: String::new(), train: Some(hooks) }
     }
 
     /// The loader of a sub-module: `l.pp("down_blocks").pp(0)` loads `down_blocks.0.*`.
     pub fn pp(&self, name: impl Display) -> Loader<'a> {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Loader { gpu: self.gpu, weights: self.weights, prefix }
+        Loader { gpu: self.gpu, weights: self.weights, prefix, train: self.train }
+    }
+
+    /// The LoRA `(A, B, scale)` for this module when training targets it; `a_shape`/`b_shape` are the
+    /// adapter's tensor shapes.
+    fn lora(&self, a_shape: &[usize], b_shape: &[usize]) -> Result<Option<Lora>> {
+        match self.train {
+            Some(h) if h.lora.as_ref().is_some_and(|s| s.targets(&self.prefix)) => {
+                let scale = h.lora.as_ref().map(|s| s.scale()).unwrap_or(1.0);
+                let (down, up) = h.make_adapter(self.gpu, &self.prefix, a_shape, b_shape)?;
+                Ok(Some(Lora { down, up, scale }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn rank(&self) -> usize {
+        self.train.and_then(|h| h.lora.as_ref()).map(|s| s.rank).unwrap_or(0)
     }
 
     /// The module path (also the node name of the layer's op).
@@ -50,31 +75,61 @@ impl<'a> Loader<'a> {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);
         let data = self.weights.get(&key, shape)?;
-        Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, false)
+        let keep_host = self.train.is_some_and(|h| h.keep_host);
+        let p = Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, keep_host)?;
+        if let Some(h) = self.train {
+            h.record_weight(&p);
+        }
+        Ok(p)
     }
+}
+
+/// A LoRA adapter on a layer: `scale · B·(A·x)` added to the layer's output.
+pub struct Lora {
+    /// `lora_A`: `[rank, in]` (Linear) or `[rank, in, k, k]` (Conv2d).
+    pub down: Arc<Param>,
+    /// `lora_B`: `[out, rank]` or `[out, rank, 1, 1]`.
+    pub up: Arc<Param>,
+    /// alpha / rank (times a user multiplier at inference).
+    pub scale: f32,
 }
 
 /// `nn.Linear(in, out, bias)`.
 pub struct Linear {
     pub weight: Arc<Param>,
     pub bias: Option<Arc<Param>>,
+    pub lora: Option<Lora>,
     name: String,
 }
 
 impl Linear {
     pub fn load(l: &Loader, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+        let r = l.rank();
         Ok(Linear {
             weight: l.tensor("weight", &[out, inp])?,
             bias: if bias { Some(l.tensor("bias", &[out])?) } else { None },
+            lora: l.lora(&[r, inp], &[out, r])?,
             name: l.path().to_string(),
         })
     }
 
-    /// `act(x · Wᵀ + b)` for `x: [..., in]`.
+    /// `act(x · Wᵀ + b)` for `x: [..., in]`, plus `scale · (x · Aᵀ) · Bᵀ` before the activation with a LoRA.
     pub fn forward_act(&self, g: &mut Graph, x: TensorId, act: Activation) -> Result<TensorId> {
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|b| g.param(b));
-        g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, act, ..Default::default() })
+        let Some(lora) = &self.lora else {
+            return g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, act, ..Default::default() });
+        };
+        let y = g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, ..Default::default() })?;
+        let (a, up) = (g.param(&lora.down), g.param(&lora.up));
+        let h = g.matmul(&format!("{}.lora_A", self.name), x, a, MatmulOpts { trans_b: true, ..Default::default() })?;
+        let u = g.matmul(&format!("{}.lora_B", self.name), h, up, MatmulOpts { trans_b: true, alpha: lora.scale, ..Default::default() })?;
+        let y = g.add(&format!("{}.lora", self.name), y, u)?;
+        if act == Activation::None {
+            Ok(y)
+        } else {
+            g.activation(&format!("{}.act", self.name), y, act)
+        }
     }
 
     pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
@@ -87,23 +142,41 @@ pub struct Conv2d {
     pub weight: Arc<Param>,
     pub bias: Option<Arc<Param>>,
     pub opts: Conv2dOpts,
+    /// LoCon: A a k×k conv to `rank` channels with this conv's stride and padding, B a 1×1 conv.
+    pub lora: Option<Lora>,
     name: String,
 }
 
 impl Conv2d {
     pub fn load(l: &Loader, cin: usize, cout: usize, k: usize, opts: Conv2dOpts) -> Result<Conv2d> {
+        let r = l.rank();
         Ok(Conv2d {
             weight: l.tensor("weight", &[cout, cin, k, k])?,
             bias: Some(l.tensor("bias", &[cout])?),
             opts,
+            lora: l.lora(&[r, cin, k, k], &[cout, r, 1, 1])?,
             name: l.path().to_string(),
         })
     }
 
-    /// `conv(x) + bias (+ residual)`: the residual add is fused into the conv's epilogue.
+    /// `conv(x) + bias (+ residual)`: the residual add is fused into the conv's epilogue, and so is a LoRA's
+    /// `scale · B(A(x))`.
     pub fn forward(&self, g: &mut Graph, x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|b| g.param(b));
+        let residual = match &self.lora {
+            None => residual,
+            Some(lora) => {
+                let (a, up) = (g.param(&lora.down), g.param(&lora.up));
+                let h = g.conv2d_auto(&format!("{}.lora_A", self.name), x, a, None, self.opts, None)?;
+                let u = g.conv2d_auto(&format!("{}.lora_B", self.name), h, up, None, Conv2dOpts::new(1, 0), None)?;
+                let u = g.scale(&format!("{}.lora_scale", self.name), u, lora.scale, 0.0)?;
+                Some(match residual {
+                    Some(r) => g.add(&format!("{}.lora_residual", self.name), u, r)?,
+                    None => u,
+                })
+            }
+        };
         g.conv2d_auto(&self.name, x, w, b, self.opts, residual)
     }
 }

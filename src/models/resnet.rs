@@ -39,6 +39,14 @@ impl ResnetBlock2D {
 
     // x: [B, Cin, H, W]; temb_silu: silu(temb) [B, T] (already activated, shared by all blocks).
     pub fn forward(&self, g: &mut Graph, x: TensorId, temb_silu: Option<TensorId>) -> Result<TensorId> {
+        // A recomputable segment for gradient checkpointing (diffusers checkpoints each resnet).
+        let segment = g.segment_begin();
+        let y = self.forward_inner(g, x, temb_silu)?;
+        g.segment_end(segment);
+        Ok(y)
+    }
+
+    fn forward_inner(&self, g: &mut Graph, x: TensorId, temb_silu: Option<TensorId>) -> Result<TensorId> {
         let h = self.norm1.forward(g, x, true)?;
         let mut h = self.conv1.forward(g, h, None)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_silu) {

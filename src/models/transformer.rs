@@ -72,6 +72,14 @@ impl BasicTransformerBlock {
 
     // x: [B, N, C]; context: [B, 77, Cc].
     pub fn forward(&self, g: &mut Graph, x: TensorId, context: TensorId) -> Result<TensorId> {
+        // A recomputable segment for gradient checkpointing (diffusers checkpoints each transformer block).
+        let segment = g.segment_begin();
+        let y = self.forward_inner(g, x, context)?;
+        g.segment_end(segment);
+        Ok(y)
+    }
+
+    fn forward_inner(&self, g: &mut Graph, x: TensorId, context: TensorId) -> Result<TensorId> {
         let h = self.norm1.forward(g, x)?;
         let h = self.attn1.forward(g, h, None)?;
         let x = g.add(&format!("{}.attn1_residual", self.name), x, h)?;

@@ -52,10 +52,14 @@ impl UNet2DConditionModel {
     }
 
     pub fn from_weights(gpu: &Gpu, c: UNetConfig, weights: &Weights) -> Result<Self> {
+        Self::from_loader(Loader::new(gpu, weights), c)
+    }
+
+    /// Builds the model from `l` (a training loader attaches LoRA adapters and records the weights).
+    pub fn from_loader(l: Loader, c: UNetConfig) -> Result<Self> {
         if c.mid_block_scale_factor != 1.0 {
             return Err(Error::Config { file: "unet/config.json".into(), msg: format!("mid_block_scale_factor = {} is not supported (1)", c.mid_block_scale_factor) });
         }
-        let l = Loader::new(gpu, weights);
         let ch = &c.block_out_channels;
         let n = ch.len();
         let temb = ch[0] * 4;

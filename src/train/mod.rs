@@ -1,4 +1,5 @@
 //! Training: the optimizer, LoRA adapters and the DreamBooth training step, built on the graph's reverse
 //! mode (`graph::autodiff`).
 
+pub mod lora;
 pub mod optimizer;

@@ -1,0 +1,115 @@
+//! LoRA adapters for training: which layers get one, their rank and scale, and their starting values.
+//! A LoRA layer computes `y = W·x + (alpha / rank) · B·(A·x)` with the base `W` frozen, `A` (`lora_A`,
+//! `[rank, in]` or `[rank, in, k, k]`) and `B` (`lora_B`, `[out, rank]` or `[out, rank, 1, 1]`) trainable; it
+//! is recorded as graph ops by `models::nn::Linear` / `Conv2d`, so the same layer serves training and
+//! inference with an unmerged LoRA.
+//!
+//! Names follow peft as diffusers' DreamBooth LoRA script saves them: `<module path>.lora_A.weight`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::graph::Param;
+use crate::schedulers::noise::{NoiseSource, TorchCpuGenerator};
+
+/// Which modules get a LoRA, and how.
+#[derive(Clone, Debug)]
+pub struct LoraSpec {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Module-name suffixes that get an adapter (`to_q`, `to_out.0`, `q_proj`, …): a module matches when its
+    /// path ends with `.<suffix>`.
+    pub targets: Vec<String>,
+}
+
+impl LoraSpec {
+    /// diffusers' DreamBooth LoRA defaults for the UNet: the attention projections.
+    pub fn unet_attention(rank: usize, alpha: f64) -> Self {
+        LoraSpec { rank, alpha, targets: ["to_q", "to_k", "to_v", "to_out.0"].map(String::from).to_vec() }
+    }
+    /// The text encoder's attention projections (`--train_text_encoder` in the LoRA script).
+    pub fn text_attention(rank: usize, alpha: f64) -> Self {
+        LoraSpec { rank, alpha, targets: ["q_proj", "k_proj", "v_proj", "out_proj"].map(String::from).to_vec() }
+    }
+    pub fn scale(&self) -> f32 {
+        (self.alpha / self.rank as f64) as f32
+    }
+    pub fn targets(&self, path: &str) -> bool {
+        self.targets.iter().any(|t| path.ends_with(&format!(".{t}")) || path == t)
+    }
+}
+
+/// What loading a model for training records: every weight it uploads (full fine-tuning trains them) and
+/// the LoRA adapters it attaches. Shared by every [`Loader`](crate::models::nn::Loader) of one model.
+pub struct TrainHooks {
+    /// Prefix of the trainable tensors' names (`unet.`, `text_encoder.`), as the fixtures and peft name them.
+    pub prefix: String,
+    pub lora: Option<LoraSpec>,
+    /// Starting values by name (`<prefix><module>.lora_A.weight`); adapters without one start as peft's
+    /// `init_lora_weights="gaussian"`: A ~ N(0, 1/rank), B = 0.
+    pub init: HashMap<String, Vec<f32>>,
+    rng: Mutex<TorchCpuGenerator>,
+    /// Keep host copies of the weights (tests evaluate the graph on the CPU).
+    pub keep_host: bool,
+    weights: Mutex<Vec<Arc<Param>>>,
+    adapters: Mutex<Vec<Arc<Param>>>,
+}
+
+impl TrainHooks {
+    pub fn new(prefix: &str, lora: Option<LoraSpec>, init: HashMap<String, Vec<f32>>, seed: u64) -> Self {
+        TrainHooks {
+            prefix: prefix.to_string(),
+            lora,
+            init,
+            rng: Mutex::new(TorchCpuGenerator::new(seed)),
+            keep_host: false,
+            weights: Mutex::new(Vec::new()),
+            adapters: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn record_weight(&self, p: &Arc<Param>) {
+        self.weights.lock().unwrap().push(p.clone());
+    }
+
+    /// Every base weight loaded, in load order (named by their checkpoint keys, without the prefix).
+    pub fn weights(&self) -> Vec<Arc<Param>> {
+        self.weights.lock().unwrap().clone()
+    }
+
+    /// Every LoRA tensor created, named `<prefix><module>.lora_{A,B}.weight`.
+    pub fn adapters(&self) -> Vec<Arc<Param>> {
+        self.adapters.lock().unwrap().clone()
+    }
+
+    /// The `(A, B)` tensors of a new adapter on module `path`, shaped `a_shape` / `b_shape`.
+    pub(crate) fn make_adapter(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        path: &str,
+        a_shape: &[usize],
+        b_shape: &[usize],
+    ) -> Result<(Arc<Param>, Arc<Param>)> {
+        let spec = self.lora.as_ref().expect("only called for targeted modules");
+        let make = |which: &str, shape: &[usize]| -> Result<Arc<Param>> {
+            let name = format!("{}{path}.lora_{which}.weight", self.prefix);
+            let n: usize = shape.iter().product();
+            let data = match self.init.get(&name) {
+                Some(v) if v.len() == n => v.clone(),
+                Some(v) => {
+                    return Err(Error::shape("lora", format!("'{name}': {} starting values for shape {shape:?}", v.len())));
+                }
+                None if which == "A" => {
+                    let std = 1.0 / spec.rank as f32;
+                    self.rng.lock().unwrap().randn(n)?.into_iter().map(|v| v * std).collect()
+                }
+                None => vec![0.0; n],
+            };
+            let p = Param::upload(gpu, &name, crate::tensor::TensorDesc::f32(shape), &data, self.keep_host)?;
+            self.adapters.lock().unwrap().push(p.clone());
+            Ok(p)
+        };
+        Ok((make("A", a_shape)?, make("B", b_shape)?))
+    }
+}
