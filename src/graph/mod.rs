@@ -53,6 +53,24 @@ impl Param {
     }
 }
 
+impl Param {
+    /// Overwrites the weight's values (a training run restoring or setting parameters).
+    pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        if data.len() != self.desc.numel() {
+            return Err(Error::usage(format!("weight '{}': {} values given for shape {}", self.name, data.len(), self.desc)));
+        }
+        gpu.queue.write_buffer(&self.buffer, 0, &encode(self.desc.dtype, data));
+        Ok(())
+    }
+
+    /// Reads the weight's current values back.
+    pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let bytes = self.desc.bytes();
+        let raw = gpu.read_bytes(&self.buffer, 0, bytes.max(4).next_multiple_of(4))?;
+        Ok(decode(self.desc.dtype, &raw[..bytes as usize]))
+    }
+}
+
 /// f32 host values → bytes of `dtype`.
 pub fn encode(dtype: DType, data: &[f32]) -> Vec<u8> {
     match dtype {
@@ -123,6 +141,14 @@ impl Graph {
     /// A weight already uploaded to the GPU.
     pub fn param(&mut self, p: &Arc<Param>) -> TensorId {
         self.push(&p.name, p.desc.clone(), Source::Param(p.clone()))
+    }
+
+    /// Every tensor of this graph that reads weight `p` (a layer called twice reads it twice).
+    pub fn param_uses(&self, p: &Arc<Param>) -> Vec<TensorId> {
+        (0..self.tensors.len())
+            .filter(|&i| matches!(&self.tensors[i].source, Source::Param(q) if Arc::ptr_eq(p, q)))
+            .map(TensorId)
+            .collect()
     }
 
     /// A small constant known at record time (uploaded with the plan).

@@ -128,3 +128,13 @@ impl Scheduler for Ddpm {
         self.ts.add_noise(original, noise, self.int_timesteps[step])
     }
 }
+
+/// The training noise schedule and prediction type of a model, as diffusers' training scripts build them:
+/// `DDPMScheduler.from_pretrained(model, subfolder="scheduler")` reads whatever class the folder's config
+/// names, with DDPM's defaults for absent keys.
+pub fn training_schedule(config: &serde_json::Value, source: &str) -> Result<(TrainSchedule, String)> {
+    let c = Config::new("DDPMScheduler", config, source)?;
+    let ts = TrainSchedule::from_config(&c, &DEFAULTS)?;
+    let pred = c.string("prediction_type", "epsilon")?;
+    Ok((ts, pred))
+}

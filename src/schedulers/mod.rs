@@ -142,7 +142,7 @@ pub struct Config {
 }
 
 impl Config {
-    fn new(class: &'static str, json: &Value, source: &str) -> Result<Config> {
+    pub(crate) fn new(class: &'static str, json: &Value, source: &str) -> Result<Config> {
         let Some(obj) = json.as_object() else {
             return Err(Error::Config {
                 file: source.into(),

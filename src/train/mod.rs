@@ -1,5 +1,7 @@
 //! Training: the optimizer, LoRA adapters and the DreamBooth training step, built on the graph's reverse
 //! mode (`graph::autodiff`).
 
+pub mod batch;
 pub mod lora;
 pub mod optimizer;
+pub mod step;

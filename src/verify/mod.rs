@@ -2,7 +2,7 @@
 //! the same functions with the folder from `WGSD_FIXTURES`. One file per family of cases:
 //! `host.rs` (tokenizer, schedulers: no GPU), `modules.rs` (text encoder, UNet, VAE), `blocks.rs` (real-size
 //! blocks), `pipelines.rs` (every pipeline), `safety.rs` (image processors, safety checker), `depth.rs`
-//! (the DPT depth estimator).
+//! (the DPT depth estimator), `train.rs` (DreamBooth training steps).
 
 mod blocks;
 mod depth;
@@ -10,6 +10,7 @@ mod host;
 mod modules;
 mod pipelines;
 mod safety;
+mod train;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use host::{scheduler_cases, tokenizer_cases};
 pub use modules::{text_cases, unet_cases, vae_cases};
 pub use pipelines::pipeline_cases;
 pub use safety::safety_cases;
+pub use train::train_cases;
 
 /// Tolerance of the scheduler trajectories (relative L2 at every step).
 pub const SCHEDULER_TOL: f64 = 1e-5;
@@ -98,6 +100,9 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<C
         // safety.* and the DPT processor's depth.pixel_values.
         if want("safety") || want("depth") {
             results.extend(safety_cases(gpu, &fx)?);
+        }
+        if want("train") {
+            results.extend(train_cases(gpu, &fx)?);
         }
     }
     if dir.join("blocks.json").exists() && want("block") {

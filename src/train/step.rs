@@ -1,0 +1,212 @@
+//! One training step as one plan: text encoder → UNet → weighted MSE → backward → gradient clipping, with
+//! the AdamW update encoded after it in the same pass. Parameters, gradients and optimizer moments are
+//! persistent buffers; the liveness planner decides which activations live until the backward reads them.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::autodiff::BackwardOpts;
+use crate::graph::plan::{MemoryReport, Plan};
+use crate::graph::{Graph, Param, TensorId};
+use crate::models::clip::ClipTextModel;
+use crate::models::unet::UNet2DConditionModel;
+use crate::tensor::TensorDesc;
+use crate::train::optimizer::{AdamW, AdamWConfig};
+
+/// Shapes and switches of a step.
+#[derive(Clone, Debug)]
+pub struct StepConfig {
+    /// Samples per step (instance and class images together).
+    pub batch: usize,
+    /// Latent channels, height and width.
+    pub latent: [usize; 3],
+    /// Token ids per prompt (77).
+    pub seq: usize,
+    /// `clip_grad_norm_`'s max norm.
+    pub max_grad_norm: f32,
+    /// Gradient checkpointing: recompute resnets and transformer blocks in the backward pass.
+    pub recompute: bool,
+}
+
+/// A trainable tensor and where its gradient lands.
+pub struct Trainable {
+    pub name: String,
+    pub param: Arc<Param>,
+    /// None when nothing this tensor feeds reaches the loss (PyTorch leaves `.grad` at None then).
+    pub grad: Option<TensorId>,
+}
+
+/// One step's inputs, as the host prepared them (see `train::batch`).
+pub struct StepInputs<'a> {
+    pub noisy: &'a [f32],
+    pub timesteps: &'a [f32],
+    pub input_ids: &'a [f32],
+    pub target: &'a [f32],
+    pub weights: &'a [f32],
+}
+
+/// What a step reports.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    pub loss: f32,
+    /// Total gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// Memory of a training step, split the way the benchmark reports it.
+#[derive(Clone, Debug, Default)]
+pub struct TrainMemory {
+    pub weights: u64,
+    /// The pooled intermediates: activations saved for the backward pass and the backward's temporaries.
+    pub activations: u64,
+    pub gradients: u64,
+    pub optimizer: u64,
+    /// Inputs, the loss and other small buffers.
+    pub other: u64,
+}
+
+impl TrainMemory {
+    pub fn peak(&self) -> u64 {
+        self.weights + self.activations + self.gradients + self.optimizer + self.other
+    }
+}
+
+pub struct TrainStep {
+    gpu: Arc<Gpu>,
+    plan: Plan,
+    noisy: TensorId,
+    timesteps: TensorId,
+    ids: TensorId,
+    target: TensorId,
+    weights: TensorId,
+    loss: TensorId,
+    clip: TensorId,
+    pub trainable: Vec<Trainable>,
+    optimizer: Option<AdamW>,
+}
+
+impl TrainStep {
+    /// Records and plans the step. `trainable` are the tensors to train, by name (LoRA adapters or model
+    /// weights); `adamw` None plans the gradients only.
+    pub fn new(
+        gpu: Arc<Gpu>,
+        unet: &UNet2DConditionModel,
+        text: &ClipTextModel,
+        trainable: Vec<(String, Arc<Param>)>,
+        cfg: &StepConfig,
+        adamw: Option<AdamWConfig>,
+    ) -> Result<TrainStep> {
+        let mut g = Graph::new();
+        let b = cfg.batch;
+        let [c, h, w] = cfg.latent;
+        let ids = g.input("input_ids", TensorDesc::f32(&[b, cfg.seq]));
+        let context = text.forward(&mut g, ids)?.last_hidden_state;
+        let noisy = g.input("noisy_latents", TensorDesc::f32(&[b, c, h, w]));
+        let timesteps = g.input("timesteps", TensorDesc::f32(&[b]));
+        let pred = unet.forward(&mut g, noisy, timesteps, context)?;
+        let target = g.input("target", TensorDesc::f32(&[b, c, h, w]));
+        let weights = g.input("loss_weights", TensorDesc::f32(&[b]));
+        let loss = g.mse_loss("loss", pred, target, weights)?;
+        g.output(loss);
+
+        let uses: Vec<Vec<TensorId>> = trainable.iter().map(|(_, p)| g.param_uses(p)).collect();
+        let wrt: Vec<TensorId> = uses.iter().flatten().copied().collect();
+        let grads = g.backward_with(loss, &wrt, BackwardOpts { recompute: cfg.recompute })?;
+        let mut out = Vec::new();
+        for ((name, param), ts) in trainable.into_iter().zip(uses) {
+            let mut total: Option<TensorId> = None;
+            for t in ts {
+                if let Some(gt) = grads.get(&g, t) {
+                    total = Some(match total {
+                        Some(prev) => g.add(&format!("{name}.grad_total"), prev, gt)?,
+                        None => gt,
+                    });
+                }
+            }
+            if let Some(t) = total {
+                g.output(t);
+            }
+            out.push(Trainable { name, param, grad: total });
+        }
+        let grad_list: Vec<TensorId> = out.iter().filter_map(|t| t.grad).collect();
+        if grad_list.is_empty() {
+            return Err(Error::usage("training: none of the trainable tensors reaches the loss"));
+        }
+        let clip = g.clip_coefficient("clip_grad_norm", &grad_list, cfg.max_grad_norm)?;
+        g.output(clip);
+        let plan = Plan::new(gpu.clone(), g)?;
+        let optimizer = match adamw {
+            Some(ac) => {
+                let pairs: Vec<(&wgpu::Buffer, &wgpu::Buffer, usize)> = out
+                    .iter()
+                    .filter_map(|t| t.grad.map(|gt| (&t.param.buffer, plan.buffer_of(gt), t.param.desc.numel())))
+                    .collect();
+                Some(AdamW::new(gpu.clone(), ac, &pairs, plan.buffer_of(clip))?)
+            }
+            None => None,
+        };
+        Ok(TrainStep { gpu, plan, noisy, timesteps, ids, target, weights, loss, clip, trainable: out, optimizer })
+    }
+
+    fn write_inputs(&self, x: &StepInputs) -> Result<()> {
+        self.plan.write(self.noisy, x.noisy)?;
+        self.plan.write(self.timesteps, x.timesteps)?;
+        self.plan.write(self.ids, x.input_ids)?;
+        self.plan.write(self.target, x.target)?;
+        self.plan.write(self.weights, x.weights)
+    }
+
+    fn report(&self) -> Result<StepReport> {
+        let loss = self.plan.read(self.loss)?[0];
+        let grad_norm = self.plan.read(self.clip)?[0];
+        Ok(StepReport { loss, grad_norm })
+    }
+
+    /// Forward and backward only: the gradients stay readable through [`TrainStep::gradient`].
+    pub fn gradients_only(&self, x: &StepInputs) -> Result<StepReport> {
+        self.write_inputs(x)?;
+        self.plan.run()?;
+        self.report()
+    }
+
+    /// A full step at learning rate `lr`: forward, backward, clipping and the AdamW update, one submit.
+    pub fn step(&mut self, x: &StepInputs, lr: f64) -> Result<StepReport> {
+        self.write_inputs(x)?;
+        let opt = self.optimizer.as_mut().ok_or_else(|| Error::usage("this training step was planned without an optimizer"))?;
+        opt.prepare(lr);
+        let opt = self.optimizer.as_ref().expect("checked");
+        self.plan.run_with(&|pass| opt.encode(pass))?;
+        self.report()
+    }
+
+    /// The last run's gradient of trainable tensor `i` (zeros when it has none).
+    pub fn gradient(&self, i: usize) -> Result<Vec<f32>> {
+        let t = &self.trainable[i];
+        match t.grad {
+            Some(gt) => self.plan.read(gt),
+            None => Ok(vec![0.0; t.param.desc.numel()]),
+        }
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    pub fn plan_memory(&self) -> &MemoryReport {
+        self.plan.memory()
+    }
+
+    /// Memory split into weights, activations, gradients and optimizer state.
+    pub fn memory(&self) -> TrainMemory {
+        let m = self.plan.memory();
+        let gradients: u64 = self.trainable.iter().filter(|t| t.grad.is_some()).map(|t| t.param.desc.bytes()).sum();
+        TrainMemory {
+            weights: m.params,
+            activations: m.intermediates,
+            gradients,
+            optimizer: self.optimizer.as_ref().map_or(0, |o| o.state_bytes()),
+            other: m.inputs_outputs.saturating_sub(gradients) + m.uniforms,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `train.*` cases: DreamBooth training steps against diffusers + peft in float64 (see the fixture README,
+//! train/). For every stored step the gradients of all trainable tensors are computed from the fixture's
+//! parameters of the step before (teacher forcing, so each step's error is measured alone), with every random
+//! draw replayed; then the uninterrupted run with wgsd's AdamW is compared with the stored parameters.
+//!
+//! Cases: `train.<case>.grads` (worst tensor of every step, by the README's metric
+//! `‖g − ref‖ / max(‖ref‖, 0.01·‖all ref gradients of the step‖)`), `train.<case>.loss` (loss and
+//! gradient norm, relative), `train.<case>.update` (the whole parameter update as one vector).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{failed, CaseResult};
+use crate::error::{Error, Result};
+use crate::fixtures::Fixtures;
+use crate::gpu::Gpu;
+use crate::graph::plan::Plan;
+use crate::graph::{Graph, Param};
+use crate::models::clip::{weight_file, ClipTextModel};
+use crate::models::config::{ClipTextConfig, UNetConfig};
+use crate::models::nn::Loader;
+use crate::models::unet::UNet2DConditionModel;
+use crate::models::vae::{split_moments, AutoencoderKL};
+use crate::models::weights::Weights;
+use crate::schedulers::ddpm::training_schedule;
+use crate::tensor::TensorDesc;
+use crate::testing::{max_abs, rel_l2};
+use crate::train::batch::{loss_weights, noisy_and_target, posterior_latents, Prediction};
+use crate::train::lora::{LoraSpec, TrainHooks};
+use crate::train::optimizer::AdamWConfig;
+use crate::train::step::{StepConfig, StepInputs, TrainStep};
+
+/// Gradient tolerance: the README's per-tensor metric (float32 noise floor ~7e-6).
+pub const GRAD_TOL: f64 = 1e-4;
+/// Loss and gradient-norm tolerance (relative).
+pub const LOSS_TOL: f64 = 1e-5;
+/// Tolerance of the whole parameter update after the uninterrupted run: AdamW turns rounding in near-zero
+/// gradients into full-size steps, so the float32 noise floor here is 1e-4..8e-4 (`float32_noise_floor`).
+pub const UPDATE_TOL: f64 = 2e-3;
+
+pub fn train_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
+    let Some(cases) = fx.meta["cases"].as_object() else { return Ok(Vec::new()) };
+    let model_dir = fx.dir.join(fx.meta["model_dir"].as_str().unwrap_or("../tiny"));
+    let mut out = Vec::new();
+    for (name, case) in cases.iter().filter(|(k, _)| k.starts_with("train.")) {
+        match run_case(gpu, fx, &model_dir, name, case) {
+            Ok(r) => out.extend(r),
+            Err(e) => out.push(failed(&format!("{name}.grads"), e)),
+        }
+    }
+    Ok(out)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+fn f64_at(case: &Value, key: &str) -> Result<f64> {
+    case[key].as_f64().ok_or_else(|| Error::usage(format!("fixture case: '{key}' missing")))
+}
+
+/// The trainable tensors' starting values stored under `<case>.init.`.
+fn init_values(fx: &Fixtures, name: &str) -> Result<HashMap<String, Vec<f32>>> {
+    let prefix = format!("{name}.init.");
+    fx.keys_with_prefix(&prefix).into_iter().map(|k| Ok((k[prefix.len()..].to_string(), fx.tensor(&k)?))).collect()
+}
+
+fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &Value) -> Result<Vec<CaseResult>> {
+    let model = case["model"].as_str().ok_or_else(|| Error::usage("fixture case without 'model'"))?;
+    let dir = model_dir.join(model);
+    let init = init_values(fx, name)?;
+    let lora = &case["lora"];
+    let spec = |key: &str| -> Option<LoraSpec> {
+        let targets = strings(&lora[key]);
+        (!targets.is_empty()).then(|| LoraSpec {
+            rank: lora["rank"].as_u64().unwrap_or(4) as usize,
+            alpha: lora["alpha"].as_f64().unwrap_or(4.0),
+            targets,
+        })
+    };
+    let unet_hooks = TrainHooks::new("unet.", spec("unet_target_modules"), init.clone(), 0);
+    let te_hooks = TrainHooks::new("text_encoder.", spec("text_encoder_target_modules"), init.clone(), 0);
+    let unet_weights = Weights::open(&[weight_file(&dir.join("unet"), "diffusion_pytorch_model", None)?])?;
+    let te_weights = Weights::open(&[weight_file(&dir.join("text_encoder"), "model", None)?])?;
+    let unet = UNet2DConditionModel::from_loader(
+        Loader::for_training(gpu, &unet_weights, &unet_hooks),
+        UNetConfig::from_file(&dir.join("unet/config.json"))?,
+    )?;
+    let text = ClipTextModel::from_loader(
+        Loader::for_training(gpu, &te_weights, &te_hooks),
+        ClipTextConfig::from_file(&dir.join("text_encoder/config.json"))?,
+    )?;
+    let vae = AutoencoderKL::load(gpu, &dir.join("vae"), None)?;
+
+    // The tensors to train, by the fixture's names.
+    let mut pool: HashMap<String, Arc<Param>> = HashMap::new();
+    for p in unet_hooks.adapters().into_iter().chain(te_hooks.adapters()) {
+        pool.insert(p.name.clone(), p);
+    }
+    if case["train_unet"].as_bool().unwrap_or(false) {
+        for p in unet_hooks.weights() {
+            pool.insert(format!("unet.{}", p.name), p);
+        }
+    }
+    if case["train_text_encoder"].as_bool().unwrap_or(false) {
+        for p in te_hooks.weights() {
+            pool.insert(format!("text_encoder.{}", p.name), p);
+        }
+    }
+    let names = strings(&case["trainable"]);
+    let trainable: Vec<(String, Arc<Param>)> = names
+        .iter()
+        .map(|n| pool.get(n).map(|p| (n.clone(), p.clone())).ok_or_else(|| Error::usage(format!("trainable tensor '{n}' is not in the model as loaded"))))
+        .collect::<Result<_>>()?;
+    // Starting values: the LoRA init, or the model's own weights.
+    let start: Vec<Vec<f32>> = trainable
+        .iter()
+        .map(|(n, p)| match init.get(n) {
+            Some(v) => Ok(v.clone()),
+            None => {
+                let (file, key) = if let Some(k) = n.strip_prefix("unet.") { (&unet_weights, k) } else { (&te_weights, &n["text_encoder.".len()..]) };
+                file.get(key, &p.desc.shape)
+            }
+        })
+        .collect::<Result<_>>()?;
+
+    let sched_path = dir.join("scheduler/scheduler_config.json");
+    let sched_json: Value = serde_json::from_str(&crate::fixtures::python_json(
+        &std::fs::read_to_string(&sched_path).map_err(|e| Error::Config { file: sched_path.display().to_string(), msg: e.to_string() })?,
+    ))
+    .map_err(|e| Error::Config { file: sched_path.display().to_string(), msg: e.to_string() })?;
+    let (schedule, pred) = training_schedule(&sched_json, &sched_path.display().to_string())?;
+    let pred_kind = case["prediction_type"].as_str().unwrap_or(&pred).to_string();
+    let prediction = Prediction::parse(&pred_kind).ok_or_else(|| Error::usage(format!("prediction_type {pred_kind:?} is not trainable")))?;
+
+    let steps = case["steps"].as_u64().unwrap_or(1) as usize;
+    let noise_shape = fx.shape(&format!("{name}.step0.noise"))?;
+    let px_shape = fx.shape(&format!("{name}.step0.pixel_values"))?;
+    let ids_shape = fx.shape(&format!("{name}.step0.input_ids"))?;
+    let batch = noise_shape[0];
+    let cfg = StepConfig {
+        batch,
+        latent: [noise_shape[1], noise_shape[2], noise_shape[3]],
+        seq: ids_shape[1],
+        max_grad_norm: f64_at(case, "max_grad_norm")? as f32,
+        recompute: false,
+    };
+    let adamw = AdamWConfig {
+        beta1: f64_at(case, "adam_beta1")?,
+        beta2: f64_at(case, "adam_beta2")?,
+        eps: f64_at(case, "adam_epsilon")?,
+        weight_decay: f64_at(case, "adam_weight_decay")?,
+    };
+    let lr = f64_at(case, "learning_rate")?;
+    let mut step = TrainStep::new(gpu.clone(), &unet, &text, trainable, &cfg, Some(adamw))?;
+
+    // The VAE encoder, planned once for the batch's pixel size.
+    let mut g = Graph::new();
+    let px = g.input("pixel_values", TensorDesc::f32(&px_shape));
+    let moments = vae.encode(&mut g, px)?;
+    g.output(moments);
+    let vae_plan = Plan::new(gpu.clone(), g)?;
+    let n_class = if case["with_prior_preservation"].as_bool().unwrap_or(false) { batch / 2 } else { 0 };
+    let prior_w = case["prior_loss_weight"].as_f64().unwrap_or(1.0);
+    let snr_gamma = case["snr_gamma"].as_f64();
+    let sf = vae.config.scaling_factor;
+
+    // Host inputs of step s, from the recorded draws.
+    let inputs = |s: usize| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let key = |what: &str| format!("{name}.step{s}.{what}");
+        vae_plan.write(px, &fx.tensor(&key("pixel_values"))?)?;
+        vae_plan.run()?;
+        let (c, h, w) = (noise_shape[1], noise_shape[2], noise_shape[3]);
+        let (mean, logvar) = split_moments(&vae_plan.read(moments)?, batch, c, h * w);
+        let latents = posterior_latents(&mean, &logvar, &fx.tensor(&key("posterior_noise"))?, sf);
+        let t: Vec<i64> = fx.tensor_f64(&key("timesteps"))?.iter().map(|v| *v as i64).collect();
+        let (noisy, target) = noisy_and_target(&schedule, &latents, &fx.tensor(&key("noise"))?, &t, prediction);
+        let weights = loss_weights(&schedule, &t, n_class, prior_w, snr_gamma, prediction);
+        let ids = fx.tensor(&key("input_ids"))?;
+        Ok((noisy, t.iter().map(|v| *v as f32).collect(), ids, target, weights))
+    };
+    let ref_loss: Vec<f64> = case["loss"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+    let ref_norm: Vec<f64> = case["grad_norm"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+
+    // 1. Teacher-forced gradients of every stored step.
+    let (mut worst, mut worst_abs, mut worst_name) = (0.0f64, 0.0f64, String::new());
+    let mut loss_err = 0.0f64;
+    let mut checked = 0usize;
+    for s in 0..steps {
+        if !fx.has(&format!("{name}.grad.step{s}.{}", names[0])) {
+            continue;
+        }
+        for (i, t) in step.trainable.iter().enumerate() {
+            let key = format!("{name}.param.step{}.{}", s.wrapping_sub(1), t.name);
+            let values = if s > 0 && fx.has(&key) { fx.tensor(&key)? } else { start[i].clone() };
+            t.param.write(gpu, &values)?;
+        }
+        let (noisy, ts, ids, target, weights) = inputs(s)?;
+        let rep = step.gradients_only(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights })?;
+        if let (Some(l), Some(n)) = (ref_loss.get(s), ref_norm.get(s)) {
+            loss_err = loss_err.max(((rep.loss as f64 - l) / l).abs()).max(((rep.grad_norm as f64 - n) / n).abs());
+        }
+        let refs: Vec<Vec<f32>> = step.trainable.iter().map(|t| fx.tensor(&format!("{name}.grad.step{s}.{}", t.name))).collect::<Result<_>>()?;
+        let total: f64 = refs.iter().flatten().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        for (i, r) in refs.iter().enumerate() {
+            let got = step.gradient(i)?;
+            let diff: f64 = got.iter().zip(r).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            let e = diff / norm.max(0.01 * total).max(f64::MIN_POSITIVE);
+            if !(e <= worst) {
+                worst = e;
+                worst_name = format!("step {s} {}", step.trainable[i].name);
+            }
+            worst_abs = worst_abs.max(max_abs(&got, r));
+        }
+        checked += 1;
+    }
+    let mut out = vec![CaseResult {
+        name: format!("{name}.grads"),
+        passed: checked > 0 && worst <= GRAD_TOL,
+        rel_l2: worst,
+        max_abs: worst_abs,
+        detail: if checked == 0 { "no stored gradients".into() } else { format!("worst: {worst_name}") },
+    }];
+    out.push(CaseResult {
+        name: format!("{name}.loss"),
+        passed: checked > 0 && loss_err <= LOSS_TOL,
+        rel_l2: loss_err,
+        max_abs: loss_err,
+        detail: "loss and gradient norm, relative".into(),
+    });
+
+    // 2. The uninterrupted run with AdamW from the starting values.
+    for (t, v) in step.trainable.iter().zip(&start) {
+        t.param.write(gpu, v)?;
+    }
+    for s in 0..steps {
+        let (noisy, ts, ids, target, weights) = inputs(s)?;
+        step.step(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights }, lr)?;
+    }
+    let last = steps - 1;
+    let (mut got_upd, mut want_upd) = (Vec::new(), Vec::new());
+    for (i, t) in step.trainable.iter().enumerate() {
+        let key = format!("{name}.param.step{last}.{}", t.name);
+        if !fx.has(&key) {
+            continue;
+        }
+        let want = fx.tensor(&key)?;
+        let got = t.param.read(gpu)?;
+        got_upd.extend(got.iter().zip(&start[i]).map(|(a, b)| a - b));
+        want_upd.extend(want.iter().zip(&start[i]).map(|(a, b)| a - b));
+    }
+    let r = rel_l2(&got_upd, &want_upd);
+    out.push(CaseResult {
+        name: format!("{name}.update"),
+        passed: !want_upd.is_empty() && r <= UPDATE_TOL,
+        rel_l2: r,
+        max_abs: max_abs(&got_upd, &want_upd),
+        detail: if want_upd.is_empty() { "no stored parameters".into() } else { format!("{} values after {steps} AdamW steps", want_upd.len()) },
+    });
+    Ok(out)
+}
