@@ -196,6 +196,31 @@ enum BenchWhat {
         #[arg(long)]
         profile: bool,
     },
+    /// One DreamBooth LoRA training step (rank r on the attention projections) of the real-size UNet with
+    /// seeded random weights: step times, GFLOP/s, and peak memory split into weights, saved activations,
+    /// gradients and optimizer state, with and without gradient checkpointing.
+    Train {
+        /// Folder with the published configs (`unet/`, `text_encoder/`).
+        #[arg(long, default_value = "../shared/fixtures/configs/sd15")]
+        configs: std::path::PathBuf,
+        /// Samples per step (2 = one instance and one class image).
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Latent size (64 = 512×512 images).
+        #[arg(long, default_value_t = 64)]
+        latent: usize,
+        #[arg(long, default_value_t = 4)]
+        rank: usize,
+        /// Only with (on) or without (off) gradient checkpointing; both by default.
+        #[arg(long, value_parser = ["on", "off"])]
+        checkpointing: Option<String>,
+        /// Timed steps after the first.
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        /// Plan the steps and report memory without running them.
+        #[arg(long)]
+        plan_only: bool,
+    },
     /// One row per kernel at Stable Diffusion 1.5 shapes: time, GFLOP/s, GB/s, % of the adapter's peaks.
     Kernels {
         /// Reduced sizes and a single timed repetition (under a minute on a CPU Vulkan driver).
@@ -231,6 +256,16 @@ fn run(cli: Cli) -> Result<(), String> {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
+        }
+        Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only } } => {
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            let checkpointing = match checkpointing.as_deref() {
+                Some("on") => vec![true],
+                Some(_) => vec![false],
+                None => vec![false, true],
+            };
+            let o = wgsd::train::bench::TrainBenchOptions { config_dir: configs, batch, latent, rank, checkpointing, steps, plan_only };
+            wgsd::train::bench::run_train_bench(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Kernels { quick, reps, filter } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);

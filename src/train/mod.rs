@@ -2,6 +2,7 @@
 //! mode (`graph::autodiff`).
 
 pub mod batch;
+pub mod bench;
 pub mod lora;
 pub mod optimizer;
 pub mod step;

@@ -193,6 +193,10 @@ impl TrainStep {
         &self.gpu
     }
 
+    pub fn plan_graph(&self) -> &Graph {
+        self.plan.graph()
+    }
+
     pub fn plan_memory(&self) -> &MemoryReport {
         self.plan.memory()
     }
