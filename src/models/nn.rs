@@ -120,16 +120,8 @@ impl Linear {
         let Some(lora) = &self.lora else {
             return g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, act, ..Default::default() });
         };
-        let y = g.matmul(&self.name, x, w, MatmulOpts { trans_b: true, bias: b, ..Default::default() })?;
         let (a, up) = (g.param(&lora.down), g.param(&lora.up));
-        let h = g.matmul(&format!("{}.lora_A", self.name), x, a, MatmulOpts { trans_b: true, ..Default::default() })?;
-        let u = g.matmul(&format!("{}.lora_B", self.name), h, up, MatmulOpts { trans_b: true, alpha: lora.scale, ..Default::default() })?;
-        let y = g.add(&format!("{}.lora", self.name), y, u)?;
-        if act == Activation::None {
-            Ok(y)
-        } else {
-            g.activation(&format!("{}.act", self.name), y, act)
-        }
+        g.lora_linear(&self.name, x, w, b, a, up, lora.scale, act)
     }
 
     pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
@@ -164,20 +156,13 @@ impl Conv2d {
     pub fn forward(&self, g: &mut Graph, x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|b| g.param(b));
-        let residual = match &self.lora {
-            None => residual,
+        match &self.lora {
+            None => g.conv2d_auto(&self.name, x, w, b, self.opts, residual),
             Some(lora) => {
                 let (a, up) = (g.param(&lora.down), g.param(&lora.up));
-                let h = g.conv2d_auto(&format!("{}.lora_A", self.name), x, a, None, self.opts, None)?;
-                let u = g.conv2d_auto(&format!("{}.lora_B", self.name), h, up, None, Conv2dOpts::new(1, 0), None)?;
-                let u = g.scale(&format!("{}.lora_scale", self.name), u, lora.scale, 0.0)?;
-                Some(match residual {
-                    Some(r) => g.add(&format!("{}.lora_residual", self.name), u, r)?,
-                    None => u,
-                })
+                g.lora_conv2d(&self.name, x, w, b, a, up, lora.scale, self.opts, residual)
             }
-        };
-        g.conv2d_auto(&self.name, x, w, b, self.opts, residual)
+        }
     }
 }
 

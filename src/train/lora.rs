@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::graph::Param;
+use crate::graph::{Graph, Param, TensorId};
+use crate::kernels::conv2d::Conv2dOpts;
+use crate::kernels::matmul::MatmulOpts;
+use crate::kernels::unary::Activation;
 use crate::schedulers::noise::{NoiseSource, TorchCpuGenerator};
 
 /// Which modules get a LoRA, and how.
@@ -111,5 +114,49 @@ impl TrainHooks {
             Ok(p)
         };
         Ok((make("A", a_shape)?, make("B", b_shape)?))
+    }
+}
+
+impl Graph {
+    /// A Linear layer with a LoRA: `act(x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ)` for `x: [..., in]`, `w: [out, in]`,
+    /// `a: [rank, in]`, `b: [out, rank]`. Nodes: `<name>` (the frozen product), `<name>.lora_A`, `.lora_B`
+    /// (scaled in its epilogue), `.lora` (the sum) and `.act` when there is an activation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lora_linear(&mut self, name: &str, x: TensorId, w: TensorId, bias: Option<TensorId>, a: TensorId, b: TensorId, scale: f32, act: Activation) -> Result<TensorId> {
+        let y = self.matmul(name, x, w, MatmulOpts { trans_b: true, bias, ..Default::default() })?;
+        let h = self.matmul(&format!("{name}.lora_A"), x, a, MatmulOpts { trans_b: true, ..Default::default() })?;
+        let u = self.matmul(&format!("{name}.lora_B"), h, b, MatmulOpts { trans_b: true, alpha: scale, ..Default::default() })?;
+        let y = self.add(&format!("{name}.lora"), y, u)?;
+        if act == Activation::None {
+            Ok(y)
+        } else {
+            self.activation(&format!("{name}.act"), y, act)
+        }
+    }
+
+    /// A Conv2d with a LoCon adapter: `conv(x, W) + bias + residual + scale·B(A(x))`, `A` a k×k conv to
+    /// `rank` channels with the layer's stride and padding, `B` a 1×1 conv; the adapter's output joins the
+    /// residual fused into the frozen conv's epilogue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lora_conv2d(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        w: TensorId,
+        bias: Option<TensorId>,
+        a: TensorId,
+        b: TensorId,
+        scale: f32,
+        opts: Conv2dOpts,
+        residual: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let h = self.conv2d_auto(&format!("{name}.lora_A"), x, a, None, opts, None)?;
+        let u = self.conv2d_auto(&format!("{name}.lora_B"), h, b, None, Conv2dOpts::new(1, 0), None)?;
+        let u = self.scale(&format!("{name}.lora_scale"), u, scale, 0.0)?;
+        let residual = match residual {
+            Some(r) => self.add(&format!("{name}.lora_residual"), u, r)?,
+            None => u,
+        };
+        self.conv2d_auto(name, x, w, bias, opts, Some(residual))
     }
 }
