@@ -13,8 +13,10 @@ pub mod attention;
 pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
+pub mod elementwise_backward;
 pub mod embedding;
 pub mod im2col;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -64,5 +66,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &matmul::SUBGROUP_SHADER,
         &resample::SHADER,
         &reduce::SHADER,
+        &elementwise_backward::SHADER,
+        &loss::SHADER,
     ]
 }
