@@ -159,7 +159,8 @@ fn matmul_gradients_with_batches_and_shared_operands() {
     let gpu = test_gpu();
     let mut rng = Rng::new(18);
     // (A, B, trans_a, trans_b, bias, act)
-    let cases: Vec<(Vec<usize>, Vec<usize>, bool, bool, bool, Activation)> = vec![
+    type Case = (Vec<usize>, Vec<usize>, bool, bool, bool, Activation);
+    let cases: Vec<Case> = vec![
         (vec![2, 5, 6], vec![3, 6], false, true, true, Activation::Silu), // Linear: shared weight
         (vec![2, 3, 5, 6], vec![4, 6], false, true, false, Activation::None), // two batch dims, shared weight
         (vec![2, 5, 6], vec![6, 3], false, false, true, Activation::None),
