@@ -217,6 +217,13 @@ impl Op for Concat {
         }
         out
     }
+    /// Each input's gradient is its range of `dy` along the concatenated dimension.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let (na, nb) = (g.shape(c.inputs[0])[self.dim], g.shape(c.inputs[1])[self.dim]);
+        let da = if c.need[0] { Some(g.slice(&c.node("a"), c.dy, self.dim, 0, na)?) } else { None };
+        let db = if c.need[1] { Some(g.slice(&c.node("b"), c.dy, self.dim, na, nb)?) } else { None };
+        Ok(vec![da, db])
+    }
 }
 
 /// Row gather: `table: [V, D]`, `ids: [N]` (integer values stored as f32, exact below 2^24) → `[N, D]`.
@@ -281,6 +288,14 @@ impl Op for Gather {
     }
     fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         (inputs[1].bytes() + 2 * out.bytes()) as f64
+    }
+    /// The table's gradient sums the output gradient rows of each id; ids have none.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None, None]);
+        }
+        let vocab = g.shape(c.inputs[0])[0];
+        Ok(vec![Some(g.gather_grad(&c.node("table"), c.inputs[1], c.dy, vocab)?), None])
     }
 }
 

@@ -21,7 +21,7 @@ use bytemuck::{Pod, Zeroable};
 use super::unary::Activation;
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{params, Bind, DeviceLimits, Dispatch, Lowering, Op};
+use crate::graph::op::{params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -310,6 +310,62 @@ impl Op for Matmul {
             Ok(d) => 2.0 * d.batch as f64 * d.m as f64 * d.n as f64 * d.k as f64,
             Err(_) => 0.0,
         }
+    }
+
+    /// `Y = act(alpha·op(A)·op(B) + bias)`. With an activation, the pre-activation `Z` is recomputed (the
+    /// same product without it) and `dZ = act'(Z)·dY`. Then `dA`, `dB` are products of `dZ` with the other
+    /// operand (carrying `alpha`), with transposes chosen so no operand is copied; where an operand is shared
+    /// by a batch, its gradient sums over the batch: for a weight under an untransposed batched `A` (Linear)
+    /// by folding the batch into the product's inner dimension (free reshapes), otherwise by a batched
+    /// product and `sum_to`. `dbias = Σ_rows dZ`.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let (a, b) = (c.inputs[0], c.inputs[1]);
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        let d = self.dims(g.desc(a), g.desc(b))?;
+        let mm = |g: &mut Graph, what: &str, x: TensorId, y: TensorId, trans_a: bool, trans_b: bool| {
+            let opts = MatmulOpts { trans_a, trans_b, bias: None, act: Activation::None, alpha: self.alpha };
+            g.matmul_with(&c.node(what), x, y, opts, self.kernel)
+        };
+        let dz = if self.act == Activation::None {
+            c.dy
+        } else {
+            let opts = MatmulOpts { trans_a: ta, trans_b: tb, bias: c.inputs.get(2).copied(), act: Activation::None, alpha: self.alpha };
+            let z = g.matmul_with(&c.node("preact"), a, b, opts, self.kernel)?;
+            g.activation_grad(&c.node("dz"), z, c.dy, self.act)?
+        };
+        let mut grads = vec![None; c.inputs.len()];
+        if c.need[0] {
+            // dA = dZ·op(B)ᵀ, or (dZ·op(B)ᵀ)ᵀ = op(B)·dZᵀ when A is stored transposed.
+            let full = if !ta { mm(g, "a", dz, b, false, !tb)? } else { mm(g, "a", b, dz, tb, true)? };
+            let a_shape = g.shape(a).to_vec();
+            grads[0] = Some(if !d.a_batched && d.b_batched { g.sum_to(&c.node("a_sum"), full, &a_shape)? } else { full });
+        }
+        if c.need[1] {
+            let b_shape = g.shape(b).to_vec();
+            // dB = op(A)ᵀ·dZ, or dZᵀ·op(A) when B is stored transposed.
+            let prod = |g: &mut Graph, x: TensorId, dz: TensorId, ta: bool| {
+                if !tb {
+                    mm(g, "b", x, dz, !ta, false)
+                } else {
+                    mm(g, "b", dz, x, true, ta)
+                }
+            };
+            grads[1] = Some(if d.a_batched && !d.b_batched && !ta {
+                let rows = d.batch * d.m;
+                let a2 = g.reshape(a, &[rows, d.k])?;
+                let dz2 = g.reshape(dz, &[rows, d.n])?;
+                prod(g, a2, dz2, false)?
+            } else if d.a_batched && !d.b_batched {
+                let full = prod(g, a, dz, ta)?;
+                g.sum_to(&c.node("b_sum"), full, &b_shape)?
+            } else {
+                prod(g, a, dz, ta)?
+            });
+        }
+        if self.has_bias && c.need[2] {
+            grads[2] = Some(g.sum_to(&c.node("bias"), dz, &[d.n])?);
+        }
+        Ok(grads)
     }
 }
 

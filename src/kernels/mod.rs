@@ -13,8 +13,10 @@ pub mod attention;
 pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
+pub mod elementwise_backward;
 pub mod embedding;
 pub mod im2col;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -65,5 +67,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &resample::SHADER,
         &reduce::SHADER,
         &crate::train::optimizer::SHADER,
+        &elementwise_backward::SHADER,
+        &loss::SHADER,
     ]
 }

@@ -5,7 +5,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op, Slot};
+use super::elementwise_backward::ActivationGrad;
+use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, BackwardCtx, Bind, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -135,6 +136,18 @@ impl Op for Map {
     fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
         out.numel() as f64 * 2.0
     }
+    /// `dx = alpha · dy · act'(alpha · x + beta)`; a plain scale for the identity.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None]);
+        }
+        let dx = if self.act == Activation::None {
+            g.scale(&c.node("x"), c.dy, self.alpha, 0.0)?
+        } else {
+            g.op(&c.node("x"), ActivationGrad { act: self.act, alpha: self.alpha, beta: self.beta }, &[c.inputs[0], c.dy])?
+        };
+        Ok(vec![Some(dx)])
+    }
 }
 
 /// GEGLU: `x[..., :F] * gelu(x[..., F:])` for `x: [..., 2F]`.
@@ -163,6 +176,13 @@ impl Op for Geglu {
     }
     fn flops(&self, _: &[&TensorDesc], out: &TensorDesc) -> f64 {
         out.numel() as f64 * 20.0
+    }
+    /// Both halves of `dx` in one kernel (`geglu_grad`).
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(g.geglu_grad(&c.node("x"), c.inputs[0], c.dy)?)])
     }
 }
 
@@ -200,6 +220,14 @@ impl Op for UpsampleNearest {
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let (h, w) = (descs[0].shape[2], descs[0].shape[3]);
         cpu_upsample_nearest(inputs[0], h, w, self.out_h, self.out_w)
+    }
+    /// Each input pixel gets the sum of the output gradients it was copied to.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None]);
+        }
+        let s = g.shape(c.inputs[0]).to_vec();
+        Ok(vec![Some(g.upsample_nearest_grad(&c.node("x"), c.dy, s[2], s[3])?)])
     }
 }
 
@@ -248,6 +276,13 @@ impl Op for Transpose {
             }
         }
         out
+    }
+    /// Transposed back.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(g.transpose(&c.node("x"), c.dy)?)])
     }
 }
 

@@ -6,6 +6,7 @@ mod attention;
 mod backward;
 mod conv2d;
 mod elementwise;
+mod elementwise_backward;
 mod executor;
 mod im2col;
 mod matmul;
