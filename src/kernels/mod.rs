@@ -17,6 +17,7 @@ pub mod embedding;
 pub mod im2col;
 pub mod matmul;
 pub mod norm;
+pub mod norm_backward;
 pub mod reduce;
 pub mod resample;
 pub mod unary;
@@ -55,6 +56,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &binary::SHADER,
         &embedding::SHADER,
         &norm::SHADER,
+        &norm_backward::SHADER,
         &conv2d::SHADER,
         &conv2d::SHADER_SUBGROUP,
         &attention::SHADER,

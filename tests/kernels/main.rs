@@ -10,4 +10,5 @@ mod executor;
 mod im2col;
 mod matmul;
 mod norm;
+mod norm_backward;
 mod resample;
