@@ -19,6 +19,7 @@ pub mod im2col;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod norm_backward;
 pub mod reduce;
 pub mod resample;
 pub mod unary;
@@ -57,6 +58,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &binary::SHADER,
         &embedding::SHADER,
         &norm::SHADER,
+        &norm_backward::SHADER,
         &conv2d::SHADER,
         &conv2d::SHADER_SUBGROUP,
         &attention::SHADER,

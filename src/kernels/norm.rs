@@ -13,19 +13,19 @@ use bytemuck::{Pod, Zeroable};
 use super::unary::Activation;
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
+use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("norm", with_activations);
 
 /// Workgroup size of every entry point.
-const WG: u64 = 256;
+pub(crate) const WG: u64 = 256;
 /// Most elements one `gn_stats` workgroup reduces. Fixed at record time: the statistics tensor has one
 /// slot per chunk. 128 KiB (128 elements per thread), far below any binding limit (WebGPU guarantees 128 MiB).
 pub const STATS_CHUNK: u64 = 32768;
 /// Elements one `gn_apply` workgroup normalises (planes smaller than this are packed several per workgroup).
-const APPLY_CHUNK: u64 = 4096;
+pub(crate) const APPLY_CHUNK: u64 = 4096;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -48,7 +48,7 @@ struct Params {
     _pad: u32,
 }
 
-fn check_f32(op: &str, what: &str, d: &TensorDesc) -> Result<()> {
+pub(crate) fn check_f32(op: &str, what: &str, d: &TensorDesc) -> Result<()> {
     if d.dtype != DType::F32 {
         return Err(Error::DType { op: op.into(), msg: format!("{what} is {d}; this kernel takes f32") });
     }
@@ -69,7 +69,7 @@ fn check_param(op: &str, what: &str, d: Option<&TensorDesc>, n: usize, x: &Tenso
 /// Splits `units` contiguous units of `len` elements into windows of at most `cap` elements: whole units when
 /// one fits, else each unit into pieces of whole `quantum`s. Returns `(first unit, units, start inside the
 /// unit, elements per unit)`, or `None` when not even one quantum fits.
-fn windows(units: u64, len: u64, cap: u64, quantum: u64) -> Option<Vec<(u64, u64, u64, u64)>> {
+pub(crate) fn windows(units: u64, len: u64, cap: u64, quantum: u64) -> Option<Vec<(u64, u64, u64, u64)>> {
     if len <= cap {
         return Some(chunks(units, cap / len, 1).into_iter().map(|(u0, n)| (u0, n, 0, len)).collect());
     }
@@ -79,7 +79,7 @@ fn windows(units: u64, len: u64, cap: u64, quantum: u64) -> Option<Vec<(u64, u64
     Some((0..units).flat_map(|u| chunks(len, cap, quantum).into_iter().map(move |(s0, n)| (u, 1, s0, n))).collect())
 }
 
-fn limit_error(op: &str, what: String, needed: u64, limits: &DeviceLimits) -> Error {
+pub(crate) fn limit_error(op: &str, what: String, needed: u64, limits: &DeviceLimits) -> Error {
     Error::Limit {
         op: op.into(),
         what,
@@ -238,6 +238,11 @@ impl Op for GroupNormStats {
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         inputs[0].numel() as f64 * 6.0
     }
+    /// The apply node's rule already carries the whole gradient through the mean and variance and gives
+    /// the statistics none, so this node is never reached by the walker; `None` keeps it safe if it is.
+    fn backward(&self, _: &mut Graph, _: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        Ok(vec![None])
+    }
 }
 
 /// GroupNorm's apply node: inputs `[x, stats, weight?, bias?]` → `act(norm(x) · weight + bias)`.
@@ -343,11 +348,14 @@ impl Op for GroupNormApply {
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         let per = if self.act == Activation::None { 3.0 } else { 7.0 };
         inputs[0].numel() as f64 * per
+    }    /// The whole GroupNorm gradient (through the mean and variance too); see `norm_backward`.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        super::norm_backward::group_norm_backward(self, g, c)
     }
 }
 
 /// Mean and biased variance in f64, two passes.
-fn mean_var(v: &[f32]) -> (f64, f64) {
+pub(crate) fn mean_var(v: &[f32]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().map(|&a| a as f64).sum::<f64>() / n;
     let var = v.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / n;
@@ -386,12 +394,12 @@ pub fn cpu_group_norm(
 /// 77 keys) get a thread each: no combining at all. Each thread reducing many elements serially and few
 /// threads per row keep the per-row combine and the workgroup's barrier cheap, which is what costs on
 /// lavapipe; on a GPU, rows of a few hundred elements still get several threads, reading with stride tpr.
-fn threads_per_row(len: u64) -> u64 {
+pub(crate) fn threads_per_row(len: u64) -> u64 {
     let t = (len / 64).max(1);
     (1u64 << (63 - t.leading_zeros())).min(64)
 }
 
-fn check_rows(op: &str, x: &TensorDesc) -> Result<()> {
+pub(crate) fn check_rows(op: &str, x: &TensorDesc) -> Result<()> {
     check_f32(op, "input", x)?;
     if x.rank() == 0 || x.numel() == 0 {
         return Err(Error::shape(op, format!("expects a non-empty tensor with a last dimension, got {x}")));
@@ -482,6 +490,8 @@ impl Op for LayerNorm {
     }
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         inputs[0].numel() as f64 * 9.0
+    }    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        super::norm_backward::layer_norm_backward(self, g, c)
     }
 }
 
@@ -520,6 +530,8 @@ impl Op for Softmax {
     }
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         inputs[0].numel() as f64 * 5.0
+    }    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        super::norm_backward::softmax_backward(self, g, c)
     }
 }
 

@@ -11,5 +11,6 @@ mod executor;
 mod im2col;
 mod matmul;
 mod norm;
+mod norm_backward;
 mod optimizer;
 mod resample;
