@@ -106,7 +106,7 @@ fn check_qk(kind: &str, s: &AttnShape, q: &TensorDesc, k: &TensorDesc) -> Result
         && q.numel() > 0
         && k.numel() > 0
         && s.heads > 0
-        && q.shape[2] % s.heads == 0;
+        && q.shape[2].is_multiple_of(s.heads);
     if !ok {
         return Err(Error::shape(kind, format!("q {q}, k {k} with {} heads: expected [B, Nq, H·D], [B, Nk, H·D]", s.heads)));
     }
@@ -215,7 +215,7 @@ impl Op for AttentionDelta {
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         check(self.kind(), inputs, 2)?;
         let (g, o) = (inputs[0], inputs[1]);
-        if g.rank() != 3 || g.shape != o.shape || self.heads == 0 || g.shape[2] % self.heads != 0 {
+        if g.rank() != 3 || g.shape != o.shape || self.heads == 0 || !g.shape[2].is_multiple_of(self.heads) {
             return Err(Error::shape(self.kind(), format!("dO {g}, O {o}: expected two equal [B, N, H·D], H = {}", self.heads)));
         }
         Ok(TensorDesc::f32(&[g.shape[0], self.heads, g.shape[1]]))
@@ -261,7 +261,7 @@ pub struct AttentionGrad {
 
 impl AttentionGrad {
     /// (q, k, v, dO, L, Δ) out of the inputs; v and Δ are None for `V`.
-    fn split<'a, T: Copy>(&self, x: &[T]) -> (T, T, Option<T>, T, T, Option<T>) {
+    fn split<T: Copy>(&self, x: &[T]) -> (T, T, Option<T>, T, T, Option<T>) {
         match self.of {
             GradOf::V => (x[0], x[1], None, x[2], x[3], None),
             _ => (x[0], x[1], Some(x[2]), x[3], x[4], Some(x[5])),
