@@ -75,6 +75,19 @@ fn causal_rowwise_gradients() {
     }
 }
 
+/// More rows than one workgroup's 256 on both sides, so the causal kernels skip whole blocks (dq stops
+/// early, dk / dv start late); the forward is CLIP's own causal_attention. A few coordinates of finite
+/// differences, every coordinate GPU against the twins.
+#[test]
+fn causal_across_workgroups() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(25);
+    let (b, n, h, d) = (1, 530, 2, 3);
+    let inputs: Vec<GradInput> = (0..3).map(|_| GradInput::random(&mut rng, &[b, n, h * d], 1.5)).collect();
+    let reps = grad_check(Some(&gpu), &inputs, FD_H, 8, &|g, x| g.causal_attention("clip", x[0], x[1], x[2], h)).unwrap();
+    assert_grads("causal 530 rows", &reps, FD_TOL, GPU_TOL);
+}
+
 /// attention(x, x, x): the walker adds the three per-input gradients.
 #[test]
 fn one_tensor_as_q_k_and_v() {
@@ -102,11 +115,12 @@ fn backward_graph(b: usize, nq: usize, nk: usize, h: usize, d: usize, need_kv: b
 }
 
 /// Mid-size SD shapes, GPU against the twins (every gradient is a graph output): self-attention at SD 1.5's
-/// head dim 40, cross-attention on 77 context tokens with an odd head dim, and head dims 80 and 160.
+/// head dim 40, cross-attention on 77 context tokens with an odd head dim, head dims 80 and 160, and more
+/// than one 256-row workgroup block on both sides.
 #[test]
 fn mid_size_gpu_matches_twins() {
     let gpu = test_gpu();
-    for (n, (b, nq, nk, h, d)) in [(1, 256, 256, 8, 40), (1, 200, 77, 3, 33), (2, 65, 77, 2, 80), (1, 67, 67, 1, 160)].into_iter().enumerate() {
+    for (n, (b, nq, nk, h, d)) in [(1, 256, 256, 8, 40), (1, 200, 77, 3, 33), (2, 65, 77, 2, 80), (1, 67, 67, 1, 160), (1, 300, 517, 2, 7)].into_iter().enumerate() {
         let (g, [q, k, v, dy]) = backward_graph(b, nq, nk, h, d, true);
         let mut rng = Rng::new(30 + n as u64);
         let w = h * d;
