@@ -37,9 +37,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::attention_backward::{record_backward, AttnShape};
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{chunks, max_binding_elems, params, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
+use crate::graph::op::{chunks, max_binding_elems, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -607,6 +608,14 @@ impl Op for Attention {
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         let dm = self.dims(inputs[0], inputs[1]);
         4.0 * (dm.b * dm.h * dm.nq * dm.nk * dm.d) as f64
+    }
+
+    /// FlashAttention-2's backward ([`super::attention_backward`]): dq, dk, dv as needed, streaming, with
+    /// no Nq×Nk tensor.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let d = g.shape(c.inputs[0])[2] / self.opts.heads;
+        let shape = AttnShape { heads: self.opts.heads, scale: self.scale(d), causal: false };
+        record_backward(g, c, shape)
     }
 }
 

@@ -4,9 +4,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::attention_backward::{record_backward, AttnShape};
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{params, Bind, Dispatch, Lowering, Op};
+use crate::graph::op::{params, BackwardCtx, Bind, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -120,6 +121,12 @@ impl Op for RowwiseAttention {
         let (q, k) = (inputs[0], inputs[1]);
         let full = 4.0 * q.shape[0] as f64 * q.shape[1] as f64 * k.shape[1] as f64 * q.shape[2] as f64;
         if self.causal { full / 2.0 } else { full }
+    }
+    /// The streaming backward of [`super::attention_backward`], with the same causal mask.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let d = g.shape(c.inputs[0])[2] / self.heads;
+        let shape = AttnShape { heads: self.heads, scale: self.scale(d), causal: self.causal };
+        record_backward(g, c, shape)
     }
 }
 

@@ -10,6 +10,7 @@
 //! - a tensor may be bound as a sub-range (`Bind::elements`); the kernel adds the given shift to its indices.
 
 pub mod attention;
+pub mod attention_backward;
 pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
@@ -64,6 +65,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &attention::SHADER,
         &attention::SHADER_SUBGROUP,
         &attention_rowwise::SHADER,
+        &attention_backward::SHADER,
         &matmul::SHADER,
         &matmul::SUBGROUP_SHADER,
         &resample::SHADER,

@@ -3,6 +3,7 @@
 //! They run on whatever adapter wgpu picks (lavapipe on CI) and fail, not skip, without one.
 
 mod attention;
+mod attention_backward;
 mod backward;
 mod conv2d;
 mod elementwise;
