@@ -13,6 +13,7 @@ pub mod attention;
 pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
+pub mod conv2d_backward;
 pub mod embedding;
 pub mod im2col;
 pub mod matmul;
@@ -57,6 +58,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &norm::SHADER,
         &conv2d::SHADER,
         &conv2d::SHADER_SUBGROUP,
+        &conv2d_backward::SHADER,
         &attention::SHADER,
         &attention::SHADER_SUBGROUP,
         &attention_rowwise::SHADER,

@@ -5,6 +5,7 @@
 mod attention;
 mod backward;
 mod conv2d;
+mod conv2d_backward;
 mod elementwise;
 mod executor;
 mod im2col;

@@ -1,0 +1,230 @@
+// Backward of 2-D convolution on NCHW tensors (see src/kernels/conv2d_backward.rs). Every output element is
+// written by exactly one invocation (gathers, no atomics), so results are deterministic.
+// Entry points:
+//   conv_dx:   dx[b, ci, iy, ix] = Σ_{co, ky, kx} dy[b, co, oy, ox] · w[co, ci, ky, kx] over the taps with
+//              oy·stride + ky − pad_top = iy (same for x). a = dy, b = w, out = dx. Each invocation owns 4
+//              input pixels (64 apart) × 4 input channels. Grid: tiles = pixel tiles × channel tiles, z = image.
+//   conv_dw:   dw[part, co, col] = Σ over this part's rows r = (b, oy, ox) of dy[b, co, oy, ox] · x[b, window
+//              tap col], col = (ci·kh + ky)·kw + kx. a = dy, b = x, out = dw (or its partial sums). Each
+//              invocation owns 4 output channels × 4 columns and reduces its part's rows serially.
+//   col2im:    dx[b, ci, iy, ix] = Σ_{ky, kx} cols[(b·OH + oy)·OW + ox, (ci·kh + ky)·kw + kx] (the reverse of
+//              im2col). a = cols, out = dx; one invocation per element.
+//   flip:      out[ci, co, ky, kx] = w[co, ci, kh−1−ky, kw−1−kx]: the weights of the transposed convolution
+//              (dx of a stride-1 conv is then a forward conv of dy). a = w, out = flipped.
+
+struct Params {
+    cin: u32,        // dx: input channels computed here; dw: input channels of the columns here; col2im, flip: Cin
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    cout: u32,       // output channels (of dy) read here
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    k_row: u32,      // Cin_total·kh·kw: weight / dw row length
+    col0: u32,       // dx: first weight column (ci0·kh·kw); dw: first output element (co0·k_row + ci0·kh·kw)
+    a_shift: u32,    // where this dispatch's range starts inside each binding (Bind::elements)
+    b_shift: u32,
+    o_shift: u32,
+    a_bstride: u32,  // elements per image, when one dispatch covers several images
+    b_bstride: u32,
+    o_bstride: u32,
+    flags: u32,      // 1: accumulate into out
+    tiles: u32,      // work units of the grid; ids past it do nothing
+    n_tiles: u32,    // dx: pixel tiles per image; dw: column tiles
+    rows: u32,       // dw: rows (b, oy, ox) this dispatch reduces over
+    per_part: u32,   // dw: rows per part
+    part_stride: u32, // dw: elements of out per part (Cout·k_row)
+    n: u32,          // col2im, flip: output elements
+    row0: u32,       // dw: the global row (over all images) of this dispatch's first row; parts are global
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn store(i: u32, v: f32) {
+    if ((p.flags & 1u) != 0u) {
+        out[i] = out[i] + v;
+    } else {
+        out[i] = v;
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let tile = wg.x + wg.y * nwg.x;
+    if (tile >= p.tiles) { return; }
+    // Channel tiles vary fastest, so consecutive workgroups read the same dy pixels.
+    let c_tiles = p.tiles / p.n_tiles;
+    let tn = tile / c_tiles;
+    let c0 = (tile - tn * c_tiles) * 4u;
+    let bi = wg.z;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let n = vec4<u32>(tn * 256u + lid.x) + vec4<u32>(0u, 64u, 128u, 192u);
+    let nc = min(n, vec4<u32>(hw - 1u));
+    let iy = nc / vec4<u32>(p.w);
+    let ix = nc - iy * p.w;
+    let s = p.stride;
+    let taps = p.kh * p.kw;
+    // Weight rows of the 4 input channels (past the end: the last one, never stored).
+    let cl = p.cin - 1u;
+    let r0 = p.b_shift + p.col0 + min(c0, cl) * taps;
+    let r1 = p.b_shift + p.col0 + min(c0 + 1u, cl) * taps;
+    let r2 = p.b_shift + p.col0 + min(c0 + 2u, cl) * taps;
+    let r3 = p.b_shift + p.col0 + min(c0 + 3u, cl) * taps;
+    let db = p.a_shift + bi * p.a_bstride;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        // oy·s = iy + pad_top − ky, when that is ≥ 0, a multiple of s and oy < OH.
+        let ty = iy + vec4<u32>(p.pad_top);
+        let tyk = ty - vec4<u32>(ky);
+        let oy = tyk / vec4<u32>(s);
+        let oky = (ty >= vec4<u32>(ky)) & (oy * s == tyk) & (oy < vec4<u32>(p.oh));
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let tx = ix + vec4<u32>(p.pad_left);
+            let txk = tx - vec4<u32>(kx);
+            let ox = txk / vec4<u32>(s);
+            let ok = oky & (tx >= vec4<u32>(kx)) & (ox * s == txk) & (ox < vec4<u32>(p.ow)) & (n < vec4<u32>(hw));
+            if (!any(ok)) { continue; }
+            var dyo = select(vec4<u32>(0u), oy * p.ow + ox, ok) + vec4<u32>(db);
+            var wo = ky * p.kw + kx;
+            for (var co = 0u; co < p.cout; co++) {
+                let dv = select(vec4<f32>(0.0), vec4<f32>(a[dyo.x], a[dyo.y], a[dyo.z], a[dyo.w]), ok);
+                a0 += b[r0 + wo] * dv;
+                a1 += b[r1 + wo] * dv;
+                a2 += b[r2 + wo] * dv;
+                a3 += b[r3 + wo] * dv;
+                dyo += vec4<u32>(ohw);
+                wo += p.k_row;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    let ob = p.o_shift + bi * p.o_bstride;
+    for (var i = 0u; i < 4u; i++) {
+        if (c0 + i >= p.cin) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            if (n[j] < hw) { store(ob + (c0 + i) * hw + n[j], acc[i][j]); }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = (wg.x + wg.y * nwg.x) * 64u + lid.x;
+    if (item >= p.tiles) { return; }
+    // item = (part · co tiles + co tile) · column tiles + column tile: neighbouring lanes take neighbouring
+    // columns (neighbouring taps of the same input plane) of the same output channels.
+    let ncols = p.cin * p.kh * p.kw;
+    let ct = item % p.n_tiles;
+    let rest = item / p.n_tiles;
+    let m_tiles = (p.cout + 3u) / 4u;
+    let mt = rest % m_tiles;
+    let part = rest / m_tiles;
+    let m0 = mt * 4u;
+    let col0 = ct * 4u;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let taps = p.kh * p.kw;
+    // Per column: the input plane offset and the tap's offsets (clamped columns repeat the last one).
+    let col = min(vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(ncols - 1u));
+    let ci = col / vec4<u32>(taps);
+    let t = col - ci * taps;
+    let ky = t / vec4<u32>(p.kw);
+    let kx = t - ky * p.kw;
+    let plane = ci * hw + vec4<u32>(p.b_shift);
+    let ml = p.cout - 1u;
+    let d0 = p.a_shift + min(m0, ml) * ohw;
+    let d1 = p.a_shift + min(m0 + 1u, ml) * ohw;
+    let d2 = p.a_shift + min(m0 + 2u, ml) * ohw;
+    let d3 = p.a_shift + min(m0 + 3u, ml) * ohw;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    let g_begin = max(part * p.per_part, p.row0);
+    let g_end = min((part + 1u) * p.per_part, p.row0 + p.rows);
+    for (var gr = g_begin; gr < g_end; gr++) {
+        let r = gr - p.row0;
+        let bi = r / ohw;
+        let pix = r - bi * ohw;
+        let oy = pix / p.ow;
+        let ox = pix - oy * p.ow;
+        // Input coordinates + pad (unsigned: a tap in the top/left padding is < pad).
+        let yp = vec4<u32>(oy * p.stride) + ky;
+        let xp = vec4<u32>(ox * p.stride) + kx;
+        let iy = yp - vec4<u32>(p.pad_top);
+        let ix = xp - vec4<u32>(p.pad_left);
+        let ok = (yp >= vec4<u32>(p.pad_top)) & (xp >= vec4<u32>(p.pad_left)) & (iy < vec4<u32>(p.h)) & (ix < vec4<u32>(p.w));
+        let xo = select(vec4<u32>(0u), iy * p.w + ix, ok) + plane + vec4<u32>(bi * p.b_bstride);
+        let xv = select(vec4<f32>(0.0), vec4<f32>(b[xo.x], b[xo.y], b[xo.z], b[xo.w]), ok);
+        let dyo = bi * p.a_bstride + pix;
+        a0 += a[d0 + dyo] * xv;
+        a1 += a[d1 + dyo] * xv;
+        a2 += a[d2 + dyo] * xv;
+        a3 += a[d3 + dyo] * xv;
+    }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    let ob = p.o_shift + part * p.part_stride + p.col0;
+    for (var i = 0u; i < 4u; i++) {
+        if (m0 + i >= p.cout) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            if (col0 + j < ncols) { store(ob + (m0 + i) * p.k_row + col0 + j, acc[i][j]); }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + lid.x;
+    if (i >= p.n) { return; }
+    let hw = p.h * p.w;
+    let plane = i / hw;
+    let bi = plane / p.cin;
+    let ci = plane - bi * p.cin;
+    let q = i - plane * hw;
+    let iy = q / p.w;
+    let ix = q - iy * p.w;
+    let k = p.cin * p.kh * p.kw;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let ty = iy + p.pad_top;
+        let oy = (ty - ky) / p.stride;
+        if (ty < ky || oy * p.stride != ty - ky || oy >= p.oh) { continue; }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let tx = ix + p.pad_left;
+            let ox = (tx - kx) / p.stride;
+            if (tx < kx || ox * p.stride != tx - kx || ox >= p.ow) { continue; }
+            let row = (bi * p.oh + oy) * p.ow + ox;
+            acc += a[p.a_shift + row * k + (ci * p.kh + ky) * p.kw + kx];
+        }
+    }
+    out[p.o_shift + i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn flip(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + lid.x;
+    if (i >= p.n) { return; }
+    // i indexes out[ci, co, ky, kx].
+    let taps = p.kh * p.kw;
+    let t = i % taps;
+    let pair = i / taps;
+    let co = pair % p.cout;
+    let ci = pair / p.cout;
+    out[p.o_shift + i] = a[p.a_shift + (co * p.cin + ci) * taps + (taps - 1u - t)];
+}
