@@ -179,3 +179,116 @@ fn splits_fit_small_limits() {
         assert!(ds.len() > seen.len(), "{name}: some dispatches must accumulate");
     }
 }
+
+/// What the kernels compute, per output element, from a dispatch's params and bound ranges: runs split
+/// lowerings on the CPU so their shifts, channel offsets and accumulation are checked numerically.
+fn emulate(d: &Dispatch, tensors: &[&[f32]], out: &mut [f32]) {
+    let p: Vec<u32> = d.params.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    let [cin, h, w, oh, ow, cout, kh, kw, stride, pad_top, pad_left, k_row, col0, a_shift, b_shift, o_shift, a_bstride, b_bstride, o_bstride, flags, tiles, n_tiles, rows, per_part, part_stride, _n, row0, _] =
+        p[..].try_into().unwrap();
+    let slot = |i: usize| {
+        let b = &d.bindings[i];
+        let Slot::Input(t) = b.slot else { panic!("input expected") };
+        &tensors[t][(b.offset / 4) as usize..((b.offset + b.size) / 4) as usize]
+    };
+    let (a, b) = (slot(0), slot(1));
+    let ob = &d.bindings[2];
+    let o = &mut out[(ob.offset / 4) as usize..((ob.offset + ob.size) / 4) as usize];
+    let (hw, ohw, taps) = ((h * w) as usize, (oh * ow) as usize, (kh * kw) as usize);
+    let mut store = |i: usize, v: f64| o[i] = if flags & 1 != 0 { o[i] + v as f32 } else { v as f32 };
+    // x coordinate (with padding) of output coordinate oc and tap k, if inside.
+    let inside = |oc: u32, k: u32, pad: u32, n: u32| (oc * stride + k).checked_sub(pad).filter(|&i| i < n);
+    match d.entry {
+        "conv_dx" => {
+            for bi in 0..d.workgroups[2] as usize {
+                for c in 0..cin as usize {
+                    for n in 0..hw {
+                        let mut acc = 0f64;
+                        for co in 0..cout as usize {
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    for ky in 0..kh {
+                                        for kx in 0..kw {
+                                            let (Some(iy), Some(ix)) = (inside(oy, ky, pad_top, h), inside(ox, kx, pad_left, w)) else { continue };
+                                            if (iy * w + ix) as usize != n {
+                                                continue;
+                                            }
+                                            let dv = a[a_shift as usize + bi * a_bstride as usize + co * ohw + (oy * ow + ox) as usize];
+                                            let wv = b[(b_shift + col0) as usize + c * taps + co * k_row as usize + (ky * kw + kx) as usize];
+                                            acc += dv as f64 * wv as f64;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        store(o_shift as usize + bi * o_bstride as usize + c * hw + n, acc);
+                    }
+                }
+            }
+        }
+        "conv_dw" => {
+            let parts = tiles / (cout.div_ceil(4) * n_tiles);
+            for part in 0..parts {
+                for m in 0..cout as usize {
+                    for col in 0..(cin * kh * kw) as usize {
+                        let (ci, ky, kx) = (col / taps, (col % taps) as u32 / kw, (col % taps) as u32 % kw);
+                        let mut acc = 0f64;
+                        for gr in (part * per_part).max(row0)..((part + 1) * per_part).min(row0 + rows) {
+                            let r = (gr - row0) as usize;
+                            let (bi, pix) = (r / ohw, r % ohw);
+                            let (oy, ox) = (pix as u32 / ow, pix as u32 % ow);
+                            let (Some(iy), Some(ix)) = (inside(oy, ky, pad_top, h), inside(ox, kx, pad_left, w)) else { continue };
+                            let dv = a[a_shift as usize + m * ohw + bi * a_bstride as usize + pix];
+                            let xv = b[b_shift as usize + ci * hw + bi * b_bstride as usize + (iy * w + ix) as usize];
+                            acc += dv as f64 * xv as f64;
+                        }
+                        store(o_shift as usize + (part * part_stride + col0) as usize + m * k_row as usize + col, acc);
+                    }
+                }
+            }
+        }
+        e => panic!("no emulation of {e}"),
+    }
+}
+
+/// The split lowerings, run by [`emulate`], give the twins' gradients.
+#[test]
+fn split_lowerings_compute_the_twins_gradients() {
+    let limits = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
+    let mut rng = Rng::new(25);
+    for (xs, ws, opts, parts) in [
+        // dx split by image, input and output channels (dw is too large for one binding: refused).
+        ([2usize, 40, 19, 17], [30usize, 40, 3, 3], Conv2dOpts::new(2, 1), 1),
+        ([2, 40, 19, 17], [8, 40, 3, 3], Conv2dOpts::asymmetric(2, 0, 1, 0, 1), 2),
+        ([3, 30, 15, 16], [9, 30, 1, 1], Conv2dOpts::new(1, 0), 2),
+    ] {
+        let s = ConvShape::new(&xs, &ws, &opts).unwrap();
+        let (x, w, dy) = (TensorDesc::f32(&xs), TensorDesc::f32(&ws), TensorDesc::f32(&s.out_shape()));
+        let (xv, wv, dyv) = (rng.vec(x.numel(), 1.0), rng.vec(w.numel(), 1.0), rng.vec(dy.numel(), 1.0));
+        let dx_op = Conv2dDx { opts, x_shape: xs };
+        let dw_op = Conv2dDw { opts, kh: ws[2], kw: ws[3], parts };
+        let dw_desc = dw_op.infer(&[&dy, &x]).unwrap();
+        for (name, op, ins, vals, out) in [
+            ("dx", &dx_op as &dyn Op, [dy.clone(), w.clone()], [&dyv[..], &wv[..]], x.clone()),
+            ("dw", &dw_op as &dyn Op, [dy.clone(), x.clone()], [&dyv[..], &xv[..]], dw_desc.clone()),
+        ] {
+            let ds = match op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }) {
+                Ok(ds) => ds,
+                Err(e) => {
+                    assert!(name == "dw" && out.bytes() > limits.max_binding, "{name} {xs:?}: {e}");
+                    println!("{name} {xs:?}: refused: {e}");
+                    continue;
+                }
+            };
+            assert!(ds.len() > 1, "{name} {xs:?}: must split");
+            let mut got = vec![f32::NAN; out.numel()];
+            for d in &ds {
+                emulate(d, &vals, &mut got);
+            }
+            let want = op.cpu(&vals, &[&ins[0], &ins[1]], &out);
+            let err = wgsd::testing::rel_l2(&got, &want);
+            println!("{name} {xs:?} {ws:?} parts {parts}: {} dispatches, rel_l2 {err:.2e}", ds.len());
+            assert!(err < 1e-6, "{name} {xs:?}: split result differs from the twin: {err:.3e}");
+        }
+    }
+}
