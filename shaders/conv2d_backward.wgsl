@@ -3,7 +3,8 @@
 // Entry points:
 //   conv_dx:   dx[b, ci, iy, ix] = Σ_{co, ky, kx} dy[b, co, oy, ox] · w[co, ci, ky, kx] over the taps with
 //              oy·stride + ky − pad_top = iy (same for x). a = dy, b = w, out = dx. Each invocation owns 4
-//              input pixels (64 apart) × 4 input channels. Grid: tiles = pixel tiles × channel tiles, z = image.
+//              input pixels (stride apart in a row, one phase class) × 4 input channels. Grid: tiles =
+//              classes (stride²) × pixel groups per class (n_tiles) × channel tiles, z = image.
 //   conv_dw:   dw[part, co, col] = Σ over this part's rows r = (b, oy, ox) of dy[b, co, oy, ox] · x[b, window
 //              tap col], col = (ci·kh + ky)·kw + kx. a = dy, b = x, out = dw (or its partial sums). Each
 //              invocation owns 4 output channels × 4 columns and reduces its part's rows serially.
@@ -61,18 +62,29 @@ fn conv_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
            @builtin(local_invocation_id) lid: vec3<u32>) {
     let tile = wg.x + wg.y * nwg.x;
     if (tile >= p.tiles) { return; }
-    // Channel tiles vary fastest, so consecutive workgroups read the same dy pixels.
-    let c_tiles = p.tiles / p.n_tiles;
-    let tn = tile / c_tiles;
-    let c0 = (tile - tn * c_tiles) * 4u;
+    let s = p.stride;
+    // Pixels are taken by phase class (iy mod s, ix mod s): within a class the taps that reach dy are the
+    // same for every pixel (ky ≡ iy + pad_top mod s), so no tap is skipped per pixel. Workgroup tile =
+    // (class, pixel group of n_tiles per class, channel tile); channel tiles vary fastest so consecutive
+    // workgroups read the same dy pixels.
+    let c_tiles = p.tiles / (s * s * p.n_tiles);
+    let ct = tile % c_tiles;
+    let rest = tile / c_tiles;
+    let cls = rest / p.n_tiles;
+    let item = (rest - cls * p.n_tiles) * 64u + lid.x;
+    let ry = cls / s;
+    let rx = cls - ry * s;
+    // Each invocation: 4 pixels s apart along one row of the class (sized for class (0, 0), the largest).
+    let groups_x = ((p.w + s - 1u) / s + 3u) / 4u;
+    let qy = item / groups_x;
+    let qx0 = (item - qy * groups_x) * 4u;
+    let iy = ry + qy * s;
+    let ix = vec4<u32>(rx + qx0 * s) + vec4<u32>(0u, s, 2u * s, 3u * s);
+    let live = (ix < vec4<u32>(p.w)) & vec4<bool>(iy < p.h);
+    let c0 = ct * 4u;
     let bi = wg.z;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
-    let n = vec4<u32>(tn * 256u + lid.x) + vec4<u32>(0u, 64u, 128u, 192u);
-    let nc = min(n, vec4<u32>(hw - 1u));
-    let iy = nc / vec4<u32>(p.w);
-    let ix = nc - iy * p.w;
-    let s = p.stride;
     let taps = p.kh * p.kw;
     // Weight rows of the 4 input channels (past the end: the last one, never stored).
     let cl = p.cin - 1u;
@@ -85,19 +97,18 @@ fn conv_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    for (var ky = 0u; ky < p.kh; ky++) {
-        // oy·s = iy + pad_top − ky, when that is ≥ 0, a multiple of s and oy < OH.
-        let ty = iy + vec4<u32>(p.pad_top);
-        let tyk = ty - vec4<u32>(ky);
-        let oy = tyk / vec4<u32>(s);
-        let oky = (ty >= vec4<u32>(ky)) & (oy * s == tyk) & (oy < vec4<u32>(p.oh));
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let tx = ix + vec4<u32>(p.pad_left);
+    let ty = iy + p.pad_top;
+    let tx = ix + vec4<u32>(p.pad_left);
+    // oy·s = iy + pad_top − ky for the taps of this class, when ≥ 0 and oy < OH (same along x).
+    for (var ky = (ry + p.pad_top) % s; ky < p.kh && ky <= ty; ky += s) {
+        let oy = (ty - ky) / s;
+        if (oy >= p.oh) { continue; }
+        for (var kx = (rx + p.pad_left) % s; kx < p.kw; kx += s) {
             let txk = tx - vec4<u32>(kx);
             let ox = txk / vec4<u32>(s);
-            let ok = oky & (tx >= vec4<u32>(kx)) & (ox * s == txk) & (ox < vec4<u32>(p.ow)) & (n < vec4<u32>(hw));
+            let ok = live & (tx >= vec4<u32>(kx)) & (ox < vec4<u32>(p.ow));
             if (!any(ok)) { continue; }
-            var dyo = select(vec4<u32>(0u), oy * p.ow + ox, ok) + vec4<u32>(db);
+            var dyo = select(vec4<u32>(0u), vec4<u32>(oy * p.ow) + ox, ok) + vec4<u32>(db);
             var wo = ky * p.kw + kx;
             for (var co = 0u; co < p.cout; co++) {
                 let dv = select(vec4<f32>(0.0), vec4<f32>(a[dyo.x], a[dyo.y], a[dyo.z], a[dyo.w]), ok);
@@ -111,11 +122,11 @@ fn conv_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
     let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
-    let ob = p.o_shift + bi * p.o_bstride;
+    let ob = p.o_shift + bi * p.o_bstride + iy * p.w;
     for (var i = 0u; i < 4u; i++) {
         if (c0 + i >= p.cin) { break; }
         for (var j = 0u; j < 4u; j++) {
-            if (n[j] < hw) { store(ob + (c0 + i) * hw + n[j], acc[i][j]); }
+            if (live[j]) { store(ob + (c0 + i) * hw + ix[j], acc[i][j]); }
         }
     }
 }

@@ -170,8 +170,10 @@ impl Op for Conv2dDx {
                 let o_begin = ((b0 * s.cin + ci0) * hw) as u64;
                 let o_count = (((nb - 1) * s.cin + nci) * hw) as u64;
                 let (bo, o_shift) = Bind::elements(Slot::Output, l.output, o_begin, o_count, l.limits);
-                let n_tiles = hw.div_ceil(256);
-                let tiles = n_tiles * nci.div_ceil(4);
+                // Workgroups per phase class: 4-pixel groups of the largest class, 64 per workgroup.
+                let st = self.opts.stride;
+                let n_tiles = (s.h.div_ceil(st) * s.w.div_ceil(st).div_ceil(4)).div_ceil(64);
+                let tiles = st * st * n_tiles * nci.div_ceil(4);
                 for (c, &(co0, nco)) in co_chunks.iter().enumerate() {
                     let dy_begin = ((b0 * s.cout + co0) * ohw) as u64;
                     let dy_count = (((nb - 1) * s.cout + nco) * ohw) as u64;
