@@ -7,7 +7,7 @@
 //              classes (stride²) × pixel groups per class (n_tiles) × channel tiles, z = image.
 //   conv_dw:   dw[part, co, col] = Σ over this part's rows r = (b, oy, ox) of dy[b, co, oy, ox] · x[b, window
 //              tap col], col = (ci·kh + ky)·kw + kx. a = dy, b = x, out = dw (or its partial sums). Each
-//              invocation owns 4 output channels × 4 columns and reduces its part's rows serially.
+//              invocation owns 8 output channels × 8 columns and reduces its part's rows serially.
 //   col2im:    dx[b, ci, iy, ix] = Σ_{ky, kx} cols[(b·OH + oy)·OW + ox, (ci·kh + ky)·kw + kx] (the reverse of
 //              im2col). a = cols, out = dx; one invocation per element.
 //   flip:      out[ci, co, ky, kx] = w[co, ci, kh−1−ky, kw−1−kx]: the weights of the transposed convolution
@@ -137,34 +137,58 @@ fn conv_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let item = (wg.x + wg.y * nwg.x) * 64u + lid.x;
     if (item >= p.tiles) { return; }
     // item = (part · co tiles + co tile) · column tiles + column tile: neighbouring lanes take neighbouring
-    // columns (neighbouring taps of the same input plane) of the same output channels.
+    // columns (neighbouring taps of the same input plane) of the same output channels. An 8 × 8 tile:
+    // 16 loads per row for 64 multiply-adds.
     let ncols = p.cin * p.kh * p.kw;
     let ct = item % p.n_tiles;
     let rest = item / p.n_tiles;
-    let m_tiles = (p.cout + 3u) / 4u;
+    let m_tiles = (p.cout + 7u) / 8u;
     let mt = rest % m_tiles;
     let part = rest / m_tiles;
-    let m0 = mt * 4u;
-    let col0 = ct * 4u;
+    let m0 = mt * 8u;
+    let col0 = ct * 8u;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let taps = p.kh * p.kw;
-    // Per column: the input plane offset and the tap's offsets (clamped columns repeat the last one).
-    let col = min(vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(ncols - 1u));
-    let ci = col / vec4<u32>(taps);
-    let t = col - ci * taps;
-    let ky = t / vec4<u32>(p.kw);
-    let kx = t - ky * p.kw;
-    let plane = ci * hw + vec4<u32>(p.b_shift);
     let ml = p.cout - 1u;
-    let d0 = p.a_shift + min(m0, ml) * ohw;
+    // Columns 0..3: input plane offset and tap (clamped columns repeat the last one).
+    let col_0 = min(vec4<u32>(col0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(ncols - 1u));
+    let ci_0 = col_0 / vec4<u32>(taps);
+    let t_0 = col_0 - ci_0 * taps;
+    let ky_0 = t_0 / vec4<u32>(p.kw);
+    let kx_0 = t_0 - ky_0 * p.kw;
+    let plane_0 = ci_0 * hw + vec4<u32>(p.b_shift);
+    // Columns 4..7: input plane offset and tap (clamped columns repeat the last one).
+    let col_1 = min(vec4<u32>(col0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(ncols - 1u));
+    let ci_1 = col_1 / vec4<u32>(taps);
+    let t_1 = col_1 - ci_1 * taps;
+    let ky_1 = t_1 / vec4<u32>(p.kw);
+    let kx_1 = t_1 - ky_1 * p.kw;
+    let plane_1 = ci_1 * hw + vec4<u32>(p.b_shift);
+    let d0 = p.a_shift + min(m0 + 0u, ml) * ohw;
     let d1 = p.a_shift + min(m0 + 1u, ml) * ohw;
     let d2 = p.a_shift + min(m0 + 2u, ml) * ohw;
     let d3 = p.a_shift + min(m0 + 3u, ml) * ohw;
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
+    let d4 = p.a_shift + min(m0 + 4u, ml) * ohw;
+    let d5 = p.a_shift + min(m0 + 5u, ml) * ohw;
+    let d6 = p.a_shift + min(m0 + 6u, ml) * ohw;
+    let d7 = p.a_shift + min(m0 + 7u, ml) * ohw;
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0);
+    var a2_1 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0);
+    var a3_1 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0);
+    var a4_1 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0);
+    var a5_1 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0);
+    var a6_1 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0);
+    var a7_1 = vec4<f32>(0.0);
     let g_begin = max(part * p.per_part, p.row0);
     let g_end = min((part + 1u) * p.per_part, p.row0 + p.rows);
     for (var gr = g_begin; gr < g_end; gr++) {
@@ -173,26 +197,57 @@ fn conv_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         let pix = r - bi * ohw;
         let oy = pix / p.ow;
         let ox = pix - oy * p.ow;
+        let xb = vec4<u32>(bi * p.b_bstride);
         // Input coordinates + pad (unsigned: a tap in the top/left padding is < pad).
-        let yp = vec4<u32>(oy * p.stride) + ky;
-        let xp = vec4<u32>(ox * p.stride) + kx;
-        let iy = yp - vec4<u32>(p.pad_top);
-        let ix = xp - vec4<u32>(p.pad_left);
-        let ok = (yp >= vec4<u32>(p.pad_top)) & (xp >= vec4<u32>(p.pad_left)) & (iy < vec4<u32>(p.h)) & (ix < vec4<u32>(p.w));
-        let xo = select(vec4<u32>(0u), iy * p.w + ix, ok) + plane + vec4<u32>(bi * p.b_bstride);
-        let xv = select(vec4<f32>(0.0), vec4<f32>(b[xo.x], b[xo.y], b[xo.z], b[xo.w]), ok);
+        let yp_0 = vec4<u32>(oy * p.stride) + ky_0;
+        let xp_0 = vec4<u32>(ox * p.stride) + kx_0;
+        let iy_0 = yp_0 - vec4<u32>(p.pad_top);
+        let ix_0 = xp_0 - vec4<u32>(p.pad_left);
+        let ok_0 = (yp_0 >= vec4<u32>(p.pad_top)) & (xp_0 >= vec4<u32>(p.pad_left)) & (iy_0 < vec4<u32>(p.h)) & (ix_0 < vec4<u32>(p.w));
+        let xo_0 = select(vec4<u32>(0u), iy_0 * p.w + ix_0, ok_0) + plane_0 + xb;
+        let xv_0 = select(vec4<f32>(0.0), vec4<f32>(b[xo_0.x], b[xo_0.y], b[xo_0.z], b[xo_0.w]), ok_0);
+        // Input coordinates + pad (unsigned: a tap in the top/left padding is < pad).
+        let yp_1 = vec4<u32>(oy * p.stride) + ky_1;
+        let xp_1 = vec4<u32>(ox * p.stride) + kx_1;
+        let iy_1 = yp_1 - vec4<u32>(p.pad_top);
+        let ix_1 = xp_1 - vec4<u32>(p.pad_left);
+        let ok_1 = (yp_1 >= vec4<u32>(p.pad_top)) & (xp_1 >= vec4<u32>(p.pad_left)) & (iy_1 < vec4<u32>(p.h)) & (ix_1 < vec4<u32>(p.w));
+        let xo_1 = select(vec4<u32>(0u), iy_1 * p.w + ix_1, ok_1) + plane_1 + xb;
+        let xv_1 = select(vec4<f32>(0.0), vec4<f32>(b[xo_1.x], b[xo_1.y], b[xo_1.z], b[xo_1.w]), ok_1);
         let dyo = bi * p.a_bstride + pix;
-        a0 += a[d0 + dyo] * xv;
-        a1 += a[d1 + dyo] * xv;
-        a2 += a[d2 + dyo] * xv;
-        a3 += a[d3 + dyo] * xv;
+        let dv0 = a[d0 + dyo];
+        let dv1 = a[d1 + dyo];
+        let dv2 = a[d2 + dyo];
+        let dv3 = a[d3 + dyo];
+        let dv4 = a[d4 + dyo];
+        let dv5 = a[d5 + dyo];
+        let dv6 = a[d6 + dyo];
+        let dv7 = a[d7 + dyo];
+        a0_0 += dv0 * xv_0;
+        a0_1 += dv0 * xv_1;
+        a1_0 += dv1 * xv_0;
+        a1_1 += dv1 * xv_1;
+        a2_0 += dv2 * xv_0;
+        a2_1 += dv2 * xv_1;
+        a3_0 += dv3 * xv_0;
+        a3_1 += dv3 * xv_1;
+        a4_0 += dv4 * xv_0;
+        a4_1 += dv4 * xv_1;
+        a5_0 += dv5 * xv_0;
+        a5_1 += dv5 * xv_1;
+        a6_0 += dv6 * xv_0;
+        a6_1 += dv6 * xv_1;
+        a7_0 += dv7 * xv_0;
+        a7_1 += dv7 * xv_1;
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    let acc = array<vec4<f32>, 16>(a0_0, a0_1, a1_0, a1_1, a2_0, a2_1, a3_0, a3_1, a4_0, a4_1, a5_0, a5_1, a6_0, a6_1, a7_0, a7_1);
     let ob = p.o_shift + part * p.part_stride + p.col0;
-    for (var i = 0u; i < 4u; i++) {
-        if (m0 + i >= p.cout) { break; }
+    for (var q = 0u; q < 16u; q++) {
+        let m = m0 + q / 2u;
+        if (m >= p.cout) { break; }
+        let c = col0 + (q % 2u) * 4u;
         for (var j = 0u; j < 4u; j++) {
-            if (col0 + j < ncols) { store(ob + (m0 + i) * p.k_row + col0 + j, acc[i][j]); }
+            if (c + j < ncols) { store(ob + m * p.k_row + c + j, acc[q][j]); }
         }
     }
 }

@@ -7,11 +7,14 @@
 //!   [`Graph::conv2d_dx`] reuses the tuned forward kernels (and their binding splits) there; strides > 1
 //!   (the downsamplers, whose taps skip dy pixels) take the gather kernel.
 //! - **dw** ([`Conv2dDw`]): `dw[co, ci, ky, kx] = Σ_{b, oy, ox} dy[b, co, oy, ox] · x[b, ci, window tap]`, i.e.
-//!   `im2colᵀ · dY` without materialising im2col: each invocation owns a 4 × 4 tile of `(Cout, Cin·kh·kw)`
+//!   `im2colᵀ · dY` without materialising im2col: each invocation owns an 8 × 8 tile of `(Cout, Cin·kh·kw)`
 //!   and reduces over `B·OH·OW`. When that tile grid is small (few channels, many pixels: `conv_in`),
 //!   the rows are cut into `parts` whose partial sums [`Graph::sum_to`] adds, so enough invocations run.
 //! - **col2im** ([`Col2Im`]): the reverse of [`Im2Col`](super::im2col::Im2Col), each input pixel summing the
 //!   column entries of the windows that cover it.
+//!
+//! Measured on lavapipe (2 shared cores, one run each, 3×3 conv of 320 channels): at 32×32 stride 1 the
+//! forward takes 0.20 s, dx 0.22 s, dw 0.54 s; at 64×64 stride 2 the forward 0.24 s, dx 1.07 s, dw 0.69 s.
 //!
 //! Tensors larger than one storage binding (the VAE at 512²) are split like the forward op: per image,
 //! and by channel ranges, with later dispatches of one output range accumulating into it.
@@ -320,8 +323,8 @@ impl Op for Conv2dDw {
                     let x_begin = ((b0 * s.cin + ci0) * hw) as u64;
                     let x_count = (((nb - 1) * s.cin + nci) * hw) as u64;
                     let (bx, b_shift) = Bind::elements(Slot::Input(1), x, x_begin, x_count, l.limits);
-                    let n_tiles = (nci * taps).div_ceil(4);
-                    let tiles = self.parts * nco.div_ceil(4) * n_tiles;
+                    let n_tiles = (nci * taps).div_ceil(DW_TILE);
+                    let tiles = self.parts * nco.div_ceil(DW_TILE) * n_tiles;
                     let p = Params {
                         cin: nci as u32,
                         cout: nco as u32,
@@ -535,6 +538,8 @@ impl Op for ConvWeightFlip {
 
 // ---------------------------------------------------------------------------------------------------
 
+/// Output channels and columns of one dw invocation's tile (`conv_dw`).
+const DW_TILE: usize = 8;
 /// Invocations the dw kernel should have at least (with fewer, rows are split into parts).
 const DW_MIN_INVOCATIONS: usize = 16384;
 /// Rows per part at least, so a part's partial sums are worth their extra pass.
@@ -563,7 +568,7 @@ impl Graph {
     pub fn conv2d_dw(&mut self, name: &str, dy: TensorId, x: TensorId, kh: usize, kw: usize, opts: Conv2dOpts) -> Result<TensorId> {
         let (ds, xs) = (self.desc(dy).clone(), self.desc(x).clone());
         let s = Conv2dDw { opts, kh, kw, parts: 1 }.shape(&ds, &xs)?;
-        let tiles = s.cout.div_ceil(4) * s.k().div_ceil(4);
+        let tiles = s.cout.div_ceil(DW_TILE) * s.k().div_ceil(DW_TILE);
         let rows = s.b * s.oh * s.ow;
         let parts = (DW_MIN_INVOCATIONS / tiles).min(rows / DW_MIN_ROWS_PER_PART).max(1);
         if parts == 1 {
