@@ -40,7 +40,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{grid_1d, max_binding_elems, params, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
+use crate::graph::op::{grid_1d, max_binding_elems, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -251,7 +251,7 @@ const FLAG_RESIDUAL: u32 = 2;
 const FLAG_ACCUMULATE: u32 = 4;
 
 /// Splits `[0, n)` into the fewest chunks of at most `cap` items, of nearly equal size.
-fn even_chunks(n: usize, cap: usize) -> Vec<(usize, usize)> {
+pub(crate) fn even_chunks(n: usize, cap: usize) -> Vec<(usize, usize)> {
     let parts = n.div_ceil(cap.max(1)).max(1);
     let step = n.div_ceil(parts);
     (0..parts).map(|k| (k * step, step.min(n - k * step))).filter(|c| c.1 > 0).collect()
@@ -457,6 +457,29 @@ impl Op for Conv2d {
     fn flops(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         let w = &inputs[1].shape;
         2.0 * out.numel() as f64 * (w[1] * w[2] * w[3]) as f64
+    }
+
+    /// dx: the transposed convolution of dy ([`Graph::conv2d_dx`]); dw: `im2colᵀ · dY` ([`Graph::conv2d_dw`]);
+    /// dbias: dy summed over B, H, W; dresidual: dy.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        let (x, w) = (c.inputs[0], c.inputs[1]);
+        let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
+        let mut grads = vec![None; c.inputs.len()];
+        if c.need[0] {
+            grads[0] = Some(g.conv2d_dx(&c.node("x"), c.dy, w, [xs[0], xs[1], xs[2], xs[3]], self.opts)?);
+        }
+        if c.need[1] {
+            grads[1] = Some(g.conv2d_dw(&c.node("w"), c.dy, x, ws[2], ws[3], self.opts)?);
+        }
+        if let Some(i) = self.bias_slot().filter(|&i| c.need[i]) {
+            // [Cout, 1, 1] broadcasts over [B, Cout, OH, OW] as one channel run.
+            let s = g.sum_to(&c.node("bias"), c.dy, &[ws[0], 1, 1])?;
+            grads[i] = Some(g.reshape(s, &[ws[0]])?);
+        }
+        if let Some(i) = self.residual_slot().filter(|&i| c.need[i]) {
+            grads[i] = Some(c.dy);
+        }
+        Ok(grads)
     }
 }
 

@@ -11,7 +11,7 @@ use super::conv2d::{ConvShape, Conv2dOpts};
 use super::matmul::MatmulOpts;
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op};
+use crate::graph::op::{grid_1d, max_binding_elems, params, BackwardCtx, Bind, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -126,6 +126,14 @@ impl Op for Im2Col {
     }
     fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         4.0 * (inputs[0].numel() + out.numel()) as f64
+    }
+    /// col2im: every pixel gathers the column entries of the windows that cover it.
+    fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if !c.need[0] {
+            return Ok(vec![None]);
+        }
+        let xs = g.shape(c.inputs[0]).to_vec();
+        Ok(vec![Some(g.col2im(&c.node("x"), c.dy, [xs[0], xs[1], xs[2], xs[3]], self.kh, self.kw, self.opts)?)])
     }
 }
 

@@ -14,6 +14,7 @@ pub mod attention_backward;
 pub mod attention_rowwise;
 pub mod binary;
 pub mod conv2d;
+pub mod conv2d_backward;
 pub mod elementwise_backward;
 pub mod embedding;
 pub mod im2col;
@@ -62,6 +63,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &norm_backward::SHADER,
         &conv2d::SHADER,
         &conv2d::SHADER_SUBGROUP,
+        &conv2d_backward::SHADER,
         &attention::SHADER,
         &attention::SHADER_SUBGROUP,
         &attention_rowwise::SHADER,

@@ -6,6 +6,7 @@ mod attention;
 mod attention_backward;
 mod backward;
 mod conv2d;
+mod conv2d_backward;
 mod elementwise;
 mod elementwise_backward;
 mod executor;
