@@ -35,9 +35,13 @@ enum Command {
         /// Fixture folder (default: $WGSD_FIXTURES or ../shared/fixtures/tiny).
         #[arg(long)]
         fixtures: Option<std::path::PathBuf>,
-        /// Run only these case families (tokenizer, sched, text, unet, vae, pipe, block, safety, depth).
+        /// Run only these case families (tokenizer, sched, text, unet, vae, pipe, block, safety, depth, train).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Run the train.* cases with gradient checkpointing (resnets and transformer blocks recomputed in
+        /// the backward pass).
+        #[arg(long)]
+        checkpointing: bool,
     },
     /// Generate images from a prompt (txt2img).
     Generate {
@@ -273,13 +277,13 @@ fn run(cli: Cli) -> Result<(), String> {
             run_kernels(&gpu, &bo).map_err(|e| e.to_string())?;
             Ok(())
         }
-        Command::Verify { fixtures, only } => {
+        Command::Verify { fixtures, only, checkpointing } => {
             let dir = fixtures.unwrap_or_else(wgsd::fixtures::dir);
             if !dir.exists() {
                 return Err(format!("fixture folder {} does not exist", dir.display()));
             }
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let results = wgsd::verify::run_selected(&dir, &gpu, &only).map_err(|e| e.to_string())?;
+            let results = wgsd::verify::run_selected(&dir, &gpu, &wgsd::verify::VerifyOptions { only, checkpointing }).map_err(|e| e.to_string())?;
             for r in &results {
                 println!("{}", r.line());
             }

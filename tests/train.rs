@@ -120,10 +120,20 @@ fn train_fixture_dir() -> Option<PathBuf> {
 /// loss and gradient norm, and the AdamW run's parameter update.
 #[test]
 fn every_training_case_matches_diffusers() {
+    run_training_cases(false);
+}
+
+/// The same with gradient checkpointing: the recomputed segments must give the same gradients.
+#[test]
+fn every_training_case_matches_diffusers_with_checkpointing() {
+    run_training_cases(true);
+}
+
+fn run_training_cases(checkpointing: bool) {
     let Some(dir) = train_fixture_dir() else { return };
     let gpu = test_gpu();
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
-    let results = wgsd::verify::train_cases(&gpu, &fx).unwrap();
+    let results = wgsd::verify::train_cases(&gpu, &fx, checkpointing).unwrap();
     for r in &results {
         println!("{}", r.line());
     }

@@ -119,6 +119,11 @@ fn pack(graph: &Graph) -> (Vec<Option<usize>>, Vec<u64>) {
     for (i, node) in graph.nodes.iter().enumerate() {
         let t = node.output.0;
         if !pooled(t) {
+            // Nodes that write kept tensors (outputs such as gradients) still end their inputs' lives.
+            for &r in &release[i] {
+                free.push(slot_of[r].unwrap());
+            }
+            release[i].clear();
             continue;
         }
         let need = graph.tensors[t].desc.bytes().next_multiple_of(256);

@@ -64,14 +64,24 @@ pub(crate) fn models(fx: &Fixtures) -> Vec<String> {
     fx.meta["models"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-/// Every case of the fixture folder `dir` (a `cases.json` set or a `blocks.json` set).
-pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
-    run_selected(dir, gpu, &[])
+/// How `wgsd verify` runs the cases.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Case families to run (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`, `vae`, `pipe`,
+    /// `block`, `safety`, `depth`, `train`); empty = all.
+    pub only: Vec<String>,
+    /// Train with gradient checkpointing in the `train.*` cases.
+    pub checkpointing: bool,
 }
 
-/// The cases of the families named in `only` (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`,
-/// `vae`, `pipe`, `block`, …; empty = all).
-pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<CaseResult>> {
+/// Every case of the fixture folder `dir` (a `cases.json` set or a `blocks.json` set).
+pub fn run_all(dir: &Path, gpu: &Arc<Gpu>) -> Result<Vec<CaseResult>> {
+    run_selected(dir, gpu, &VerifyOptions::default())
+}
+
+/// The cases `o` selects.
+pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec<CaseResult>> {
+    let only = &o.only;
     let want = |family: &str| only.is_empty() || only.iter().any(|o| o == family);
     let mut results = Vec::new();
     if dir.join("cases.json").exists() {
@@ -102,7 +112,7 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, only: &[String]) -> Result<Vec<C
             results.extend(safety_cases(gpu, &fx)?);
         }
         if want("train") {
-            results.extend(train_cases(gpu, &fx)?);
+            results.extend(train_cases(gpu, &fx, o.checkpointing)?);
         }
     }
     if dir.join("blocks.json").exists() && want("block") {
