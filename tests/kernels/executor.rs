@@ -90,3 +90,26 @@ fn elementwise_ops_split_under_small_limits() {
         }
     }
 }
+
+/// A node that writes a kept output (a gradient) still ends its inputs' lives: the next intermediate reuses
+/// their buffer (a training graph's many gradient outputs leaked the pool before).
+#[test]
+fn nodes_writing_outputs_release_their_inputs() {
+    let gpu = test_gpu();
+    let mut g = Graph::new();
+    let n = 1 << 16;
+    let x = g.input("x", TensorDesc::f32(&[n]));
+    let a = g.scale("a", x, 2.0, 0.0).unwrap();
+    let o1 = g.scale("o1", a, 3.0, 0.0).unwrap(); // last reader of a, writes an output
+    g.output(o1);
+    let b = g.scale("b", x, 4.0, 0.0).unwrap(); // may take a's buffer
+    let o2 = g.scale("o2", b, 5.0, 0.0).unwrap();
+    g.output(o2);
+    let plan = Plan::new(gpu, g).unwrap();
+    assert_eq!(plan.memory().pool_buffers, 1, "{}", plan.memory());
+    assert_eq!(plan.memory().intermediates, 4 * n as u64);
+    plan.write(x, &vec![1.0; n]).unwrap();
+    plan.run().unwrap();
+    assert!(plan.read(o1).unwrap().iter().all(|v| *v == 6.0));
+    assert!(plan.read(o2).unwrap().iter().all(|v| *v == 20.0));
+}
