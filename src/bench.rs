@@ -303,7 +303,7 @@ pub struct ModelBenchOptions {
 }
 
 /// Per-node GPU times of one more run: the total by op kind, then the slowest nodes.
-fn print_profile(plan: &Plan) -> Result<()> {
+pub(crate) fn print_profile(plan: &Plan) -> Result<()> {
     let times = plan.profile()?;
     let g = plan.graph();
     let rows: Vec<(f64, &crate::graph::Node)> = times.iter().cloned().zip(g.nodes()).collect();

@@ -224,6 +224,9 @@ enum BenchWhat {
         /// Plan the steps and report memory without running them.
         #[arg(long)]
         plan_only: bool,
+        /// Also time every node once and print the slowest op kinds and nodes.
+        #[arg(long)]
+        profile: bool,
     },
     /// One row per kernel at Stable Diffusion 1.5 shapes: time, GFLOP/s, GB/s, % of the adapter's peaks.
     Kernels {
@@ -261,14 +264,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
         }
-        Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only } } => {
+        Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only, profile } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let checkpointing = match checkpointing.as_deref() {
                 Some("on") => vec![true],
                 Some(_) => vec![false],
                 None => vec![false, true],
             };
-            let o = wgsd::train::bench::TrainBenchOptions { config_dir: configs, batch, latent, rank, checkpointing, steps, plan_only };
+            let o = wgsd::train::bench::TrainBenchOptions { config_dir: configs, batch, latent, rank, checkpointing, steps, plan_only, profile };
             wgsd::train::bench::run_train_bench(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Kernels { quick, reps, filter } } => {

@@ -454,35 +454,42 @@ impl Plan {
             }
             return Ok(times);
         }
-        let count = 2 * n as u32;
-        let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("profile"),
-            ty: wgpu::QueryType::Timestamp,
-            count,
-        });
-        let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps"),
-            size: 8 * count as u64,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        for i in 0..n {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &qs,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                }),
-            });
-            self.encode_nodes(&mut pass, i..i + 1);
-        }
-        enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-        self.submit(enc)?;
-        let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64)?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+        // A query set holds at most 4096 timestamps: time the nodes in chunks (a training step has thousands).
+        const NODES_PER_SET: usize = 2048;
         let period = self.gpu.queue.get_timestamp_period() as f64 * 1e-9;
-        Ok((0..n).map(|i| ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period).collect())
+        let mut times = Vec::with_capacity(n);
+        for first in (0..n).step_by(NODES_PER_SET) {
+            let m = NODES_PER_SET.min(n - first);
+            let count = 2 * m as u32;
+            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: 8 * count as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            for i in 0..m {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                self.encode_nodes(&mut pass, first + i..first + i + 1);
+            }
+            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            self.submit(enc)?;
+            let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64)?;
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+            times.extend((0..m).map(|i| ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period));
+        }
+        Ok(times)
     }
 }

@@ -34,6 +34,8 @@ pub struct TrainBenchOptions {
     pub steps: usize,
     /// Plan only: report memory without running a step.
     pub plan_only: bool,
+    /// Also time every node once and print the slowest op kinds and nodes.
+    pub profile: bool,
 }
 
 fn mib(b: u64) -> f64 {
@@ -96,6 +98,9 @@ pub fn run_train_bench(gpu: &Arc<Gpu>, o: &TrainBenchOptions) -> Result<()> {
             if !r.loss.is_finite() || !r.grad_norm.is_finite() {
                 return Err(crate::error::Error::usage(format!("{label}: non-finite loss or gradient norm")));
             }
+        }
+        if o.profile {
+            crate::bench::print_profile(step.plan())?;
         }
     }
     Ok(())

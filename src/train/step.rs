@@ -197,6 +197,11 @@ impl TrainStep {
         self.plan.graph()
     }
 
+    /// The planned step (profiling, debugging).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     pub fn plan_memory(&self) -> &MemoryReport {
         self.plan.memory()
     }
