@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{shader, ShaderSource};
+use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, BackwardCtx, Bind, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
@@ -27,14 +27,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
-    for d in ds {
-        if d.dtype != DType::F32 {
-            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
-        }
-    }
-    Ok(())
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryKind {

@@ -22,7 +22,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{even_chunks, ConvShape, Conv2dOpts};
-use super::{shader, ShaderSource};
+use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{grid_1d, max_binding_elems, params, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
@@ -86,14 +86,6 @@ impl Params {
     }
 }
 
-fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
-    for d in ds {
-        if d.dtype != DType::F32 {
-            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
-        }
-    }
-    Ok(())
-}
 
 /// The forward convolution of an `x_shape` input by a `w_shape` weight, checked to produce `dy_shape`.
 fn conv_shape(op: &str, x_shape: &[usize], w_shape: &[usize], dy: &TensorDesc, opts: &Conv2dOpts) -> Result<ConvShape> {

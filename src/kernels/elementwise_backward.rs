@@ -6,7 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::unary::Activation;
-use super::{shader, ShaderSource};
+use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{chunks, grid_1d, max_binding_elems, params, Bind, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
@@ -31,14 +31,6 @@ struct Params {
     e: u32,
 }
 
-fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
-    for d in ds {
-        if d.dtype != DType::F32 {
-            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
-        }
-    }
-    Ok(())
-}
 
 /// The derivative of an activation, in f64 (exact erf).
 pub fn activation_derivative(act: Activation, x: f64) -> f64 {

@@ -8,7 +8,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{shader, ShaderSource};
+use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{grid_1d, max_binding_elems, params, BackwardCtx, Bind, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
@@ -28,14 +28,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
-    for d in ds {
-        if d.dtype != DType::F32 {
-            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
-        }
-    }
-    Ok(())
-}
 
 /// `(batch, elements per sample)` of a `[B, ...]` prediction.
 fn samples(pred: &TensorDesc) -> (usize, usize) {

@@ -19,11 +19,11 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::unary::Activation;
-use super::{shader, ShaderSource};
+use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
-use crate::tensor::{DType, TensorDesc};
+use crate::tensor::TensorDesc;
 
 pub static SHADER: ShaderSource = shader!("matmul", with_activations);
 /// Needs subgroup operations, so it is a module of its own: compiling it fails on adapters without them.
@@ -184,14 +184,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn check_f32(op: &str, ds: &[&TensorDesc]) -> Result<()> {
-    for d in ds {
-        if d.dtype != DType::F32 {
-            return Err(Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
-        }
-    }
-    Ok(())
-}
 
 impl Op for Matmul {
     fn kind(&self) -> &'static str {

@@ -26,6 +26,16 @@ pub mod reduce;
 pub mod resample;
 pub mod unary;
 
+/// Refuses inputs that are not f32 (the kernels these ops lower to take f32), naming the op and the input.
+pub(crate) fn check_f32(op: &str, ds: &[&crate::tensor::TensorDesc]) -> crate::error::Result<()> {
+    for d in ds {
+        if d.dtype != crate::tensor::DType::F32 {
+            return Err(crate::error::Error::DType { op: op.into(), msg: format!("input is {d}; this kernel takes f32") });
+        }
+    }
+    Ok(())
+}
+
 /// A WGSL source file of the library.
 #[derive(Debug)]
 pub struct ShaderSource {
