@@ -1,8 +1,9 @@
 //! Turning a recorded [`Graph`] into something the GPU runs, once:
 //!
 //! 1. **Liveness.** Every intermediate tensor lives from the node that writes it to the last node that
-//!    reads it (or any view of it). Intermediates are packed into a pool of buffers by best fit, so a buffer
-//!    is reused as soon as its tensor is dead; graph inputs and outputs keep buffers of their own.
+//!    reads it (or any view of it). Intermediates are packed at byte offsets into a few large arenas, largest
+//!    first into the smallest gap that no tensor alive at the same time uses, so memory is reused as soon as
+//!    a tensor is dead; graph inputs and outputs keep buffers of their own.
 //! 2. **Lowering.** Each op becomes dispatches; every binding is checked against the device limits and every
 //!    pipeline and bind group is built here. All uniform parameters share one buffer.
 //! 3. **Running.** [`Plan::run`] encodes the whole graph into one command encoder and one compute pass.
@@ -24,7 +25,20 @@ use crate::tensor::TensorDesc;
 enum Storage {
     /// Index into `Plan::buffers`.
     Owned(usize),
+    /// `size` bytes at `offset` of the arena `Plan::buffers[buffer]`.
+    Pooled { buffer: usize, offset: u64, size: u64 },
     Param(Arc<Param>),
+}
+
+impl Storage {
+    /// The buffer, the tensor's byte offset in it, and the bytes it may use from there.
+    fn resolve<'a>(&'a self, buffers: &'a [wgpu::Buffer]) -> (&'a wgpu::Buffer, u64, u64) {
+        match self {
+            Storage::Owned(i) => (&buffers[*i], 0, buffers[*i].size()),
+            Storage::Pooled { buffer, offset, size } => (&buffers[*buffer], *offset, *size),
+            Storage::Param(p) => (&p.buffer, 0, p.buffer.size()),
+        }
+    }
 }
 
 struct PlannedDispatch {
@@ -44,6 +58,8 @@ pub struct MemoryReport {
     pub intermediates: u64,
     /// What the intermediates would take with one buffer each (no reuse), for comparison.
     pub intermediates_unshared: u64,
+    /// The most intermediate bytes alive at once: what a perfect packing would need.
+    pub intermediates_live_peak: u64,
     /// Graph inputs and outputs.
     pub inputs_outputs: u64,
     /// Weights referenced by the plan (shared with other plans, so counted apart).
@@ -66,11 +82,12 @@ impl fmt::Display for MemoryReport {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         write!(
             f,
-            "peak {:.1} MiB = intermediates {:.1} MiB in {} buffers (unshared {:.1} MiB) + inputs/outputs {:.1} MiB \
-             + weights {:.1} MiB + uniforms {:.2} MiB",
+            "peak {:.1} MiB = intermediates {:.1} MiB in {} buffers (live at most {:.1} MiB, unshared {:.1} MiB) + \
+             inputs/outputs {:.1} MiB + weights {:.1} MiB + uniforms {:.2} MiB",
             mib(self.peak()),
             mib(self.intermediates),
             self.pool_buffers,
+            mib(self.intermediates_live_peak),
             mib(self.intermediates_unshared),
             mib(self.inputs_outputs),
             mib(self.params),
@@ -87,6 +104,10 @@ pub struct NodeDump {
     pub values: Vec<f32>,
 }
 
+/// Largest arena of pooled intermediates (smaller when the device's buffers are): big enough to pack well,
+/// small enough for every allocator.
+const ARENA_BYTES: u64 = 1 << 30;
+
 pub struct Plan {
     gpu: Arc<Gpu>,
     graph: Graph,
@@ -98,9 +119,22 @@ pub struct Plan {
     memory: MemoryReport,
 }
 
-/// Best-fit assignment of intermediate tensors to pooled buffers by liveness.
-/// Returns, per tensor root, the pool slot, and the final slot sizes.
-fn pack(graph: &Graph) -> (Vec<Option<usize>>, Vec<u64>) {
+/// Where the liveness packer put the intermediates: per tensor, `(arena, byte offset)`; the arenas' sizes;
+/// and the most bytes alive at once (what a perfect packing would need).
+struct Packing {
+    place: Vec<Option<(usize, u64)>>,
+    arena_sizes: Vec<u64>,
+    live_peak: u64,
+}
+
+/// Packs the intermediate tensors into arenas of at most `cap` bytes by liveness: a tensor lives from the
+/// node that writes it to the last node that reads it (or any view of it), and two tensors whose lives
+/// overlap never share bytes. Tensors are placed largest first, each into the smallest gap left by the
+/// overlapping tensors already placed (greedy by size), in the first arena that holds none of the tensors
+/// its writer reads or its readers write (a dispatch may not read and write one buffer). A training step
+/// with thousands of intermediates of very different sizes then needs little more than its live peak,
+/// where a pool of whole buffers wasted half.
+fn pack(graph: &Graph, cap: u64) -> Packing {
     let n = graph.tensors.len();
     let mut last_use = vec![None::<usize>; n];
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -108,49 +142,78 @@ fn pack(graph: &Graph) -> (Vec<Option<usize>>, Vec<u64>) {
             last_use[graph.root(t).0] = Some(i);
         }
     }
-    let kept: Vec<usize> = graph.outputs.iter().map(|t| graph.root(*t).0).collect();
-    let pooled = |t: usize| matches!(graph.tensors[t].source, Source::Node) && !kept.contains(&t);
-
-    let mut slot_of = vec![None; n];
-    let mut sizes: Vec<u64> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    // Tensors to release after node i.
-    let mut release: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    let kept: std::collections::HashSet<usize> = graph.outputs.iter().map(|t| graph.root(*t).0).collect();
+    // (tensor, bytes, first node, last node)
+    let mut items: Vec<(usize, u64, usize, usize)> = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         let t = node.output.0;
-        if !pooled(t) {
-            // Nodes that write kept tensors (outputs such as gradients) still end their inputs' lives.
-            for &r in &release[i] {
-                free.push(slot_of[r].unwrap());
-            }
-            release[i].clear();
-            continue;
+        if matches!(graph.tensors[t].source, Source::Node) && !kept.contains(&t) {
+            let size = graph.tensors[t].desc.bytes().max(4).next_multiple_of(256);
+            items.push((t, size, i, last_use[t].unwrap_or(i).max(i)));
         }
-        let need = graph.tensors[t].desc.bytes().next_multiple_of(256);
-        // Smallest free slot that fits; else grow the largest free one; else a new slot.
-        let fit = free.iter().enumerate().filter(|(_, s)| sizes[**s] >= need).min_by_key(|(_, s)| sizes[**s]);
-        let slot = match fit {
-            Some((k, _)) => free.swap_remove(k),
-            None => match free.iter().enumerate().max_by_key(|(_, s)| sizes[**s]) {
-                Some((k, _)) => {
-                    let s = free.swap_remove(k);
-                    sizes[s] = need;
-                    s
-                }
-                None => {
-                    sizes.push(need);
-                    sizes.len() - 1
-                }
-            },
-        };
-        slot_of[t] = Some(slot);
-        release[last_use[t].unwrap_or(i).max(i)].push(t);
-        for &r in &release[i] {
-            free.push(slot_of[r].unwrap());
-        }
-        release[i].clear();
     }
-    (slot_of, sizes)
+    // The live peak: bytes allocated at each node's start minus those released after their last reader.
+    let mut delta = vec![0i64; graph.nodes.len() + 1];
+    for &(_, size, first, last) in &items {
+        delta[first] += size as i64;
+        delta[last + 1] -= size as i64;
+    }
+    let (mut live, mut live_peak) = (0i64, 0i64);
+    for d in &delta {
+        live += d;
+        live_peak = live_peak.max(live);
+    }
+
+    // wgpu tracks usage per buffer within a dispatch: a node may not read from the arena it writes to, so
+    // a tensor never shares an arena with the inputs of the node that writes it.
+    let mut adjacent: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for node in &graph.nodes {
+        let out = node.output.0;
+        for &t in &node.inputs {
+            let r = graph.root(t).0;
+            if r != out {
+                adjacent[out].push(r);
+                adjacent[r].push(out);
+            }
+        }
+    }
+    items.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+    let mut place: Vec<Option<(usize, u64)>> = vec![None; n];
+    // Per arena: (offset, size, first, last) of what it holds.
+    let mut arenas: Vec<Vec<(u64, u64, usize, usize)>> = Vec::new();
+    let mut arena_sizes: Vec<u64> = Vec::new();
+    for &(t, size, first, last) in &items {
+        let mut chosen = None;
+        for (a, held) in arenas.iter().enumerate() {
+            if adjacent[t].iter().any(|&u| place[u].is_some_and(|(ua, _)| ua == a)) {
+                continue;
+            }
+            let mut busy: Vec<(u64, u64)> =
+                held.iter().filter(|h| h.2 <= last && first <= h.3).map(|h| (h.0, h.0 + h.1)).collect();
+            busy.sort_unstable();
+            let (mut end, mut best): (u64, Option<(u64, u64)>) = (0, None);
+            for (s, e) in busy {
+                if s >= end + size && best.is_none_or(|(gap, _)| s - end < gap) {
+                    best = Some((s - end, end));
+                }
+                end = end.max(e);
+            }
+            let offset = best.map_or(end, |(_, o)| o);
+            if offset + size <= cap.max(size) {
+                chosen = Some((a, offset));
+                break;
+            }
+        }
+        let (a, offset) = chosen.unwrap_or_else(|| {
+            arenas.push(Vec::new());
+            arena_sizes.push(0);
+            (arenas.len() - 1, 0)
+        });
+        arenas[a].push((offset, size, first, last));
+        arena_sizes[a] = arena_sizes[a].max(offset + size);
+        place[t] = Some((a, offset));
+    }
+    Packing { place, arena_sizes, live_peak: live_peak as u64 }
 }
 
 impl Plan {
@@ -158,9 +221,9 @@ impl Plan {
     pub fn new(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
         let limits = DeviceLimits::from_gpu(&gpu);
         let device = &gpu.device;
-        let (slot_of, pool_sizes) = pack(&graph);
+        let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES));
 
-        let mut memory = MemoryReport::default();
+        let mut memory = MemoryReport { intermediates_live_peak: packing.live_peak, ..Default::default() };
         let mut buffers = Vec::new();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let too_big = |what: String, op: String, needed: u64| Error::Limit {
@@ -171,18 +234,13 @@ impl Plan {
             limit: gpu.limits.max_buffer_size,
             hint: " and a tensor cannot be split across buffers".into(),
         };
-        for (k, &size) in pool_sizes.iter().enumerate() {
-            if size > gpu.limits.max_buffer_size {
-                let (node, t) = graph
-                    .nodes
-                    .iter()
-                    .find_map(|nd| (slot_of[nd.output.0] == Some(k)).then_some((nd, nd.output)))
-                    .expect("slot has a tensor");
-                let d = graph.desc(t);
-                if d.bytes() > gpu.limits.max_buffer_size {
-                    return Err(too_big(format!("output {d}"), format!("{} '{}'", node.op.kind(), node.name), d.bytes()));
-                }
+        for node in &graph.nodes {
+            let d = graph.desc(node.output);
+            if packing.place[node.output.0].is_some() && d.bytes() > gpu.limits.max_buffer_size {
+                return Err(too_big(format!("output {d}"), format!("{} '{}'", node.op.kind(), node.name), d.bytes()));
             }
+        }
+        for &size in &packing.arena_sizes {
             buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("pool"),
                 size,
@@ -191,7 +249,7 @@ impl Plan {
             }));
             memory.intermediates += size;
         }
-        memory.pool_buffers = pool_sizes.len();
+        memory.pool_buffers = packing.arena_sizes.len();
 
         let mut storage: Vec<Option<Storage>> = (0..graph.tensors.len()).map(|_| None).collect();
         for (i, info) in graph.tensors.iter().enumerate() {
@@ -201,9 +259,10 @@ impl Plan {
                     storage[i] = Some(Storage::Param(p.clone()));
                 }
                 Source::Node | Source::Input => {
-                    if let Some(s) = slot_of[i] {
+                    if let Some((arena, offset)) = packing.place[i] {
                         memory.intermediates_unshared += info.desc.bytes();
-                        storage[i] = Some(Storage::Owned(s));
+                        let size = info.desc.bytes().max(4).next_multiple_of(256);
+                        storage[i] = Some(Storage::Pooled { buffer: arena, offset, size });
                     } else {
                         let bytes = info.desc.bytes().max(4).next_multiple_of(4);
                         if bytes > gpu.limits.max_buffer_size {
@@ -288,16 +347,13 @@ impl Plan {
                         Slot::Input(i) => node.inputs[i],
                         Slot::Output => node.output,
                     };
-                    let buffer = match storage[graph.root(t).0].as_ref().expect("storage assigned") {
-                        Storage::Owned(i) => &buffers[*i],
-                        Storage::Param(p) => &p.buffer,
-                    };
-                    let size = b.size.max(4).next_multiple_of(4).min(buffer.size() - b.offset);
+                    let (buffer, base, avail) = storage[graph.root(t).0].as_ref().expect("storage assigned").resolve(&buffers);
+                    let size = b.size.max(4).next_multiple_of(4).min(avail - b.offset);
                     entries.push(wgpu::BindGroupEntry {
                         binding: k as u32 + 1,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer,
-                            offset: b.offset,
+                            offset: base + b.offset,
                             size: NonZeroU64::new(size),
                         }),
                     });
@@ -325,17 +381,20 @@ impl Plan {
         &self.memory
     }
 
-    /// The buffer holding tensor `t` (a weight's own buffer, or the plan's), for work encoded after the
-    /// graph by [`Plan::run_with`]. Only inputs, outputs and weights keep their contents after a run.
-    pub fn buffer_of(&self, t: TensorId) -> &wgpu::Buffer {
-        self.buffer(t)
+    /// The buffer holding graph input, output or weight `t` (whole: they have buffers of their own), for
+    /// work encoded after the graph by [`Plan::run_with`]. Errors for an intermediate (it lives inside a
+    /// shared arena and is overwritten).
+    pub fn buffer_of(&self, t: TensorId) -> Result<&wgpu::Buffer> {
+        match self.storage[self.graph.root(t).0].as_ref().expect("storage assigned") {
+            Storage::Pooled { .. } => Err(Error::usage(format!("'{}' is an intermediate: mark it with Graph::output", self.graph.name(t)))),
+            s => Ok(s.resolve(&self.buffers).0),
+        }
     }
 
-    fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
-        match self.storage[self.graph.root(t).0].as_ref().expect("storage assigned") {
-            Storage::Owned(i) => &self.buffers[*i],
-            Storage::Param(p) => &p.buffer,
-        }
+    /// The buffer holding `t` and the tensor's byte offset in it.
+    fn buffer(&self, t: TensorId) -> (&wgpu::Buffer, u64) {
+        let (b, offset, _) = self.storage[self.graph.root(t).0].as_ref().expect("storage assigned").resolve(&self.buffers);
+        (b, offset)
     }
 
     /// Fills graph input `t` with `data` (converted to the input's dtype).
@@ -354,7 +413,8 @@ impl Plan {
         }
         let mut bytes = encode(info.desc.dtype, data);
         bytes.resize(bytes.len().next_multiple_of(4), 0);
-        self.gpu.queue.write_buffer(self.buffer(t), 0, &bytes);
+        let (buffer, offset) = self.buffer(t);
+        self.gpu.queue.write_buffer(buffer, offset, &bytes);
         Ok(())
     }
 
@@ -371,7 +431,8 @@ impl Plan {
             )));
         }
         let bytes = info.desc.bytes();
-        let raw = self.gpu.read_bytes(self.buffer(t), 0, bytes.max(4).next_multiple_of(4))?;
+        let (buffer, offset) = self.buffer(t);
+        let raw = self.gpu.read_bytes(buffer, offset, bytes.max(4).next_multiple_of(4))?;
         Ok(decode(info.desc.dtype, &raw[..bytes as usize]))
     }
 
@@ -428,7 +489,8 @@ impl Plan {
             }
             self.submit(enc)?;
             let desc = self.graph.desc(node.output).clone();
-            let raw = self.gpu.read_bytes(self.buffer(node.output), 0, desc.bytes().max(4).next_multiple_of(4))?;
+            let (buffer, offset) = self.buffer(node.output);
+            let raw = self.gpu.read_bytes(buffer, offset, desc.bytes().max(4).next_multiple_of(4))?;
             let values = decode(desc.dtype, &raw[..desc.bytes() as usize]);
             dumps.push(NodeDump { name: node.name.clone(), kind: node.op.kind(), desc, values });
         }

@@ -138,11 +138,13 @@ impl TrainStep {
         let plan = Plan::new(gpu.clone(), g)?;
         let optimizer = match adamw {
             Some(ac) => {
-                let pairs: Vec<(&wgpu::Buffer, &wgpu::Buffer, usize)> = out
-                    .iter()
-                    .filter_map(|t| t.grad.map(|gt| (&t.param.buffer, plan.buffer_of(gt), t.param.desc.numel())))
-                    .collect();
-                Some(AdamW::new(gpu.clone(), ac, &pairs, plan.buffer_of(clip))?)
+                let mut pairs: Vec<(&wgpu::Buffer, &wgpu::Buffer, usize)> = Vec::new();
+                for t in &out {
+                    if let Some(gt) = t.grad {
+                        pairs.push((&t.param.buffer, plan.buffer_of(gt)?, t.param.desc.numel()));
+                    }
+                }
+                Some(AdamW::new(gpu.clone(), ac, &pairs, plan.buffer_of(clip)?)?)
             }
             None => None,
         };

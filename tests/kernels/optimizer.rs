@@ -25,9 +25,9 @@ fn adamw_with_clipping_matches_the_twin_over_steps() {
     let clip = g.clip_coefficient("clip", &grads, 1.0).unwrap();
     g.output(clip);
     let plan = Plan::new(gpu.clone(), g).unwrap();
-    let pairs: Vec<_> = ps.iter().zip(&grads).zip(&sizes).map(|((p, gt), &n)| (&p.buffer, plan.buffer_of(*gt), n)).collect();
+    let pairs: Vec<_> = ps.iter().zip(&grads).zip(&sizes).map(|((p, gt), &n)| (&p.buffer, plan.buffer_of(*gt).unwrap(), n)).collect();
     let cfg = AdamWConfig { weight_decay: 0.05, ..Default::default() };
-    let mut opt = AdamW::new(gpu.clone(), cfg, &pairs, plan.buffer_of(clip)).unwrap();
+    let mut opt = AdamW::new(gpu.clone(), cfg, &pairs, plan.buffer_of(clip).unwrap()).unwrap();
 
     let mut cp: Vec<Vec<f64>> = params.iter().map(|p| p.iter().map(|v| *v as f64).collect()).collect();
     let mut cm: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
