@@ -117,7 +117,7 @@ fn train_fixture_dir() -> Option<PathBuf> {
 }
 
 /// Every `train.*` case: teacher-forced gradients of every stored step within 1e-4 of float64 PyTorch,
-/// loss and gradient norm, and the AdamW run's parameter update.
+/// every step's loss and gradient norm, and the parameter updates of the uninterrupted AdamW run.
 #[test]
 fn every_training_case_matches_diffusers() {
     run_training_cases(false);

@@ -4,8 +4,9 @@
 //! draw replayed; then the uninterrupted run with wgsd's AdamW is compared with the stored parameters.
 //!
 //! Cases: `train.<case>.grads` (worst tensor of every step, by the README's metric
-//! `‖g − ref‖ / max(‖ref‖, 0.01·‖all ref gradients of the step‖)`), `train.<case>.loss` (loss and
-//! gradient norm, relative), `train.<case>.update` (the whole parameter update as one vector).
+//! `‖g − ref‖ / max(‖ref‖, 0.01·‖all ref gradients of the step‖)`), `train.<case>.loss` (every step's
+//! loss and gradient norm in the uninterrupted run, relative), `train.<case>.params` (after every stored
+//! step of that run, the whole parameter update as one vector).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,9 +38,10 @@ use crate::train::step::{StepConfig, StepInputs, TrainStep};
 pub const GRAD_TOL: f64 = 1e-4;
 /// Loss and gradient-norm tolerance (relative).
 pub const LOSS_TOL: f64 = 1e-5;
-/// Tolerance of the whole parameter update after the uninterrupted run: AdamW turns rounding in near-zero
-/// gradients into full-size steps, so the float32 noise floor here is 1e-4..8e-4 (`float32_noise_floor`).
-pub const UPDATE_TOL: f64 = 2e-3;
+/// Tolerance of the whole parameter update of the uninterrupted run, or 3× the case's float32 floor where
+/// larger: AdamW turns rounding in near-zero gradients into full-size steps of random sign, so float32
+/// PyTorch itself lands 1e-4..8e-4 from float64 here (`float32_noise_floor.param_updates`).
+pub const PARAMS_TOL: f64 = 1e-3;
 
 /// Every `train.*` case of `fx`; `recompute` trains with gradient checkpointing (case names then end in
 /// `_checkpointed`).
@@ -195,7 +197,6 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
 
     // 1. Teacher-forced gradients of every stored step.
     let (mut worst, mut worst_abs, mut worst_name) = (0.0f64, 0.0f64, String::new());
-    let mut loss_err = 0.0f64;
     let mut checked = 0usize;
     for s in 0..steps {
         if !fx.has(&format!("{name}.grad.step{s}.{}", names[0])) {
@@ -207,10 +208,7 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
             t.param.write(gpu, &values)?;
         }
         let (noisy, ts, ids, target, weights) = inputs(s)?;
-        let rep = step.gradients_only(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights })?;
-        if let (Some(l), Some(n)) = (ref_loss.get(s), ref_norm.get(s)) {
-            loss_err = loss_err.max(((rep.loss as f64 - l) / l).abs()).max(((rep.grad_norm as f64 - n) / n).abs());
-        }
+        step.gradients_only(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights })?;
         let refs: Vec<Vec<f32>> = step.trainable.iter().map(|t| fx.tensor(&format!("{name}.grad.step{s}.{}", t.name))).collect::<Result<_>>()?;
         let total: f64 = refs.iter().flatten().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         for (i, r) in refs.iter().enumerate() {
@@ -233,41 +231,50 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
         max_abs: worst_abs,
         detail: if checked == 0 { "no stored gradients".into() } else { format!("worst: {worst_name}") },
     }];
-    out.push(CaseResult {
-        name: format!("{name}.loss"),
-        passed: checked > 0 && loss_err <= LOSS_TOL,
-        rel_l2: loss_err,
-        max_abs: loss_err,
-        detail: "loss and gradient norm, relative".into(),
-    });
 
-    // 2. The uninterrupted run with AdamW from the starting values.
+    // 2. The uninterrupted run with AdamW from the starting values: every step's loss and gradient norm,
+    //    and after every stored step the update (parameters minus their start) of all stored tensors as one
+    //    vector.
     for (t, v) in step.trainable.iter().zip(&start) {
         t.param.write(gpu, v)?;
     }
+    let floor = case["float32_noise_floor"]["param_updates"].as_f64().unwrap_or(0.0);
+    let params_tol = PARAMS_TOL.max(3.0 * floor);
+    let (mut loss_err, mut params_err, mut params_abs, mut stored) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     for s in 0..steps {
         let (noisy, ts, ids, target, weights) = inputs(s)?;
-        step.step(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights }, lr)?;
-    }
-    let last = steps - 1;
-    let (mut got_upd, mut want_upd) = (Vec::new(), Vec::new());
-    for (i, t) in step.trainable.iter().enumerate() {
-        let key = format!("{name}.param.step{last}.{}", t.name);
-        if !fx.has(&key) {
-            continue;
+        let rep = step.step(&StepInputs { noisy: &noisy, timesteps: &ts, input_ids: &ids, target: &target, weights: &weights }, lr)?;
+        let rel = |got: f32, want: f64| ((got as f64 - want) / want).abs();
+        let (l, n) = (ref_loss.get(s).copied().unwrap_or(f64::NAN), ref_norm.get(s).copied().unwrap_or(f64::NAN));
+        loss_err = loss_err.max(rel(rep.loss, l)).max(rel(rep.grad_norm, n));
+        let (mut got_upd, mut want_upd) = (Vec::new(), Vec::new());
+        for (i, t) in step.trainable.iter().enumerate() {
+            let key = format!("{name}.param.step{s}.{}", t.name);
+            if fx.has(&key) {
+                let (want, got) = (fx.tensor(&key)?, t.param.read(gpu)?);
+                got_upd.extend(got.iter().zip(&start[i]).map(|(a, b)| a - b));
+                want_upd.extend(want.iter().zip(&start[i]).map(|(a, b)| a - b));
+            }
         }
-        let want = fx.tensor(&key)?;
-        let got = t.param.read(gpu)?;
-        got_upd.extend(got.iter().zip(&start[i]).map(|(a, b)| a - b));
-        want_upd.extend(want.iter().zip(&start[i]).map(|(a, b)| a - b));
+        if !want_upd.is_empty() {
+            params_err = params_err.max(rel_l2(&got_upd, &want_upd));
+            params_abs = params_abs.max(max_abs(&got_upd, &want_upd));
+            stored += 1;
+        }
     }
-    let r = rel_l2(&got_upd, &want_upd);
     out.push(CaseResult {
-        name: format!("{name}.update"),
-        passed: !want_upd.is_empty() && r <= UPDATE_TOL,
-        rel_l2: r,
-        max_abs: max_abs(&got_upd, &want_upd),
-        detail: if want_upd.is_empty() { "no stored parameters".into() } else { format!("{} values after {steps} AdamW steps", want_upd.len()) },
+        name: format!("{name}.loss"),
+        passed: !ref_loss.is_empty() && loss_err <= LOSS_TOL,
+        rel_l2: loss_err,
+        max_abs: loss_err,
+        detail: format!("loss and gradient norm of {steps} free-running steps, relative"),
+    });
+    out.push(CaseResult {
+        name: format!("{name}.params"),
+        passed: stored > 0 && params_err <= params_tol,
+        rel_l2: params_err,
+        max_abs: params_abs,
+        detail: if stored == 0 { "no stored parameters".into() } else { format!("worst of {stored} stored steps; bar {params_tol:.1e}") },
     });
     Ok(out)
 }
