@@ -129,28 +129,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         extras.extend(["depth_estimator", "feature_extractor"]);
     }
     let single_file = is_single_file(&o.model)?;
-    let (dir, sd) = match single_file {
-        true => {
-            let Some(config) = &o.config else {
-                return Err(Error::usage(format!(
-                    "{} is a single-file checkpoint: pass --config <diffusers folder or repo id> for its configs, tokenizer and \
-                     scheduler (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5 for SD 1.x, stabilityai/stable-diffusion-2-1 for SD 2.x)",
-                    o.model
-                )));
-            };
-            let dir = crate::hub::resolve_config(config, &extras)?;
-            let sd = StableDiffusion::load_single_file(gpu.clone(), std::path::Path::new(&o.model), &dir)?;
-            (dir, sd)
-        }
-        false => {
-            if o.config.is_some() {
-                return Err(Error::usage("--config goes with a single-file checkpoint (--model <file>.safetensors); a diffusers --model has its own configs"));
-            }
-            let dir = crate::hub::resolve(&o.model, o.variant.as_deref(), &extras)?;
-            let sd = StableDiffusion::load(gpu.clone(), &dir, o.variant.as_deref())?;
-            (dir, sd)
-        }
-    };
+    let (dir, sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, None)?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
@@ -269,7 +248,46 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
 }
 
 /// Whether `model` is a single-file checkpoint (`.safetensors`); `.ckpt` pickles are refused.
-fn is_single_file(model: &str) -> Result<bool> {
+/// Loads `model` — a diffusers folder, a Hugging Face repo id, or a single-file `.safetensors` checkpoint
+/// with `config` (a folder or repo id) for its configs — fetching the optional components `extras` from the
+/// Hub when needed; `hooks` loads it for training. Returns the folder that gave the configs.
+pub fn open_model(
+    gpu: &Arc<Gpu>,
+    model: &str,
+    config: Option<&str>,
+    variant: Option<&str>,
+    extras: &[&str],
+    hooks: Option<&crate::pipeline::TrainingHooks>,
+) -> Result<(PathBuf, StableDiffusion)> {
+    if is_single_file(model)? {
+        let Some(config) = config else {
+            return Err(Error::usage(format!(
+                "{model} is a single-file checkpoint: pass --config <diffusers folder or repo id> for its configs, tokenizer and \
+                 scheduler (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5 for SD 1.x, stabilityai/stable-diffusion-2-1 for SD 2.x)"
+            )));
+        };
+        let dir = crate::hub::resolve_config(config, extras)?;
+        let file = std::path::Path::new(model);
+        let sd = match hooks {
+            Some(h) => StableDiffusion::load_single_file_for_training(gpu.clone(), file, &dir, h)?,
+            None => StableDiffusion::load_single_file(gpu.clone(), file, &dir)?,
+        };
+        Ok((dir, sd))
+    } else {
+        if config.is_some() {
+            return Err(Error::usage("--config goes with a single-file checkpoint (--model <file>.safetensors); a diffusers --model has its own configs"));
+        }
+        let dir = crate::hub::resolve(model, variant, extras)?;
+        let sd = match hooks {
+            Some(h) => StableDiffusion::load_for_training(gpu.clone(), &dir, variant, h)?,
+            None => StableDiffusion::load(gpu.clone(), &dir, variant)?,
+        };
+        Ok((dir, sd))
+    }
+}
+
+/// Whether `model` names a single-file checkpoint (pickles are refused with a way out).
+pub fn is_single_file(model: &str) -> Result<bool> {
     let lower = model.to_ascii_lowercase();
     if lower.ends_with(".ckpt") || lower.ends_with(".pt") || lower.ends_with(".pth") || lower.ends_with(".bin") {
         return Err(Error::usage(format!(

@@ -467,14 +467,15 @@ impl Plan {
     }
 
     /// [`Plan::run`], then `extra` encodes more dispatches into the same compute pass (a training step's
-    /// optimizer update), all in one submit.
-    pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass)) -> Result<()> {
+    /// optimizer update) and `after` more commands after the pass (buffer copies), all in one submit.
+    pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass), after: &dyn Fn(&mut wgpu::CommandEncoder)) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
             self.encode_nodes(&mut pass, 0..self.nodes.len());
             extra(&mut pass);
         }
+        after(&mut enc);
         self.submit(enc)
     }
 

@@ -23,6 +23,8 @@ use crate::graph::{Graph, TensorId};
 use crate::imageproc::dpt_processor::DptImageProcessor;
 use crate::models::clip::ClipTextModel;
 use crate::models::dpt::DptForDepthEstimation;
+use crate::models::nn::Loader;
+use crate::train::lora::TrainHooks;
 use crate::models::safety_checker::SafetyChecker;
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::UNet2DConditionModel;
@@ -44,7 +46,21 @@ pub struct StableDiffusion {
     depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// The training hooks of the two trainable networks.
+pub struct TrainingHooks {
+    pub unet: TrainHooks,
+    pub text_encoder: TrainHooks,
+}
+
+/// A plain loader, or a training one when hooks are given.
+fn loader<'a>(gpu: &'a Gpu, weights: &'a crate::models::weights::Weights, hooks: Option<&'a TrainHooks>) -> Loader<'a> {
+    match hooks {
+        Some(h) => Loader::for_training(gpu, weights, h),
+        None => Loader::new(gpu, weights),
+    }
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("cannot read: {e}") })?;
     serde_json::from_str(&python_json(&text)).map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("invalid JSON: {e}") })
@@ -53,6 +69,19 @@ fn read_json(path: &Path) -> Result<Value> {
 impl StableDiffusion {
     /// Loads every component of a diffusers pipeline folder; `variant` picks e.g. the `fp16` weight files.
     pub fn load(gpu: Arc<Gpu>, dir: &Path, variant: Option<&str>) -> Result<Self> {
+        Self::load_with(gpu, dir, variant, None)
+    }
+
+    /// [`StableDiffusion::load`] for training: the UNet and text encoder load through training loaders that
+    /// record their weights and attach LoRA adapters (see [`TrainHooks`]).
+    pub fn load_for_training(gpu: Arc<Gpu>, dir: &Path, variant: Option<&str>, hooks: &TrainingHooks) -> Result<Self> {
+        Self::load_with(gpu, dir, variant, Some(hooks))
+    }
+
+    fn load_with(gpu: Arc<Gpu>, dir: &Path, variant: Option<&str>, hooks: Option<&TrainingHooks>) -> Result<Self> {
+        use crate::models::clip::weight_file;
+        use crate::models::config::{ClipTextConfig, UNetConfig};
+        use crate::models::weights::Weights;
         let index = dir.join("model_index.json");
         if !index.exists() {
             return Err(Error::Config {
@@ -63,8 +92,16 @@ impl StableDiffusion {
         let scheduler_config = read_json(&dir.join("scheduler/scheduler_config.json"))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&dir.join("tokenizer"))?,
-            text_encoder: ClipTextModel::load(&gpu, &dir.join("text_encoder"), variant)?,
-            unet: UNet2DConditionModel::load(&gpu, &dir.join("unet"), variant)?,
+            text_encoder: {
+                let d = dir.join("text_encoder");
+                let weights = Weights::open(&[weight_file(&d, "model", variant)?])?;
+                ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), ClipTextConfig::from_file(&d.join("config.json"))?)?
+            },
+            unet: {
+                let d = dir.join("unet");
+                let weights = Weights::open(&[weight_file(&d, "diffusion_pytorch_model", variant)?])?;
+                UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), UNetConfig::from_file(&d.join("config.json"))?)?
+            },
             vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
             scheduler_config,
             safety_checker: OnceLock::new(),
@@ -78,6 +115,15 @@ impl StableDiffusion {
     /// weights of all three networks come from `checkpoint`, the configs, tokenizer and scheduler from the
     /// diffusers folder `config_dir` (whose own weight files, if any, are not read).
     pub fn load_single_file(gpu: Arc<Gpu>, checkpoint: &Path, config_dir: &Path) -> Result<Self> {
+        Self::load_single_file_with(gpu, checkpoint, config_dir, None)
+    }
+
+    /// [`StableDiffusion::load_single_file`] for training (see [`StableDiffusion::load_for_training`]).
+    pub fn load_single_file_for_training(gpu: Arc<Gpu>, checkpoint: &Path, config_dir: &Path, hooks: &TrainingHooks) -> Result<Self> {
+        Self::load_single_file_with(gpu, checkpoint, config_dir, Some(hooks))
+    }
+
+    fn load_single_file_with(gpu: Arc<Gpu>, checkpoint: &Path, config_dir: &Path, hooks: Option<&TrainingHooks>) -> Result<Self> {
         use crate::models::config::{ClipTextConfig, UNetConfig, VaeConfig};
         use crate::models::single_file::{check_component, NameMap};
         use crate::models::weights::{WeightFile, Weights};
@@ -93,8 +139,14 @@ impl StableDiffusion {
         let scheduler_config = read_json(&config_dir.join("scheduler/scheduler_config.json"))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&config_dir.join("tokenizer"))?,
-            text_encoder: ClipTextModel::from_weights(&gpu, text_config, &Weights::single_file(checkpoint, text_map)?)?,
-            unet: UNet2DConditionModel::from_weights(&gpu, unet_config, &Weights::single_file(checkpoint, unet_map)?)?,
+            text_encoder: {
+                let weights = Weights::single_file(checkpoint, text_map)?;
+                ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), text_config)?
+            },
+            unet: {
+                let weights = Weights::single_file(checkpoint, unet_map)?;
+                UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), unet_config)?
+            },
             vae: AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?)?,
             scheduler_config,
             safety_checker: OnceLock::new(),

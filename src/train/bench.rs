@@ -63,7 +63,7 @@ pub fn run_train_bench(gpu: &Arc<Gpu>, o: &TrainBenchOptions) -> Result<()> {
     let w = vec![1.0 / b as f32; b];
     for &ckpt in &o.checkpointing {
         let label = format!("lora step batch {b} latent {s}×{s} checkpointing {}", if ckpt { "on" } else { "off" });
-        let cfg = StepConfig { batch: b, latent: [c, s, s], seq: 77, max_grad_norm: 1.0, recompute: ckpt };
+        let cfg = StepConfig { batch: b, latent: [c, s, s], seq: 77, max_grad_norm: 1.0, recompute: ckpt, grad_accum: 1 };
         let trainable: Vec<_> = adapters.iter().map(|p| (p.name.clone(), p.clone())).collect();
         let t_plan = Instant::now();
         let mut step = TrainStep::new(gpu.clone(), &unet, &text, trainable, &cfg, Some(AdamWConfig::default()))?;

@@ -3,6 +3,9 @@
 
 pub mod batch;
 pub mod bench;
+pub mod checkpoint;
 pub mod lora;
+pub mod lr;
 pub mod optimizer;
+pub mod rng;
 pub mod step;

@@ -27,14 +27,20 @@ pub struct StepConfig {
     pub max_grad_norm: f32,
     /// Gradient checkpointing: recompute resnets and transformer blocks in the backward pass.
     pub recompute: bool,
+    /// Micro-batches whose gradients are summed before each update (`--grad-accum`; the caller scales the
+    /// loss weights by 1/k, as accelerate divides the loss).
+    pub grad_accum: usize,
 }
 
 /// A trainable tensor and where its gradient lands.
 pub struct Trainable {
     pub name: String,
     pub param: Arc<Param>,
-    /// None when nothing this tensor feeds reaches the loss (PyTorch leaves `.grad` at None then).
+    /// None when nothing this tensor feeds reaches the loss (PyTorch leaves `.grad` at None then). With
+    /// gradient accumulation, the sum over the micro-batches so far.
     pub grad: Option<TensorId>,
+    /// With gradient accumulation: the persistent input holding the earlier micro-batches' sum.
+    accumulated: Option<TensorId>,
 }
 
 /// One step's inputs, as the host prepared them (see `train::batch`).
@@ -113,6 +119,9 @@ impl TrainStep {
         let uses: Vec<Vec<TensorId>> = trainable.iter().map(|(_, p)| g.param_uses(p)).collect();
         let wrt: Vec<TensorId> = uses.iter().flatten().copied().collect();
         let grads = g.backward_with(loss, &wrt, BackwardOpts { recompute: cfg.recompute })?;
+        if cfg.grad_accum == 0 {
+            return Err(Error::usage("gradient accumulation needs at least 1 micro-batch per update"));
+        }
         let mut out = Vec::new();
         for ((name, param), ts) in trainable.into_iter().zip(uses) {
             let mut total: Option<TensorId> = None;
@@ -124,10 +133,17 @@ impl TrainStep {
                     });
                 }
             }
+            // Accumulation: grad = earlier micro-batches' sum (a persistent input) + this one's.
+            let mut accumulated = None;
+            if let (Some(t), true) = (total, cfg.grad_accum > 1) {
+                let acc = g.input(&format!("{name}.grad_accumulated"), param.desc.clone());
+                total = Some(g.add(&format!("{name}.grad_accumulate"), acc, t)?);
+                accumulated = Some(acc);
+            }
             if let Some(t) = total {
                 g.output(t);
             }
-            out.push(Trainable { name, param, grad: total });
+            out.push(Trainable { name, param, grad: total, accumulated });
         }
         let grad_list: Vec<TensorId> = out.iter().filter_map(|t| t.grad).collect();
         if grad_list.is_empty() {
@@ -172,14 +188,51 @@ impl TrainStep {
         self.report()
     }
 
-    /// A full step at learning rate `lr`: forward, backward, clipping and the AdamW update, one submit.
+    /// A full step at learning rate `lr`: forward, backward, clipping and the AdamW update, one submit. With
+    /// gradient accumulation this is the last micro-batch of the update ([`TrainStep::accumulate`] ran the
+    /// others); the accumulated sums are cleared after it.
     pub fn step(&mut self, x: &StepInputs, lr: f64) -> Result<StepReport> {
         self.write_inputs(x)?;
         let opt = self.optimizer.as_mut().ok_or_else(|| Error::usage("this training step was planned without an optimizer"))?;
         opt.prepare(lr);
         let opt = self.optimizer.as_ref().expect("checked");
-        self.plan.run_with(&|pass| opt.encode(pass))?;
+        let acc: Vec<&wgpu::Buffer> = self.trainable.iter().filter_map(|t| t.accumulated.map(|a| self.plan.buffer_of(a))).collect::<Result<_>>()?;
+        self.plan.run_with(&|pass| opt.encode(pass), &|enc| {
+            for b in &acc {
+                enc.clear_buffer(b, 0, None);
+            }
+        })?;
         self.report()
+    }
+
+    /// A micro-batch that is not the last of an update: forward and backward, its gradients added to the
+    /// accumulated sums, no update.
+    pub fn accumulate(&mut self, x: &StepInputs) -> Result<StepReport> {
+        self.write_inputs(x)?;
+        let mut copies = Vec::new();
+        for t in &self.trainable {
+            if let (Some(acc), Some(total)) = (t.accumulated, t.grad) {
+                copies.push((self.plan.buffer_of(total)?, self.plan.buffer_of(acc)?, t.param.desc.bytes()));
+            }
+        }
+        if copies.is_empty() {
+            return Err(Error::usage("this training step was planned without gradient accumulation"));
+        }
+        self.plan.run_with(&|_| {}, &|enc| {
+            for (from, to, bytes) in &copies {
+                enc.copy_buffer_to_buffer(from, 0, to, 0, *bytes);
+            }
+        })?;
+        self.report()
+    }
+
+    /// The optimizer (its step count and moments, for checkpoints).
+    pub fn optimizer(&self) -> Option<&AdamW> {
+        self.optimizer.as_ref()
+    }
+
+    pub fn optimizer_mut(&mut self) -> Option<&mut AdamW> {
+        self.optimizer.as_mut()
     }
 
     /// The last run's gradient of trainable tensor `i` (zeros when it has none).

@@ -157,6 +157,7 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
         seq: ids_shape[1],
         max_grad_norm: f64_at(case, "max_grad_norm")? as f32,
         recompute,
+        grad_accum: 1,
     };
     let adamw = AdamWConfig {
         beta1: f64_at(case, "adam_beta1")?,

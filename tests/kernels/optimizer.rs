@@ -40,7 +40,7 @@ fn adamw_with_clipping_matches_the_twin_over_steps() {
         }
         let lr = 1e-3 * step as f64;
         opt.prepare(lr);
-        plan.run_with(&|pass| opt.encode(pass)).unwrap();
+        plan.run_with(&|pass| opt.encode(pass), &|_| {}).unwrap();
         let norm: f64 = gv.iter().flatten().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         let coef = (1.0 / (norm + 1e-6)).min(1.0);
         let got_clip = plan.read(clip).unwrap();
