@@ -43,6 +43,11 @@ enum Command {
         #[arg(long)]
         checkpointing: bool,
     },
+    /// Fine-tune a model on your own images.
+    Train {
+        #[command(subcommand)]
+        what: TrainWhat,
+    },
     /// Generate images from a prompt (txt2img).
     Generate {
         #[command(flatten)]
@@ -177,6 +182,13 @@ impl GenArgs {
 }
 
 #[derive(Subcommand)]
+enum TrainWhat {
+    /// DreamBooth (diffusers' train_dreambooth_lora.py / train_dreambooth.py): teach the model a subject from
+    /// a few photos; writes a LoRA that diffusers, A1111 and ComfyUI load (or a fine-tuned model with --full).
+    Dreambooth(wgsd::train::cli::DreamBoothArgs),
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
     /// Real-size SD networks with seeded random weights (no download): one UNet evaluation and one VAE
     /// decode; reports time, GFLOP/s and peak memory, and checks no device limit is exceeded.
@@ -250,6 +262,25 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
 fn run(cli: Cli) -> Result<(), String> {
     let opts = gpu_options(&cli);
     match cli.command {
+        Command::Train { what: TrainWhat::Dreambooth(args) } => {
+            let o = args.into_options().map_err(|e| e.to_string())?;
+            // Ctrl-C: finish the current step, write a checkpoint, stop.
+            let _ = ctrlc::set_handler(|| {
+                if wgsd::train::dreambooth::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
+            });
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            let r = wgsd::train::dreambooth::run(gpu, &o).map_err(|e| e.to_string())?;
+            for f in &r.files {
+                println!("{}", f.display());
+            }
+            if r.interrupted {
+                return Err("interrupted; the checkpoint above continues with --resume latest".into());
+            }
+            Ok(())
+        }
         Command::Devices => {
             let adapters = list_adapters(&opts).map_err(|e| e.to_string())?;
             for a in &adapters {

@@ -4,8 +4,11 @@
 pub mod batch;
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
+pub mod dreambooth;
 pub mod lora;
 pub mod lr;
 pub mod optimizer;
+pub mod output;
 pub mod rng;
 pub mod step;
