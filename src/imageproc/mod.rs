@@ -60,6 +60,27 @@ impl RgbImage {
         Ok(img.to_rgb(false))
     }
 
+    /// [`RgbImage::open`] after turning the image upright by its EXIF orientation, like PIL's
+    /// `ImageOps.exif_transpose` (what diffusers' training scripts do before `convert("RGB")`): phone photos
+    /// are stored sideways with an orientation tag. An unreadable EXIF block counts as no orientation.
+    pub fn open_upright(path: &Path) -> Result<RgbImage> {
+        let err = |msg: String| Error::Input { file: path.display().to_string(), msg };
+        if !path.exists() {
+            return Err(err("no such file".into()));
+        }
+        let reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
+        let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
+        if reader.format().is_none() {
+            return Err(err("not a PNG, JPEG or WebP image".into()));
+        }
+        use image::ImageDecoder;
+        let mut decoder = reader.into_decoder().map_err(|e| err(format!("cannot decode image: {e}")))?;
+        let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| err(format!("cannot decode image: {e}")))?;
+        img.apply_orientation(orientation);
+        Ok(Decoded::from_dynamic(img).to_rgb(false))
+    }
+
     /// Opens a file and converts it to RGB like transformers' `convert_to_rgb` (image processors with
     /// `do_convert_rgb`): images with alpha are composited onto white with PIL's `alpha_composite`
     /// arithmetic; others as [`RgbImage::open`].
@@ -83,7 +104,7 @@ pub struct Decoded {
     pub data: Vec<u8>,
 }
 
-/// Opens a PNG or JPEG file at its full bit depth; errors name the file.
+/// Opens a PNG, JPEG or WebP file at its full bit depth; errors name the file.
 pub fn open_dynamic(path: &Path) -> Result<image::DynamicImage> {
     let err = |msg: String| Error::Input { file: path.display().to_string(), msg };
     if !path.exists() {
@@ -92,39 +113,43 @@ pub fn open_dynamic(path: &Path) -> Result<image::DynamicImage> {
     let reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
     let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
     if reader.format().is_none() {
-        return Err(err("not a PNG or JPEG image".into()));
+        return Err(err("not a PNG, JPEG or WebP image".into()));
     }
     reader.decode().map_err(|e| err(format!("cannot decode image: {e}")))
 }
 
-/// Decodes a PNG or JPEG file to 8 bits per sample; errors name the file.
+/// Decodes a PNG, JPEG or WebP file to 8 bits per sample; errors name the file.
 pub fn decode(path: &Path) -> Result<Decoded> {
-    let img = open_dynamic(path)?;
-    let (width, height) = (img.width() as usize, img.height() as usize);
-    use image::DynamicImage as D;
-    let high = |v: &[u16]| v.iter().map(|&x| (x >> 8) as u8).collect::<Vec<u8>>();
-    let (channels, data) = match img {
-        D::ImageLuma8(b) => (1, b.into_raw()),
-        D::ImageLumaA8(b) => (2, b.into_raw()),
-        D::ImageRgb8(b) => (3, b.into_raw()),
-        D::ImageRgba8(b) => (4, b.into_raw()),
-        D::ImageLuma16(b) => (1, high(b.as_raw())),
-        D::ImageLumaA16(b) => (2, high(b.as_raw())),
-        D::ImageRgb16(b) => (3, high(b.as_raw())),
-        D::ImageRgba16(b) => (4, high(b.as_raw())),
-        other => {
-            let has_alpha = other.color().has_alpha();
-            if has_alpha {
-                (4, other.to_rgba8().into_raw())
-            } else {
-                (3, other.to_rgb8().into_raw())
-            }
-        }
-    };
-    Ok(Decoded { width, height, channels, data })
+    Ok(Decoded::from_dynamic(open_dynamic(path)?))
 }
 
 impl Decoded {
+    /// 8 bits per sample from any decoded image (16-bit samples keep their high byte, as PIL reads them).
+    pub fn from_dynamic(img: image::DynamicImage) -> Decoded {
+        let (width, height) = (img.width() as usize, img.height() as usize);
+        use image::DynamicImage as D;
+        let high = |v: &[u16]| v.iter().map(|&x| (x >> 8) as u8).collect::<Vec<u8>>();
+        let (channels, data) = match img {
+            D::ImageLuma8(b) => (1, b.into_raw()),
+            D::ImageLumaA8(b) => (2, b.into_raw()),
+            D::ImageRgb8(b) => (3, b.into_raw()),
+            D::ImageRgba8(b) => (4, b.into_raw()),
+            D::ImageLuma16(b) => (1, high(b.as_raw())),
+            D::ImageLumaA16(b) => (2, high(b.as_raw())),
+            D::ImageRgb16(b) => (3, high(b.as_raw())),
+            D::ImageRgba16(b) => (4, high(b.as_raw())),
+            other => {
+                let has_alpha = other.color().has_alpha();
+                if has_alpha {
+                    (4, other.to_rgba8().into_raw())
+                } else {
+                    (3, other.to_rgb8().into_raw())
+                }
+            }
+        };
+        Decoded { width, height, channels, data }
+    }
+
     /// RGB, alpha dropped (`over_white = false`, PIL `convert("RGB")`) or composited onto opaque white
     /// (`over_white = true`, PIL `alpha_composite` onto a white RGBA background).
     pub fn to_rgb(&self, over_white: bool) -> RgbImage {

@@ -1,10 +1,11 @@
-//! Training: the optimizer, LoRA adapters and the DreamBooth training step, built on the graph's reverse
-//! mode (`graph::autodiff`).
+//! Training: the optimizer, LoRA adapters, the DreamBooth data pipeline and training step, built on the
+//! graph's reverse mode (`graph::autodiff`).
 
 pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod dreambooth;
 pub mod lora;
 pub mod lr;
