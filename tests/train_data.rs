@@ -217,9 +217,9 @@ fn random_crop_and_flip_are_seeded_and_inside_the_image() {
         let flipped = row[0] > row[r - 1];
         let left = *row.iter().min().unwrap();
         assert!(left + r <= w, "window at x = {left} leaves the image");
-        for x in 0..r {
+        for (x, &got) in row.iter().enumerate() {
             let want = if flipped { left + r - 1 - x } else { left + x };
-            assert_eq!(row[x], want);
+            assert_eq!(got, want);
         }
         for y in 1..r {
             assert_eq!(&rr[y * r..(y + 1) * r], &rr[..r], "every row is the same x range");

@@ -59,7 +59,7 @@ pub struct Preprocess {
 impl Preprocess {
     /// Errors unless the resolution is a positive multiple of 8 (the VAE downsamples by 8).
     pub fn validate(&self) -> Result<()> {
-        if self.resolution == 0 || self.resolution % 8 != 0 {
+        if self.resolution == 0 || !self.resolution.is_multiple_of(8) {
             return Err(Error::usage(format!(
                 "resolution {} is not a positive multiple of 8 (the VAE works on 8×8 pixel blocks); try {}",
                 self.resolution,
