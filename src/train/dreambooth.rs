@@ -364,7 +364,7 @@ pub fn run(gpu: Arc<Gpu>, o: &DreamBoothOptions) -> Result<DreamBoothResult> {
         mem.gradients as f64 / 1048576.0,
         mem.optimizer as f64 / 1048576.0
     );
-    let mut encoder = Encoder::new(&gpu, &sd, [rows, 3, o.resolution, o.resolution])?;
+    let encoder = Encoder::new(&gpu, &sd, [rows, 3, o.resolution, o.resolution])?;
 
     // Start or resume.
     let mut rng = TrainRng::new(o.seed);

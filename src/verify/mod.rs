@@ -114,6 +114,7 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
             results.extend(safety_cases(gpu, &fx)?);
         }
         if want("train") {
+            results.extend(train_data_cases(&fx)?);
             results.extend(train_cases(gpu, &fx, o.checkpointing)?);
         }
     }
