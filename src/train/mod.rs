@@ -4,5 +4,8 @@
 pub mod batch;
 pub mod bench;
 pub mod lora;
+pub mod lora_file;
 pub mod optimizer;
+pub mod save;
+pub mod save_model;
 pub mod step;

@@ -11,6 +11,7 @@ mod modules;
 mod pipelines;
 mod safety;
 mod train;
+mod train_saved;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use modules::{text_cases, unet_cases, vae_cases};
 pub use pipelines::pipeline_cases;
 pub use safety::safety_cases;
 pub use train::train_cases;
+pub use train_saved::train_saved_cases;
 
 /// Tolerance of the scheduler trajectories (relative L2 at every step).
 pub const SCHEDULER_TOL: f64 = 1e-5;
