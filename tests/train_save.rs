@@ -313,7 +313,7 @@ fn full_fine_tuning_folder_and_single_file_load_back_identically() {
     // The trained components hold the trained values under the same keys, in f32; the stale fp16 UNet is gone.
     for (component, file, tensors) in [("unet", "diffusion_pytorch_model.safetensors", &unet), ("text_encoder", "model.safetensors", &text)] {
         let path = out.join(component).join(file);
-        let (w, f) = (Weights::open(&[path.clone()]).unwrap(), WeightFile::open(&path).unwrap());
+        let (w, f) = (Weights::open(std::slice::from_ref(&path)).unwrap(), WeightFile::open(&path).unwrap());
         assert_eq!(f.names().len(), tensors.len(), "{component}: key count");
         for t in tensors {
             assert_eq!(w.get(&t.name, &t.shape).unwrap(), t.values, "{component} {}", t.name);

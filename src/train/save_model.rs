@@ -68,10 +68,13 @@ fn copy_tree(root: &Path, src: &Path, dst: &Path, overwrite: bool, skip: &dyn Fn
     Ok(())
 }
 
+/// A stored key, its shape, and the index of the trained tensor replacing it (None = keep the stored one).
+type Slot = (String, Vec<usize>, Option<usize>);
+
 /// Which trained tensor replaces each stored key of a component's weight file (sorted keys; None = keep
 /// the stored value), matched by the names the loader asks for, legacy aliases included. Every trained
 /// tensor must match one stored key of an acceptable shape.
-fn match_component(file: &WeightFile, changed: &[HostTensor]) -> Result<Vec<(String, Vec<usize>, Option<usize>)>> {
+fn match_component(file: &WeightFile, changed: &[HostTensor]) -> Result<Vec<Slot>> {
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (i, t) in changed.iter().enumerate() {
         t.check()?;
