@@ -263,54 +263,13 @@ fn errors_name_the_ldm_and_the_diffusers_key() {
 /// The fixture models whose single files the tests read (`<model>.safetensors`).
 const MODELS: [&str; 4] = ["sd15", "sd2", "sd15-inpaint", "sd2-depth"];
 
-/// Writes a single file from a diffusers folder with the crate's own maps, run backwards: every tensor
-/// under its LDM name, q/k/v rows gathered into OpenCLIP's fused `in_proj`. The maps themselves are held
-/// to diffusers' converters by the pair tests above and by tools/make_single_file.py; files made this way
+/// Writes a single file from a diffusers folder with the crate's own maps, run backwards
+/// (`wgsd::train::save_model::write_single_file`, what `--save-single-file` uses): every tensor under its
+/// LDM name, q/k/v rows gathered into OpenCLIP's fused `in_proj`. The maps themselves are held to
+/// diffusers' converters by the pair tests above and by tools/make_single_file.py; files made this way
 /// check everything after the names (reading, row slicing, component detection, the loaders).
 fn write_single_file(folder: &Path, out: &Path) {
-    let text_config = ClipTextConfig::from_file(&folder.join("text_encoder/config.json")).unwrap();
-    let text_map = if text_config.hidden_act == "gelu" {
-        NameMap::open_clip(&text_config)
-    } else {
-        NameMap::clip("cond_stage_model.transformer.", true)
-    };
-    let parts = [
-        ("unet", "diffusion_pytorch_model.safetensors", NameMap::unet(&UNetConfig::from_file(&folder.join("unet/config.json")).unwrap())),
-        ("vae", "diffusion_pytorch_model.safetensors", NameMap::vae(&VaeConfig::from_file(&folder.join("vae/config.json")).unwrap())),
-        ("text_encoder", "model.safetensors", text_map),
-    ];
-    let mut tensors: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> = Default::default();
-    for (comp, name, map) in parts {
-        let path = folder.join(comp).join(name);
-        let (file, weights) = (WeightFile::open(&path).unwrap(), Weights::open(&[path]).unwrap());
-        for key in file.names() {
-            // Legacy VAE attention names (SD 2) under their current diffusers names, as the model asks.
-            let current = key.replace(".query.", ".to_q.").replace(".key.", ".to_k.").replace(".value.", ".to_v.").replace(".proj_attn.", ".to_out.0.");
-            let shape = file.shape(&key).unwrap();
-            let values = weights.get(&current, &shape).unwrap();
-            let Some(src) = map.ldm(&current) else { continue };
-            match src.rows {
-                None => {
-                    tensors.insert(src.key, (shape, values));
-                }
-                Some(rows) => {
-                    // One q/k/v slice of the fused tensor: [3·rows, ...].
-                    let row_len = values.len() / rows.len();
-                    let entry = tensors.entry(src.key).or_insert_with(|| {
-                        let mut s = shape.clone();
-                        s[0] = 3 * rows.len();
-                        (s, vec![0.0; 3 * values.len()])
-                    });
-                    entry.1[rows.start * row_len..rows.end * row_len].copy_from_slice(&values);
-                }
-            }
-        }
-    }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.into_iter().map(|(k, (s, v))| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views: Vec<(String, TensorView)> =
-        bytes.iter().map(|(k, s, b)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
-    safetensors::serialize_to_file(views, None, out).unwrap();
+    wgsd::train::save_model::write_single_file(folder, out, true).unwrap();
 }
 
 /// The single files of the fixture models: from `WGSD_SINGLE_FILE_DIR` (default /tmp/wgsd-single-files,

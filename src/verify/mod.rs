@@ -12,6 +12,7 @@ mod pipelines;
 mod safety;
 mod train;
 mod train_data;
+mod train_saved;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use pipelines::pipeline_cases;
 pub use safety::safety_cases;
 pub use train::train_cases;
 pub use train_data::train_data_cases;
+pub use train_saved::train_saved_cases;
 
 /// Tolerance of the scheduler trajectories (relative L2 at every step).
 pub const SCHEDULER_TOL: f64 = 1e-5;
