@@ -35,11 +35,6 @@ fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::usage(format!("{what} {}: {e}", path.display()))
 }
 
-/// Writes named f32 vectors as one safetensors file.
-pub fn write_named(path: &Path, tensors: &[NamedValues]) -> Result<()> {
-    write_tensors(path, tensors)
-}
-
 fn write_tensors(path: &Path, tensors: &[NamedValues]) -> Result<()> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()

@@ -126,6 +126,9 @@ pub struct DreamBoothArgs {
     pub validation_steps: usize,
     #[arg(long, default_value_t = 2)]
     pub num_validation_images: usize,
+    /// With --full: also write an LDM single-file checkpoint (<out>/dreambooth.safetensors) for A1111 and ComfyUI.
+    #[arg(long)]
+    pub save_single_file: bool,
 }
 
 impl DreamBoothArgs {
@@ -175,6 +178,7 @@ impl DreamBoothArgs {
             validation_prompt: self.validation_prompt,
             validation_steps: self.validation_steps,
             num_validation_images: self.num_validation_images,
+            save_single_file: self.save_single_file,
         })
     }
 }

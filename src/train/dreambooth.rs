@@ -77,6 +77,8 @@ pub struct DreamBoothOptions {
     pub validation_prompt: Option<String>,
     pub validation_steps: usize,
     pub num_validation_images: usize,
+    /// Full fine-tuning: also write an LDM single-file checkpoint.
+    pub save_single_file: bool,
 }
 
 /// What a finished run wrote.
@@ -123,6 +125,9 @@ impl DreamBoothOptions {
         }
         if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
             return bad(format!("--max-grad-norm must be positive, got {}", self.max_grad_norm));
+        }
+        if self.save_single_file && !self.full {
+            return bad("--save-single-file goes with --full (a LoRA is saved as LoRA files)".into());
         }
         if self.checkpointing_steps == Some(0) || self.validation_steps == 0 {
             return bad("--checkpointing-steps and --validation-steps must be at least 1".into());
@@ -275,8 +280,13 @@ fn validate_images(sd: &StableDiffusion, o: &DreamBoothOptions, prompt: &str, st
     Ok(())
 }
 
-/// Runs a DreamBooth training from the options.
+/// Runs a DreamBooth training from the options; Ctrl-C ([`INTERRUPTED`]) checkpoints and stops it.
 pub fn run(gpu: Arc<Gpu>, o: &DreamBoothOptions) -> Result<DreamBoothResult> {
+    run_until(gpu, o, &INTERRUPTED)
+}
+
+/// [`run`] that checkpoints and stops at the first step boundary after `stop` is set.
+pub fn run_until(gpu: Arc<Gpu>, o: &DreamBoothOptions, stop: &AtomicBool) -> Result<DreamBoothResult> {
     o.validate()?;
     let preprocess = o.preprocess();
     preprocess.validate()?;
@@ -442,7 +452,7 @@ pub fn run(gpu: Arc<Gpu>, o: &DreamBoothOptions) -> Result<DreamBoothResult> {
         done += 1;
         bar.set_message(format!("loss {loss:.4} lr {step_lr:.2e}"));
         bar.set_position(done as u64);
-        let stop = INTERRUPTED.load(Ordering::SeqCst) && done < o.steps;
+        let stop = stop.load(Ordering::SeqCst) && done < o.steps;
         if o.checkpointing_steps.is_some_and(|n| done % n == 0 && done < o.steps) || stop {
             let state = RunState {
                 step: done,
@@ -469,7 +479,7 @@ pub fn run(gpu: Arc<Gpu>, o: &DreamBoothOptions) -> Result<DreamBoothResult> {
     bar.finish_and_clear();
     let mut files = Vec::new();
     if !interrupted {
-        files = crate::train::output::write_outputs(&gpu, o, &dir, &step, &sd)?;
+        files = crate::train::output::write_outputs(&gpu, o, &dir, &step, &sd, prediction == Prediction::VPrediction)?;
         if let Some(p) = &o.validation_prompt {
             validate_images(&sd, o, p, done)?;
         }

@@ -118,6 +118,7 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
         if want("train") {
             results.extend(train_data_cases(&fx)?);
             results.extend(train_cases(gpu, &fx, o.checkpointing)?);
+            results.extend(train_saved_cases(&fx)?);
         }
     }
     if dir.join("blocks.json").exists() && want("block") {
