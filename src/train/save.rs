@@ -142,7 +142,23 @@ pub fn safetensors_bytes(tensors: &[HostTensor], metadata: Option<HashMap<String
                 .map_err(|e| Error::usage(format!("tensor '{}': {e}", t.name)))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, metadata).map_err(|e| Error::usage(format!("cannot serialise safetensors: {e}")))
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::usage(format!("cannot serialise safetensors: {e}")))?;
+    Ok(sorted_header(bytes))
+}
+
+/// The same file with its JSON header's keys in sorted order: the `safetensors` crate writes the metadata
+/// map in hash order, which would make two runs that trained identical tensors write different bytes.
+fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&bytes[8..8 + n]) else { return bytes };
+    // serde_json's maps are ordered by key; the data offsets inside are relative, so they stay valid.
+    let mut json = serde_json::to_vec(&header).expect("a JSON value serialises");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Reads one tensor's f32 values when the file is written.
