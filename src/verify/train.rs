@@ -263,6 +263,11 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
             stored += 1;
         }
     }
+    // 3. LoRA cases: the files wgsd writes from its own trained parameters against the script's files: the
+    //    same keys and shapes, and the same update (values minus their start) within the params bar.
+    if let Some(saved) = case["saved"].as_object() {
+        out.push(saved_case(gpu, fx, name, saved, &step, &start, case, params_tol).unwrap_or_else(|e| failed(&format!("{name}.saved"), e)));
+    }
     out.push(CaseResult {
         name: format!("{name}.loss"),
         passed: !ref_loss.is_empty() && loss_err <= LOSS_TOL,
@@ -278,4 +283,65 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
         detail: if stored == 0 { "no stored parameters".into() } else { format!("worst of {stored} stored steps; bar {params_tol:.1e}") },
     });
     Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn saved_case(
+    gpu: &Arc<Gpu>,
+    fx: &Fixtures,
+    name: &str,
+    saved: &serde_json::Map<String, Value>,
+    step: &TrainStep,
+    start: &[Vec<f32>],
+    case: &Value,
+    tol: f64,
+) -> Result<CaseResult> {
+    use crate::train::lora_file::{read_lora_file, save_lora, KohyaInfo};
+    use crate::train::save::HostTensor;
+    let dir = std::env::temp_dir().join(format!("wgsd-verify-{}-{}", std::process::id(), name));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::usage(format!("cannot create {}: {e}", dir.display())))?;
+    let mut tensors = Vec::new();
+    for t in &step.trainable {
+        tensors.push(HostTensor::new(t.name.clone(), &t.param.desc.shape, t.param.read(gpu)?));
+    }
+    let rank = case["lora"]["rank"].as_u64().unwrap_or(4) as usize;
+    let alpha = case["lora"]["alpha"].as_f64().unwrap_or(rank as f64);
+    let written = save_lora(&dir, &tensors, rank, alpha, &KohyaInfo::default(), false)?;
+    let starts: HashMap<&str, &Vec<f32>> = step.trainable.iter().map(|t| t.name.as_str()).zip(start).collect();
+    let (mut worst, mut worst_abs, mut problems) = (0f64, 0f64, Vec::new());
+    for (ours, key) in [(&written.diffusers, "diffusers"), (&written.kohya, "kohya")] {
+        let reference = fx.dir.join(saved.get(key).and_then(|v| v.as_str()).ok_or_else(|| Error::usage(format!("cases.json: no saved.{key}")))?);
+        let (got, want) = (read_lora_file(ours)?, read_lora_file(&reference)?);
+        let shapes = |f: &crate::train::lora_file::LoraFile| f.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect::<Vec<_>>();
+        if shapes(&got) != shapes(&want) {
+            problems.push(format!("{key}: tensor names or shapes differ from {}", reference.display()));
+            continue;
+        }
+        let raw = |p: &Path| -> Result<Vec<(String, Vec<usize>)>> {
+            let f = crate::models::weights::WeightFile::open(p)?;
+            let mut v: Vec<(String, Vec<usize>)> = f.names().into_iter().map(|n| { let s = f.shape(&n).unwrap_or_default(); (n, s) }).collect();
+            v.sort();
+            Ok(v)
+        };
+        if raw(ours)? != raw(&reference)? {
+            problems.push(format!("{key}: file keys or shapes differ from {}", reference.display()));
+        }
+        let (mut g, mut w) = (Vec::new(), Vec::new());
+        for (a, b) in got.tensors.iter().zip(&want.tensors) {
+            let s0 = starts.get(a.name.as_str()).ok_or_else(|| Error::usage(format!("{}: '{}' is not trainable", ours.display(), a.name)))?;
+            g.extend(a.values.iter().zip(s0.iter()).map(|(v, s)| v - s));
+            w.extend(b.values.iter().zip(s0.iter()).map(|(v, s)| v - s));
+        }
+        worst = worst.max(rel_l2(&g, &w));
+        worst_abs = worst_abs.max(max_abs(&g, &w));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(CaseResult {
+        name: format!("{name}.saved"),
+        passed: problems.is_empty() && worst <= tol,
+        rel_l2: worst,
+        max_abs: worst_abs,
+        detail: if problems.is_empty() { format!("updates in both files; bar {tol:.1e}") } else { problems.join("; ") },
+    })
 }

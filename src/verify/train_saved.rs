@@ -1,4 +1,4 @@
-//! `train.<case>.saved`: the adapter files wgsd writes for a LoRA training case, from the fixture's final
+//! `train.<case>.layout`: the adapter files wgsd writes for a LoRA training case, from the fixture's final
 //! parameters, against the files diffusers' script wrote (`saved` in cases.json): the same keys, shapes
 //! and dtypes, the same values (they are the same numbers, so within 1e-6 relative), the metadata keys the
 //! fixture has; and both files read back by `read_lora_file` give the parameters again. No GPU.
@@ -24,7 +24,7 @@ pub fn train_saved_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
     let Some(cases) = fx.meta["cases"].as_object() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for (name, case) in cases.iter().filter(|(k, c)| k.starts_with("train.") && c["lora"].is_object() && c["saved"].is_object()) {
-        let case_name = format!("{name}.saved");
+        let case_name = format!("{name}.layout");
         out.push(run_case(fx, name, case, &case_name).unwrap_or_else(|e| failed(&case_name, e)));
     }
     Ok(out)
