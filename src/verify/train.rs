@@ -298,7 +298,10 @@ fn saved_case(
 ) -> Result<CaseResult> {
     use crate::train::lora_file::{read_lora_file, save_lora, KohyaInfo};
     use crate::train::save::HostTensor;
-    let dir = std::env::temp_dir().join(format!("wgsd-verify-{}-{}", std::process::id(), name));
+    // Unique per call: runs with and without checkpointing may verify the same case at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("wgsd-verify-{}-{call}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Error::usage(format!("cannot create {}: {e}", dir.display())))?;
     let mut tensors = Vec::new();
