@@ -27,8 +27,8 @@ fn v_target_and_noisy_latents_recover_the_clean_latents() {
     let (noisy, v) = noisy_and_target(&s, &x0, &noise, &t, Prediction::VPrediction);
     let (_, eps) = noisy_and_target(&s, &x0, &noise, &t, Prediction::Epsilon);
     assert_eq!(eps, noise);
-    for b in 0..2 {
-        let a = s.alpha_cumprod(t[b]) as f64;
+    for (b, &tb) in t.iter().enumerate() {
+        let a = s.alpha_cumprod(tb) as f64;
         for i in b * 16..(b + 1) * 16 {
             // x0 = √ᾱ·x_t − √(1−ᾱ)·v
             let rec = a.sqrt() * noisy[i] as f64 - (1.0 - a).sqrt() * v[i] as f64;

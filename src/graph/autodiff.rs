@@ -115,9 +115,8 @@ impl Graph {
             };
             let mut output = out;
             if let Some(s) = segment_of(i, &segments) {
-                if !recomputed.contains_key(&s) {
-                    let map = self.recompute(segments[s].clone())?;
-                    recomputed.insert(s, map);
+                if let std::collections::hash_map::Entry::Vacant(e) = recomputed.entry(s) {
+                    e.insert(self.recompute(segments[s].clone())?);
                 }
                 let mut map = recomputed.remove(&s).expect("inserted above");
                 for t in inputs.iter_mut() {

@@ -149,6 +149,7 @@ impl AdamW {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // PyTorch's own argument list: settings, step scalars, four tensors
 /// The CPU twin of one AdamW step (step `t`, 1-based) on one tensor, in f64 like PyTorch's float64 runs.
 pub fn adamw_cpu(c: &AdamWConfig, lr: f64, t: u64, coef: f64, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
     let bc1 = 1.0 - c.beta1.powi(t as i32);

@@ -64,6 +64,9 @@ pub fn train_cases(gpu: &Arc<Gpu>, fx: &Fixtures, recompute: bool) -> Result<Vec
     Ok(out)
 }
 
+/// One step's host inputs: noisy latents, timesteps, token ids, target, loss weights.
+type HostStep = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
@@ -180,7 +183,7 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
     let sf = vae.config.scaling_factor;
 
     // Host inputs of step s, from the recorded draws.
-    let inputs = |s: usize| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let inputs = |s: usize| -> Result<HostStep> {
         let key = |what: &str| format!("{name}.step{s}.{what}");
         vae_plan.write(px, &fx.tensor(&key("pixel_values"))?)?;
         vae_plan.run()?;
