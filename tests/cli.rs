@@ -175,3 +175,44 @@ fn image_modes_refuse_inputs_that_do_not_fit() {
         assert!(!out.exists());
     }
 }
+
+/// `wgsd train dreambooth` from the command line on the tiny model: a LoRA in both layouts, a checkpoint,
+/// and a refusal to overwrite them on a second run.
+#[test]
+fn train_dreambooth_writes_lora_files_from_the_command_line() {
+    let Some(model) = tiny_sd15() else { return };
+    let photos = PathBuf::from("../shared/fixtures/train");
+    if !photos.join("train_instance_0.png").exists() {
+        eprintln!("SKIPPED: no training photos at {}", photos.display());
+        return;
+    }
+    let dir = temp_dir("dreambooth");
+    let inst = dir.join("photos");
+    std::fs::create_dir_all(&inst).unwrap();
+    for i in 0..3 {
+        std::fs::copy(photos.join(format!("train_instance_{i}.png")), inst.join(format!("{i}.png"))).unwrap();
+    }
+    std::fs::write(inst.join("0.txt"), "a photo of sks toy on a table\n").unwrap();
+    let out = dir.join("lora");
+    let args = |resolution: &str, extra: &[&str]| {
+        let mut c = wgsd();
+        c.args(["train", "dreambooth", "--model", model.to_str().unwrap(), "--instance-dir", inst.to_str().unwrap()])
+            .args(["--instance-prompt", "a photo of sks toy", "--out", out.to_str().unwrap()])
+            .args(["--resolution", resolution, "--steps", "3", "--checkpointing-steps", "2", "--seed", "7"])
+            .args(extra);
+        c
+    };
+    let r = args("64", &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("3 instance images (1 with captions)"), "{err}");
+    for f in ["pytorch_lora_weights.safetensors", "kohya_lora.safetensors", "checkpoint-2/state.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let again = args("64", &[]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad = args("60", &["--overwrite"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("60"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
