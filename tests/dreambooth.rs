@@ -155,6 +155,9 @@ fn bad_inputs_are_refused_before_any_work() {
     assert!(err(options(&m, &inst, &out, &["--resolution", "100"])).contains("100"));
     assert!(err(options(&m, &inst, &out, &["--with-prior-preservation"])).contains("--class-prompt"));
     assert!(err(options(&m, &inst, &out, &["--save-single-file"])).contains("--full"));
+    let mut single = options(&m, &inst, &out, &["--full"]);
+    single.model = "model.safetensors".into();
+    assert!(err(single).contains("single-file"));
     let inpaint = m.parent().unwrap().join("sd15-inpaint");
     if inpaint.exists() {
         let e = err(options(&inpaint, &inst, &out, &[]));

@@ -288,6 +288,13 @@ pub fn run(gpu: Arc<Gpu>, o: &DreamBoothOptions) -> Result<DreamBoothResult> {
 /// [`run`] that checkpoints and stops at the first step boundary after `stop` is set.
 pub fn run_until(gpu: Arc<Gpu>, o: &DreamBoothOptions, stop: &AtomicBool) -> Result<DreamBoothResult> {
     o.validate()?;
+    if o.full && crate::generate::is_single_file(&o.model)? {
+        return Err(Error::usage(format!(
+            "--full from a single-file checkpoint ({}) is not supported: the fine-tuned model is written as a diffusers \
+             folder built from the source folder; convert the checkpoint to a diffusers folder first, or train a LoRA",
+            o.model
+        )));
+    }
     let preprocess = o.preprocess();
     preprocess.validate()?;
     if o.resume.is_none() && !o.overwrite {
