@@ -333,6 +333,12 @@ pub fn run_until(gpu: Arc<Gpu>, o: &DreamBoothOptions, stop: &AtomicBool) -> Res
     let sched_path = dir.join("scheduler/scheduler_config.json");
     let (schedule, pred) = training_schedule(&sd.scheduler_config, &sched_path.display().to_string())?;
     let prediction = Prediction::parse(&pred).ok_or_else(|| Error::Config { file: sched_path.display().to_string(), msg: format!("prediction_type {pred:?} cannot be trained") })?;
+    if sd.unet.config.in_channels != sd.vae.config.latent_channels {
+        return Err(Error::usage(format!(
+            "this UNet takes {} input channels (an inpainting or depth model); DreamBooth trains text-to-image models with {}",
+            sd.unet.config.in_channels, sd.vae.config.latent_channels
+        )));
+    }
     let trainable = trainable(o, &hooks);
     if trainable.is_empty() {
         return Err(Error::usage(format!("no layer of this model matches the LoRA targets {:?}", o.lora_targets)));
@@ -363,12 +369,6 @@ pub fn run_until(gpu: Arc<Gpu>, o: &DreamBoothOptions, stop: &AtomicBool) -> Res
         recompute: o.gradient_checkpointing,
         grad_accum: o.grad_accum,
     };
-    if sd.unet.config.in_channels != sd.vae.config.latent_channels {
-        return Err(Error::usage(format!(
-            "this UNet takes {} input channels (an inpainting or depth model); DreamBooth trains text-to-image models with {}",
-            sd.unet.config.in_channels, sd.vae.config.latent_channels
-        )));
-    }
     let t_plan = Instant::now();
     let mut step = TrainStep::new(gpu.clone(), &sd.unet, &sd.text_encoder, trainable, &cfg, Some(o.adam))?;
     let mem = step.memory();
