@@ -7,6 +7,7 @@ pub mod denoise;
 pub mod depth2img;
 pub mod img2img;
 pub mod inputs;
+pub mod lora;
 pub mod safety;
 pub mod txt2img;
 

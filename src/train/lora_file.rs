@@ -313,6 +313,9 @@ pub struct LoraFile {
     /// layout, where alpha is the rank.
     pub alphas: BTreeMap<String, f32>,
     pub metadata: HashMap<String, String>,
+    /// Keys [`read_lora_file_lenient`] could not use, each with the reason (always empty from
+    /// [`read_lora_file`], which fails on them instead).
+    pub skipped: Vec<(String, String)>,
 }
 
 impl LoraFile {
@@ -347,10 +350,123 @@ fn read_tensor(path: &Path, st: &SafeTensors, key: &str) -> Result<(Vec<usize>, 
     Ok((v.shape().to_vec(), values))
 }
 
+/// What one key of a LoRA file is, under wgsd's names.
+enum Mapped {
+    /// A down or up tensor: its peft name (`unet.<module>.lora_A.weight`).
+    Tensor(String),
+    /// The scalar alpha of a module (`unet.<module>`).
+    Alpha(String),
+}
+
+/// Top-level UNet module names: a diffusers/peft key starting with one of them belongs to the UNet even
+/// without the `unet.` prefix (files saved by older diffusers UNet-only loaders).
+const UNET_ROOTS: &[&str] = &["down_blocks.", "up_blocks.", "mid_block.", "conv_in.", "conv_out.", "time_embedding.", "conv_norm_out."];
+
+/// `text_encoder.` / `unet.` prefix of a diffusers/peft key, `unet.` added for bare UNet paths.
+fn with_part_prefix(key: &str) -> Option<String> {
+    if PARTS.iter().any(|(p, _)| key.starts_with(p)) {
+        Some(key.to_string())
+    } else if UNET_ROOTS.iter().any(|r| key.starts_with(r)) {
+        Some(format!("unet.{key}"))
+    } else {
+        None
+    }
+}
+
+/// diffusers' old attention-processor names (`….attn1.processor.to_q_lora.down.weight`, the text encoder's
+/// `….self_attn.to_q_lora.down.weight`) → peft names.
+fn peft_from_attn_processor(key: &str) -> Option<String> {
+    let key = with_part_prefix(key)?;
+    let (rest, half) = if let Some(r) = key.strip_suffix("_lora.down.weight") {
+        (r, "lora_A")
+    } else {
+        (key.strip_suffix("_lora.up.weight")?, "lora_B")
+    };
+    let (parent, proj) = rest.rsplit_once('.')?;
+    let parent = parent.strip_suffix(".processor").unwrap_or(parent);
+    let text = parent.starts_with("text_encoder.");
+    let module = match (proj, text) {
+        ("to_q" | "to_k" | "to_v", false) => proj.to_string(),
+        ("to_out", false) => "to_out.0".to_string(),
+        ("to_q" | "to_k" | "to_v", true) => format!("{}_proj", &proj[3..]),
+        ("to_out", true) => "out_proj".to_string(),
+        _ => return None,
+    };
+    Some(format!("{parent}.{module}.{half}.weight"))
+}
+
+/// Module name of a packed OpenCLIP `in_proj` (q, k and v stacked along the output axis); the merger splits
+/// its update into the three projections.
+pub const PACKED_QKV: &str = ".self_attn.in_proj";
+
+/// SD 2's OpenCLIP kohya names (`lora_te_model_transformer_resblocks_3_mlp_c_fc`, also with `wrapped_`)
+/// → the HF CLIP module (`text_encoder.text_model.encoder.layers.3.mlp.fc1`).
+fn peft_module_from_openclip(kohya: &str) -> Option<String> {
+    let rest = kohya.strip_prefix("lora_te_")?;
+    let rest = rest.strip_prefix("wrapped_").unwrap_or(rest);
+    let rest = rest.strip_prefix("model_").unwrap_or(rest).strip_prefix("transformer_resblocks_")?;
+    let (layer, tail) = rest.split_once('_')?;
+    layer.parse::<usize>().ok()?;
+    let module = match tail {
+        "mlp_c_fc" => "mlp.fc1",
+        "mlp_c_proj" => "mlp.fc2",
+        "attn_out_proj" => "self_attn.out_proj",
+        "attn_q_proj" => "self_attn.q_proj",
+        "attn_k_proj" => "self_attn.k_proj",
+        "attn_v_proj" => "self_attn.v_proj",
+        "attn_in_proj" => "self_attn.in_proj",
+        _ => return None,
+    };
+    Some(format!("text_encoder.text_model.encoder.layers.{layer}.{module}"))
+}
+
+/// Maps one key to wgsd's names, or says why it cannot.
+fn map_key(key: &str, layout: LoraLayout) -> std::result::Result<Mapped, String> {
+    match layout {
+        LoraLayout::Kohya => {
+            let Some((module, suffix)) = key.split_once('.') else { return Err("not a kohya LoRA key (no '.')".into()) };
+            let module = peft_module_from_openclip(module)
+                .or_else(|| peft_module_from_kohya(module))
+                .ok_or_else(|| "not a kohya module name (lora_unet_… / lora_te_…)".to_string())?;
+            match suffix {
+                "alpha" => Ok(Mapped::Alpha(module)),
+                "lora_down.weight" => Ok(Mapped::Tensor(format!("{module}.lora_A.weight"))),
+                "lora_up.weight" => Ok(Mapped::Tensor(format!("{module}.lora_B.weight"))),
+                "lora_mid.weight" => Err("LoCon Tucker 'lora_mid' is not supported".into()),
+                s if s.starts_with("hada_") => Err("LyCORIS LoHa is not supported".into()),
+                s if s.starts_with("lokr_") => Err("LyCORIS LoKr is not supported".into()),
+                "dora_scale" => Err("DoRA is not supported".into()),
+                _ => Err(format!("unknown kohya tensor '.{suffix}'")),
+            }
+        }
+        LoraLayout::Diffusers | LoraLayout::Peft => {
+            if let Some(m) = key.strip_suffix(".alpha") {
+                return with_part_prefix(m).map(Mapped::Alpha).ok_or_else(|| "alpha of an unknown module".into());
+            }
+            peft_from_diffusers(key)
+                .or_else(|| with_part_prefix(key).and_then(|k| peft_from_diffusers(&k)))
+                .or_else(|| peft_from_attn_processor(key))
+                .map(Mapped::Tensor)
+                .ok_or_else(|| "not a diffusers/peft LoRA key (….lora_A/B.weight, .lora.down/up, .lora_linear_layer, _lora.down/up)".into())
+        }
+    }
+}
+
 /// Reads a LoRA file in diffusers', kohya's or peft's layout and returns its tensors under wgsd's peft
 /// names. A key that fits none of them (LyCORIS LoHa/LoKr, SDXL's `lora_te1_`, DoRA scales) is an error
 /// naming it.
 pub fn read_lora_file(path: &Path) -> Result<LoraFile> {
+    read(path, true)
+}
+
+/// [`read_lora_file`] for generation: keys it cannot use (and every key of a module one of whose keys it
+/// cannot use, or that lacks a half) are listed in [`LoraFile::skipped`] instead of failing the read.
+/// A file that cannot be read, holds no tensors, or has a tensor of an unsupported dtype is still an error.
+pub fn read_lora_file_lenient(path: &Path) -> Result<LoraFile> {
+    read(path, false)
+}
+
+fn read(path: &Path, strict: bool) -> Result<LoraFile> {
     let err = |msg: String| Error::Weights { file: path.display().to_string(), msg };
     let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
@@ -362,47 +478,71 @@ pub fn read_lora_file(path: &Path) -> Result<LoraFile> {
     }
     let layout = if names.iter().any(|k| PARTS.iter().any(|(_, kp)| k.starts_with(kp))) {
         LoraLayout::Kohya
-    } else if names.iter().any(|k| k.contains(".lora.down.") || k.contains(".lora.up.") || k.contains(".lora_linear_layer.")) {
+    } else if names.iter().any(|k| k.contains(".lora.down.") || k.contains(".lora.up.") || k.contains(".lora_linear_layer.") || k.contains("_lora.down.")) {
         LoraLayout::Diffusers
     } else {
         LoraLayout::Peft
     };
+    // key → (module, mapped) or the reason it is unusable.
     let mut tensors = Vec::new();
     let mut alphas = BTreeMap::new();
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut origin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut bad_modules: BTreeMap<String, String> = BTreeMap::new();
     for key in &names {
-        let unknown = || err(format!("tensor '{key}' is not a LoRA tensor wgsd reads ({layout:?} layout)"));
-        let peft = match layout {
-            LoraLayout::Kohya => {
-                let (module, suffix) = key.split_once('.').ok_or_else(unknown)?;
-                let module = peft_module_from_kohya(module).ok_or_else(unknown)?;
-                match suffix {
-                    "alpha" => {
-                        let (_, v) = read_tensor(path, &st, key)?;
-                        let a = *v.first().ok_or_else(unknown)?;
-                        alphas.insert(module, a);
-                        continue;
-                    }
-                    "lora_down.weight" => format!("{module}.lora_A.weight"),
-                    "lora_up.weight" => format!("{module}.lora_B.weight"),
-                    _ => return Err(unknown()),
+        match map_key(key, layout) {
+            Err(reason) => {
+                if strict {
+                    return Err(err(format!("tensor '{key}' is not a LoRA tensor wgsd reads ({layout:?} layout): {reason}")));
                 }
+                // Poison the whole module when the key names one (a LoCon mid, a DoRA scale).
+                if layout == LoraLayout::Kohya {
+                    if let Some(m) = key.split_once('.').and_then(|(m, _)| peft_module_from_openclip(m).or_else(|| peft_module_from_kohya(m))) {
+                        bad_modules.entry(m).or_insert_with(|| reason.clone());
+                    }
+                }
+                skipped.push((key.clone(), reason));
             }
-            LoraLayout::Diffusers | LoraLayout::Peft => peft_from_diffusers(key).ok_or_else(unknown)?,
-        };
-        let (shape, values) = read_tensor(path, &st, key)?;
-        tensors.push(HostTensor { name: peft, shape, values });
+            Ok(Mapped::Alpha(module)) => {
+                let (_, v) = read_tensor(path, &st, key)?;
+                let a = *v.first().ok_or_else(|| err(format!("tensor '{key}' (alpha) is empty")))?;
+                origin.entry(module.clone()).or_default().push(key.clone());
+                alphas.insert(module, a);
+            }
+            Ok(Mapped::Tensor(peft)) => {
+                let (shape, values) = read_tensor(path, &st, key)?;
+                let module = split_peft(&peft).map(|(m, _)| m.to_string()).unwrap_or_else(|| peft.clone());
+                origin.entry(module).or_default().push(key.clone());
+                tensors.push(HostTensor { name: peft, shape, values });
+            }
+        }
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     // Every module must have both halves of a consistent rank.
     let rank_of = |t: &HostTensor| if t.name.ends_with(".lora_A.weight") { t.shape.first().copied() } else { t.shape.get(1).copied() };
-    let mut by_module: BTreeMap<&str, Vec<&HostTensor>> = BTreeMap::new();
+    let mut by_module: BTreeMap<String, Vec<&HostTensor>> = BTreeMap::new();
     for t in &tensors {
-        by_module.entry(split_peft(&t.name).map(|(m, _)| m).unwrap_or(&t.name)).or_default().push(t);
+        by_module.entry(split_peft(&t.name).map(|(m, _)| m).unwrap_or(&t.name).to_string()).or_default().push(t);
+    }
+    for module in alphas.keys() {
+        by_module.entry(module.clone()).or_default();
     }
     for (module, ts) in &by_module {
         if ts.len() != 2 || rank_of(ts[0]).is_none() || rank_of(ts[0]) != rank_of(ts[1]) {
-            return Err(err(format!("LoRA module '{module}' does not have one down and one up tensor of the same rank")));
+            let msg = format!("LoRA module '{module}' does not have one down and one up tensor of the same rank");
+            if strict {
+                return Err(err(msg));
+            }
+            bad_modules.entry(module.clone()).or_insert(msg);
         }
     }
-    Ok(LoraFile { layout, tensors, alphas, metadata: meta.metadata().clone().unwrap_or_default() })
+    for (module, reason) in &bad_modules {
+        for key in origin.get(module).into_iter().flatten() {
+            skipped.push((key.clone(), format!("module skipped: {reason}")));
+        }
+        alphas.remove(module);
+    }
+    tensors.retain(|t| !bad_modules.contains_key(split_peft(&t.name).map(|(m, _)| m).unwrap_or(&t.name)));
+    skipped.sort();
+    Ok(LoraFile { layout, tensors, alphas, metadata: meta.metadata().clone().unwrap_or_default(), skipped })
 }

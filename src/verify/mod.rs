@@ -7,6 +7,7 @@
 mod blocks;
 mod depth;
 mod host;
+mod lora;
 mod modules;
 mod pipelines;
 mod safety;
@@ -25,6 +26,7 @@ use crate::testing::{max_abs, rel_l2};
 pub use blocks::{block_cases, block_input};
 pub use depth::depth_cases;
 pub use host::{scheduler_cases, tokenizer_cases};
+pub use lora::lora_cases;
 pub use modules::{text_cases, unet_cases, vae_cases};
 pub use pipelines::pipeline_cases;
 pub use safety::safety_cases;
@@ -119,6 +121,9 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
             results.extend(train_data_cases(&fx)?);
             results.extend(train_cases(gpu, &fx, o.checkpointing)?);
             results.extend(train_saved_cases(&fx)?);
+        }
+        if want("lora") {
+            results.extend(lora_cases(gpu, &fx)?);
         }
     }
     if dir.join("blocks.json").exists() && want("block") {
