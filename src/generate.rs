@@ -44,6 +44,10 @@ pub struct GenerateOptions {
     pub mode: Mode,
     /// The safety checker (for models that ship one).
     pub safety: SafetyMode,
+    /// `--lora FILE[:WEIGHT]` arguments, merged into the weights at load.
+    pub loras: Vec<String>,
+    /// Where the prompt's `<lora:NAME…>` tags are looked up.
+    pub lora_dir: Option<PathBuf>,
 }
 
 /// Which pipeline runs, with its inputs.
@@ -129,7 +133,12 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         extras.extend(["depth_estimator", "feature_extractor"]);
     }
     let single_file = is_single_file(&o.model)?;
-    let (dir, sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, None)?;
+    let (prompt, loras) = crate::pipeline::lora::resolve_loras(&o.loras, o.lora_dir.as_deref(), &o.prompt)?;
+    let hooks = (!loras.is_empty()).then(crate::pipeline::lora::WeightIndex::hooks);
+    let (dir, sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, hooks.as_ref())?;
+    if let Some(h) = &hooks {
+        crate::pipeline::lora::apply_loras(&gpu, h, &loras)?;
+    }
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
@@ -159,7 +168,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         let count = o.batch.min(o.n_images - index);
         let batch_seed = seed + index as u64;
         let req = Txt2ImgRequest {
-            prompts: vec![o.prompt.clone()],
+            prompts: vec![prompt.clone()],
             negative_prompts: if o.negative_prompt.is_empty() { vec![] } else { vec![o.negative_prompt.clone()] },
             images_per_prompt: count,
             width,
@@ -206,7 +215,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         for k in 0..count {
             let path = &paths[index + k];
             let params = Parameters {
-                prompt: o.prompt.clone(),
+                prompt: crate::pipeline::lora::a1111_prompt(&o.prompt, &loras[..o.loras.len()]),
                 negative_prompt: o.negative_prompt.clone(),
                 steps: o.steps,
                 sampler: sampler_name.clone(),

@@ -36,7 +36,7 @@ enum Command {
         /// Fixture folder (default: $WGSD_FIXTURES or ../shared/fixtures/tiny).
         #[arg(long)]
         fixtures: Option<std::path::PathBuf>,
-        /// Run only these case families (tokenizer, sched, text, unet, vae, pipe, block, safety, depth, train).
+        /// Run only these case families (tokenizer, sched, text, unet, vae, pipe, block, safety, depth, train, lora).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Run the train.* cases with gradient checkpointing (resnets and transformer blocks recomputed in
@@ -153,6 +153,13 @@ struct GenArgs {
     /// (diffusers' default), `warn` keeps them and names them, `off` skips the check.
     #[arg(long, default_value = "black")]
     safety_checker: wgsd::pipeline::safety::SafetyMode,
+    /// A LoRA file (kohya, diffusers or peft layout) merged at WEIGHT (default 1): FILE or FILE:WEIGHT;
+    /// repeatable. The prompt's A1111 tags <lora:NAME:WEIGHT> / <lora:NAME:TE:UNET> are read from --lora-dir.
+    #[arg(long, value_name = "FILE[:WEIGHT]")]
+    lora: Vec<String>,
+    /// Folder where the prompt's <lora:NAME…> tags find NAME.safetensors (sub-folders searched too).
+    #[arg(long)]
+    lora_dir: Option<std::path::PathBuf>,
 }
 
 impl GenArgs {
@@ -178,6 +185,8 @@ impl GenArgs {
             overwrite: g.overwrite,
             mode,
             safety: g.safety_checker,
+            loras: g.lora,
+            lora_dir: g.lora_dir,
         }
     }
 }

@@ -362,3 +362,18 @@ pub fn apply_loras(gpu: &Gpu, hooks: &TrainingHooks, uses: &[LoraUse]) -> Result
     }
     Ok(reports)
 }
+
+/// The prompt as A1111 records it in a PNG: `prompt` (its own tags kept) followed by a `<lora:STEM:W>` tag
+/// (`<lora:STEM:TE:UNET>` when the multipliers differ) for each `--lora` file.
+pub fn a1111_prompt(prompt: &str, cli: &[LoraUse]) -> String {
+    let mut s = prompt.to_string();
+    for u in cli {
+        let stem = u.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let tag = if u.te == u.unet { format!("<lora:{stem}:{}>", u.te) } else { format!("<lora:{stem}:{}:{}>", u.te, u.unet) };
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(&tag);
+    }
+    s
+}
