@@ -302,7 +302,8 @@ pub fn merge_lora(gpu: &Gpu, index: &WeightIndex, file: &LoraFile, source: &str,
             planned.push(Update { param: param.clone(), delta, scale });
         }
         if missing {
-            report.warnings.push(format!("{module}: the model has no such module (lora_A/lora_B not applied)"));
+            let keys = file.sources.get(module).map(|k| k.join(", ")).unwrap_or_else(|| module.to_string());
+            report.warnings.push(format!("{keys}: the model has no module '{module}'"));
             continue;
         }
         updates.extend(planned);

@@ -316,6 +316,8 @@ pub struct LoraFile {
     /// Keys [`read_lora_file_lenient`] could not use, each with the reason (always empty from
     /// [`read_lora_file`], which fails on them instead).
     pub skipped: Vec<(String, String)>,
+    /// The file's own keys behind each module (`unet.<module>` → its down, up and alpha keys), for messages.
+    pub sources: BTreeMap<String, Vec<String>>,
 }
 
 impl LoraFile {
@@ -544,5 +546,6 @@ fn read(path: &Path, strict: bool) -> Result<LoraFile> {
     }
     tensors.retain(|t| !bad_modules.contains_key(split_peft(&t.name).map(|(m, _)| m).unwrap_or(&t.name)));
     skipped.sort();
-    Ok(LoraFile { layout, tensors, alphas, metadata: meta.metadata().clone().unwrap_or_default(), skipped })
+    origin.retain(|m, _| !bad_modules.contains_key(m));
+    Ok(LoraFile { layout, tensors, alphas, metadata: meta.metadata().clone().unwrap_or_default(), skipped, sources: origin })
 }
