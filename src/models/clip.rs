@@ -168,8 +168,9 @@ impl ClipTextModel {
         })
     }
 
-    /// Token plus position embeddings of `ids: [B, S]` (integer values as f32).
-    fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
+    /// Token plus position embeddings of `ids: [B, S]` (integer values as f32). `extra` (`[E, D]`) are
+    /// rows appended to the token table (textual-inversion vectors): id `vocab_size + e` reads row `e`.
+    fn embed(&self, g: &mut Graph, ids: TensorId, extra: Option<TensorId>) -> Result<TensorId> {
         let shape = g.shape(ids).to_vec();
         if shape.len() != 2 || shape[1] > self.config.max_position_embeddings {
             return Err(Error::shape(
@@ -178,7 +179,16 @@ impl ClipTextModel {
             ));
         }
         let seq = shape[1];
-        let table = g.param(&self.token_embedding);
+        let mut table = g.param(&self.token_embedding);
+        if let Some(rows) = extra {
+            if g.shape(rows).len() != 2 || g.shape(rows)[1] != self.config.hidden_size {
+                return Err(Error::shape(
+                    "text_model.embeddings.token_embedding",
+                    format!("extra embedding rows must be [E, {}], got {:?}", self.config.hidden_size, g.shape(rows)),
+                ));
+            }
+            table = g.concat("text_model.embeddings.extra_rows", table, rows, 0)?;
+        }
         let x = g.gather("text_model.embeddings.token_embedding", table, ids)?;
         let positions = g.constant("position_ids", TensorDesc::f32(&[seq]), (0..seq).map(|i| i as f32).collect())?;
         let ptable = g.param(&self.position_embedding);
@@ -188,7 +198,7 @@ impl ClipTextModel {
 
     /// Records the encoder for token ids `ids: [B, S]` (integer values as f32).
     pub fn forward(&self, g: &mut Graph, ids: TensorId) -> Result<ClipOutputs> {
-        let mut x = self.embed(g, ids)?;
+        let mut x = self.embed(g, ids, None)?;
         let mut previous = x;
         for layer in &self.layers {
             previous = x;
@@ -202,11 +212,15 @@ impl ClipTextModel {
     /// The hidden state `skip` layers before the last, through the final LayerNorm: `skip = 0` is
     /// `last_hidden_state`, `skip = 1` diffusers' `clip_skip=1` (A1111's "CLIP skip 2").
     pub fn forward_skip(&self, g: &mut Graph, ids: TensorId, skip: usize) -> Result<TensorId> {
+        self.forward_skip_with(g, ids, skip, None)
+    }
+
+    /// [`ClipTextModel::forward_skip`] with extra token-table rows (see `embed`).
+    pub fn forward_skip_with(&self, g: &mut Graph, ids: TensorId, skip: usize, extra: Option<TensorId>) -> Result<TensorId> {
         if skip >= self.layers.len() {
             return Err(Error::usage(format!("clip skip {skip}: the text encoder has only {} layers", self.layers.len())));
         }
-        let x = self.embed(g, ids)?;
-        let mut x = x;
+        let mut x = self.embed(g, ids, extra)?;
         for layer in &self.layers[..self.layers.len() - skip] {
             x = layer.forward(g, x)?;
         }

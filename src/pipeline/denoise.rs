@@ -129,7 +129,7 @@ impl StableDiffusion {
         let t0 = std::time::Instant::now();
 
         // 1. Embeddings, each prompt repeated images_per_prompt times.
-        let (context, truncated) = self.prompt_context(req, cfg)?;
+        let (context, context_len, truncated) = self.prompt_context(req, cfg)?;
         let t_text = t0.elapsed().as_secs_f64();
 
         // depth2img estimates depth before anything draws noise.
@@ -204,7 +204,7 @@ impl StableDiffusion {
         // 5. Denoising loop: one UNet plan, re-run every step.
         let batch = if cfg { 2 * n } else { n };
         let d = self.text_encoder.config.hidden_size;
-        let unet = UNetRunner::new(self, [batch, unet_in, h, w], &context, [batch, self.tokenizer.max_len, d])?;
+        let unet = UNetRunner::new(self, [batch, unet_in, h, w], &context, [batch, context_len, d])?;
         let mut t_steps = Vec::new();
         let total = timesteps.len() - start;
         for (i, &t) in timesteps.iter().enumerate().skip(start) {
@@ -254,19 +254,24 @@ impl StableDiffusion {
         })
     }
 
-    /// The UNet's `encoder_hidden_states`: `[uncond; cond]` with guidance, else `cond`.
-    fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<(Vec<f32>, Vec<usize>)> {
+    /// The UNet's `encoder_hidden_states` (`[uncond; cond]` with guidance, else `cond`), its sequence
+    /// length (77 × chunks) and the tokens cut per prompt. When the prompt and the negative prompt need
+    /// different numbers of chunks, the shorter is padded with empty-prompt chunks (A1111's "pad
+    /// prompt/negative prompt" option; see `crate::prompt::encode`).
+    fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<(Vec<f32>, usize, Vec<usize>)> {
         let repeat = |v: &[String]| -> Vec<String> {
             v.iter().flat_map(|p| std::iter::repeat_n(p.clone(), req.images_per_prompt)).collect()
         };
-        let (cond, truncated) = self.encode_prompts(&repeat(&req.prompts), req.clip_skip)?;
+        let cond_chunks = self.chunk_prompts(&repeat(&req.prompts))?;
+        let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
+        let uncond_chunks = if cfg { self.chunk_prompts(&repeat(&neg))? } else { Vec::new() };
+        let k = cond_chunks.iter().chain(&uncond_chunks).map(|p| p.chunks.len()).max().unwrap_or(1);
+        let cond = self.encode_chunked(&cond_chunks, k, req.clip_skip)?;
         let mut context = Vec::new();
         if cfg {
-            let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
-            let (uncond, _) = self.encode_prompts(&repeat(&neg), 0)?;
-            context.extend_from_slice(&uncond);
+            context.extend_from_slice(&self.encode_chunked(&uncond_chunks, k, 0)?.context);
         }
-        context.extend_from_slice(&cond);
-        Ok((context, truncated))
+        context.extend_from_slice(&cond.context);
+        Ok((context, k * self.tokenizer.max_len, cond.truncated))
     }
 }

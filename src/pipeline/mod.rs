@@ -42,6 +42,8 @@ pub struct StableDiffusion {
     pub vae: AutoencoderKL,
     /// `scheduler/scheduler_config.json` with its `_class_name`.
     pub scheduler_config: Value,
+    /// How prompts are read: syntax (plain, as diffusers, by default) and textual-inversion embeddings.
+    pub prompt: crate::prompt::PromptOptions,
     /// Loaded on first use: they are large at real size and not every run needs them.
     safety_checker: OnceLock<SafetyChecker>,
     depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
@@ -105,6 +107,7 @@ impl StableDiffusion {
             },
             vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
             scheduler_config,
+            prompt: Default::default(),
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: dir.to_path_buf(),
@@ -150,6 +153,7 @@ impl StableDiffusion {
             },
             vae: AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?)?,
             scheduler_config,
+            prompt: Default::default(),
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: config_dir.to_path_buf(),
@@ -157,8 +161,10 @@ impl StableDiffusion {
         })
     }
 
-    /// Text embeddings `[N, 77, D]` of `prompts`, `skip` final layers skipped (0 = last hidden state).
-    /// Returns the embeddings and, per prompt, how many tokens were cut to fit 77.
+    /// Text embeddings `[N, 77, D]` of `prompts` read as plain text (diffusers), `skip` final layers
+    /// skipped (0 = last hidden state). Returns the embeddings and, per prompt, how many tokens were cut to
+    /// fit 77. The pipelines encode through [`StableDiffusion::encode_chunked`], which also reads A1111's
+    /// syntax, long prompts and embeddings (`crate::prompt`).
     pub fn encode_prompts(&self, prompts: &[String], skip: usize) -> Result<(Vec<f32>, Vec<usize>)> {
         let mut ids = Vec::new();
         let mut cut = Vec::new();
@@ -215,7 +221,7 @@ pub struct UNetRunner {
 }
 
 impl UNetRunner {
-    /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77, D]`).
+    /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77·chunks, D]`).
     pub fn new(sd: &StableDiffusion, sample_shape: [usize; 4], context: &[f32], context_shape: [usize; 3]) -> Result<Self> {
         let mut g = Graph::new();
         let sample = g.input("sample", TensorDesc::f32(&sample_shape));

@@ -10,6 +10,7 @@ mod host;
 mod lora;
 mod modules;
 mod pipelines;
+mod prompts;
 mod safety;
 mod train;
 mod train_data;
@@ -29,6 +30,7 @@ pub use host::{scheduler_cases, tokenizer_cases};
 pub use lora::lora_cases;
 pub use modules::{text_cases, unet_cases, vae_cases};
 pub use pipelines::pipeline_cases;
+pub use prompts::{prompt_cases, ti_cases, weighted_pipeline_cases};
 pub use safety::safety_cases;
 pub use train::train_cases;
 pub use train_data::train_data_cases;
@@ -74,7 +76,7 @@ pub(crate) fn models(fx: &Fixtures) -> Vec<String> {
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// Case families to run (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`, `vae`, `pipe`,
-    /// `block`, `safety`, `depth`, `train`); empty = all.
+    /// `block`, `safety`, `depth`, `train`, `prompt`, `ti`); empty = all.
     pub only: Vec<String>,
     /// Train with gradient checkpointing in the `train.*` cases.
     pub checkpointing: bool,
@@ -109,6 +111,15 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
         }
         if want("pipe") {
             results.extend(pipeline_cases(gpu, &fx)?);
+        }
+        if want("prompt") || want("pipe") {
+            if want("prompt") {
+                results.extend(prompt_cases(gpu, &fx)?);
+            }
+            results.extend(weighted_pipeline_cases(gpu, &fx)?);
+        }
+        if want("ti") {
+            results.extend(ti_cases(gpu, &fx)?);
         }
         if want("depth") {
             results.extend(depth_cases(gpu, &fx)?);

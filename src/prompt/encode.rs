@@ -1,0 +1,350 @@
+//! Prompts → chunks of token ids and multipliers → conditioning, as A1111's `sd_hijack_clip.py` does it
+//! (syntax `a1111`), or diffusers' single truncated window (syntax `plain`).
+//!
+//! A1111: the prompt is parsed for emphasis ([`super::parse`]), each run of text tokenized on its own;
+//! tokens fill chunks of 75 — `BOS + 75 + EOS`, padded with EOS (SD 2: everything after the first EOS is
+//! its pad id) — and a chunk that fills up within 20 tokens after a comma moves the text after the comma
+//! into the next chunk; `BREAK` starts a chunk; an embedding's vectors are never split across chunks.
+//! Each chunk runs through the text encoder on its own (the whole batch at once); the hidden states are
+//! multiplied per token by their multiplier and the chunk tensor is rescaled to its mean before
+//! weighting ("Original" normalisation). The chunks join along the sequence: `[N, 77·k, D]`. Prompts of a
+//! batch with fewer chunks get empty-prompt chunks (A1111 does the same within a batch).
+
+use super::embeddings::EmbeddingSet;
+use super::parse::{is_break, parse_prompt_attention};
+use crate::error::{Error, Result};
+use crate::graph::plan::Plan;
+use crate::graph::Graph;
+use crate::models::tokenizer::ClipTokenizer;
+use crate::pipeline::StableDiffusion;
+use crate::tensor::TensorDesc;
+
+/// A1111's `comma_padding_backtrack` default.
+pub const COMMA_BACKTRACK: usize = 20;
+
+/// How prompts are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PromptSyntax {
+    /// A1111: emphasis, BREAK, chunks of 75 tokens without a length limit.
+    A1111,
+    /// diffusers: the text as is, cut to one 77-token window (the cut is reported).
+    #[default]
+    Plain,
+}
+
+impl PromptSyntax {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "a1111" => Ok(PromptSyntax::A1111),
+            "plain" => Ok(PromptSyntax::Plain),
+            _ => Err(Error::usage(format!("--prompt-syntax {s}: expected a1111 or plain"))),
+        }
+    }
+}
+
+/// How the pipeline reads prompts: the syntax and the textual-inversion embeddings.
+#[derive(Clone, Debug, Default)]
+pub struct PromptOptions {
+    pub syntax: PromptSyntax,
+    pub embeddings: EmbeddingSet,
+}
+
+/// One 77-token window: ids and per-token multipliers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    pub ids: Vec<u32>,
+    pub multipliers: Vec<f32>,
+}
+
+/// A tokenized prompt: its chunks and the tokens cut off (plain syntax only).
+#[derive(Clone, Debug)]
+pub struct ChunkedPrompt {
+    pub chunks: Vec<Chunk>,
+    pub truncated: usize,
+}
+
+/// A token of the stream: a vocabulary id, or an embedding (index in the set).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Item {
+    Token(u32),
+    Embedding(usize),
+}
+
+/// The chunker's context: tokenizer, embeddings and the ids they get.
+pub struct Chunker<'a> {
+    tok: &'a ClipTokenizer,
+    emb: &'a EmbeddingSet,
+    vocab: usize,
+    comma: Option<u32>,
+    /// Per embedding: its stem's token ids (A1111's trigger), longest first when matching.
+    stem_ids: Vec<Vec<u32>>,
+    /// Tokens between BOS and EOS: 75 (the tokenizer's 77 − 2).
+    window: usize,
+}
+
+impl<'a> Chunker<'a> {
+    /// `vocab` is the text encoder's vocabulary size (embedding ids follow it).
+    pub fn new(tok: &'a ClipTokenizer, emb: &'a EmbeddingSet, vocab: usize) -> Result<Self> {
+        let comma = match tok.encode_raw(",")?.as_slice() {
+            [c] => Some(*c),
+            _ => None,
+        };
+        let stem_ids = emb.list.iter().map(|e| tok.encode_raw(&e.name)).collect::<Result<Vec<_>>>()?;
+        Ok(Chunker { tok, emb, vocab, comma, stem_ids, window: tok.max_len.saturating_sub(2).max(1) })
+    }
+
+    fn embedding_ids(&self, i: usize) -> impl Iterator<Item = u32> + '_ {
+        let base = (self.vocab + self.emb.offset(i)) as u32;
+        (0..self.emb.list[i].count as u32).map(move |k| base + k)
+    }
+
+    /// Text → items: diffusers' text-form triggers (`<name>`) split the text first, as added tokens do;
+    /// each piece is tokenized on its own.
+    fn tokenize(&self, text: &str, stems: bool) -> Result<Vec<Item>> {
+        let triggers: Vec<(String, usize)> =
+            self.emb.list.iter().enumerate().flat_map(|(i, e)| e.text_triggers().into_iter().map(move |t| (t, i))).collect();
+        let mut items = Vec::new();
+        let mut rest = text;
+        loop {
+            // The earliest trigger in the text (the longest where two start at once).
+            let hit = triggers
+                .iter()
+                .filter_map(|(t, i)| rest.find(t.as_str()).map(|at| (at, std::cmp::Reverse(t.len()), *i)))
+                .min();
+            let (piece, next) = match hit {
+                Some((at, std::cmp::Reverse(len), i)) => (&rest[..at], Some((i, at + len))),
+                None => (rest, None),
+            };
+            let ids = self.tok.encode_raw(piece)?;
+            if stems {
+                self.match_stems(&ids, &mut items);
+            } else {
+                items.extend(ids.into_iter().map(Item::Token));
+            }
+            match next {
+                Some((i, end)) => {
+                    items.push(Item::Embedding(i));
+                    rest = &rest[end..];
+                }
+                None => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// A1111's `find_embedding_at_position`: an embedding's stem tokens in the id stream become it.
+    fn match_stems(&self, ids: &[u32], out: &mut Vec<Item>) {
+        let mut p = 0;
+        while p < ids.len() {
+            let best = (0..self.stem_ids.len())
+                .filter(|&i| {
+                    let s = &self.stem_ids[i];
+                    !s.is_empty() && ids[p..].starts_with(s)
+                })
+                .max_by_key(|&i| (self.stem_ids[i].len(), std::cmp::Reverse(i)));
+            match best {
+                Some(i) => {
+                    out.push(Item::Embedding(i));
+                    p += self.stem_ids[i].len();
+                }
+                None => {
+                    out.push(Item::Token(ids[p]));
+                    p += 1;
+                }
+            }
+        }
+    }
+
+    /// `BOS + tokens + EOS`, padded to 77 with EOS (A1111's "remade" tokens; SD 2's pad id goes in at
+    /// encoding, [`sd2_pad`]).
+    fn finish(&self, mut ids: Vec<u32>, mut mults: Vec<f64>) -> Chunk {
+        ids.resize(self.window, self.tok.eos_id);
+        mults.resize(self.window, 1.0);
+        let mut full = Vec::with_capacity(self.window + 2);
+        full.push(self.tok.bos_id);
+        full.extend(ids);
+        full.push(self.tok.eos_id);
+        let mut m = vec![1.0f32];
+        m.extend(mults.iter().map(|&v| v as f32));
+        m.push(1.0);
+        Chunk { ids: full, multipliers: m }
+    }
+
+    /// The chunk of the empty prompt (what shorter prompts are padded with).
+    pub fn empty_chunk(&self) -> Chunk {
+        self.finish(Vec::new(), Vec::new())
+    }
+
+    /// One prompt in the given syntax.
+    pub fn chunk(&self, prompt: &str, syntax: PromptSyntax) -> Result<ChunkedPrompt> {
+        match syntax {
+            PromptSyntax::A1111 => Ok(ChunkedPrompt { chunks: self.chunk_a1111(prompt)?, truncated: 0 }),
+            PromptSyntax::Plain => {
+                let mut ids: Vec<u32> = Vec::new();
+                for item in self.tokenize(prompt, false)? {
+                    match item {
+                        Item::Token(t) => ids.push(t),
+                        Item::Embedding(i) => ids.extend(self.embedding_ids(i)),
+                    }
+                }
+                let truncated = ids.len().saturating_sub(self.window);
+                ids.truncate(self.window);
+                // diffusers pads with the pad token right after EOS: the same as A1111's rule.
+                let n = ids.len();
+                Ok(ChunkedPrompt { chunks: vec![self.finish(ids, vec![1.0; n])], truncated })
+            }
+        }
+    }
+
+    /// A1111's `tokenize_line`.
+    fn chunk_a1111(&self, prompt: &str) -> Result<Vec<Chunk>> {
+        let parsed = parse_prompt_attention(prompt);
+        let mut chunks = Vec::new();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut mults: Vec<f64> = Vec::new();
+        let mut last_comma: Option<usize> = None;
+        for entry in &parsed {
+            if is_break(entry) {
+                chunks.push(self.finish(std::mem::take(&mut ids), std::mem::take(&mut mults)));
+                last_comma = None;
+                continue;
+            }
+            let weight = entry.1;
+            for item in self.tokenize(&entry.0, true)? {
+                if matches!(item, Item::Token(t) if Some(t) == self.comma) {
+                    last_comma = Some(ids.len());
+                } else if let Some(c) = last_comma.filter(|&c| ids.len() == self.window && ids.len() - c <= COMMA_BACKTRACK) {
+                    let reloc_ids = ids.split_off(c + 1);
+                    let reloc_mults = mults.split_off(c + 1);
+                    chunks.push(self.finish(std::mem::replace(&mut ids, reloc_ids), std::mem::replace(&mut mults, reloc_mults)));
+                    last_comma = None;
+                }
+                if ids.len() == self.window {
+                    chunks.push(self.finish(std::mem::take(&mut ids), std::mem::take(&mut mults)));
+                    last_comma = None;
+                }
+                match item {
+                    Item::Token(t) => {
+                        ids.push(t);
+                        mults.push(weight);
+                    }
+                    Item::Embedding(i) => {
+                        let n = self.emb.list[i].count;
+                        if n > self.window {
+                            return Err(Error::usage(format!(
+                                "embedding '{}' has {n} vectors: more than a chunk's {} tokens",
+                                self.emb.list[i].name,
+                                self.window
+                            )));
+                        }
+                        if ids.len() + n > self.window {
+                            chunks.push(self.finish(std::mem::take(&mut ids), std::mem::take(&mut mults)));
+                            last_comma = None;
+                        }
+                        ids.extend(self.embedding_ids(i));
+                        mults.extend(std::iter::repeat_n(weight, n));
+                    }
+                }
+            }
+        }
+        if !ids.is_empty() || chunks.is_empty() {
+            chunks.push(self.finish(ids, mults));
+        }
+        Ok(chunks)
+    }
+}
+
+/// The ids the text encoder sees: after the first EOS every id becomes the pad id (SD 2 pads with `!`,
+/// id 0; SD 1's pad is EOS itself, so nothing changes there). diffusers' tokenizer pads the same way.
+pub fn sd2_pad(ids: &mut [u32], eos: u32, pad: u32) {
+    if let Some(first) = ids.iter().position(|&t| t == eos) {
+        for t in &mut ids[first + 1..] {
+            *t = pad;
+        }
+    }
+}
+
+/// A1111's "Original" emphasis on one chunk tensor `z` (`[B, 77, D]`, all prompts of the batch together):
+/// `z *= multipliers`, then `z *= mean_before / mean_after`. All-one multipliers leave `z` untouched.
+pub fn apply_emphasis(z: &mut [f32], multipliers: &[f32], width: usize) {
+    if multipliers.iter().all(|&m| m == 1.0) {
+        return;
+    }
+    let mean = |z: &[f32]| (z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64) as f32;
+    let before = mean(z);
+    for (row, &m) in z.chunks_mut(width).zip(multipliers) {
+        for v in row {
+            *v *= m;
+        }
+    }
+    let ratio = before / mean(z);
+    // A chunk whose weighted mean is 0 would turn to inf/NaN (A1111 gives NaN there): leave it unscaled.
+    if !ratio.is_finite() {
+        return;
+    }
+    for v in z.iter_mut() {
+        *v *= ratio;
+    }
+}
+
+/// The UNet's context for a batch of prompts: `[N, 77·chunks, D]`.
+pub struct EncodedPrompts {
+    pub context: Vec<f32>,
+    pub chunks: usize,
+    /// Per prompt: tokens cut off (plain syntax).
+    pub truncated: Vec<usize>,
+}
+
+impl StableDiffusion {
+    /// The chunker for this model's tokenizer, vocabulary and embeddings.
+    pub fn chunker(&self) -> Result<Chunker<'_>> {
+        Chunker::new(&self.tokenizer, &self.prompt.embeddings, self.text_encoder.config.vocab_size)
+    }
+
+    /// Every prompt in chunks, per [`StableDiffusion::prompt`]'s syntax.
+    pub fn chunk_prompts(&self, prompts: &[String]) -> Result<Vec<ChunkedPrompt>> {
+        let c = self.chunker()?;
+        prompts.iter().map(|p| c.chunk(p, self.prompt.syntax)).collect()
+    }
+
+    /// Encodes chunked prompts to `[N, 77·k, D]`, `k = max(min_chunks, most chunks of a prompt)`, prompts
+    /// with fewer chunks padded with empty-prompt chunks; `skip` final layers skipped (CLIP skip).
+    pub fn encode_chunked(&self, prompts: &[ChunkedPrompt], min_chunks: usize, skip: usize) -> Result<EncodedPrompts> {
+        let n = prompts.len();
+        let k = prompts.iter().map(|p| p.chunks.len()).max().unwrap_or(0).max(min_chunks).max(1);
+        let len = self.tokenizer.max_len;
+        let d = self.text_encoder.config.hidden_size;
+        let empty = self.chunker()?.empty_chunk();
+        let mut g = Graph::new();
+        let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
+        let rows = self.prompt.embeddings.rows();
+        let extra = (rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[rows, d])));
+        let h = self.text_encoder.forward_skip_with(&mut g, t, skip, extra)?;
+        g.output(h);
+        let plan = Plan::new(self.gpu.clone(), g)?;
+        if let Some(e) = extra {
+            plan.write(e, &self.prompt.embeddings.table())?;
+        }
+        let mut context = vec![0f32; n * k * len * d];
+        for c in 0..k {
+            let chunk_of = |p: &ChunkedPrompt| p.chunks.get(c).unwrap_or(&empty).clone();
+            let batch: Vec<Chunk> = prompts.iter().map(chunk_of).collect();
+            let mut ids: Vec<f32> = Vec::with_capacity(n * len);
+            for ch in &batch {
+                let mut padded = ch.ids.clone();
+                sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
+                ids.extend(padded.iter().map(|&i| i as f32));
+            }
+            let mults: Vec<f32> = batch.iter().flat_map(|ch| ch.multipliers.iter().copied()).collect();
+            plan.write(t, &ids)?;
+            plan.run()?;
+            let mut z = plan.read(h)?;
+            apply_emphasis(&mut z, &mults, d);
+            for (i, zi) in z.chunks(len * d).enumerate() {
+                let at = (i * k + c) * len * d;
+                context[at..at + len * d].copy_from_slice(zi);
+            }
+        }
+        Ok(EncodedPrompts { context, chunks: k, truncated: prompts.iter().map(|p| p.truncated).collect() })
+    }
+}
