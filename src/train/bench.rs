@@ -68,7 +68,7 @@ pub fn run_train_bench(gpu: &Arc<Gpu>, o: &TrainBenchOptions) -> Result<()> {
         let t_plan = Instant::now();
         let mut step = TrainStep::new(gpu.clone(), &unet, &text, trainable, &cfg, Some(AdamWConfig::default()))?;
         let m = step.memory();
-        println!("{label}: planned in {:.1} s", t_plan.elapsed().as_secs_f64());
+        println!("{label}: planned in {:.1} s, {} nodes, ~{:.0} GFLOP per step", t_plan.elapsed().as_secs_f64(), step.plan_graph().nodes().len(), step.flops() / 1e9);
         println!(
             "  memory: peak {:.1} MiB = weights {:.1} + saved activations and temporaries {:.1} + gradients {:.2} + optimizer state {:.2} + other {:.1}",
             mib(m.peak()),
@@ -87,7 +87,12 @@ pub fn run_train_bench(gpu: &Arc<Gpu>, o: &TrainBenchOptions) -> Result<()> {
         let t0 = Instant::now();
         let r = step.step(&x, 1e-4)?;
         let first = t0.elapsed().as_secs_f64();
-        println!("  first step {first:.2} s (one-time driver costs included): loss {:.5}, grad norm {:.5}", r.loss, r.grad_norm);
+        println!(
+            "  first step {first:.2} s ({:.1} GFLOP/s; one-time driver costs included): loss {:.5}, grad norm {:.5}",
+            step.flops() / first / 1e9,
+            r.loss,
+            r.grad_norm
+        );
         let mut best = f64::MAX;
         for _ in 0..o.steps {
             let t0 = Instant::now();
