@@ -47,8 +47,9 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
+/// Largest |a − b|; NaN when any difference is NaN (f64::max would hide it and report a NaN image as exact).
 pub fn max_abs(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
 }
 
 /// The GPU shared by a test process. Fails (never skips) when no adapter is found, with the error that
