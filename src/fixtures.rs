@@ -14,6 +14,16 @@ pub const ENV: &str = "WGSD_FIXTURES";
 /// Default folder, relative to the repository root.
 pub const DEFAULT_DIR: &str = "../shared/fixtures/tiny";
 
+/// Environment variable naming the training fixture folder (DreamBooth steps, LoRA and embeddings).
+pub const TRAIN_ENV: &str = "WGSD_TRAIN_FIXTURES";
+/// Default training fixture folder, relative to the repository root.
+pub const DEFAULT_TRAIN_DIR: &str = "../shared/fixtures/train";
+
+/// The training fixture folder: `$WGSD_TRAIN_FIXTURES` or the default.
+pub fn train_dir() -> PathBuf {
+    std::env::var_os(TRAIN_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_TRAIN_DIR))
+}
+
 /// The fixture folder to use: `$WGSD_FIXTURES` or the default.
 pub fn dir() -> PathBuf {
     std::env::var_os(ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))

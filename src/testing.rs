@@ -52,6 +52,28 @@ pub fn max_abs(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
 }
 
+/// The training fixture folder, or None after printing why its tests are SKIPPED.
+pub fn train_fixtures() -> Option<std::path::PathBuf> {
+    let dir = crate::fixtures::train_dir();
+    if dir.join("cases.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no training fixtures at {} (set {} to a diffusers training fixture folder)", dir.display(), crate::fixtures::TRAIN_ENV);
+        None
+    }
+}
+
+/// The tiny fixture model `name` (`sd15`, `sd2`, …), or None after printing why its tests are SKIPPED.
+pub fn tiny_model(name: &str) -> Option<std::path::PathBuf> {
+    let dir = crate::fixtures::dir().join(name);
+    if dir.join("model_index.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no tiny model at {} (set {})", dir.display(), crate::fixtures::ENV);
+        None
+    }
+}
+
 /// The GPU shared by a test process. Fails (never skips) when no adapter is found, with the error that
 /// says what to install.
 pub fn test_gpu() -> Arc<Gpu> {

@@ -181,7 +181,7 @@ fn image_modes_refuse_inputs_that_do_not_fit() {
 #[test]
 fn train_dreambooth_writes_lora_files_from_the_command_line() {
     let Some(model) = tiny_sd15() else { return };
-    let photos = PathBuf::from("../shared/fixtures/train");
+    let photos = wgsd::fixtures::train_dir();
     if !photos.join("train_instance_0.png").exists() {
         eprintln!("SKIPPED: no training photos at {}", photos.display());
         return;

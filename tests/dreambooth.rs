@@ -11,12 +11,12 @@ use wgsd::train::cli::DreamBoothArgs;
 use wgsd::train::dreambooth::{run_until, DreamBoothOptions};
 
 fn model() -> Option<PathBuf> {
-    let m = wgsd::fixtures::dir().join("sd15");
-    let photos = PathBuf::from("../shared/fixtures/train");
-    if m.join("model_index.json").exists() && photos.join("train_instance_0.png").exists() {
+    let m = wgsd::testing::tiny_model("sd15")?;
+    let photos = wgsd::fixtures::train_dir();
+    if photos.join("train_instance_0.png").exists() {
         Some(m)
     } else {
-        eprintln!("SKIPPED: needs the tiny sd15 model ({}) and ../shared/fixtures/train photos", m.display());
+        eprintln!("SKIPPED: needs the training fixture photos in {}", photos.display());
         None
     }
 }
@@ -33,7 +33,7 @@ fn photos(root: &Path) -> PathBuf {
     let d = root.join("photos");
     std::fs::create_dir_all(&d).unwrap();
     for i in 0..4 {
-        std::fs::copy(format!("../shared/fixtures/train/train_instance_{i}.png"), d.join(format!("p{i}.png"))).unwrap();
+        std::fs::copy(wgsd::fixtures::train_dir().join(format!("train_instance_{i}.png")), d.join(format!("p{i}.png"))).unwrap();
     }
     d
 }

@@ -17,25 +17,7 @@ use wgsd::testing::{test_gpu, Rng};
 use wgsd::train::lora_file::{read_lora_file_lenient, LoraLayout};
 use wgsd::train::save::{safetensors_bytes, HostTensor};
 
-fn train_fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("WGSD_TRAIN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/fixtures/train"));
-    if dir.join("cases.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no training fixtures at {} (set WGSD_TRAIN_FIXTURES)", dir.display());
-        None
-    }
-}
 
-fn tiny(model: &str) -> Option<PathBuf> {
-    let dir = wgsd::fixtures::dir().join(model);
-    if dir.join("model_index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no tiny model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
-        None
-    }
-}
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wgsd-lora-{}-{name}", std::process::id()));
@@ -75,7 +57,7 @@ fn all_weights(gpu: &wgsd::gpu::Gpu, hooks: &TrainingHooks) -> HashMap<String, (
 
 #[test]
 fn fixture_cases_match_diffusers() {
-    let Some(dir) = train_fixtures() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let gpu = test_gpu();
     let fx = Fixtures::open(&dir, "cases").unwrap();
     let results = wgsd::verify::lora_cases(&gpu, &fx).unwrap();
@@ -93,7 +75,7 @@ fn fixture_cases_match_diffusers() {
 
 #[test]
 fn fixture_file_maps_every_key() {
-    let Some(dir) = train_fixtures() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let f = read_lora_file_lenient(&dir.join("lora_sd15.safetensors")).unwrap();
     assert_eq!(f.layout, LoraLayout::Kohya);
     assert!(f.skipped.is_empty(), "{:?}", f.skipped);
@@ -106,7 +88,7 @@ fn fixture_file_maps_every_key() {
 /// The merge against a CPU computation: a known delta changes exactly the targeted weights.
 #[test]
 fn merge_matches_cpu_and_touches_only_targets() {
-    let Some(model) = tiny("sd15") else { return };
+    let Some(model) = wgsd::testing::tiny_model("sd15") else { return };
     let gpu = test_gpu();
     let (hooks, _sd) = load(&gpu, &model);
     let before = all_weights(&gpu, &hooks);
@@ -185,7 +167,7 @@ fn lora_delta_shapes() {
 /// Every key of a file is applied or named in a warning.
 #[test]
 fn every_key_applied_or_warned() {
-    let Some(model) = tiny("sd15") else { return };
+    let Some(model) = wgsd::testing::tiny_model("sd15") else { return };
     let gpu = test_gpu();
     let (hooks, _sd) = load(&gpu, &model);
     let mut rng = Rng::new(3);
@@ -229,7 +211,7 @@ fn every_key_applied_or_warned() {
 /// OpenCLIP in_proj updates q, k and v.
 #[test]
 fn other_layouts_map_and_merge() {
-    let Some(model) = tiny("sd15") else { return };
+    let Some(model) = wgsd::testing::tiny_model("sd15") else { return };
     let gpu = test_gpu();
     let (hooks, _sd) = load(&gpu, &model);
     let index = WeightIndex::from_hooks(&hooks);
@@ -300,7 +282,7 @@ fn other_layouts_map_and_merge() {
 /// A 4-channel conv_in LoRA on a 9-channel inpainting UNet is zero-padded (A1111).
 #[test]
 fn inpainting_conv_in_is_zero_padded() {
-    let Some(model) = tiny("sd15-inpaint") else { return };
+    let Some(model) = wgsd::testing::tiny_model("sd15-inpaint") else { return };
     let gpu = test_gpu();
     let (hooks, _sd) = load(&gpu, &model);
     let index = WeightIndex::from_hooks(&hooks);
@@ -329,7 +311,7 @@ fn inpainting_conv_in_is_zero_padded() {
 
 #[test]
 fn bad_files_are_errors() {
-    let Some(model) = tiny("sd15") else { return };
+    let Some(model) = wgsd::testing::tiny_model("sd15") else { return };
     let gpu = test_gpu();
     let (hooks, _sd) = load(&gpu, &model);
     let index = WeightIndex::from_hooks(&hooks);

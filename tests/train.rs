@@ -3,7 +3,6 @@
 //! `../shared/fixtures/train`) through the same code as `wgsd verify`. Without that folder the fixture
 //! test prints SKIPPED and why.
 
-use std::path::PathBuf;
 
 use wgsd::graph::Graph;
 use wgsd::kernels::conv2d::Conv2dOpts;
@@ -106,15 +105,6 @@ fn lora_conv2d_gradients() {
     }
 }
 
-fn train_fixture_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WGSD_TRAIN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/fixtures/train"));
-    if dir.join("cases.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no training fixtures at {} (set WGSD_TRAIN_FIXTURES to a diffusers training fixture folder)", dir.display());
-        None
-    }
-}
 
 /// Every `train.*` case: teacher-forced gradients of every stored step within 1e-4 of float64 PyTorch,
 /// every step's loss and gradient norm, and the parameter updates of the uninterrupted AdamW run.
@@ -130,7 +120,7 @@ fn every_training_case_matches_diffusers_with_checkpointing() {
 }
 
 fn run_training_cases(checkpointing: bool) {
-    let Some(dir) = train_fixture_dir() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let gpu = test_gpu();
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
     let results = wgsd::verify::train_cases(&gpu, &fx, checkpointing).unwrap();

@@ -59,20 +59,11 @@ fn to_u8(v: f32) -> u8 {
     ((v * 0.5 + 0.5) * 255.0).round() as u8
 }
 
-fn train_fixture_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WGSD_TRAIN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/fixtures/train"));
-    if dir.join("cases.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no training fixtures at {} (set WGSD_TRAIN_FIXTURES to a diffusers training fixture folder)", dir.display());
-        None
-    }
-}
 
 /// Every `train.*` case's batches: pixel values identical to torchvision + Pillow's, token ids exact.
 #[test]
 fn fixture_batches_match_diffusers() {
-    let Some(dir) = train_fixture_dir() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
     let results = wgsd::verify::train_data_cases(&fx).unwrap();
     for r in &results {
@@ -88,7 +79,7 @@ fn fixture_batches_match_diffusers() {
 /// give different pixels for the same fixture image (144×144, so it is resized to 128).
 #[test]
 fn interpolation_changes_the_pixels() {
-    let Some(dir) = train_fixture_dir() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let img = dir.join("train_instance_2.png");
     let mut rng = Rng::new(0);
     let a = prepare_image(&img, &Preprocess { filter: Filter::Lanczos, ..pp(128, true, false) }, &mut rng).unwrap();

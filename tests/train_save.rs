@@ -14,25 +14,7 @@ use wgsd::train::lora_file::{
 use wgsd::train::save::{write_atomic, write_atomic_with, write_safetensors_streamed, HostTensor, ReadValues};
 use wgsd::train::save_model::{save_diffusers_folder, save_full, write_single_file};
 
-fn train_fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("WGSD_TRAIN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/fixtures/train"));
-    if dir.join("cases.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no training fixtures at {} (set WGSD_TRAIN_FIXTURES)", dir.display());
-        None
-    }
-}
 
-fn tiny(model: &str) -> Option<PathBuf> {
-    let dir = wgsd::fixtures::dir().join(model);
-    if dir.join("model_index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no tiny model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
-        None
-    }
-}
 
 /// A fresh, empty folder of this test process.
 fn temp(name: &str) -> PathBuf {
@@ -53,7 +35,7 @@ fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
 
 #[test]
 fn saved_lora_files_match_the_fixture_files() {
-    let Some(dir) = train_fixtures() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
     let results = wgsd::verify::train_saved_cases(&fx).unwrap();
     assert!(results.len() >= 3, "expected the three LoRA cases, got {}", results.len());
@@ -67,7 +49,7 @@ fn saved_lora_files_match_the_fixture_files() {
 
 #[test]
 fn fixture_files_read_back_under_the_trained_names() {
-    let Some(dir) = train_fixtures() else { return };
+    let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
     for (name, case) in fx.meta["cases"].as_object().unwrap().iter().filter(|(_, c)| c["saved"].is_object()) {
         let mut trainable: Vec<String> = case["trainable"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -107,7 +89,7 @@ fn modules(path: &Path) -> Vec<String> {
 fn kohya_names_convert_exactly_for_every_unet_and_clip_module() {
     let mut checked = 0;
     for model in ["sd15", "sd2"] {
-        let Some(dir) = tiny(model) else { return };
+        let Some(dir) = wgsd::testing::tiny_model(model) else { return };
         for (prefix, file) in [("unet.", "unet/diffusion_pytorch_model.safetensors"), ("text_encoder.", "text_encoder/model.safetensors")] {
             for m in modules(&dir.join(file)) {
                 let peft = format!("{prefix}{m}");
@@ -121,7 +103,7 @@ fn kohya_names_convert_exactly_for_every_unet_and_clip_module() {
     println!("{checked} module names: peft → kohya → peft is the identity");
     // A kohya LoRA over attention, proj_in/out, feed-forward, resnet convs and CLIP's MLP (made by the
     // fixture generator): every module maps to one the model has.
-    let (Some(dir), Some(model)) = (train_fixtures(), tiny("sd15")) else { return };
+    let (Some(dir), Some(model)) = (wgsd::testing::train_fixtures(), wgsd::testing::tiny_model("sd15")) else { return };
     let path = dir.join("lora_sd15.safetensors");
     if !path.exists() {
         eprintln!("SKIPPED: {} missing", path.display());
@@ -301,7 +283,7 @@ fn trained(file: &Path) -> Vec<HostTensor> {
 
 #[test]
 fn full_fine_tuning_folder_and_single_file_load_back_identically() {
-    let Some(src) = tiny("sd15") else { return };
+    let Some(src) = wgsd::testing::tiny_model("sd15") else { return };
     let dir = temp("full");
     let out = dir.join("model");
     let unet = trained(&src.join("unet/diffusion_pytorch_model.safetensors"));
@@ -362,7 +344,7 @@ fn full_fine_tuning_folder_and_single_file_load_back_identically() {
 
 #[test]
 fn a_trained_tensor_the_model_file_lacks_is_an_error() {
-    let Some(src) = tiny("sd15") else { return };
+    let Some(src) = wgsd::testing::tiny_model("sd15") else { return };
     let dir = temp("unknown");
     let changed = vec![("unet".to_string(), vec![HostTensor::new("down_blocks.9.nothing.weight", &[1], vec![0.0])])];
     let e = save_diffusers_folder(&src, &dir.join("m"), &changed, false).unwrap_err().to_string();

@@ -75,8 +75,7 @@ impl<'a> Loader<'a> {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);
         let data = self.weights.get(&key, shape)?;
-        let keep_host = self.train.is_some_and(|h| h.keep_host);
-        let p = Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, keep_host)?;
+        let p = Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, false)?;
         if let Some(h) = self.train {
             h.record_weight(&p);
         }

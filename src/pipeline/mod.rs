@@ -161,30 +161,6 @@ impl StableDiffusion {
         })
     }
 
-    /// Text embeddings `[N, 77, D]` of `prompts` read as plain text (diffusers), `skip` final layers
-    /// skipped (0 = last hidden state). Returns the embeddings and, per prompt, how many tokens were cut to
-    /// fit 77. The pipelines encode through [`StableDiffusion::encode_chunked`], which also reads A1111's
-    /// syntax, long prompts and embeddings (`crate::prompt`).
-    pub fn encode_prompts(&self, prompts: &[String], skip: usize) -> Result<(Vec<f32>, Vec<usize>)> {
-        let mut ids = Vec::new();
-        let mut cut = Vec::new();
-        for p in prompts {
-            let t = self.tokenizer.encode(p)?;
-            cut.push(t.truncated);
-            ids.extend(t.ids.iter().map(|&i| i as f32));
-        }
-        let n = prompts.len();
-        let len = self.tokenizer.max_len;
-        let mut g = Graph::new();
-        let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
-        let h = self.text_encoder.forward_skip(&mut g, t, skip)?;
-        g.output(h);
-        let plan = Plan::new(self.gpu.clone(), g)?;
-        plan.write(t, &ids)?;
-        plan.run()?;
-        Ok((plan.read(h)?, cut))
-    }
-
     /// Decodes latents `[N, C, h, w]` (already divided by the scaling factor) one image at a time into
     /// NHWC float images in [0, 1].
     pub fn decode_latents(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {

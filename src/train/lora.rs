@@ -53,8 +53,6 @@ pub struct TrainHooks {
     /// `init_lora_weights="gaussian"`: A ~ N(0, 1/rank), B = 0.
     pub init: HashMap<String, Vec<f32>>,
     rng: Mutex<TorchCpuGenerator>,
-    /// Keep host copies of the weights (tests evaluate the graph on the CPU).
-    pub keep_host: bool,
     weights: Mutex<Vec<Arc<Param>>>,
     adapters: Mutex<Vec<Arc<Param>>>,
 }
@@ -66,7 +64,6 @@ impl TrainHooks {
             lora,
             init,
             rng: Mutex::new(TorchCpuGenerator::new(seed)),
-            keep_host: false,
             weights: Mutex::new(Vec::new()),
             adapters: Mutex::new(Vec::new()),
         }
@@ -109,7 +106,7 @@ impl TrainHooks {
                 }
                 None => vec![0.0; n],
             };
-            let p = Param::upload(gpu, &name, crate::tensor::TensorDesc::f32(shape), &data, self.keep_host)?;
+            let p = Param::upload(gpu, &name, crate::tensor::TensorDesc::f32(shape), &data, false)?;
             self.adapters.lock().unwrap().push(p.clone());
             Ok(p)
         };

@@ -79,7 +79,6 @@ impl TrainMemory {
 }
 
 pub struct TrainStep {
-    gpu: Arc<Gpu>,
     plan: Plan,
     noisy: TensorId,
     timesteps: TensorId,
@@ -164,7 +163,7 @@ impl TrainStep {
             }
             None => None,
         };
-        Ok(TrainStep { gpu, plan, noisy, timesteps, ids, target, weights, loss, clip, trainable: out, optimizer })
+        Ok(TrainStep { plan, noisy, timesteps, ids, target, weights, loss, clip, trainable: out, optimizer })
     }
 
     fn write_inputs(&self, x: &StepInputs) -> Result<()> {
@@ -242,10 +241,6 @@ impl TrainStep {
             Some(gt) => self.plan.read(gt),
             None => Ok(vec![0.0; t.param.desc.numel()]),
         }
-    }
-
-    pub fn gpu(&self) -> &Arc<Gpu> {
-        &self.gpu
     }
 
     pub fn plan_graph(&self) -> &Graph {
