@@ -48,6 +48,11 @@ pub struct GenerateOptions {
     pub loras: Vec<String>,
     /// Where the prompt's `<lora:NAME…>` tags are looked up.
     pub lora_dir: Option<PathBuf>,
+    /// A1111 emphasis and chunking, or diffusers' plain reading.
+    pub prompt_syntax: crate::prompt::PromptSyntax,
+    /// `--embedding` files and the `--embeddings-dir` folder (textual inversion).
+    pub embeddings: Vec<PathBuf>,
+    pub embeddings_dir: Option<PathBuf>,
 }
 
 /// Which pipeline runs, with its inputs.
@@ -135,10 +140,13 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     let single_file = is_single_file(&o.model)?;
     let (prompt, loras) = crate::pipeline::lora::resolve_loras(&o.loras, o.lora_dir.as_deref(), &o.prompt)?;
     let hooks = (!loras.is_empty()).then(crate::pipeline::lora::WeightIndex::hooks);
-    let (dir, sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, hooks.as_ref())?;
+    let (dir, mut sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, hooks.as_ref())?;
     if let Some(h) = &hooks {
         crate::pipeline::lora::apply_loras(&gpu, h, &loras)?;
     }
+    sd.prompt.syntax = o.prompt_syntax;
+    load_embeddings(&mut sd, &o.embeddings, o.embeddings_dir.as_deref())?;
+    report_embeddings(&sd, &[("prompt", prompt.as_str()), ("negative prompt", o.negative_prompt.as_str())])?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
@@ -192,9 +200,12 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         bar.finish_and_clear();
         if result.truncated[0] > 0 {
             eprintln!(
-                "warning: the prompt is longer than CLIP's 77 tokens; {} token(s) at the end were ignored",
+                "warning: the prompt is longer than CLIP's 77 tokens; {} token(s) at the end were ignored (--prompt-syntax a1111 reads prompts of any length)",
                 result.truncated[0]
             );
+        }
+        for note in &result.notes {
+            eprintln!("note: {note}");
         }
         let per_step = result.t_steps.iter().sum::<f64>() / result.t_steps.len().max(1) as f64;
         eprintln!(
@@ -254,6 +265,44 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         index += count;
     }
     Ok(written)
+}
+
+/// Loads `--embedding` files (a width that does not fit the model is an error) and the `--embeddings-dir`
+/// folder (embeddings for another model family are skipped with a note, as A1111 lists them as skipped).
+pub fn load_embeddings(sd: &mut StableDiffusion, files: &[PathBuf], dir: Option<&std::path::Path>) -> Result<()> {
+    let width = sd.text_encoder.config.hidden_size;
+    for f in files {
+        sd.prompt.embeddings.add_file(f, width)?;
+    }
+    if let Some(d) = dir {
+        let skipped = sd.prompt.embeddings.add_dir(d, width)?;
+        if !skipped.is_empty() {
+            eprintln!(
+                "note: {} embedding(s) in {} are for another model family (not {width} wide) and were skipped: {}",
+                skipped.len(),
+                d.display(),
+                skipped.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints which embeddings the prompts trigger (A1111 prints the same), so a misspelt trigger is noticed.
+pub fn report_embeddings(sd: &StableDiffusion, texts: &[(&str, &str)]) -> Result<()> {
+    if sd.prompt.embeddings.is_empty() {
+        return Ok(());
+    }
+    let chunker = sd.chunker()?;
+    for (what, text) in texts {
+        let used = chunker.embeddings_used(text, sd.prompt.syntax)?;
+        if !used.is_empty() {
+            let names: Vec<String> =
+                used.iter().map(|&i| format!("{} ({} vector(s))", sd.prompt.embeddings.list[i].name, sd.prompt.embeddings.list[i].count)).collect();
+            eprintln!("embeddings in the {what}: {}", names.join(", "));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `model` is a single-file checkpoint (`.safetensors`); `.ckpt` pickles are refused.

@@ -160,6 +160,17 @@ struct GenArgs {
     /// Folder where the prompt's <lora:NAME…> tags find NAME.safetensors (sub-folders searched too).
     #[arg(long)]
     lora_dir: Option<std::path::PathBuf>,
+    /// How prompts are read: `a1111` — emphasis (word:1.3), (word), [word], BREAK, and prompts of any
+    /// length in 75-token chunks; `plain` — the text as diffusers reads it, cut at 77 tokens.
+    #[arg(long, default_value = "a1111", value_parser = ["a1111", "plain"])]
+    prompt_syntax: String,
+    /// A textual-inversion embedding (.safetensors; A1111 or diffusers layout), triggered by its file
+    /// name in the prompt or negative prompt (or by <name>); repeatable.
+    #[arg(long, value_name = "FILE")]
+    embedding: Vec<std::path::PathBuf>,
+    /// Folder of embeddings (sub-folders searched too), each triggered by its file name, as in A1111.
+    #[arg(long)]
+    embeddings_dir: Option<std::path::PathBuf>,
 }
 
 impl GenArgs {
@@ -187,6 +198,9 @@ impl GenArgs {
             safety: g.safety_checker,
             loras: g.lora,
             lora_dir: g.lora_dir,
+            prompt_syntax: if g.prompt_syntax == "plain" { wgsd::prompt::PromptSyntax::Plain } else { wgsd::prompt::PromptSyntax::A1111 },
+            embeddings: g.embedding,
+            embeddings_dir: g.embeddings_dir,
         }
     }
 }
@@ -331,9 +345,14 @@ fn run(cli: Cli) -> Result<(), String> {
             for r in &results {
                 println!("{}", r.line());
             }
-            let failed = results.iter().filter(|r| !r.passed).count();
-            let passed = results.len() - failed;
-            println!("{passed} passed, {failed} failed");
+            let skipped = results.iter().filter(|r| r.unchecked.is_some()).count();
+            let failed = results.iter().filter(|r| !r.passed && r.unchecked.is_none()).count();
+            let passed = results.len() - failed - skipped;
+            if skipped > 0 {
+                println!("{passed} passed, {failed} failed, {skipped} not checkable (defective reference, see SKIP lines)");
+            } else {
+                println!("{passed} passed, {failed} failed");
+            }
             if failed > 0 || results.is_empty() {
                 return Err(if results.is_empty() { "no cases found".into() } else { format!("{failed} case(s) failed") });
             }

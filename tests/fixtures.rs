@@ -78,7 +78,8 @@ fn every_fixture_case_passes() {
         println!("{}", r.line());
     }
     assert!(!results.is_empty(), "the fixture folder {} holds no cases", dir.display());
-    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
+    // A SKIP is a reference that cannot be compared (NaN in the fixture): printed above, never a pass.
+    let failed: Vec<String> = results.iter().filter(|r| !r.passed && r.unchecked.is_none()).map(|r| r.line()).collect();
     assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
     assert!(results.iter().any(|r| r.passed), "no case passed");
 }

@@ -65,6 +65,8 @@ pub struct GenerationOutput {
     pub height: usize,
     /// Per prompt: tokens cut to fit the 77-token window.
     pub truncated: Vec<usize>,
+    /// Things the user should know about how the prompts were read (printed by the CLI).
+    pub notes: Vec<String>,
     /// Seconds: text encoding, each denoising step, VAE decode.
     pub t_text: f64,
     pub t_steps: Vec<f64>,
@@ -129,7 +131,7 @@ impl StableDiffusion {
         let t0 = std::time::Instant::now();
 
         // 1. Embeddings, each prompt repeated images_per_prompt times.
-        let (context, context_len, truncated) = self.prompt_context(req, cfg)?;
+        let context = self.prompt_context(req, cfg)?;
         let t_text = t0.elapsed().as_secs_f64();
 
         // depth2img estimates depth before anything draws noise.
@@ -202,22 +204,18 @@ impl StableDiffusion {
         debug_assert_eq!(latent_ch + extra_ch, unet_in);
 
         // 5. Denoising loop: one UNet plan, re-run every step.
-        let batch = if cfg { 2 * n } else { n };
-        let d = self.text_encoder.config.hidden_size;
-        let unet = UNetRunner::new(self, [batch, unet_in, h, w], &context, [batch, context_len, d])?;
+        let unet = GuidedUNet::new(self, n, [unet_in, h, w], &context, self.separate_guidance_batches)?;
         let mut t_steps = Vec::new();
         let total = timesteps.len() - start;
         for (i, &t) in timesteps.iter().enumerate().skip(start) {
             let ts = std::time::Instant::now();
             let scaled = scheduler.scale_model_input(&latents, i);
-            let mut input = Vec::with_capacity(batch * unet_in * h * w);
-            for _ in 0..batch / n {
-                for item in scaled.chunks(one) {
-                    input.extend_from_slice(item);
-                    input.extend_from_slice(&extra);
-                }
+            let mut input = Vec::with_capacity(n * unet_in * h * w);
+            for item in scaled.chunks(one) {
+                input.extend_from_slice(item);
+                input.extend_from_slice(&extra);
             }
-            let pred = unet.run(&input, t as f32)?;
+            let pred = unet.run(&input, t as f32, cfg)?;
             let guided: Vec<f32> = if cfg {
                 let (u, c) = pred.split_at(latent_len);
                 u.iter().zip(c).map(|(u, c)| u + req.guidance_scale * (c - u)).collect()
@@ -247,31 +245,103 @@ impl StableDiffusion {
             count: n,
             width: req.width,
             height: req.height,
-            truncated,
+            truncated: context.truncated,
+            notes: context.notes,
             t_text,
             t_steps,
             t_decode: td.elapsed().as_secs_f64(),
         })
     }
 
-    /// The UNet's `encoder_hidden_states` (`[uncond; cond]` with guidance, else `cond`), its sequence
-    /// length (77 × chunks) and the tokens cut per prompt. When the prompt and the negative prompt need
-    /// different numbers of chunks, the shorter is padded with empty-prompt chunks (A1111's "pad
-    /// prompt/negative prompt" option; see `crate::prompt::encode`).
-    fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<(Vec<f32>, usize, Vec<usize>)> {
+    /// The text conditioning of a run: prompts and (with guidance) negative prompts, each prompt repeated
+    /// `images_per_prompt` times. diffusers applies CLIP skip to the prompt only; A1111 syntax applies it
+    /// to the negative prompt too, as A1111 does.
+    fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<PromptContext> {
         let repeat = |v: &[String]| -> Vec<String> {
             v.iter().flat_map(|p| std::iter::repeat_n(p.clone(), req.images_per_prompt)).collect()
         };
-        let cond_chunks = self.chunk_prompts(&repeat(&req.prompts))?;
-        let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
-        let uncond_chunks = if cfg { self.chunk_prompts(&repeat(&neg))? } else { Vec::new() };
-        let k = cond_chunks.iter().chain(&uncond_chunks).map(|p| p.chunks.len()).max().unwrap_or(1);
-        let cond = self.encode_chunked(&cond_chunks, k, req.clip_skip)?;
-        let mut context = Vec::new();
-        if cfg {
-            context.extend_from_slice(&self.encode_chunked(&uncond_chunks, k, 0)?.context);
+        let len = self.tokenizer.max_len;
+        let cond = self.encode_chunked(&self.chunk_prompts(&repeat(&req.prompts))?, 1, req.clip_skip)?;
+        let uncond = if cfg {
+            let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
+            let skip = if self.prompt.syntax == crate::prompt::PromptSyntax::A1111 { req.clip_skip } else { 0 };
+            Some(self.encode_chunked(&self.chunk_prompts(&repeat(&neg))?, 1, skip)?)
+        } else {
+            None
+        };
+        let mut notes = Vec::new();
+        let not_rescaled = cond.not_rescaled() + uncond.as_ref().map_or(0, |u| u.not_rescaled());
+        if not_rescaled > 0 {
+            notes.push(format!(
+                "{not_rescaled} weighted prompt chunk(s) were not rescaled to their mean: the text encoder's output has mean 0 \
+                 there (A1111 would produce NaN); the weights are applied as they are"
+            ));
         }
-        context.extend_from_slice(&cond.context);
-        Ok((context, k * self.tokenizer.max_len, cond.truncated))
+        if let Some(u) = &uncond {
+            if u.chunks != cond.chunks {
+                notes.push(format!(
+                    "the prompt is {} chunk(s) of 75 tokens and the negative prompt {}: the UNet runs them as separate batches, as A1111 does by default",
+                    cond.chunks, u.chunks
+                ));
+            }
+        }
+        Ok(PromptContext {
+            truncated: cond.truncated.clone(),
+            cond_len: cond.chunks * len,
+            cond: cond.context,
+            uncond_len: uncond.as_ref().map_or(0, |u| u.chunks * len),
+            uncond: uncond.map(|u| u.context),
+            notes,
+        })
+    }
+}
+
+/// The text conditioning of a run: `[n, 77·k, D]` for the prompts and, with guidance, the negative prompts.
+struct PromptContext {
+    cond: Vec<f32>,
+    cond_len: usize,
+    uncond: Option<Vec<f32>>,
+    uncond_len: usize,
+    truncated: Vec<usize>,
+    notes: Vec<String>,
+}
+
+/// The UNet with classifier-free guidance: one batch `[uncond; cond]` when both contexts have the same
+/// length, else two batches (A1111's default when the prompt and the negative prompt need different
+/// numbers of chunks: padding the shorter with empty chunks would change the image).
+enum GuidedUNet {
+    Joint(UNetRunner),
+    Split { uncond: UNetRunner, cond: UNetRunner },
+}
+
+impl GuidedUNet {
+    /// Plans for `n` latents of `[c, h, w]`; `force_split` runs two batches even when the lengths agree.
+    fn new(sd: &StableDiffusion, n: usize, chw: [usize; 3], ctx: &PromptContext, force_split: bool) -> Result<Self> {
+        let d = sd.text_encoder.config.hidden_size;
+        let [c, h, w] = chw;
+        Ok(match &ctx.uncond {
+            None => GuidedUNet::Joint(UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?),
+            Some(u) if ctx.uncond_len == ctx.cond_len && !force_split => {
+                let both = [u.as_slice(), ctx.cond.as_slice()].concat();
+                GuidedUNet::Joint(UNetRunner::new(sd, [2 * n, c, h, w], &both, [2 * n, ctx.cond_len, d])?)
+            }
+            Some(u) => GuidedUNet::Split {
+                uncond: UNetRunner::new(sd, [n, c, h, w], u, [n, ctx.uncond_len, d])?,
+                cond: UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?,
+            },
+        })
+    }
+
+    /// Noise predictions for `input` (`n` items): `[uncond; cond]` with guidance, else `cond`.
+    fn run(&self, input: &[f32], t: f32, guided: bool) -> Result<Vec<f32>> {
+        match self {
+            GuidedUNet::Joint(u) if guided => u.run(&[input, input].concat(), t),
+            GuidedUNet::Joint(u) => u.run(input, t),
+            GuidedUNet::Split { uncond, cond } => {
+                let mut out = uncond.run(input, t)?;
+                out.extend(cond.run(input, t)?);
+                Ok(out)
+            }
+        }
     }
 }

@@ -44,6 +44,9 @@ pub struct StableDiffusion {
     pub scheduler_config: Value,
     /// How prompts are read: syntax (plain, as diffusers, by default) and textual-inversion embeddings.
     pub prompt: crate::prompt::PromptOptions,
+    /// Classifier-free guidance as two UNet batches (negative, then prompt) even when one would do; they
+    /// are always two when the prompt and negative prompt have different numbers of chunks.
+    pub separate_guidance_batches: bool,
     /// Loaded on first use: they are large at real size and not every run needs them.
     safety_checker: OnceLock<SafetyChecker>,
     depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
@@ -108,6 +111,7 @@ impl StableDiffusion {
             vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
             scheduler_config,
             prompt: Default::default(),
+            separate_guidance_batches: false,
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: dir.to_path_buf(),
@@ -154,6 +158,7 @@ impl StableDiffusion {
             vae: AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?)?,
             scheduler_config,
             prompt: Default::default(),
+            separate_guidance_batches: false,
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: config_dir.to_path_buf(),

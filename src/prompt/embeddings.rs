@@ -115,29 +115,38 @@ impl EmbeddingSet {
                 width
             )));
         }
+        self.add(e)
+    }
+
+    fn add(&mut self, e: Embedding) -> Result<()> {
         if let Some(prev) = self.list.iter().find(|p| p.name == e.name) {
-            return Err(Error::usage(format!("two embeddings are named '{}': {} and {}", e.name, prev.file.display(), path.display())));
+            return Err(Error::usage(format!("two embeddings are named '{}': {} and {}", e.name, prev.file.display(), e.file.display())));
         }
         self.list.push(e);
         Ok(())
     }
 
     /// Adds every `.safetensors` file under `dir` (recursively, sorted); pickles there are skipped with a
-    /// warning that says how to convert them. Returns how many were added.
-    pub fn add_dir(&mut self, dir: &Path, width: usize) -> Result<usize> {
+    /// warning that says how to convert them. Embeddings of another width (another model family: A1111
+    /// users keep SD 1 and SD 2 embeddings in one folder) are skipped; their file names are returned.
+    pub fn add_dir(&mut self, dir: &Path, width: usize) -> Result<Vec<String>> {
         let mut files = Vec::new();
         collect(dir, &mut files)?;
         files.sort();
-        let mut added = 0;
+        let mut skipped = Vec::new();
         for f in files {
             if is_pickle(&f) {
                 eprintln!("warning: {}", pickle_refusal(&f));
             } else if f.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
-                self.add_file(&f, width)?;
-                added += 1;
+                let e = load_embedding(&f)?;
+                if e.width == width {
+                    self.add(e)?;
+                } else {
+                    skipped.push(f.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string());
+                }
             }
         }
-        Ok(added)
+        Ok(skipped)
     }
 
     /// Total number of vectors (extra table rows).

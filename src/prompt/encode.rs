@@ -196,6 +196,25 @@ impl<'a> Chunker<'a> {
         }
     }
 
+    /// Which embeddings (indices in the set) `prompt` triggers, in order of first use.
+    pub fn embeddings_used(&self, prompt: &str, syntax: PromptSyntax) -> Result<Vec<usize>> {
+        let mut used = Vec::new();
+        let texts: Vec<String> = match syntax {
+            PromptSyntax::A1111 => parse_prompt_attention(prompt).into_iter().filter(|e| !is_break(e)).map(|e| e.0).collect(),
+            PromptSyntax::Plain => vec![prompt.to_string()],
+        };
+        for t in texts {
+            for item in self.tokenize(&t, syntax == PromptSyntax::A1111)? {
+                if let Item::Embedding(i) = item {
+                    if !used.contains(&i) {
+                        used.push(i);
+                    }
+                }
+            }
+        }
+        Ok(used)
+    }
+
     /// A1111's `tokenize_line`.
     fn chunk_a1111(&self, prompt: &str) -> Result<Vec<Chunk>> {
         let parsed = parse_prompt_attention(prompt);
@@ -264,27 +283,48 @@ pub fn sd2_pad(ids: &mut [u32], eos: u32, pad: u32) {
     }
 }
 
+/// How far below the chunk's RMS a mean counts as zero: A1111's rescale divides by the weighted mean, and
+/// a mean that is only float32 rounding (a text encoder whose final LayerNorm has no bias: every token's
+/// hidden state then has mean 0) would make the factor noise, inf or NaN. Real SD 1.x/2.x encoders have
+/// chunk means near 1e-1 of the RMS; rounding leaves ~1e-8.
+pub const DEGENERATE_MEAN: f64 = 1e-4;
+
+/// What [`apply_emphasis`] did to a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emphasis {
+    /// All multipliers 1: the chunk is the encoder's output.
+    Unweighted,
+    /// Weighted and rescaled to the unweighted mean (A1111's "Original").
+    Rescaled,
+    /// Weighted, but not rescaled: the mean before or after weighting is zero up to rounding, so the
+    /// A1111 factor is undefined (A1111 itself turns such a chunk to NaN or noise).
+    NotRescaled,
+}
+
 /// A1111's "Original" emphasis on one chunk tensor `z` (`[B, 77, D]`, all prompts of the batch together):
-/// `z *= multipliers`, then `z *= mean_before / mean_after`. All-one multipliers leave `z` untouched.
-pub fn apply_emphasis(z: &mut [f32], multipliers: &[f32], width: usize) {
+/// `z *= multipliers`, then `z *= mean_before / mean_after`. Means are taken in f64.
+pub fn apply_emphasis(z: &mut [f32], multipliers: &[f32], width: usize) -> Emphasis {
     if multipliers.iter().all(|&m| m == 1.0) {
-        return;
+        return Emphasis::Unweighted;
     }
-    let mean = |z: &[f32]| (z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64) as f32;
+    let mean = |z: &[f32]| z.iter().map(|&v| v as f64).sum::<f64>() / z.len().max(1) as f64;
+    let rms = |z: &[f32]| (z.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / z.len().max(1) as f64).sqrt();
+    let degenerate = |z: &[f32]| mean(z).abs() <= DEGENERATE_MEAN * rms(z) || !mean(z).is_finite();
     let before = mean(z);
+    let undefined_before = degenerate(z);
     for (row, &m) in z.chunks_mut(width).zip(multipliers) {
         for v in row {
             *v *= m;
         }
     }
-    let ratio = before / mean(z);
-    // A chunk whose weighted mean is 0 would turn to inf/NaN (A1111 gives NaN there): leave it unscaled.
-    if !ratio.is_finite() {
-        return;
+    if undefined_before || degenerate(z) {
+        return Emphasis::NotRescaled;
     }
+    let ratio = (before / mean(z)) as f32;
     for v in z.iter_mut() {
         *v *= ratio;
     }
+    Emphasis::Rescaled
 }
 
 /// The UNet's context for a batch of prompts: `[N, 77·chunks, D]`.
@@ -293,6 +333,15 @@ pub struct EncodedPrompts {
     pub chunks: usize,
     /// Per prompt: tokens cut off (plain syntax).
     pub truncated: Vec<usize>,
+    /// Per chunk (the batch's chunk c together): what emphasis did.
+    pub emphasis: Vec<Emphasis>,
+}
+
+impl EncodedPrompts {
+    /// Chunks whose emphasis could not be rescaled (see [`Emphasis::NotRescaled`]).
+    pub fn not_rescaled(&self) -> usize {
+        self.emphasis.iter().filter(|e| **e == Emphasis::NotRescaled).count()
+    }
 }
 
 impl StableDiffusion {
@@ -326,6 +375,7 @@ impl StableDiffusion {
             plan.write(e, &self.prompt.embeddings.table())?;
         }
         let mut context = vec![0f32; n * k * len * d];
+        let mut emphasis = Vec::with_capacity(k);
         for c in 0..k {
             let chunk_of = |p: &ChunkedPrompt| p.chunks.get(c).unwrap_or(&empty).clone();
             let batch: Vec<Chunk> = prompts.iter().map(chunk_of).collect();
@@ -339,12 +389,12 @@ impl StableDiffusion {
             plan.write(t, &ids)?;
             plan.run()?;
             let mut z = plan.read(h)?;
-            apply_emphasis(&mut z, &mults, d);
+            emphasis.push(apply_emphasis(&mut z, &mults, d));
             for (i, zi) in z.chunks(len * d).enumerate() {
                 let at = (i * k + c) * len * d;
                 context[at..at + len * d].copy_from_slice(zi);
             }
         }
-        Ok(EncodedPrompts { context, chunks: k, truncated: prompts.iter().map(|p| p.truncated).collect() })
+        Ok(EncodedPrompts { context, chunks: k, truncated: prompts.iter().map(|p| p.truncated).collect(), emphasis })
     }
 }

@@ -48,10 +48,16 @@ pub struct CaseResult {
     pub max_abs: f64,
     /// Why it failed (or what was compared), for the report.
     pub detail: String,
+    /// Why the case could not be checked (a defective reference: NaN, all zeros): reported as SKIP,
+    /// never counted as passed.
+    pub unchecked: Option<String>,
 }
 
 impl CaseResult {
     pub fn line(&self) -> String {
+        if let Some(why) = &self.unchecked {
+            return format!("{} SKIP  ({why})", self.name);
+        }
         let mut s = format!(
             "{} {} rel_l2={:.3e} max_abs={:.3e}",
             self.name,
@@ -59,8 +65,9 @@ impl CaseResult {
             self.rel_l2,
             self.max_abs
         );
-        // PASS lines keep the exact `<case> PASS rel_l2=<x> max_abs=<y>` form; failures say why.
-        if !self.passed && !self.detail.is_empty() {
+        // PASS lines start with the exact `<case> PASS rel_l2=<x> max_abs=<y>` form; failures say why, and
+        // passes that compared less than the whole reference say what.
+        if !self.detail.is_empty() && (!self.passed || self.detail.starts_with("compared ")) {
             s.push_str(&format!("  ({})", self.detail));
         }
         s
@@ -149,7 +156,7 @@ pub const MODULE_TOL: f64 = 1e-4;
 
 pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
     if got.len() != want.len() {
-        return CaseResult {
+        return CaseResult { unchecked: None,
             name: name.into(),
             passed: false,
             rel_l2: f64::NAN,
@@ -160,7 +167,7 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
     let r = rel_l2(got, want);
     let m = max_abs(got, want);
     let finite = got.iter().all(|v| v.is_finite());
-    CaseResult {
+    CaseResult { unchecked: None,
         name: name.into(),
         passed: finite && r <= tol,
         rel_l2: r,
@@ -170,7 +177,7 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
 }
 
 pub(crate) fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
-    CaseResult {
+    CaseResult { unchecked: None,
             name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
 }
 
