@@ -216,3 +216,53 @@ fn train_dreambooth_writes_lora_files_from_the_command_line() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("60"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Textual inversion and prompt syntax from the command line: `--embedding` and `--embeddings-dir` load,
+/// the run names the embeddings its prompts trigger, a file of the wrong width is refused naming both
+/// widths, and `--prompt-syntax` takes only its two values.
+#[test]
+fn embeddings_and_prompt_syntax_from_the_command_line() {
+    let Some(model) = tiny_sd15() else { return };
+    let dir = temp_dir("emb");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("text_encoder/config.json")).unwrap()).unwrap();
+    let width = config["hidden_size"].as_u64().unwrap() as usize;
+    let emb = |name: &str, w: usize| {
+        let t = wgsd::train::save::HostTensor { name: "emb_params".into(), shape: vec![2, w], values: vec![0.01; 2 * w] };
+        std::fs::create_dir_all(dir.join("embs")).unwrap();
+        let path = dir.join("embs").join(format!("{name}.safetensors"));
+        std::fs::write(&path, wgsd::train::save::safetensors_bytes(&[t], None).unwrap()).unwrap();
+        path
+    };
+    let good = emb("wgsdfox", width);
+    let run = |out: &str, extra: &[&str]| {
+        wgsd()
+            .args(["generate", "--model", model.to_str().unwrap(), "--steps", "1", "--width", "64", "--height", "64", "--out"])
+            .arg(dir.join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run("a.png", &["--prompt", "a (wgsdfox:1.2) in snow", "--negative-prompt", "blurry", "--embedding", good.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("embeddings in the prompt: wgsdfox (2 vector(s))"), "{err}");
+    assert!(!err.contains("embeddings in the negative prompt"), "{err}");
+
+    emb("other_family", width * 2);
+    let o = run("b.png", &["--prompt", "x", "--negative-prompt", "wgsdfox", "--embeddings-dir", dir.join("embs").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("embeddings in the negative prompt: wgsdfox") && err.contains("other_family.safetensors"), "{err}");
+
+    let wide = dir.join("embs/other_family.safetensors");
+    let o = run("c.png", &["--prompt", "x", "--embedding", wide.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(&format!("{} wide", 2 * width)) && err.contains(&format!("is {width} wide")), "{err}");
+    assert!(!dir.join("c.png").exists());
+
+    let o = run("d.png", &["--prompt", "x", "--prompt-syntax", "markdown"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("a1111"));
+    let o = run("e.png", &["--prompt", "(x:1.2)", "--prompt-syntax", "plain"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -8,7 +8,8 @@
 //!    `uncond + guidance · (cond − uncond)`, then the scheduler step (guidance ≤ 1 runs one batch);
 //! 4. latents / `scaling_factor` → VAE decode → `(x / 2 + 0.5).clamp(0, 1)`.
 //!
-//! diffusers applies `clip_skip` to the prompt but not to the negative prompt; so does this pipeline.
+//! diffusers applies `clip_skip` to the prompt but not to the negative prompt; so does this pipeline with
+//! plain prompts (A1111 syntax applies it to both, as A1111 does).
 
 use super::denoise::{Condition, GenerationOutput};
 use super::StableDiffusion;
