@@ -395,3 +395,53 @@ fn lora_arguments_and_resolution() {
     assert_eq!(a1111_prompt("cat <lora:deep:1>", &uses[..1]), "cat <lora:deep:1> <lora:top:0.25>");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The module set LCM-LoRA trains (latent-consistency/lcm-lora-sdv1-5: attention, proj_in/out, both
+/// feed-forward layers, resnet convs, 1×1 conv_shortcut, time_emb_proj, down/upsampler convs), in the kohya
+/// names A1111 users download and in peft's `base_model.model.` names: every pair is applied, none warned.
+#[test]
+fn lcm_lora_module_set_applies_in_full() {
+    let Some(model) = wgsd::testing::tiny_model("sd15") else { return };
+    let gpu = test_gpu();
+    let (hooks, _sd) = load(&gpu, &model);
+    let modules: [(&str, &[usize], &[usize]); 9] = [
+        ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", &[2, 32], &[32, 2]),
+        ("down_blocks.0.attentions.0.proj_in", &[2, 32], &[32, 2]),
+        ("down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj", &[2, 32], &[256, 2]),
+        ("down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2", &[2, 128], &[32, 2]),
+        ("down_blocks.0.resnets.0.conv1", &[2, 32, 3, 3], &[32, 2, 1, 1]),
+        ("down_blocks.1.resnets.0.conv_shortcut", &[2, 32, 1, 1], &[64, 2, 1, 1]),
+        ("down_blocks.0.resnets.0.time_emb_proj", &[2, 128], &[32, 2]),
+        ("down_blocks.0.downsamplers.0.conv", &[2, 32, 3, 3], &[32, 2, 1, 1]),
+        ("up_blocks.0.upsamplers.0.conv", &[2, 64, 3, 3], &[64, 2, 1, 1]),
+    ];
+    let mut rng = Rng::new(11);
+    let kohya: Vec<HostTensor> = modules
+        .iter()
+        .flat_map(|(m, down, up)| {
+            let k = format!("lora_unet_{}", m.replace('.', "_"));
+            vec![rand(&mut rng, &format!("{k}.lora_down.weight"), down), rand(&mut rng, &format!("{k}.lora_up.weight"), up), t(&format!("{k}.alpha"), &[], vec![1.0])]
+        })
+        .collect();
+    let peft: Vec<HostTensor> = modules
+        .iter()
+        .flat_map(|(m, down, up)| {
+            vec![rand(&mut rng, &format!("base_model.model.{m}.lora_A.weight"), down), rand(&mut rng, &format!("base_model.model.{m}.lora_B.weight"), up)]
+        })
+        .collect();
+    let dir = temp("lcm");
+    for (name, tensors) in [("kohya", &kohya), ("peft", &peft)] {
+        let path = dir.join(format!("{name}.safetensors"));
+        write(&path, tensors);
+        let before = all_weights(&gpu, &hooks);
+        let r = &merge_loras(&gpu, &hooks, &[LoraUse { path, te: 1.0, unet: 1.0 }]).unwrap()[0];
+        assert!(r.warnings.is_empty(), "{name}: {:?}", r.warnings);
+        assert_eq!(r.unet_modules, modules.len(), "{name}");
+        let after = all_weights(&gpu, &hooks);
+        for (m, _, _) in &modules {
+            let k = format!("unet.{m}.weight");
+            assert_ne!(before[&k].1, after[&k].1, "{name}: {m} unchanged");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -366,6 +366,11 @@ const UNET_ROOTS: &[&str] = &["down_blocks.", "up_blocks.", "mid_block.", "conv_
 
 /// `text_encoder.` / `unet.` prefix of a diffusers/peft key, `unet.` added for bare UNet paths.
 fn with_part_prefix(key: &str) -> Option<String> {
+    // A raw peft `save_pretrained` of a bare model (LCM-LoRA's training script writes these) puts
+    // `base_model.model.` before the module path.
+    if let Some(rest) = key.strip_prefix("base_model.model.") {
+        return if rest.starts_with("text_model.") { Some(format!("text_encoder.{rest}")) } else { with_part_prefix(rest) };
+    }
     if PARTS.iter().any(|(p, _)| key.starts_with(p)) {
         Some(key.to_string())
     } else if UNET_ROOTS.iter().any(|r| key.starts_with(r)) {
