@@ -48,6 +48,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A computation produced NaN or infinity (the message names where and the likely cause); nothing is
+    /// saved.
+    #[error("{0}; no image was written")]
+    Numeric(String),
+
     /// The driver reported an error (validation, out of memory, device lost).
     #[error("GPU error{context}: {msg}")]
     Gpu { context: String, msg: String },

@@ -108,6 +108,28 @@ impl Mode {
     }
 }
 
+/// `--seed` as A1111 takes it: -1 = random (None), other negatives refused.
+pub fn seed_arg(v: Option<i64>) -> std::result::Result<Option<u64>, String> {
+    match v {
+        None | Some(-1) => Ok(None),
+        Some(v) if v < 0 => Err(format!("--seed {v}: a seed is 0 or more (-1 = random)")),
+        Some(v) => Ok(Some(v as u64)),
+    }
+}
+
+/// The model's name for the PNG's `Model:` field: a hub id as given, a local folder or file by its name
+/// (not the user's whole path).
+pub fn model_label(model: &str) -> String {
+    let p = std::path::Path::new(model);
+    if p.exists() {
+        let name = if p.is_file() { p.file_stem() } else { p.file_name() };
+        if let Some(n) = name.and_then(|n| n.to_str()) {
+            return n.to_string();
+        }
+    }
+    model.to_string()
+}
+
 pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     if o.clip_skip == 0 {
         return Err(Error::usage("--clip-skip counts from 1 (1 = no skip, 2 = the penultimate layer, as in A1111)"));
@@ -161,15 +183,24 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         }
         None => {
             let class = sd.scheduler_config["_class_name"].as_str().unwrap_or("PNDMScheduler").to_string();
-            (schedulers::from_config(&class, &sd.scheduler_config, &source)?, class)
+            (schedulers::from_config(&class, &sd.scheduler_config, &source)?, schedulers::a1111_name_of_class(&class, &sd.scheduler_config))
         }
     };
     let loaded = if single_file { format!("{} with the configs of {}", o.model, dir.display()) } else { dir.display().to_string() };
     eprintln!("loaded {loaded} in {:.1} s on {}", t_load.elapsed().as_secs_f64(), gpu.info.name);
 
-    let seed = o.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) % (1 << 32)
-    });
+    let seed = match o.seed {
+        Some(s) => s,
+        None => {
+            let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) % (1 << 32);
+            eprintln!("seed {s} (random)");
+            s
+        }
+    };
+    // Image i uses seed + i: refuse a seed whose last image would wrap around.
+    if seed.checked_add(o.n_images as u64).is_none() {
+        return Err(Error::usage(format!("--seed {seed} + {} images overflows a 64-bit seed", o.n_images)));
+    }
     let mut written = Vec::new();
     let mut index = 0;
     while index < o.n_images {
@@ -234,7 +265,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                 seed: batch_seed,
                 width,
                 height,
-                model: o.model.clone(),
+                model: model_label(&o.model),
                 extra: {
                     let mut e = Vec::new();
                     if let Some(s) = o.mode.strength() {

@@ -101,7 +101,7 @@ enum Command {
 struct GenArgs {
     /// Diffusers model folder, or a Hugging Face repo id (downloaded into the Hugging Face cache), or an
     /// original single-file checkpoint (.safetensors, SD 1.x / 2.x as A1111 uses them; needs --config).
-    #[arg(long)]
+    #[arg(long, default_value = "stable-diffusion-v1-5/stable-diffusion-v1-5")]
     model: String,
     /// With a single-file --model: the diffusers folder or repo id whose configs, tokenizer and scheduler
     /// go with it (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5); its weights are not read.
@@ -116,9 +116,9 @@ struct GenArgs {
     /// Classifier-free guidance scale (≤ 1 turns guidance off).
     #[arg(long, default_value_t = 7.5)]
     cfg_scale: f32,
-    /// Random seed (default: a random one, printed and stored in the PNG).
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Random seed; -1 or none = a random one (printed and stored in the PNG), as in A1111.
+    #[arg(long, allow_negative_numbers = true)]
+    seed: Option<i64>,
     /// Image width, a multiple of 8 (default: the init image's width, else the model's native size).
     #[arg(long)]
     width: Option<usize>,
@@ -174,9 +174,9 @@ struct GenArgs {
 }
 
 impl GenArgs {
-    fn options(self, mode: wgsd::generate::Mode) -> wgsd::generate::GenerateOptions {
+    fn options(self, mode: wgsd::generate::Mode) -> Result<wgsd::generate::GenerateOptions, String> {
         let g = self;
-        wgsd::generate::GenerateOptions {
+        Ok(wgsd::generate::GenerateOptions {
             model: g.model,
             config: g.config,
             variant: g.variant,
@@ -184,7 +184,7 @@ impl GenArgs {
             negative_prompt: g.negative_prompt,
             steps: g.steps,
             cfg_scale: g.cfg_scale,
-            seed: g.seed,
+            seed: wgsd::generate::seed_arg(g.seed)?,
             width: g.width,
             height: g.height,
             sampler: g.sampler,
@@ -201,7 +201,7 @@ impl GenArgs {
             prompt_syntax: if g.prompt_syntax == "plain" { wgsd::prompt::PromptSyntax::Plain } else { wgsd::prompt::PromptSyntax::A1111 },
             embeddings: g.embedding,
             embeddings_dir: g.embeddings_dir,
-        }
+        })
     }
 }
 
@@ -358,10 +358,10 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Generate { gen } => generate(&opts, gen.options(Mode::Txt2Img)),
-        Command::Img2img { gen, image, strength } => generate(&opts, gen.options(Mode::Img2Img { image, strength })),
-        Command::Inpaint { gen, image, mask, strength } => generate(&opts, gen.options(Mode::Inpaint { image, mask, strength })),
-        Command::Depth2img { gen, image, depth, strength } => generate(&opts, gen.options(Mode::Depth2Img { image, depth, strength })),
+        Command::Generate { gen } => generate(&opts, gen.options(Mode::Txt2Img)?),
+        Command::Img2img { gen, image, strength } => generate(&opts, gen.options(Mode::Img2Img { image, strength })?),
+        Command::Inpaint { gen, image, mask, strength } => generate(&opts, gen.options(Mode::Inpaint { image, mask, strength })?),
+        Command::Depth2img { gen, image, depth, strength } => generate(&opts, gen.options(Mode::Depth2Img { image, depth, strength })?),
     }
 }
 

@@ -58,46 +58,108 @@ pub fn numbered_paths(out: &Path, n: usize) -> Vec<PathBuf> {
     (1..=n).map(|i| out.with_file_name(format!("{stem}-{i}.{ext}"))).collect()
 }
 
-/// Refuses up front if any of `paths` exists (unless `overwrite`), so a long run does not end in an error.
+/// Checks, before any model is loaded, that every one of `paths` can be written: a `.png` name (wgsd
+/// writes PNGs, whose text chunk carries the settings; other extensions are refused rather than given PNG
+/// bytes), not a folder, in a folder that exists and takes new files, and not already there (unless
+/// `overwrite`) — so a long run does not end in an error.
 pub fn check_writable(paths: &[PathBuf], overwrite: bool) -> Result<()> {
-    if overwrite {
-        return Ok(());
-    }
     for p in paths {
-        if p.exists() {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if ext != "png" {
+            return Err(Error::usage(format!(
+                "{}: wgsd writes PNG files (their text chunk keeps the prompt and settings); give the output a .png name",
+                p.display()
+            )));
+        }
+        if p.is_dir() {
+            return Err(Error::usage(format!("{} is a folder; --out takes a file name such as {}", p.display(), p.join("image.png").display())));
+        }
+        let dir = parent_dir(p);
+        if !dir.is_dir() {
+            return Err(Error::usage(format!("cannot write {}: the folder {} does not exist", p.display(), dir.display())));
+        }
+        if !overwrite && p.exists() {
             return Err(Error::usage(format!("{} already exists; pass --overwrite to replace it", p.display())));
         }
+    }
+    // One probe per folder: can a new file be created there?
+    let mut dirs: Vec<PathBuf> = paths.iter().map(|p| parent_dir(p)).collect();
+    dirs.dedup();
+    for dir in dirs {
+        let probe = dir.join(format!(".wgsd-probe-{}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| Error::usage(format!("cannot write into {}: {e}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
     }
     Ok(())
 }
 
-/// Writes an 8-bit RGB PNG with a `parameters` text chunk. Without `overwrite`, an existing file is an error
-/// (checked atomically when the file is created).
+/// The folder a file goes into (`.` for a bare name).
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `text` fits Latin-1 (a PNG `tEXt` chunk); otherwise it goes in a UTF-8 `iTXt` chunk, as A1111 and
+/// Pillow write it.
+fn is_latin1(text: &str) -> bool {
+    text.chars().all(|c| (c as u32) < 256)
+}
+
+/// Writes an 8-bit RGB PNG with a `parameters` text chunk, atomically: the bytes go to a temporary file in
+/// the target folder, which is flushed to disk and then renamed onto the target. On any error the temporary
+/// file is removed and an existing target is untouched. Without `overwrite`, an existing file is an error
+/// (checked when the file is put in place, so a file that appeared during the run is not replaced either).
 pub fn write_png(path: &Path, width: usize, height: usize, rgb: &[u8], parameters: &str, overwrite: bool) -> Result<()> {
     if rgb.len() != width * height * 3 {
         return Err(Error::usage(format!("{}: {} bytes for a {width}x{height} RGB image", path.display(), rgb.len())));
     }
-    let io = |e: std::io::Error| Error::usage(format!("cannot write {}: {e}", path.display()));
-    let file = if overwrite {
-        OpenOptions::new().write(true).create(true).truncate(true).open(path)
-    } else {
-        OpenOptions::new().write(true).create_new(true).open(path)
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "image.png".into());
+    let tmp = parent_dir(path).join(format!(".{name}.wgsd-{}.tmp", std::process::id()));
+    let result = write_png_file(&tmp, width, height, rgb, parameters).and_then(|()| put_in_place(&tmp, path, overwrite));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::usage(format!("{} already exists; pass --overwrite to replace it", path.display()))
-        } else {
-            io(e)
-        }
-    })?;
-    let mut enc = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
+    result
+}
+
+fn write_png_file(tmp: &Path, width: usize, height: usize, rgb: &[u8], parameters: &str) -> Result<()> {
+    let io = |e: std::io::Error| Error::usage(format!("cannot write {}: {e}", tmp.display()));
+    let file = OpenOptions::new().write(true).create_new(true).open(tmp).map_err(io)?;
+    let png_err = |e: png::EncodingError| Error::usage(format!("cannot write {}: {e}", tmp.display()));
+    let mut enc = png::Encoder::new(BufWriter::new(file.try_clone().map_err(io)?), width as u32, height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    let png_err = |e: png::EncodingError| Error::usage(format!("cannot write {}: {e}", path.display()));
-    enc.add_text_chunk("parameters".to_string(), parameters.to_string()).map_err(png_err)?;
+    if is_latin1(parameters) {
+        enc.add_text_chunk("parameters".to_string(), parameters.to_string()).map_err(png_err)?;
+    } else {
+        enc.add_itxt_chunk("parameters".to_string(), parameters.to_string()).map_err(png_err)?;
+    }
     let mut w = enc.write_header().map_err(png_err)?;
     w.write_image_data(rgb).map_err(png_err)?;
-    w.finish().map_err(png_err)
+    w.finish().map_err(png_err)?;
+    file.sync_all().map_err(io)
+}
+
+/// Moves the finished temporary file onto `path`: a rename (atomic) when replacing is allowed, else a hard
+/// link that fails if `path` exists (falling back to check-then-rename where links are not supported).
+fn put_in_place(tmp: &Path, path: &Path, overwrite: bool) -> Result<()> {
+    let exists = || Error::usage(format!("{} already exists; pass --overwrite to replace it", path.display()));
+    let io = |e: std::io::Error| Error::usage(format!("cannot write {}: {e}", path.display()));
+    if overwrite {
+        return std::fs::rename(tmp, path).map_err(io);
+    }
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => std::fs::remove_file(tmp).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(_) if path.exists() => Err(exists()),
+        Err(_) => std::fs::rename(tmp, path).map_err(io),
+    }
 }
 
 /// Reads back a PNG's `parameters` text (for tests and for users checking a file).

@@ -73,6 +73,29 @@ pub struct GenerationOutput {
     pub t_decode: f64,
 }
 
+/// A guidance scale far outside what anyone uses (A1111's slider ends at 30) is the likelier cause of overflow.
+fn cfg_hint(req: &Txt2ImgRequest) -> String {
+    if req.guidance_scale.abs() > 1e3 {
+        format!("; --cfg-scale {:e} is extreme (A1111 allows up to 30)", req.guidance_scale)
+    } else {
+        String::new()
+    }
+}
+
+fn pred_finite(v: &[f32]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+/// Stops the run with `why()` when `values` hold NaN or ±inf, so no black or noise image is saved as if it
+/// were a result.
+fn check_finite(values: &[f32], why: impl FnOnce() -> String) -> Result<()> {
+    if pred_finite(values) {
+        Ok(())
+    } else {
+        Err(Error::Numeric(why()))
+    }
+}
+
 /// Checks the condition against the request and the UNet it will run on.
 fn check_condition(req: &Txt2ImgRequest, cond: &Condition, unet_in: usize, latent: usize) -> Result<()> {
     let wanted = match cond {
@@ -216,6 +239,7 @@ impl StableDiffusion {
                 input.extend_from_slice(&extra);
             }
             let pred = unet.run(&input, t as f32, cfg)?;
+            let unet_ok = pred_finite(&pred);
             let guided: Vec<f32> = if cfg {
                 let (u, c) = pred.split_at(latent_len);
                 u.iter().zip(c).map(|(u, c)| u + req.guidance_scale * (c - u)).collect()
@@ -223,6 +247,17 @@ impl StableDiffusion {
                 pred
             };
             latents = scheduler.step(&guided, i, &latents, noise)?;
+            check_finite(&latents, || {
+                let step = i + 1 - start;
+                let cause = if !unet_ok {
+                    "the UNet's prediction is not finite: a broken UNet weight file (NaN/inf weights), or f16 overflow".to_string()
+                } else if !pred_finite(&guided) {
+                    "classifier-free guidance overflowed".to_string()
+                } else {
+                    "the scheduler produced it: check its config (betas, sigmas)".to_string()
+                };
+                format!("the latents became NaN or infinite at step {step} of {total}: {cause}{}", cfg_hint(req))
+            })?;
             if legacy_inpaint {
                 // Keep the unmasked region: the clean image latents noised to the next timestep.
                 let known = if i + 1 < timesteps.len() { scheduler.add_noise(&image_latents, &noise0, i + 1) } else { image_latents.clone() };
@@ -240,6 +275,12 @@ impl StableDiffusion {
         let scale = self.vae.config.scaling_factor as f32;
         let scaled: Vec<f32> = latents.iter().map(|v| v / scale).collect();
         let images = self.decode_latents(&scaled, [n, latent_ch, h, w])?;
+        check_finite(&images, || {
+            format!(
+                "the VAE decode produced NaN or infinite pixels from finite latents: a broken VAE weight file, or f16 overflow in the VAE (decode it in f32){}",
+                cfg_hint(req)
+            )
+        })?;
         Ok(GenerationOutput {
             images,
             count: n,
@@ -261,6 +302,7 @@ impl StableDiffusion {
             v.iter().flat_map(|p| std::iter::repeat_n(p.clone(), req.images_per_prompt)).collect()
         };
         let len = self.tokenizer.max_len;
+        let text_error = || "the text encoder's output is NaN or infinite: a broken text-encoder weight file (NaN/inf weights), or an embedding with huge values".to_string();
         let cond = self.encode_chunked(&self.chunk_prompts(&repeat(&req.prompts))?, 1, req.clip_skip)?;
         let uncond = if cfg {
             let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
@@ -269,6 +311,10 @@ impl StableDiffusion {
         } else {
             None
         };
+        check_finite(&cond.context, text_error)?;
+        if let Some(u) = &uncond {
+            check_finite(&u.context, text_error)?;
+        }
         let mut notes = Vec::new();
         let not_rescaled = cond.not_rescaled() + uncond.as_ref().map_or(0, |u| u.not_rescaled());
         if not_rescaled > 0 {
@@ -278,6 +324,11 @@ impl StableDiffusion {
             ));
         }
         if let Some(u) = &uncond {
+            if let Some(&cut) = u.truncated.iter().max().filter(|&&c| c > 0) {
+                notes.push(format!(
+                    "the negative prompt is longer than CLIP's 77 tokens; {cut} token(s) at the end were ignored (--prompt-syntax a1111 reads prompts of any length)"
+                ));
+            }
             if u.chunks != cond.chunks {
                 notes.push(format!(
                     "the prompt is {} chunk(s) of 75 tokens and the negative prompt {}: the UNet runs them as separate batches, as A1111 does by default",

@@ -369,6 +369,18 @@ pub fn a1111_display_name(sampler: &A1111Sampler, karras: bool) -> String {
     }
 }
 
+/// The A1111 display name of a diffusers scheduler `class` with its `config` (Karras sigmas, the DPM
+/// solver's SDE variant), e.g. `PNDMScheduler` → `PLMS`; an unknown class keeps its own name.
+pub fn a1111_name_of_class(class: &str, config: &Value) -> String {
+    let sde = config["algorithm_type"].as_str().is_some_and(|a| a.starts_with("sde"));
+    let karras = config["use_karras_sigmas"].as_bool().unwrap_or(false);
+    let found = A1111_SAMPLERS.iter().find(|s| s.class == class && (class != "DPMSolverMultistepScheduler" || (s.name == "dpmpp_2m_sde") == sde));
+    match found {
+        Some(s) => a1111_display_name(s, karras && s.karras_ok),
+        None => class.to_string(),
+    }
+}
+
 /// A scheduler from an A1111 sampler name, on top of the model's own scheduler config `base` (which
 /// holds the training schedule: betas, `prediction_type`, `steps_offset`, ...). `karras` (or a name
 /// ending in "Karras") switches on Karras sigmas where the sampler has them; a diffusers class name is

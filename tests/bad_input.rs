@@ -1,0 +1,195 @@
+//! Bad input and the output it must never cost: each case runs the real `wgsd` binary and asserts a non-zero
+//! exit with a message naming the culprit, no panic, no file left behind and no existing file changed —
+//! or, for inputs that are fine but unusual (a Japanese prompt with an emoji), that the image and its
+//! settings survive intact. Cases that need the tiny fixture model print SKIPPED without it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wgsd::models::weights::WeightFile;
+use wgsd::output::{read_parameters, write_png};
+use wgsd::train::save::{safetensors_bytes, HostTensor};
+
+fn wgsd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wgsd"));
+    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
+    c
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgsd-bad-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tiny_sd15() -> Option<PathBuf> {
+    let dir = wgsd::fixtures::dir().join("sd15");
+    if dir.join("model_index.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no fixture model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
+        None
+    }
+}
+
+/// Files in `dir` (names), to prove nothing was left behind.
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    v.sort();
+    v
+}
+
+/// A failed run: non-zero exit, no panic, and the message contains `want`.
+fn assert_refused(o: &Output, want: &str, case: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{case}: succeeded; stderr: {err}");
+    assert!(!err.contains("panicked"), "{case}: panicked: {err}");
+    assert!(err.contains(want), "{case}: expected {want:?} in: {err}");
+}
+
+fn generate(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    wgsd()
+        .args(["generate", "--model", model.to_str().unwrap(), "--steps", "1", "--width", "64", "--height", "64", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Output names and folders are checked before any model is loaded (the model here does not exist, so a
+/// message about the output proves the order).
+#[test]
+fn output_paths_are_checked_before_loading() {
+    let dir = temp("out");
+    let nowhere = dir.join("no-model");
+    let cases: &[(&str, PathBuf, &str)] = &[
+        ("jpeg name", dir.join("x.jpg"), "writes PNG files"),
+        ("no extension", dir.join("x"), "writes PNG files"),
+        ("missing folder", dir.join("sub/x.png"), "does not exist"),
+        ("a folder", dir.join("d.png"), "is a folder"),
+    ];
+    std::fs::create_dir_all(dir.join("d.png")).unwrap();
+    for (case, out, want) in cases {
+        let o = wgsd().args(["generate", "--model"]).arg(&nowhere).args(["--prompt", "x", "--out"]).arg(out).output().unwrap();
+        assert_refused(&o, want, case);
+    }
+    std::fs::write(dir.join("old.png"), b"precious").unwrap();
+    let o = wgsd().args(["generate", "--model"]).arg(&nowhere).args(["--prompt", "x", "--out"]).arg(dir.join("old.png")).output().unwrap();
+    assert_refused(&o, "already exists", "existing file");
+    assert_eq!(std::fs::read(dir.join("old.png")).unwrap(), b"precious");
+    assert_eq!(files(&dir), ["d.png", "old.png"], "nothing left behind");
+}
+
+#[test]
+fn seeds_follow_a1111() {
+    let dir = temp("seed");
+    let o = wgsd().args(["generate", "--prompt", "x", "--seed", "-5", "--out"]).arg(dir.join("a.png")).output().unwrap();
+    assert_refused(&o, "-1 = random", "seed -5");
+    let Some(model) = tiny_sd15() else { return };
+    let o = generate(&model, &dir.join("r.png"), &["--prompt", "x", "--seed", "-1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let seed: u64 = err.lines().find_map(|l| l.strip_prefix("seed ").and_then(|r| r.strip_suffix(" (random)"))).expect(&err).parse().unwrap();
+    let params = read_parameters(&dir.join("r.png")).unwrap().unwrap();
+    assert!(params.contains(&format!("Seed: {seed},")), "{params}");
+    // The model is named, not the local path; the sampler as A1111 names it.
+    assert!(params.contains("Model: sd15") && !params.contains(model.to_str().unwrap()), "{params}");
+    assert!(!params.contains("Scheduler,"), "{params}");
+    let o = generate(&model, &dir.join("w.png"), &["--prompt", "x", "--seed", &u64::MAX.to_string()]);
+    assert!(!o.status.success());
+    let o = generate(&model, &dir.join("w.png"), &["--prompt", "x", "--seed", &(i64::MAX).to_string(), "--n-images", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A prompt that Latin-1 cannot hold goes into a UTF-8 iTXt chunk and reads back intact.
+#[test]
+fn non_latin1_prompts_keep_their_image_and_text() {
+    let dir = temp("utf8");
+    let text = "東京の夜景、ネオン 🌃 — “quoted” café\nSteps: 1";
+    let rgb = vec![7u8; 4 * 4 * 3];
+    write_png(&dir.join("u.png"), 4, 4, &rgb, text, false).unwrap();
+    assert_eq!(read_parameters(&dir.join("u.png")).unwrap().as_deref(), Some(text));
+    write_png(&dir.join("l.png"), 4, 4, &rgb, "café, naïve", false).unwrap();
+    assert_eq!(read_parameters(&dir.join("l.png")).unwrap().as_deref(), Some("café, naïve"));
+    assert_eq!(files(&dir), ["l.png", "u.png"]);
+
+    let Some(model) = tiny_sd15() else { return };
+    let prompt = "桜の木の下の猫 🐈, (masterpiece:1.2)";
+    let o = generate(&model, &dir.join("cat.png"), &["--prompt", prompt, "--negative-prompt", "ぼやけた", "--seed", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let params = read_parameters(&dir.join("cat.png")).unwrap().unwrap();
+    assert!(params.starts_with(&format!("{prompt}\nNegative prompt: ぼやけた\n")), "{params}");
+}
+
+/// A failed write leaves the old file as it was and no temporary file behind.
+#[test]
+fn failed_writes_change_nothing() {
+    let dir = temp("atomic");
+    let old = dir.join("old.png");
+    write_png(&old, 2, 2, &[1u8; 12], "first", false).unwrap();
+    let before = std::fs::read(&old).unwrap();
+    // Wrong data length, with and without --overwrite; an existing name without it.
+    assert!(write_png(&old, 2, 2, &[1u8; 11], "second", true).is_err());
+    let e = write_png(&old, 2, 2, &[2u8; 12], "second", false).unwrap_err().to_string();
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(std::fs::read(&old).unwrap(), before);
+    assert_eq!(files(&dir), ["old.png"]);
+    write_png(&old, 2, 2, &[2u8; 12], "second", true).unwrap();
+    assert_eq!(read_parameters(&old).unwrap().as_deref(), Some("second"));
+    assert_eq!(files(&dir), ["old.png"]);
+}
+
+/// A copy of the tiny model whose UNet has one weight tensor replaced by NaN.
+fn model_with_nan_unet(dir: &Path, model: &Path) -> PathBuf {
+    let copy = dir.join("nan-model");
+    for entry in walk(model) {
+        let rel = entry.strip_prefix(model).unwrap();
+        std::fs::create_dir_all(copy.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&entry, copy.join(rel)).unwrap();
+    }
+    let file = copy.join("unet/diffusion_pytorch_model.safetensors");
+    let w = WeightFile::open(&file).unwrap();
+    let tensors: Vec<HostTensor> = w
+        .names()
+        .into_iter()
+        .map(|name| {
+            let mut values = w.read_f32(&name).unwrap();
+            if name == "conv_in.weight" {
+                values.iter_mut().for_each(|v| *v = f32::NAN);
+            }
+            HostTensor { shape: w.shape(&name).unwrap(), name, values }
+        })
+        .collect();
+    drop(w);
+    std::fs::write(&file, safetensors_bytes(&tensors, None).unwrap()).unwrap();
+    copy
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// NaN never becomes a black PNG with exit code 0: the run stops, names the step and the likely cause.
+#[test]
+fn nan_stops_the_run_without_an_image() {
+    let Some(model) = tiny_sd15() else { return };
+    let dir = temp("nan");
+    let broken = model_with_nan_unet(&dir, &model);
+    let o = generate(&broken, &dir.join("a.png"), &["--prompt", "x", "--seed", "1"]);
+    assert_refused(&o, "at step 1 of 1", "NaN UNet weights");
+    assert_refused(&o, "weight file", "NaN UNet weights");
+    let o = generate(&model, &dir.join("b.png"), &["--prompt", "x", "--seed", "1", "--cfg-scale", "1e38"]);
+    assert_refused(&o, "--cfg-scale", "cfg 1e38");
+    assert!(!dir.join("a.png").exists() && !dir.join("b.png").exists());
+    assert_eq!(files(&dir), ["nan-model"]);
+}
