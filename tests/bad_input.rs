@@ -193,3 +193,61 @@ fn nan_stops_the_run_without_an_image() {
     assert!(!dir.join("a.png").exists() && !dir.join("b.png").exists());
     assert_eq!(files(&dir), ["nan-model"]);
 }
+
+/// Every config value that would crash or silently mislead is refused, naming the file and the value.
+#[test]
+fn nonsense_config_values_are_refused() {
+    use serde_json::{json, Value};
+    use wgsd::models::config::{ClipTextConfig, UNetConfig, VaeConfig};
+    let Some(model) = tiny_sd15() else { return };
+    let dir = temp("configs");
+    let read = |part: &str| -> Value {
+        let file = if part == "scheduler" { "scheduler_config.json" } else { "config.json" };
+        serde_json::from_str(&std::fs::read_to_string(model.join(part).join(file)).unwrap()).unwrap()
+    };
+    let cases: &[(&str, &str, Value, &str)] = &[
+        ("unet", "norm_num_groups", json!(0), "norm_num_groups is 0"),
+        ("unet", "norm_num_groups", json!(7), "multiples of norm_num_groups 7"),
+        ("unet", "block_out_channels", json!([]), "empty"),
+        ("unet", "attention_head_dim", json!(0), "attention heads"),
+        ("unet", "attention_head_dim", json!(7), "attention heads"),
+        ("unet", "layers_per_block", json!(0), "layers_per_block"),
+        ("unet", "down_block_types", json!(["DownBlock2D"]), "block types"),
+        ("vae", "norm_num_groups", json!(0), "norm_num_groups is 0"),
+        ("vae", "block_out_channels", json!([]), "differ in length"),
+        ("vae", "scaling_factor", json!(-1.0), "scaling_factor"),
+        ("text_encoder", "num_attention_heads", json!(0), "at least 1"),
+        ("text_encoder", "eos_token_id", json!(1_000_000), "outside the vocabulary"),
+    ];
+    for (i, (part, key, value, want)) in cases.iter().enumerate() {
+        let mut cfg = read(part);
+        cfg[*key] = value.clone();
+        let path = dir.join(format!("{i}-{part}.json"));
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let err = match *part {
+            "unet" => UNetConfig::from_file(&path).err(),
+            "vae" => VaeConfig::from_file(&path).err(),
+            _ => ClipTextConfig::from_file(&path).err(),
+        }
+        .unwrap_or_else(|| panic!("{part}.{key} = {value} was accepted"))
+        .to_string();
+        assert!(err.contains(want) && err.contains(&format!("{i}-{part}.json")), "{part}.{key} = {value}: {err}");
+    }
+
+    let sched = read("scheduler");
+    let class = sched["_class_name"].as_str().unwrap().to_string();
+    let bad_sched: &[(&str, Value, &str)] = &[
+        ("beta_start", json!(-0.1), "in (0, 1)"),
+        ("beta_end", json!(1.5), "in (0, 1)"),
+        ("beta_start", json!(0.5), "must not decrease"),
+        ("trained_betas", json!([0.1, 0.2]), "num_train_timesteps"),
+        ("num_train_timesteps", json!(0), "num_train_timesteps"),
+        ("num_train_timesteps", json!(10_000_000_000u64), "num_train_timesteps"),
+    ];
+    for (key, value, want) in bad_sched {
+        let mut cfg = sched.clone();
+        cfg[*key] = value.clone();
+        let err = wgsd::schedulers::from_config(&class, &cfg, "scheduler_config.json").err().unwrap_or_else(|| panic!("{key} = {value} accepted")).to_string();
+        assert!(err.contains(want) && err.contains("scheduler_config.json"), "{key} = {value}: {err}");
+    }
+}

@@ -134,6 +134,21 @@ fn default_kernel() -> usize {
     3
 }
 
+/// `block_out_channels` present, each a positive multiple of a positive `norm_num_groups`.
+fn check_channels(file: &str, channels: &[usize], groups: usize) -> Result<()> {
+    let bad = |msg: String| Err(Error::Config { file: file.to_string(), msg });
+    if channels.is_empty() {
+        return bad("block_out_channels is empty".into());
+    }
+    if groups == 0 {
+        return bad("norm_num_groups is 0".into());
+    }
+    if channels.iter().any(|&ch| ch == 0 || !ch.is_multiple_of(groups)) {
+        return bad(format!("block_out_channels {channels:?} are not all positive multiples of norm_num_groups {groups}"));
+    }
+    Ok(())
+}
+
 impl UNetConfig {
     pub fn from_file(path: &Path) -> Result<UNetConfig> {
         let (file, v) = read(path)?;
@@ -165,6 +180,7 @@ impl UNetConfig {
         let c: UNetConfig = parse(&file, v)?;
         let n = c.block_out_channels.len();
         let bad = |msg: String| Err(Error::Config { file: file.clone(), msg });
+        check_channels(&file, &c.block_out_channels, c.norm_num_groups)?;
         if c.down_block_types.len() != n || c.up_block_types.len() != n {
             return bad(format!("{n} block_out_channels but {} down and {} up block types", c.down_block_types.len(), c.up_block_types.len()));
         }
@@ -197,8 +213,15 @@ impl UNetConfig {
                 return bad(format!("conv kernel size {k} is not supported (1 or 3)"));
             }
         }
-        if c.block_out_channels.iter().any(|ch| ch % c.norm_num_groups != 0) {
-            return bad(format!("block_out_channels {:?} not divisible by norm_num_groups {}", c.block_out_channels, c.norm_num_groups));
+        for (i, &ch) in c.block_out_channels.iter().enumerate() {
+            let heads = c.heads(i);
+            if heads == 0 || !ch.is_multiple_of(heads) {
+                return bad(format!("block {i}: {heads} attention heads do not divide its {ch} channels (attention_head_dim / num_attention_heads)"));
+            }
+        }
+        let mid_heads = c.heads(n - 1);
+        if c.in_channels == 0 || c.out_channels == 0 || c.cross_attention_dim == 0 || c.layers_per_block == 0 || mid_heads == 0 {
+            return bad("in_channels, out_channels, cross_attention_dim and layers_per_block must be at least 1".into());
         }
         Ok(c)
     }
@@ -252,6 +275,13 @@ impl VaeConfig {
         if c.down_block_types.len() != c.block_out_channels.len() || c.up_block_types.len() != c.block_out_channels.len() {
             return bad("block type lists and block_out_channels differ in length".into());
         }
+        check_channels(&file, &c.block_out_channels, c.norm_num_groups)?;
+        if c.in_channels == 0 || c.out_channels == 0 || c.latent_channels == 0 || c.layers_per_block == 0 {
+            return bad("in_channels, out_channels, latent_channels and layers_per_block must be at least 1".into());
+        }
+        if !(c.scaling_factor.is_finite() && c.scaling_factor > 0.0) {
+            return bad(format!("scaling_factor {} must be a positive number", c.scaling_factor));
+        }
         Ok(c)
     }
 }
@@ -289,6 +319,15 @@ impl ClipTextConfig {
         let (file, v) = read(path)?;
         require(&file, &v, "hidden_act", &["quick_gelu".into(), "gelu".into()])?;
         let c: ClipTextConfig = parse(&file, v)?;
+        if c.hidden_size == 0 || c.num_attention_heads == 0 || c.num_hidden_layers == 0 || c.intermediate_size == 0 || c.vocab_size == 0 {
+            return Err(Error::Config {
+                file,
+                msg: "hidden_size, num_attention_heads, num_hidden_layers, intermediate_size and vocab_size must be at least 1".into(),
+            });
+        }
+        if c.eos_token_id >= c.vocab_size {
+            return Err(Error::Config { file, msg: format!("eos_token_id {} is outside the vocabulary of {}", c.eos_token_id, c.vocab_size) });
+        }
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::Config {
                 file,

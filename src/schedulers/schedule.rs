@@ -188,8 +188,9 @@ pub struct BetaDefaults {
 impl TrainSchedule {
     pub fn from_config(cfg: &Config, d: &BetaDefaults) -> Result<TrainSchedule> {
         let n = cfg.usize("num_train_timesteps", 1000)?;
-        if n < 2 {
-            return Err(cfg.unsupported("num_train_timesteps", n, "need at least 2"));
+        // SD trains with 1000; a million is far past any model and would only exhaust memory.
+        if !(2..=1_000_000).contains(&n) {
+            return Err(cfg.unsupported("num_train_timesteps", n, "need 2 to 1000000 (SD uses 1000)"));
         }
         let betas = if let Some(tb) = cfg.f64_list("trained_betas")? {
             if tb.len() != n {
@@ -221,6 +222,22 @@ impl TrainSchedule {
                 }
             }
         };
+        // Betas are noise variances per step: in (0, 1) and non-decreasing, or the schedule is nonsense
+        // (NaN sigmas, alphas above 1, a schedule that denoises backwards).
+        if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(**b > 0.0 && **b < 1.0)) {
+            return Err(cfg.unsupported("betas", format!("beta[{i}] = {b}"), "every beta must be in (0, 1): check beta_start, beta_end and trained_betas"));
+        }
+        // (The alpha-bar schedules are made from a smooth curve, monotone or not by design: only the
+        // given and linear ones are checked.)
+        let from_curve = cfg.get("trained_betas").is_none_or(|v| v.is_null())
+            && matches!(cfg.string("beta_schedule", d.beta_schedule)?.as_str(), "squaredcos_cap_v2" | "exp" | "laplace");
+        if let Some(i) = (1..n).find(|&i| !from_curve && betas[i] < betas[i - 1]) {
+            return Err(cfg.unsupported(
+                "betas",
+                format!("beta[{i}] = {} < beta[{}] = {}", betas[i], i - 1, betas[i - 1]),
+                "betas must not decrease (is beta_start above beta_end?)",
+            ));
+        }
         let rescale = d.has_rescale && cfg.bool("rescale_betas_zero_snr", false)?;
         let betas = if rescale { rescale_zero_terminal_snr(&betas) } else { betas };
         let alphas: Vec<f32> = betas.iter().map(|b| 1.0 - b).collect();
