@@ -59,6 +59,11 @@ fn repo_ids_resolve_from_the_cache_with_the_components_the_run_needs() {
     assert_eq!(resolve(model.to_str().unwrap(), None, &extras).unwrap(), model);
     let e = resolve("./no/such/folder", None, &[]).unwrap_err().to_string();
     assert!(e.contains("no/such/folder"), "{e}");
+    // One slash but not a repo id (a space, `..`): a missing folder, not a download attempt.
+    for bad in ["my models/sd 15", "../sd15", "org/..", "org/na:me"] {
+        let e = resolve(bad, None, &[]).unwrap_err().to_string();
+        assert!(e.contains("no such folder"), "{bad}: {e}");
+    }
     // A single file's --config repo needs only configs, tokenizer and scheduler: no network without weights.
     for f in ["unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"] {
         std::fs::remove_file(snapshot.join(f)).unwrap();

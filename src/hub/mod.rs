@@ -1,13 +1,14 @@
 //! Models from the Hugging Face Hub, downloaded and cached the way diffusers does (the shared
 //! `~/.cache/huggingface/hub` cache, `HF_HOME` / `HF_HUB_CACHE` honoured, `HF_TOKEN` for gated repos,
-//! `HF_HUB_OFFLINE=1` to use only what is cached). Only the files a pipeline needs are fetched.
+//! `HF_HUB_OFFLINE=1` to use only what is cached). Only the files a pipeline needs are fetched; see
+//! [`download`] for timeouts, resuming and progress.
+
+pub mod download;
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Cache, Repo, RepoType};
-
 use crate::error::{Error, Result};
+use download::Hub;
 
 /// The files of a diffusers Stable Diffusion repository wgsd reads; `{v}` is `.variant` or empty.
 const FILES: &[&str] = &[
@@ -41,17 +42,40 @@ fn lists_component(index: &serde_json::Value, component: &str) -> bool {
     index[component].as_array().is_some_and(|a| a.iter().any(|v| !v.is_null()))
 }
 
+/// `HF_HOME`, else `~/.cache/huggingface`.
+fn hf_home() -> Option<PathBuf> {
+    std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface")))
+}
+
 /// The Hugging Face cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-fn cache() -> Cache {
+fn cache_root() -> Result<PathBuf> {
     match std::env::var_os("HF_HUB_CACHE") {
-        Some(dir) => Cache::new(dir.into()),
-        None => Cache::from_env(),
+        Some(dir) => Ok(dir.into()),
+        None => hf_home()
+            .map(|h| h.join("hub"))
+            .ok_or_else(|| Error::usage("no Hugging Face cache: set HF_HOME or HF_HUB_CACHE (HOME is not set)")),
     }
+}
+
+/// A file of `repo` at the cached `refs/main` commit, if it is in the cache.
+fn cached(cache: &Path, repo: &str, file: &str) -> Option<PathBuf> {
+    let dir = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let commit = std::fs::read_to_string(dir.join("refs/main")).ok()?;
+    let p = dir.join("snapshots").join(commit.trim()).join(file);
+    p.exists().then_some(p)
 }
 
 /// Whether `model` names a local folder (else it is taken as a repo id like `org/name`).
 pub fn is_local(model: &str) -> bool {
-    Path::new(model).exists() || model.starts_with('.') || model.starts_with('/') || model.matches('/').count() != 1
+    Path::new(model).exists() || !is_repo_id(model)
+}
+
+/// A Hub repo id: `org/name`, each part letters, digits, `-`, `_`, `.` (not starting with `.` or `-`).
+fn is_repo_id(s: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty() && p.len() <= 96 && !p.starts_with(['.', '-']) && !p.contains("..") && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    matches!(s.split_once('/'), Some((org, name)) if part(org) && part(name))
 }
 
 /// The local folder of a model: `model` itself when it is a folder, else the Hub snapshot holding the
@@ -71,7 +95,11 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
     if is_local(model) {
         let p = PathBuf::from(model);
         if !p.is_dir() {
-            return Err(Error::usage(format!("model folder {model} does not exist")));
+            return Err(Error::usage(if p.exists() {
+                format!("{model} is a file, not a model folder (a single-file checkpoint is a .safetensors file)")
+            } else {
+                format!("no such folder: {model} (and it is not a Hugging Face repo id like org/name)")
+            }));
         }
         return Ok(p);
     }
@@ -80,37 +108,20 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
         .filter(|f| weights || !f.ends_with(".safetensors"))
         .map(|f| f.replace("{v}", &variant.map(|v| format!(".{v}")).unwrap_or_default()))
         .collect();
-    let repo = Repo::new(model.to_string(), RepoType::Model);
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
-    let api = || -> Result<_> {
+    let root = cache_root()?;
+    let hub = || -> Result<Hub> {
         if offline {
             return Err(Error::usage(format!(
                 "{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
             )));
         }
-        let mut builder = ApiBuilder::from_cache(cache()).with_progress(true);
-        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Ok(token) = std::env::var("HF_TOKEN") {
-            builder = builder.with_token(Some(token));
-        }
-        Ok(builder
-            .build()
-            .map_err(|e| Error::usage(format!("cannot reach the Hugging Face Hub: {e}")))?
-            .repo(repo.clone()))
-    };
-    let download_error = |f: &str, e: &dyn std::fmt::Display| {
-        Error::usage(format!(
-            "cannot download {model}/{f}: {e}. Check the repo id and your network (gated repos need HF_TOKEN), \
-             or pass a local diffusers folder to --model"
-        ))
+        Ok(Hub::from_env(hf_home().as_deref()))
     };
     // The index says which optional components the repository has.
-    let cache = cache().repo(repo.clone());
-    let index_path = match cache.get("model_index.json") {
+    let index_path = match cached(&root, model, "model_index.json") {
         Some(p) => p,
-        None => api()?.get("model_index.json").map_err(|e| download_error("model_index.json", &e))?,
+        None => hub()?.download(&root, model, "model_index.json")?,
     };
     let text = std::fs::read_to_string(&index_path)
         .map_err(|e| Error::Config { file: index_path.display().to_string(), msg: format!("cannot read: {e}") })?;
@@ -124,17 +135,21 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
         }
     }
     // Everything already cached: no network needed.
-    if files.iter().all(|f| cache.get(f).is_some()) {
+    if files.iter().all(|f| cached(&root, model, f).is_some()) {
         return Ok(snapshot_dir(&index_path));
     }
-    let api = api()?;
+    let hub = hub()?;
     let mut first = None;
     for f in &files {
-        eprintln!("fetching {model}/{f}");
-        let p = api.get(f).map_err(|e| download_error(f, &e))?;
+        // The index is fetched again (it is small): if the repository moved to a new commit, every file
+        // then lands in, and is looked up in, that commit's snapshot.
+        let p = match cached(&root, model, f) {
+            Some(p) if f != "model_index.json" => p,
+            _ => hub.download(&root, model, f)?,
+        };
         first.get_or_insert(p);
     }
-    Ok(snapshot_dir(first.as_ref().expect("at least one file")))
+    Ok(first.map(|p| snapshot_dir(&p)).unwrap_or_else(|| snapshot_dir(&index_path)))
 }
 
 /// `…/snapshots/<rev>/model_index.json` → `…/snapshots/<rev>`.
