@@ -321,7 +321,7 @@ pub fn get(map: &NameMap, file: &WeightFile, key: &str, expected: &[usize]) -> R
             if src.rows.is_some() { " per q/k/v slice" } else { "" }
         )));
     }
-    let data = file.read_f32(&src.key)?;
+    let data = file.read_weight(&src.key)?;
     Ok(match src.rows {
         Some(r) => {
             let per_row: usize = stored[1..].iter().product();

@@ -19,9 +19,25 @@ use crate::models::single_file::{self, NameMap};
 /// One memory-mapped safetensors file.
 pub struct WeightFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Backing,
     data_start: usize,
     meta: Metadata,
+}
+
+/// The file's bytes: memory-mapped, or held (files built in memory, fuzzing).
+enum Backing {
+    Mapped(Mmap),
+    Held(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Held(v) => v,
+        }
+    }
 }
 
 pub(crate) fn shape_str(s: &[usize]) -> String {
@@ -35,10 +51,28 @@ impl WeightFile {
         // SAFETY: the map is read-only; a file changed underneath us while loading is the user's problem,
         // as with every memory-mapped loader.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
+        Self::parse(path, Backing::Mapped(mmap))
+    }
+
+    /// A safetensors file held in memory; `label` names it in errors.
+    pub fn from_bytes(label: &Path, bytes: Vec<u8>) -> Result<WeightFile> {
+        Self::parse(label, Backing::Held(bytes))
+    }
+
+    /// Reads and checks the header: every tensor's bytes must lie inside the file (a truncated download
+    /// passes the header check alone and would fail only when a tensor is read).
+    fn parse(path: &Path, mmap: Backing) -> Result<WeightFile> {
+        let err = |msg: String| Error::Weights { file: path.display().to_string(), msg };
         let (n, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| {
             err(format!("not a valid safetensors file (truncated or corrupt?): {e}"))
         })?;
-        Ok(WeightFile { path: path.to_path_buf(), mmap, data_start: 8 + n, meta })
+        let data_start = 8 + n;
+        let needed = meta.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0);
+        let have = mmap.len().saturating_sub(data_start);
+        if needed > have {
+            return Err(err(format!("truncated: the header describes {needed} bytes of tensor data but the file holds {have}")));
+        }
+        Ok(WeightFile { path: path.to_path_buf(), mmap, data_start, meta })
     }
 
     pub fn path(&self) -> &Path {
@@ -54,7 +88,21 @@ impl WeightFile {
         self.meta.info(key).map(|i| i.shape.clone())
     }
 
-    /// A stored tensor as f32 (converted from f16/bf16 when stored so).
+    /// A model weight as f32: like [`WeightFile::read_f32`], but integer tensors are refused (an integer
+    /// tensor where a weight belongs is a wrong or damaged file, not something to convert).
+    pub fn read_weight(&self, key: &str) -> Result<Vec<f32>> {
+        if let Some(info) = self.meta.info(key) {
+            if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
+                return Err(Error::Weights {
+                    file: self.path.display().to_string(),
+                    msg: format!("tensor '{key}' has dtype {:?}; weights must be F32, F16 or BF16", info.dtype),
+                });
+            }
+        }
+        self.read_f32(key)
+    }
+
+    /// A stored tensor as f32 (converted from f16/bf16 when stored so; I64 as well, for fixture ids).
     pub fn read_f32(&self, key: &str) -> Result<Vec<f32>> {
         let err = |msg: String| Error::Weights { file: self.path.display().to_string(), msg };
         let info = self.meta.info(key).ok_or_else(|| err(format!("tensor '{key}' not found")))?;
@@ -73,7 +121,7 @@ impl WeightFile {
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
                 .collect(),
-            other => return Err(err(format!("tensor '{key}' has dtype {other:?}; wgsd reads F32, F16, BF16"))),
+            other => return Err(err(format!("tensor '{key}' has dtype {other:?}; weights must be F32, F16 or BF16"))),
         };
         if v.len() != n {
             return Err(err(format!("tensor '{key}': {} values stored for shape {}", v.len(), shape_str(&info.shape))));
@@ -238,6 +286,6 @@ impl Weights {
                 ),
             });
         }
-        file.read_f32(name)
+        file.read_weight(name)
     }
 }

@@ -95,7 +95,7 @@ pub fn load_embedding(path: &Path) -> Result<Embedding> {
     if count == 0 || width == 0 {
         return Err(err(format!("tensor '{key}' is empty ({shape:?})")));
     }
-    let vectors = file.read_f32(&key)?;
+    let vectors = file.read_weight(&key)?;
     if vectors.iter().any(|v| !v.is_finite()) {
         return Err(err(format!("tensor '{key}' holds non-finite values")));
     }
