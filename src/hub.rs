@@ -81,25 +81,7 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
         .map(|f| f.replace("{v}", &variant.map(|v| format!(".{v}")).unwrap_or_default()))
         .collect();
     let repo = Repo::new(model.to_string(), RepoType::Model);
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
-    let api = || -> Result<_> {
-        if offline {
-            return Err(Error::usage(format!(
-                "{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
-            )));
-        }
-        let mut builder = ApiBuilder::from_cache(cache()).with_progress(true);
-        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Ok(token) = std::env::var("HF_TOKEN") {
-            builder = builder.with_token(Some(token));
-        }
-        Ok(builder
-            .build()
-            .map_err(|e| Error::usage(format!("cannot reach the Hugging Face Hub: {e}")))?
-            .repo(repo.clone()))
-    };
+    let api = || api_repo(model, &repo);
     let download_error = |f: &str, e: &dyn std::fmt::Display| {
         Error::usage(format!(
             "cannot download {model}/{f}: {e}. Check the repo id and your network (gated repos need HF_TOKEN), \
@@ -135,6 +117,48 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
         first.get_or_insert(p);
     }
     Ok(snapshot_dir(first.as_ref().expect("at least one file")))
+}
+
+/// The Hub API for `repo`, unless `HF_HUB_OFFLINE=1` forbids downloading.
+fn api_repo(model: &str, repo: &Repo) -> Result<hf_hub::api::sync::ApiRepo> {
+    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") {
+        return Err(Error::usage(format!("{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it")));
+    }
+    let mut builder = ApiBuilder::from_cache(cache()).with_progress(true);
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    Ok(builder.build().map_err(|e| Error::usage(format!("cannot reach the Hugging Face Hub: {e}")))?.repo(repo.clone()))
+}
+
+/// The folder of a single diffusers model (`config.json` + `diffusion_pytorch_model.safetensors`, as a VAE
+/// or TAESD repository such as madebyollin/taesd ships them): `model` itself when it is a folder, else the
+/// Hub snapshot, downloaded as needed.
+pub fn resolve_single_model(model: &str) -> Result<PathBuf> {
+    if is_local(model) {
+        let p = PathBuf::from(model);
+        if !p.is_dir() {
+            return Err(Error::usage(format!("model folder {model} does not exist")));
+        }
+        return Ok(p);
+    }
+    let repo = Repo::new(model.to_string(), RepoType::Model);
+    let cached = cache().repo(repo.clone());
+    let files = ["config.json", "diffusion_pytorch_model.safetensors"];
+    if let Some(p) = files.iter().map(|f| cached.get(f)).collect::<Option<Vec<_>>>() {
+        return Ok(snapshot_dir(&p[0]));
+    }
+    let api = api_repo(model, &repo)?;
+    let mut first = None;
+    for f in files {
+        eprintln!("fetching {model}/{f}");
+        let p = api.get(f).map_err(|e| Error::usage(format!("cannot download {model}/{f}: {e}. Check the repo id and your network, or pass a local folder")))?;
+        first.get_or_insert(p);
+    }
+    Ok(snapshot_dir(&first.expect("two files")))
 }
 
 /// `…/snapshots/<rev>/model_index.json` → `…/snapshots/<rev>`.

@@ -125,7 +125,7 @@ impl AutoencoderKL {
         let sizes = TileSizes::of(&self.config);
         let tiling = sizes.decode_tiling(shape[2], shape[3]);
         let (out, dims, run) = run_tiled(gpu, latents, shape, &tiling, &|g, z| self.decode(g, z))?;
-        let f = sizes.sample / sizes.latent.max(1);
+        let f = sizes.factor();
         check_size("decode", &sizes, dims, (f * shape[2], f * shape[3]))?;
         Ok((out, run))
     }
@@ -140,7 +140,7 @@ impl AutoencoderKL {
         let sizes = TileSizes::of(&self.config);
         let tiling = sizes.encode_tiling(shape[2], shape[3]);
         let (out, dims, run) = run_tiled(gpu, images, shape, &tiling, &|g, x| self.encode(g, x))?;
-        let f = sizes.sample / sizes.latent.max(1);
+        let f = sizes.factor();
         check_size("encode", &sizes, dims, (shape[2] / f, shape[3] / f))?;
         Ok((out, run))
     }
@@ -170,4 +170,29 @@ pub fn to_nhwc_unit(chw: &[f32], n: usize, pixels: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+impl crate::pipeline::StableDiffusion {
+    /// Uses the VAE in the diffusers folder `dir` instead of the model's own: an `AutoencoderKL` (a
+    /// fine-tuned VAE) replaces it; a TAESD (`AutoencoderTiny`) decodes and encodes in its place, as in a
+    /// diffusers pipeline given `vae=AutoencoderTiny(...)`, and decodes the previews. Returns the class.
+    pub fn load_vae(&mut self, dir: &std::path::Path) -> Result<&'static str> {
+        let config = dir.join("config.json");
+        let class = crate::pipeline::read_json(&config)?["_class_name"].as_str().unwrap_or("AutoencoderKL").to_string();
+        match class.as_str() {
+            "AutoencoderTiny" => {
+                self.tiny_vae = Some(AutoencoderTiny::load(&self.gpu, dir)?);
+                Ok("AutoencoderTiny")
+            }
+            "AutoencoderKL" => {
+                self.vae = AutoencoderKL::load(&self.gpu, dir, None)?;
+                self.tiny_vae = None;
+                Ok("AutoencoderKL")
+            }
+            other => Err(Error::Config {
+                file: config.display().to_string(),
+                msg: format!("a {other} is not a VAE wgsd can use (AutoencoderKL or AutoencoderTiny)"),
+            }),
+        }
+    }
 }
