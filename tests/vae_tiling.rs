@@ -282,6 +282,31 @@ fn one_tile_equals_the_untiled_pass_bit_for_bit() {
     assert!(got.crop(0, 96, 0, 96) == first.crop(0, 96, 0, 96), "the top-left tile's unblended part differs");
 }
 
+/// The pipeline's decode: `Auto` leaves a small image untiled (bit-identical to one plain decoder plan),
+/// `On` tiles it (and then differs, as random weights make tiles disagree).
+#[test]
+fn pipeline_decode_follows_the_policy() {
+    let Some(model) = tiny_model("sd15") else { return };
+    let gpu = test_gpu();
+    let mut sd = wgsd::pipeline::StableDiffusion::load(gpu.clone(), &model, None).unwrap();
+    assert_eq!(sd.vae_tiling, VaeTiling::Auto);
+    let latent = Rng::new(9).vec(4 * 20 * 24, 1.0);
+    // The untiled decode as the pipeline always did it: one plan, then (x / 2 + 0.5).clamp(0, 1) to NHWC.
+    let mut g = Graph::new();
+    let z = g.input("latent", TensorDesc::f32(&[1, 4, 20, 24]));
+    let img = sd.vae.decode(&mut g, z).unwrap();
+    g.output(img);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    plan.write(z, &latent).unwrap();
+    plan.run().unwrap();
+    let plain = wgsd::pipeline::vae::to_nhwc_unit(&plan.read(img).unwrap(), 1, 160 * 192);
+    assert!(sd.decode_latents(&latent, [1, 4, 20, 24]).unwrap() == plain, "Auto changed a small decode");
+    sd.vae_tiling = VaeTiling::On;
+    let tiled = sd.decode_latents(&latent, [1, 4, 20, 24]).unwrap();
+    assert_eq!(tiled.len(), plain.len());
+    assert!(tiled != plain, "On did not tile a latent larger than one tile");
+}
+
 #[test]
 fn activation_estimate_covers_the_planned_peak() {
     let Some(model) = tiny_model("sd15") else { return };
