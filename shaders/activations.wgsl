@@ -8,6 +8,7 @@ const ACT_GELU: u32 = 2u;
 const ACT_GELU_TANH: u32 = 3u;
 const ACT_QUICK_GELU: u32 = 4u;
 const ACT_RELU: u32 = 5u;
+const ACT_TANH: u32 = 6u;
 
 // WGSL has no erf. Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7 for every x.
 fn erf_approx(x: f32) -> f32 {
@@ -43,6 +44,7 @@ fn activate(x: f32, act: u32) -> f32 {
         case 3u: { return gelu_tanh(x); }
         case 4u: { return quick_gelu(x); }
         case 5u: { return max(x, 0.0); }
+        case 6u: { return tanh(x); }
         default: { return x; }
     }
 }

@@ -60,6 +60,7 @@ fn activation_derivative(x: f32, act: u32) -> f32 {
         case 3u: { return gelu_tanh_grad(x); }
         case 4u: { return swish_grad(x, 1.702); }
         case 5u: { return select(0.0, 1.0, x > 0.0); }
+        case 6u: { let t = tanh(x); return 1.0 - t * t; }
         default: { return 1.0; }
     }
 }

@@ -87,6 +87,7 @@ fn act_grad(z: f32, act: u32) -> f32 {
             return s * (1.0 + 1.702 * z * (1.0 - s));
         }
         case 5u: { return select(0.0, 1.0, z > 0.0); }
+        case 6u: { let t = tanh(z); return 1.0 - t * t; }
         default: { return 1.0; }
     }
 }

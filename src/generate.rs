@@ -53,6 +53,12 @@ pub struct GenerateOptions {
     /// `--embedding` files and the `--embeddings-dir` folder (textual inversion).
     pub embeddings: Vec<PathBuf>,
     pub embeddings_dir: Option<PathBuf>,
+    /// When the VAE works in tiles.
+    pub vae_tiling: crate::models::vae_tiling::VaeTiling,
+    /// `--vae`: a VAE folder or repo id (AutoencoderKL, or a TAESD AutoencoderTiny); `taesd` = madebyollin/taesd.
+    pub vae: Option<String>,
+    /// `--preview N`: write `<out stem>-preview.png` every N steps.
+    pub preview: Option<usize>,
 }
 
 /// Which pipeline runs, with its inputs.
@@ -167,6 +173,12 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         crate::pipeline::lora::apply_loras(&gpu, h, &loras)?;
     }
     sd.prompt.syntax = o.prompt_syntax;
+    sd.vae_tiling = o.vae_tiling;
+    if let Some(v) = &o.vae {
+        let id = if v == "taesd" { "madebyollin/taesd" } else { v.as_str() };
+        let class = sd.load_vae(&crate::hub::resolve_single_model(id)?)?;
+        eprintln!("VAE: {class} from {id}");
+    }
     load_embeddings(&mut sd, &o.embeddings, o.embeddings_dir.as_deref())?;
     report_embeddings(&sd, &[("prompt", prompt.as_str()), ("negative prompt", o.negative_prompt.as_str())])?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
@@ -174,6 +186,9 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
         Condition::Text => (o.width.unwrap_or(default_size), o.height.unwrap_or(default_size)),
     };
+    if let Some(every) = o.preview.filter(|&n| n > 0) {
+        sd.preview = Some(preview_writer(&o.out, every, width, height));
+    }
     let source = dir.join("scheduler/scheduler_config.json").display().to_string();
     let (mut scheduler, sampler_name) = match &o.sampler {
         Some(name) => {
@@ -296,6 +311,19 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         index += count;
     }
     Ok(written)
+}
+
+/// Writes the first image of each preview to `<out stem>-preview.png`, replacing the last one.
+fn preview_writer(out: &std::path::Path, every: usize, width: usize, height: usize) -> crate::pipeline::Preview {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "wgsd".into());
+    let path = out.with_file_name(format!("{stem}-preview.png"));
+    crate::pipeline::Preview {
+        every,
+        sink: Box::new(move |images, step| {
+            let rgb = to_rgb8(&images[..(width * height * 3).min(images.len())]);
+            write_png(&path, width, height, &rgb, &format!("preview after step {step}"), true)
+        }),
+    }
 }
 
 /// Loads `--embedding` files (a width that does not fit the model is an error) and the `--embeddings-dir`

@@ -171,6 +171,17 @@ struct GenArgs {
     /// Folder of embeddings (sub-folders searched too), each triggered by its file name, as in A1111.
     #[arg(long)]
     embeddings_dir: Option<std::path::PathBuf>,
+    /// Decode (and encode) with the VAE in tiles, as diffusers' enable_tiling(): `on` whenever the image is
+    /// larger than one tile, `off`, or `auto` only where the whole image would not fit in GPU memory.
+    #[arg(long, default_value = "auto", value_parser = ["on", "off", "auto"])]
+    vae_tiling: String,
+    /// Another VAE: a diffusers AutoencoderKL folder or repo id (e.g. stabilityai/sd-vae-ft-mse), or a TAESD
+    /// (AutoencoderTiny) one — `taesd` is madebyollin/taesd — which decodes fast and approximately.
+    #[arg(long, value_name = "PATH|REPO|taesd")]
+    vae: Option<String>,
+    /// Write <out stem>-preview.png every N steps (decoded with the --vae TAESD when given, else the VAE).
+    #[arg(long, value_name = "N")]
+    preview: Option<usize>,
 }
 
 impl GenArgs {
@@ -201,6 +212,9 @@ impl GenArgs {
             prompt_syntax: if g.prompt_syntax == "plain" { wgsd::prompt::PromptSyntax::Plain } else { wgsd::prompt::PromptSyntax::A1111 },
             embeddings: g.embedding,
             embeddings_dir: g.embeddings_dir,
+            vae_tiling: g.vae_tiling.parse().unwrap_or_default(),
+            vae: g.vae,
+            preview: g.preview,
         })
     }
 }

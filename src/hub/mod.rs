@@ -108,16 +108,8 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
         .filter(|f| weights || !f.ends_with(".safetensors"))
         .map(|f| f.replace("{v}", &variant.map(|v| format!(".{v}")).unwrap_or_default()))
         .collect();
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
     let root = cache_root()?;
-    let hub = || -> Result<Hub> {
-        if offline {
-            return Err(Error::usage(format!(
-                "{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
-            )));
-        }
-        Ok(Hub::from_env(hf_home().as_deref()))
-    };
+    let hub = || online_hub(model);
     // The index says which optional components the repository has.
     let index_path = match cached(&root, model, "model_index.json") {
         Some(p) => p,
@@ -134,25 +126,59 @@ fn resolve_files(model: &str, variant: Option<&str>, extras: &[&str], weights: b
             }
         }
     }
-    // Everything already cached: no network needed.
-    if files.iter().all(|f| cached(&root, model, f).is_some()) {
-        return Ok(snapshot_dir(&index_path));
+    fetch(&root, model, &files, hub)
+}
+
+/// `files` of `model` from the cache, downloading those missing. The first file is fetched again when
+/// anything is missing (it is small: the index or config): if the repository moved to a new commit, every
+/// file then lands in, and is looked up in, that commit's snapshot. Returns the snapshot folder.
+fn fetch(root: &Path, model: &str, files: &[String], hub: impl FnOnce() -> Result<Hub>) -> Result<PathBuf> {
+    let in_cache: Option<Vec<PathBuf>> = files.iter().map(|f| cached(root, model, f)).collect();
+    if let Some(first) = in_cache.as_ref().and_then(|v| v.first()) {
+        return Ok(snapshot_of(first, &files[0]));
     }
     let hub = hub()?;
     let mut first = None;
-    for f in &files {
-        // The index is fetched again (it is small): if the repository moved to a new commit, every file
-        // then lands in, and is looked up in, that commit's snapshot.
-        let p = match cached(&root, model, f) {
-            Some(p) if f != "model_index.json" => p,
-            _ => hub.download(&root, model, f)?,
+    for (i, f) in files.iter().enumerate() {
+        let p = match cached(root, model, f) {
+            Some(p) if i > 0 => p,
+            _ => hub.download(root, model, f)?,
         };
         first.get_or_insert(p);
     }
-    Ok(first.map(|p| snapshot_dir(&p)).unwrap_or_else(|| snapshot_dir(&index_path)))
+    let first = first.ok_or_else(|| Error::usage(format!("{model}: no files to fetch")))?;
+    Ok(snapshot_of(&first, &files[0]))
 }
 
-/// `…/snapshots/<rev>/model_index.json` → `…/snapshots/<rev>`.
-fn snapshot_dir(model_index: &Path) -> PathBuf {
-    model_index.parent().map(Path::to_path_buf).unwrap_or_default()
+/// The folder of a single diffusers model (`config.json` + `diffusion_pytorch_model.safetensors`, as a VAE
+/// or TAESD repository such as madebyollin/taesd ships them): `model` itself when it is a folder, else the
+/// Hub snapshot, downloaded as needed.
+pub fn resolve_single_model(model: &str) -> Result<PathBuf> {
+    if is_local(model) {
+        let p = PathBuf::from(model);
+        if !p.is_dir() {
+            return Err(Error::usage(format!("no such folder: {model} (and it is not a Hugging Face repo id like org/name)")));
+        }
+        return Ok(p);
+    }
+    let root = cache_root()?;
+    let files = ["config.json".to_string(), "diffusion_pytorch_model.safetensors".to_string()];
+    fetch(&root, model, &files, || online_hub(model))
+}
+
+/// The Hub client, unless `HF_HUB_OFFLINE=1` forbids downloading what `model` still lacks.
+fn online_hub(model: &str) -> Result<Hub> {
+    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") {
+        return Err(Error::usage(format!("{model} is not fully in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it")));
+    }
+    Ok(Hub::from_env(hf_home().as_deref()))
+}
+
+/// The snapshot folder holding `path`, the snapshot file `file` (which may sit in a sub-folder).
+fn snapshot_of(path: &Path, file: &str) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in Path::new(file).components() {
+        p.pop();
+    }
+    p
 }

@@ -59,6 +59,7 @@ pub fn activation_derivative(act: Activation, x: f64) -> f64 {
                 0.0
             }
         }
+        Activation::Tanh => 1.0 - x.tanh() * x.tanh(),
     }
 }
 
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn derivatives_match_finite_differences_of_the_activations() {
-        for act in [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu] {
+        for act in [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu, Activation::Tanh] {
             for x in [-4.0f64, -1.3, -0.2, 0.3, 0.9, 2.5, 6.0] {
                 let h = 1e-3;
                 let f = |v: f64| {

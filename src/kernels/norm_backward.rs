@@ -112,6 +112,7 @@ pub fn act_grad(act: Activation, z: f64) -> f64 {
                 0.0
             }
         }
+        Activation::Tanh => 1.0 - z.tanh() * z.tanh(),
     }
 }
 

@@ -24,8 +24,10 @@ pub enum Activation {
     GeluTanh = 3,
     /// CLIP's `x * sigmoid(1.702 x)`.
     QuickGelu = 4,
-    /// `max(x, 0)` (BiT and DPT in the depth estimator).
+    /// `max(x, 0)` (BiT and DPT in the depth estimator, TAESD).
     Relu = 5,
+    /// `tanh(x)` (TAESD's decoder clamps its input with `3 · tanh(x / 3)`).
+    Tanh = 6,
 }
 
 impl Activation {
@@ -41,6 +43,7 @@ impl Activation {
             Activation::GeluTanh => "gelu_tanh",
             Activation::QuickGelu => "quick_gelu",
             Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
         }
     }
 
@@ -54,6 +57,7 @@ impl Activation {
             Activation::GeluTanh => 0.5 * v * (1.0 + (0.7978845608028654 * (v + 0.044715 * v * v * v)).tanh()),
             Activation::QuickGelu => v / (1.0 + (-1.702 * v).exp()),
             Activation::Relu => v.max(0.0),
+            Activation::Tanh => v.tanh(),
         };
         r as f32
     }

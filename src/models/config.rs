@@ -256,6 +256,14 @@ pub struct VaeConfig {
     pub use_post_quant_conv: bool,
     #[serde(default = "default_true")]
     pub mid_block_add_attention: bool,
+    /// The training image size; tiled decoding uses it as the tile size (diffusers' `tile_sample_min_size`).
+    #[serde(default = "default_vae_sample_size")]
+    pub sample_size: PerBlock,
+}
+
+/// diffusers' `AutoencoderKL` default.
+fn default_vae_sample_size() -> PerBlock {
+    PerBlock::One(32)
 }
 
 impl VaeConfig {
@@ -333,6 +341,72 @@ impl ClipTextConfig {
                 file,
                 msg: format!("hidden_size {} is not divisible by num_attention_heads {}", c.hidden_size, c.num_attention_heads),
             });
+        }
+        Ok(c)
+    }
+}
+
+/// `AutoencoderTiny` (TAESD) config.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AutoencoderTinyConfig {
+    #[serde(default = "default_three")]
+    pub in_channels: usize,
+    #[serde(default = "default_three")]
+    pub out_channels: usize,
+    #[serde(default = "default_four")]
+    pub latent_channels: usize,
+    pub encoder_block_out_channels: Vec<usize>,
+    pub decoder_block_out_channels: Vec<usize>,
+    pub num_encoder_blocks: Vec<usize>,
+    pub num_decoder_blocks: Vec<usize>,
+    #[serde(default = "default_two")]
+    pub upsampling_scaling_factor: usize,
+    /// Only used by diffusers' `scale_latents`/`unscale_latents` helpers (latents ↔ [0, 1] for storage).
+    #[serde(default = "default_three_f")]
+    pub latent_magnitude: f64,
+    #[serde(default = "default_half")]
+    pub latent_shift: f64,
+    #[serde(default = "default_one_f")]
+    pub scaling_factor: f64,
+}
+
+fn default_two() -> usize {
+    2
+}
+fn default_three() -> usize {
+    3
+}
+fn default_four() -> usize {
+    4
+}
+fn default_three_f() -> f64 {
+    3.0
+}
+fn default_half() -> f64 {
+    0.5
+}
+fn default_one_f() -> f64 {
+    1.0
+}
+
+impl AutoencoderTinyConfig {
+    pub fn from_file(path: &Path) -> Result<AutoencoderTinyConfig> {
+        let (file, v) = read(path)?;
+        if let Some(class) = v.get("_class_name").and_then(Value::as_str).filter(|c| *c != "AutoencoderTiny") {
+            return Err(Error::Config { file, msg: format!("is a {class} config, not an AutoencoderTiny (TAESD) one") });
+        }
+        require(&file, &v, "act_fn", &["relu".into()])?;
+        require(&file, &v, "upsample_fn", &["nearest".into()])?;
+        let c: AutoencoderTinyConfig = parse(&file, v)?;
+        let bad = |msg: String| Err(Error::Config { file: file.clone(), msg });
+        if c.encoder_block_out_channels.len() != c.num_encoder_blocks.len() || c.encoder_block_out_channels.is_empty() {
+            return bad("encoder_block_out_channels and num_encoder_blocks must be non-empty and of equal length".into());
+        }
+        if c.decoder_block_out_channels.len() != c.num_decoder_blocks.len() || c.decoder_block_out_channels.is_empty() {
+            return bad("decoder_block_out_channels and num_decoder_blocks must be non-empty and of equal length".into());
+        }
+        if c.upsampling_scaling_factor == 0 {
+            return bad("upsampling_scaling_factor must be at least 1".into());
         }
         Ok(c)
     }

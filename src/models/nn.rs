@@ -128,7 +128,7 @@ impl Linear {
     }
 }
 
-/// `nn.Conv2d(cin, cout, k, stride, padding)` with bias.
+/// `nn.Conv2d(cin, cout, k, stride, padding)`, with a bias unless loaded without one.
 pub struct Conv2d {
     pub weight: Arc<Param>,
     pub bias: Option<Arc<Param>>,
@@ -140,10 +140,15 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn load(l: &Loader, cin: usize, cout: usize, k: usize, opts: Conv2dOpts) -> Result<Conv2d> {
+        Self::load_with_bias(l, cin, cout, k, opts, true)
+    }
+
+    /// `nn.Conv2d(..., bias=bias)`: without a bias no `<path>.bias` tensor is read.
+    pub fn load_with_bias(l: &Loader, cin: usize, cout: usize, k: usize, opts: Conv2dOpts, bias: bool) -> Result<Conv2d> {
         let r = l.rank();
         Ok(Conv2d {
             weight: l.tensor("weight", &[cout, cin, k, k])?,
-            bias: Some(l.tensor("bias", &[cout])?),
+            bias: if bias { Some(l.tensor("bias", &[cout])?) } else { None },
             opts,
             lora: l.lora(&[r, cin, k, k], &[cout, r, 1, 1])?,
             name: l.path().to_string(),

@@ -268,6 +268,14 @@ impl StableDiffusion {
             }
             t_steps.push(ts.elapsed().as_secs_f64());
             progress(i + 1 - start, total);
+            if let Some(p) = &self.preview {
+                let done = i + 1 - start;
+                if p.every > 0 && done % p.every == 0 && done < total {
+                    let scale = self.vae.config.scaling_factor as f32;
+                    let scaled: Vec<f32> = latents.iter().map(|v| v / scale).collect();
+                    (p.sink)(&self.decode_latents(&scaled, [n, latent_ch, h, w])?, done)?;
+                }
+            }
         }
 
         // 6. Decode.

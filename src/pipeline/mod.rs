@@ -10,6 +10,7 @@ pub mod inputs;
 pub mod lora;
 pub mod safety;
 pub mod txt2img;
+pub mod vae;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -29,7 +30,9 @@ use crate::train::lora::TrainHooks;
 use crate::models::safety_checker::SafetyChecker;
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::UNet2DConditionModel;
+use crate::models::taesd::AutoencoderTiny;
 use crate::models::vae::AutoencoderKL;
+use crate::models::vae_tiling::VaeTiling;
 use crate::tensor::TensorDesc;
 
 /// A loaded diffusers Stable Diffusion folder.
@@ -47,6 +50,13 @@ pub struct StableDiffusion {
     /// Classifier-free guidance as two UNet batches (negative, then prompt) even when one would do; they
     /// are always two when the prompt and negative prompt have different numbers of chunks.
     pub separate_guidance_batches: bool,
+    /// When the VAE decodes and encodes in tiles (bounded memory for large images).
+    pub vae_tiling: VaeTiling,
+    /// A TAESD (`AutoencoderTiny`) that replaces the VAE for decoding and encoding, as diffusers does when a
+    /// pipeline is given `vae=AutoencoderTiny(...)`; it also decodes previews.
+    pub tiny_vae: Option<AutoencoderTiny>,
+    /// Intermediate images during denoising.
+    pub preview: Option<Preview>,
     /// Loaded on first use: they are large at real size and not every run needs them.
     safety_checker: OnceLock<SafetyChecker>,
     depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
@@ -112,6 +122,9 @@ impl StableDiffusion {
             scheduler_config,
             prompt: Default::default(),
             separate_guidance_batches: false,
+            vae_tiling: VaeTiling::default(),
+            tiny_vae: None,
+            preview: None,
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: dir.to_path_buf(),
@@ -159,6 +172,9 @@ impl StableDiffusion {
             scheduler_config,
             prompt: Default::default(),
             separate_guidance_batches: false,
+            vae_tiling: VaeTiling::default(),
+            tiny_vae: None,
+            preview: None,
             safety_checker: OnceLock::new(),
             depth_estimator: OnceLock::new(),
             dir: config_dir.to_path_buf(),
@@ -167,29 +183,30 @@ impl StableDiffusion {
     }
 
     /// Decodes latents `[N, C, h, w]` (already divided by the scaling factor) one image at a time into
-    /// NHWC float images in [0, 1].
+    /// NHWC float images in [0, 1]: with the TAESD when one replaces the VAE, else with the VAE, tiled as
+    /// `vae_tiling` decides.
     pub fn decode_latents(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
-        let [n, c, h, w] = shape;
-        let mut g = Graph::new();
-        let z = g.input("latent", TensorDesc::f32(&[1, c, h, w]));
-        let img = self.vae.decode(&mut g, z)?;
-        g.output(img);
-        let plan = Plan::new(self.gpu.clone(), g)?;
-        let (oh, ow) = (8 * h, 8 * w);
-        let mut out = Vec::with_capacity(n * oh * ow * 3);
-        for i in 0..n {
-            plan.write(z, &latents[i * c * h * w..(i + 1) * c * h * w])?;
-            plan.run()?;
-            let chw = plan.read(img)?;
-            // (x / 2 + 0.5).clamp(0, 1), CHW → HWC.
-            for p in 0..oh * ow {
-                for ch in 0..3 {
-                    out.push((chw[ch * oh * ow + p] / 2.0 + 0.5).clamp(0.0, 1.0));
-                }
-            }
-        }
-        Ok(out)
+        let [n, _, h, w] = shape;
+        let chw = if let Some(tiny) = &self.tiny_vae {
+            // The pipeline divided by the VAE's scaling factor; the TAESD wants latents over its own.
+            let k = (self.vae.config.scaling_factor / tiny.config.scaling_factor) as f32;
+            let latents: Vec<f32> = latents.iter().map(|v| v * k).collect();
+            tiny.decode_latents(&self.gpu, &latents, shape)?
+        } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits) {
+            self.vae.decode_tiled(&self.gpu, latents, shape)?.0
+        } else {
+            self.vae.decode_untiled(&self.gpu, latents, shape)?
+        };
+        Ok(vae::to_nhwc_unit(&chw, n, chw.len() / n / 3))
     }
+}
+
+/// Denoising previews: every `every` steps the current latents are decoded (with the TAESD when loaded,
+/// else the VAE) and given to `sink` as NHWC images in [0, 1] with the step number.
+pub struct Preview {
+    pub every: usize,
+    #[allow(clippy::type_complexity)]
+    pub sink: Box<dyn Fn(&[f32], usize) -> Result<()> + Send + Sync>,
 }
 
 /// A UNet plan for one batch shape, re-run every step with new latents and timestep.

@@ -2,7 +2,7 @@
 //! the same functions with the folder from `WGSD_FIXTURES`. One file per family of cases:
 //! `host.rs` (tokenizer, schedulers: no GPU), `modules.rs` (text encoder, UNet, VAE), `blocks.rs` (real-size
 //! blocks), `pipelines.rs` (every pipeline), `safety.rs` (image processors, safety checker), `depth.rs`
-//! (the DPT depth estimator), `train.rs` (DreamBooth training steps).
+//! (the DPT depth estimator), `train.rs` (DreamBooth training steps), `vae_tiling.rs` (tiled VAE, TAESD).
 
 mod blocks;
 mod depth;
@@ -15,6 +15,7 @@ mod safety;
 mod train;
 mod train_data;
 mod train_saved;
+mod vae_tiling;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use safety::safety_cases;
 pub use train::train_cases;
 pub use train_data::train_data_cases;
 pub use train_saved::train_saved_cases;
+pub use vae_tiling::{taesd_cases, vae_tiling_cases};
 
 /// Tolerance of the scheduler trajectories (relative L2 at every step).
 pub const SCHEDULER_TOL: f64 = 1e-5;
@@ -83,7 +85,7 @@ pub(crate) fn models(fx: &Fixtures) -> Vec<String> {
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// Case families to run (case-name prefixes: `tokenizer`, `sched`, `text`, `unet`, `vae`, `pipe`,
-    /// `block`, `safety`, `depth`, `train`, `prompt`, `ti`); empty = all.
+    /// `block`, `safety`, `depth`, `train`, `prompt`, `ti`, `lora`, `taesd`); empty = all.
     pub only: Vec<String>,
     /// Train with gradient checkpointing in the `train.*` cases.
     pub checkpointing: bool,
@@ -115,6 +117,10 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
         }
         if want("vae") {
             results.extend(vae_cases(gpu, &fx)?);
+            results.extend(vae_tiling_cases(gpu, &fx)?);
+        }
+        if want("taesd") {
+            results.extend(taesd_cases(gpu, &fx)?);
         }
         if want("pipe") {
             results.extend(pipeline_cases(gpu, &fx)?);

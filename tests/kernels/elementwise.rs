@@ -7,7 +7,7 @@ const TOL: f64 = 1e-5;
 #[test]
 fn activations_at_awkward_sizes() {
     let gpu = test_gpu();
-    for (k, act) in [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu]
+    for (k, act) in [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu, Activation::Tanh]
         .into_iter()
         .enumerate()
     {

@@ -10,7 +10,7 @@ use wgsd::kernels::unary::{Activation, Map};
 use wgsd::testing::{assert_close, assert_grads, check_graph, grad_check, test_gpu, GradInput, Rng};
 use wgsd::{Graph, TensorDesc};
 
-const ACTS: [Activation; 6] = [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu];
+const ACTS: [Activation; 7] = [Activation::None, Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Relu, Activation::Tanh];
 
 /// Random values kept at least `gap` away from `kink` (finite differences across ReLU's kink are wrong).
 fn away_from(rng: &mut Rng, shape: &[usize], scale: f32, kink: f32, gap: f32) -> GradInput {
