@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod error;
 pub mod fixtures;
+pub mod fuzz;
 pub mod generate;
 pub mod gpu;
 pub mod graph;

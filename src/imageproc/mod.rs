@@ -68,7 +68,8 @@ impl RgbImage {
         if !path.exists() {
             return Err(err("no such file".into()));
         }
-        let reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
+        let mut reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
+        reader.limits(decode_limits());
         let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
         if reader.format().is_none() {
             return Err(err("not a PNG, JPEG or WebP image".into()));
@@ -110,12 +111,35 @@ pub fn open_dynamic(path: &Path) -> Result<image::DynamicImage> {
     if !path.exists() {
         return Err(err("no such file".into()));
     }
-    let reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
+    let mut reader = image::ImageReader::open(path).map_err(|e| err(format!("cannot open image: {e}")))?;
+    reader.limits(decode_limits());
     let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
     if reader.format().is_none() {
         return Err(err("not a PNG, JPEG or WebP image".into()));
     }
     reader.decode().map_err(|e| err(format!("cannot decode image: {e}")))
+}
+
+/// What a decoder may allocate: a small file claiming 100 000 × 100 000 pixels (a decompression bomb) is
+/// refused before any memory is taken. 16384² RGBA is 1 GiB.
+pub fn decode_limits() -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(16384);
+    l.max_image_height = Some(16384);
+    l.max_alloc = Some(1 << 30);
+    l
+}
+
+/// [`decode`] on bytes in memory; `label` names them in errors.
+pub fn decode_bytes(label: &str, bytes: &[u8]) -> Result<Decoded> {
+    let err = |msg: String| Error::Input { file: label.to_string(), msg };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    reader.limits(decode_limits());
+    let reader = reader.with_guessed_format().map_err(|e| err(format!("cannot read image: {e}")))?;
+    if reader.format().is_none() {
+        return Err(err("not a PNG, JPEG or WebP image".into()));
+    }
+    Ok(Decoded::from_dynamic(reader.decode().map_err(|e| err(format!("cannot decode image: {e}")))?))
 }
 
 /// Decodes a PNG, JPEG or WebP file to 8 bits per sample; errors name the file.

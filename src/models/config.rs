@@ -33,12 +33,15 @@ impl PerBlock {
     }
 }
 
-fn read(path: &Path) -> Result<(String, Value)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("cannot read: {e}") })?;
-    let v: Value = serde_json::from_str(&python_json(&text))
-        .map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("invalid JSON: {e}") })?;
-    Ok((path.display().to_string(), v))
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config { file: path.display().to_string(), msg: format!("cannot read: {e}") })
+}
+
+/// A config's text as JSON (Python's NaN/Infinity literals accepted, as diffusers writes them); `file`
+/// names it in errors.
+fn read(file: &str, text: &str) -> Result<(String, Value)> {
+    let v: Value = serde_json::from_str(&python_json(text)).map_err(|e| Error::Config { file: file.to_string(), msg: format!("invalid JSON: {e}") })?;
+    Ok((file.to_string(), v))
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(file: &str, v: Value) -> Result<T> {
@@ -151,7 +154,12 @@ fn check_channels(file: &str, channels: &[usize], groups: usize) -> Result<()> {
 
 impl UNetConfig {
     pub fn from_file(path: &Path) -> Result<UNetConfig> {
-        let (file, v) = read(path)?;
+        Self::from_json(&path.display().to_string(), &read_file(path)?)
+    }
+
+    /// The config from its JSON text; `file` names it in errors.
+    pub fn from_json(file: &str, text: &str) -> Result<UNetConfig> {
+        let (file, v) = read(file, text)?;
         // Features of other UNet variants (SDXL, LCM-distilled, class-conditioned): refused by name.
         for f in [
             "class_embed_type",
@@ -268,7 +276,12 @@ fn default_vae_sample_size() -> PerBlock {
 
 impl VaeConfig {
     pub fn from_file(path: &Path) -> Result<VaeConfig> {
-        let (file, v) = read(path)?;
+        Self::from_json(&path.display().to_string(), &read_file(path)?)
+    }
+
+    /// The config from its JSON text; `file` names it in errors.
+    pub fn from_json(file: &str, text: &str) -> Result<VaeConfig> {
+        let (file, v) = read(file, text)?;
         require(&file, &v, "act_fn", &["silu".into()])?;
         require(&file, &v, "latents_mean", &[])?;
         require(&file, &v, "latents_std", &[])?;
@@ -324,7 +337,12 @@ fn default_eos() -> usize {
 
 impl ClipTextConfig {
     pub fn from_file(path: &Path) -> Result<ClipTextConfig> {
-        let (file, v) = read(path)?;
+        Self::from_json(&path.display().to_string(), &read_file(path)?)
+    }
+
+    /// The config from its JSON text; `file` names it in errors.
+    pub fn from_json(file: &str, text: &str) -> Result<ClipTextConfig> {
+        let (file, v) = read(file, text)?;
         require(&file, &v, "hidden_act", &["quick_gelu".into(), "gelu".into()])?;
         let c: ClipTextConfig = parse(&file, v)?;
         if c.hidden_size == 0 || c.num_attention_heads == 0 || c.num_hidden_layers == 0 || c.intermediate_size == 0 || c.vocab_size == 0 {
@@ -391,7 +409,12 @@ fn default_one_f() -> f64 {
 
 impl AutoencoderTinyConfig {
     pub fn from_file(path: &Path) -> Result<AutoencoderTinyConfig> {
-        let (file, v) = read(path)?;
+        Self::from_json(&path.display().to_string(), &read_file(path)?)
+    }
+
+    /// The config from its JSON text; `file` names it in errors.
+    pub fn from_json(file: &str, text: &str) -> Result<AutoencoderTinyConfig> {
+        let (file, v) = read(file, text)?;
         if let Some(class) = v.get("_class_name").and_then(Value::as_str).filter(|c| *c != "AutoencoderTiny") {
             return Err(Error::Config { file, msg: format!("is a {class} config, not an AutoencoderTiny (TAESD) one") });
         }

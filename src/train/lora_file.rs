@@ -474,8 +474,17 @@ pub fn read_lora_file_lenient(path: &Path) -> Result<LoraFile> {
 }
 
 fn read(path: &Path, strict: bool) -> Result<LoraFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Weights { file: path.display().to_string(), msg: format!("cannot read: {e}") })?;
+    parse_lora(path, &bytes, strict)
+}
+
+/// [`read_lora_file_lenient`] on bytes in memory; `path` names them in errors.
+pub fn parse_lora_bytes_lenient(path: &Path, bytes: &[u8]) -> Result<LoraFile> {
+    parse_lora(path, bytes, false)
+}
+
+fn parse_lora(path: &Path, bytes: &[u8], strict: bool) -> Result<LoraFile> {
     let err = |msg: String| Error::Weights { file: path.display().to_string(), msg };
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
