@@ -114,6 +114,28 @@ impl Mode {
     }
 }
 
+/// Upper bounds on what one command may ask for: far above any real use, low enough that a typo does not
+/// start a run that cannot finish.
+pub const MAX_IMAGES: usize = 10_000;
+pub const MAX_BATCH: usize = 64;
+pub const MAX_STEPS: usize = 1000;
+/// Width and height limit (A1111's sliders end at 2048; the VAE tiles far beyond).
+pub const MAX_SIDE: usize = 16384;
+
+/// A device limit hit while planning turned into a sentence about the request: which size needs what, what
+/// this GPU allows, and what to do. The technical detail follows.
+fn explain_limit(e: Error, width: usize, height: usize, batch: usize) -> Error {
+    match &e {
+        Error::Limit { needed, limit, limit_name, .. } => Error::usage(format!(
+            "{width}×{height} (batch {batch}) needs a {} MiB buffer; this GPU allows {} MiB ({limit_name}): use a smaller size{}.\n  detail: {e}",
+            needed.div_ceil(1 << 20),
+            limit >> 20,
+            if batch > 1 { " or --batch 1" } else { "" }
+        )),
+        _ => e,
+    }
+}
+
 /// `--seed` as A1111 takes it: -1 = random (None), other negatives refused.
 pub fn seed_arg(v: Option<i64>) -> std::result::Result<Option<u64>, String> {
     match v {
@@ -143,11 +165,23 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     if o.n_images == 0 || o.batch == 0 {
         return Err(Error::usage("--n-images and --batch must be at least 1"));
     }
+    if o.n_images > MAX_IMAGES || o.batch > MAX_BATCH {
+        return Err(Error::usage(format!("--n-images is at most {MAX_IMAGES} and --batch at most {MAX_BATCH} (got {} and {})", o.n_images, o.batch)));
+    }
+    if !o.cfg_scale.is_finite() {
+        return Err(Error::usage(format!("--cfg-scale {}: must be a finite number (A1111 uses 1 to 30)", o.cfg_scale)));
+    }
+    if o.steps > MAX_STEPS {
+        return Err(Error::usage(format!("--steps is at most {MAX_STEPS} (got {})", o.steps)));
+    }
     if o.steps == 0 {
         return Err(Error::usage("--steps must be at least 1"));
     }
     for (name, v) in [("--width", o.width), ("--height", o.height)] {
         if let Some(v) = v {
+            if v > MAX_SIDE {
+                return Err(Error::usage(format!("{name} {v} is above {MAX_SIDE}")));
+            }
             if v == 0 || v % 8 != 0 {
                 return Err(Error::usage(format!("{name} {v} is not a positive multiple of 8 (try {})", (v / 8).max(1) * 8)));
             }
@@ -239,10 +273,12 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("seed {batch_seed}"));
-        let result = sd.generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |i, total| {
-            bar.set_length(total as u64);
-            bar.set_position(i as u64);
-        })?;
+        let result = sd
+            .generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |i, total| {
+                bar.set_length(total as u64);
+                bar.set_position(i as u64);
+            })
+            .map_err(|e| explain_limit(e, width, height, count))?;
         bar.finish_and_clear();
         if result.truncated[0] > 0 {
             eprintln!(

@@ -251,3 +251,37 @@ fn nonsense_config_values_are_refused() {
         assert!(err.contains(want) && err.contains("scheduler_config.json"), "{key} = {value}: {err}");
     }
 }
+
+/// Out-of-range arguments: refused with the bound, before anything is loaded or written; a size the GPU
+/// cannot hold says so in a sentence.
+#[test]
+fn out_of_range_arguments_are_refused() {
+    let dir = temp("args");
+    let model = tiny_sd15().unwrap_or_else(|| PathBuf::from("../shared/fixtures/tiny/sd15"));
+    let cases: &[(&[&str], &str)] = &[
+        (&["--n-images", "100000"], "at most"),
+        (&["--batch", "1000"], "at most"),
+        (&["--steps", "5000"], "at most 1000"),
+        (&["--width", "20000"], "above 16384"),
+        (&["--cfg-scale", "nan"], "cfg"),
+        (&["--clip-skip", "0"], "counts from 1"),
+        (&["--sampler", "warp_drive"], "unknown sampler"),
+        (&["--prompt-syntax", "latex"], "a1111"),
+        (&["--vae-tiling", "sometimes"], "auto"),
+    ];
+    for (extra, want) in cases {
+        let o = wgsd().args(["generate", "--model"]).arg(&model).args(["--prompt", "x", "--out"]).arg(dir.join("a.png")).args(*extra).output().unwrap();
+        assert_refused(&o, want, &format!("{extra:?}"));
+    }
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
+    if tiny_sd15().is_none() {
+        return;
+    }
+    let o = wgsd()
+        .args(["generate", "--model", model.to_str().unwrap(), "--steps", "1", "--prompt", "x", "--width", "8192", "--height", "8192", "--out"])
+        .arg(dir.join("big.png"))
+        .output()
+        .unwrap();
+    assert_refused(&o, "this GPU allows", "8192²");
+    assert!(files(&dir).is_empty());
+}
