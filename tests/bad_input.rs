@@ -285,3 +285,48 @@ fn out_of_range_arguments_are_refused() {
     assert_refused(&o, "this GPU allows", "8192²");
     assert!(files(&dir).is_empty());
 }
+
+/// Broken files and unknown devices: each refused naming the culprit, nothing written.
+#[test]
+fn broken_files_and_unknown_devices_are_named() {
+    let dir = temp("files");
+    let Some(model) = tiny_sd15() else { return };
+    let out = dir.join("o.png");
+    let run = |args: &[&str], model: &Path| {
+        wgsd().args(args).args(["--model"]).arg(model).args(["--prompt", "x", "--steps", "1", "--out"]).arg(&out).output().unwrap()
+    };
+    assert_refused(&run(&["--backend", "glide", "generate"], &model), "glide", "unknown backend");
+    assert_refused(&run(&["--adapter", "NoSuchGPU9000", "generate"], &model), "NoSuchGPU9000", "unknown adapter");
+
+    std::fs::write(dir.join("notes.png"), b"this is text, not a PNG").unwrap();
+    let bad_image = dir.join("notes.png");
+    let o = run(&["img2img", "--image", bad_image.to_str().unwrap()], &model);
+    assert_refused(&o, "notes.png", "an image that is not one");
+    let o = run(&["img2img", "--image", dir.join("missing.png").to_str().unwrap()], &model);
+    assert_refused(&o, "missing.png", "a missing image");
+
+    // A copy of the model with its UNet weights cut short, then with a tensor missing.
+    let copy = dir.join("model");
+    for entry in walk(&model) {
+        let rel = entry.strip_prefix(&model).unwrap();
+        std::fs::create_dir_all(copy.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&entry, copy.join(rel)).unwrap();
+    }
+    let unet = copy.join("unet/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&unet).unwrap();
+    std::fs::write(&unet, &bytes[..bytes.len() - 1000]).unwrap();
+    let o = run(&["generate"], &copy);
+    assert_refused(&o, "diffusion_pytorch_model.safetensors", "truncated weights");
+    assert_refused(&o, "truncated", "truncated weights");
+    let w = WeightFile::from_bytes(&unet, bytes).unwrap();
+    let kept: Vec<HostTensor> = w
+        .names()
+        .into_iter()
+        .filter(|n| n != "conv_out.weight")
+        .map(|n| HostTensor { shape: w.shape(&n).unwrap(), values: w.read_f32(&n).unwrap(), name: n })
+        .collect();
+    std::fs::write(&unet, safetensors_bytes(&kept, None).unwrap()).unwrap();
+    let o = run(&["generate"], &copy);
+    assert_refused(&o, "conv_out.weight", "missing tensor");
+    assert!(!out.exists());
+}
