@@ -24,13 +24,7 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn tiny_sd15() -> Option<PathBuf> {
-    let dir = wgsd::fixtures::dir().join("sd15");
-    if dir.join("model_index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no fixture model at {} (set {})", dir.display(), wgsd::fixtures::ENV);
-        None
-    }
+    wgsd::testing::tiny_model("sd15")
 }
 
 /// Files in `dir` (names), to prove nothing was left behind.
