@@ -107,6 +107,15 @@ fn non_latin1_prompts_keep_their_image_and_text() {
     write_png(&dir.join("l.png"), 4, 4, &rgb, "café, naïve", false).unwrap();
     assert_eq!(read_parameters(&dir.join("l.png")).unwrap().as_deref(), Some("café, naïve"));
     assert_eq!(files(&dir), ["l.png", "u.png"]);
+    // Pillow, which A1111 reads PNG info with, sees the same text (where Python and Pillow are installed).
+    let pillow = Command::new("python3")
+        .args(["-c", "import sys; from PIL import Image; sys.stdout.buffer.write(Image.open(sys.argv[1]).info['parameters'].encode())"])
+        .arg(dir.join("u.png"))
+        .output();
+    match pillow {
+        Ok(o) if o.status.success() => assert_eq!(String::from_utf8_lossy(&o.stdout), text),
+        _ => eprintln!("SKIPPED: the Pillow read-back needs python3 with Pillow (pip install pillow)"),
+    }
 
     let Some(model) = tiny_sd15() else { return };
     let prompt = "桜の木の下の猫 🐈, (masterpiece:1.2)";
