@@ -303,6 +303,7 @@ fn embeddings_take_one_position_per_vector_and_never_split() {
 
 mod pipeline {
     use super::*;
+    use wgsd::prompt::encode::PromptSet;
     use wgsd::pipeline::denoise::Condition;
     use wgsd::pipeline::txt2img::Txt2ImgRequest;
     use wgsd::pipeline::StableDiffusion;
@@ -349,5 +350,29 @@ mod pipeline {
         let (img, notes) = run(&sd, &long, "blurry");
         assert!(img.iter().all(|v| v.is_finite()));
         assert!(notes.iter().any(|n| n.contains("separate batches")), "{notes:?}");
+    }
+
+    /// The prompts and negative prompts of a run in one text-encoder run (a set of equal prompts encoded
+    /// once) equal each prompt encoded on its own (the negative prompts are unweighted: a weighted set is
+    /// rescaled to its own mean, which A1111 takes over the whole set).
+    #[test]
+    fn sets_encode_as_their_prompts_alone() {
+        let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+        let mut sd = StableDiffusion::load(wgsd::testing::test_gpu(), &dir, None).unwrap();
+        sd.prompt.syntax = PromptSyntax::A1111;
+        let cond = sd.chunk_prompts(&vec!["a (red:1.2) fox, ".repeat(20); 3]).unwrap();
+        let uncond = sd.chunk_prompts(&["blurry".to_string(), "dark".to_string(), "blurry".to_string()]).unwrap();
+        let both = sd
+            .encode_sets(&[PromptSet { prompts: &cond, skip: 1, min_chunks: 1 }, PromptSet { prompts: &uncond, skip: 1, min_chunks: 1 }])
+            .unwrap();
+        assert_eq!((both[0].chunks, both[1].chunks), (cond[0].chunks.len(), 1));
+        for (set, chunks) in [(&both[0], &cond), (&both[1], &uncond)] {
+            for (i, p) in chunks.iter().enumerate() {
+                let alone = sd.encode_chunked(std::slice::from_ref(p), 1, 1).unwrap().context;
+                let n = alone.len();
+                let diff = wgsd::testing::max_abs(&set.context[i * n..(i + 1) * n], &alone);
+                assert!(diff < 1e-6, "prompt {i}: {diff:e}");
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::inputs::{check_depth, check_mask, DepthMap, InitImage, Mask};
 use super::txt2img::Txt2ImgRequest;
 use super::{StableDiffusion, UNetRunner};
 use crate::error::{Error, Result};
+use crate::prompt::encode::PromptSet;
 use crate::schedulers::{NoiseSource, Scheduler};
 
 /// Where the depth channel of depth2img comes from.
@@ -311,14 +312,21 @@ impl StableDiffusion {
         };
         let len = self.tokenizer.max_len;
         let text_error = || "the text encoder's output is NaN or infinite: a broken text-encoder weight file (NaN/inf weights), or an embedding with huge values".to_string();
-        let cond = self.encode_chunked(&self.chunk_prompts(&repeat(&req.prompts))?, 1, req.clip_skip)?;
-        let uncond = if cfg {
+        let cond_chunks = self.chunk_prompts(&repeat(&req.prompts))?;
+        let uncond_chunks = if cfg {
             let neg = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
-            let skip = if self.prompt.syntax == crate::prompt::PromptSyntax::A1111 { req.clip_skip } else { 0 };
-            Some(self.encode_chunked(&self.chunk_prompts(&repeat(&neg))?, 1, skip)?)
+            Some(self.chunk_prompts(&repeat(&neg))?)
         } else {
             None
         };
+        let uncond_skip = if self.prompt.syntax == crate::prompt::PromptSyntax::A1111 { req.clip_skip } else { 0 };
+        let mut sets = vec![PromptSet { prompts: &cond_chunks, skip: req.clip_skip, min_chunks: 1 }];
+        if let Some(u) = &uncond_chunks {
+            sets.push(PromptSet { prompts: u, skip: uncond_skip, min_chunks: 1 });
+        }
+        let mut encoded = self.encode_sets(&sets)?.into_iter();
+        let cond = encoded.next().ok_or_else(|| Error::usage("no prompt encoded"))?;
+        let uncond = encoded.next();
         check_finite(&cond.context, text_error)?;
         if let Some(u) = &uncond {
             check_finite(&u.context, text_error)?;

@@ -359,42 +359,96 @@ impl StableDiffusion {
     /// Encodes chunked prompts to `[N, 77·k, D]`, `k = max(min_chunks, most chunks of a prompt)`, prompts
     /// with fewer chunks padded with empty-prompt chunks; `skip` final layers skipped (CLIP skip).
     pub fn encode_chunked(&self, prompts: &[ChunkedPrompt], min_chunks: usize, skip: usize) -> Result<EncodedPrompts> {
-        let n = prompts.len();
-        let k = prompts.iter().map(|p| p.chunks.len()).max().unwrap_or(0).max(min_chunks).max(1);
+        let mut out = self.encode_sets(&[PromptSet { prompts, skip, min_chunks }])?;
+        Ok(out.remove(0))
+    }
+
+    /// Encodes several sets of prompts (a run's prompts and negative prompts) with as few text-encoder runs
+    /// as possible: sets with the same CLIP skip share one plan and one run per chunk, and a set whose
+    /// prompts are all the same (one prompt, several images) is encoded once and copied. Emphasis is
+    /// applied per set, as A1111 encodes the prompts and the negative prompts separately.
+    pub fn encode_sets(&self, sets: &[PromptSet]) -> Result<Vec<EncodedPrompts>> {
         let len = self.tokenizer.max_len;
         let d = self.text_encoder.config.hidden_size;
         let empty = self.chunker()?.empty_chunk();
-        let mut g = Graph::new();
-        let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
-        let rows = self.prompt.embeddings.rows();
-        let extra = (rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[rows, d])));
-        let h = self.text_encoder.forward_skip_with(&mut g, t, skip, extra)?;
-        g.output(h);
-        let plan = Plan::new(self.gpu.clone(), g)?;
-        if let Some(e) = extra {
-            plan.write(e, &self.prompt.embeddings.table())?;
-        }
-        let mut context = vec![0f32; n * k * len * d];
-        let mut emphasis = Vec::with_capacity(k);
-        for c in 0..k {
-            let chunk_of = |p: &ChunkedPrompt| p.chunks.get(c).unwrap_or(&empty).clone();
-            let batch: Vec<Chunk> = prompts.iter().map(chunk_of).collect();
-            let mut ids: Vec<f32> = Vec::with_capacity(n * len);
-            for ch in &batch {
-                let mut padded = ch.ids.clone();
-                sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
-                ids.extend(padded.iter().map(|&i| i as f32));
+        let mut out: Vec<Option<EncodedPrompts>> = sets.iter().map(|_| None).collect();
+        let mut skips: Vec<usize> = sets.iter().map(|s| s.skip).collect();
+        skips.sort_unstable();
+        skips.dedup();
+        for skip in skips {
+            let members: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].skip == skip).collect();
+            // Rows each member contributes: one when all its prompts are equal, else one per prompt.
+            let unique = |s: &PromptSet| s.prompts.windows(2).all(|w| w[0].chunks == w[1].chunks);
+            let rows: Vec<Vec<&ChunkedPrompt>> = members
+                .iter()
+                .map(|&i| {
+                    let s = &sets[i];
+                    if unique(s) { s.prompts.iter().take(1).collect() } else { s.prompts.iter().collect() }
+                })
+                .collect();
+            let ks: Vec<usize> = members
+                .iter()
+                .map(|&i| sets[i].prompts.iter().map(|p| p.chunks.len()).max().unwrap_or(0).max(sets[i].min_chunks).max(1))
+                .collect();
+            let n: usize = rows.iter().map(|r| r.len()).sum();
+            let k_max = ks.iter().copied().max().unwrap_or(1);
+            let mut g = Graph::new();
+            let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
+            let extra_rows = self.prompt.embeddings.rows();
+            let extra = (extra_rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[extra_rows, d])));
+            let h = self.text_encoder.forward_skip_with(&mut g, t, skip, extra)?;
+            g.output(h);
+            let plan = Plan::new(self.gpu.clone(), g)?;
+            if let Some(e) = extra {
+                plan.write(e, &self.prompt.embeddings.table())?;
             }
-            let mults: Vec<f32> = batch.iter().flat_map(|ch| ch.multipliers.iter().copied()).collect();
-            plan.write(t, &ids)?;
-            plan.run()?;
-            let mut z = plan.read(h)?;
-            emphasis.push(apply_emphasis(&mut z, &mults, d));
-            for (i, zi) in z.chunks(len * d).enumerate() {
-                let at = (i * k + c) * len * d;
-                context[at..at + len * d].copy_from_slice(zi);
+            let mut contexts: Vec<Vec<f32>> = members.iter().zip(&ks).map(|(&i, &k)| vec![0f32; sets[i].prompts.len() * k * len * d]).collect();
+            let mut emphasis: Vec<Vec<Emphasis>> = members.iter().map(|_| Vec::new()).collect();
+            for c in 0..k_max {
+                let batch: Vec<Chunk> = rows.iter().flatten().map(|p| p.chunks.get(c).unwrap_or(&empty).clone()).collect();
+                let mut ids: Vec<f32> = Vec::with_capacity(n * len);
+                for ch in &batch {
+                    let mut padded = ch.ids.clone();
+                    sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
+                    ids.extend(padded.iter().map(|&i| i as f32));
+                }
+                plan.write(t, &ids)?;
+                plan.run()?;
+                let z = plan.read(h)?;
+                let mut row = 0;
+                for (m, member_rows) in rows.iter().enumerate() {
+                    let r = member_rows.len();
+                    if c < ks[m] {
+                        let mut zm = z[row * len * d..(row + r) * len * d].to_vec();
+                        let mults: Vec<f32> = batch[row..row + r].iter().flat_map(|ch| ch.multipliers.iter().copied()).collect();
+                        emphasis[m].push(apply_emphasis(&mut zm, &mults, d));
+                        let count = sets[members[m]].prompts.len();
+                        for i in 0..count {
+                            // A set encoded once (all prompts equal) fills every prompt from its one row.
+                            let src = if r == 1 { 0 } else { i };
+                            let at = (i * ks[m] + c) * len * d;
+                            contexts[m][at..at + len * d].copy_from_slice(&zm[src * len * d..(src + 1) * len * d]);
+                        }
+                    }
+                    row += r;
+                }
+            }
+            for (m, &i) in members.iter().enumerate() {
+                out[i] = Some(EncodedPrompts {
+                    context: std::mem::take(&mut contexts[m]),
+                    chunks: ks[m],
+                    truncated: sets[i].prompts.iter().map(|p| p.truncated).collect(),
+                    emphasis: std::mem::take(&mut emphasis[m]),
+                });
             }
         }
-        Ok(EncodedPrompts { context, chunks: k, truncated: prompts.iter().map(|p| p.truncated).collect(), emphasis })
+        out.into_iter().map(|e| e.ok_or_else(|| Error::usage("a prompt set was not encoded"))).collect()
     }
+}
+
+/// Prompts encoded together: their chunks, CLIP skip, and the fewest chunks to produce.
+pub struct PromptSet<'a> {
+    pub prompts: &'a [ChunkedPrompt],
+    pub skip: usize,
+    pub min_chunks: usize,
 }
