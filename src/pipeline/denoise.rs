@@ -144,6 +144,20 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<GenerationOutput> {
+        self.generate_until(req, cond, scheduler, noise, progress, &|| false)
+    }
+
+    /// [`StableDiffusion::generate`] that ends the denoising early when `stop()` turns true after a step
+    /// (A1111's interrupt/skip): the latents reached so far are decoded, so the caller still gets images.
+    pub fn generate_until(
+        &self,
+        req: &Txt2ImgRequest,
+        cond: &Condition,
+        scheduler: &mut dyn Scheduler,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(usize, usize),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<GenerationOutput> {
         req.validate()?;
         let latent_ch = self.unet.config.out_channels;
         let unet_in = self.unet.config.in_channels;
@@ -268,6 +282,9 @@ impl StableDiffusion {
             }
             t_steps.push(ts.elapsed().as_secs_f64());
             progress(i + 1 - start, total);
+            if stop() {
+                break;
+            }
         }
 
         // 6. Decode.
