@@ -173,6 +173,12 @@ impl Engine {
         if spec.seed.checked_add(total_images as u64).is_none() {
             return Err(Error::usage(format!("seed: {} + {total_images} images overflows a 64-bit seed", spec.seed)));
         }
+        let kind = match &spec.init {
+            None => "txt2img",
+            Some(i) if i.mask.is_some() => "inpaint",
+            Some(_) => "img2img",
+        };
+        eprintln!("job: {kind} seed {}, {width}x{height}, {} steps, {} image(s), {sampler_name}", spec.seed, spec.steps, total_images);
         let mut out = JobOutput { sampler_name: sampler_name.clone(), model: spec.model.clone(), ..Default::default() };
         for b in 0..spec.n_iter {
             if b > 0 && ctl.stop_job() {
