@@ -230,6 +230,10 @@ fn images_equal_the_command_line() {
         "--cfg-scale", "7", "--sampler", "dpmpp_2m", "--karras"]);
     assert_same(&images(&r), &want, "DPM++ 2M Karras");
     assert!(want[0].1.contains("Sampler: DPM++ 2M Karras"));
+    // A1111's older one-name form.
+    let r = s.ok("/sdapi/v1/txt2img", &json!({"prompt": "a fox", "seed": 7, "steps": 2, "width": 64, "height": 64, "sampler_name": "DPM++ 2M Karras"}));
+    assert_same(&images(&r), &want, "DPM++ 2M Karras as one name");
+    assert_eq!(info(&r)["scheduler"], "Karras");
 
     // Seed -1: a random seed, reported; asking for it again gives the same pixels.
     let a = s.ok("/sdapi/v1/txt2img", &json!({"prompt": "x", "seed": -1, "steps": 1, "width": 64, "height": 64}));

@@ -141,7 +141,8 @@ fn sampler(r: &GenerationRequest) -> ApiResult<(Option<String>, bool)> {
     if (karras || named_karras) && !s.karras_ok {
         return Err(ApiError::bad_request(format!("scheduler: sampler '{}' has no Karras variant; use Automatic", s.display)));
     }
-    Ok((Some(name.to_string()), karras))
+    // "DPM++ 2M Karras" (A1111's older single-name form) is the Karras scheduler too.
+    Ok((Some(name.to_string()), karras || named_karras))
 }
 
 fn init_spec(r: &GenerationRequest, limits: &Limits) -> ApiResult<InitSpec> {
