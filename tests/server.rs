@@ -284,6 +284,9 @@ fn endpoints_models_samplers_loras_embeddings_pnginfo() {
     std::fs::create_dir_all(&loras).unwrap();
     std::fs::copy(train.join("lora_sd15.safetensors"), loras.join("style.safetensors")).unwrap();
     std::fs::write(dir.join("secret.safetensors"), b"outside the LoRA folder").unwrap();
+    // A symbolic link inside the folder that leads out of it is neither listed nor loaded.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.join("secret.safetensors"), dir.join("loras/evil.safetensors")).unwrap();
     let embs = dir.join("embs");
     std::fs::create_dir_all(&embs).unwrap();
     let width = 32;
@@ -354,7 +357,11 @@ fn endpoints_models_samplers_loras_embeddings_pnginfo() {
     assert_same(&images(&r), &want, "LoRA");
     let plain = s.ok("/sdapi/v1/txt2img", &json!({"prompt": "a fox", "steps": 2, "width": 64, "height": 64, "seed": 9, "sampler_name": "Euler"}));
     assert!(images(&plain)[0].0 != images(&r)[0].0, "the LoRA must change the image");
-    for (tag, want) in [("<lora:../secret>", "'..'"), ("<lora:/etc/passwd>", "absolute"), ("<lora:nope>", "no LoRA named"), ("<lora:sub\\style>", "backslash")] {
+    let mut escapes = vec![("<lora:../secret>", "'..'"), ("<lora:/etc/passwd>", "absolute"), ("<lora:nope>", "no LoRA named"), ("<lora:sub\\style>", "backslash")];
+    if cfg!(unix) {
+        escapes.push(("<lora:evil>", "outside the LoRA folder"));
+    }
+    for (tag, want) in escapes {
         let r = s.post("/sdapi/v1/txt2img", &json!({"prompt": format!("x {tag}"), "steps": 1, "width": 64, "height": 64}));
         assert_eq!(r.status, 400, "{tag}: {}", r.body);
         assert!(r.detail().contains(want), "{tag}: {}", r.detail());

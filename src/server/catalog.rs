@@ -156,7 +156,7 @@ fn list_safetensors(dir: Option<&Path>) -> Vec<(String, String)> {
                 if depth > 0 {
                     walk(root, &p, depth - 1, out);
                 }
-            } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+            } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) && inside(root, &p).is_ok() {
                 if let (Some(stem), Some(rel)) = (p.file_stem().and_then(|s| s.to_str()), relative_name(root, &p)) {
                     out.push((stem.to_string(), rel));
                 }

@@ -209,7 +209,7 @@ impl Engine {
                 vec![false; count]
             };
             let img_len = width * height * 3;
-            for k in 0..count {
+            for (k, &flag) in flagged.iter().enumerate().take(count) {
                 let params = Parameters {
                     prompt: spec.prompt.clone(),
                     negative_prompt: spec.negative_prompt.clone(),
@@ -227,7 +227,7 @@ impl Engine {
                 out.images.push(encode_png(width, height, &rgb, &text)?);
                 out.infotexts.push(text);
                 out.seeds.push(batch_seed);
-                out.flagged.push(flagged[k]);
+                out.flagged.push(flag);
             }
         }
         if ctl.stop_job() {
