@@ -223,18 +223,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     if let Some(every) = o.preview.filter(|&n| n > 0) {
         sd.preview = Some(preview_writer(&o.out, every, width, height));
     }
-    let source = dir.join("scheduler/scheduler_config.json").display().to_string();
-    let (mut scheduler, sampler_name) = match &o.sampler {
-        Some(name) => {
-            let (s, karras) = schedulers::parse_a1111(name)?;
-            let karras = karras || o.karras;
-            (schedulers::from_a1111(name, karras, &sd.scheduler_config, &source)?, schedulers::a1111_display_name(&s, karras))
-        }
-        None => {
-            let class = sd.scheduler_config["_class_name"].as_str().unwrap_or("PNDMScheduler").to_string();
-            (schedulers::from_config(&class, &sd.scheduler_config, &source)?, schedulers::a1111_name_of_class(&class, &sd.scheduler_config))
-        }
-    };
+    let (mut scheduler, sampler_name) = pick_scheduler(&sd, &dir, o.sampler.as_deref(), o.karras)?;
     let loaded = if single_file { format!("{} with the configs of {}", o.model, dir.display()) } else { dir.display().to_string() };
     eprintln!("loaded {loaded} in {:.1} s on {}", t_load.elapsed().as_secs_f64(), gpu.info.name);
 
@@ -360,6 +349,24 @@ fn preview_writer(out: &std::path::Path, every: usize, width: usize, height: usi
             write_png(&path, width, height, &rgb, &format!("preview after step {step}"), true)
         }),
     }
+}
+
+/// The scheduler of a run and its A1111 display name for the PNG: `sampler` (an A1111 name or a diffusers
+/// class, `karras` adding Karras sigmas) on top of the model's scheduler config, or the model's own
+/// scheduler when None. `dir` is the folder that gave the configs (named in errors).
+pub fn pick_scheduler(sd: &StableDiffusion, dir: &std::path::Path, sampler: Option<&str>, karras: bool) -> Result<(Box<dyn schedulers::Scheduler>, String)> {
+    let source = dir.join("scheduler/scheduler_config.json").display().to_string();
+    Ok(match sampler {
+        Some(name) => {
+            let (s, named_karras) = schedulers::parse_a1111(name)?;
+            let karras = karras || named_karras;
+            (schedulers::from_a1111(name, karras, &sd.scheduler_config, &source)?, schedulers::a1111_display_name(&s, karras))
+        }
+        None => {
+            let class = sd.scheduler_config["_class_name"].as_str().unwrap_or("PNDMScheduler").to_string();
+            (schedulers::from_config(&class, &sd.scheduler_config, &source)?, schedulers::a1111_name_of_class(&class, &sd.scheduler_config))
+        }
+    })
 }
 
 /// Loads `--embedding` files (a width that does not fit the model is an error) and the `--embeddings-dir`

@@ -23,6 +23,7 @@ pub mod output;
 pub mod pipeline;
 pub mod prompt;
 pub mod schedulers;
+pub mod server;
 pub mod tensor;
 pub mod testing;
 pub mod train;

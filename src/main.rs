@@ -54,6 +54,8 @@ enum Command {
         #[command(flatten)]
         gen: GenArgs,
     },
+    /// Serve an AUTOMATIC1111-compatible HTTP API (/sdapi/v1/txt2img, img2img, options, progress, …).
+    Serve(ServeArgs),
     /// Redraw an image guided by a prompt (img2img).
     Img2img {
         #[command(flatten)]
@@ -94,6 +96,64 @@ enum Command {
         #[arg(long, default_value_t = 0.8)]
         strength: f64,
     },
+}
+
+/// `wgsd serve`'s options.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The model loaded at startup: a diffusers folder, a Hugging Face repo id, or a single-file
+    /// .safetensors checkpoint (with --config).
+    #[arg(long, default_value = "stable-diffusion-v1-5/stable-diffusion-v1-5")]
+    model: String,
+    /// The diffusers folder or repo id giving configs, tokenizer and scheduler to single-file checkpoints.
+    #[arg(long)]
+    config: Option<String>,
+    /// Folder of checkpoints clients may switch to (sd_model_checkpoint): diffusers folders, and with
+    /// --config single .safetensors files.
+    #[arg(long)]
+    models_dir: Option<std::path::PathBuf>,
+    /// Folder where the prompts' <lora:NAME…> tags find NAME.safetensors.
+    #[arg(long)]
+    lora_dir: Option<std::path::PathBuf>,
+    /// Folder of textual-inversion embeddings, triggered by their file names in prompts.
+    #[arg(long)]
+    embeddings_dir: Option<std::path::PathBuf>,
+    /// Address to listen on; an address other than loopback needs --api-auth or --api-key (or --insecure).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 = any free port, printed at startup).
+    #[arg(long, default_value_t = 7860)]
+    port: u16,
+    /// HTTP Basic credentials, user:password (several separated by commas), as A1111's --api-auth.
+    #[arg(long, value_name = "USER:PASS")]
+    api_auth: Option<String>,
+    /// An API key clients send as `Authorization: Bearer KEY` (or `X-API-Key: KEY`).
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Allow a non-loopback --host without authentication.
+    #[arg(long)]
+    insecure: bool,
+    /// Jobs that may wait while one runs; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 16)]
+    max_queue: usize,
+    /// Largest request body in MiB (base64 images).
+    #[arg(long, default_value_t = 64)]
+    max_body_mb: usize,
+    /// Largest width × height of a generated image.
+    #[arg(long, default_value_t = 2048 * 2048)]
+    max_pixels: usize,
+    /// Largest number of steps.
+    #[arg(long, default_value_t = 150)]
+    max_steps: usize,
+    /// Largest batch_size.
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+    /// Largest batch_size × n_iter.
+    #[arg(long, default_value_t = 32)]
+    max_images: usize,
+    /// The safety checker, for models that ship one (black, warn or off), as in generate.
+    #[arg(long, default_value = "black")]
+    safety_checker: wgsd::pipeline::safety::SafetyMode,
 }
 
 /// The options every generating command shares.
@@ -371,6 +431,33 @@ fn run(cli: Cli) -> Result<(), String> {
                 return Err(if results.is_empty() { "no cases found".into() } else { format!("{failed} case(s) failed") });
             }
             Ok(())
+        }
+        Command::Serve(a) => {
+            let limits = wgsd::server::limits::Limits {
+                max_body_bytes: a.max_body_mb.saturating_mul(1 << 20),
+                max_pixels: a.max_pixels,
+                max_steps: a.max_steps,
+                max_batch: a.max_batch,
+                max_images: a.max_images,
+                ..Default::default()
+            };
+            let o = wgsd::server::ServeOptions {
+                model: a.model,
+                config: a.config,
+                models_dir: a.models_dir,
+                lora_dir: a.lora_dir,
+                embeddings_dir: a.embeddings_dir,
+                host: a.host,
+                port: a.port,
+                api_auth: a.api_auth,
+                api_key: a.api_key,
+                insecure: a.insecure,
+                max_queue: a.max_queue,
+                limits,
+                safety: a.safety_checker,
+            };
+            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            wgsd::server::serve(gpu, o).map_err(|e| e.to_string())
         }
         Command::Generate { gen } => generate(&opts, gen.options(Mode::Txt2Img)?),
         Command::Img2img { gen, image, strength } => generate(&opts, gen.options(Mode::Img2Img { image, strength })?),

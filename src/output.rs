@@ -132,18 +132,33 @@ fn write_png_file(tmp: &Path, width: usize, height: usize, rgb: &[u8], parameter
     let io = |e: std::io::Error| Error::usage(format!("cannot write {}: {e}", tmp.display()));
     let file = OpenOptions::new().write(true).create_new(true).open(tmp).map_err(io)?;
     let png_err = |e: png::EncodingError| Error::usage(format!("cannot write {}: {e}", tmp.display()));
-    let mut enc = png::Encoder::new(BufWriter::new(file.try_clone().map_err(io)?), width as u32, height as u32);
+    encode_png_to(BufWriter::new(file.try_clone().map_err(io)?), width, height, rgb, parameters).map_err(png_err)?;
+    file.sync_all().map_err(io)
+}
+
+/// An 8-bit RGB PNG with its `parameters` text chunk, in memory (what the HTTP server sends back).
+pub fn encode_png(width: usize, height: usize, rgb: &[u8], parameters: &str) -> Result<Vec<u8>> {
+    if rgb.len() != width * height * 3 {
+        return Err(Error::usage(format!("{} bytes for a {width}x{height} RGB image", rgb.len())));
+    }
+    let mut out = Vec::new();
+    encode_png_to(&mut out, width, height, rgb, parameters).map_err(|e| Error::usage(format!("cannot encode a PNG: {e}")))?;
+    Ok(out)
+}
+
+/// The PNG bytes: `parameters` in a Latin-1 `tEXt` chunk when it fits, else in a UTF-8 `iTXt` chunk.
+fn encode_png_to<W: std::io::Write>(w: W, width: usize, height: usize, rgb: &[u8], parameters: &str) -> std::result::Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(w, width as u32, height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     if is_latin1(parameters) {
-        enc.add_text_chunk("parameters".to_string(), parameters.to_string()).map_err(png_err)?;
+        enc.add_text_chunk("parameters".to_string(), parameters.to_string())?;
     } else {
-        enc.add_itxt_chunk("parameters".to_string(), parameters.to_string()).map_err(png_err)?;
+        enc.add_itxt_chunk("parameters".to_string(), parameters.to_string())?;
     }
-    let mut w = enc.write_header().map_err(png_err)?;
-    w.write_image_data(rgb).map_err(png_err)?;
-    w.finish().map_err(png_err)?;
-    file.sync_all().map_err(io)
+    let mut w = enc.write_header()?;
+    w.write_image_data(rgb)?;
+    w.finish()
 }
 
 /// Moves the finished temporary file onto `path`: a rename (atomic) when replacing is allowed, else a hard

@@ -145,6 +145,20 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<GenerationOutput> {
+        self.generate_until(req, cond, scheduler, noise, progress, &|| false)
+    }
+
+    /// [`StableDiffusion::generate`] that ends the denoising early when `stop()` turns true after a step
+    /// (A1111's interrupt/skip): the latents reached so far are decoded, so the caller still gets images.
+    pub fn generate_until(
+        &self,
+        req: &Txt2ImgRequest,
+        cond: &Condition,
+        scheduler: &mut dyn Scheduler,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(usize, usize),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<GenerationOutput> {
         req.validate()?;
         let latent_ch = self.unet.config.out_channels;
         let unet_in = self.unet.config.in_channels;
@@ -276,6 +290,9 @@ impl StableDiffusion {
                     let scaled: Vec<f32> = latents.iter().map(|v| v / scale).collect();
                     (p.sink)(&self.decode_latents(&scaled, [n, latent_ch, h, w])?, done)?;
                 }
+            }
+            if stop() {
+                break;
             }
         }
 

@@ -178,7 +178,11 @@ pub fn fit_init_image(img: &RgbImage, path: &Path, width: Option<usize>, height:
 /// Reads a mask for `image`: a file of the image's original aspect ratio is resized to the image's size
 /// (Lanczos, then binarised, as diffusers' mask processor does); another aspect ratio is refused.
 pub fn read_mask(path: &Path, image: &InitImage, original: (usize, usize)) -> Result<Mask> {
-    let img = RgbImage::open(path)?;
+    fit_mask(&RgbImage::open(path)?, path, image, original)
+}
+
+/// An opened mask for `image` (see [`read_mask`]); `path` names it in messages.
+pub fn fit_mask(img: &RgbImage, path: &Path, image: &InitImage, original: (usize, usize)) -> Result<Mask> {
     if img.width * original.1 != img.height * original.0 {
         return Err(input_error(
             path,
@@ -188,7 +192,7 @@ pub fn read_mask(path: &Path, image: &InitImage, original: (usize, usize)) -> Re
             ),
         ));
     }
-    let mask = Mask::from_rgb8(&resize_like_diffusers(&img, image.width, image.height)?);
+    let mask = Mask::from_rgb8(&resize_like_diffusers(img, image.width, image.height)?);
     check_mask(image, &mask, &path.display().to_string())?;
     Ok(mask)
 }
