@@ -48,6 +48,14 @@ pub struct Gpu {
     pub caps: Capabilities,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// Compiled pipelines saved between runs, where the driver supports it.
+    disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
+    }
 }
 
 /// A compiled compute pipeline together with the layout its bind groups must follow.
@@ -143,6 +151,7 @@ impl Gpu {
         let info = adapter.get_info();
         let available = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
+            | wgpu::Features::PIPELINE_CACHE
             | wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -166,6 +175,7 @@ impl Gpu {
             timestamp_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
         };
         let limits = device.limits();
+        let disk_cache = crate::pipeline_cache::DiskPipelineCache::open(&device, &info);
         Ok(Gpu {
             device,
             queue,
@@ -174,7 +184,15 @@ impl Gpu {
             caps,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            disk_cache,
         })
+    }
+
+    /// Saves the compiled pipelines for the next run (also done when the device is dropped).
+    pub fn save_pipeline_cache(&self) {
+        if let Some(c) = &self.disk_cache {
+            c.save();
+        }
     }
 
     /// A one-paragraph description of the adapter for logs and `wgsd devices`.
@@ -267,8 +285,11 @@ impl Gpu {
                 // Tile buffers are always written before they are read: zero-filling them is wasted work.
                 zero_initialize_workgroup_memory: false,
             },
-            cache: None,
+            cache: self.disk_cache.as_ref().map(|c| &c.cache),
         });
+        if let Some(c) = &self.disk_cache {
+            c.touched();
+        }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 context: format!(" building pipeline {}::{entry}", src.name),

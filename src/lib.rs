@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod models;
 pub mod output;
 pub mod pipeline;
+pub mod pipeline_cache;
 pub mod prompt;
 pub mod schedulers;
 pub mod server;
