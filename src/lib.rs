@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod models;
 pub mod output;
 pub mod pipeline;
+pub mod precision;
 pub mod prompt;
 pub mod schedulers;
 pub mod tensor;
