@@ -257,6 +257,9 @@ enum BenchWhat {
         /// Also time every node and print the slowest op kinds and nodes.
         #[arg(long)]
         profile: bool,
+        /// Plan the networks and report memory (per network and for a whole generation) without running them.
+        #[arg(long)]
+        plan_only: bool,
     },
     /// One DreamBooth LoRA training step (rank r on the attention projections) of the real-size UNet with
     /// seeded random weights: step times, GFLOP/s, and peak memory split into weights, saved activations,
@@ -345,9 +348,9 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("\nselected: {}", gpu.describe());
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile } } => {
+        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile, plan_only } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile };
+            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile, plan_only };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only, profile } } => {
