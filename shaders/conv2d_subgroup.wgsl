@@ -44,7 +44,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// wt is read only through wt_at: f16 weights swap these two lines (src/kernels/weight_storage.rs).
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
+fn wt_at(i: u32) -> f32 { return wt[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -153,10 +155,10 @@ fn direct_m32_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
             var wo = ky * p.kw + kx;
             for (var ci = 0u; ci < p.cin; ci++) {
                 let xv = select(vec4<f32>(0.0), vec4<f32>(x[xo.x], x[xo.y], x[xo.z], x[xo.w]), ok);
-                let q0 = wt[r0 + wo];
-                let q1 = wt[r1 + wo];
-                let q2 = wt[r2 + wo];
-                let q3 = wt[r3 + wo];
+                let q0 = wt_at(r0 + wo);
+                let q1 = wt_at(r1 + wo);
+                let q2 = wt_at(r2 + wo);
+                let q3 = wt_at(r3 + wo);
                 let w0 = subgroupBroadcast(q0, 0u);
                 let w1 = subgroupBroadcast(q0, 1u);
                 let w2 = subgroupBroadcast(q0, 2u);
@@ -374,7 +376,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let s5_0_0 = vec4<f32>(v5_0, v5_1, v5_2, v5_3);
         let s5_1_0 = vec4<f32>(v5_1, v5_2, v5_3, v5_4);
         let s5_2_0 = vec4<f32>(v5_2, v5_3, v5_4, v5_5);
-        let q0_0 = wt[r0 + wo + 0u];
+        let q0_0 = wt_at(r0 + wo + 0u);
         let w0_0 = subgroupBroadcast(q0_0, 0u);
         let w1_0 = subgroupBroadcast(q0_0, 1u);
         let w2_0 = subgroupBroadcast(q0_0, 2u);
@@ -383,7 +385,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_0 = subgroupBroadcast(q0_0, 5u);
         let w6_0 = subgroupBroadcast(q0_0, 6u);
         let w7_0 = subgroupBroadcast(q0_0, 7u);
-        let q0_1 = wt[r0 + wo + 1u];
+        let q0_1 = wt_at(r0 + wo + 1u);
         let w0_1 = subgroupBroadcast(q0_1, 0u);
         let w1_1 = subgroupBroadcast(q0_1, 1u);
         let w2_1 = subgroupBroadcast(q0_1, 2u);
@@ -392,7 +394,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_1 = subgroupBroadcast(q0_1, 5u);
         let w6_1 = subgroupBroadcast(q0_1, 6u);
         let w7_1 = subgroupBroadcast(q0_1, 7u);
-        let q0_2 = wt[r0 + wo + 2u];
+        let q0_2 = wt_at(r0 + wo + 2u);
         let w0_2 = subgroupBroadcast(q0_2, 0u);
         let w1_2 = subgroupBroadcast(q0_2, 1u);
         let w2_2 = subgroupBroadcast(q0_2, 2u);
@@ -401,7 +403,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_2 = subgroupBroadcast(q0_2, 5u);
         let w6_2 = subgroupBroadcast(q0_2, 6u);
         let w7_2 = subgroupBroadcast(q0_2, 7u);
-        let q0_3 = wt[r0 + wo + 3u];
+        let q0_3 = wt_at(r0 + wo + 3u);
         let w0_3 = subgroupBroadcast(q0_3, 0u);
         let w1_3 = subgroupBroadcast(q0_3, 1u);
         let w2_3 = subgroupBroadcast(q0_3, 2u);
@@ -410,7 +412,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_3 = subgroupBroadcast(q0_3, 5u);
         let w6_3 = subgroupBroadcast(q0_3, 6u);
         let w7_3 = subgroupBroadcast(q0_3, 7u);
-        let q0_4 = wt[r0 + wo + 4u];
+        let q0_4 = wt_at(r0 + wo + 4u);
         let w0_4 = subgroupBroadcast(q0_4, 0u);
         let w1_4 = subgroupBroadcast(q0_4, 1u);
         let w2_4 = subgroupBroadcast(q0_4, 2u);
@@ -419,7 +421,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_4 = subgroupBroadcast(q0_4, 5u);
         let w6_4 = subgroupBroadcast(q0_4, 6u);
         let w7_4 = subgroupBroadcast(q0_4, 7u);
-        let q0_5 = wt[r0 + wo + 5u];
+        let q0_5 = wt_at(r0 + wo + 5u);
         let w0_5 = subgroupBroadcast(q0_5, 0u);
         let w1_5 = subgroupBroadcast(q0_5, 1u);
         let w2_5 = subgroupBroadcast(q0_5, 2u);
@@ -428,7 +430,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_5 = subgroupBroadcast(q0_5, 5u);
         let w6_5 = subgroupBroadcast(q0_5, 6u);
         let w7_5 = subgroupBroadcast(q0_5, 7u);
-        let q0_6 = wt[r0 + wo + 6u];
+        let q0_6 = wt_at(r0 + wo + 6u);
         let w0_6 = subgroupBroadcast(q0_6, 0u);
         let w1_6 = subgroupBroadcast(q0_6, 1u);
         let w2_6 = subgroupBroadcast(q0_6, 2u);
@@ -437,7 +439,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_6 = subgroupBroadcast(q0_6, 5u);
         let w6_6 = subgroupBroadcast(q0_6, 6u);
         let w7_6 = subgroupBroadcast(q0_6, 7u);
-        let q0_7 = wt[r0 + wo + 7u];
+        let q0_7 = wt_at(r0 + wo + 7u);
         let w0_7 = subgroupBroadcast(q0_7, 0u);
         let w1_7 = subgroupBroadcast(q0_7, 1u);
         let w2_7 = subgroupBroadcast(q0_7, 2u);
@@ -446,7 +448,7 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let w5_7 = subgroupBroadcast(q0_7, 5u);
         let w6_7 = subgroupBroadcast(q0_7, 6u);
         let w7_7 = subgroupBroadcast(q0_7, 7u);
-        let q0_8 = wt[r0 + wo + 8u];
+        let q0_8 = wt_at(r0 + wo + 8u);
         let w0_8 = subgroupBroadcast(q0_8, 0u);
         let w1_8 = subgroupBroadcast(q0_8, 1u);
         let w2_8 = subgroupBroadcast(q0_8, 2u);
@@ -554,8 +556,8 @@ fn direct_m16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             var wo = ky * p.kw + kx;
             for (var ci = 0u; ci < p.cin; ci++) {
                 let xv = select(vec4<f32>(0.0), vec4<f32>(x[xo.x], x[xo.y], x[xo.z], x[xo.w]), ok);
-                let q0 = wt[r0 + wo];
-                let q1 = wt[r1 + wo];
+                let q0 = wt_at(r0 + wo);
+                let q1 = wt_at(r1 + wo);
                 let w0 = subgroupBroadcast(q0, 0u);
                 let w1 = subgroupBroadcast(q0, 1u);
                 let w2 = subgroupBroadcast(q0, 2u);
@@ -703,7 +705,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let s3_0_0 = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
         let s3_1_0 = vec4<f32>(v3_1, v3_2, v3_3, v3_4);
         let s3_2_0 = vec4<f32>(v3_2, v3_3, v3_4, v3_5);
-        let q0_0 = wt[r0 + wo + 0u];
+        let q0_0 = wt_at(r0 + wo + 0u);
         let w0_0 = subgroupBroadcast(q0_0, 0u);
         let w1_0 = subgroupBroadcast(q0_0, 1u);
         let w2_0 = subgroupBroadcast(q0_0, 2u);
@@ -712,7 +714,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_0 = subgroupBroadcast(q0_0, 5u);
         let w6_0 = subgroupBroadcast(q0_0, 6u);
         let w7_0 = subgroupBroadcast(q0_0, 7u);
-        let q0_1 = wt[r0 + wo + 1u];
+        let q0_1 = wt_at(r0 + wo + 1u);
         let w0_1 = subgroupBroadcast(q0_1, 0u);
         let w1_1 = subgroupBroadcast(q0_1, 1u);
         let w2_1 = subgroupBroadcast(q0_1, 2u);
@@ -721,7 +723,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_1 = subgroupBroadcast(q0_1, 5u);
         let w6_1 = subgroupBroadcast(q0_1, 6u);
         let w7_1 = subgroupBroadcast(q0_1, 7u);
-        let q0_2 = wt[r0 + wo + 2u];
+        let q0_2 = wt_at(r0 + wo + 2u);
         let w0_2 = subgroupBroadcast(q0_2, 0u);
         let w1_2 = subgroupBroadcast(q0_2, 1u);
         let w2_2 = subgroupBroadcast(q0_2, 2u);
@@ -730,7 +732,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_2 = subgroupBroadcast(q0_2, 5u);
         let w6_2 = subgroupBroadcast(q0_2, 6u);
         let w7_2 = subgroupBroadcast(q0_2, 7u);
-        let q0_3 = wt[r0 + wo + 3u];
+        let q0_3 = wt_at(r0 + wo + 3u);
         let w0_3 = subgroupBroadcast(q0_3, 0u);
         let w1_3 = subgroupBroadcast(q0_3, 1u);
         let w2_3 = subgroupBroadcast(q0_3, 2u);
@@ -739,7 +741,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_3 = subgroupBroadcast(q0_3, 5u);
         let w6_3 = subgroupBroadcast(q0_3, 6u);
         let w7_3 = subgroupBroadcast(q0_3, 7u);
-        let q0_4 = wt[r0 + wo + 4u];
+        let q0_4 = wt_at(r0 + wo + 4u);
         let w0_4 = subgroupBroadcast(q0_4, 0u);
         let w1_4 = subgroupBroadcast(q0_4, 1u);
         let w2_4 = subgroupBroadcast(q0_4, 2u);
@@ -748,7 +750,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_4 = subgroupBroadcast(q0_4, 5u);
         let w6_4 = subgroupBroadcast(q0_4, 6u);
         let w7_4 = subgroupBroadcast(q0_4, 7u);
-        let q0_5 = wt[r0 + wo + 5u];
+        let q0_5 = wt_at(r0 + wo + 5u);
         let w0_5 = subgroupBroadcast(q0_5, 0u);
         let w1_5 = subgroupBroadcast(q0_5, 1u);
         let w2_5 = subgroupBroadcast(q0_5, 2u);
@@ -757,7 +759,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_5 = subgroupBroadcast(q0_5, 5u);
         let w6_5 = subgroupBroadcast(q0_5, 6u);
         let w7_5 = subgroupBroadcast(q0_5, 7u);
-        let q0_6 = wt[r0 + wo + 6u];
+        let q0_6 = wt_at(r0 + wo + 6u);
         let w0_6 = subgroupBroadcast(q0_6, 0u);
         let w1_6 = subgroupBroadcast(q0_6, 1u);
         let w2_6 = subgroupBroadcast(q0_6, 2u);
@@ -766,7 +768,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_6 = subgroupBroadcast(q0_6, 5u);
         let w6_6 = subgroupBroadcast(q0_6, 6u);
         let w7_6 = subgroupBroadcast(q0_6, 7u);
-        let q0_7 = wt[r0 + wo + 7u];
+        let q0_7 = wt_at(r0 + wo + 7u);
         let w0_7 = subgroupBroadcast(q0_7, 0u);
         let w1_7 = subgroupBroadcast(q0_7, 1u);
         let w2_7 = subgroupBroadcast(q0_7, 2u);
@@ -775,7 +777,7 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5_7 = subgroupBroadcast(q0_7, 5u);
         let w6_7 = subgroupBroadcast(q0_7, 6u);
         let w7_7 = subgroupBroadcast(q0_7, 7u);
-        let q0_8 = wt[r0 + wo + 8u];
+        let q0_8 = wt_at(r0 + wo + 8u);
         let w0_8 = subgroupBroadcast(q0_8, 0u);
         let w1_8 = subgroupBroadcast(q0_8, 1u);
         let w2_8 = subgroupBroadcast(q0_8, 2u);

@@ -2,6 +2,9 @@
 // Entry points: matmul_tiled (the kernel for GPUs), matmul_naive (one invocation per output, the baseline).
 // The kernel for CPU drivers such as lavapipe needs subgroup operations and lives in matmul_subgroup.wgsl.
 //
+// B (the weight of a Linear layer) is read only through b_at, so the same text serves f32 and packed-f16
+// weights (src/kernels/weight_storage.rs).
+//
 // Transposes, batch broadcast and batches folded into M are all expressed as element strides (a_sm, a_sk,
 // b_sk, b_sn, a_bs, b_bs), so every layout runs through the same entry points. Output is [batch, M, N].
 // Grid: x over column tiles, y over row tiles (from row m0), z over batches (from batch z0).
@@ -28,6 +31,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+fn b_at(i: u32) -> f32 { return b[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -54,7 +58,7 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let bb = z * p.b_bs + col * p.b_sn;
     var acc = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
-        acc += a[ab + kk * p.a_sk] * b[bb + kk * p.b_sk];
+        acc += a[ab + kk * p.a_sk] * b_at(bb + kk * p.b_sk);
     }
     store(z, row, col, acc);
 }
@@ -107,7 +111,7 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             }
             var bv = 0.0;
             if (col0 + nn < p.n && k0 + kb < p.k) {
-                bv = b[b0 + (k0 + kb) * p.b_sk + (col0 + nn) * p.b_sn];
+                bv = b_at(b0 + (k0 + kb) * p.b_sk + (col0 + nn) * p.b_sn);
             }
             tb[kb * (TN / 4u) + nn / 4u][nn % 4u] = bv;
         }

@@ -8,7 +8,8 @@
 // loads per multiply-add. A workgroup is one 8-lane subgroup owning 64 rows × 64 columns. For each k,
 // every lane loads 8 values of A (rows lane, lane + 8, ...) and shares them with subgroupBroadcast, and loads
 // its own 8 values of B: 512 multiply-adds per lane for 16 loads. Rows and columns past the edge
-// are clamped for loading and skipped when storing, so the k loop has no bounds checks.
+// are clamped for loading and skipped when storing, so the k loop has no bounds checks. B is read only
+// through b_at, so the same text serves f32 and packed-f16 weights (src/kernels/weight_storage.rs).
 
 struct Params {
     m: u32,
@@ -32,6 +33,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+fn b_at(i: u32) -> f32 { return b[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -144,8 +146,8 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     var ka = 0u;
     var kb = 0u;
     for (var k = 0u; k < p.k; k++) {
-        let b0 = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
-        let b1 = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+        let b0 = vec4<f32>(b_at(bc0 + kb), b_at(bc1 + kb), b_at(bc2 + kb), b_at(bc3 + kb));
+        let b1 = vec4<f32>(b_at(bc4 + kb), b_at(bc5 + kb), b_at(bc6 + kb), b_at(bc7 + kb));
         let a0 = a[ar0 + ka];
         { let v = vec4(subgroupBroadcast(a0, 0u)); acc0_0 = fma(v, b0, acc0_0); acc0_1 = fma(v, b1, acc0_1); }
         { let v = vec4(subgroupBroadcast(a0, 1u)); acc1_0 = fma(v, b0, acc1_0); acc1_1 = fma(v, b1, acc1_1); }

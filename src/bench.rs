@@ -300,6 +300,47 @@ pub struct ModelBenchOptions {
     pub latent: usize,
     /// Also time every node (GPU timestamps) and print the slowest kinds and nodes.
     pub profile: bool,
+    /// Build the plans and report memory without running them (a real-size run takes minutes on a CPU
+    /// driver).
+    pub plan_only: bool,
+}
+
+/// GPU memory of one network in a generation: its weights (resident for the whole run) and the most its
+/// plan holds besides them (intermediates, inputs/outputs, uniforms).
+#[derive(Clone, Copy, Default)]
+struct NetMemory {
+    weights: u64,
+    activations: u64,
+}
+
+impl NetMemory {
+    fn of(plan: &Plan) -> NetMemory {
+        let m = plan.memory();
+        NetMemory { weights: m.params, activations: m.peak() - m.params }
+    }
+}
+
+/// The peak GPU memory of a whole generation: every network's weights stay loaded, and the text encoder,
+/// UNet and VAE plans run one after another (the safety checker, loaded after the decode, is not counted).
+fn print_generation_memory(gpu: &Gpu, text: NetMemory, unet: NetMemory, vae: NetMemory, size: usize) {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let weights = text.weights + unet.weights + vae.weights;
+    let act = text.activations.max(unet.activations).max(vae.activations);
+    println!(
+        "generation {size}×{size} ({} weights, VAE {}): peak {:.0} MiB = weights {:.0} MiB (text {:.0} + UNet {:.0} + VAE encoder and decoder {:.0}) \
+         + the largest plan's activations {:.0} MiB (text {:.0}, UNet {:.0}, VAE decode {:.0})",
+        gpu.precision,
+        gpu.vae_precision,
+        mib(weights + act),
+        mib(weights),
+        mib(text.weights),
+        mib(unet.weights),
+        mib(vae.weights),
+        mib(act),
+        mib(text.activations),
+        mib(unet.activations),
+        mib(vae.activations),
+    );
 }
 
 /// Per-node GPU times of one more run: the total by op kind, then the slowest nodes.
@@ -377,11 +418,24 @@ fn time_plan(gpu: &Arc<Gpu>, label: &str, plan: &Plan, inputs: &[(TensorId, Vec<
 /// Builds SD networks at real size with seeded random weights and runs each once: proves no device limit
 /// is exceeded and reports time and peak memory.
 pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
-    use crate::models::config::{UNetConfig, VaeConfig};
+    use crate::models::config::{ClipTextConfig, UNetConfig, VaeConfig};
     use crate::models::weights::Weights;
     println!("adapter: {}", gpu.describe());
     let weights = Weights::random(1);
     let mut rng = Rng::new(7);
+    let (mut text_mem, mut unet_mem, mut vae_mem) = (None, None, None);
+    if o.unet && o.vae {
+        // The text encoder of a generation: prompt and negative prompt, 77 tokens each.
+        let cfg = ClipTextConfig::from_file(&o.config_dir.join("text_encoder/config.json"))?;
+        let text = crate::models::clip::ClipTextModel::from_weights(gpu, cfg, &weights)?;
+        let mut g = Graph::new();
+        let ids = g.input("input_ids", TensorDesc::f32(&[2, 77]));
+        let h = text.forward(&mut g, ids)?.last_hidden_state;
+        g.output(h);
+        let plan = Plan::new(gpu.clone(), g)?;
+        println!("text encoder batch 2 (plan only): memory: {}", plan.memory());
+        text_mem = Some(NetMemory::of(&plan));
+    }
     if o.unet {
         let cfg = UNetConfig::from_file(&o.config_dir.join("unet/config.json"))?;
         let t0 = Instant::now();
@@ -403,7 +457,12 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
             (t, vec![500.0; b]),
             (c, rng.vec(b * 77 * cfg.cross_attention_dim, 1.0)),
         ];
-        time_plan(gpu, &format!("unet batch {b} latent {s}×{s}"), &plan, &inputs, y, flops, o.profile)?;
+        unet_mem = Some(NetMemory::of(&plan));
+        if o.plan_only {
+            println!("unet batch {b} latent {s}×{s} (plan only): memory: {}", plan.memory());
+        } else {
+            time_plan(gpu, &format!("unet batch {b} latent {s}×{s}"), &plan, &inputs, y, flops, o.profile)?;
+        }
     }
     if o.vae {
         let cfg = VaeConfig::from_file(&o.config_dir.join("vae/config.json"))?;
@@ -417,7 +476,23 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
         let t_plan = Instant::now();
         let plan = Plan::new(gpu.clone(), g)?;
         println!("vae: planned in {:.2} s", t_plan.elapsed().as_secs_f64());
-        time_plan(gpu, &format!("vae decode {0}×{0}", 8 * s), &plan, &[(z, rng.vec(cfg.latent_channels * s * s, 1.0))], y, flops, o.profile)?;
+        // The encoder's weights are loaded too (img2img and inpainting use it); planned only to count them.
+        let encoder_weights = {
+            let mut g = Graph::new();
+            let x = g.input("image", TensorDesc::f32(&[1, cfg.in_channels, 8 * s, 8 * s]));
+            let m = vae.encode(&mut g, x)?;
+            g.output(m);
+            Plan::new(gpu.clone(), g)?.memory().params
+        };
+        vae_mem = Some(NetMemory { weights: NetMemory::of(&plan).weights + encoder_weights, ..NetMemory::of(&plan) });
+        if o.plan_only {
+            println!("vae decode {0}×{0} (plan only): memory: {1}", 8 * s, plan.memory());
+        } else {
+            time_plan(gpu, &format!("vae decode {0}×{0}", 8 * s), &plan, &[(z, rng.vec(cfg.latent_channels * s * s, 1.0))], y, flops, o.profile)?;
+        }
+    }
+    if let (Some(t), Some(u), Some(v)) = (text_mem, unet_mem, vae_mem) {
+        print_generation_memory(gpu, t, u, v, 8 * o.latent);
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::kernels::ShaderSource;
+use crate::precision::{Precision, PrecisionChoice};
 
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -18,6 +19,11 @@ pub struct GpuOptions {
     pub backend: Option<String>,
     /// Substring of the adapter name. `None` = best adapter (or `WGSD_ADAPTER`).
     pub adapter: Option<String>,
+    /// Precision of the models loaded on this device (`--precision`). `None` = f32.
+    pub precision: Option<PrecisionChoice>,
+    /// Precision of the VAE (`--vae-precision`). `None` = f32: SD's VAE overflows in f16 (diffusers'
+    /// `force_upcast`).
+    pub vae_precision: Option<PrecisionChoice>,
 }
 
 impl GpuOptions {
@@ -26,7 +32,14 @@ impl GpuOptions {
         GpuOptions {
             backend: std::env::var("WGSD_BACKEND").ok().filter(|s| !s.is_empty()),
             adapter: std::env::var("WGSD_ADAPTER").ok().filter(|s| !s.is_empty()),
+            ..Default::default()
         }
+    }
+
+    /// The generating commands' default: `auto` precision unless one was asked for (the VAE stays f32).
+    pub fn generating(mut self) -> Self {
+        self.precision = self.precision.or(Some(PrecisionChoice::Auto));
+        self
     }
 }
 
@@ -46,6 +59,10 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub caps: Capabilities,
+    /// Precision models load in on this device (from [`GpuOptions::precision`], resolved against `caps`).
+    pub precision: Precision,
+    /// Precision of VAEs (from [`GpuOptions::vae_precision`]).
+    pub vae_precision: Precision,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -144,7 +161,20 @@ impl Gpu {
             (rank(i.device_type), i.backend == wgpu::Backend::Gl)
         });
         let adapter = adapters.remove(0);
-        Self::open(adapter)
+        let mut gpu = Self::open(adapter)?;
+        gpu.set_precision(opts.precision.unwrap_or(PrecisionChoice::F32), opts.vae_precision.unwrap_or(PrecisionChoice::F32));
+        Ok(gpu)
+    }
+
+    /// Sets the precisions models load in, as far as the adapter allows; prints a note where it does not.
+    pub fn set_precision(&mut self, models: PrecisionChoice, vae: PrecisionChoice) {
+        let (p, note) = models.resolve(&self.caps, &self.info.name);
+        let (v, vae_note) = vae.resolve(&self.caps, &self.info.name);
+        for n in [note, vae_note.filter(|_| vae != models)].into_iter().flatten() {
+            eprintln!("{n}");
+        }
+        self.precision = p;
+        self.vae_precision = v;
     }
 
     fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
@@ -182,6 +212,8 @@ impl Gpu {
             info,
             limits,
             caps,
+            precision: Precision::F32,
+            vae_precision: Precision::F32,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,
@@ -200,7 +232,8 @@ impl Gpu {
         let l = &self.limits;
         format!(
             "{} ({:?}, {:?}, driver {} {})\n  max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB, \
-             invocations/workgroup {}\n  shader-f16: {}, subgroups: {}, timestamp queries: {} (inside passes: {})",
+             invocations/workgroup {}\n  shader-f16: {}, subgroups: {}, timestamp queries: {} (inside passes: {})\n  \
+             precision: {} (VAE {})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -214,6 +247,8 @@ impl Gpu {
             yes(self.caps.subgroups),
             yes(self.caps.timestamp_query),
             yes(self.caps.timestamp_inside_passes),
+            self.precision,
+            self.vae_precision,
         )
     }
 

@@ -22,6 +22,7 @@ pub mod models;
 pub mod output;
 pub mod pipeline;
 pub mod pipeline_cache;
+pub mod precision;
 pub mod prompt;
 pub mod schedulers;
 pub mod server;

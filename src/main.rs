@@ -17,6 +17,14 @@ struct Cli {
     /// Use the adapter whose name contains this text (env WGSD_ADAPTER; see `wgsd devices`).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Model precision: auto (f16 where the adapter has SHADER_F16, else f32), f32 or f16: f16 stores
+    /// the Linear/Conv2d weights in half precision (half the memory). Default: auto when generating, f32
+    /// for verify and bench.
+    #[arg(long, global = true)]
+    precision: Option<wgsd::precision::PrecisionChoice>,
+    /// VAE precision (default f32: SD's VAE overflows in f16; verify: the --precision).
+    #[arg(long, global = true)]
+    vae_precision: Option<wgsd::precision::PrecisionChoice>,
     #[command(subcommand)]
     command: Command,
 }
@@ -309,6 +317,9 @@ enum BenchWhat {
         /// Also time every node and print the slowest op kinds and nodes.
         #[arg(long)]
         profile: bool,
+        /// Plan the networks and report memory (per network and for a whole generation) without running them.
+        #[arg(long)]
+        plan_only: bool,
     },
     /// One DreamBooth LoRA training step (rank r on the attention projections) of the real-size UNet with
     /// seeded random weights: step times, GFLOP/s, and peak memory split into weights, saved activations,
@@ -354,7 +365,12 @@ enum BenchWhat {
 
 fn gpu_options(cli: &Cli) -> GpuOptions {
     let env = GpuOptions::from_env();
-    GpuOptions { backend: cli.backend.clone().or(env.backend), adapter: cli.adapter.clone().or(env.adapter) }
+    GpuOptions {
+        backend: cli.backend.clone().or(env.backend),
+        adapter: cli.adapter.clone().or(env.adapter),
+        precision: cli.precision,
+        vae_precision: cli.vae_precision,
+    }
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -369,6 +385,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
             });
+            if opts.precision.is_some() || opts.vae_precision.is_some() {
+                eprintln!("note: training runs in f32 (--precision and --vae-precision are for inference)");
+            }
+            let opts = GpuOptions { precision: None, vae_precision: None, ..opts };
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let r = wgsd::train::dreambooth::run(gpu, &o).map_err(|e| e.to_string())?;
             for f in &r.files {
@@ -388,12 +408,13 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("\nselected: {}", gpu.describe());
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile } } => {
+        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile, plan_only } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile };
+            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile, plan_only };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only, profile } } => {
+            let opts = GpuOptions { precision: None, vae_precision: None, ..opts }; // training runs in f32
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let checkpointing = match checkpointing.as_deref() {
                 Some("on") => vec![true],
@@ -414,6 +435,8 @@ fn run(cli: Cli) -> Result<(), String> {
             if !dir.exists() {
                 return Err(format!("fixture folder {} does not exist", dir.display()));
             }
+            // Verify checks the VAE in the precision under test unless told otherwise.
+            let opts = GpuOptions { vae_precision: opts.vae_precision.or(opts.precision), ..opts };
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
             let results = wgsd::verify::run_selected(&dir, &gpu, &wgsd::verify::VerifyOptions { only, checkpointing }).map_err(|e| e.to_string())?;
             for r in &results {
@@ -467,6 +490,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn generate(opts: &GpuOptions, o: wgsd::generate::GenerateOptions) -> Result<(), String> {
+    let opts = &opts.clone().generating();
     let gpu = Arc::new(Gpu::new(opts).map_err(|e| e.to_string())?);
     wgsd::generate::run(gpu, &o).map(|_| ()).map_err(|e| e.to_string())
 }

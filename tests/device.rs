@@ -22,9 +22,9 @@ fn default_adapter_opens_with_its_real_limits() {
 
 #[test]
 fn unknown_backend_and_adapter_names_are_clear_errors() {
-    let e = Gpu::new(&GpuOptions { backend: Some("directx9".into()), adapter: None }).err().unwrap().to_string();
+    let e = Gpu::new(&GpuOptions { backend: Some("directx9".into()), adapter: None, ..Default::default() }).err().unwrap().to_string();
     assert!(e.contains("directx9") && e.contains("vulkan, metal, dx12"), "{e}");
-    let e = Gpu::new(&GpuOptions { backend: None, adapter: Some("no-such-gpu-xyz".into()) }).err().unwrap().to_string();
+    let e = Gpu::new(&GpuOptions { backend: None, adapter: Some("no-such-gpu-xyz".into()), ..Default::default() }).err().unwrap().to_string();
     assert!(e.contains("no-such-gpu-xyz") && e.contains("available"), "{e}");
 }
 
@@ -32,6 +32,6 @@ fn unknown_backend_and_adapter_names_are_clear_errors() {
 #[test]
 fn a_backend_without_adapters_says_what_to_install() {
     // Linux has no DX12: the error must tell the user how to get a driver.
-    let e = Gpu::new(&GpuOptions { backend: Some("dx12".into()), adapter: None }).err().unwrap().to_string();
+    let e = Gpu::new(&GpuOptions { backend: Some("dx12".into()), adapter: None, ..Default::default() }).err().unwrap().to_string();
     assert!(e.contains("no GPU adapter") && e.contains("mesa-vulkan-drivers"), "{e}");
 }

@@ -6,7 +6,9 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(src)));
-    let caps = Capabilities::default() | Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP;
+    // SHADER_FLOAT16_IN_FLOAT32 (`unpack2x16float`, the f16-weight variants) is wgpu's downlevel flag
+    // SHADER_F16_IN_F32, which every Vulkan, Metal and DX12 adapter has.
+    let caps = Capabilities::default() | Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not validate:\n{}", e.emit_to_string(src)));

@@ -30,7 +30,8 @@ w(f"""// Matmul for CPU Vulkan drivers (lavapipe/llvmpipe), same contract as mat
 // loads per multiply-add. A workgroup is one 8-lane subgroup owning {ROWS} rows × {8 * COLS} columns. For each k,
 // every lane loads {Q} values of A (rows lane, lane + 8, ...) and shares them with subgroupBroadcast, and loads
 // its own {COLS} values of B: {ROWS * COLS} multiply-adds per lane for {Q + COLS} loads. Rows and columns past the edge
-// are clamped for loading and skipped when storing, so the k loop has no bounds checks.
+// are clamped for loading and skipped when storing, so the k loop has no bounds checks. B is read only
+// through b_at, so the same text serves f32 and packed-f16 weights (src/kernels/weight_storage.rs).
 
 struct Params {{
     m: u32,
@@ -54,6 +55,7 @@ struct Params {{
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+fn b_at(i: u32) -> f32 {{ return b[i]; }}
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -93,7 +95,7 @@ w("""    var ka = 0u;
     var kb = 0u;
     for (var k = 0u; k < p.k; k++) {""")
 for g in range(G):
-    w(f"        let b{g} = vec4<f32>(" + ", ".join(f"b[bc{4 * g + i} + kb]" for i in range(4)) + ");")
+    w(f"        let b{g} = vec4<f32>(" + ", ".join(f"b_at(bc{4 * g + i} + kb)" for i in range(4)) + ");")
 for q in range(Q):
     w(f"        let a{q} = a[ar{q} + ka];")
     for r in range(8):

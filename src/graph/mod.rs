@@ -42,14 +42,17 @@ impl Param {
                 data.len()
             )));
         }
-        let bytes = encode(desc.dtype, data);
-        let buffer = gpu.upload(name, &bytes, wgpu::BufferUsages::empty());
-        Ok(Arc::new(Param {
-            name: name.to_string(),
-            desc,
-            buffer,
-            host: keep_host.then(|| data.to_vec()),
-        }))
+        let bytes = encode_checked(name, desc.dtype, data)?;
+        // The host copy holds what the GPU holds: f16-rounded values for f16 storage.
+        let host = keep_host.then(|| if desc.dtype == DType::F32 { data.to_vec() } else { decode(desc.dtype, &bytes) });
+        Ok(Self::upload_bytes(gpu, name, desc, &bytes, host))
+    }
+
+    /// Uploads data already encoded as `desc.dtype` (an f16 weight file read as it is stored).
+    pub fn upload_bytes(gpu: &Gpu, name: &str, desc: TensorDesc, bytes: &[u8], host: Option<Vec<f32>>) -> Arc<Param> {
+        debug_assert_eq!(bytes.len() as u64, desc.bytes());
+        let buffer = gpu.upload(name, bytes, wgpu::BufferUsages::empty());
+        Arc::new(Param { name: name.to_string(), desc, buffer, host })
     }
 }
 
@@ -59,7 +62,9 @@ impl Param {
         if data.len() != self.desc.numel() {
             return Err(Error::usage(format!("weight '{}': {} values given for shape {}", self.name, data.len(), self.desc)));
         }
-        gpu.queue.write_buffer(&self.buffer, 0, &encode(self.desc.dtype, data));
+        let mut bytes = encode_checked(&self.name, self.desc.dtype, data)?;
+        bytes.resize(bytes.len().next_multiple_of(4), 0); // writes are whole words
+        gpu.queue.write_buffer(&self.buffer, 0, &bytes);
         Ok(())
     }
 
@@ -76,6 +81,14 @@ pub fn encode(dtype: DType, data: &[f32]) -> Vec<u8> {
     match dtype {
         DType::F32 => bytemuck::cast_slice(data).to_vec(),
         DType::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+    }
+}
+
+/// f32 host values → bytes of `dtype`; a value beyond the f16 range is an error naming weight `name`.
+pub fn encode_checked(name: &str, dtype: DType, data: &[f32]) -> Result<Vec<u8>> {
+    match dtype {
+        DType::F32 => Ok(encode(dtype, data)),
+        DType::F16 => crate::precision::narrow_f16(name, data),
     }
 }
 

@@ -71,13 +71,13 @@ pub struct Bind {
 }
 
 impl Bind {
-    /// The whole of input `i`.
+    /// The whole of input `i` (in whole 4-byte words: an odd count of f16 values ends in a padding half).
     pub fn input(i: usize, desc: &TensorDesc) -> Bind {
-        Bind { slot: Slot::Input(i), offset: 0, size: desc.bytes(), writable: false }
+        Bind { slot: Slot::Input(i), offset: 0, size: desc.bytes().next_multiple_of(4), writable: false }
     }
     /// The whole output.
     pub fn output(desc: &TensorDesc) -> Bind {
-        Bind { slot: Slot::Output, offset: 0, size: desc.bytes(), writable: true }
+        Bind { slot: Slot::Output, offset: 0, size: desc.bytes().next_multiple_of(4), writable: true }
     }
     /// Elements `[begin, begin + count)` of a tensor. Binding offsets must be aligned, so the binding may
     /// start a few elements early: the returned shift is the index of element `begin` inside the binding,

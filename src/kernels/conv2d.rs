@@ -36,6 +36,8 @@
 //! later ones read-add-write. Output channels are split the same way when the output (or the residual)
 //! is too large. Each dispatch gets its channel offsets in its params.
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
@@ -49,6 +51,9 @@ pub static SHADER: ShaderSource = shader!("conv2d");
 /// Variants that share weights across 8 lanes with `subgroupBroadcast` (needs `Features::SUBGROUP` and
 /// subgroups of at least 8 lanes).
 pub static SHADER_SUBGROUP: ShaderSource = shader!("conv2d_subgroup");
+/// The same kernels reading f16 weights (two per word, see `weight_storage.rs`).
+pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("wt"));
+pub static SHADER_SUBGROUP_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER_SUBGROUP.f16_weights("wt"));
 
 /// Stride and zero padding of a convolution. Padding is explicit per side (top, bottom, left, right) so
 /// the VAE encoder's asymmetric `(0, 1, 0, 1)` pad before its stride-2 downsample needs no separate op.
@@ -156,11 +161,13 @@ pub const KERNELS: &[Kernel] = &[
 ];
 
 impl Kernel {
-    fn shader(&self) -> &'static ShaderSource {
-        if self.subgroup {
-            &SHADER_SUBGROUP
-        } else {
-            &SHADER
+    /// The shader of this entry point for weights stored as `w`.
+    fn shader(&self, w: DType) -> &'static ShaderSource {
+        match (self.subgroup, w) {
+            (false, DType::F32) => &SHADER,
+            (true, DType::F32) => &SHADER_SUBGROUP,
+            (false, DType::F16) => &SHADER_F16W,
+            (true, DType::F16) => &SHADER_SUBGROUP_F16W,
         }
     }
     /// Whether this kernel computes convolutions of this kernel size and stride.
@@ -289,9 +296,10 @@ impl Op for Conv2d {
         if inputs.len() != self.n_inputs() {
             return Err(Error::shape("conv2d", format!("expected {} inputs, got {}", self.n_inputs(), inputs.len())));
         }
-        for d in inputs {
-            if d.dtype != DType::F32 {
-                return Err(Error::DType { op: "conv2d".into(), msg: format!("input is {d}; this kernel takes f32") });
+        for (i, d) in inputs.iter().enumerate() {
+            // The weight may be stored in f16 (widened in the kernel); everything else is f32.
+            if d.dtype != DType::F32 && !(i == 1 && d.dtype == DType::F16) {
+                return Err(Error::DType { op: "conv2d".into(), msg: format!("input {i} is {d}; this kernel takes f32 (the weight f32 or f16)") });
             }
         }
         let (x, w) = (inputs[0], inputs[1]);
@@ -435,7 +443,7 @@ impl Op for Conv2d {
                     let mut grid = grid_1d(groups as u64, l.limits);
                     grid[2] = nb as u32;
                     out.push(Dispatch {
-                        shader: kern.shader(),
+                        shader: kern.shader(w.dtype),
                         entry: kern.entry,
                         params: params(&p),
                         bindings: vec![bx, bw.clone(), bb.clone(), br.clone(), bo.clone()],
@@ -661,7 +669,9 @@ const PARAMS_WGSL: &str = "struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// wt is read only through wt_at: f16 weights swap these two lines (src/kernels/weight_storage.rs).
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
+fn wt_at(i: u32) -> f32 { return wt[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -727,14 +737,14 @@ fn gen_weight_rows(o: &mut Out, kern: &Kernel, tm: usize) {
 fn gen_weights(o: &mut Out, kern: &Kernel, tm: usize, col: &str, ind: &str, suffix: &str) {
     if kern.subgroup {
         for j in 0..tm / 8 {
-            o.l(&format!("{ind}let q{j}{suffix} = wt[r{j} + {col}];"));
+            o.l(&format!("{ind}let q{j}{suffix} = wt_at(r{j} + {col});"));
         }
         for i in 0..tm {
             o.l(&format!("{ind}let w{i}{suffix} = subgroupBroadcast(q{}{suffix}, {}u);", i / 8, i % 8));
         }
     } else {
         for i in 0..tm {
-            o.l(&format!("{ind}let w{i}{suffix} = wt[r{i} + {col}];"));
+            o.l(&format!("{ind}let w{i}{suffix} = wt_at(r{i} + {col});"));
         }
     }
 }

@@ -16,6 +16,8 @@
 //! tiled one: llvmpipe builds every lane-varying load lane by lane, so loads per multiply-add decide speed
 //! there (see `tools/gen_matmul_subgroup.py`).
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::unary::Activation;
@@ -23,11 +25,14 @@ use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op};
 use crate::graph::{Graph, TensorId};
-use crate::tensor::TensorDesc;
+use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("matmul", with_activations);
 /// Needs subgroup operations, so it is a module of its own: compiling it fails on adapters without them.
 pub static SUBGROUP_SHADER: ShaderSource = shader!("matmul_subgroup", with_activations);
+/// The same kernels reading B (a Linear weight) stored in f16, two per word (see `weight_storage.rs`).
+pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("b"));
+pub static SUBGROUP_SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SUBGROUP_SHADER.f16_weights("b"));
 
 /// Options of [`Graph::matmul`].
 #[derive(Clone, Copy, Debug)]
@@ -74,12 +79,16 @@ impl MatmulKernel {
         }
     }
 
-    /// Shader, entry point and workgroup tile (rows, columns).
-    fn entry(self) -> (&'static ShaderSource, &'static str, u32, u32) {
+    /// Shader (for B stored as `b`), entry point and workgroup tile (rows, columns).
+    fn entry(self, b: DType) -> (&'static ShaderSource, &'static str, u32, u32) {
+        let (plain, sub): (&'static ShaderSource, &'static ShaderSource) = match b {
+            DType::F32 => (&SHADER, &SUBGROUP_SHADER),
+            DType::F16 => (&SHADER_F16W, &SUBGROUP_SHADER_F16W),
+        };
         match self {
-            MatmulKernel::Tuned | MatmulKernel::Tiled => (&SHADER, "matmul_tiled", 64, 64),
-            MatmulKernel::Broadcast => (&SUBGROUP_SHADER, "matmul_bcast", BCAST_TILE_M, BCAST_TILE_N),
-            MatmulKernel::Naive => (&SHADER, "matmul_naive", 8, 8),
+            MatmulKernel::Tuned | MatmulKernel::Tiled => (plain, "matmul_tiled", 64, 64),
+            MatmulKernel::Broadcast => (sub, "matmul_bcast", BCAST_TILE_M, BCAST_TILE_N),
+            MatmulKernel::Naive => (plain, "matmul_naive", 8, 8),
         }
     }
 }
@@ -200,7 +209,12 @@ impl Op for Matmul {
         if inputs.len() != want {
             return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
         }
-        check_f32(self.kind(), inputs)?;
+        // B may be a weight stored in f16 (widened in the kernel); A, bias and output are f32.
+        check_f32(self.kind(), &[inputs[0]])?;
+        check_f32(self.kind(), &inputs[2..])?;
+        if !matches!(inputs[1].dtype, DType::F32 | DType::F16) {
+            return Err(Error::DType { op: self.kind().into(), msg: format!("B is {}; this kernel takes f32 or f16", inputs[1]) });
+        }
         let d = self.dims(inputs[0], inputs[1])?;
         if self.has_bias {
             let bias = inputs[2];
@@ -228,8 +242,8 @@ impl Op for Matmul {
                 }
             )));
         }
-        let (shader, entry, tm, tn) = kernel.entry();
         let (a, b) = (&l.inputs[0], &l.inputs[1]);
+        let (shader, entry, tm, tn) = kernel.entry(b.dtype);
         let d = self.dims(a, b)?;
         let (mut m, mut batch) = (d.m, d.batch);
         let (a_sm, a_sk) = if self.trans_a { (1, d.m) } else { (d.k, 1) };

@@ -25,6 +25,7 @@ pub mod norm_backward;
 pub mod reduce;
 pub mod resample;
 pub mod unary;
+pub mod weight_storage;
 
 /// Refuses inputs that are not f32 (the kernels these ops lower to take f32), naming the op and the input.
 pub(crate) fn check_f32(op: &str, ds: &[&crate::tensor::TensorDesc]) -> crate::error::Result<()> {
@@ -80,6 +81,10 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &attention_backward::SHADER,
         &matmul::SHADER,
         &matmul::SUBGROUP_SHADER,
+        &*matmul::SHADER_F16W,
+        &*matmul::SUBGROUP_SHADER_F16W,
+        &*conv2d::SHADER_F16W,
+        &*conv2d::SHADER_SUBGROUP_F16W,
         &resample::SHADER,
         &reduce::SHADER,
         &crate::train::optimizer::SHADER,

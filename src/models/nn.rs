@@ -12,7 +12,8 @@ use crate::kernels::conv2d::Conv2dOpts;
 use crate::kernels::matmul::MatmulOpts;
 use crate::kernels::unary::Activation;
 use crate::models::weights::Weights;
-use crate::tensor::TensorDesc;
+use crate::precision::Precision;
+use crate::tensor::{DType, TensorDesc};
 use crate::train::lora::TrainHooks;
 
 /// Loads weights under a module path and uploads them to the GPU.
@@ -23,22 +24,30 @@ pub struct Loader<'a> {
     prefix: String,
     /// Set when loading for training: records the weights and attaches LoRA adapters.
     train: Option<&'a TrainHooks>,
+    /// Storage of the Linear and Conv2d weights (see [`Loader::matrix`]).
+    precision: Precision,
 }
 
 impl<'a> Loader<'a> {
     pub fn new(gpu: &'a Gpu, weights: &'a Weights) -> Self {
-        Loader { gpu, weights, prefix: String::new(), train: None }
+        Loader { gpu, weights, prefix: String::new(), train: None, precision: gpu.precision }
+    }
+
+    /// The same loader with Linear and Conv2d weights stored in `p` (a VAE loads in `gpu.vae_precision`).
+    pub fn with_precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
     }
 
     /// A loader for training (see [`TrainHooks`]).
     pub fn for_training(gpu: &'a Gpu, weights: &'a Weights, hooks: &'a TrainHooks) -> Self {
-        Loader { gpu, weights, prefix: String::new(), train: Some(hooks) }
+        Loader { gpu, weights, prefix: String::new(), train: Some(hooks), precision: gpu.precision }
     }
 
     /// The loader of a sub-module: `l.pp("down_blocks").pp(0)` loads `down_blocks.0.*`.
     pub fn pp(&self, name: impl Display) -> Loader<'a> {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Loader { gpu: self.gpu, weights: self.weights, prefix, train: self.train }
+        Loader { gpu: self.gpu, weights: self.weights, prefix, train: self.train, precision: self.precision }
     }
 
     /// The LoRA `(A, B, scale)` for this module when training targets it; `a_shape`/`b_shape` are the
@@ -83,6 +92,23 @@ impl<'a> Loader<'a> {
     }
 }
 
+impl Loader<'_> {
+    /// A Linear or Conv2d weight `<path>.<name>`: stored in the loader's precision. These hold nearly
+    /// all of a model's parameters; the small tensors ([`Loader::tensor`]) stay f32.
+    pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
+        if self.precision == Precision::F32 {
+            return self.tensor(name, shape);
+        }
+        let key = self.key(name);
+        let bytes = self.weights.get_f16(&key, shape)?;
+        let p = Param::upload_bytes(self.gpu, &key, TensorDesc::new(shape, DType::F16), &bytes, None);
+        if let Some(h) = self.train {
+            h.record_weight(&p);
+        }
+        Ok(p)
+    }
+}
+
 /// A LoRA adapter on a layer: `scale · B·(A·x)` added to the layer's output.
 pub struct Lora {
     /// `lora_A`: `[rank, in]` (Linear) or `[rank, in, k, k]` (Conv2d).
@@ -105,7 +131,7 @@ impl Linear {
     pub fn load(l: &Loader, inp: usize, out: usize, bias: bool) -> Result<Linear> {
         let r = l.rank();
         Ok(Linear {
-            weight: l.tensor("weight", &[out, inp])?,
+            weight: l.matrix("weight", &[out, inp])?,
             bias: if bias { Some(l.tensor("bias", &[out])?) } else { None },
             lora: l.lora(&[r, inp], &[out, r])?,
             name: l.path().to_string(),
@@ -147,7 +173,7 @@ impl Conv2d {
     pub fn load_with_bias(l: &Loader, cin: usize, cout: usize, k: usize, opts: Conv2dOpts, bias: bool) -> Result<Conv2d> {
         let r = l.rank();
         Ok(Conv2d {
-            weight: l.tensor("weight", &[cout, cin, k, k])?,
+            weight: l.matrix("weight", &[cout, cin, k, k])?,
             bias: if bias { Some(l.tensor("bias", &[cout])?) } else { None },
             opts,
             lora: l.lora(&[r, cin, k, k], &[cout, r, 1, 1])?,

@@ -131,6 +131,13 @@ impl WeightFile {
 }
 
 impl WeightFile {
+    /// A stored tensor's dtype and bytes as they are in the file.
+    pub fn raw(&self, key: &str) -> Option<(Dtype, &[u8])> {
+        let info = self.meta.info(key)?;
+        let (a, b) = info.data_offsets;
+        Some((info.dtype, &self.mmap[self.data_start + a..self.data_start + b]))
+    }
+
     /// A stored tensor as f64 (F64 exactly; F32 / I64 converted), for fixture values that need it.
     pub fn read_f64(&self, key: &str) -> Result<Vec<f64>> {
         let err = |msg: String| Error::Weights { file: self.path.display().to_string(), msg };
@@ -255,6 +262,22 @@ impl Weights {
             return single_file::shape(map, file, key);
         }
         candidates(key).iter().find_map(|k| self.index.get(k).and_then(|&i| self.files[i].shape(k)))
+    }
+
+    /// The tensor `key` as f16 bytes for upload, shape `expected` as for [`Weights::get`]: a tensor stored
+    /// in f16 (an fp16 variant file) is taken as it is; any other is read as f32 and narrowed once, and a
+    /// value beyond the f16 range is an error naming the tensor.
+    pub fn get_f16(&self, key: &str, expected: &[usize]) -> Result<Vec<u8>> {
+        if self.random_seed.is_none() && self.single_file.is_none() {
+            if let Some((name, &fi)) = candidates(key).iter().find_map(|k| self.index.get_key_value(k)) {
+                let file = &self.files[fi];
+                if let (Some((Dtype::F16, bytes)), true) = (file.raw(name), shape_accepts(&file.shape(name).unwrap_or_default(), expected)) {
+                    return Ok(bytes.to_vec());
+                }
+            }
+        }
+        let data = self.get(key, expected)?;
+        crate::precision::narrow_f16(key, &data).map_err(|e| Error::Weights { file: self.file_label(), msg: e.to_string() })
     }
 
     /// The tensor `key` as f32, which must have shape `expected` (a `(C, C, 1, 1)` tensor is accepted for an

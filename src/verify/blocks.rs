@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{compare, failed, CaseResult, MODULE_TOL};
+use super::{compare, failed, module_tol, CaseResult};
 use crate::error::Result;
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
@@ -95,14 +95,14 @@ pub fn block_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let full = plan.read(y)?;
             let stride = spec["stride"].as_u64().unwrap_or(1) as usize;
             let sampled: Vec<f32> = full.iter().step_by(stride).copied().collect();
-            let mut r = compare(&case, &sampled, &fx.tensor(&format!("{name}.out_sampled"))?, MODULE_TOL);
+            let mut r = compare(&case, &sampled, &fx.tensor(&format!("{name}.out_sampled"))?, module_tol(gpu.precision));
             let l2 = full.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
             let mean = full.iter().map(|v| *v as f64).sum::<f64>() / full.len() as f64;
             let want_l2 = spec["out_l2"].as_f64().unwrap_or(l2);
             let want_mean = spec["out_mean"].as_f64().unwrap_or(mean);
             let l2_err = (l2 - want_l2).abs() / want_l2.abs().max(1e-30);
             let mean_err = (mean - want_mean).abs() / want_l2.abs().max(1e-30) * (full.len() as f64).sqrt();
-            r.passed &= l2_err <= MODULE_TOL && mean_err <= MODULE_TOL;
+            r.passed &= l2_err <= module_tol(gpu.precision) && mean_err <= module_tol(gpu.precision);
             r.detail = format!("sampled every {stride}; whole-output L2 rel err {l2_err:.1e}, mean err {mean_err:.1e}; {}", plan.memory());
             Ok(r)
         };

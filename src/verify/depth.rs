@@ -8,7 +8,7 @@ use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
 use crate::models::dpt::DptForDepthEstimation;
 use crate::testing::{max_abs, rel_l2};
-use super::{CaseResult, MODULE_TOL};
+use super::{module_tol, CaseResult};
 
 const CASE: &str = "depth.predicted_depth";
 
@@ -39,7 +39,7 @@ pub fn depth_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
         let finite = got.iter().all(|v| v.is_finite());
         Ok(CaseResult { unchecked: None,
             name: CASE.into(),
-            passed: finite && r <= MODULE_TOL,
+            passed: finite && r <= module_tol(gpu.precision),
             rel_l2: r,
             max_abs: m,
             detail: if finite { String::new() } else { "non-finite output".into() },

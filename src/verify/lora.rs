@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{compare, failed, CaseResult, PIPELINE_TOL};
+use super::{compare, failed, pipeline_tol, CaseResult};
 use crate::error::{Error, Result};
 use crate::fixtures::Fixtures;
 use crate::generate::open_model;
@@ -48,13 +48,13 @@ pub fn lora_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let want = fx.tensor(&format!("{name}.images"))?;
             let mut r = compare(name, &result.images, &want, f64::INFINITY);
             let warned = reports.iter().map(|r| r.warnings.len()).sum::<usize>();
-            r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws && warned == 0;
+            r.passed = r.passed && r.max_abs <= pipeline_tol(gpu) && noise.used() == draws && warned == 0;
             if noise.used() != draws {
                 r.detail = format!("{} noise draws used, the fixture recorded {draws}", noise.used());
             } else if warned > 0 {
                 r.detail = format!("{warned} LoRA key(s) not applied: {}", reports[0].warnings.join("; "));
             } else if !r.passed {
-                r.detail = format!("max abs {:.2e} > {PIPELINE_TOL:.0e}", r.max_abs);
+                r.detail = format!("max abs {:.2e} > {:.0e}", r.max_abs, pipeline_tol(gpu));
             }
             Ok(r)
         };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{compare, failed, models, CaseResult, MODULE_TOL};
+use super::{compare, failed, models, module_tol, CaseResult};
 use crate::error::Result;
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
@@ -40,7 +40,7 @@ pub fn text_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let mut r = Vec::new();
             for (suffix, got) in [("last_hidden_state", &last), ("penultimate", &pen), ("pooled", &pooled)] {
                 let name = format!("text.{m}.{suffix}");
-                r.push(compare(&name, got, &fx.tensor(&name)?, MODULE_TOL));
+                r.push(compare(&name, got, &fx.tensor(&name)?, module_tol(gpu.precision)));
             }
             Ok(r)
         };
@@ -108,7 +108,7 @@ pub fn unet_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                 p.plan.write(p.timestep, &vec![t; ss[0]])?;
                 p.plan.write(p.context, &fx.tensor(&format!("{case}.encoder_hidden_states"))?)?;
                 p.plan.run()?;
-                Ok(compare(&case, &p.plan.read(p.out)?, &fx.tensor(&format!("{case}.out"))?, MODULE_TOL))
+                Ok(compare(&case, &p.plan.read(p.out)?, &fx.tensor(&format!("{case}.out"))?, module_tol(gpu.precision)))
             };
             out.push(run().unwrap_or_else(|e| failed(&case, e)));
         }
@@ -139,7 +139,7 @@ pub fn vae_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let plan = Plan::new(gpu.clone(), g)?;
             plan.write(z, &fx.tensor("vae.decode.latent")?)?;
             plan.run()?;
-            Ok(compare("vae.decode", &plan.read(img)?, &fx.tensor("vae.decode.image")?, MODULE_TOL))
+            Ok(compare("vae.decode", &plan.read(img)?, &fx.tensor("vae.decode.image")?, module_tol(gpu.vae_precision)))
         };
         out.push(run().unwrap_or_else(|e| failed("vae.decode", e)));
     }
@@ -156,8 +156,8 @@ pub fn vae_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let ms = plan.graph().shape(mom).to_vec();
             let lat = vae.config.latent_channels;
             let (mean, logvar) = split_moments(&plan.read(mom)?, ms[0], lat, ms[2] * ms[3]);
-            let a = compare("vae.encode", &mean, &fx.tensor("vae.encode.mean")?, MODULE_TOL);
-            let b = compare("vae.encode", &logvar, &fx.tensor("vae.encode.logvar")?, MODULE_TOL);
+            let a = compare("vae.encode", &mean, &fx.tensor("vae.encode.mean")?, module_tol(gpu.vae_precision));
+            let b = compare("vae.encode", &logvar, &fx.tensor("vae.encode.logvar")?, module_tol(gpu.vae_precision));
             let worst = if b.rel_l2 > a.rel_l2 || b.rel_l2.is_nan() { b.clone() } else { a.clone() };
             Ok(CaseResult { unchecked: None,
                 passed: a.passed && b.passed,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{compare, failed, CaseResult, PIPELINE_TOL};
+use super::{compare, failed, pipeline_tol, CaseResult};
 use crate::error::Result;
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
@@ -109,13 +109,13 @@ pub fn pipeline_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> 
             }
             let want = fx.tensor(&format!("{case}.images"))?;
             let mut r = compare(&case, &result.images, &want, f64::INFINITY);
-            r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws && flags_ok;
+            r.passed = r.passed && r.max_abs <= pipeline_tol(gpu) && noise.used() == draws && flags_ok;
             if noise.used() != draws {
                 r.detail = format!("{} noise draws used, the fixture recorded {draws}", noise.used());
             } else if !flags_ok {
                 r.detail = flags;
             } else if !r.passed {
-                r.detail = format!("max abs {:.2e} > {PIPELINE_TOL:.0e}", r.max_abs);
+                r.detail = format!("max abs {:.2e} > {:.0e}", r.max_abs, pipeline_tol(gpu));
             }
             Ok(r)
         };

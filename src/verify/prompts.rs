@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{compare, failed, CaseResult, MODULE_TOL, PIPELINE_TOL};
+use super::{compare, failed, module_tol, pipeline_tol, CaseResult};
 use crate::error::{Error, Result};
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
@@ -56,9 +56,9 @@ pub fn prompt_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let z = sd.encode_chunked(&chunked, 1, 0)?;
             let want = fx.tensor(&format!("{name}.z"))?;
             if z.context.len() != want.len() {
-                return Ok(compare(name, &z.context, &want, MODULE_TOL));
+                return Ok(compare(name, &z.context, &want, module_tol(gpu.precision)));
             }
-            Ok(compare_chunks(name, &z.context, &want, &z.emphasis))
+            Ok(compare_chunks(name, &z.context, &want, &z.emphasis, module_tol(gpu.precision)))
         };
         out.push(run(&mut loaded).unwrap_or_else(|e| failed(name, e)));
     }
@@ -70,7 +70,7 @@ pub fn prompt_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
 /// encoders, whose final LayerNorm has no bias, make every chunk so): such a chunk is compared up to one
 /// scale factor, which checks everything but the undefined factor, and a chunk whose reference is NaN,
 /// inf or all zeros cannot be compared at all (the case is a SKIP, not a pass).
-fn compare_chunks(name: &str, got: &[f32], want: &[f32], emphasis: &[Emphasis]) -> CaseResult {
+fn compare_chunks(name: &str, got: &[f32], want: &[f32], emphasis: &[Emphasis], tol: f64) -> CaseResult {
     let per = got.len() / emphasis.len().max(1);
     let (mut worst, mut worst_abs) = (0f64, 0f64);
     let (mut scaled, mut unusable, mut failures) = (Vec::new(), Vec::new(), Vec::new());
@@ -94,7 +94,7 @@ fn compare_chunks(name: &str, got: &[f32], want: &[f32], emphasis: &[Emphasis]) 
             worst_abs = worst_abs.max(crate::testing::max_abs(g, w));
             crate::testing::rel_l2(g, w)
         };
-        if !(err <= MODULE_TOL) {
+        if !(err <= tol) {
             failures.push(format!("chunk {c}: rel_l2 {err:.2e}"));
         }
         worst = worst.max(err);
@@ -201,6 +201,7 @@ fn model<'a>(gpu: &Arc<Gpu>, dir: &Path, spec: &Value, loaded: &'a mut Vec<(Stri
 /// txt2img as the case describes it (scheduler from the model folder), replaying `{case}.noise.N`, compared
 /// with `{case}.images`.
 fn replay(sd: &StableDiffusion, fx: &Fixtures, case: &str, spec: &Value) -> Result<CaseResult> {
+    let gpu = &sd.gpu;
     let class = spec["scheduler"].as_str().unwrap_or("PNDMScheduler");
     let mut scheduler = schedulers::from_config(class, &sd.scheduler_config, &format!("{} scheduler_config.json", sd.dir.display()))?;
     let draws = spec["noise_draws"].as_u64().unwrap_or(0) as usize;
@@ -220,13 +221,13 @@ fn replay(sd: &StableDiffusion, fx: &Fixtures, case: &str, spec: &Value) -> Resu
     };
     let result = sd.generate(&req, &Condition::Text, scheduler.as_mut(), &mut noise, &mut |_, _| {})?;
     let mut r = compare(case, &result.images, &fx.tensor(&format!("{case}.images"))?, f64::INFINITY);
-    r.passed = r.passed && r.max_abs <= PIPELINE_TOL && noise.used() == draws;
+    r.passed = r.passed && r.max_abs <= pipeline_tol(gpu) && noise.used() == draws;
     if noise.used() != draws {
         r.detail = format!("{} noise draws used, the fixture recorded {draws}", noise.used());
     } else if result.images.iter().any(|v| !v.is_finite()) {
         r.detail = "wgsd's image is not finite".into();
     } else if !r.passed {
-        r.detail = format!("max abs {:.2e} > {PIPELINE_TOL:.0e}", r.max_abs);
+        r.detail = format!("max abs {:.2e} > {:.0e}", r.max_abs, pipeline_tol(gpu));
     }
     Ok(r)
 }

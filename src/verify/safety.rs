@@ -20,7 +20,7 @@ use crate::imageproc::dpt_processor::DptImageProcessor;
 use crate::imageproc::{PixelValues, RgbImage};
 use crate::models::safety_checker::SafetyChecker;
 use crate::testing::{max_abs, rel_l2};
-use super::{CaseResult, MODULE_TOL};
+use super::{module_tol, CaseResult, MODULE_TOL};
 
 /// The first model folder of the set that has `sub/`.
 fn model_with(fx: &Fixtures, sub: &str) -> Option<PathBuf> {
@@ -31,7 +31,7 @@ fn safety_images(fx: &Fixtures) -> Vec<String> {
     fx.meta["safety"]["images"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-fn compare(name: &str, got: &[f32], want: &[f32]) -> CaseResult {
+fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
     if got.len() != want.len() {
         return failed(name, format!("{} values computed, {} expected", got.len(), want.len()));
     }
@@ -39,7 +39,7 @@ fn compare(name: &str, got: &[f32], want: &[f32]) -> CaseResult {
     let finite = got.iter().all(|v| v.is_finite());
     CaseResult { unchecked: None,
         name: name.into(),
-        passed: finite && r <= MODULE_TOL,
+        passed: finite && r <= tol,
         rel_l2: r,
         max_abs: max_abs(got, want),
         detail: if finite { String::new() } else { "non-finite output".into() },
@@ -64,7 +64,7 @@ pub fn safety_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
         let run = || -> Result<CaseResult> {
             let p = ClipImageProcessor::load(&dir.join("feature_extractor"))?.preprocess(&open_all(fx, &images)?)?;
             check_shape(name, &p, &fx.shape(name)?)?;
-            Ok(compare(name, &p.data, &fx.tensor(name)?))
+            Ok(compare(name, &p.data, &fx.tensor(name)?, MODULE_TOL))
         };
         out.push(run().unwrap_or_else(|e| failed(name, e)));
     }
@@ -78,7 +78,7 @@ pub fn safety_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let embeds = checker.image_embeds(&pv)?;
             let mut r = Vec::new();
             if fx.has("safety.image_embeds") {
-                r.push(compare("safety.image_embeds", &embeds, &fx.tensor("safety.image_embeds")?));
+                r.push(compare("safety.image_embeds", &embeds, &fx.tensor("safety.image_embeds")?, module_tol(gpu.precision)));
             }
             if let Some(want) = fx.meta["safety"]["has_nsfw"].as_array() {
                 let want: Vec<bool> = want.iter().map(|v| v.as_bool().unwrap_or(false)).collect();
@@ -106,7 +106,7 @@ pub fn safety_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let img = RgbImage::open_over_white(&fx.dir.join(image))?;
             let p = DptImageProcessor::load(&dir.join("feature_extractor"))?.preprocess(&[img])?;
             check_shape(name, &p, &fx.shape(name)?)?;
-            Ok(compare(name, &p.data, &fx.tensor(name)?))
+            Ok(compare(name, &p.data, &fx.tensor(name)?, MODULE_TOL))
         };
         out.push(run().unwrap_or_else(|e| failed(name, e)));
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{compare, failed, CaseResult, MODULE_TOL};
+use super::{compare, failed, module_tol, CaseResult};
 use crate::error::{Error, Result};
 use crate::fixtures::Fixtures;
 use crate::gpu::Gpu;
@@ -79,10 +79,10 @@ pub fn vae_tiling_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>
             let key = format!("{case}.latent");
             let (latent, shape) = (fx.tensor(&key)?, shape4(fx, &key)?);
             let (image, _) = vae.decode_tiled(gpu, &latent, shape)?;
-            let mut r = vec![compare(&case, &image, &fx.tensor(&format!("{case}.image"))?, MODULE_TOL)];
+            let mut r = vec![compare(&case, &image, &fx.tensor(&format!("{case}.image"))?, module_tol(gpu.vae_precision))];
             let untiled = format!("{case}.untiled");
             if fx.has(&untiled) {
-                r.push(compare(&untiled, &vae.decode_untiled(gpu, &latent, shape)?, &fx.tensor(&untiled)?, MODULE_TOL));
+                r.push(compare(&untiled, &vae.decode_untiled(gpu, &latent, shape)?, &fx.tensor(&untiled)?, module_tol(gpu.vae_precision)));
             }
             Ok(r)
         };
@@ -100,7 +100,7 @@ pub fn vae_tiling_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>
             let (moments, _) = vae.encode_tiled(gpu, &image, shape)?;
             let lat = vae.config.latent_channels;
             let (mean, _) = split_moments(&moments, shape[0], lat, moments.len() / (shape[0] * 2 * lat));
-            Ok(compare(&case, &mean, &fx.tensor(&format!("{case}.mean"))?, MODULE_TOL))
+            Ok(compare(&case, &mean, &fx.tensor(&format!("{case}.mean"))?, module_tol(gpu.vae_precision)))
         };
         out.push(run().unwrap_or_else(|e| failed(&case, e)));
     }
@@ -120,7 +120,7 @@ pub fn taesd_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let key = format!("{case}.{input}");
             let (x, shape) = (fx.tensor(&key)?, shape4(fx, &key)?);
             let got = if input == "latent" { m.decode_latents(gpu, &x, shape)? } else { m.encode_images(gpu, &x, shape)? };
-            Ok(compare(case, &got, &fx.tensor(&format!("{case}.{output}"))?, MODULE_TOL))
+            Ok(compare(case, &got, &fx.tensor(&format!("{case}.{output}"))?, module_tol(gpu.vae_precision)))
         };
         out.push(run().unwrap_or_else(|e| failed(case, e)));
     }

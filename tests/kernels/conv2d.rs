@@ -81,6 +81,13 @@ fn awkward_cases() -> Vec<Case> {
 /// Records every case as an output of one graph (forcing `kernel` when given) and compares each with the
 /// CPU twin.
 fn check_cases(gpu: &Arc<Gpu>, cases: &[Case], kernel: Option<usize>, seed: u64) {
+    check_cases_stored(gpu, cases, kernel, seed, DType::F32);
+}
+
+/// [`check_cases`] with the weights stored as `wdtype`. The CPU twin gets what the GPU holds (for f16, the
+/// weights rounded to half precision), so both sides multiply the same numbers and must agree to f32
+/// rounding: any misread half (wrong word, wrong half, padding) is far outside the tolerance.
+fn check_cases_stored(gpu: &Arc<Gpu>, cases: &[Case], kernel: Option<usize>, seed: u64, wdtype: DType) {
     let mut rng = Rng::new(seed);
     let mut g = Graph::new();
     let mut inputs = Vec::new();
@@ -89,7 +96,7 @@ fn check_cases(gpu: &Arc<Gpu>, cases: &[Case], kernel: Option<usize>, seed: u64)
         let x = g.input(&format!("x{i}"), TensorDesc::f32(&[c.b, c.cin, c.h, c.w]));
         inputs.push((x, rng.vec(c.b * c.cin * c.h * c.w, 1.0)));
         // Weights as params, as the model holds them.
-        let wd = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+        let wd = TensorDesc::new(&[c.cout, c.cin, c.k.0, c.k.1], wdtype);
         let wv = rng.vec(wd.numel(), 1.0 / ((c.cin * c.k.0 * c.k.1) as f32).sqrt());
         let w = g.param(&Param::upload(gpu, &format!("w{i}"), wd, &wv, true).unwrap());
         let mut ins = vec![x, w];
@@ -167,6 +174,55 @@ fn awkward_sizes_every_kernel() {
         println!("{} ({}): {} cases", k.entry, if k.subgroup { "subgroup" } else { "portable" }, cases.len());
         check_cases(&gpu, &cases, Some(i), 10 + i as u64);
     }
+}
+
+/// Every kernel variant reading f16 weights (`shaders/conv2d*.f16w`), on the awkward cases: odd weight
+/// counts end in a padding half, odd rows start mid-word.
+#[test]
+fn f16_weights_every_kernel() {
+    let gpu = test_gpu();
+    let limits = DeviceLimits::from_gpu(&gpu);
+    for (i, k) in KERNELS.iter().enumerate() {
+        if k.subgroup && limits.subgroup_min_size < 8 {
+            println!("{}: skipped, this adapter has no subgroups of 8+ lanes", k.entry);
+            continue;
+        }
+        let cases: Vec<Case> = awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect();
+        println!("{} f16 weights: {} cases", k.entry, cases.len());
+        check_cases_stored(&gpu, &cases, Some(i), 40 + i as u64, DType::F16);
+    }
+}
+
+/// Weights split over several bindings keep their element shifts in f16: each dispatch's weight binding
+/// starts on an aligned word at or before its first output channel's row, `w_shift` elements before it.
+#[test]
+fn f16_weight_splits_address_the_right_rows() {
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true };
+    let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
+    let s = c.shape();
+    let out = TensorDesc::f32(&s.out_shape());
+    let ins = vec![
+        TensorDesc::f32(&[c.b, c.cin, c.h, c.w]),
+        TensorDesc::new(&[c.cout, c.cin, 3, 3], DType::F16),
+        TensorDesc::f32(&[c.cout]),
+        out.clone(),
+    ];
+    let op = Conv2d::new(c.opts, true, true);
+    let ds = op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap();
+    let word = |d: &wgsd::graph::op::Dispatch, at: usize| u32::from_le_bytes(d.params[at..at + 4].try_into().unwrap());
+    let mut rows = std::collections::BTreeSet::new();
+    for d in &ds {
+        assert!(d.shader.name.ends_with(".f16w"), "{} does not read f16 weights", d.shader.name);
+        let w = &d.bindings[1];
+        assert_eq!(w.offset % limits.offset_align, 0);
+        assert_eq!(w.size % 4, 0, "bindings are whole words");
+        // Params: w_shift is field 14; the first weight element of the dispatch is at byte offset + 2·w_shift.
+        let first = (w.offset + 2 * word(d, 14 * 4) as u64) / 2;
+        assert_eq!(first % s.k() as u64, 0, "the binding's first row starts at a whole output channel");
+        assert!(w.offset + w.size <= ins[1].bytes().next_multiple_of(4));
+        rows.insert(first / s.k() as u64);
+    }
+    assert!(rows.len() > 1, "the case must split the weights over output-channel ranges");
 }
 
 /// Runs `x → conv → out` with random data, compares `samples` outputs (plus the four corners of every

@@ -135,6 +135,49 @@ fn matmul_awkward_sizes_all_transposes() {
     }
 }
 
+/// B stored in f16 (a Linear weight under `--precision f16`), every kernel, both layouts of B, awkward
+/// sizes (odd element counts end in a padding half) plus bias and activation. The CPU twin gets the
+/// f16-rounded B the GPU holds, so the results agree to f32 rounding; a misread half would not.
+#[test]
+fn matmul_f16_b_every_kernel() {
+    let gpu = test_gpu();
+    let adapter = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
+    let mut kernels = KERNELS.to_vec();
+    if adapter.subgroup_min_size >= 8 {
+        kernels.push(MatmulKernel::Broadcast);
+    }
+    let mut rng = Rng::new(12);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    for trans_b in [false, true] {
+        for (m, k, n) in [(1usize, 1usize, 1usize), (7, 13, 5), (67, 129, 127), (33, 64, 65)] {
+            let a = g.input(&format!("a{m}x{k}x{n}{trans_b}"), TensorDesc::f32(&[m, k]));
+            inputs.push((a, rng.vec(m * k, 1.0).iter().map(|v| v + 1.0).collect::<Vec<f32>>()));
+            let bv: Vec<f32> = rng.vec(k * n, 1.0).iter().map(|v| v + 1.0).collect();
+            let bd = TensorDesc::new(&stored(&[], k, n, trans_b), wgsd::DType::F16);
+            let b = g.param(&wgsd::Param::upload(&gpu, &format!("b{m}x{k}x{n}{trans_b}"), bd, &bv, true).unwrap());
+            let bias = g.input(&format!("bias{m}x{k}x{n}{trans_b}"), TensorDesc::f32(&[n]));
+            inputs.push((bias, rng.vec(n, 1.0)));
+            for &kern in &kernels {
+                let opts = MatmulOpts { trans_b, bias: Some(bias), act: Activation::Silu, ..Default::default() };
+                let t = g.matmul_with(&format!("{kern:?} {m}x{k}x{n} tb{trans_b} f16"), a, b, opts, kern).unwrap();
+                g.output(t);
+            }
+        }
+    }
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+/// An f16 A is refused by name (only B, the weight, may be stored in f16).
+#[test]
+fn matmul_f16_a_is_refused() {
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::new(&[4, 4], wgsd::DType::F16));
+    let b = g.input("b", TensorDesc::f32(&[4, 4]));
+    let e = g.matmul("proj", a, b, MatmulOpts::default()).unwrap_err().to_string();
+    assert!(e.contains("proj") && e.contains("f16"), "{e}");
+}
+
 /// Batched operands (batch 3), broadcast B (rank-4 A with a shared weight, folded into one tall matrix when
 /// A is not transposed), broadcast A, bias with every activation and alpha, in every transpose combination.
 #[test]
@@ -323,9 +366,13 @@ fn matmul_bad_shapes_are_errors_naming_op_and_shapes() {
     let v = g.input("v", TensorDesc::f32(&[7]));
     let err = g.matmul("mv", a, v, MatmulOpts::default()).unwrap_err().to_string();
     assert!(err.contains("rank") && err.contains("f32[7]"), "{err}");
+    // An f16 weight is read by the f16-weight kernels; an f16 bias is not.
     let h = g.input("h", TensorDesc::new(&[6, 7], wgsd::DType::F16));
-    let err = g.linear("half", a, h, None).unwrap_err().to_string();
-    assert!(err.contains("dtype") && err.contains("f16[6×7]"), "{err}");
+    let y = g.linear("half", a, h, None).unwrap();
+    assert_eq!(g.desc(y), &TensorDesc::f32(&[2, 5, 6]));
+    let hb = g.input("hb", TensorDesc::new(&[6], wgsd::DType::F16));
+    let err = g.linear("half_bias", a, w, Some(hb)).unwrap_err().to_string();
+    assert!(err.contains("dtype") && err.contains("f16[6]"), "{err}");
 }
 
 /// The shader file parses and validates with naga on its own (activations prepended) and translates to

@@ -1,0 +1,77 @@
+//! Weight storage variants of one shader source, so f32 and f16 weights share every line of kernel code.
+//!
+//! A kernel that reads a weight tensor declares it on one line and reads it only through an accessor
+//! defined on the next:
+//!
+//! ```wgsl
+//! @group(0) @binding(2) var<storage, read> wt: array<f32>;
+//! fn wt_at(i: u32) -> f32 { return wt[i]; }
+//! ```
+//!
+//! [`ShaderSource::f16_weights`] derives the variant that reads the same tensor stored as IEEE halves,
+//! two per 32-bit word (element `i` in half `i % 2` of word `i / 2`, the byte order of a little-endian f16
+//! array), by replacing those two lines:
+//!
+//! ```wgsl
+//! @group(0) @binding(2) var<storage, read> wt: array<u32>;
+//! fn wt_at(i: u32) -> f32 { return unpack2x16float(wt[i >> 1u])[i & 1u]; }
+//! ```
+//!
+//! Why packed words rather than `array<f16>`: `unpack2x16float` is core WGSL, so the half-size weights
+//! work on every adapter, `SHADER_F16` or not, and the kernel keeps accumulating in f32. Element indices,
+//! and the element shifts of sub-range bindings (`Bind::elements`), keep their meaning: a binding starts
+//! on a 4-byte boundary, so element 0 of a binding is the low half of its word 0.
+
+use super::ShaderSource;
+
+/// The two lines of an f32 weight binding `var` in `src`, or a description of what is missing.
+fn f32_lines(src: &str, var: &str) -> Result<(String, String), String> {
+    let decl = src
+        .lines()
+        .find(|l| l.contains("var<storage, read>") && l.trim_end().ends_with(&format!(" {var}: array<f32>;")))
+        .ok_or_else(|| format!("no line declaring `{var}: array<f32>` as read-only storage"))?;
+    let accessor = format!("fn {var}_at(i: u32) -> f32 {{ return {var}[i]; }}");
+    if !src.lines().any(|l| l.trim() == accessor) {
+        return Err(format!("no accessor `{accessor}`"));
+    }
+    Ok((decl.to_string(), accessor))
+}
+
+impl ShaderSource {
+    /// The variant of this shader that reads weight binding `var` as packed f16 (see the module docs).
+    /// Panics when the shader does not follow the convention: a mistake in the kernel library, which
+    /// `tests/shaders.rs` reports by name.
+    pub fn f16_weights(&self, var: &str) -> ShaderSource {
+        let (decl, accessor) = f32_lines(self.source, var)
+            .unwrap_or_else(|e| panic!("shaders/{}.wgsl cannot take f16 weights for `{var}`: {e}", self.name));
+        let source = self
+            .source
+            .replacen(&decl, &decl.replace(": array<f32>;", ": array<u32>;  // f16 pairs"), 1)
+            .replacen(&accessor, &format!("fn {var}_at(i: u32) -> f32 {{ return unpack2x16float({var}[i >> 1u])[i & 1u]; }}"), 1);
+        ShaderSource {
+            name: Box::leak(format!("{}.f16w", self.name).into_boxed_str()),
+            source: Box::leak(source.into_boxed_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_the_packed_reader_and_refuses_a_shader_without_the_convention() {
+        let src = ShaderSource {
+            name: "t",
+            source: "@group(0) @binding(2) var<storage, read> w: array<f32>;\nfn w_at(i: u32) -> f32 { return w[i]; }\n",
+        };
+        let v = src.f16_weights("w");
+        assert_eq!(v.name, "t.f16w");
+        assert!(v.source.contains("var<storage, read> w: array<u32>;"));
+        assert!(v.source.contains("unpack2x16float(w[i >> 1u])[i & 1u]"));
+        assert!(!v.source.contains("array<f32>"));
+        let bare = ShaderSource { name: "u", source: "@group(0) @binding(2) var<storage, read> w: array<f32>;\n" };
+        assert!(f32_lines(bare.source, "w").unwrap_err().contains("no accessor"));
+        assert!(f32_lines(bare.source, "v").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! `--precision`: what an adapter with or without SHADER_F16 gets, how weights are stored in f16 (fp16
+//! files as they are, f32 files narrowed once, overflow named), and which tensors stay f32.
+
+use std::path::PathBuf;
+
+use safetensors::tensor::{Dtype, TensorView};
+use wgsd::gpu::{Capabilities, Gpu, GpuOptions};
+use wgsd::models::nn::Loader;
+use wgsd::models::weights::{WeightFile, Weights};
+use wgsd::precision::{narrow_f16, Precision, PrecisionChoice};
+use wgsd::DType;
+
+fn caps(shader_f16: bool) -> Capabilities {
+    Capabilities { shader_f16, subgroups: true, timestamp_query: false, timestamp_inside_passes: false }
+}
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"))
+}
+
+#[test]
+fn choices_parse_and_resolve_against_the_adapter() {
+    for (s, c) in [("auto", PrecisionChoice::Auto), ("F32", PrecisionChoice::F32), ("fp16", PrecisionChoice::F16)] {
+        assert_eq!(s.parse::<PrecisionChoice>().unwrap(), c);
+    }
+    assert!("f8".parse::<PrecisionChoice>().unwrap_err().contains("auto, f32 or f16"));
+    let with = caps(true);
+    let without = caps(false);
+    assert_eq!(PrecisionChoice::Auto.resolve(&with, "gpu"), (Precision::F16, None));
+    assert_eq!(PrecisionChoice::F16.resolve(&with, "gpu"), (Precision::F16, None));
+    assert_eq!(PrecisionChoice::F32.resolve(&with, "gpu"), (Precision::F32, None));
+    assert_eq!(PrecisionChoice::F32.resolve(&without, "gpu"), (Precision::F32, None));
+    for c in [PrecisionChoice::Auto, PrecisionChoice::F16] {
+        let (p, note) = c.resolve(&without, "old-gpu");
+        assert_eq!(p, Precision::F32, "{c} without SHADER_F16");
+        let note = note.expect("a fallback says so");
+        assert!(note.contains("old-gpu") && note.contains("SHADER_F16") && note.contains("f32"), "{note}");
+    }
+}
+
+/// An adapter without SHADER_F16 (this one with the feature masked off) loads every weight in f32 even
+/// when f16 is asked for, and the model runs.
+#[test]
+fn an_adapter_without_f16_falls_back_to_f32() {
+    let mut gpu = gpu();
+    gpu.caps.shader_f16 = false;
+    gpu.set_precision(PrecisionChoice::F16, PrecisionChoice::Auto);
+    assert_eq!((gpu.precision, gpu.vae_precision), (Precision::F32, Precision::F32));
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let weights = Weights::open(&[dir.join("unet/diffusion_pytorch_model.safetensors")]).unwrap();
+    let w = Loader::new(&gpu, &weights).pp("conv_in").matrix("weight", &[32, 4, 3, 3]).unwrap();
+    assert_eq!(w.desc.dtype, DType::F32);
+}
+
+/// With f16 asked for on an adapter that has it: Linear/Conv2d weights are f16 (an fp16 file's bytes
+/// exactly as stored), biases and norm scales f32, and the VAE f32 unless asked.
+#[test]
+fn f16_weights_are_the_file_halves_and_small_tensors_stay_f32() {
+    let mut gpu = gpu();
+    if !gpu.caps.shader_f16 {
+        eprintln!("SKIPPED: adapter {} has no SHADER_F16", gpu.info.name);
+        return;
+    }
+    gpu.set_precision(PrecisionChoice::Auto, PrecisionChoice::F32);
+    assert_eq!((gpu.precision, gpu.vae_precision), (Precision::F16, Precision::F32));
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let file = dir.join("unet/diffusion_pytorch_model.fp16.safetensors");
+    let weights = Weights::open(std::slice::from_ref(&file)).unwrap();
+    let l = Loader::new(&gpu, &weights).pp("conv_in");
+    let w = l.matrix("weight", &[32, 4, 3, 3]).unwrap();
+    assert_eq!(w.desc.dtype, DType::F16);
+    let (dtype, bytes) = WeightFile::open(&file).unwrap().raw("conv_in.weight").map(|(d, b)| (d, b.to_vec())).unwrap();
+    assert_eq!(dtype, Dtype::F16);
+    let on_gpu = gpu.read_bytes(&w.buffer, 0, w.buffer.size()).unwrap();
+    assert_eq!(&on_gpu[..bytes.len()], &bytes[..], "fp16 weights are uploaded as stored");
+    assert_eq!(l.tensor("bias", &[32]).unwrap().desc.dtype, DType::F32);
+    // A whole model: its VAE in f32 by default, its UNet's conv weights in f16.
+    let vae = wgsd::models::vae::AutoencoderKL::load(&gpu, &dir.join("vae"), None);
+    assert!(vae.is_ok());
+    let vl = Loader::new(&gpu, &weights).with_precision(gpu.vae_precision).pp("conv_in");
+    assert_eq!(vl.matrix("weight", &[32, 4, 3, 3]).unwrap().desc.dtype, DType::F32);
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgsd-precision-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// An f32 weight is narrowed once (round to nearest) and a value beyond the f16 range is an error that
+/// names the file and the tensor.
+#[test]
+fn narrowing_rounds_and_names_the_tensor_that_overflows() {
+    let bytes = narrow_f16("w", &[1.0, 1.0 / 3.0, 65504.0, -0.0]).unwrap();
+    let back: Vec<f32> = bytes.chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+    assert_eq!(back, vec![1.0, half::f16::from_f32(1.0 / 3.0).to_f32(), 65504.0, -0.0]);
+    let e = narrow_f16("down.weight", &[0.5, -7.0e4]).unwrap_err().to_string();
+    assert!(e.contains("down.weight") && e.contains("element 1") && e.contains("f16"), "{e}");
+
+    let mut gpu = gpu();
+    gpu.set_precision(PrecisionChoice::F16, PrecisionChoice::F32);
+    if gpu.precision != Precision::F16 {
+        eprintln!("SKIPPED: adapter {} has no SHADER_F16", gpu.info.name);
+        return;
+    }
+    let path = temp("big.safetensors");
+    let data: Vec<u8> = [0.25f32, 7.0e4].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let views = vec![("proj.weight".to_string(), TensorView::new(Dtype::F32, vec![1, 2], &data).unwrap())];
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let weights = Weights::open(std::slice::from_ref(&path)).unwrap();
+    let e = Loader::new(&gpu, &weights).pp("proj").matrix("weight", &[1, 2]).err().expect("overflow refused").to_string();
+    assert!(e.contains("big.safetensors") && e.contains("proj.weight") && e.contains("--precision f32"), "{e}");
+    // The same file loads in f32.
+    let w = Loader::new(&gpu, &weights).with_precision(Precision::F32).pp("proj").matrix("weight", &[1, 2]).unwrap();
+    assert_eq!(w.read(&gpu).unwrap(), vec![0.25, 7.0e4]);
+}
