@@ -341,6 +341,18 @@ fn print_generation_memory(gpu: &Gpu, text: NetMemory, unet: NetMemory, vae: Net
         mib(unet.activations),
         mib(vae.activations),
     );
+    // --low-vram: one network on the GPU at a time.
+    let phases = [("text", text), ("UNet", unet), ("VAE", vae)];
+    let (name, worst) = phases.iter().max_by_key(|(_, m)| m.weights + m.activations).copied().unwrap_or(("", NetMemory::default()));
+    println!(
+        "generation {size}×{size} with --low-vram: peak {:.0} MiB = the {name} phase (weights {:.0} + activations {:.0}); text {:.0}, UNet {:.0}, VAE {:.0} MiB",
+        mib(worst.weights + worst.activations),
+        mib(worst.weights),
+        mib(worst.activations),
+        mib(text.weights + text.activations),
+        mib(unet.weights + unet.activations),
+        mib(vae.weights + vae.activations),
+    );
 }
 
 /// Per-node GPU times of one more run: the total by op kind, then the slowest nodes.

@@ -24,6 +24,8 @@ pub struct GpuOptions {
     /// Precision of the VAE (`--vae-precision`). `None` = f32: SD's VAE overflows in f16 (diffusers'
     /// `force_upcast`).
     pub vae_precision: Option<PrecisionChoice>,
+    /// `--low-vram`: keep only the network in use on the GPU (the others wait in host memory).
+    pub low_vram: bool,
 }
 
 impl GpuOptions {
@@ -63,6 +65,8 @@ pub struct Gpu {
     pub precision: Precision,
     /// Precision of VAEs (from [`GpuOptions::vae_precision`]).
     pub vae_precision: Precision,
+    /// `--low-vram`: pipelines keep only the network in use on the GPU.
+    pub low_vram: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -163,6 +167,7 @@ impl Gpu {
         let adapter = adapters.remove(0);
         let mut gpu = Self::open(adapter)?;
         gpu.set_precision(opts.precision.unwrap_or(PrecisionChoice::F32), opts.vae_precision.unwrap_or(PrecisionChoice::F32));
+        gpu.low_vram = opts.low_vram;
         Ok(gpu)
     }
 
@@ -214,6 +219,7 @@ impl Gpu {
             caps,
             precision: Precision::F32,
             vae_precision: Precision::F32,
+            low_vram: false,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,

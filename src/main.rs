@@ -25,6 +25,11 @@ struct Cli {
     /// VAE precision (default f32: SD's VAE overflows in f16; verify: the --precision).
     #[arg(long, global = true)]
     vae_precision: Option<wgsd::precision::PrecisionChoice>,
+    /// Keep only the network in use on the GPU (text encoder, UNet, VAE in turn; the others wait in host
+    /// memory): peak GPU memory is the largest network and its activations, at the cost of moving each
+    /// network once per run.
+    #[arg(long, global = true)]
+    low_vram: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -370,6 +375,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
         adapter: cli.adapter.clone().or(env.adapter),
         precision: cli.precision,
         vae_precision: cli.vae_precision,
+        low_vram: cli.low_vram,
     }
 }
 

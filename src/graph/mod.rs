@@ -6,7 +6,8 @@ pub mod autodiff;
 pub mod op;
 pub mod plan;
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -24,13 +25,32 @@ impl TensorId {
     }
 }
 
-/// A weight already on the GPU. Uploaded once and shared by every plan that uses it.
+/// A weight already on the GPU. Uploaded once and shared by every plan that uses it. Under `--low-vram`
+/// a model's weights are moved to host memory between uses ([`Param::offload`]) and put back
+/// ([`Param::restore`]) before a plan that needs them is built.
 pub struct Param {
     pub name: String,
     pub desc: TensorDesc,
-    pub buffer: wgpu::Buffer,
+    /// The GPU copy; None while offloaded.
+    buffer: RwLock<Option<wgpu::Buffer>>,
+    /// The bytes while offloaded.
+    offloaded: Mutex<Option<Vec<u8>>>,
     /// Host copy, kept only when asked (tests evaluate the graph on the CPU with it).
     pub host: Option<Vec<f32>>,
+}
+
+thread_local! {
+    /// Params uploaded on this thread inside [`record_params`] (innermost call last).
+    static RECORDERS: RefCell<Vec<Vec<Arc<Param>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` (a model's loading) and returns, with its result, every weight uploaded on this thread
+/// meanwhile: what `--low-vram` moves in and out as one component.
+pub fn record_params<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<Arc<Param>>)> {
+    RECORDERS.with(|r| r.borrow_mut().push(Vec::new()));
+    let out = f();
+    let params = RECORDERS.with(|r| r.borrow_mut().pop()).unwrap_or_default();
+    out.map(|t| (t, params))
 }
 
 impl Param {
@@ -52,26 +72,80 @@ impl Param {
     pub fn upload_bytes(gpu: &Gpu, name: &str, desc: TensorDesc, bytes: &[u8], host: Option<Vec<f32>>) -> Arc<Param> {
         debug_assert_eq!(bytes.len() as u64, desc.bytes());
         let buffer = gpu.upload(name, bytes, wgpu::BufferUsages::empty());
-        Arc::new(Param { name: name.to_string(), desc, buffer, host })
+        let p = Arc::new(Param { name: name.to_string(), desc, buffer: RwLock::new(Some(buffer)), offloaded: Mutex::new(None), host });
+        RECORDERS.with(|r| {
+            if let Some(top) = r.borrow_mut().last_mut() {
+                top.push(p.clone());
+            }
+        });
+        p
+    }
+
+    /// The GPU buffer (a cheap handle). An error while the weight is offloaded: a plan was built for a
+    /// component `--low-vram` had not put back.
+    pub fn buffer(&self) -> Result<wgpu::Buffer> {
+        self.buffer
+            .read()
+            .map_err(|_| Error::usage("a weight's lock was poisoned"))?
+            .clone()
+            .ok_or_else(|| Error::usage(format!("weight '{}' is offloaded to host memory (--low-vram) and was not restored before use", self.name)))
+    }
+
+    /// Copies the weight to host memory and releases its GPU buffer (freed once no plan holds it).
+    pub fn offload(&self, gpu: &Gpu) -> Result<()> {
+        let mut slot = self.buffer.write().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
+        if let Some(buf) = slot.as_ref() {
+            let bytes = gpu.read_bytes(buf, 0, self.desc.bytes().max(4).next_multiple_of(4))?;
+            *self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))? = Some(bytes);
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// Uploads an offloaded weight again; nothing to do when it is on the GPU.
+    pub fn restore(&self, gpu: &Gpu) -> Result<()> {
+        let mut slot = self.buffer.write().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
+        if slot.is_none() {
+            let bytes = self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.take();
+            let bytes = bytes.ok_or_else(|| Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)))?;
+            *slot = Some(gpu.upload(&self.name, &bytes, wgpu::BufferUsages::empty()));
+        }
+        Ok(())
+    }
+
+    /// Whether the weight is on the GPU.
+    pub fn resident(&self) -> bool {
+        self.buffer.read().map(|b| b.is_some()).unwrap_or(false)
     }
 }
 
 impl Param {
-    /// Overwrites the weight's values (a training run restoring or setting parameters).
+    /// Overwrites the weight's values (a training run restoring or setting parameters, a LoRA merge); an
+    /// offloaded weight has its host copy overwritten.
     pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
         if data.len() != self.desc.numel() {
             return Err(Error::usage(format!("weight '{}': {} values given for shape {}", self.name, data.len(), self.desc)));
         }
         let mut bytes = encode_checked(&self.name, self.desc.dtype, data)?;
         bytes.resize(bytes.len().next_multiple_of(4), 0); // writes are whole words
-        gpu.queue.write_buffer(&self.buffer, 0, &bytes);
+        let slot = self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
+        match slot.as_ref() {
+            Some(buf) => gpu.queue.write_buffer(buf, 0, &bytes),
+            None => *self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))? = Some(bytes),
+        }
         Ok(())
     }
 
     /// Reads the weight's current values back.
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let bytes = self.desc.bytes();
-        let raw = gpu.read_bytes(&self.buffer, 0, bytes.max(4).next_multiple_of(4))?;
+        let raw = match self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?.as_ref() {
+            Some(buf) => gpu.read_bytes(buf, 0, bytes.max(4).next_multiple_of(4))?,
+            None => self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.clone().unwrap_or_default(),
+        };
+        if (raw.len() as u64) < bytes {
+            return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));
+        }
         Ok(decode(self.desc.dtype, &raw[..bytes as usize]))
     }
 }

@@ -17,7 +17,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use super::op::{DeviceLimits, Lowering, Slot};
-use super::{decode, encode, Graph, Param, Source, TensorId};
+use super::{decode, encode, Graph, Source, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Pipeline};
 use crate::tensor::TensorDesc;
@@ -27,7 +27,8 @@ enum Storage {
     Owned(usize),
     /// `size` bytes at `offset` of the arena `Plan::buffers[buffer]`.
     Pooled { buffer: usize, offset: u64, size: u64 },
-    Param(Arc<Param>),
+    /// A weight's buffer (a handle: the plan keeps it alive, even if `--low-vram` moves the weight out).
+    Param(wgpu::Buffer),
 }
 
 impl Storage {
@@ -36,7 +37,7 @@ impl Storage {
         match self {
             Storage::Owned(i) => (&buffers[*i], 0, buffers[*i].size()),
             Storage::Pooled { buffer, offset, size } => (&buffers[*buffer], *offset, *size),
-            Storage::Param(p) => (&p.buffer, 0, p.buffer.size()),
+            Storage::Param(b) => (b, 0, b.size()),
         }
     }
 }
@@ -256,7 +257,7 @@ impl Plan {
             match &info.source {
                 Source::Param(p) => {
                     memory.params += p.desc.bytes();
-                    storage[i] = Some(Storage::Param(p.clone()));
+                    storage[i] = Some(Storage::Param(p.buffer()?));
                 }
                 Source::Node | Source::Input => {
                     if let Some((arena, offset)) = packing.place[i] {

@@ -14,7 +14,7 @@
 use super::depth2img::depth_condition;
 use super::inputs::{check_depth, check_mask, DepthMap, InitImage, Mask};
 use super::txt2img::Txt2ImgRequest;
-use super::{StableDiffusion, UNetRunner};
+use super::{Network, StableDiffusion, UNetRunner};
 use crate::error::{Error, Result};
 use crate::prompt::encode::PromptSet;
 use crate::schedulers::{NoiseSource, Scheduler};
@@ -169,7 +169,7 @@ impl StableDiffusion {
         let t0 = std::time::Instant::now();
 
         // 1. Embeddings, each prompt repeated images_per_prompt times.
-        let context = self.prompt_context(req, cfg)?;
+        let context = self.with_network(Network::TextEncoder, || self.prompt_context(req, cfg))?;
         let t_text = t0.elapsed().as_secs_f64();
 
         // depth2img estimates depth before anything draws noise.
@@ -242,6 +242,7 @@ impl StableDiffusion {
         debug_assert_eq!(latent_ch + extra_ch, unet_in);
 
         // 5. Denoising loop: one UNet plan, re-run every step.
+        self.bring_in(Network::UNet)?;
         let unet = GuidedUNet::new(self, n, [unet_in, h, w], &context, self.separate_guidance_batches)?;
         let mut t_steps = Vec::new();
         let total = timesteps.len() - start;
@@ -295,6 +296,10 @@ impl StableDiffusion {
                 break;
             }
         }
+
+        // The UNet's plans hold its weights: drop them before its weights leave the GPU.
+        drop(unet);
+        self.send_out(Network::UNet)?;
 
         // 6. Decode.
         let td = std::time::Instant::now();

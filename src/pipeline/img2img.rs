@@ -3,7 +3,7 @@
 //! × `scaling_factor`; with a TAESD in place of the VAE, its latents × its `scaling_factor`.
 
 use super::inputs::InitImage;
-use super::StableDiffusion;
+use super::{Network, StableDiffusion};
 use crate::error::Result;
 use crate::models::vae::split_moments;
 use crate::schedulers::NoiseSource;
@@ -18,11 +18,13 @@ impl StableDiffusion {
             let scale = tiny.config.scaling_factor as f32;
             return Ok(tiny.encode_images(&self.gpu, &image.chw, shape)?.iter().map(|v| v * scale).collect());
         }
-        let moments = if self.vae_tiling.tile_encode(&self.vae.config, image.height, image.width, &self.gpu.limits) {
-            self.vae.encode_tiled(&self.gpu, &image.chw, shape)?.0
-        } else {
-            self.vae.encode_untiled(&self.gpu, &image.chw, shape)?
-        };
+        let moments = self.with_network(Network::Vae, || {
+            if self.vae_tiling.tile_encode(&self.vae.config, image.height, image.width, &self.gpu.limits) {
+                Ok(self.vae.encode_tiled(&self.gpu, &image.chw, shape)?.0)
+            } else {
+                self.vae.encode_untiled(&self.gpu, &image.chw, shape)
+            }
+        })?;
         let latent = self.vae.config.latent_channels;
         let hw = (image.height / 8) * (image.width / 8);
         let (mean, logvar) = split_moments(&moments, 1, latent, hw);

@@ -57,9 +57,52 @@ pub struct StableDiffusion {
     pub tiny_vae: Option<AutoencoderTiny>,
     /// Intermediate images during denoising.
     pub preview: Option<Preview>,
+    /// Under `--low-vram` (the device's `low_vram`): each network's weights, moved to the GPU only while
+    /// that network runs.
+    pub low_vram: Option<LowVram>,
     /// Loaded on first use: they are large at real size and not every run needs them.
     safety_checker: OnceLock<SafetyChecker>,
     depth_estimator: OnceLock<(DptImageProcessor, DptForDepthEstimation)>,
+}
+
+/// The weights of each network, for `--low-vram`: at most one network is on the GPU at a time (the text
+/// encoder while prompts are encoded, the UNet while denoising, the VAE while encoding or decoding); the
+/// others wait in host memory. Peak GPU memory becomes the largest network plus its activations instead of
+/// all three networks plus the largest activations, at the cost of uploading each network once a run.
+pub struct LowVram {
+    pub text_encoder: Vec<Arc<crate::graph::Param>>,
+    pub unet: Vec<Arc<crate::graph::Param>>,
+    pub vae: Vec<Arc<crate::graph::Param>>,
+}
+
+/// A network, as `--low-vram` moves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    TextEncoder,
+    UNet,
+    Vae,
+}
+
+impl LowVram {
+    fn params(&self, n: Network) -> &[Arc<crate::graph::Param>] {
+        match n {
+            Network::TextEncoder => &self.text_encoder,
+            Network::UNet => &self.unet,
+            Network::Vae => &self.vae,
+        }
+    }
+}
+
+/// Loads one network, recording its weights and moving them to host memory at once when `low_vram`.
+fn load_network<T>(gpu: &Gpu, f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<Arc<crate::graph::Param>>)> {
+    if !gpu.low_vram {
+        return Ok((f()?, Vec::new()));
+    }
+    let (t, params) = crate::graph::record_params(f)?;
+    for p in &params {
+        p.offload(gpu)?;
+    }
+    Ok((t, params))
 }
 
 /// The training hooks of the two trainable networks.
@@ -106,19 +149,23 @@ impl StableDiffusion {
             });
         }
         let scheduler_config = read_json(&dir.join("scheduler/scheduler_config.json"))?;
+        let (text_encoder, te_params) = load_network(&gpu, || {
+            let d = dir.join("text_encoder");
+            let weights = Weights::open(&[weight_file(&d, "model", variant)?])?;
+            ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), ClipTextConfig::from_file(&d.join("config.json"))?)
+        })?;
+        let (unet, unet_params) = load_network(&gpu, || {
+            let d = dir.join("unet");
+            let weights = Weights::open(&[weight_file(&d, "diffusion_pytorch_model", variant)?])?;
+            UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), UNetConfig::from_file(&d.join("config.json"))?)
+        })?;
+        let (vae, vae_params) = load_network(&gpu, || AutoencoderKL::load(&gpu, &dir.join("vae"), variant))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&dir.join("tokenizer"))?,
-            text_encoder: {
-                let d = dir.join("text_encoder");
-                let weights = Weights::open(&[weight_file(&d, "model", variant)?])?;
-                ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), ClipTextConfig::from_file(&d.join("config.json"))?)?
-            },
-            unet: {
-                let d = dir.join("unet");
-                let weights = Weights::open(&[weight_file(&d, "diffusion_pytorch_model", variant)?])?;
-                UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), UNetConfig::from_file(&d.join("config.json"))?)?
-            },
-            vae: AutoencoderKL::load(&gpu, &dir.join("vae"), variant)?,
+            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: te_params, unet: unet_params, vae: vae_params }),
+            text_encoder,
+            unet,
+            vae,
             scheduler_config,
             prompt: Default::default(),
             separate_guidance_batches: false,
@@ -158,17 +205,22 @@ impl StableDiffusion {
         check_component(&vae_map, "first_stage_model.", &file)?;
         drop(file);
         let scheduler_config = read_json(&config_dir.join("scheduler/scheduler_config.json"))?;
+        let (text_encoder, te_params) = load_network(&gpu, || {
+            let weights = Weights::single_file(checkpoint, text_map)?;
+            ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), text_config)
+        })?;
+        let (unet, unet_params) = load_network(&gpu, || {
+            let weights = Weights::single_file(checkpoint, unet_map)?;
+            UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), unet_config)
+        })?;
+        let (vae, vae_params) =
+            load_network(&gpu, || AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&config_dir.join("tokenizer"))?,
-            text_encoder: {
-                let weights = Weights::single_file(checkpoint, text_map)?;
-                ClipTextModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.text_encoder)), text_config)?
-            },
-            unet: {
-                let weights = Weights::single_file(checkpoint, unet_map)?;
-                UNet2DConditionModel::from_loader(loader(&gpu, &weights, hooks.map(|h| &h.unet)), unet_config)?
-            },
-            vae: AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?)?,
+            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: te_params, unet: unet_params, vae: vae_params }),
+            text_encoder,
+            unet,
+            vae,
             scheduler_config,
             prompt: Default::default(),
             separate_guidance_batches: false,
@@ -182,6 +234,34 @@ impl StableDiffusion {
         })
     }
 
+    /// Puts `network`'s weights on the GPU (under `--low-vram`; otherwise they always are).
+    pub fn bring_in(&self, network: Network) -> Result<()> {
+        if let Some(l) = &self.low_vram {
+            for p in l.params(network) {
+                p.restore(&self.gpu)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `network`'s weights back to host memory (under `--low-vram`; otherwise nothing happens).
+    pub fn send_out(&self, network: Network) -> Result<()> {
+        if let Some(l) = &self.low_vram {
+            for p in l.params(network) {
+                p.offload(&self.gpu)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with `network` on the GPU, moving it out again afterwards (under `--low-vram`).
+    pub fn with_network<T>(&self, network: Network, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.bring_in(network)?;
+        let out = f();
+        self.send_out(network)?;
+        out
+    }
+
     /// Decodes latents `[N, C, h, w]` (already divided by the scaling factor) one image at a time into
     /// NHWC float images in [0, 1]: with the TAESD when one replaces the VAE, else with the VAE, tiled as
     /// `vae_tiling` decides.
@@ -193,9 +273,9 @@ impl StableDiffusion {
             let latents: Vec<f32> = latents.iter().map(|v| v * k).collect();
             tiny.decode_latents(&self.gpu, &latents, shape)?
         } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits) {
-            self.vae.decode_tiled(&self.gpu, latents, shape)?.0
+            self.with_network(Network::Vae, || Ok(self.vae.decode_tiled(&self.gpu, latents, shape)?.0))?
         } else {
-            self.vae.decode_untiled(&self.gpu, latents, shape)?
+            self.with_network(Network::Vae, || self.vae.decode_untiled(&self.gpu, latents, shape))?
         };
         Ok(vae::to_nhwc_unit(&chw, n, chw.len() / n / 3))
     }

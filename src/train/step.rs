@@ -153,10 +153,12 @@ impl TrainStep {
         let plan = Plan::new(gpu.clone(), g)?;
         let optimizer = match adamw {
             Some(ac) => {
+                let param_buffers: Vec<Option<wgpu::Buffer>> =
+                    out.iter().map(|t| t.grad.map(|_| t.param.buffer()).transpose()).collect::<Result<_>>()?;
                 let mut pairs: Vec<(&wgpu::Buffer, &wgpu::Buffer, usize)> = Vec::new();
-                for t in &out {
-                    if let Some(gt) = t.grad {
-                        pairs.push((&t.param.buffer, plan.buffer_of(gt)?, t.param.desc.numel()));
+                for (t, pb) in out.iter().zip(&param_buffers) {
+                    if let (Some(gt), Some(pb)) = (t.grad, pb) {
+                        pairs.push((pb, plan.buffer_of(gt)?, t.param.desc.numel()));
                     }
                 }
                 Some(AdamW::new(gpu.clone(), ac, &pairs, plan.buffer_of(clip)?)?)
