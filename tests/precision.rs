@@ -71,7 +71,8 @@ fn f16_weights_are_the_file_halves_and_small_tensors_stay_f32() {
     assert_eq!(w.desc.dtype, DType::F16);
     let (dtype, bytes) = WeightFile::open(&file).unwrap().raw("conv_in.weight").map(|(d, b)| (d, b.to_vec())).unwrap();
     assert_eq!(dtype, Dtype::F16);
-    let on_gpu = gpu.read_bytes(&w.buffer, 0, w.buffer.size()).unwrap();
+    let buf = w.buffer().unwrap();
+    let on_gpu = gpu.read_bytes(&buf, 0, buf.size()).unwrap();
     assert_eq!(&on_gpu[..bytes.len()], &bytes[..], "fp16 weights are uploaded as stored");
     assert_eq!(l.tensor("bias", &[32]).unwrap().desc.dtype, DType::F32);
     // A whole model: its VAE in f32 by default, its UNet's conv weights in f16.

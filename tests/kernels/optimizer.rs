@@ -25,7 +25,8 @@ fn adamw_with_clipping_matches_the_twin_over_steps() {
     let clip = g.clip_coefficient("clip", &grads, 1.0).unwrap();
     g.output(clip);
     let plan = Plan::new(gpu.clone(), g).unwrap();
-    let pairs: Vec<_> = ps.iter().zip(&grads).zip(&sizes).map(|((p, gt), &n)| (&p.buffer, plan.buffer_of(*gt).unwrap(), n)).collect();
+    let bufs: Vec<wgpu::Buffer> = ps.iter().map(|p| p.buffer().unwrap()).collect();
+    let pairs: Vec<_> = bufs.iter().zip(&grads).zip(&sizes).map(|((b, gt), &n)| (b, plan.buffer_of(*gt).unwrap(), n)).collect();
     let cfg = AdamWConfig { weight_decay: 0.05, ..Default::default() };
     let mut opt = AdamW::new(gpu.clone(), cfg, &pairs, plan.buffer_of(clip).unwrap()).unwrap();
 
@@ -50,7 +51,7 @@ fn adamw_with_clipping_matches_the_twin_over_steps() {
         for i in 0..sizes.len() {
             let g64: Vec<f64> = gv[i].iter().map(|v| *v as f64).collect();
             adamw_cpu(&cfg, lr, step, coef, &mut cp[i], &g64, &mut cm[i], &mut cv[i]);
-            let got = gpu.read_bytes(&ps[i].buffer, 0, sizes[i] as u64 * 4).unwrap();
+            let got = gpu.read_bytes(&ps[i].buffer().unwrap(), 0, sizes[i] as u64 * 4).unwrap();
             let got: Vec<f32> = bytemuck::pod_collect_to_vec(&got);
             let want: Vec<f32> = cp[i].iter().map(|v| *v as f32).collect();
             let start: Vec<f32> = params[i].clone();
