@@ -53,6 +53,9 @@ pub struct GenerateOptions {
     /// `--embedding` files and the `--embeddings-dir` folder (textual inversion).
     pub embeddings: Vec<PathBuf>,
     pub embeddings_dir: Option<PathBuf>,
+    /// `--prompt-file`: one prompt a line (`-` = standard input), each run with every other setting;
+    /// replaces `prompt`.
+    pub prompt_file: Option<PathBuf>,
     /// When the VAE works in tiles.
     pub vae_tiling: crate::models::vae_tiling::VaeTiling,
     /// `--vae`: a VAE folder or repo id (AutoencoderKL, or a TAESD AutoencoderTiny); `taesd` = madebyollin/taesd.
@@ -187,7 +190,15 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let paths = numbered_paths(&o.out, o.n_images);
+    let raw_prompts = match &o.prompt_file {
+        Some(f) => read_prompt_file(f)?,
+        None => vec![o.prompt.clone()],
+    };
+    let total = raw_prompts.len() * o.n_images;
+    if total > MAX_IMAGES {
+        return Err(Error::usage(format!("{} prompts × {} images is more than {MAX_IMAGES} images", raw_prompts.len(), o.n_images)));
+    }
+    let paths = numbered_paths(&o.out, total);
     check_writable(&paths, o.overwrite)?;
     let cond = o.mode.condition(o.width, o.height)?;
 
@@ -200,7 +211,21 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         extras.extend(["depth_estimator", "feature_extractor"]);
     }
     let single_file = is_single_file(&o.model)?;
-    let (prompt, loras) = crate::pipeline::lora::resolve_loras(&o.loras, o.lora_dir.as_deref(), &o.prompt)?;
+    // LoRAs are merged at load: every prompt of a file must ask for the same ones.
+    let mut prompts = Vec::new();
+    let mut loras = Vec::new();
+    for (i, raw) in raw_prompts.iter().enumerate() {
+        let (clean, l) = crate::pipeline::lora::resolve_loras(&o.loras, o.lora_dir.as_deref(), raw)?;
+        if i == 0 {
+            loras = l;
+        } else if l != loras {
+            return Err(Error::usage(format!(
+                "prompt {} of the prompt file asks for other LoRAs than the first (<lora:…> tags are merged into the weights once, at load): split the file by LoRA",
+                i + 1
+            )));
+        }
+        prompts.push(clean);
+    }
     let hooks = (!loras.is_empty()).then(crate::pipeline::lora::WeightIndex::hooks);
     let (dir, mut sd) = open_model(&gpu, &o.model, o.config.as_deref(), o.variant.as_deref(), &extras, hooks.as_ref())?;
     if let Some(h) = &hooks {
@@ -214,7 +239,10 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         eprintln!("VAE: {class} from {id}");
     }
     load_embeddings(&mut sd, &o.embeddings, o.embeddings_dir.as_deref())?;
-    report_embeddings(&sd, &[("prompt", prompt.as_str()), ("negative prompt", o.negative_prompt.as_str())])?;
+    for p in &prompts {
+        report_embeddings(&sd, &[("prompt", p.as_str())])?;
+    }
+    report_embeddings(&sd, &[("negative prompt", o.negative_prompt.as_str())])?;
     let default_size = sd.unet.config_sample_size().unwrap_or(64) * 8;
     let (width, height) = match &cond {
         Condition::Img2Img { image, .. } | Condition::Inpaint { image, .. } | Condition::Depth { image, .. } => (image.width, image.height),
@@ -236,14 +264,16 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         }
     };
     // Image i uses seed + i: refuse a seed whose last image would wrap around.
-    if seed.checked_add(o.n_images as u64).is_none() {
-        return Err(Error::usage(format!("--seed {seed} + {} images overflows a 64-bit seed", o.n_images)));
+    if seed.checked_add(total as u64).is_none() {
+        return Err(Error::usage(format!("--seed {seed} + {total} images overflows a 64-bit seed")));
     }
     let mut written = Vec::new();
+    for (pi, (raw, prompt)) in raw_prompts.iter().zip(&prompts).enumerate() {
+    let first = pi * o.n_images;
     let mut index = 0;
     while index < o.n_images {
         let count = o.batch.min(o.n_images - index);
-        let batch_seed = seed + index as u64;
+        let batch_seed = seed + (first + index) as u64;
         let req = Txt2ImgRequest {
             prompts: vec![prompt.clone()],
             negative_prompts: if o.negative_prompt.is_empty() { vec![] } else { vec![o.negative_prompt.clone()] },
@@ -295,9 +325,9 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         };
         let img_len = width * height * 3;
         for k in 0..count {
-            let path = &paths[index + k];
+            let path = &paths[first + index + k];
             let params = Parameters {
-                prompt: crate::pipeline::lora::a1111_prompt(&o.prompt, &loras[..o.loras.len()]),
+                prompt: crate::pipeline::lora::a1111_prompt(raw, &loras[..o.loras.len()]),
                 negative_prompt: o.negative_prompt.clone(),
                 steps: o.steps,
                 sampler: sampler_name.clone(),
@@ -335,7 +365,26 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
         }
         index += count;
     }
+    }
     Ok(written)
+}
+
+/// The prompts of `--prompt-file` (`-` = standard input): one a line, blank lines and lines starting with
+/// `#` skipped.
+pub fn read_prompt_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| Error::usage(format!("--prompt-file -: cannot read standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| Error::Input { file: path.display().to_string(), msg: format!("cannot read the prompt file: {e}") })?
+    };
+    let prompts: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches('\r').trim()).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+    if prompts.is_empty() {
+        return Err(Error::Input { file: path.display().to_string(), msg: "the prompt file holds no prompt (one a line)".into() });
+    }
+    Ok(prompts)
 }
 
 /// Writes the first image of each preview to `<out stem>-preview.png`, replacing the last one.

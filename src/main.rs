@@ -180,8 +180,12 @@ struct GenArgs {
     /// go with it (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5); its weights are not read.
     #[arg(long)]
     config: Option<String>,
-    #[arg(long)]
-    prompt: String,
+    #[arg(long, required_unless_present = "prompt_file")]
+    prompt: Option<String>,
+    /// Prompts from a file, one a line (`-` = standard input; blank lines and `#` lines skipped): each is
+    /// run with the other settings, images numbered on, seeds counting on.
+    #[arg(long, conflicts_with = "prompt", value_name = "FILE")]
+    prompt_file: Option<std::path::PathBuf>,
     #[arg(long, default_value = "")]
     negative_prompt: String,
     #[arg(long, default_value_t = 20)]
@@ -264,7 +268,8 @@ impl GenArgs {
             model: g.model,
             config: g.config,
             variant: g.variant,
-            prompt: g.prompt,
+            prompt: g.prompt.unwrap_or_default(),
+            prompt_file: g.prompt_file,
             negative_prompt: g.negative_prompt,
             steps: g.steps,
             cfg_scale: g.cfg_scale,
@@ -485,7 +490,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 limits,
                 safety: a.safety_checker,
             };
-            let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
+            // The server generates: the same precision defaults as `wgsd generate` (same settings, same pixels).
+            let gpu = Arc::new(Gpu::new(&opts.clone().generating()).map_err(|e| e.to_string())?);
             wgsd::server::serve(gpu, o).map_err(|e| e.to_string())
         }
         Command::Generate { gen } => generate(&opts, gen.options(Mode::Txt2Img)?),

@@ -266,3 +266,37 @@ fn embeddings_and_prompt_syntax_from_the_command_line() {
     let o = run("e.png", &["--prompt", "(x:1.2)", "--prompt-syntax", "plain"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `--prompt-file`: one prompt a line, images numbered on and seeds counting on across prompts; each image
+/// equals the same prompt run alone with its seed. An empty file, or lines asking for different LoRAs, are
+/// refused before loading.
+#[test]
+fn prompt_files_run_every_line() {
+    let Some(model) = tiny_sd15() else { return };
+    let dir = temp_dir("pfile");
+    std::fs::write(dir.join("p.txt"), "# two prompts\na red fox\n\n(a blue bird:1.2)\n").unwrap();
+    let run = |extra: &[&str]| {
+        wgsd().args(["generate", "--model", model.to_str().unwrap(), "--steps", "2", "--width", "64", "--height", "64"]).args(extra).output().unwrap()
+    };
+    let o = run(&["--seed", "7", "--prompt-file", dir.join("p.txt").to_str().unwrap(), "--n-images", "2", "--out", dir.join("x.png").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = (1..=4).map(|i| format!("x-{i}.png")).collect();
+    for (i, n) in names.iter().enumerate() {
+        let params = wgsd::output::read_parameters(&dir.join(n)).unwrap().unwrap();
+        let prompt = if i < 2 { "a red fox" } else { "(a blue bird:1.2)" };
+        assert!(params.starts_with(&format!("{prompt}\n")) && params.contains(&format!("Seed: {},", 7 + i)), "{n}: {params}");
+    }
+    let alone = run(&["--prompt", "(a blue bird:1.2)", "--seed", "10", "--out", dir.join("alone.png").to_str().unwrap()]);
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+    assert_eq!(pixels(&dir.join("alone.png")), pixels(&dir.join("x-4.png")));
+
+    std::fs::write(dir.join("empty.txt"), "\n# nothing\n").unwrap();
+    let o = run(&["--prompt-file", dir.join("empty.txt").to_str().unwrap(), "--out", dir.join("e.png").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no prompt"));
+    std::fs::write(dir.join("loras.txt"), "a <lora:a:1> fox\na <lora:b:1> bird\n").unwrap();
+    for n in ["a", "b"] {
+        std::fs::write(dir.join(format!("{n}.safetensors")), b"x").unwrap();
+    }
+    let o = run(&["--prompt-file", dir.join("loras.txt").to_str().unwrap(), "--lora-dir", dir.to_str().unwrap(), "--out", dir.join("l.png").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("other LoRAs"), "{}", String::from_utf8_lossy(&o.stderr));
+}
