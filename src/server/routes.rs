@@ -59,7 +59,26 @@ pub fn router(state: Arc<AppState>, auth: Option<Auth>) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         // axum's default (2 MB) is too small for base64 images; the body extractor enforces ours.
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_oversize))
         .with_state(state)
+}
+
+/// A request that declares a body over the limit gets its 413 after the body has been read and dropped
+/// (up to a bound): answering while the client is still sending makes most clients see a reset connection
+/// ("broken pipe") instead of the answer.
+async fn refuse_oversize(State(s): St, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = s.limits.max_body_bytes;
+    let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        let drain = limit.saturating_mul(4).max(limit.saturating_add(16 << 20));
+        let _ = axum::body::to_bytes(req.into_body(), drain).await;
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than this server's limit of {limit} bytes (--max-body-mb)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
