@@ -269,102 +269,102 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
     }
     let mut written = Vec::new();
     for (pi, (raw, prompt)) in raw_prompts.iter().zip(&prompts).enumerate() {
-    let first = pi * o.n_images;
-    let mut index = 0;
-    while index < o.n_images {
-        let count = o.batch.min(o.n_images - index);
-        let batch_seed = seed + (first + index) as u64;
-        let req = Txt2ImgRequest {
-            prompts: vec![prompt.clone()],
-            negative_prompts: if o.negative_prompt.is_empty() { vec![] } else { vec![o.negative_prompt.clone()] },
-            images_per_prompt: count,
-            width,
-            height,
-            steps: o.steps,
-            guidance_scale: o.cfg_scale,
-            clip_skip: o.clip_skip - 1,
-        };
-        let mut noise = TorchCpuGenerator::new(batch_seed);
-        let bar = ProgressBar::new(scheduler_steps(o.steps, scheduler.as_ref()) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("seed {batch_seed}"));
-        let result = sd
-            .generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |i, total| {
-                bar.set_length(total as u64);
-                bar.set_position(i as u64);
-            })
-            .map_err(|e| explain_limit(e, width, height, count))?;
-        bar.finish_and_clear();
-        if result.truncated[0] > 0 {
-            eprintln!(
-                "warning: the prompt is longer than CLIP's 77 tokens; {} token(s) at the end were ignored (--prompt-syntax a1111 reads prompts of any length)",
-                result.truncated[0]
-            );
-        }
-        for note in &result.notes {
-            eprintln!("note: {note}");
-        }
-        let per_step = result.t_steps.iter().sum::<f64>() / result.t_steps.len().max(1) as f64;
-        eprintln!(
-            "timing: text encoding {:.2} s, {} steps at {:.2} s/step ({:.2} it/s), VAE decode {:.2} s",
-            result.t_text,
-            result.t_steps.len(),
-            per_step,
-            1.0 / per_step.max(1e-9),
-            result.t_decode
-        );
-        let mut result = result;
-        let flagged = if sd.has_safety_checker() {
-            sd.run_safety_checker(&mut result.images, count, width, height, o.safety)?
-        } else {
-            vec![false; count]
-        };
-        let img_len = width * height * 3;
-        for k in 0..count {
-            let path = &paths[first + index + k];
-            let params = Parameters {
-                prompt: crate::pipeline::lora::a1111_prompt(raw, &loras[..o.loras.len()]),
-                negative_prompt: o.negative_prompt.clone(),
-                steps: o.steps,
-                sampler: sampler_name.clone(),
-                cfg_scale: o.cfg_scale,
-                seed: batch_seed,
+        let first = pi * o.n_images;
+        let mut index = 0;
+        while index < o.n_images {
+            let count = o.batch.min(o.n_images - index);
+            let batch_seed = seed + (first + index) as u64;
+            let req = Txt2ImgRequest {
+                prompts: vec![prompt.clone()],
+                negative_prompts: if o.negative_prompt.is_empty() { vec![] } else { vec![o.negative_prompt.clone()] },
+                images_per_prompt: count,
                 width,
                 height,
-                model: model_label(&o.model),
-                extra: {
-                    let mut e = Vec::new();
-                    if let Some(s) = o.mode.strength() {
-                        e.push(("Denoising strength".to_string(), s.to_string()));
-                    }
-                    if o.clip_skip > 1 {
-                        e.push(("Clip skip".to_string(), o.clip_skip.to_string()));
-                    }
-                    if count > 1 {
-                        e.push(("Batch size".to_string(), count.to_string()));
-                        e.push(("Batch pos".to_string(), k.to_string()));
-                    }
-                    e
-                },
+                steps: o.steps,
+                guidance_scale: o.cfg_scale,
+                clip_skip: o.clip_skip - 1,
             };
-            let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
-            write_png(path, width, height, &rgb, &params.a1111_text(), o.overwrite)?;
-            match (flagged[k], o.safety) {
-                (true, SafetyMode::Black) => eprintln!(
-                    "wrote {}: the safety checker flagged this image, so it is black (--safety-checker warn keeps it)",
-                    path.display()
-                ),
-                (true, _) => eprintln!("wrote {}: warning: the safety checker flagged this image", path.display()),
-                _ => eprintln!("wrote {}", path.display()),
+            let mut noise = TorchCpuGenerator::new(batch_seed);
+            let bar = ProgressBar::new(scheduler_steps(o.steps, scheduler.as_ref()) as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("seed {batch_seed}"));
+            let result = sd
+                .generate(&req, &cond, scheduler.as_mut(), &mut noise, &mut |i, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(i as u64);
+                })
+                .map_err(|e| explain_limit(e, width, height, count))?;
+            bar.finish_and_clear();
+            if result.truncated[0] > 0 {
+                eprintln!(
+                    "warning: the prompt is longer than CLIP's 77 tokens; {} token(s) at the end were ignored (--prompt-syntax a1111 reads prompts of any length)",
+                    result.truncated[0]
+                );
             }
-            written.push(path.clone());
+            for note in &result.notes {
+                eprintln!("note: {note}");
+            }
+            let per_step = result.t_steps.iter().sum::<f64>() / result.t_steps.len().max(1) as f64;
+            eprintln!(
+                "timing: text encoding {:.2} s, {} steps at {:.2} s/step ({:.2} it/s), VAE decode {:.2} s",
+                result.t_text,
+                result.t_steps.len(),
+                per_step,
+                1.0 / per_step.max(1e-9),
+                result.t_decode
+            );
+            let mut result = result;
+            let flagged = if sd.has_safety_checker() {
+                sd.run_safety_checker(&mut result.images, count, width, height, o.safety)?
+            } else {
+                vec![false; count]
+            };
+            let img_len = width * height * 3;
+            for k in 0..count {
+                let path = &paths[first + index + k];
+                let params = Parameters {
+                    prompt: crate::pipeline::lora::a1111_prompt(raw, &loras[..o.loras.len()]),
+                    negative_prompt: o.negative_prompt.clone(),
+                    steps: o.steps,
+                    sampler: sampler_name.clone(),
+                    cfg_scale: o.cfg_scale,
+                    seed: batch_seed,
+                    width,
+                    height,
+                    model: model_label(&o.model),
+                    extra: {
+                        let mut e = Vec::new();
+                        if let Some(s) = o.mode.strength() {
+                            e.push(("Denoising strength".to_string(), s.to_string()));
+                        }
+                        if o.clip_skip > 1 {
+                            e.push(("Clip skip".to_string(), o.clip_skip.to_string()));
+                        }
+                        if count > 1 {
+                            e.push(("Batch size".to_string(), count.to_string()));
+                            e.push(("Batch pos".to_string(), k.to_string()));
+                        }
+                        e
+                    },
+                };
+                let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
+                write_png(path, width, height, &rgb, &params.a1111_text(), o.overwrite)?;
+                match (flagged[k], o.safety) {
+                    (true, SafetyMode::Black) => eprintln!(
+                        "wrote {}: the safety checker flagged this image, so it is black (--safety-checker warn keeps it)",
+                        path.display()
+                    ),
+                    (true, _) => eprintln!("wrote {}: warning: the safety checker flagged this image", path.display()),
+                    _ => eprintln!("wrote {}", path.display()),
+                }
+                written.push(path.clone());
+            }
+            index += count;
         }
-        index += count;
-    }
     }
     Ok(written)
 }
