@@ -190,6 +190,10 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    // A sampler name is checked before loading (its config comes from the model later).
+    if let Some(name) = &o.sampler {
+        schedulers::check_sampler_name(name)?;
+    }
     let raw_prompts = match &o.prompt_file {
         Some(f) => read_prompt_file(f)?,
         None => vec![o.prompt.clone()],

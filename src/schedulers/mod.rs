@@ -369,6 +369,15 @@ pub fn a1111_display_name(sampler: &A1111Sampler, karras: bool) -> String {
     }
 }
 
+/// Whether `name` is a sampler [`from_a1111`] takes (an A1111 name or a diffusers class), before any
+/// model config is at hand.
+pub fn check_sampler_name(name: &str) -> Result<()> {
+    if CLASSES.contains(&name) {
+        return Ok(());
+    }
+    parse_a1111(name).map(|_| ())
+}
+
 /// The A1111 display name of a diffusers scheduler `class` with its `config` (Karras sigmas, the DPM
 /// solver's SDE variant), e.g. `PNDMScheduler` → `PLMS`; an unknown class keeps its own name.
 pub fn a1111_name_of_class(class: &str, config: &Value) -> String {
