@@ -485,8 +485,8 @@ pub fn parse_lora_bytes_lenient(path: &Path, bytes: &[u8]) -> Result<LoraFile> {
 
 fn parse_lora(path: &Path, bytes: &[u8], strict: bool) -> Result<LoraFile> {
     let err = |msg: String| Error::Weights { file: path.display().to_string(), msg };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
     if names.is_empty() {

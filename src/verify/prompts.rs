@@ -94,7 +94,7 @@ fn compare_chunks(name: &str, got: &[f32], want: &[f32], emphasis: &[Emphasis], 
             worst_abs = worst_abs.max(crate::testing::max_abs(g, w));
             crate::testing::rel_l2(g, w)
         };
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             failures.push(format!("chunk {c}: rel_l2 {err:.2e}"));
         }
         worst = worst.max(err);
