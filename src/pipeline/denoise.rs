@@ -83,14 +83,14 @@ fn cfg_hint(req: &Txt2ImgRequest) -> String {
     }
 }
 
-fn pred_finite(v: &[f32]) -> bool {
+fn all_finite(v: &[f32]) -> bool {
     v.iter().all(|x| x.is_finite())
 }
 
 /// Stops the run with `why()` when `values` hold NaN or ±inf, so no black or noise image is saved as if it
 /// were a result.
 fn check_finite(values: &[f32], why: impl FnOnce() -> String) -> Result<()> {
-    if pred_finite(values) {
+    if all_finite(values) {
         Ok(())
     } else {
         Err(Error::Numeric(why()))
@@ -254,8 +254,8 @@ impl StableDiffusion {
                 input.extend_from_slice(item);
                 input.extend_from_slice(&extra);
             }
-            let pred = unet.run(&input, t as f32, cfg)?;
-            let unet_ok = pred_finite(&pred);
+            let pred = unet.run(&input, t as f32)?;
+            let unet_ok = all_finite(&pred);
             let guided: Vec<f32> = if cfg {
                 let (u, c) = pred.split_at(latent_len);
                 u.iter().zip(c).map(|(u, c)| u + req.guidance_scale * (c - u)).collect()
@@ -267,7 +267,7 @@ impl StableDiffusion {
                 let step = i + 1 - start;
                 let cause = if !unet_ok {
                     "the UNet's prediction is not finite: a broken UNet weight file (NaN/inf weights), or f16 overflow".to_string()
-                } else if !pred_finite(&guided) {
+                } else if !all_finite(&guided) {
                     "classifier-free guidance overflowed".to_string()
                 } else {
                     "the scheduler produced it: check its config (betas, sigmas)".to_string()
@@ -395,10 +395,11 @@ struct PromptContext {
     notes: Vec<String>,
 }
 
-/// The UNet with classifier-free guidance: one batch `[uncond; cond]` when both contexts have the same
-/// length, else two batches (A1111's default when the prompt and the negative prompt need different
-/// numbers of chunks: padding the shorter with empty chunks would change the image).
+/// The UNet for a run: without guidance one batch of prompts; with it one batch `[uncond; cond]` when both
+/// contexts have the same length, else two batches (A1111's default when the prompt and the negative prompt
+/// need different numbers of chunks: padding the shorter with empty chunks would change the image).
 enum GuidedUNet {
+    Unguided(UNetRunner),
     Joint(UNetRunner),
     Split { uncond: UNetRunner, cond: UNetRunner },
 }
@@ -409,7 +410,7 @@ impl GuidedUNet {
         let d = sd.text_encoder.config.hidden_size;
         let [c, h, w] = chw;
         Ok(match &ctx.uncond {
-            None => GuidedUNet::Joint(UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?),
+            None => GuidedUNet::Unguided(UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?),
             Some(u) if ctx.uncond_len == ctx.cond_len && !force_split => {
                 let both = [u.as_slice(), ctx.cond.as_slice()].concat();
                 GuidedUNet::Joint(UNetRunner::new(sd, [2 * n, c, h, w], &both, [2 * n, ctx.cond_len, d])?)
@@ -422,10 +423,10 @@ impl GuidedUNet {
     }
 
     /// Noise predictions for `input` (`n` items): `[uncond; cond]` with guidance, else `cond`.
-    fn run(&self, input: &[f32], t: f32, guided: bool) -> Result<Vec<f32>> {
+    fn run(&self, input: &[f32], t: f32) -> Result<Vec<f32>> {
         match self {
-            GuidedUNet::Joint(u) if guided => u.run(&[input, input].concat(), t),
-            GuidedUNet::Joint(u) => u.run(input, t),
+            GuidedUNet::Unguided(u) => u.run(input, t),
+            GuidedUNet::Joint(u) => u.run(&[input, input].concat(), t),
             GuidedUNet::Split { uncond, cond } => {
                 let mut out = uncond.run(input, t)?;
                 out.extend(cond.run(input, t)?);

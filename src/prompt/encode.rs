@@ -307,20 +307,24 @@ pub fn apply_emphasis(z: &mut [f32], multipliers: &[f32], width: usize) -> Empha
     if multipliers.iter().all(|&m| m == 1.0) {
         return Emphasis::Unweighted;
     }
-    let mean = |z: &[f32]| z.iter().map(|&v| v as f64).sum::<f64>() / z.len().max(1) as f64;
-    let rms = |z: &[f32]| (z.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / z.len().max(1) as f64).sqrt();
-    let degenerate = |z: &[f32]| mean(z).abs() <= DEGENERATE_MEAN * rms(z) || !mean(z).is_finite();
-    let before = mean(z);
-    let undefined_before = degenerate(z);
+    // The mean, and whether it is zero up to rounding (or not a number).
+    let mean_of = |z: &[f32]| {
+        let n = z.len().max(1) as f64;
+        let mean = z.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let rms = (z.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt();
+        (mean, !mean.is_finite() || mean.abs() <= DEGENERATE_MEAN * rms)
+    };
+    let (before, undefined_before) = mean_of(z);
     for (row, &m) in z.chunks_mut(width).zip(multipliers) {
         for v in row {
             *v *= m;
         }
     }
-    if undefined_before || degenerate(z) {
+    let (after, undefined_after) = mean_of(z);
+    if undefined_before || undefined_after {
         return Emphasis::NotRescaled;
     }
-    let ratio = (before / mean(z)) as f32;
+    let ratio = (before / after) as f32;
     for v in z.iter_mut() {
         *v *= ratio;
     }

@@ -37,7 +37,8 @@ pub fn depth_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
         }
         let (r, m) = (rel_l2(&got, &want), max_abs(&got, &want));
         let finite = got.iter().all(|v| v.is_finite());
-        Ok(CaseResult { unchecked: None,
+        Ok(CaseResult {
+            unchecked: None,
             name: CASE.into(),
             passed: finite && r <= module_tol(gpu.precision),
             rel_l2: r,

@@ -32,7 +32,8 @@ pub fn tokenizer_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
     for (name, key, t) in [("tokenizer.sd1", "sd1_ids", &sd1), ("tokenizer.sd2", "sd2_ids", &sd2)] {
         let Some(expected) = tok[key].as_array() else { continue };
         let Some(t) = t else {
-            out.push(CaseResult { unchecked: None,
+            out.push(CaseResult {
+                unchecked: None,
                 name: name.into(),
                 passed: false,
                 rel_l2: f64::NAN,
@@ -61,7 +62,8 @@ pub fn tokenizer_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
             }
         }
         let n = prompts.len();
-        out.push(CaseResult { unchecked: None,
+        out.push(CaseResult {
+            unchecked: None,
             name: name.into(),
             passed: mismatches.is_empty(),
             rel_l2: 0.0,
@@ -87,7 +89,8 @@ pub fn scheduler_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
     Ok(cases
         .iter()
         .map(|(name, case)| {
-            scheduler_case(fx, name, case).unwrap_or_else(|e| CaseResult { unchecked: None,
+            scheduler_case(fx, name, case).unwrap_or_else(|e| CaseResult {
+                unchecked: None,
                 name: format!("sched.{name}"),
                 passed: false,
                 rel_l2: f64::NAN,
@@ -100,7 +103,8 @@ pub fn scheduler_cases(fx: &Fixtures) -> Result<Vec<CaseResult>> {
 
 fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result<CaseResult> {
     let case_name = format!("sched.{name}");
-    let fail = |detail: String| CaseResult { unchecked: None,
+    let fail = |detail: String| CaseResult {
+            unchecked: None,
             name: case_name.clone(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail };
     let cls = case["cls"].as_str().unwrap_or_default();
     let steps = case["steps"].as_u64().unwrap_or(0) as usize;
@@ -145,7 +149,8 @@ fn scheduler_case(fx: &Fixtures, name: &str, case: &serde_json::Value) -> Result
     if noise.used() != draws {
         return Ok(fail(format!("{} noise draws used, the fixture recorded {draws}", noise.used())));
     }
-    Ok(CaseResult { unchecked: None,
+    Ok(CaseResult {
+        unchecked: None,
         name: case_name,
         passed: worst <= SCHEDULER_TOL,
         rel_l2: worst,

@@ -163,7 +163,8 @@ pub const MODULE_TOL: f64 = 1e-4;
 
 pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
     if got.len() != want.len() {
-        return CaseResult { unchecked: None,
+        return CaseResult {
+            unchecked: None,
             name: name.into(),
             passed: false,
             rel_l2: f64::NAN,
@@ -174,7 +175,8 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
     let r = rel_l2(got, want);
     let m = max_abs(got, want);
     let finite = got.iter().all(|v| v.is_finite());
-    CaseResult { unchecked: None,
+    CaseResult {
+        unchecked: None,
         name: name.into(),
         passed: finite && r <= tol,
         rel_l2: r,
@@ -184,7 +186,8 @@ pub(crate) fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseRe
 }
 
 pub(crate) fn failed(name: &str, e: impl std::fmt::Display) -> CaseResult {
-    CaseResult { unchecked: None,
+    CaseResult {
+            unchecked: None,
             name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail: e.to_string() }
 }
 

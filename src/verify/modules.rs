@@ -159,7 +159,8 @@ pub fn vae_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
             let a = compare("vae.encode", &mean, &fx.tensor("vae.encode.mean")?, module_tol(gpu.vae_precision));
             let b = compare("vae.encode", &logvar, &fx.tensor("vae.encode.logvar")?, module_tol(gpu.vae_precision));
             let worst = if b.rel_l2 > a.rel_l2 || b.rel_l2.is_nan() { b.clone() } else { a.clone() };
-            Ok(CaseResult { unchecked: None,
+            Ok(CaseResult {
+                unchecked: None,
                 passed: a.passed && b.passed,
                 detail: format!("mean rel_l2 {:.2e}, logvar rel_l2 {:.2e}", a.rel_l2, b.rel_l2),
                 ..worst

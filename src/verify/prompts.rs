@@ -182,7 +182,7 @@ pub fn ti_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
 }
 
 fn mismatch(name: &str, detail: String) -> CaseResult {
-    CaseResult { unchecked: None, name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail }
+    CaseResult { name: name.into(), passed: false, rel_l2: f64::NAN, max_abs: f64::NAN, detail, unchecked: None }
 }
 
 /// The case's model (loaded once per syntax and model), reading prompts in `syntax`.

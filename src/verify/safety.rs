@@ -37,7 +37,8 @@ fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> CaseResult {
     }
     let r = rel_l2(got, want);
     let finite = got.iter().all(|v| v.is_finite());
-    CaseResult { unchecked: None,
+    CaseResult {
+        unchecked: None,
         name: name.into(),
         passed: finite && r <= tol,
         rel_l2: r,
@@ -84,7 +85,8 @@ pub fn safety_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                 let want: Vec<bool> = want.iter().map(|v| v.as_bool().unwrap_or(false)).collect();
                 let got: Vec<bool> = checker.scores(&embeds).iter().map(|s| s.has_nsfw).collect();
                 let same = got == want;
-                r.push(CaseResult { unchecked: None,
+                r.push(CaseResult {
+                    unchecked: None,
                     name: "safety.has_nsfw".into(),
                     passed: same,
                     rel_l2: 0.0,

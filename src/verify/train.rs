@@ -228,7 +228,8 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
         }
         checked += 1;
     }
-    let mut out = vec![CaseResult { unchecked: None,
+    let mut out = vec![CaseResult {
+        unchecked: None,
         name: format!("{name}.grads"),
         passed: checked > 0 && worst <= GRAD_TOL,
         rel_l2: worst,
@@ -271,14 +272,16 @@ fn run_case(gpu: &Arc<Gpu>, fx: &Fixtures, model_dir: &Path, name: &str, case: &
     if let Some(saved) = case["saved"].as_object() {
         out.push(saved_case(gpu, fx, name, saved, &step, &start, case, params_tol).unwrap_or_else(|e| failed(&format!("{name}.saved"), e)));
     }
-    out.push(CaseResult { unchecked: None,
+    out.push(CaseResult {
+        unchecked: None,
         name: format!("{name}.loss"),
         passed: !ref_loss.is_empty() && loss_err <= LOSS_TOL,
         rel_l2: loss_err,
         max_abs: loss_err,
         detail: format!("loss and gradient norm of {steps} free-running steps, relative"),
     });
-    out.push(CaseResult { unchecked: None,
+    out.push(CaseResult {
+        unchecked: None,
         name: format!("{name}.params"),
         passed: stored > 0 && params_err <= params_tol,
         rel_l2: params_err,
@@ -343,7 +346,8 @@ fn saved_case(
         worst_abs = worst_abs.max(max_abs(&g, &w));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(CaseResult { unchecked: None,
+    Ok(CaseResult {
+        unchecked: None,
         name: format!("{name}.saved"),
         passed: problems.is_empty() && worst <= tol,
         rel_l2: worst,

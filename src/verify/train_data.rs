@@ -89,13 +89,14 @@ fn run_case(fx: &Fixtures, model_dir: &Path, name: &str, case: &Value) -> Result
             id_max = id_max.max(max_abs(&ids, &want));
         }
     }
-    let pixels = CaseResult { unchecked: None,
+    let pixels = CaseResult {
+        unchecked: None,
         name: format!("{name}.pixels"),
         passed: px_max <= PIXEL_TOL && px_worst.is_finite(),
         rel_l2: px_worst,
         max_abs: px_max,
         detail: px_detail,
     };
-    let ids = CaseResult { unchecked: None, name: format!("{name}.ids"), passed: id_detail.is_empty(), rel_l2: id_worst, max_abs: id_max, detail: id_detail };
+    let ids = CaseResult { name: format!("{name}.ids"), passed: id_detail.is_empty(), rel_l2: id_worst, max_abs: id_max, detail: id_detail, unchecked: None };
     Ok([pixels, ids])
 }

@@ -123,7 +123,8 @@ fn run_case(fx: &Fixtures, name: &str, case: &Value, case_name: &str) -> Result<
     let _ = std::fs::remove_dir_all(&dir);
     let (problems, rel, abs) = result?;
     let passed = problems.is_empty() && rel <= SAVED_TOL;
-    Ok(CaseResult { unchecked: None,
+    Ok(CaseResult {
+        unchecked: None,
         name: case_name.to_string(),
         passed,
         rel_l2: rel,

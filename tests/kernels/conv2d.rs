@@ -164,16 +164,24 @@ fn awkward_sizes() {
 #[test]
 fn awkward_sizes_every_kernel() {
     let gpu = test_gpu();
-    let limits = DeviceLimits::from_gpu(&gpu);
+    for (i, k, cases) in awkward_cases_per_kernel(&gpu) {
+        println!("{} ({}): {} cases", k.entry, if k.subgroup { "subgroup" } else { "portable" }, cases.len());
+        check_cases(&gpu, &cases, Some(i), 10 + i as u64);
+    }
+}
+
+/// Each kernel variant this adapter can run (its index and entry) with the awkward cases it handles.
+fn awkward_cases_per_kernel(gpu: &wgsd::gpu::Gpu) -> Vec<(usize, &'static wgsd::kernels::conv2d::Kernel, Vec<Case>)> {
+    let limits = DeviceLimits::from_gpu(gpu);
+    let mut out = Vec::new();
     for (i, k) in KERNELS.iter().enumerate() {
         if k.subgroup && limits.subgroup_min_size < 8 {
             println!("{}: skipped, this adapter has no subgroups of 8+ lanes", k.entry);
             continue;
         }
-        let cases: Vec<Case> = awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect();
-        println!("{} ({}): {} cases", k.entry, if k.subgroup { "subgroup" } else { "portable" }, cases.len());
-        check_cases(&gpu, &cases, Some(i), 10 + i as u64);
+        out.push((i, k, awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect()));
     }
+    out
 }
 
 /// Every kernel variant reading f16 weights (`shaders/conv2d*.f16w`), on the awkward cases: odd weight
@@ -181,13 +189,7 @@ fn awkward_sizes_every_kernel() {
 #[test]
 fn f16_weights_every_kernel() {
     let gpu = test_gpu();
-    let limits = DeviceLimits::from_gpu(&gpu);
-    for (i, k) in KERNELS.iter().enumerate() {
-        if k.subgroup && limits.subgroup_min_size < 8 {
-            println!("{}: skipped, this adapter has no subgroups of 8+ lanes", k.entry);
-            continue;
-        }
-        let cases: Vec<Case> = awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect();
+    for (i, k, cases) in awkward_cases_per_kernel(&gpu) {
         println!("{} f16 weights: {} cases", k.entry, cases.len());
         check_cases_stored(&gpu, &cases, Some(i), 40 + i as u64, DType::F16);
     }
