@@ -340,20 +340,7 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                     width,
                     height,
                     model: model_label(&o.model),
-                    extra: {
-                        let mut e = Vec::new();
-                        if let Some(s) = o.mode.strength() {
-                            e.push(("Denoising strength".to_string(), s.to_string()));
-                        }
-                        if o.clip_skip > 1 {
-                            e.push(("Clip skip".to_string(), o.clip_skip.to_string()));
-                        }
-                        if count > 1 {
-                            e.push(("Batch size".to_string(), count.to_string()));
-                            e.push(("Batch pos".to_string(), k.to_string()));
-                        }
-                        e
-                    },
+                    extra: Parameters::extras(o.mode.strength(), o.clip_skip, count, k),
                 };
                 let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
                 write_png(path, width, height, &rgb, &params.a1111_text(), o.overwrite)?;

@@ -43,6 +43,26 @@ impl Parameters {
     }
 }
 
+impl Parameters {
+    /// The `Key: value` pairs after the fixed ones, in the order `wgsd generate` and `wgsd serve` both write
+    /// them: denoising strength (image modes), CLIP skip (A1111's count, when above 1), batch size and
+    /// position (batches of more than one image).
+    pub fn extras(strength: Option<f64>, clip_skip: usize, batch: usize, position: usize) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if let Some(s) = strength {
+            e.push(("Denoising strength".to_string(), s.to_string()));
+        }
+        if clip_skip > 1 {
+            e.push(("Clip skip".to_string(), clip_skip.to_string()));
+        }
+        if batch > 1 {
+            e.push(("Batch size".to_string(), batch.to_string()));
+            e.push(("Batch pos".to_string(), position.to_string()));
+        }
+        e
+    }
+}
+
 /// Float RGB in [0, 1] (HWC) → 8-bit, rounded as diffusers' `numpy_to_pil` does.
 pub fn to_rgb8(image: &[f32]) -> Vec<u8> {
     image.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()

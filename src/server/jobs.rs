@@ -220,7 +220,7 @@ impl Engine {
                     width,
                     height,
                     model: spec.model.clone(),
-                    extra: extra_params(spec, count, k),
+                    extra: Parameters::extras(spec.init.as_ref().map(|i| i.strength), spec.clip_skip, count, k),
                 };
                 let text = params.a1111_text();
                 let rgb = to_rgb8(&result.images[k * img_len..(k + 1) * img_len]);
@@ -235,22 +235,6 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// The `Key: value` pairs the CLI adds to the infotext, in its order.
-fn extra_params(spec: &JobSpec, count: usize, k: usize) -> Vec<(String, String)> {
-    let mut e = Vec::new();
-    if let Some(init) = &spec.init {
-        e.push(("Denoising strength".to_string(), init.strength.to_string()));
-    }
-    if spec.clip_skip > 1 {
-        e.push(("Clip skip".to_string(), spec.clip_skip.to_string()));
-    }
-    if count > 1 {
-        e.push(("Batch size".to_string(), count.to_string()));
-        e.push(("Batch pos".to_string(), k.to_string()));
-    }
-    e
 }
 
 /// The pipeline condition of a job, its images fitted to the requested size as `wgsd img2img` and
