@@ -42,462 +42,226 @@ struct Params {
 // Score of padding keys past Nk: exp2 of it minus any real score is 0.
 const MASKED: f32 = -1e30;
 
+// Eight values as two vec4s (0-3 in a, 4-7 in b): one query's scores (then probabilities) for a
+// group of 8 keys, or one element of 8 key / value rows.
+struct V8 {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+// One vec4 chunk of each of 8 key (or value) rows.
+struct Rows8 {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>, r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+}
+
+// A query row an invocation owns: whether it exists (rows past Nq are computed on a clamped copy of
+// the last row and not stored), and where it starts in q and in out.
+struct Slot {
+    ok: bool,
+    qe: u32,
+    oe: u32,
+}
+
+fn slot(qi: u32, b: u32, h: u32) -> Slot {
+    let row = b * p.nq + min(qi, p.nq - 1u);
+    return Slot(qi < p.nq, row * p.ldq + h * p.d, row * p.ldo + h * p.d);
+}
+
+// Where key (= value) row `key` of the current (batch, head) starts, past the binding's shift; keys
+// past Nk are clamped to the last one (their scores are masked).
+fn row_of(kv0: u32, key: u32, shift: u32) -> u32 {
+    return shift + kv0 + min(key, p.nk - 1u) * p.ldkv;
+}
+
+// Chunk c of the 8 key rows first..first+7 (clamped).
+fn k_rows(kv0: u32, first: u32, c: u32) -> Rows8 {
+    return Rows8(k_v4[row_of(kv0, first + 0u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 1u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 2u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 3u, p.k_shift) / 4u + c],
+                 k_v4[row_of(kv0, first + 4u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 5u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 6u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 7u, p.k_shift) / 4u + c]);
+}
+
+// Chunk c of the 8 value rows first..first+7 (clamped).
+fn v_rows(kv0: u32, first: u32, c: u32) -> Rows8 {
+    return Rows8(v_v4[row_of(kv0, first + 0u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 1u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 2u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 3u, p.v_shift) / 4u + c],
+                 v_v4[row_of(kv0, first + 4u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 5u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 6u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 7u, p.v_shift) / 4u + c]);
+}
+
+fn k_elems(kv0: u32, first: u32, c: u32) -> V8 {
+    return V8(vec4<f32>(k_s[row_of(kv0, first + 0u, p.k_shift) + c], k_s[row_of(kv0, first + 1u, p.k_shift) + c], k_s[row_of(kv0, first + 2u, p.k_shift) + c], k_s[row_of(kv0, first + 3u, p.k_shift) + c]),
+              vec4<f32>(k_s[row_of(kv0, first + 4u, p.k_shift) + c], k_s[row_of(kv0, first + 5u, p.k_shift) + c], k_s[row_of(kv0, first + 6u, p.k_shift) + c], k_s[row_of(kv0, first + 7u, p.k_shift) + c]));
+}
+
+fn v_elems(kv0: u32, first: u32, c: u32) -> V8 {
+    return V8(vec4<f32>(v_s[row_of(kv0, first + 0u, p.v_shift) + c], v_s[row_of(kv0, first + 1u, p.v_shift) + c], v_s[row_of(kv0, first + 2u, p.v_shift) + c], v_s[row_of(kv0, first + 3u, p.v_shift) + c]),
+              vec4<f32>(v_s[row_of(kv0, first + 4u, p.v_shift) + c], v_s[row_of(kv0, first + 5u, p.v_shift) + c], v_s[row_of(kv0, first + 6u, p.v_shift) + c], v_s[row_of(kv0, first + 7u, p.v_shift) + c]));
+}
+
+
+// s + q·k for 8 keys over one vec4 chunk: per query component one FMA into four keys' scores (no
+// horizontal dot products).
+fn qk(s: V8, q: vec4<f32>, k: Rows8) -> V8 {
+    var a = s.a;
+    var b = s.b;
+    a = fma(vec4<f32>(k.r0.x, k.r1.x, k.r2.x, k.r3.x), vec4<f32>(q.x), a);
+    a = fma(vec4<f32>(k.r0.y, k.r1.y, k.r2.y, k.r3.y), vec4<f32>(q.y), a);
+    a = fma(vec4<f32>(k.r0.z, k.r1.z, k.r2.z, k.r3.z), vec4<f32>(q.z), a);
+    a = fma(vec4<f32>(k.r0.w, k.r1.w, k.r2.w, k.r3.w), vec4<f32>(q.w), a);
+    b = fma(vec4<f32>(k.r4.x, k.r5.x, k.r6.x, k.r7.x), vec4<f32>(q.x), b);
+    b = fma(vec4<f32>(k.r4.y, k.r5.y, k.r6.y, k.r7.y), vec4<f32>(q.y), b);
+    b = fma(vec4<f32>(k.r4.z, k.r5.z, k.r6.z, k.r7.z), vec4<f32>(q.z), b);
+    b = fma(vec4<f32>(k.r4.w, k.r5.w, k.r6.w, k.r7.w), vec4<f32>(q.w), b);
+    return V8(a, b);
+}
+
+fn qk_elems(s: V8, q: f32, k: V8) -> V8 {
+    return V8(fma(k.a, vec4<f32>(q), s.a), fma(k.b, vec4<f32>(q), s.b));
+}
+
+// acc + Σ_j p_j · v_j over 8 rows, as a chain of fused multiply-adds.
+fn pv(acc: vec4<f32>, pr: V8, v: Rows8) -> vec4<f32> {
+    var o = acc;
+    o = fma(v.r0, vec4<f32>(pr.a.x), o);
+    o = fma(v.r1, vec4<f32>(pr.a.y), o);
+    o = fma(v.r2, vec4<f32>(pr.a.z), o);
+    o = fma(v.r3, vec4<f32>(pr.a.w), o);
+    o = fma(v.r4, vec4<f32>(pr.b.x), o);
+    o = fma(v.r5, vec4<f32>(pr.b.y), o);
+    o = fma(v.r6, vec4<f32>(pr.b.z), o);
+    o = fma(v.r7, vec4<f32>(pr.b.w), o);
+    return o;
+}
+
+fn pv_elems(acc: f32, pr: V8, v: V8) -> f32 {
+    var o = acc;
+    o = fma(v.a.x, pr.a.x, o);
+    o = fma(v.a.y, pr.a.y, o);
+    o = fma(v.a.z, pr.a.z, o);
+    o = fma(v.a.w, pr.a.w, o);
+    o = fma(v.b.x, pr.b.x, o);
+    o = fma(v.b.y, pr.b.y, o);
+    o = fma(v.b.z, pr.b.z, o);
+    o = fma(v.b.w, pr.b.w, o);
+    return o;
+}
+
+// The online softmax's pieces. Scores of keys first..first+7 times `scale`, keys past Nk masked:
+fn masked(s: V8, first: u32, scale: f32) -> V8 {
+    let i = vec4<u32>(0u, 1u, 2u, 3u);
+    return V8(select(vec4<f32>(MASKED), s.a * scale, vec4<u32>(first) + i < vec4<u32>(p.nk)),
+              select(vec4<f32>(MASKED), s.b * scale, vec4<u32>(first + 4u) + i < vec4<u32>(p.nk)));
+}
+
+fn max8(s: V8) -> f32 {
+    let m = max(s.a, s.b);
+    return max(max(m.x, m.y), max(m.z, m.w));
+}
+
+fn sum8(s: V8) -> f32 {
+    let t = s.a + s.b;
+    return (t.x + t.y) + (t.z + t.w);
+}
+
+// exp2(s - m): scores to probabilities relative to the running max m.
+fn exp2_less(s: V8, m: f32) -> V8 {
+    return V8(exp2(s.a - m), exp2(s.b - m));
+}
+
+// Head dim 40: a query row (times the softmax scale) read into registers; an output row stored.
+fn load_q10(e: u32) -> array<vec4<f32>, 10> {
+    let i = (p.q_shift + e) / 4u;
+    return array<vec4<f32>, 10>(
+        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
+        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
+        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale,
+    );
+}
+
+fn store_o10(e: u32, o: array<vec4<f32>, 10>, inv: f32) {
+    let i = (p.o_shift + e) / 4u;
+    o_v4[i + 0u] = o[0] * inv; o_v4[i + 1u] = o[1] * inv; o_v4[i + 2u] = o[2] * inv; o_v4[i + 3u] = o[3] * inv;
+    o_v4[i + 4u] = o[4] * inv; o_v4[i + 5u] = o[5] * inv; o_v4[i + 6u] = o[6] * inv; o_v4[i + 7u] = o[7] * inv;
+    o_v4[i + 8u] = o[8] * inv; o_v4[i + 9u] = o[9] * inv;
+}
+
+// Head dim 64: a query row (times the softmax scale) read into registers; an output row stored.
+fn load_q16(e: u32) -> array<vec4<f32>, 16> {
+    let i = (p.q_shift + e) / 4u;
+    return array<vec4<f32>, 16>(
+        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
+        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
+        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale, q_v4[i + 10u] * p.scale, q_v4[i + 11u] * p.scale,
+        q_v4[i + 12u] * p.scale, q_v4[i + 13u] * p.scale, q_v4[i + 14u] * p.scale, q_v4[i + 15u] * p.scale,
+    );
+}
+
+fn store_o16(e: u32, o: array<vec4<f32>, 16>, inv: f32) {
+    let i = (p.o_shift + e) / 4u;
+    o_v4[i + 0u] = o[0] * inv; o_v4[i + 1u] = o[1] * inv; o_v4[i + 2u] = o[2] * inv; o_v4[i + 3u] = o[3] * inv;
+    o_v4[i + 4u] = o[4] * inv; o_v4[i + 5u] = o[5] * inv; o_v4[i + 6u] = o[6] * inv; o_v4[i + 7u] = o[7] * inv;
+    o_v4[i + 8u] = o[8] * inv; o_v4[i + 9u] = o[9] * inv; o_v4[i + 10u] = o[10] * inv; o_v4[i + 11u] = o[11] * inv;
+    o_v4[i + 12u] = o[12] * inv; o_v4[i + 13u] = o[13] * inv; o_v4[i + 14u] = o[14] * inv; o_v4[i + 15u] = o[15] * inv;
+}
+
 // Head dim 40: the 1 query rows (pre-scaled) and output rows of this invocation stay in registers.
 @compute @workgroup_size(64)
 fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let b = wg.y / p.heads;
     let h = wg.y - b * p.heads;
-    let qi0 = wg.x * 64u + 0u + li;
-    let ok0 = qi0 < p.nq;
-    let qe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldo + h * p.d;
+    let kv0 = b * p.nk * p.ldkv + h * p.d;
+    let r0 = slot(wg.x * 64u + 0u + li, b, h);
     var m0 = MASKED;
     var l0 = 0.0;
-    let kv0 = b * p.nk * p.ldkv + h * p.d;
-    let q0_0 = q_v4[(p.q_shift + qe0) / 4u + 0u] * p.scale;
-    var o0_0 = vec4<f32>(0.0);
-    let q0_1 = q_v4[(p.q_shift + qe0) / 4u + 1u] * p.scale;
-    var o0_1 = vec4<f32>(0.0);
-    let q0_2 = q_v4[(p.q_shift + qe0) / 4u + 2u] * p.scale;
-    var o0_2 = vec4<f32>(0.0);
-    let q0_3 = q_v4[(p.q_shift + qe0) / 4u + 3u] * p.scale;
-    var o0_3 = vec4<f32>(0.0);
-    let q0_4 = q_v4[(p.q_shift + qe0) / 4u + 4u] * p.scale;
-    var o0_4 = vec4<f32>(0.0);
-    let q0_5 = q_v4[(p.q_shift + qe0) / 4u + 5u] * p.scale;
-    var o0_5 = vec4<f32>(0.0);
-    let q0_6 = q_v4[(p.q_shift + qe0) / 4u + 6u] * p.scale;
-    var o0_6 = vec4<f32>(0.0);
-    let q0_7 = q_v4[(p.q_shift + qe0) / 4u + 7u] * p.scale;
-    var o0_7 = vec4<f32>(0.0);
-    let q0_8 = q_v4[(p.q_shift + qe0) / 4u + 8u] * p.scale;
-    var o0_8 = vec4<f32>(0.0);
-    let q0_9 = q_v4[(p.q_shift + qe0) / 4u + 9u] * p.scale;
-    var o0_9 = vec4<f32>(0.0);
+    let q0 = load_q10(r0.qe);
+    var o0 = array<vec4<f32>, 10>();
     for (var j0 = 0u; j0 < p.nk; j0 += 8u) {
-        let row0_0 = kv0 + min(j0 + 0u, p.nk - 1u) * p.ldkv;
-        let kr0_0 = (p.k_shift + row0_0) / 4u;
-        let vr0_0 = (p.v_shift + row0_0) / 4u;
-        let row0_1 = kv0 + min(j0 + 1u, p.nk - 1u) * p.ldkv;
-        let kr0_1 = (p.k_shift + row0_1) / 4u;
-        let vr0_1 = (p.v_shift + row0_1) / 4u;
-        let row0_2 = kv0 + min(j0 + 2u, p.nk - 1u) * p.ldkv;
-        let kr0_2 = (p.k_shift + row0_2) / 4u;
-        let vr0_2 = (p.v_shift + row0_2) / 4u;
-        let row0_3 = kv0 + min(j0 + 3u, p.nk - 1u) * p.ldkv;
-        let kr0_3 = (p.k_shift + row0_3) / 4u;
-        let vr0_3 = (p.v_shift + row0_3) / 4u;
-        let row0_4 = kv0 + min(j0 + 4u, p.nk - 1u) * p.ldkv;
-        let kr0_4 = (p.k_shift + row0_4) / 4u;
-        let vr0_4 = (p.v_shift + row0_4) / 4u;
-        let row0_5 = kv0 + min(j0 + 5u, p.nk - 1u) * p.ldkv;
-        let kr0_5 = (p.k_shift + row0_5) / 4u;
-        let vr0_5 = (p.v_shift + row0_5) / 4u;
-        let row0_6 = kv0 + min(j0 + 6u, p.nk - 1u) * p.ldkv;
-        let kr0_6 = (p.k_shift + row0_6) / 4u;
-        let vr0_6 = (p.v_shift + row0_6) / 4u;
-        let row0_7 = kv0 + min(j0 + 7u, p.nk - 1u) * p.ldkv;
-        let kr0_7 = (p.k_shift + row0_7) / 4u;
-        let vr0_7 = (p.v_shift + row0_7) / 4u;
-        var s0_0a = vec4<f32>(0.0);
-        var s0_0b = vec4<f32>(0.0);
-        {
-            let k0 = k_v4[kr0_0 + 0u];
-            let k1 = k_v4[kr0_1 + 0u];
-            let k2 = k_v4[kr0_2 + 0u];
-            let k3 = k_v4[kr0_3 + 0u];
-            let k4 = k_v4[kr0_4 + 0u];
-            let k5 = k_v4[kr0_5 + 0u];
-            let k6 = k_v4[kr0_6 + 0u];
-            let k7 = k_v4[kr0_7 + 0u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_0.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_0.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_0.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_0.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_0.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_0.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_0.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_0.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 1u];
-            let k1 = k_v4[kr0_1 + 1u];
-            let k2 = k_v4[kr0_2 + 1u];
-            let k3 = k_v4[kr0_3 + 1u];
-            let k4 = k_v4[kr0_4 + 1u];
-            let k5 = k_v4[kr0_5 + 1u];
-            let k6 = k_v4[kr0_6 + 1u];
-            let k7 = k_v4[kr0_7 + 1u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_1.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_1.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_1.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_1.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_1.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_1.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_1.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_1.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 2u];
-            let k1 = k_v4[kr0_1 + 2u];
-            let k2 = k_v4[kr0_2 + 2u];
-            let k3 = k_v4[kr0_3 + 2u];
-            let k4 = k_v4[kr0_4 + 2u];
-            let k5 = k_v4[kr0_5 + 2u];
-            let k6 = k_v4[kr0_6 + 2u];
-            let k7 = k_v4[kr0_7 + 2u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_2.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_2.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_2.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_2.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_2.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_2.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_2.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_2.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 3u];
-            let k1 = k_v4[kr0_1 + 3u];
-            let k2 = k_v4[kr0_2 + 3u];
-            let k3 = k_v4[kr0_3 + 3u];
-            let k4 = k_v4[kr0_4 + 3u];
-            let k5 = k_v4[kr0_5 + 3u];
-            let k6 = k_v4[kr0_6 + 3u];
-            let k7 = k_v4[kr0_7 + 3u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_3.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_3.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_3.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_3.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_3.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_3.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_3.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_3.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 4u];
-            let k1 = k_v4[kr0_1 + 4u];
-            let k2 = k_v4[kr0_2 + 4u];
-            let k3 = k_v4[kr0_3 + 4u];
-            let k4 = k_v4[kr0_4 + 4u];
-            let k5 = k_v4[kr0_5 + 4u];
-            let k6 = k_v4[kr0_6 + 4u];
-            let k7 = k_v4[kr0_7 + 4u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_4.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_4.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_4.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_4.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_4.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_4.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_4.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_4.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 5u];
-            let k1 = k_v4[kr0_1 + 5u];
-            let k2 = k_v4[kr0_2 + 5u];
-            let k3 = k_v4[kr0_3 + 5u];
-            let k4 = k_v4[kr0_4 + 5u];
-            let k5 = k_v4[kr0_5 + 5u];
-            let k6 = k_v4[kr0_6 + 5u];
-            let k7 = k_v4[kr0_7 + 5u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_5.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_5.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_5.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_5.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_5.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_5.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_5.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_5.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 6u];
-            let k1 = k_v4[kr0_1 + 6u];
-            let k2 = k_v4[kr0_2 + 6u];
-            let k3 = k_v4[kr0_3 + 6u];
-            let k4 = k_v4[kr0_4 + 6u];
-            let k5 = k_v4[kr0_5 + 6u];
-            let k6 = k_v4[kr0_6 + 6u];
-            let k7 = k_v4[kr0_7 + 6u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_6.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_6.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_6.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_6.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_6.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_6.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_6.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_6.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 7u];
-            let k1 = k_v4[kr0_1 + 7u];
-            let k2 = k_v4[kr0_2 + 7u];
-            let k3 = k_v4[kr0_3 + 7u];
-            let k4 = k_v4[kr0_4 + 7u];
-            let k5 = k_v4[kr0_5 + 7u];
-            let k6 = k_v4[kr0_6 + 7u];
-            let k7 = k_v4[kr0_7 + 7u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_7.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_7.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_7.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_7.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_7.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_7.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_7.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_7.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 8u];
-            let k1 = k_v4[kr0_1 + 8u];
-            let k2 = k_v4[kr0_2 + 8u];
-            let k3 = k_v4[kr0_3 + 8u];
-            let k4 = k_v4[kr0_4 + 8u];
-            let k5 = k_v4[kr0_5 + 8u];
-            let k6 = k_v4[kr0_6 + 8u];
-            let k7 = k_v4[kr0_7 + 8u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_8.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_8.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_8.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_8.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_8.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_8.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_8.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_8.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 9u];
-            let k1 = k_v4[kr0_1 + 9u];
-            let k2 = k_v4[kr0_2 + 9u];
-            let k3 = k_v4[kr0_3 + 9u];
-            let k4 = k_v4[kr0_4 + 9u];
-            let k5 = k_v4[kr0_5 + 9u];
-            let k6 = k_v4[kr0_6 + 9u];
-            let k7 = k_v4[kr0_7 + 9u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_9.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_9.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_9.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_9.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_9.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_9.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_9.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_9.w), s0_0b);
-        }
-        let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        s0_0a = select(vec4<f32>(MASKED), s0_0a, va0);
-        s0_0b = select(vec4<f32>(MASKED), s0_0b, vb0);
-        let bm0 = max(s0_0a, s0_0b);
-        let mx0 = max(m0, max(max(bm0.x, bm0.y), max(bm0.z, bm0.w)));
+        var s0_0 = V8();
+        let k0 = k_rows(kv0, j0 + 0u, 0u);
+        s0_0 = qk(s0_0, q0[0], k0);
+        let k1 = k_rows(kv0, j0 + 0u, 1u);
+        s0_0 = qk(s0_0, q0[1], k1);
+        let k2 = k_rows(kv0, j0 + 0u, 2u);
+        s0_0 = qk(s0_0, q0[2], k2);
+        let k3 = k_rows(kv0, j0 + 0u, 3u);
+        s0_0 = qk(s0_0, q0[3], k3);
+        let k4 = k_rows(kv0, j0 + 0u, 4u);
+        s0_0 = qk(s0_0, q0[4], k4);
+        let k5 = k_rows(kv0, j0 + 0u, 5u);
+        s0_0 = qk(s0_0, q0[5], k5);
+        let k6 = k_rows(kv0, j0 + 0u, 6u);
+        s0_0 = qk(s0_0, q0[6], k6);
+        let k7 = k_rows(kv0, j0 + 0u, 7u);
+        s0_0 = qk(s0_0, q0[7], k7);
+        let k8 = k_rows(kv0, j0 + 0u, 8u);
+        s0_0 = qk(s0_0, q0[8], k8);
+        let k9 = k_rows(kv0, j0 + 0u, 9u);
+        s0_0 = qk(s0_0, q0[9], k9);
+        s0_0 = masked(s0_0, j0 + 0u, 1.0);
+        let mx0 = max(m0, max8(s0_0));
         let cr0 = exp2(m0 - mx0);
         m0 = mx0;
-        s0_0a = exp2(s0_0a - mx0);
-        s0_0b = exp2(s0_0b - mx0);
-        let ps0 = s0_0a + s0_0b;
-        l0 = l0 * cr0 + (ps0.x + ps0.y) + (ps0.z + ps0.w);
-        {
-            let v0 = v_v4[vr0_0 + 0u];
-            let v1 = v_v4[vr0_1 + 0u];
-            let v2 = v_v4[vr0_2 + 0u];
-            let v3 = v_v4[vr0_3 + 0u];
-            let v4 = v_v4[vr0_4 + 0u];
-            let v5 = v_v4[vr0_5 + 0u];
-            let v6 = v_v4[vr0_6 + 0u];
-            let v7 = v_v4[vr0_7 + 0u];
-            o0_0 *= cr0;
-            o0_0 = fma(v0, vec4<f32>(s0_0a.x), o0_0);
-            o0_0 = fma(v1, vec4<f32>(s0_0a.y), o0_0);
-            o0_0 = fma(v2, vec4<f32>(s0_0a.z), o0_0);
-            o0_0 = fma(v3, vec4<f32>(s0_0a.w), o0_0);
-            o0_0 = fma(v4, vec4<f32>(s0_0b.x), o0_0);
-            o0_0 = fma(v5, vec4<f32>(s0_0b.y), o0_0);
-            o0_0 = fma(v6, vec4<f32>(s0_0b.z), o0_0);
-            o0_0 = fma(v7, vec4<f32>(s0_0b.w), o0_0);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 1u];
-            let v1 = v_v4[vr0_1 + 1u];
-            let v2 = v_v4[vr0_2 + 1u];
-            let v3 = v_v4[vr0_3 + 1u];
-            let v4 = v_v4[vr0_4 + 1u];
-            let v5 = v_v4[vr0_5 + 1u];
-            let v6 = v_v4[vr0_6 + 1u];
-            let v7 = v_v4[vr0_7 + 1u];
-            o0_1 *= cr0;
-            o0_1 = fma(v0, vec4<f32>(s0_0a.x), o0_1);
-            o0_1 = fma(v1, vec4<f32>(s0_0a.y), o0_1);
-            o0_1 = fma(v2, vec4<f32>(s0_0a.z), o0_1);
-            o0_1 = fma(v3, vec4<f32>(s0_0a.w), o0_1);
-            o0_1 = fma(v4, vec4<f32>(s0_0b.x), o0_1);
-            o0_1 = fma(v5, vec4<f32>(s0_0b.y), o0_1);
-            o0_1 = fma(v6, vec4<f32>(s0_0b.z), o0_1);
-            o0_1 = fma(v7, vec4<f32>(s0_0b.w), o0_1);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 2u];
-            let v1 = v_v4[vr0_1 + 2u];
-            let v2 = v_v4[vr0_2 + 2u];
-            let v3 = v_v4[vr0_3 + 2u];
-            let v4 = v_v4[vr0_4 + 2u];
-            let v5 = v_v4[vr0_5 + 2u];
-            let v6 = v_v4[vr0_6 + 2u];
-            let v7 = v_v4[vr0_7 + 2u];
-            o0_2 *= cr0;
-            o0_2 = fma(v0, vec4<f32>(s0_0a.x), o0_2);
-            o0_2 = fma(v1, vec4<f32>(s0_0a.y), o0_2);
-            o0_2 = fma(v2, vec4<f32>(s0_0a.z), o0_2);
-            o0_2 = fma(v3, vec4<f32>(s0_0a.w), o0_2);
-            o0_2 = fma(v4, vec4<f32>(s0_0b.x), o0_2);
-            o0_2 = fma(v5, vec4<f32>(s0_0b.y), o0_2);
-            o0_2 = fma(v6, vec4<f32>(s0_0b.z), o0_2);
-            o0_2 = fma(v7, vec4<f32>(s0_0b.w), o0_2);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 3u];
-            let v1 = v_v4[vr0_1 + 3u];
-            let v2 = v_v4[vr0_2 + 3u];
-            let v3 = v_v4[vr0_3 + 3u];
-            let v4 = v_v4[vr0_4 + 3u];
-            let v5 = v_v4[vr0_5 + 3u];
-            let v6 = v_v4[vr0_6 + 3u];
-            let v7 = v_v4[vr0_7 + 3u];
-            o0_3 *= cr0;
-            o0_3 = fma(v0, vec4<f32>(s0_0a.x), o0_3);
-            o0_3 = fma(v1, vec4<f32>(s0_0a.y), o0_3);
-            o0_3 = fma(v2, vec4<f32>(s0_0a.z), o0_3);
-            o0_3 = fma(v3, vec4<f32>(s0_0a.w), o0_3);
-            o0_3 = fma(v4, vec4<f32>(s0_0b.x), o0_3);
-            o0_3 = fma(v5, vec4<f32>(s0_0b.y), o0_3);
-            o0_3 = fma(v6, vec4<f32>(s0_0b.z), o0_3);
-            o0_3 = fma(v7, vec4<f32>(s0_0b.w), o0_3);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 4u];
-            let v1 = v_v4[vr0_1 + 4u];
-            let v2 = v_v4[vr0_2 + 4u];
-            let v3 = v_v4[vr0_3 + 4u];
-            let v4 = v_v4[vr0_4 + 4u];
-            let v5 = v_v4[vr0_5 + 4u];
-            let v6 = v_v4[vr0_6 + 4u];
-            let v7 = v_v4[vr0_7 + 4u];
-            o0_4 *= cr0;
-            o0_4 = fma(v0, vec4<f32>(s0_0a.x), o0_4);
-            o0_4 = fma(v1, vec4<f32>(s0_0a.y), o0_4);
-            o0_4 = fma(v2, vec4<f32>(s0_0a.z), o0_4);
-            o0_4 = fma(v3, vec4<f32>(s0_0a.w), o0_4);
-            o0_4 = fma(v4, vec4<f32>(s0_0b.x), o0_4);
-            o0_4 = fma(v5, vec4<f32>(s0_0b.y), o0_4);
-            o0_4 = fma(v6, vec4<f32>(s0_0b.z), o0_4);
-            o0_4 = fma(v7, vec4<f32>(s0_0b.w), o0_4);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 5u];
-            let v1 = v_v4[vr0_1 + 5u];
-            let v2 = v_v4[vr0_2 + 5u];
-            let v3 = v_v4[vr0_3 + 5u];
-            let v4 = v_v4[vr0_4 + 5u];
-            let v5 = v_v4[vr0_5 + 5u];
-            let v6 = v_v4[vr0_6 + 5u];
-            let v7 = v_v4[vr0_7 + 5u];
-            o0_5 *= cr0;
-            o0_5 = fma(v0, vec4<f32>(s0_0a.x), o0_5);
-            o0_5 = fma(v1, vec4<f32>(s0_0a.y), o0_5);
-            o0_5 = fma(v2, vec4<f32>(s0_0a.z), o0_5);
-            o0_5 = fma(v3, vec4<f32>(s0_0a.w), o0_5);
-            o0_5 = fma(v4, vec4<f32>(s0_0b.x), o0_5);
-            o0_5 = fma(v5, vec4<f32>(s0_0b.y), o0_5);
-            o0_5 = fma(v6, vec4<f32>(s0_0b.z), o0_5);
-            o0_5 = fma(v7, vec4<f32>(s0_0b.w), o0_5);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 6u];
-            let v1 = v_v4[vr0_1 + 6u];
-            let v2 = v_v4[vr0_2 + 6u];
-            let v3 = v_v4[vr0_3 + 6u];
-            let v4 = v_v4[vr0_4 + 6u];
-            let v5 = v_v4[vr0_5 + 6u];
-            let v6 = v_v4[vr0_6 + 6u];
-            let v7 = v_v4[vr0_7 + 6u];
-            o0_6 *= cr0;
-            o0_6 = fma(v0, vec4<f32>(s0_0a.x), o0_6);
-            o0_6 = fma(v1, vec4<f32>(s0_0a.y), o0_6);
-            o0_6 = fma(v2, vec4<f32>(s0_0a.z), o0_6);
-            o0_6 = fma(v3, vec4<f32>(s0_0a.w), o0_6);
-            o0_6 = fma(v4, vec4<f32>(s0_0b.x), o0_6);
-            o0_6 = fma(v5, vec4<f32>(s0_0b.y), o0_6);
-            o0_6 = fma(v6, vec4<f32>(s0_0b.z), o0_6);
-            o0_6 = fma(v7, vec4<f32>(s0_0b.w), o0_6);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 7u];
-            let v1 = v_v4[vr0_1 + 7u];
-            let v2 = v_v4[vr0_2 + 7u];
-            let v3 = v_v4[vr0_3 + 7u];
-            let v4 = v_v4[vr0_4 + 7u];
-            let v5 = v_v4[vr0_5 + 7u];
-            let v6 = v_v4[vr0_6 + 7u];
-            let v7 = v_v4[vr0_7 + 7u];
-            o0_7 *= cr0;
-            o0_7 = fma(v0, vec4<f32>(s0_0a.x), o0_7);
-            o0_7 = fma(v1, vec4<f32>(s0_0a.y), o0_7);
-            o0_7 = fma(v2, vec4<f32>(s0_0a.z), o0_7);
-            o0_7 = fma(v3, vec4<f32>(s0_0a.w), o0_7);
-            o0_7 = fma(v4, vec4<f32>(s0_0b.x), o0_7);
-            o0_7 = fma(v5, vec4<f32>(s0_0b.y), o0_7);
-            o0_7 = fma(v6, vec4<f32>(s0_0b.z), o0_7);
-            o0_7 = fma(v7, vec4<f32>(s0_0b.w), o0_7);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 8u];
-            let v1 = v_v4[vr0_1 + 8u];
-            let v2 = v_v4[vr0_2 + 8u];
-            let v3 = v_v4[vr0_3 + 8u];
-            let v4 = v_v4[vr0_4 + 8u];
-            let v5 = v_v4[vr0_5 + 8u];
-            let v6 = v_v4[vr0_6 + 8u];
-            let v7 = v_v4[vr0_7 + 8u];
-            o0_8 *= cr0;
-            o0_8 = fma(v0, vec4<f32>(s0_0a.x), o0_8);
-            o0_8 = fma(v1, vec4<f32>(s0_0a.y), o0_8);
-            o0_8 = fma(v2, vec4<f32>(s0_0a.z), o0_8);
-            o0_8 = fma(v3, vec4<f32>(s0_0a.w), o0_8);
-            o0_8 = fma(v4, vec4<f32>(s0_0b.x), o0_8);
-            o0_8 = fma(v5, vec4<f32>(s0_0b.y), o0_8);
-            o0_8 = fma(v6, vec4<f32>(s0_0b.z), o0_8);
-            o0_8 = fma(v7, vec4<f32>(s0_0b.w), o0_8);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 9u];
-            let v1 = v_v4[vr0_1 + 9u];
-            let v2 = v_v4[vr0_2 + 9u];
-            let v3 = v_v4[vr0_3 + 9u];
-            let v4 = v_v4[vr0_4 + 9u];
-            let v5 = v_v4[vr0_5 + 9u];
-            let v6 = v_v4[vr0_6 + 9u];
-            let v7 = v_v4[vr0_7 + 9u];
-            o0_9 *= cr0;
-            o0_9 = fma(v0, vec4<f32>(s0_0a.x), o0_9);
-            o0_9 = fma(v1, vec4<f32>(s0_0a.y), o0_9);
-            o0_9 = fma(v2, vec4<f32>(s0_0a.z), o0_9);
-            o0_9 = fma(v3, vec4<f32>(s0_0a.w), o0_9);
-            o0_9 = fma(v4, vec4<f32>(s0_0b.x), o0_9);
-            o0_9 = fma(v5, vec4<f32>(s0_0b.y), o0_9);
-            o0_9 = fma(v6, vec4<f32>(s0_0b.z), o0_9);
-            o0_9 = fma(v7, vec4<f32>(s0_0b.w), o0_9);
-        }
+        s0_0 = exp2_less(s0_0, mx0);
+        l0 = l0 * cr0 + sum8(s0_0);
+        let v0 = v_rows(kv0, j0 + 0u, 0u);
+        o0[0] = pv(o0[0] * cr0, s0_0, v0);
+        let v1 = v_rows(kv0, j0 + 0u, 1u);
+        o0[1] = pv(o0[1] * cr0, s0_0, v1);
+        let v2 = v_rows(kv0, j0 + 0u, 2u);
+        o0[2] = pv(o0[2] * cr0, s0_0, v2);
+        let v3 = v_rows(kv0, j0 + 0u, 3u);
+        o0[3] = pv(o0[3] * cr0, s0_0, v3);
+        let v4 = v_rows(kv0, j0 + 0u, 4u);
+        o0[4] = pv(o0[4] * cr0, s0_0, v4);
+        let v5 = v_rows(kv0, j0 + 0u, 5u);
+        o0[5] = pv(o0[5] * cr0, s0_0, v5);
+        let v6 = v_rows(kv0, j0 + 0u, 6u);
+        o0[6] = pv(o0[6] * cr0, s0_0, v6);
+        let v7 = v_rows(kv0, j0 + 0u, 7u);
+        o0[7] = pv(o0[7] * cr0, s0_0, v7);
+        let v8 = v_rows(kv0, j0 + 0u, 8u);
+        o0[8] = pv(o0[8] * cr0, s0_0, v8);
+        let v9 = v_rows(kv0, j0 + 0u, 9u);
+        o0[9] = pv(o0[9] * cr0, s0_0, v9);
     }
-    if (ok0) {
-        let inv = 1.0 / l0;
-        let oi = (p.o_shift + oe0) / 4u;
-        o_v4[oi + 0u] = o0_0 * inv;
-        o_v4[oi + 1u] = o0_1 * inv;
-        o_v4[oi + 2u] = o0_2 * inv;
-        o_v4[oi + 3u] = o0_3 * inv;
-        o_v4[oi + 4u] = o0_4 * inv;
-        o_v4[oi + 5u] = o0_5 * inv;
-        o_v4[oi + 6u] = o0_6 * inv;
-        o_v4[oi + 7u] = o0_7 * inv;
-        o_v4[oi + 8u] = o0_8 * inv;
-        o_v4[oi + 9u] = o0_9 * inv;
-    }
+    if (r0.ok) { store_o10(r0.oe, o0, 1.0 / l0); }
 }
 
 // Head dim 64: the 1 query rows (pre-scaled) and output rows of this invocation stay in registers.
@@ -505,697 +269,86 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let b = wg.y / p.heads;
     let h = wg.y - b * p.heads;
-    let qi0 = wg.x * 64u + 0u + li;
-    let ok0 = qi0 < p.nq;
-    let qe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldo + h * p.d;
+    let kv0 = b * p.nk * p.ldkv + h * p.d;
+    let r0 = slot(wg.x * 64u + 0u + li, b, h);
     var m0 = MASKED;
     var l0 = 0.0;
-    let kv0 = b * p.nk * p.ldkv + h * p.d;
-    let q0_0 = q_v4[(p.q_shift + qe0) / 4u + 0u] * p.scale;
-    var o0_0 = vec4<f32>(0.0);
-    let q0_1 = q_v4[(p.q_shift + qe0) / 4u + 1u] * p.scale;
-    var o0_1 = vec4<f32>(0.0);
-    let q0_2 = q_v4[(p.q_shift + qe0) / 4u + 2u] * p.scale;
-    var o0_2 = vec4<f32>(0.0);
-    let q0_3 = q_v4[(p.q_shift + qe0) / 4u + 3u] * p.scale;
-    var o0_3 = vec4<f32>(0.0);
-    let q0_4 = q_v4[(p.q_shift + qe0) / 4u + 4u] * p.scale;
-    var o0_4 = vec4<f32>(0.0);
-    let q0_5 = q_v4[(p.q_shift + qe0) / 4u + 5u] * p.scale;
-    var o0_5 = vec4<f32>(0.0);
-    let q0_6 = q_v4[(p.q_shift + qe0) / 4u + 6u] * p.scale;
-    var o0_6 = vec4<f32>(0.0);
-    let q0_7 = q_v4[(p.q_shift + qe0) / 4u + 7u] * p.scale;
-    var o0_7 = vec4<f32>(0.0);
-    let q0_8 = q_v4[(p.q_shift + qe0) / 4u + 8u] * p.scale;
-    var o0_8 = vec4<f32>(0.0);
-    let q0_9 = q_v4[(p.q_shift + qe0) / 4u + 9u] * p.scale;
-    var o0_9 = vec4<f32>(0.0);
-    let q0_10 = q_v4[(p.q_shift + qe0) / 4u + 10u] * p.scale;
-    var o0_10 = vec4<f32>(0.0);
-    let q0_11 = q_v4[(p.q_shift + qe0) / 4u + 11u] * p.scale;
-    var o0_11 = vec4<f32>(0.0);
-    let q0_12 = q_v4[(p.q_shift + qe0) / 4u + 12u] * p.scale;
-    var o0_12 = vec4<f32>(0.0);
-    let q0_13 = q_v4[(p.q_shift + qe0) / 4u + 13u] * p.scale;
-    var o0_13 = vec4<f32>(0.0);
-    let q0_14 = q_v4[(p.q_shift + qe0) / 4u + 14u] * p.scale;
-    var o0_14 = vec4<f32>(0.0);
-    let q0_15 = q_v4[(p.q_shift + qe0) / 4u + 15u] * p.scale;
-    var o0_15 = vec4<f32>(0.0);
+    let q0 = load_q16(r0.qe);
+    var o0 = array<vec4<f32>, 16>();
     for (var j0 = 0u; j0 < p.nk; j0 += 8u) {
-        let row0_0 = kv0 + min(j0 + 0u, p.nk - 1u) * p.ldkv;
-        let kr0_0 = (p.k_shift + row0_0) / 4u;
-        let vr0_0 = (p.v_shift + row0_0) / 4u;
-        let row0_1 = kv0 + min(j0 + 1u, p.nk - 1u) * p.ldkv;
-        let kr0_1 = (p.k_shift + row0_1) / 4u;
-        let vr0_1 = (p.v_shift + row0_1) / 4u;
-        let row0_2 = kv0 + min(j0 + 2u, p.nk - 1u) * p.ldkv;
-        let kr0_2 = (p.k_shift + row0_2) / 4u;
-        let vr0_2 = (p.v_shift + row0_2) / 4u;
-        let row0_3 = kv0 + min(j0 + 3u, p.nk - 1u) * p.ldkv;
-        let kr0_3 = (p.k_shift + row0_3) / 4u;
-        let vr0_3 = (p.v_shift + row0_3) / 4u;
-        let row0_4 = kv0 + min(j0 + 4u, p.nk - 1u) * p.ldkv;
-        let kr0_4 = (p.k_shift + row0_4) / 4u;
-        let vr0_4 = (p.v_shift + row0_4) / 4u;
-        let row0_5 = kv0 + min(j0 + 5u, p.nk - 1u) * p.ldkv;
-        let kr0_5 = (p.k_shift + row0_5) / 4u;
-        let vr0_5 = (p.v_shift + row0_5) / 4u;
-        let row0_6 = kv0 + min(j0 + 6u, p.nk - 1u) * p.ldkv;
-        let kr0_6 = (p.k_shift + row0_6) / 4u;
-        let vr0_6 = (p.v_shift + row0_6) / 4u;
-        let row0_7 = kv0 + min(j0 + 7u, p.nk - 1u) * p.ldkv;
-        let kr0_7 = (p.k_shift + row0_7) / 4u;
-        let vr0_7 = (p.v_shift + row0_7) / 4u;
-        var s0_0a = vec4<f32>(0.0);
-        var s0_0b = vec4<f32>(0.0);
-        {
-            let k0 = k_v4[kr0_0 + 0u];
-            let k1 = k_v4[kr0_1 + 0u];
-            let k2 = k_v4[kr0_2 + 0u];
-            let k3 = k_v4[kr0_3 + 0u];
-            let k4 = k_v4[kr0_4 + 0u];
-            let k5 = k_v4[kr0_5 + 0u];
-            let k6 = k_v4[kr0_6 + 0u];
-            let k7 = k_v4[kr0_7 + 0u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_0.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_0.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_0.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_0.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_0.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_0.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_0.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_0.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 1u];
-            let k1 = k_v4[kr0_1 + 1u];
-            let k2 = k_v4[kr0_2 + 1u];
-            let k3 = k_v4[kr0_3 + 1u];
-            let k4 = k_v4[kr0_4 + 1u];
-            let k5 = k_v4[kr0_5 + 1u];
-            let k6 = k_v4[kr0_6 + 1u];
-            let k7 = k_v4[kr0_7 + 1u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_1.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_1.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_1.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_1.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_1.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_1.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_1.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_1.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 2u];
-            let k1 = k_v4[kr0_1 + 2u];
-            let k2 = k_v4[kr0_2 + 2u];
-            let k3 = k_v4[kr0_3 + 2u];
-            let k4 = k_v4[kr0_4 + 2u];
-            let k5 = k_v4[kr0_5 + 2u];
-            let k6 = k_v4[kr0_6 + 2u];
-            let k7 = k_v4[kr0_7 + 2u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_2.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_2.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_2.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_2.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_2.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_2.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_2.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_2.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 3u];
-            let k1 = k_v4[kr0_1 + 3u];
-            let k2 = k_v4[kr0_2 + 3u];
-            let k3 = k_v4[kr0_3 + 3u];
-            let k4 = k_v4[kr0_4 + 3u];
-            let k5 = k_v4[kr0_5 + 3u];
-            let k6 = k_v4[kr0_6 + 3u];
-            let k7 = k_v4[kr0_7 + 3u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_3.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_3.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_3.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_3.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_3.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_3.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_3.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_3.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 4u];
-            let k1 = k_v4[kr0_1 + 4u];
-            let k2 = k_v4[kr0_2 + 4u];
-            let k3 = k_v4[kr0_3 + 4u];
-            let k4 = k_v4[kr0_4 + 4u];
-            let k5 = k_v4[kr0_5 + 4u];
-            let k6 = k_v4[kr0_6 + 4u];
-            let k7 = k_v4[kr0_7 + 4u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_4.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_4.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_4.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_4.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_4.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_4.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_4.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_4.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 5u];
-            let k1 = k_v4[kr0_1 + 5u];
-            let k2 = k_v4[kr0_2 + 5u];
-            let k3 = k_v4[kr0_3 + 5u];
-            let k4 = k_v4[kr0_4 + 5u];
-            let k5 = k_v4[kr0_5 + 5u];
-            let k6 = k_v4[kr0_6 + 5u];
-            let k7 = k_v4[kr0_7 + 5u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_5.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_5.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_5.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_5.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_5.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_5.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_5.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_5.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 6u];
-            let k1 = k_v4[kr0_1 + 6u];
-            let k2 = k_v4[kr0_2 + 6u];
-            let k3 = k_v4[kr0_3 + 6u];
-            let k4 = k_v4[kr0_4 + 6u];
-            let k5 = k_v4[kr0_5 + 6u];
-            let k6 = k_v4[kr0_6 + 6u];
-            let k7 = k_v4[kr0_7 + 6u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_6.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_6.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_6.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_6.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_6.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_6.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_6.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_6.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 7u];
-            let k1 = k_v4[kr0_1 + 7u];
-            let k2 = k_v4[kr0_2 + 7u];
-            let k3 = k_v4[kr0_3 + 7u];
-            let k4 = k_v4[kr0_4 + 7u];
-            let k5 = k_v4[kr0_5 + 7u];
-            let k6 = k_v4[kr0_6 + 7u];
-            let k7 = k_v4[kr0_7 + 7u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_7.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_7.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_7.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_7.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_7.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_7.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_7.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_7.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 8u];
-            let k1 = k_v4[kr0_1 + 8u];
-            let k2 = k_v4[kr0_2 + 8u];
-            let k3 = k_v4[kr0_3 + 8u];
-            let k4 = k_v4[kr0_4 + 8u];
-            let k5 = k_v4[kr0_5 + 8u];
-            let k6 = k_v4[kr0_6 + 8u];
-            let k7 = k_v4[kr0_7 + 8u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_8.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_8.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_8.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_8.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_8.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_8.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_8.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_8.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 9u];
-            let k1 = k_v4[kr0_1 + 9u];
-            let k2 = k_v4[kr0_2 + 9u];
-            let k3 = k_v4[kr0_3 + 9u];
-            let k4 = k_v4[kr0_4 + 9u];
-            let k5 = k_v4[kr0_5 + 9u];
-            let k6 = k_v4[kr0_6 + 9u];
-            let k7 = k_v4[kr0_7 + 9u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_9.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_9.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_9.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_9.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_9.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_9.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_9.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_9.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 10u];
-            let k1 = k_v4[kr0_1 + 10u];
-            let k2 = k_v4[kr0_2 + 10u];
-            let k3 = k_v4[kr0_3 + 10u];
-            let k4 = k_v4[kr0_4 + 10u];
-            let k5 = k_v4[kr0_5 + 10u];
-            let k6 = k_v4[kr0_6 + 10u];
-            let k7 = k_v4[kr0_7 + 10u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_10.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_10.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_10.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_10.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_10.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_10.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_10.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_10.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 11u];
-            let k1 = k_v4[kr0_1 + 11u];
-            let k2 = k_v4[kr0_2 + 11u];
-            let k3 = k_v4[kr0_3 + 11u];
-            let k4 = k_v4[kr0_4 + 11u];
-            let k5 = k_v4[kr0_5 + 11u];
-            let k6 = k_v4[kr0_6 + 11u];
-            let k7 = k_v4[kr0_7 + 11u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_11.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_11.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_11.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_11.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_11.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_11.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_11.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_11.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 12u];
-            let k1 = k_v4[kr0_1 + 12u];
-            let k2 = k_v4[kr0_2 + 12u];
-            let k3 = k_v4[kr0_3 + 12u];
-            let k4 = k_v4[kr0_4 + 12u];
-            let k5 = k_v4[kr0_5 + 12u];
-            let k6 = k_v4[kr0_6 + 12u];
-            let k7 = k_v4[kr0_7 + 12u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_12.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_12.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_12.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_12.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_12.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_12.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_12.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_12.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 13u];
-            let k1 = k_v4[kr0_1 + 13u];
-            let k2 = k_v4[kr0_2 + 13u];
-            let k3 = k_v4[kr0_3 + 13u];
-            let k4 = k_v4[kr0_4 + 13u];
-            let k5 = k_v4[kr0_5 + 13u];
-            let k6 = k_v4[kr0_6 + 13u];
-            let k7 = k_v4[kr0_7 + 13u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_13.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_13.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_13.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_13.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_13.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_13.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_13.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_13.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 14u];
-            let k1 = k_v4[kr0_1 + 14u];
-            let k2 = k_v4[kr0_2 + 14u];
-            let k3 = k_v4[kr0_3 + 14u];
-            let k4 = k_v4[kr0_4 + 14u];
-            let k5 = k_v4[kr0_5 + 14u];
-            let k6 = k_v4[kr0_6 + 14u];
-            let k7 = k_v4[kr0_7 + 14u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_14.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_14.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_14.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_14.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_14.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_14.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_14.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_14.w), s0_0b);
-        }
-        {
-            let k0 = k_v4[kr0_0 + 15u];
-            let k1 = k_v4[kr0_1 + 15u];
-            let k2 = k_v4[kr0_2 + 15u];
-            let k3 = k_v4[kr0_3 + 15u];
-            let k4 = k_v4[kr0_4 + 15u];
-            let k5 = k_v4[kr0_5 + 15u];
-            let k6 = k_v4[kr0_6 + 15u];
-            let k7 = k_v4[kr0_7 + 15u];
-            s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0_15.x), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0_15.y), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0_15.z), s0_0a);
-            s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0_15.w), s0_0a);
-            s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0_15.x), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0_15.y), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0_15.z), s0_0b);
-            s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0_15.w), s0_0b);
-        }
-        let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        s0_0a = select(vec4<f32>(MASKED), s0_0a, va0);
-        s0_0b = select(vec4<f32>(MASKED), s0_0b, vb0);
-        let bm0 = max(s0_0a, s0_0b);
-        let mx0 = max(m0, max(max(bm0.x, bm0.y), max(bm0.z, bm0.w)));
+        var s0_0 = V8();
+        let k0 = k_rows(kv0, j0 + 0u, 0u);
+        s0_0 = qk(s0_0, q0[0], k0);
+        let k1 = k_rows(kv0, j0 + 0u, 1u);
+        s0_0 = qk(s0_0, q0[1], k1);
+        let k2 = k_rows(kv0, j0 + 0u, 2u);
+        s0_0 = qk(s0_0, q0[2], k2);
+        let k3 = k_rows(kv0, j0 + 0u, 3u);
+        s0_0 = qk(s0_0, q0[3], k3);
+        let k4 = k_rows(kv0, j0 + 0u, 4u);
+        s0_0 = qk(s0_0, q0[4], k4);
+        let k5 = k_rows(kv0, j0 + 0u, 5u);
+        s0_0 = qk(s0_0, q0[5], k5);
+        let k6 = k_rows(kv0, j0 + 0u, 6u);
+        s0_0 = qk(s0_0, q0[6], k6);
+        let k7 = k_rows(kv0, j0 + 0u, 7u);
+        s0_0 = qk(s0_0, q0[7], k7);
+        let k8 = k_rows(kv0, j0 + 0u, 8u);
+        s0_0 = qk(s0_0, q0[8], k8);
+        let k9 = k_rows(kv0, j0 + 0u, 9u);
+        s0_0 = qk(s0_0, q0[9], k9);
+        let k10 = k_rows(kv0, j0 + 0u, 10u);
+        s0_0 = qk(s0_0, q0[10], k10);
+        let k11 = k_rows(kv0, j0 + 0u, 11u);
+        s0_0 = qk(s0_0, q0[11], k11);
+        let k12 = k_rows(kv0, j0 + 0u, 12u);
+        s0_0 = qk(s0_0, q0[12], k12);
+        let k13 = k_rows(kv0, j0 + 0u, 13u);
+        s0_0 = qk(s0_0, q0[13], k13);
+        let k14 = k_rows(kv0, j0 + 0u, 14u);
+        s0_0 = qk(s0_0, q0[14], k14);
+        let k15 = k_rows(kv0, j0 + 0u, 15u);
+        s0_0 = qk(s0_0, q0[15], k15);
+        s0_0 = masked(s0_0, j0 + 0u, 1.0);
+        let mx0 = max(m0, max8(s0_0));
         let cr0 = exp2(m0 - mx0);
         m0 = mx0;
-        s0_0a = exp2(s0_0a - mx0);
-        s0_0b = exp2(s0_0b - mx0);
-        let ps0 = s0_0a + s0_0b;
-        l0 = l0 * cr0 + (ps0.x + ps0.y) + (ps0.z + ps0.w);
-        {
-            let v0 = v_v4[vr0_0 + 0u];
-            let v1 = v_v4[vr0_1 + 0u];
-            let v2 = v_v4[vr0_2 + 0u];
-            let v3 = v_v4[vr0_3 + 0u];
-            let v4 = v_v4[vr0_4 + 0u];
-            let v5 = v_v4[vr0_5 + 0u];
-            let v6 = v_v4[vr0_6 + 0u];
-            let v7 = v_v4[vr0_7 + 0u];
-            o0_0 *= cr0;
-            o0_0 = fma(v0, vec4<f32>(s0_0a.x), o0_0);
-            o0_0 = fma(v1, vec4<f32>(s0_0a.y), o0_0);
-            o0_0 = fma(v2, vec4<f32>(s0_0a.z), o0_0);
-            o0_0 = fma(v3, vec4<f32>(s0_0a.w), o0_0);
-            o0_0 = fma(v4, vec4<f32>(s0_0b.x), o0_0);
-            o0_0 = fma(v5, vec4<f32>(s0_0b.y), o0_0);
-            o0_0 = fma(v6, vec4<f32>(s0_0b.z), o0_0);
-            o0_0 = fma(v7, vec4<f32>(s0_0b.w), o0_0);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 1u];
-            let v1 = v_v4[vr0_1 + 1u];
-            let v2 = v_v4[vr0_2 + 1u];
-            let v3 = v_v4[vr0_3 + 1u];
-            let v4 = v_v4[vr0_4 + 1u];
-            let v5 = v_v4[vr0_5 + 1u];
-            let v6 = v_v4[vr0_6 + 1u];
-            let v7 = v_v4[vr0_7 + 1u];
-            o0_1 *= cr0;
-            o0_1 = fma(v0, vec4<f32>(s0_0a.x), o0_1);
-            o0_1 = fma(v1, vec4<f32>(s0_0a.y), o0_1);
-            o0_1 = fma(v2, vec4<f32>(s0_0a.z), o0_1);
-            o0_1 = fma(v3, vec4<f32>(s0_0a.w), o0_1);
-            o0_1 = fma(v4, vec4<f32>(s0_0b.x), o0_1);
-            o0_1 = fma(v5, vec4<f32>(s0_0b.y), o0_1);
-            o0_1 = fma(v6, vec4<f32>(s0_0b.z), o0_1);
-            o0_1 = fma(v7, vec4<f32>(s0_0b.w), o0_1);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 2u];
-            let v1 = v_v4[vr0_1 + 2u];
-            let v2 = v_v4[vr0_2 + 2u];
-            let v3 = v_v4[vr0_3 + 2u];
-            let v4 = v_v4[vr0_4 + 2u];
-            let v5 = v_v4[vr0_5 + 2u];
-            let v6 = v_v4[vr0_6 + 2u];
-            let v7 = v_v4[vr0_7 + 2u];
-            o0_2 *= cr0;
-            o0_2 = fma(v0, vec4<f32>(s0_0a.x), o0_2);
-            o0_2 = fma(v1, vec4<f32>(s0_0a.y), o0_2);
-            o0_2 = fma(v2, vec4<f32>(s0_0a.z), o0_2);
-            o0_2 = fma(v3, vec4<f32>(s0_0a.w), o0_2);
-            o0_2 = fma(v4, vec4<f32>(s0_0b.x), o0_2);
-            o0_2 = fma(v5, vec4<f32>(s0_0b.y), o0_2);
-            o0_2 = fma(v6, vec4<f32>(s0_0b.z), o0_2);
-            o0_2 = fma(v7, vec4<f32>(s0_0b.w), o0_2);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 3u];
-            let v1 = v_v4[vr0_1 + 3u];
-            let v2 = v_v4[vr0_2 + 3u];
-            let v3 = v_v4[vr0_3 + 3u];
-            let v4 = v_v4[vr0_4 + 3u];
-            let v5 = v_v4[vr0_5 + 3u];
-            let v6 = v_v4[vr0_6 + 3u];
-            let v7 = v_v4[vr0_7 + 3u];
-            o0_3 *= cr0;
-            o0_3 = fma(v0, vec4<f32>(s0_0a.x), o0_3);
-            o0_3 = fma(v1, vec4<f32>(s0_0a.y), o0_3);
-            o0_3 = fma(v2, vec4<f32>(s0_0a.z), o0_3);
-            o0_3 = fma(v3, vec4<f32>(s0_0a.w), o0_3);
-            o0_3 = fma(v4, vec4<f32>(s0_0b.x), o0_3);
-            o0_3 = fma(v5, vec4<f32>(s0_0b.y), o0_3);
-            o0_3 = fma(v6, vec4<f32>(s0_0b.z), o0_3);
-            o0_3 = fma(v7, vec4<f32>(s0_0b.w), o0_3);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 4u];
-            let v1 = v_v4[vr0_1 + 4u];
-            let v2 = v_v4[vr0_2 + 4u];
-            let v3 = v_v4[vr0_3 + 4u];
-            let v4 = v_v4[vr0_4 + 4u];
-            let v5 = v_v4[vr0_5 + 4u];
-            let v6 = v_v4[vr0_6 + 4u];
-            let v7 = v_v4[vr0_7 + 4u];
-            o0_4 *= cr0;
-            o0_4 = fma(v0, vec4<f32>(s0_0a.x), o0_4);
-            o0_4 = fma(v1, vec4<f32>(s0_0a.y), o0_4);
-            o0_4 = fma(v2, vec4<f32>(s0_0a.z), o0_4);
-            o0_4 = fma(v3, vec4<f32>(s0_0a.w), o0_4);
-            o0_4 = fma(v4, vec4<f32>(s0_0b.x), o0_4);
-            o0_4 = fma(v5, vec4<f32>(s0_0b.y), o0_4);
-            o0_4 = fma(v6, vec4<f32>(s0_0b.z), o0_4);
-            o0_4 = fma(v7, vec4<f32>(s0_0b.w), o0_4);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 5u];
-            let v1 = v_v4[vr0_1 + 5u];
-            let v2 = v_v4[vr0_2 + 5u];
-            let v3 = v_v4[vr0_3 + 5u];
-            let v4 = v_v4[vr0_4 + 5u];
-            let v5 = v_v4[vr0_5 + 5u];
-            let v6 = v_v4[vr0_6 + 5u];
-            let v7 = v_v4[vr0_7 + 5u];
-            o0_5 *= cr0;
-            o0_5 = fma(v0, vec4<f32>(s0_0a.x), o0_5);
-            o0_5 = fma(v1, vec4<f32>(s0_0a.y), o0_5);
-            o0_5 = fma(v2, vec4<f32>(s0_0a.z), o0_5);
-            o0_5 = fma(v3, vec4<f32>(s0_0a.w), o0_5);
-            o0_5 = fma(v4, vec4<f32>(s0_0b.x), o0_5);
-            o0_5 = fma(v5, vec4<f32>(s0_0b.y), o0_5);
-            o0_5 = fma(v6, vec4<f32>(s0_0b.z), o0_5);
-            o0_5 = fma(v7, vec4<f32>(s0_0b.w), o0_5);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 6u];
-            let v1 = v_v4[vr0_1 + 6u];
-            let v2 = v_v4[vr0_2 + 6u];
-            let v3 = v_v4[vr0_3 + 6u];
-            let v4 = v_v4[vr0_4 + 6u];
-            let v5 = v_v4[vr0_5 + 6u];
-            let v6 = v_v4[vr0_6 + 6u];
-            let v7 = v_v4[vr0_7 + 6u];
-            o0_6 *= cr0;
-            o0_6 = fma(v0, vec4<f32>(s0_0a.x), o0_6);
-            o0_6 = fma(v1, vec4<f32>(s0_0a.y), o0_6);
-            o0_6 = fma(v2, vec4<f32>(s0_0a.z), o0_6);
-            o0_6 = fma(v3, vec4<f32>(s0_0a.w), o0_6);
-            o0_6 = fma(v4, vec4<f32>(s0_0b.x), o0_6);
-            o0_6 = fma(v5, vec4<f32>(s0_0b.y), o0_6);
-            o0_6 = fma(v6, vec4<f32>(s0_0b.z), o0_6);
-            o0_6 = fma(v7, vec4<f32>(s0_0b.w), o0_6);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 7u];
-            let v1 = v_v4[vr0_1 + 7u];
-            let v2 = v_v4[vr0_2 + 7u];
-            let v3 = v_v4[vr0_3 + 7u];
-            let v4 = v_v4[vr0_4 + 7u];
-            let v5 = v_v4[vr0_5 + 7u];
-            let v6 = v_v4[vr0_6 + 7u];
-            let v7 = v_v4[vr0_7 + 7u];
-            o0_7 *= cr0;
-            o0_7 = fma(v0, vec4<f32>(s0_0a.x), o0_7);
-            o0_7 = fma(v1, vec4<f32>(s0_0a.y), o0_7);
-            o0_7 = fma(v2, vec4<f32>(s0_0a.z), o0_7);
-            o0_7 = fma(v3, vec4<f32>(s0_0a.w), o0_7);
-            o0_7 = fma(v4, vec4<f32>(s0_0b.x), o0_7);
-            o0_7 = fma(v5, vec4<f32>(s0_0b.y), o0_7);
-            o0_7 = fma(v6, vec4<f32>(s0_0b.z), o0_7);
-            o0_7 = fma(v7, vec4<f32>(s0_0b.w), o0_7);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 8u];
-            let v1 = v_v4[vr0_1 + 8u];
-            let v2 = v_v4[vr0_2 + 8u];
-            let v3 = v_v4[vr0_3 + 8u];
-            let v4 = v_v4[vr0_4 + 8u];
-            let v5 = v_v4[vr0_5 + 8u];
-            let v6 = v_v4[vr0_6 + 8u];
-            let v7 = v_v4[vr0_7 + 8u];
-            o0_8 *= cr0;
-            o0_8 = fma(v0, vec4<f32>(s0_0a.x), o0_8);
-            o0_8 = fma(v1, vec4<f32>(s0_0a.y), o0_8);
-            o0_8 = fma(v2, vec4<f32>(s0_0a.z), o0_8);
-            o0_8 = fma(v3, vec4<f32>(s0_0a.w), o0_8);
-            o0_8 = fma(v4, vec4<f32>(s0_0b.x), o0_8);
-            o0_8 = fma(v5, vec4<f32>(s0_0b.y), o0_8);
-            o0_8 = fma(v6, vec4<f32>(s0_0b.z), o0_8);
-            o0_8 = fma(v7, vec4<f32>(s0_0b.w), o0_8);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 9u];
-            let v1 = v_v4[vr0_1 + 9u];
-            let v2 = v_v4[vr0_2 + 9u];
-            let v3 = v_v4[vr0_3 + 9u];
-            let v4 = v_v4[vr0_4 + 9u];
-            let v5 = v_v4[vr0_5 + 9u];
-            let v6 = v_v4[vr0_6 + 9u];
-            let v7 = v_v4[vr0_7 + 9u];
-            o0_9 *= cr0;
-            o0_9 = fma(v0, vec4<f32>(s0_0a.x), o0_9);
-            o0_9 = fma(v1, vec4<f32>(s0_0a.y), o0_9);
-            o0_9 = fma(v2, vec4<f32>(s0_0a.z), o0_9);
-            o0_9 = fma(v3, vec4<f32>(s0_0a.w), o0_9);
-            o0_9 = fma(v4, vec4<f32>(s0_0b.x), o0_9);
-            o0_9 = fma(v5, vec4<f32>(s0_0b.y), o0_9);
-            o0_9 = fma(v6, vec4<f32>(s0_0b.z), o0_9);
-            o0_9 = fma(v7, vec4<f32>(s0_0b.w), o0_9);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 10u];
-            let v1 = v_v4[vr0_1 + 10u];
-            let v2 = v_v4[vr0_2 + 10u];
-            let v3 = v_v4[vr0_3 + 10u];
-            let v4 = v_v4[vr0_4 + 10u];
-            let v5 = v_v4[vr0_5 + 10u];
-            let v6 = v_v4[vr0_6 + 10u];
-            let v7 = v_v4[vr0_7 + 10u];
-            o0_10 *= cr0;
-            o0_10 = fma(v0, vec4<f32>(s0_0a.x), o0_10);
-            o0_10 = fma(v1, vec4<f32>(s0_0a.y), o0_10);
-            o0_10 = fma(v2, vec4<f32>(s0_0a.z), o0_10);
-            o0_10 = fma(v3, vec4<f32>(s0_0a.w), o0_10);
-            o0_10 = fma(v4, vec4<f32>(s0_0b.x), o0_10);
-            o0_10 = fma(v5, vec4<f32>(s0_0b.y), o0_10);
-            o0_10 = fma(v6, vec4<f32>(s0_0b.z), o0_10);
-            o0_10 = fma(v7, vec4<f32>(s0_0b.w), o0_10);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 11u];
-            let v1 = v_v4[vr0_1 + 11u];
-            let v2 = v_v4[vr0_2 + 11u];
-            let v3 = v_v4[vr0_3 + 11u];
-            let v4 = v_v4[vr0_4 + 11u];
-            let v5 = v_v4[vr0_5 + 11u];
-            let v6 = v_v4[vr0_6 + 11u];
-            let v7 = v_v4[vr0_7 + 11u];
-            o0_11 *= cr0;
-            o0_11 = fma(v0, vec4<f32>(s0_0a.x), o0_11);
-            o0_11 = fma(v1, vec4<f32>(s0_0a.y), o0_11);
-            o0_11 = fma(v2, vec4<f32>(s0_0a.z), o0_11);
-            o0_11 = fma(v3, vec4<f32>(s0_0a.w), o0_11);
-            o0_11 = fma(v4, vec4<f32>(s0_0b.x), o0_11);
-            o0_11 = fma(v5, vec4<f32>(s0_0b.y), o0_11);
-            o0_11 = fma(v6, vec4<f32>(s0_0b.z), o0_11);
-            o0_11 = fma(v7, vec4<f32>(s0_0b.w), o0_11);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 12u];
-            let v1 = v_v4[vr0_1 + 12u];
-            let v2 = v_v4[vr0_2 + 12u];
-            let v3 = v_v4[vr0_3 + 12u];
-            let v4 = v_v4[vr0_4 + 12u];
-            let v5 = v_v4[vr0_5 + 12u];
-            let v6 = v_v4[vr0_6 + 12u];
-            let v7 = v_v4[vr0_7 + 12u];
-            o0_12 *= cr0;
-            o0_12 = fma(v0, vec4<f32>(s0_0a.x), o0_12);
-            o0_12 = fma(v1, vec4<f32>(s0_0a.y), o0_12);
-            o0_12 = fma(v2, vec4<f32>(s0_0a.z), o0_12);
-            o0_12 = fma(v3, vec4<f32>(s0_0a.w), o0_12);
-            o0_12 = fma(v4, vec4<f32>(s0_0b.x), o0_12);
-            o0_12 = fma(v5, vec4<f32>(s0_0b.y), o0_12);
-            o0_12 = fma(v6, vec4<f32>(s0_0b.z), o0_12);
-            o0_12 = fma(v7, vec4<f32>(s0_0b.w), o0_12);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 13u];
-            let v1 = v_v4[vr0_1 + 13u];
-            let v2 = v_v4[vr0_2 + 13u];
-            let v3 = v_v4[vr0_3 + 13u];
-            let v4 = v_v4[vr0_4 + 13u];
-            let v5 = v_v4[vr0_5 + 13u];
-            let v6 = v_v4[vr0_6 + 13u];
-            let v7 = v_v4[vr0_7 + 13u];
-            o0_13 *= cr0;
-            o0_13 = fma(v0, vec4<f32>(s0_0a.x), o0_13);
-            o0_13 = fma(v1, vec4<f32>(s0_0a.y), o0_13);
-            o0_13 = fma(v2, vec4<f32>(s0_0a.z), o0_13);
-            o0_13 = fma(v3, vec4<f32>(s0_0a.w), o0_13);
-            o0_13 = fma(v4, vec4<f32>(s0_0b.x), o0_13);
-            o0_13 = fma(v5, vec4<f32>(s0_0b.y), o0_13);
-            o0_13 = fma(v6, vec4<f32>(s0_0b.z), o0_13);
-            o0_13 = fma(v7, vec4<f32>(s0_0b.w), o0_13);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 14u];
-            let v1 = v_v4[vr0_1 + 14u];
-            let v2 = v_v4[vr0_2 + 14u];
-            let v3 = v_v4[vr0_3 + 14u];
-            let v4 = v_v4[vr0_4 + 14u];
-            let v5 = v_v4[vr0_5 + 14u];
-            let v6 = v_v4[vr0_6 + 14u];
-            let v7 = v_v4[vr0_7 + 14u];
-            o0_14 *= cr0;
-            o0_14 = fma(v0, vec4<f32>(s0_0a.x), o0_14);
-            o0_14 = fma(v1, vec4<f32>(s0_0a.y), o0_14);
-            o0_14 = fma(v2, vec4<f32>(s0_0a.z), o0_14);
-            o0_14 = fma(v3, vec4<f32>(s0_0a.w), o0_14);
-            o0_14 = fma(v4, vec4<f32>(s0_0b.x), o0_14);
-            o0_14 = fma(v5, vec4<f32>(s0_0b.y), o0_14);
-            o0_14 = fma(v6, vec4<f32>(s0_0b.z), o0_14);
-            o0_14 = fma(v7, vec4<f32>(s0_0b.w), o0_14);
-        }
-        {
-            let v0 = v_v4[vr0_0 + 15u];
-            let v1 = v_v4[vr0_1 + 15u];
-            let v2 = v_v4[vr0_2 + 15u];
-            let v3 = v_v4[vr0_3 + 15u];
-            let v4 = v_v4[vr0_4 + 15u];
-            let v5 = v_v4[vr0_5 + 15u];
-            let v6 = v_v4[vr0_6 + 15u];
-            let v7 = v_v4[vr0_7 + 15u];
-            o0_15 *= cr0;
-            o0_15 = fma(v0, vec4<f32>(s0_0a.x), o0_15);
-            o0_15 = fma(v1, vec4<f32>(s0_0a.y), o0_15);
-            o0_15 = fma(v2, vec4<f32>(s0_0a.z), o0_15);
-            o0_15 = fma(v3, vec4<f32>(s0_0a.w), o0_15);
-            o0_15 = fma(v4, vec4<f32>(s0_0b.x), o0_15);
-            o0_15 = fma(v5, vec4<f32>(s0_0b.y), o0_15);
-            o0_15 = fma(v6, vec4<f32>(s0_0b.z), o0_15);
-            o0_15 = fma(v7, vec4<f32>(s0_0b.w), o0_15);
-        }
+        s0_0 = exp2_less(s0_0, mx0);
+        l0 = l0 * cr0 + sum8(s0_0);
+        let v0 = v_rows(kv0, j0 + 0u, 0u);
+        o0[0] = pv(o0[0] * cr0, s0_0, v0);
+        let v1 = v_rows(kv0, j0 + 0u, 1u);
+        o0[1] = pv(o0[1] * cr0, s0_0, v1);
+        let v2 = v_rows(kv0, j0 + 0u, 2u);
+        o0[2] = pv(o0[2] * cr0, s0_0, v2);
+        let v3 = v_rows(kv0, j0 + 0u, 3u);
+        o0[3] = pv(o0[3] * cr0, s0_0, v3);
+        let v4 = v_rows(kv0, j0 + 0u, 4u);
+        o0[4] = pv(o0[4] * cr0, s0_0, v4);
+        let v5 = v_rows(kv0, j0 + 0u, 5u);
+        o0[5] = pv(o0[5] * cr0, s0_0, v5);
+        let v6 = v_rows(kv0, j0 + 0u, 6u);
+        o0[6] = pv(o0[6] * cr0, s0_0, v6);
+        let v7 = v_rows(kv0, j0 + 0u, 7u);
+        o0[7] = pv(o0[7] * cr0, s0_0, v7);
+        let v8 = v_rows(kv0, j0 + 0u, 8u);
+        o0[8] = pv(o0[8] * cr0, s0_0, v8);
+        let v9 = v_rows(kv0, j0 + 0u, 9u);
+        o0[9] = pv(o0[9] * cr0, s0_0, v9);
+        let v10 = v_rows(kv0, j0 + 0u, 10u);
+        o0[10] = pv(o0[10] * cr0, s0_0, v10);
+        let v11 = v_rows(kv0, j0 + 0u, 11u);
+        o0[11] = pv(o0[11] * cr0, s0_0, v11);
+        let v12 = v_rows(kv0, j0 + 0u, 12u);
+        o0[12] = pv(o0[12] * cr0, s0_0, v12);
+        let v13 = v_rows(kv0, j0 + 0u, 13u);
+        o0[13] = pv(o0[13] * cr0, s0_0, v13);
+        let v14 = v_rows(kv0, j0 + 0u, 14u);
+        o0[14] = pv(o0[14] * cr0, s0_0, v14);
+        let v15 = v_rows(kv0, j0 + 0u, 15u);
+        o0[15] = pv(o0[15] * cr0, s0_0, v15);
     }
-    if (ok0) {
-        let inv = 1.0 / l0;
-        let oi = (p.o_shift + oe0) / 4u;
-        o_v4[oi + 0u] = o0_0 * inv;
-        o_v4[oi + 1u] = o0_1 * inv;
-        o_v4[oi + 2u] = o0_2 * inv;
-        o_v4[oi + 3u] = o0_3 * inv;
-        o_v4[oi + 4u] = o0_4 * inv;
-        o_v4[oi + 5u] = o0_5 * inv;
-        o_v4[oi + 6u] = o0_6 * inv;
-        o_v4[oi + 7u] = o0_7 * inv;
-        o_v4[oi + 8u] = o0_8 * inv;
-        o_v4[oi + 9u] = o0_9 * inv;
-        o_v4[oi + 10u] = o0_10 * inv;
-        o_v4[oi + 11u] = o0_11 * inv;
-        o_v4[oi + 12u] = o0_12 * inv;
-        o_v4[oi + 13u] = o0_13 * inv;
-        o_v4[oi + 14u] = o0_14 * inv;
-        o_v4[oi + 15u] = o0_15 * inv;
-    }
+    if (r0.ok) { store_o16(r0.oe, o0, 1.0 / l0); }
 }
 
 // Any head dim divisible by 4: 2 query rows per invocation, blocks of 16 keys, D in 4-wide chunks.
@@ -1203,239 +356,65 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let b = wg.y / p.heads;
     let h = wg.y - b * p.heads;
-    let qi0 = wg.x * 128u + 0u + li;
-    let ok0 = qi0 < p.nq;
-    let qe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldo + h * p.d;
+    let kv0 = b * p.nk * p.ldkv + h * p.d;
+    let r0 = slot(wg.x * 128u + 0u + li, b, h);
     var m0 = MASKED;
     var l0 = 0.0;
-    let qi1 = wg.x * 128u + 64u + li;
-    let ok1 = qi1 < p.nq;
-    let qe1 = (b * p.nq + min(qi1, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe1 = (b * p.nq + min(qi1, p.nq - 1u)) * p.ldo + h * p.d;
+    let r1 = slot(wg.x * 128u + 64u + li, b, h);
     var m1 = MASKED;
     var l1 = 0.0;
-    let kv0 = b * p.nk * p.ldkv + h * p.d;
     let nch = p.d / 4u;
-    let qr0 = (p.q_shift + qe0) / 4u;
-    let or0 = (p.o_shift + oe0) / 4u;
-    let qr1 = (p.q_shift + qe1) / 4u;
-    let or1 = (p.o_shift + oe1) / 4u;
+    let qr0 = (p.q_shift + r0.qe) / 4u;
+    let or0 = (p.o_shift + r0.oe) / 4u;
+    let qr1 = (p.q_shift + r1.qe) / 4u;
+    let or1 = (p.o_shift + r1.oe) / 4u;
     for (var j0 = 0u; j0 < p.nk; j0 += 16u) {
-        let row0_0 = kv0 + min(j0 + 0u, p.nk - 1u) * p.ldkv;
-        let kr0_0 = (p.k_shift + row0_0) / 4u;
-        let vr0_0 = (p.v_shift + row0_0) / 4u;
-        let row0_1 = kv0 + min(j0 + 1u, p.nk - 1u) * p.ldkv;
-        let kr0_1 = (p.k_shift + row0_1) / 4u;
-        let vr0_1 = (p.v_shift + row0_1) / 4u;
-        let row0_2 = kv0 + min(j0 + 2u, p.nk - 1u) * p.ldkv;
-        let kr0_2 = (p.k_shift + row0_2) / 4u;
-        let vr0_2 = (p.v_shift + row0_2) / 4u;
-        let row0_3 = kv0 + min(j0 + 3u, p.nk - 1u) * p.ldkv;
-        let kr0_3 = (p.k_shift + row0_3) / 4u;
-        let vr0_3 = (p.v_shift + row0_3) / 4u;
-        let row0_4 = kv0 + min(j0 + 4u, p.nk - 1u) * p.ldkv;
-        let kr0_4 = (p.k_shift + row0_4) / 4u;
-        let vr0_4 = (p.v_shift + row0_4) / 4u;
-        let row0_5 = kv0 + min(j0 + 5u, p.nk - 1u) * p.ldkv;
-        let kr0_5 = (p.k_shift + row0_5) / 4u;
-        let vr0_5 = (p.v_shift + row0_5) / 4u;
-        let row0_6 = kv0 + min(j0 + 6u, p.nk - 1u) * p.ldkv;
-        let kr0_6 = (p.k_shift + row0_6) / 4u;
-        let vr0_6 = (p.v_shift + row0_6) / 4u;
-        let row0_7 = kv0 + min(j0 + 7u, p.nk - 1u) * p.ldkv;
-        let kr0_7 = (p.k_shift + row0_7) / 4u;
-        let vr0_7 = (p.v_shift + row0_7) / 4u;
-        let row1_0 = kv0 + min(j0 + 8u, p.nk - 1u) * p.ldkv;
-        let kr1_0 = (p.k_shift + row1_0) / 4u;
-        let vr1_0 = (p.v_shift + row1_0) / 4u;
-        let row1_1 = kv0 + min(j0 + 9u, p.nk - 1u) * p.ldkv;
-        let kr1_1 = (p.k_shift + row1_1) / 4u;
-        let vr1_1 = (p.v_shift + row1_1) / 4u;
-        let row1_2 = kv0 + min(j0 + 10u, p.nk - 1u) * p.ldkv;
-        let kr1_2 = (p.k_shift + row1_2) / 4u;
-        let vr1_2 = (p.v_shift + row1_2) / 4u;
-        let row1_3 = kv0 + min(j0 + 11u, p.nk - 1u) * p.ldkv;
-        let kr1_3 = (p.k_shift + row1_3) / 4u;
-        let vr1_3 = (p.v_shift + row1_3) / 4u;
-        let row1_4 = kv0 + min(j0 + 12u, p.nk - 1u) * p.ldkv;
-        let kr1_4 = (p.k_shift + row1_4) / 4u;
-        let vr1_4 = (p.v_shift + row1_4) / 4u;
-        let row1_5 = kv0 + min(j0 + 13u, p.nk - 1u) * p.ldkv;
-        let kr1_5 = (p.k_shift + row1_5) / 4u;
-        let vr1_5 = (p.v_shift + row1_5) / 4u;
-        let row1_6 = kv0 + min(j0 + 14u, p.nk - 1u) * p.ldkv;
-        let kr1_6 = (p.k_shift + row1_6) / 4u;
-        let vr1_6 = (p.v_shift + row1_6) / 4u;
-        let row1_7 = kv0 + min(j0 + 15u, p.nk - 1u) * p.ldkv;
-        let kr1_7 = (p.k_shift + row1_7) / 4u;
-        let vr1_7 = (p.v_shift + row1_7) / 4u;
-        var s0_0a = vec4<f32>(0.0);
-        var s0_0b = vec4<f32>(0.0);
-        var s0_1a = vec4<f32>(0.0);
-        var s0_1b = vec4<f32>(0.0);
-        var s1_0a = vec4<f32>(0.0);
-        var s1_0b = vec4<f32>(0.0);
-        var s1_1a = vec4<f32>(0.0);
-        var s1_1b = vec4<f32>(0.0);
+        var s0_0 = V8(); var s0_1 = V8();
+        var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
             let q0 = q_v4[qr0 + c];
             let q1 = q_v4[qr1 + c];
-            {
-                let k0 = k_v4[kr0_0 + c];
-                let k1 = k_v4[kr0_1 + c];
-                let k2 = k_v4[kr0_2 + c];
-                let k3 = k_v4[kr0_3 + c];
-                let k4 = k_v4[kr0_4 + c];
-                let k5 = k_v4[kr0_5 + c];
-                let k6 = k_v4[kr0_6 + c];
-                let k7 = k_v4[kr0_7 + c];
-                s0_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0.x), s0_0a);
-                s0_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0.y), s0_0a);
-                s0_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0.z), s0_0a);
-                s0_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0.w), s0_0a);
-                s0_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0.x), s0_0b);
-                s0_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0.y), s0_0b);
-                s0_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0.z), s0_0b);
-                s0_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0.w), s0_0b);
-                s1_0a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q1.x), s1_0a);
-                s1_0a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q1.y), s1_0a);
-                s1_0a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q1.z), s1_0a);
-                s1_0a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q1.w), s1_0a);
-                s1_0b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q1.x), s1_0b);
-                s1_0b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q1.y), s1_0b);
-                s1_0b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q1.z), s1_0b);
-                s1_0b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q1.w), s1_0b);
-            }
-            {
-                let k0 = k_v4[kr1_0 + c];
-                let k1 = k_v4[kr1_1 + c];
-                let k2 = k_v4[kr1_2 + c];
-                let k3 = k_v4[kr1_3 + c];
-                let k4 = k_v4[kr1_4 + c];
-                let k5 = k_v4[kr1_5 + c];
-                let k6 = k_v4[kr1_6 + c];
-                let k7 = k_v4[kr1_7 + c];
-                s0_1a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q0.x), s0_1a);
-                s0_1a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q0.y), s0_1a);
-                s0_1a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q0.z), s0_1a);
-                s0_1a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q0.w), s0_1a);
-                s0_1b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q0.x), s0_1b);
-                s0_1b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q0.y), s0_1b);
-                s0_1b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q0.z), s0_1b);
-                s0_1b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q0.w), s0_1b);
-                s1_1a = fma(vec4<f32>(k0.x, k1.x, k2.x, k3.x), vec4<f32>(q1.x), s1_1a);
-                s1_1a = fma(vec4<f32>(k0.y, k1.y, k2.y, k3.y), vec4<f32>(q1.y), s1_1a);
-                s1_1a = fma(vec4<f32>(k0.z, k1.z, k2.z, k3.z), vec4<f32>(q1.z), s1_1a);
-                s1_1a = fma(vec4<f32>(k0.w, k1.w, k2.w, k3.w), vec4<f32>(q1.w), s1_1a);
-                s1_1b = fma(vec4<f32>(k4.x, k5.x, k6.x, k7.x), vec4<f32>(q1.x), s1_1b);
-                s1_1b = fma(vec4<f32>(k4.y, k5.y, k6.y, k7.y), vec4<f32>(q1.y), s1_1b);
-                s1_1b = fma(vec4<f32>(k4.z, k5.z, k6.z, k7.z), vec4<f32>(q1.z), s1_1b);
-                s1_1b = fma(vec4<f32>(k4.w, k5.w, k6.w, k7.w), vec4<f32>(q1.w), s1_1b);
-            }
+            let k0 = k_rows(kv0, j0 + 0u, c);
+            s0_0 = qk(s0_0, q0, k0);
+            s1_0 = qk(s1_0, q1, k0);
+            let k1 = k_rows(kv0, j0 + 8u, c);
+            s0_1 = qk(s0_1, q0, k1);
+            s1_1 = qk(s1_1, q1, k1);
         }
-        let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let va1 = vec4<u32>(j0 + 8u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb1 = vec4<u32>(j0 + 12u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        s0_0a = select(vec4<f32>(MASKED), s0_0a * p.scale, va0);
-        s0_0b = select(vec4<f32>(MASKED), s0_0b * p.scale, vb0);
-        s0_1a = select(vec4<f32>(MASKED), s0_1a * p.scale, va1);
-        s0_1b = select(vec4<f32>(MASKED), s0_1b * p.scale, vb1);
-        let bm0 = max(max(s0_0a, s0_0b), max(s0_1a, s0_1b));
-        let mx0 = max(m0, max(max(bm0.x, bm0.y), max(bm0.z, bm0.w)));
+        s0_0 = masked(s0_0, j0 + 0u, p.scale);
+        s0_1 = masked(s0_1, j0 + 8u, p.scale);
+        let mx0 = max(m0, max(max8(s0_0), max8(s0_1)));
         let cr0 = exp2(m0 - mx0);
         m0 = mx0;
-        s0_0a = exp2(s0_0a - mx0);
-        s0_0b = exp2(s0_0b - mx0);
-        s0_1a = exp2(s0_1a - mx0);
-        s0_1b = exp2(s0_1b - mx0);
-        let ps0 = s0_0a + s0_0b + s0_1a + s0_1b;
-        l0 = l0 * cr0 + (ps0.x + ps0.y) + (ps0.z + ps0.w);
-        s1_0a = select(vec4<f32>(MASKED), s1_0a * p.scale, va0);
-        s1_0b = select(vec4<f32>(MASKED), s1_0b * p.scale, vb0);
-        s1_1a = select(vec4<f32>(MASKED), s1_1a * p.scale, va1);
-        s1_1b = select(vec4<f32>(MASKED), s1_1b * p.scale, vb1);
-        let bm1 = max(max(s1_0a, s1_0b), max(s1_1a, s1_1b));
-        let mx1 = max(m1, max(max(bm1.x, bm1.y), max(bm1.z, bm1.w)));
+        s0_0 = exp2_less(s0_0, mx0);
+        s0_1 = exp2_less(s0_1, mx0);
+        l0 = l0 * cr0 + sum8(s0_0) + sum8(s0_1);
+        s1_0 = masked(s1_0, j0 + 0u, p.scale);
+        s1_1 = masked(s1_1, j0 + 8u, p.scale);
+        let mx1 = max(m1, max(max8(s1_0), max8(s1_1)));
         let cr1 = exp2(m1 - mx1);
         m1 = mx1;
-        s1_0a = exp2(s1_0a - mx1);
-        s1_0b = exp2(s1_0b - mx1);
-        s1_1a = exp2(s1_1a - mx1);
-        s1_1b = exp2(s1_1b - mx1);
-        let ps1 = s1_0a + s1_0b + s1_1a + s1_1b;
-        l1 = l1 * cr1 + (ps1.x + ps1.y) + (ps1.z + ps1.w);
+        s1_0 = exp2_less(s1_0, mx1);
+        s1_1 = exp2_less(s1_1, mx1);
+        l1 = l1 * cr1 + sum8(s1_0) + sum8(s1_1);
         // Rescale this block's share of the output rows and add the block's contribution.
         for (var c = 0u; c < nch; c++) {
             var o0 = vec4<f32>(0.0);
-            if (ok0 && j0 > 0u) { o0 = o_v4[or0 + c] * cr0; }
+            if (r0.ok && j0 > 0u) { o0 = o_v4[or0 + c] * cr0; }
             var o1 = vec4<f32>(0.0);
-            if (ok1 && j0 > 0u) { o1 = o_v4[or1 + c] * cr1; }
-            {
-                let v0 = v_v4[vr0_0 + c];
-                let v1 = v_v4[vr0_1 + c];
-                let v2 = v_v4[vr0_2 + c];
-                let v3 = v_v4[vr0_3 + c];
-                let v4 = v_v4[vr0_4 + c];
-                let v5 = v_v4[vr0_5 + c];
-                let v6 = v_v4[vr0_6 + c];
-                let v7 = v_v4[vr0_7 + c];
-                o0 = fma(v0, vec4<f32>(s0_0a.x), o0);
-                o0 = fma(v1, vec4<f32>(s0_0a.y), o0);
-                o0 = fma(v2, vec4<f32>(s0_0a.z), o0);
-                o0 = fma(v3, vec4<f32>(s0_0a.w), o0);
-                o0 = fma(v4, vec4<f32>(s0_0b.x), o0);
-                o0 = fma(v5, vec4<f32>(s0_0b.y), o0);
-                o0 = fma(v6, vec4<f32>(s0_0b.z), o0);
-                o0 = fma(v7, vec4<f32>(s0_0b.w), o0);
-                o1 = fma(v0, vec4<f32>(s1_0a.x), o1);
-                o1 = fma(v1, vec4<f32>(s1_0a.y), o1);
-                o1 = fma(v2, vec4<f32>(s1_0a.z), o1);
-                o1 = fma(v3, vec4<f32>(s1_0a.w), o1);
-                o1 = fma(v4, vec4<f32>(s1_0b.x), o1);
-                o1 = fma(v5, vec4<f32>(s1_0b.y), o1);
-                o1 = fma(v6, vec4<f32>(s1_0b.z), o1);
-                o1 = fma(v7, vec4<f32>(s1_0b.w), o1);
-            }
-            {
-                let v0 = v_v4[vr1_0 + c];
-                let v1 = v_v4[vr1_1 + c];
-                let v2 = v_v4[vr1_2 + c];
-                let v3 = v_v4[vr1_3 + c];
-                let v4 = v_v4[vr1_4 + c];
-                let v5 = v_v4[vr1_5 + c];
-                let v6 = v_v4[vr1_6 + c];
-                let v7 = v_v4[vr1_7 + c];
-                o0 = fma(v0, vec4<f32>(s0_1a.x), o0);
-                o0 = fma(v1, vec4<f32>(s0_1a.y), o0);
-                o0 = fma(v2, vec4<f32>(s0_1a.z), o0);
-                o0 = fma(v3, vec4<f32>(s0_1a.w), o0);
-                o0 = fma(v4, vec4<f32>(s0_1b.x), o0);
-                o0 = fma(v5, vec4<f32>(s0_1b.y), o0);
-                o0 = fma(v6, vec4<f32>(s0_1b.z), o0);
-                o0 = fma(v7, vec4<f32>(s0_1b.w), o0);
-                o1 = fma(v0, vec4<f32>(s1_1a.x), o1);
-                o1 = fma(v1, vec4<f32>(s1_1a.y), o1);
-                o1 = fma(v2, vec4<f32>(s1_1a.z), o1);
-                o1 = fma(v3, vec4<f32>(s1_1a.w), o1);
-                o1 = fma(v4, vec4<f32>(s1_1b.x), o1);
-                o1 = fma(v5, vec4<f32>(s1_1b.y), o1);
-                o1 = fma(v6, vec4<f32>(s1_1b.z), o1);
-                o1 = fma(v7, vec4<f32>(s1_1b.w), o1);
-            }
-            if (ok0) { o_v4[or0 + c] = o0; }
-            if (ok1) { o_v4[or1 + c] = o1; }
+            if (r1.ok && j0 > 0u) { o1 = o_v4[or1 + c] * cr1; }
+            let v0 = v_rows(kv0, j0 + 0u, c);
+            o0 = pv(o0, s0_0, v0);
+            o1 = pv(o1, s1_0, v0);
+            let v1 = v_rows(kv0, j0 + 8u, c);
+            o0 = pv(o0, s0_1, v1);
+            o1 = pv(o1, s1_1, v1);
+            if (r0.ok) { o_v4[or0 + c] = o0; }
+            if (r1.ok) { o_v4[or1 + c] = o1; }
         }
     }
-    if (ok0) {
-        let inv = 1.0 / l0;
-        for (var c = 0u; c < nch; c++) { o_v4[or0 + c] *= inv; }
-    }
-    if (ok1) {
-        let inv = 1.0 / l1;
-        for (var c = 0u; c < nch; c++) { o_v4[or1 + c] *= inv; }
-    }
+    if (r0.ok) { let inv = 1.0 / l0; for (var c = 0u; c < nch; c++) { o_v4[or0 + c] *= inv; } }
+    if (r1.ok) { let inv = 1.0 / l1; for (var c = 0u; c < nch; c++) { o_v4[or1 + c] *= inv; } }
 }
 
 // Any head dim: 2 query rows per invocation, blocks of 16 keys, D in 1-wide chunks.
@@ -1443,213 +422,63 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let b = wg.y / p.heads;
     let h = wg.y - b * p.heads;
-    let qi0 = wg.x * 128u + 0u + li;
-    let ok0 = qi0 < p.nq;
-    let qe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe0 = (b * p.nq + min(qi0, p.nq - 1u)) * p.ldo + h * p.d;
+    let kv0 = b * p.nk * p.ldkv + h * p.d;
+    let r0 = slot(wg.x * 128u + 0u + li, b, h);
     var m0 = MASKED;
     var l0 = 0.0;
-    let qi1 = wg.x * 128u + 64u + li;
-    let ok1 = qi1 < p.nq;
-    let qe1 = (b * p.nq + min(qi1, p.nq - 1u)) * p.ldq + h * p.d;
-    let oe1 = (b * p.nq + min(qi1, p.nq - 1u)) * p.ldo + h * p.d;
+    let r1 = slot(wg.x * 128u + 64u + li, b, h);
     var m1 = MASKED;
     var l1 = 0.0;
-    let kv0 = b * p.nk * p.ldkv + h * p.d;
     let nch = p.d;
-    let qr0 = (p.q_shift + qe0);
-    let or0 = (p.o_shift + oe0);
-    let qr1 = (p.q_shift + qe1);
-    let or1 = (p.o_shift + oe1);
+    let qr0 = (p.q_shift + r0.qe);
+    let or0 = (p.o_shift + r0.oe);
+    let qr1 = (p.q_shift + r1.qe);
+    let or1 = (p.o_shift + r1.oe);
     for (var j0 = 0u; j0 < p.nk; j0 += 16u) {
-        let row0_0 = kv0 + min(j0 + 0u, p.nk - 1u) * p.ldkv;
-        let kr0_0 = (p.k_shift + row0_0);
-        let vr0_0 = (p.v_shift + row0_0);
-        let row0_1 = kv0 + min(j0 + 1u, p.nk - 1u) * p.ldkv;
-        let kr0_1 = (p.k_shift + row0_1);
-        let vr0_1 = (p.v_shift + row0_1);
-        let row0_2 = kv0 + min(j0 + 2u, p.nk - 1u) * p.ldkv;
-        let kr0_2 = (p.k_shift + row0_2);
-        let vr0_2 = (p.v_shift + row0_2);
-        let row0_3 = kv0 + min(j0 + 3u, p.nk - 1u) * p.ldkv;
-        let kr0_3 = (p.k_shift + row0_3);
-        let vr0_3 = (p.v_shift + row0_3);
-        let row0_4 = kv0 + min(j0 + 4u, p.nk - 1u) * p.ldkv;
-        let kr0_4 = (p.k_shift + row0_4);
-        let vr0_4 = (p.v_shift + row0_4);
-        let row0_5 = kv0 + min(j0 + 5u, p.nk - 1u) * p.ldkv;
-        let kr0_5 = (p.k_shift + row0_5);
-        let vr0_5 = (p.v_shift + row0_5);
-        let row0_6 = kv0 + min(j0 + 6u, p.nk - 1u) * p.ldkv;
-        let kr0_6 = (p.k_shift + row0_6);
-        let vr0_6 = (p.v_shift + row0_6);
-        let row0_7 = kv0 + min(j0 + 7u, p.nk - 1u) * p.ldkv;
-        let kr0_7 = (p.k_shift + row0_7);
-        let vr0_7 = (p.v_shift + row0_7);
-        let row1_0 = kv0 + min(j0 + 8u, p.nk - 1u) * p.ldkv;
-        let kr1_0 = (p.k_shift + row1_0);
-        let vr1_0 = (p.v_shift + row1_0);
-        let row1_1 = kv0 + min(j0 + 9u, p.nk - 1u) * p.ldkv;
-        let kr1_1 = (p.k_shift + row1_1);
-        let vr1_1 = (p.v_shift + row1_1);
-        let row1_2 = kv0 + min(j0 + 10u, p.nk - 1u) * p.ldkv;
-        let kr1_2 = (p.k_shift + row1_2);
-        let vr1_2 = (p.v_shift + row1_2);
-        let row1_3 = kv0 + min(j0 + 11u, p.nk - 1u) * p.ldkv;
-        let kr1_3 = (p.k_shift + row1_3);
-        let vr1_3 = (p.v_shift + row1_3);
-        let row1_4 = kv0 + min(j0 + 12u, p.nk - 1u) * p.ldkv;
-        let kr1_4 = (p.k_shift + row1_4);
-        let vr1_4 = (p.v_shift + row1_4);
-        let row1_5 = kv0 + min(j0 + 13u, p.nk - 1u) * p.ldkv;
-        let kr1_5 = (p.k_shift + row1_5);
-        let vr1_5 = (p.v_shift + row1_5);
-        let row1_6 = kv0 + min(j0 + 14u, p.nk - 1u) * p.ldkv;
-        let kr1_6 = (p.k_shift + row1_6);
-        let vr1_6 = (p.v_shift + row1_6);
-        let row1_7 = kv0 + min(j0 + 15u, p.nk - 1u) * p.ldkv;
-        let kr1_7 = (p.k_shift + row1_7);
-        let vr1_7 = (p.v_shift + row1_7);
-        var s0_0a = vec4<f32>(0.0);
-        var s0_0b = vec4<f32>(0.0);
-        var s0_1a = vec4<f32>(0.0);
-        var s0_1b = vec4<f32>(0.0);
-        var s1_0a = vec4<f32>(0.0);
-        var s1_0b = vec4<f32>(0.0);
-        var s1_1a = vec4<f32>(0.0);
-        var s1_1b = vec4<f32>(0.0);
+        var s0_0 = V8(); var s0_1 = V8();
+        var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
             let q0 = q_s[qr0 + c];
             let q1 = q_s[qr1 + c];
-            {
-                let k0 = k_s[kr0_0 + c];
-                let k1 = k_s[kr0_1 + c];
-                let k2 = k_s[kr0_2 + c];
-                let k3 = k_s[kr0_3 + c];
-                let k4 = k_s[kr0_4 + c];
-                let k5 = k_s[kr0_5 + c];
-                let k6 = k_s[kr0_6 + c];
-                let k7 = k_s[kr0_7 + c];
-                s0_0a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q0), s0_0a);
-                s0_0b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q0), s0_0b);
-                s1_0a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q1), s1_0a);
-                s1_0b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q1), s1_0b);
-            }
-            {
-                let k0 = k_s[kr1_0 + c];
-                let k1 = k_s[kr1_1 + c];
-                let k2 = k_s[kr1_2 + c];
-                let k3 = k_s[kr1_3 + c];
-                let k4 = k_s[kr1_4 + c];
-                let k5 = k_s[kr1_5 + c];
-                let k6 = k_s[kr1_6 + c];
-                let k7 = k_s[kr1_7 + c];
-                s0_1a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q0), s0_1a);
-                s0_1b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q0), s0_1b);
-                s1_1a = fma(vec4<f32>(k0, k1, k2, k3), vec4<f32>(q1), s1_1a);
-                s1_1b = fma(vec4<f32>(k4, k5, k6, k7), vec4<f32>(q1), s1_1b);
-            }
+            let k0 = k_elems(kv0, j0 + 0u, c);
+            s0_0 = qk_elems(s0_0, q0, k0);
+            s1_0 = qk_elems(s1_0, q1, k0);
+            let k1 = k_elems(kv0, j0 + 8u, c);
+            s0_1 = qk_elems(s0_1, q0, k1);
+            s1_1 = qk_elems(s1_1, q1, k1);
         }
-        let va0 = vec4<u32>(j0 + 0u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb0 = vec4<u32>(j0 + 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let va1 = vec4<u32>(j0 + 8u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        let vb1 = vec4<u32>(j0 + 12u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.nk);
-        s0_0a = select(vec4<f32>(MASKED), s0_0a * p.scale, va0);
-        s0_0b = select(vec4<f32>(MASKED), s0_0b * p.scale, vb0);
-        s0_1a = select(vec4<f32>(MASKED), s0_1a * p.scale, va1);
-        s0_1b = select(vec4<f32>(MASKED), s0_1b * p.scale, vb1);
-        let bm0 = max(max(s0_0a, s0_0b), max(s0_1a, s0_1b));
-        let mx0 = max(m0, max(max(bm0.x, bm0.y), max(bm0.z, bm0.w)));
+        s0_0 = masked(s0_0, j0 + 0u, p.scale);
+        s0_1 = masked(s0_1, j0 + 8u, p.scale);
+        let mx0 = max(m0, max(max8(s0_0), max8(s0_1)));
         let cr0 = exp2(m0 - mx0);
         m0 = mx0;
-        s0_0a = exp2(s0_0a - mx0);
-        s0_0b = exp2(s0_0b - mx0);
-        s0_1a = exp2(s0_1a - mx0);
-        s0_1b = exp2(s0_1b - mx0);
-        let ps0 = s0_0a + s0_0b + s0_1a + s0_1b;
-        l0 = l0 * cr0 + (ps0.x + ps0.y) + (ps0.z + ps0.w);
-        s1_0a = select(vec4<f32>(MASKED), s1_0a * p.scale, va0);
-        s1_0b = select(vec4<f32>(MASKED), s1_0b * p.scale, vb0);
-        s1_1a = select(vec4<f32>(MASKED), s1_1a * p.scale, va1);
-        s1_1b = select(vec4<f32>(MASKED), s1_1b * p.scale, vb1);
-        let bm1 = max(max(s1_0a, s1_0b), max(s1_1a, s1_1b));
-        let mx1 = max(m1, max(max(bm1.x, bm1.y), max(bm1.z, bm1.w)));
+        s0_0 = exp2_less(s0_0, mx0);
+        s0_1 = exp2_less(s0_1, mx0);
+        l0 = l0 * cr0 + sum8(s0_0) + sum8(s0_1);
+        s1_0 = masked(s1_0, j0 + 0u, p.scale);
+        s1_1 = masked(s1_1, j0 + 8u, p.scale);
+        let mx1 = max(m1, max(max8(s1_0), max8(s1_1)));
         let cr1 = exp2(m1 - mx1);
         m1 = mx1;
-        s1_0a = exp2(s1_0a - mx1);
-        s1_0b = exp2(s1_0b - mx1);
-        s1_1a = exp2(s1_1a - mx1);
-        s1_1b = exp2(s1_1b - mx1);
-        let ps1 = s1_0a + s1_0b + s1_1a + s1_1b;
-        l1 = l1 * cr1 + (ps1.x + ps1.y) + (ps1.z + ps1.w);
+        s1_0 = exp2_less(s1_0, mx1);
+        s1_1 = exp2_less(s1_1, mx1);
+        l1 = l1 * cr1 + sum8(s1_0) + sum8(s1_1);
         // Rescale this block's share of the output rows and add the block's contribution.
         for (var c = 0u; c < nch; c++) {
             var o0 = 0.0;
-            if (ok0 && j0 > 0u) { o0 = o_s[or0 + c] * cr0; }
+            if (r0.ok && j0 > 0u) { o0 = o_s[or0 + c] * cr0; }
             var o1 = 0.0;
-            if (ok1 && j0 > 0u) { o1 = o_s[or1 + c] * cr1; }
-            {
-                let v0 = v_s[vr0_0 + c];
-                let v1 = v_s[vr0_1 + c];
-                let v2 = v_s[vr0_2 + c];
-                let v3 = v_s[vr0_3 + c];
-                let v4 = v_s[vr0_4 + c];
-                let v5 = v_s[vr0_5 + c];
-                let v6 = v_s[vr0_6 + c];
-                let v7 = v_s[vr0_7 + c];
-                o0 = fma(v0, s0_0a.x, o0);
-                o0 = fma(v1, s0_0a.y, o0);
-                o0 = fma(v2, s0_0a.z, o0);
-                o0 = fma(v3, s0_0a.w, o0);
-                o0 = fma(v4, s0_0b.x, o0);
-                o0 = fma(v5, s0_0b.y, o0);
-                o0 = fma(v6, s0_0b.z, o0);
-                o0 = fma(v7, s0_0b.w, o0);
-                o1 = fma(v0, s1_0a.x, o1);
-                o1 = fma(v1, s1_0a.y, o1);
-                o1 = fma(v2, s1_0a.z, o1);
-                o1 = fma(v3, s1_0a.w, o1);
-                o1 = fma(v4, s1_0b.x, o1);
-                o1 = fma(v5, s1_0b.y, o1);
-                o1 = fma(v6, s1_0b.z, o1);
-                o1 = fma(v7, s1_0b.w, o1);
-            }
-            {
-                let v0 = v_s[vr1_0 + c];
-                let v1 = v_s[vr1_1 + c];
-                let v2 = v_s[vr1_2 + c];
-                let v3 = v_s[vr1_3 + c];
-                let v4 = v_s[vr1_4 + c];
-                let v5 = v_s[vr1_5 + c];
-                let v6 = v_s[vr1_6 + c];
-                let v7 = v_s[vr1_7 + c];
-                o0 = fma(v0, s0_1a.x, o0);
-                o0 = fma(v1, s0_1a.y, o0);
-                o0 = fma(v2, s0_1a.z, o0);
-                o0 = fma(v3, s0_1a.w, o0);
-                o0 = fma(v4, s0_1b.x, o0);
-                o0 = fma(v5, s0_1b.y, o0);
-                o0 = fma(v6, s0_1b.z, o0);
-                o0 = fma(v7, s0_1b.w, o0);
-                o1 = fma(v0, s1_1a.x, o1);
-                o1 = fma(v1, s1_1a.y, o1);
-                o1 = fma(v2, s1_1a.z, o1);
-                o1 = fma(v3, s1_1a.w, o1);
-                o1 = fma(v4, s1_1b.x, o1);
-                o1 = fma(v5, s1_1b.y, o1);
-                o1 = fma(v6, s1_1b.z, o1);
-                o1 = fma(v7, s1_1b.w, o1);
-            }
-            if (ok0) { o_s[or0 + c] = o0; }
-            if (ok1) { o_s[or1 + c] = o1; }
+            if (r1.ok && j0 > 0u) { o1 = o_s[or1 + c] * cr1; }
+            let v0 = v_elems(kv0, j0 + 0u, c);
+            o0 = pv_elems(o0, s0_0, v0);
+            o1 = pv_elems(o1, s1_0, v0);
+            let v1 = v_elems(kv0, j0 + 8u, c);
+            o0 = pv_elems(o0, s0_1, v1);
+            o1 = pv_elems(o1, s1_1, v1);
+            if (r0.ok) { o_s[or0 + c] = o0; }
+            if (r1.ok) { o_s[or1 + c] = o1; }
         }
     }
-    if (ok0) {
-        let inv = 1.0 / l0;
-        for (var c = 0u; c < nch; c++) { o_s[or0 + c] *= inv; }
-    }
-    if (ok1) {
-        let inv = 1.0 / l1;
-        for (var c = 0u; c < nch; c++) { o_s[or1 + c] *= inv; }
-    }
+    if (r0.ok) { let inv = 1.0 / l0; for (var c = 0u; c < nch; c++) { o_s[or0 + c] *= inv; } }
+    if (r1.ok) { let inv = 1.0 / l1; for (var c = 0u; c < nch; c++) { o_s[or1 + c] *= inv; } }
 }

@@ -24,8 +24,42 @@ pub struct GpuOptions {
     /// Precision of the VAE (`--vae-precision`). `None` = f32: SD's VAE overflows in f16 (diffusers'
     /// `force_upcast`).
     pub vae_precision: Option<PrecisionChoice>,
-    /// `--low-vram`: keep only the network in use on the GPU (the others wait in host memory).
-    pub low_vram: bool,
+    /// `--low-vram`: keep only the network in use on the GPU. `None` = off.
+    pub low_vram: Option<LowVramChoice>,
+}
+
+/// `--low-vram on|off|auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LowVramChoice {
+    On,
+    Off,
+    /// On for CPU adapters (lavapipe, llvmpipe, SwiftShader), whose "GPU memory" is host memory: there a
+    /// network that is not running costs the process memory for nothing, while its weights wait in the
+    /// page cache and are read back in a fraction of a second. Off for GPUs.
+    Auto,
+}
+
+impl std::str::FromStr for LowVramChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" => Ok(LowVramChoice::On),
+            "off" | "false" | "no" => Ok(LowVramChoice::Off),
+            "auto" => Ok(LowVramChoice::Auto),
+            other => Err(format!("unknown --low-vram value '{other}': expected on, off or auto")),
+        }
+    }
+}
+
+impl LowVramChoice {
+    /// Whether an adapter of `device_type` runs with one network at a time.
+    pub fn resolve(self, device_type: wgpu::DeviceType) -> bool {
+        match self {
+            LowVramChoice::On => true,
+            LowVramChoice::Off => false,
+            LowVramChoice::Auto => device_type == wgpu::DeviceType::Cpu,
+        }
+    }
 }
 
 impl GpuOptions {
@@ -41,6 +75,7 @@ impl GpuOptions {
     /// The generating commands' default: `auto` precision unless one was asked for (the VAE stays f32).
     pub fn generating(mut self) -> Self {
         self.precision = self.precision.or(Some(PrecisionChoice::Auto));
+        self.low_vram = self.low_vram.or(Some(LowVramChoice::Auto));
         self
     }
 }
@@ -71,6 +106,8 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
     disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
+    /// Bytes uploaded since the last flush of wgpu's staging copies (see [`Gpu::upload`]).
+    unflushed_upload: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Gpu {
@@ -167,7 +204,7 @@ impl Gpu {
         let adapter = adapters.remove(0);
         let mut gpu = Self::open(adapter)?;
         gpu.set_precision(opts.precision.unwrap_or(PrecisionChoice::F32), opts.vae_precision.unwrap_or(PrecisionChoice::F32));
-        gpu.low_vram = opts.low_vram;
+        gpu.low_vram = opts.low_vram.unwrap_or(LowVramChoice::Off).resolve(gpu.info.device_type);
         Ok(gpu)
     }
 
@@ -223,6 +260,7 @@ impl Gpu {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,
+            unflushed_upload: Default::default(),
         })
     }
 
@@ -399,9 +437,27 @@ impl Gpu {
             }
         }
         buf.unmap();
+        self.flush_uploads_past(size);
         buf
     }
+
+    /// wgpu fills a buffer mapped at creation through a staging copy that lives until the next queue
+    /// submission completes, so loading a model without submitting would hold every weight twice. An
+    /// empty submission past [`UPLOAD_FLUSH_BYTES`] bounds the staging memory.
+    fn flush_uploads_past(&self, added: u64) {
+        use std::sync::atomic::Ordering;
+        let pending = self.unflushed_upload.fetch_add(added, Ordering::Relaxed) + added;
+        if pending >= UPLOAD_FLUSH_BYTES {
+            self.unflushed_upload.store(0, Ordering::Relaxed);
+            self.queue.submit(std::iter::empty());
+            // A failed wait only delays the release of the staging memory; errors surface at the next use.
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        }
+    }
 }
+
+/// Upload volume after which the staging copies are flushed (see [`Gpu::flush_uploads_past`]).
+const UPLOAD_FLUSH_BYTES: u64 = 128 << 20;
 
 fn yes(b: bool) -> &'static str {
     if b {

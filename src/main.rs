@@ -25,11 +25,13 @@ struct Cli {
     /// VAE precision (default f32: SD's VAE overflows in f16; verify: the --precision).
     #[arg(long, global = true)]
     vae_precision: Option<wgsd::precision::PrecisionChoice>,
-    /// Keep only the network in use on the GPU (text encoder, UNet, VAE in turn; the others wait in host
-    /// memory): peak GPU memory is the largest network and its activations, at the cost of moving each
-    /// network once per run.
-    #[arg(long, global = true)]
-    low_vram: bool,
+    /// Keep only the network in use on the GPU (text encoder, UNet, VAE in turn): peak GPU memory is the
+    /// largest network and its activations, at the cost of uploading each network once per image batch
+    /// (weights unchanged since loading are read again from their files, others wait in host memory).
+    /// `--low-vram` alone = on. Default: auto when generating (on for CPU adapters such as lavapipe,
+    /// whose GPU memory is host memory; off for GPUs), off otherwise.
+    #[arg(long, global = true, value_name = "on|off|auto", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
+    low_vram: Option<wgsd::gpu::LowVramChoice>,
     #[command(subcommand)]
     command: Command,
 }

@@ -1,11 +1,12 @@
 //! `--low-vram`: one network on the GPU at a time gives the same pixels as keeping all three loaded; while
-//! the UNet denoises, the text encoder and the VAE are in host memory; a LoRA merges into offloaded
-//! weights; a weight that was not brought back is an error, not a crash.
+//! the UNet denoises, the text encoder and the VAE are off the GPU, with no host copy of weights that can
+//! be read again from their files; a LoRA merges into offloaded weights (which then keep a host copy); a
+//! weight that was not brought back is an error, not a crash; `auto` is on for CPU adapters only.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use wgsd::gpu::{Gpu, GpuOptions};
+use wgsd::gpu::{Gpu, GpuOptions, LowVramChoice};
 use wgsd::pipeline::denoise::Condition;
 use wgsd::pipeline::txt2img::Txt2ImgRequest;
 use wgsd::pipeline::{Network, Preview, StableDiffusion};
@@ -36,13 +37,18 @@ fn one_network_at_a_time_gives_the_same_image() {
     assert!(plain.low_vram.is_none());
     let want = generate(&plain);
 
-    let gpu = Arc::new(Gpu::new(&GpuOptions { low_vram: true, ..GpuOptions::from_env() }).unwrap());
+    let gpu = Arc::new(Gpu::new(&GpuOptions { low_vram: Some(wgsd::gpu::LowVramChoice::On), ..GpuOptions::from_env() }).unwrap());
     let mut sd = StableDiffusion::load(gpu, &dir, None).unwrap();
     let lv = sd.low_vram.as_ref().expect("low_vram set on the device");
     assert!(!lv.text_encoder.is_empty() && !lv.unet.is_empty() && !lv.vae.is_empty());
     let all_out = |ps: &[Arc<wgsd::graph::Param>]| ps.iter().all(|p| !p.resident());
     let all_in = |ps: &[Arc<wgsd::graph::Param>]| ps.iter().all(|p| p.resident());
-    assert!(all_out(&lv.text_encoder) && all_out(&lv.unet) && all_out(&lv.vae), "loaded networks wait in host memory");
+    assert!(all_out(&lv.text_encoder) && all_out(&lv.unet) && all_out(&lv.vae), "loaded networks wait off the GPU");
+    let no_host_copy = |ps: &[Arc<wgsd::graph::Param>]| ps.iter().all(|p| p.host_copy_bytes() == 0);
+    assert!(
+        no_host_copy(&lv.text_encoder) && no_host_copy(&lv.unet) && no_host_copy(&lv.vae),
+        "weights as their files hold them are read again, not copied to host memory"
+    );
 
     // During denoising (the preview callback runs after each step): only the UNet is on the GPU.
     let (te, unet, vae) = (lv.text_encoder.clone(), lv.unet.clone(), lv.vae.clone());
@@ -52,7 +58,7 @@ fn one_network_at_a_time_gives_the_same_image() {
         every: 1,
         sink: Box::new(move |_, _| {
             assert!(all_in(&unet), "the UNet is on the GPU while it denoises");
-            assert!(all_out(&te) && all_out(&vae), "text encoder and VAE wait in host memory");
+            assert!(all_out(&te) && all_out(&vae), "text encoder and VAE wait off the GPU");
             c.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }),
@@ -72,6 +78,11 @@ fn one_network_at_a_time_gives_the_same_image() {
     sd.bring_in(Network::UNet).unwrap();
     assert_eq!(p.read(&sd.gpu).unwrap(), changed);
     sd.send_out(Network::UNet).unwrap();
+    assert!(p.host_copy_bytes() > 0, "a weight changed since loading keeps a host copy when offloaded");
+    assert_eq!(p.read(&sd.gpu).unwrap(), changed);
+    sd.bring_in(Network::UNet).unwrap();
+    assert_eq!(p.read(&sd.gpu).unwrap(), changed, "not read again from the file after a write");
+    sd.send_out(Network::UNet).unwrap();
 
     // A plan built for a network left in host memory is an error naming the weight.
     let mut g = wgsd::graph::Graph::new();
@@ -81,4 +92,16 @@ fn one_network_at_a_time_gives_the_same_image() {
     g.output(y);
     let e = wgsd::graph::plan::Plan::new(sd.gpu.clone(), g).err().expect("a plan on offloaded weights").to_string();
     assert!(e.contains(&p.name) && e.contains("--low-vram"), "{e}");
+}
+
+#[test]
+fn auto_is_on_for_cpu_adapters_only() {
+    assert!(LowVramChoice::Auto.resolve(wgpu::DeviceType::Cpu));
+    for t in [wgpu::DeviceType::DiscreteGpu, wgpu::DeviceType::IntegratedGpu, wgpu::DeviceType::VirtualGpu] {
+        assert!(!LowVramChoice::Auto.resolve(t), "{t:?}");
+    }
+    assert!(LowVramChoice::On.resolve(wgpu::DeviceType::DiscreteGpu));
+    assert!(!LowVramChoice::Off.resolve(wgpu::DeviceType::Cpu));
+    assert_eq!("auto".parse::<LowVramChoice>(), Ok(LowVramChoice::Auto));
+    assert!("sometimes".parse::<LowVramChoice>().unwrap_err().contains("on, off or auto"));
 }

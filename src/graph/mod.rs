@@ -35,9 +35,16 @@ pub struct Param {
     buffer: RwLock<Option<wgpu::Buffer>>,
     /// The bytes while offloaded.
     offloaded: Mutex<Option<Vec<u8>>>,
+    /// How to read the weight's bytes again from its file, while they are what the file holds: an
+    /// offload then simply drops the GPU copy (no host copy at all) and a restore reads the file again
+    /// (from the page cache, usually). Cleared by any write.
+    reload: Mutex<Option<Reload>>,
     /// Host copy, kept only when asked (tests evaluate the graph on the CPU with it).
     pub host: Option<Vec<f32>>,
 }
+
+/// Reads a weight's stored bytes again (see [`Param::set_reload`]).
+pub type Reload = Box<dyn Fn() -> Result<Vec<u8>> + Send + Sync>;
 
 thread_local! {
     /// Params uploaded on this thread inside [`record_params`] (innermost call last).
@@ -72,7 +79,14 @@ impl Param {
     pub fn upload_bytes(gpu: &Gpu, name: &str, desc: TensorDesc, bytes: &[u8], host: Option<Vec<f32>>) -> Arc<Param> {
         debug_assert_eq!(bytes.len() as u64, desc.bytes());
         let buffer = gpu.upload(name, bytes, wgpu::BufferUsages::empty());
-        let p = Arc::new(Param { name: name.to_string(), desc, buffer: RwLock::new(Some(buffer)), offloaded: Mutex::new(None), host });
+        let p = Arc::new(Param {
+            name: name.to_string(),
+            desc,
+            buffer: RwLock::new(Some(buffer)),
+            offloaded: Mutex::new(None),
+            reload: Mutex::new(None),
+            host,
+        });
         RECORDERS.with(|r| {
             if let Some(top) = r.borrow_mut().last_mut() {
                 top.push(p.clone());
@@ -91,26 +105,59 @@ impl Param {
             .ok_or_else(|| Error::usage(format!("weight '{}' is offloaded to host memory (--low-vram) and was not restored before use", self.name)))
     }
 
-    /// Copies the weight to host memory and releases its GPU buffer (freed once no plan holds it).
+    /// Lets [`Param::offload`] drop the GPU copy outright: `reload` reads the same bytes from the weight's
+    /// file. Only for weights nothing writes on the GPU (not for training, whose optimizer updates them
+    /// in place); [`Param::write`] forgets it.
+    pub fn set_reload(&self, reload: Reload) {
+        if let Ok(mut r) = self.reload.lock() {
+            *r = Some(reload);
+        }
+    }
+
+    /// Releases the GPU buffer (freed once no plan holds it), keeping a host copy unless the weight can be
+    /// read again from its file.
     pub fn offload(&self, gpu: &Gpu) -> Result<()> {
         let mut slot = self.buffer.write().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
         if let Some(buf) = slot.as_ref() {
-            let bytes = gpu.read_bytes(buf, 0, self.desc.bytes().max(4).next_multiple_of(4))?;
-            *self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))? = Some(bytes);
+            let from_file = self.reload.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.is_some();
+            if !from_file {
+                let bytes = gpu.read_bytes(buf, 0, self.desc.bytes().max(4).next_multiple_of(4))?;
+                *self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))? = Some(bytes);
+            }
             *slot = None;
         }
         Ok(())
     }
 
-    /// Uploads an offloaded weight again; nothing to do when it is on the GPU.
+    /// Uploads an offloaded weight again (from its host copy or its file); nothing to do when it is on
+    /// the GPU.
     pub fn restore(&self, gpu: &Gpu) -> Result<()> {
         let mut slot = self.buffer.write().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
         if slot.is_none() {
-            let bytes = self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.take();
-            let bytes = bytes.ok_or_else(|| Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)))?;
+            let bytes = self.bytes_off_gpu(true)?;
             *slot = Some(gpu.upload(&self.name, &bytes, wgpu::BufferUsages::empty()));
         }
         Ok(())
+    }
+
+    /// The stored bytes of an offloaded weight: its host copy (taken when `take`), else read from its file.
+    fn bytes_off_gpu(&self, take: bool) -> Result<Vec<u8>> {
+        let poisoned = || Error::usage("a weight's lock was poisoned");
+        let mut held = self.offloaded.lock().map_err(|_| poisoned())?;
+        let copy = if take { held.take() } else { held.clone() };
+        if let Some(bytes) = copy {
+            return Ok(bytes);
+        }
+        match self.reload.lock().map_err(|_| poisoned())?.as_ref() {
+            Some(reload) => reload(),
+            None => Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name))),
+        }
+    }
+
+    /// Bytes of the host copy kept while offloaded (0 when on the GPU, or evicted and read again from its
+    /// file when needed).
+    pub fn host_copy_bytes(&self) -> usize {
+        self.offloaded.lock().map(|o| o.as_ref().map_or(0, |b| b.len())).unwrap_or(0)
     }
 
     /// Whether the weight is on the GPU.
@@ -128,6 +175,8 @@ impl Param {
         }
         let mut bytes = encode_checked(&self.name, self.desc.dtype, data)?;
         bytes.resize(bytes.len().next_multiple_of(4), 0); // writes are whole words
+        // The weight no longer matches its file: an offload must keep its bytes from now on.
+        *self.reload.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))? = None;
         let slot = self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
         match slot.as_ref() {
             Some(buf) => gpu.queue.write_buffer(buf, 0, &bytes),
@@ -141,7 +190,7 @@ impl Param {
         let bytes = self.desc.bytes();
         let raw = match self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?.as_ref() {
             Some(buf) => gpu.read_bytes(buf, 0, bytes.max(4).next_multiple_of(4))?,
-            None => self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.clone().unwrap_or_default(),
+            None => self.bytes_off_gpu(false)?,
         };
         if (raw.len() as u64) < bytes {
             return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));

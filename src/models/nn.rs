@@ -85,8 +85,12 @@ impl<'a> Loader<'a> {
         let key = self.key(name);
         let data = self.weights.get(&key, shape)?;
         let p = Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, false)?;
-        if let Some(h) = self.train {
-            h.record_weight(&p);
+        match self.train {
+            Some(h) => h.record_weight(&p),
+            None => {
+                let (weights, shape) = (self.weights.clone(), shape.to_vec());
+                p.set_reload(Box::new(move || Ok(bytemuck::cast_slice(&weights.get(&key, &shape)?).to_vec())));
+            }
         }
         Ok(p)
     }
@@ -102,8 +106,12 @@ impl Loader<'_> {
         let key = self.key(name);
         let bytes = self.weights.get_f16(&key, shape)?;
         let p = Param::upload_bytes(self.gpu, &key, TensorDesc::new(shape, DType::F16), &bytes, None);
-        if let Some(h) = self.train {
-            h.record_weight(&p);
+        match self.train {
+            Some(h) => h.record_weight(&p),
+            None => {
+                let (weights, shape) = (self.weights.clone(), shape.to_vec());
+                p.set_reload(Box::new(move || weights.get_f16(&key, &shape)));
+            }
         }
         Ok(p)
     }

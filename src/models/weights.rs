@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
@@ -126,16 +127,32 @@ impl WeightFile {
         if v.len() != n {
             return Err(err(format!("tensor '{key}': {} values stored for shape {}", v.len(), shape_str(&info.shape))));
         }
+        self.release(a, b);
         Ok(v)
+    }
+
+    /// Drops the mapped pages of tensor data `a..b` (relative to the data start) from this process once it
+    /// has been copied out. The pages stay in the page cache, but no longer count in the process's
+    /// resident memory: without this a model's whole file would sit in RSS beside its GPU copy (on a CPU
+    /// adapter, where GPU memory is host memory, that doubled the peak).
+    fn release(&self, a: usize, b: usize) {
+        #[cfg(unix)]
+        if let Backing::Mapped(m) = &self.mmap {
+            // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED discards nothing: a later
+            // access faults the same bytes back in from the file.
+            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.data_start + a, b - a) };
+        }
     }
 }
 
 impl WeightFile {
-    /// A stored tensor's dtype and bytes as they are in the file.
-    pub fn raw(&self, key: &str) -> Option<(Dtype, &[u8])> {
+    /// A stored tensor's dtype and a copy of its bytes as they are in the file.
+    pub fn raw(&self, key: &str) -> Option<(Dtype, Vec<u8>)> {
         let info = self.meta.info(key)?;
         let (a, b) = info.data_offsets;
-        Some((info.dtype, &self.mmap[self.data_start + a..self.data_start + b]))
+        let bytes = self.mmap[self.data_start + a..self.data_start + b].to_vec();
+        self.release(a, b);
+        Some((info.dtype, bytes))
     }
 
     /// A stored tensor as f64 (F64 exactly; F32 / I64 converted), for fixture values that need it.
@@ -196,11 +213,15 @@ pub(crate) fn shape_accepts(stored: &[usize], expected: &[usize]) -> bool {
 /// The weights of one model component, possibly spread over several files (sharded checkpoints), or
 /// seeded random values of the right shapes (real-size benchmarks and limit checks without downloads), or
 /// one component of an original-LDM single-file checkpoint read through its diffusers → LDM name map.
+///
+/// Cloning is cheap (the files and tables are shared): a weight keeps a clone to read itself again when
+/// `--low-vram` evicts it (see `Param::set_reload`).
+#[derive(Clone)]
 pub struct Weights {
-    files: Vec<WeightFile>,
-    index: HashMap<String, usize>,
+    files: Arc<Vec<WeightFile>>,
+    index: Arc<HashMap<String, usize>>,
     random_seed: Option<u64>,
-    single_file: Option<NameMap>,
+    single_file: Option<Arc<NameMap>>,
 }
 
 impl Weights {
@@ -212,23 +233,28 @@ impl Weights {
                 index.insert(n, i);
             }
         }
-        Ok(Weights { files, index, random_seed: None, single_file: None })
+        Ok(Weights { files: Arc::new(files), index: Arc::new(index), random_seed: None, single_file: None })
     }
 
     /// One component of an LDM single-file checkpoint: diffusers keys are looked up through `map`.
     pub fn single_file(path: &Path, map: NameMap) -> Result<Weights> {
-        Ok(Weights { files: vec![WeightFile::open(path)?], index: HashMap::new(), random_seed: None, single_file: Some(map) })
+        Ok(Weights {
+            files: Arc::new(vec![WeightFile::open(path)?]),
+            index: Default::default(),
+            random_seed: None,
+            single_file: Some(Arc::new(map)),
+        })
     }
 
     /// The single file, when these weights are one component of one.
     pub fn single_file_parts(&self) -> Option<(&NameMap, &WeightFile)> {
-        self.single_file.as_ref().map(|m| (m, &self.files[0]))
+        self.single_file.as_deref().map(|m| (m, &self.files[0]))
     }
 
     /// Random weights for any key asked: uniform in ±1/√fan_in for matrices and kernels, ones (plus a
     /// little noise) for norm scales, small values for biases, so activations stay in a realistic range.
     pub fn random(seed: u64) -> Weights {
-        Weights { files: Vec::new(), index: HashMap::new(), random_seed: Some(seed), single_file: None }
+        Weights { files: Default::default(), index: Default::default(), random_seed: Some(seed), single_file: None }
     }
 
     fn random_tensor(seed: u64, key: &str, shape: &[usize]) -> Vec<f32> {
@@ -271,8 +297,11 @@ impl Weights {
         if self.random_seed.is_none() && self.single_file.is_none() {
             if let Some((name, &fi)) = candidates(key).iter().find_map(|k| self.index.get_key_value(k)) {
                 let file = &self.files[fi];
-                if let (Some((Dtype::F16, bytes)), true) = (file.raw(name), shape_accepts(&file.shape(name).unwrap_or_default(), expected)) {
-                    return Ok(bytes.to_vec());
+                let stored_f16 = file.meta.info(name).is_some_and(|i| i.dtype == Dtype::F16);
+                if stored_f16 && shape_accepts(&file.shape(name).unwrap_or_default(), expected) {
+                    if let Some((_, bytes)) = file.raw(name) {
+                        return Ok(bytes);
+                    }
                 }
             }
         }
