@@ -443,7 +443,10 @@ impl Gpu {
 
     /// wgpu fills a buffer mapped at creation through a staging copy that lives until the next queue
     /// submission completes, so loading a model without submitting would hold every weight twice. An
-    /// empty submission past [`UPLOAD_FLUSH_BYTES`] bounds the staging memory.
+    /// empty submission past [`UPLOAD_FLUSH_BYTES`] bounds the staging memory; keeping it small also keeps
+    /// staging copies from being interleaved with the weights in the allocator's memory blocks, where the
+    /// holes they leave stay resident (measured on lavapipe, SD 1.5 UNet phase: 2335 MiB RSS flushing
+    /// every 128 MiB, 2215 every 32 MiB, 2093 every 8 MiB).
     fn flush_uploads_past(&self, added: u64) {
         use std::sync::atomic::Ordering;
         let pending = self.unflushed_upload.fetch_add(added, Ordering::Relaxed) + added;
@@ -457,7 +460,7 @@ impl Gpu {
 }
 
 /// Upload volume after which the staging copies are flushed (see [`Gpu::flush_uploads_past`]).
-const UPLOAD_FLUSH_BYTES: u64 = 128 << 20;
+const UPLOAD_FLUSH_BYTES: u64 = 8 << 20;
 
 fn yes(b: bool) -> &'static str {
     if b {

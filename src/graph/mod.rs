@@ -60,6 +60,11 @@ pub fn record_params<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<Arc<Par
     out.map(|t| (t, params))
 }
 
+/// Whether a [`record_params`] call is running on this thread (a network loading as one `--low-vram` unit).
+pub fn recording_params() -> bool {
+    RECORDERS.with(|r| !r.borrow().is_empty())
+}
+
 impl Param {
     /// Uploads f32 data, stored as `desc.dtype`.
     pub fn upload(gpu: &Gpu, name: &str, desc: TensorDesc, data: &[f32], keep_host: bool) -> Result<Arc<Param>> {
@@ -87,12 +92,32 @@ impl Param {
             reload: Mutex::new(None),
             host,
         });
+        Self::record(&p);
+        p
+    }
+
+    /// A weight that starts off the GPU (`--low-vram` loading): `reload` gives its bytes when its network
+    /// is first brought in.
+    pub fn off_gpu(name: &str, desc: TensorDesc, reload: Reload) -> Arc<Param> {
+        let p = Arc::new(Param {
+            name: name.to_string(),
+            desc,
+            buffer: RwLock::new(None),
+            offloaded: Mutex::new(None),
+            reload: Mutex::new(Some(reload)),
+            host: None,
+        });
+        Self::record(&p);
+        p
+    }
+
+    /// Adds `p` to the innermost [`record_params`] call on this thread, if any.
+    fn record(p: &Arc<Param>) {
         RECORDERS.with(|r| {
             if let Some(top) = r.borrow_mut().last_mut() {
                 top.push(p.clone());
             }
         });
-        p
     }
 
     /// The GPU buffer (a cheap handle). An error while the weight is offloaded: a plan was built for a

@@ -84,14 +84,35 @@ impl<'a> Loader<'a> {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);
         let data = self.weights.get(&key, shape)?;
-        let p = Param::upload(self.gpu, &key, TensorDesc::f32(shape), &data, false)?;
-        match self.train {
-            Some(h) => h.record_weight(&p),
-            None => {
-                let (weights, shape) = (self.weights.clone(), shape.to_vec());
-                p.set_reload(Box::new(move || Ok(bytemuck::cast_slice(&weights.get(&key, &shape)?).to_vec())));
-            }
+        let (weights, kshape) = (self.weights.clone(), shape.to_vec());
+        let reread = move |key: &str| Ok(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec());
+        self.place(key, TensorDesc::f32(shape), bytemuck::cast_slice(&data).to_vec(), reread)
+    }
+
+    /// Puts a weight read as `bytes` on the GPU, where `reread` reads the same bytes again from its file:
+    /// recorded for training (whose optimizer changes weights in place: never re-read); while a network
+    /// loads under `--low-vram`, left off the GPU until the network first runs (the read checked it;
+    /// uploading it now would only be undone); otherwise uploaded, re-readable should `--low-vram` move
+    /// it out.
+    fn place(
+        &self,
+        key: String,
+        desc: TensorDesc,
+        bytes: Vec<u8>,
+        reread: impl Fn(&str) -> Result<Vec<u8>> + Send + Sync + 'static,
+    ) -> Result<Arc<Param>> {
+        if let Some(h) = self.train {
+            let p = Param::upload_bytes(self.gpu, &key, desc, &bytes, None);
+            h.record_weight(&p);
+            return Ok(p);
         }
+        let name = key.clone();
+        let reload: crate::graph::Reload = Box::new(move || reread(&key));
+        if self.gpu.low_vram && crate::graph::recording_params() {
+            return Ok(Param::off_gpu(&name, desc, reload));
+        }
+        let p = Param::upload_bytes(self.gpu, &name, desc, &bytes, None);
+        p.set_reload(reload);
         Ok(p)
     }
 }
@@ -105,15 +126,8 @@ impl Loader<'_> {
         }
         let key = self.key(name);
         let bytes = self.weights.get_f16(&key, shape)?;
-        let p = Param::upload_bytes(self.gpu, &key, TensorDesc::new(shape, DType::F16), &bytes, None);
-        match self.train {
-            Some(h) => h.record_weight(&p),
-            None => {
-                let (weights, shape) = (self.weights.clone(), shape.to_vec());
-                p.set_reload(Box::new(move || weights.get_f16(&key, &shape)));
-            }
-        }
-        Ok(p)
+        let (weights, kshape) = (self.weights.clone(), shape.to_vec());
+        self.place(key, TensorDesc::new(shape, DType::F16), bytes, move |key: &str| weights.get_f16(key, &kshape))
     }
 }
 

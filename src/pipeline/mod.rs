@@ -250,6 +250,10 @@ impl StableDiffusion {
             for p in l.params(network) {
                 p.offload(&self.gpu)?;
             }
+            // wgpu destroys dropped buffers only when it next polls the device: do it now, so the next
+            // network's weights can take their place instead of new memory.
+            self.gpu.queue.submit(std::iter::empty());
+            self.gpu.wait()?;
         }
         Ok(())
     }
