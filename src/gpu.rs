@@ -354,17 +354,19 @@ impl Gpu {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                // Tile buffers are always written before they are read: zero-filling them is wasted work.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: self.disk_cache.as_ref().map(|c| &c.cache),
+        let pipeline = crate::timing::timed(crate::timing::Phase::Pipelines, || {
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Tile buffers are always written before they are read: zero-filling them is wasted work.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: self.disk_cache.as_ref().map(|c| &c.cache),
+            })
         });
         if let Some(c) = &self.disk_cache {
             c.touched();
@@ -418,6 +420,10 @@ impl Gpu {
 
     /// A storage buffer filled with `data` (uploaded through a mapped buffer, no extra copy).
     pub fn upload(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        crate::timing::timed(crate::timing::Phase::Upload, || self.upload_untimed(label, data, extra))
+    }
+
+    fn upload_untimed(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
         let size = (data.len() as u64).max(4).next_multiple_of(4);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

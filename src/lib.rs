@@ -28,6 +28,7 @@ pub mod schedulers;
 pub mod server;
 pub mod tensor;
 pub mod testing;
+pub mod timing;
 pub mod train;
 pub mod verify;
 

@@ -32,6 +32,10 @@ struct Cli {
     /// whose GPU memory is host memory; off for GPUs), off otherwise.
     #[arg(long, global = true, value_name = "on|off|auto", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
     low_vram: Option<wgsd::gpu::LowVramChoice>,
+    /// At the end, print where the run's wall-clock time went: reading weights, uploading, compiling
+    /// pipelines, building plans, and the rest (GPU work, host code).
+    #[arg(long, global = true)]
+    timings: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -510,7 +514,14 @@ fn generate(opts: &GpuOptions, o: wgsd::generate::GenerateOptions) -> Result<(),
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let t0 = std::time::Instant::now();
+    let cli = Cli::parse();
+    let timings = cli.timings;
+    let result = run(cli);
+    if timings {
+        eprintln!("{}", wgsd::timing::Timings::now().report(t0.elapsed().as_secs_f64()));
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

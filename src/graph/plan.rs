@@ -220,6 +220,10 @@ fn pack(graph: &Graph, cap: u64) -> Packing {
 impl Plan {
     /// Plans `graph` for `gpu`: assigns buffers, builds every pipeline and bind group.
     pub fn new(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
+        crate::timing::timed(crate::timing::Phase::PlanBuild, || Self::build(gpu, graph))
+    }
+
+    fn build(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
         let limits = DeviceLimits::from_gpu(&gpu);
         let device = &gpu.device;
         let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES));

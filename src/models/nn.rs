@@ -14,6 +14,7 @@ use crate::kernels::unary::Activation;
 use crate::models::weights::Weights;
 use crate::precision::Precision;
 use crate::tensor::{DType, TensorDesc};
+use crate::timing::{timed, Phase};
 use crate::train::lora::TrainHooks;
 
 /// Loads weights under a module path and uploads them to the GPU.
@@ -83,9 +84,10 @@ impl<'a> Loader<'a> {
     /// The weight `<path>.<name>` with shape `shape`, uploaded.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);
-        let data = self.weights.get(&key, shape)?;
+        let data = timed(Phase::WeightRead, || self.weights.get(&key, shape))?;
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
-        let reread = move |key: &str| Ok(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec());
+        let reread =
+            move |key: &str| timed(Phase::WeightRead, || Ok(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec()));
         self.place(key, TensorDesc::f32(shape), bytemuck::cast_slice(&data).to_vec(), reread)
     }
 
@@ -125,9 +127,10 @@ impl Loader<'_> {
             return self.tensor(name, shape);
         }
         let key = self.key(name);
-        let bytes = self.weights.get_f16(&key, shape)?;
+        let bytes = timed(Phase::WeightRead, || self.weights.get_f16(&key, shape))?;
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
-        self.place(key, TensorDesc::new(shape, DType::F16), bytes, move |key: &str| weights.get_f16(key, &kshape))
+        let reread = move |key: &str| timed(Phase::WeightRead, || weights.get_f16(key, &kshape));
+        self.place(key, TensorDesc::new(shape, DType::F16), bytes, reread)
     }
 }
 
