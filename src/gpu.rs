@@ -106,6 +106,8 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
     disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
+    /// Buffers filled by [`Gpu::upload`] are mapped themselves (CPU adapters), not through staging copies.
+    direct_upload: bool,
     /// Bytes uploaded since the last flush of wgpu's staging copies (see [`Gpu::upload`]).
     unflushed_upload: std::sync::atomic::AtomicU64,
 }
@@ -227,7 +229,14 @@ impl Gpu {
             | wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let features = available & wanted;
+        let mut features = available & wanted;
+        // On a CPU adapter all memory is host memory: weights can be written straight into their buffers
+        // instead of through wgpu's staging copies (half the copying, no staging memory). On GPUs that
+        // would put them in host-visible memory, slower for the kernels, so only there.
+        let direct_upload = info.device_type == wgpu::DeviceType::Cpu && available.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        if direct_upload {
+            features |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
         // Ask for everything the adapter offers: wgpu's defaults (256 MiB buffers, 128 MiB bindings) are
         // smaller than Stable Diffusion's tensors on most GPUs.
         let limits = adapter.limits();
@@ -260,6 +269,7 @@ impl Gpu {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,
+            direct_upload,
             unflushed_upload: Default::default(),
         })
     }
@@ -425,10 +435,11 @@ impl Gpu {
 
     fn upload_untimed(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
         let size = (data.len() as u64).max(4).next_multiple_of(4);
+        let mapped = if self.direct_upload { wgpu::BufferUsages::MAP_WRITE } else { wgpu::BufferUsages::empty() };
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | mapped | extra,
             mapped_at_creation: true,
         });
         {
@@ -443,7 +454,9 @@ impl Gpu {
             }
         }
         buf.unmap();
-        self.flush_uploads_past(size);
+        if !self.direct_upload {
+            self.flush_uploads_past(size);
+        }
         buf
     }
 
