@@ -26,6 +26,9 @@ pub struct GpuOptions {
     pub vae_precision: Option<PrecisionChoice>,
     /// `--low-vram`: keep only the network in use on the GPU. `None` = off.
     pub low_vram: Option<LowVramChoice>,
+    /// Upload through wgpu's staging copies even on a CPU adapter (where weights are otherwise written
+    /// straight into their buffers): what every GPU does, so tests on lavapipe can cover that path.
+    pub staged_uploads: bool,
 }
 
 /// `--low-vram on|off|auto`.
@@ -107,7 +110,7 @@ pub struct Gpu {
     /// Compiled pipelines saved between runs, where the driver supports it.
     disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
     /// Buffers filled by [`Gpu::upload`] are mapped themselves (CPU adapters), not through staging copies.
-    direct_upload: bool,
+    pub direct_upload: bool,
     /// Bytes uploaded since the last flush of wgpu's staging copies (see [`Gpu::upload`]).
     unflushed_upload: std::sync::atomic::AtomicU64,
 }
@@ -204,7 +207,7 @@ impl Gpu {
             (rank(i.device_type), i.backend == wgpu::Backend::Gl)
         });
         let adapter = adapters.remove(0);
-        let mut gpu = Self::open(adapter)?;
+        let mut gpu = Self::open(adapter, opts.staged_uploads)?;
         gpu.set_precision(opts.precision.unwrap_or(PrecisionChoice::F32), opts.vae_precision.unwrap_or(PrecisionChoice::F32));
         gpu.low_vram = opts.low_vram.unwrap_or(LowVramChoice::Off).resolve(gpu.info.device_type);
         Ok(gpu)
@@ -221,7 +224,7 @@ impl Gpu {
         self.vae_precision = v;
     }
 
-    fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
+    fn open(adapter: wgpu::Adapter, staged_uploads: bool) -> Result<Gpu> {
         let info = adapter.get_info();
         let available = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
@@ -233,7 +236,9 @@ impl Gpu {
         // On a CPU adapter all memory is host memory: weights can be written straight into their buffers
         // instead of through wgpu's staging copies (half the copying, no staging memory). On GPUs that
         // would put them in host-visible memory, slower for the kernels, so only there.
-        let direct_upload = info.device_type == wgpu::DeviceType::Cpu && available.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        let direct_upload = !staged_uploads
+            && info.device_type == wgpu::DeviceType::Cpu
+            && available.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
         if direct_upload {
             features |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
         }

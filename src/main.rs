@@ -387,6 +387,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
         precision: cli.precision,
         vae_precision: cli.vae_precision,
         low_vram: cli.low_vram,
+        ..Default::default()
     }
 }
 

@@ -35,3 +35,28 @@ fn a_backend_without_adapters_says_what_to_install() {
     let e = Gpu::new(&GpuOptions { backend: Some("dx12".into()), adapter: None, ..Default::default() }).err().unwrap().to_string();
     assert!(e.contains("no GPU adapter") && e.contains("mesa-vulkan-drivers"), "{e}");
 }
+
+/// Weights reach the GPU intact both ways: written straight into mapped buffers (CPU adapters' default)
+/// and through wgpu's staging copies (every GPU's path, forced here), across the staging flush threshold.
+#[test]
+fn uploads_arrive_intact_direct_and_staged() {
+    let base = GpuOptions::from_env();
+    let mut rng = wgsd::testing::Rng::new(3);
+    // 3 × 5 MiB crosses the 8 MiB flush threshold; 13 bytes exercise the padding to whole words.
+    let blobs: Vec<Vec<u8>> = [5 << 20, 13, 5 << 20, 5 << 20]
+        .iter()
+        .map(|&n| rng.vec(n, 1.0).iter().map(|v| (v * 1000.0) as i32 as u8).collect())
+        .collect();
+    for staged in [false, true] {
+        let gpu = Gpu::new(&GpuOptions { staged_uploads: staged, ..base.clone() }).unwrap();
+        if staged {
+            assert!(!gpu.direct_upload, "staged uploads were asked for");
+        }
+        let buffers: Vec<wgpu::Buffer> = blobs.iter().map(|b| gpu.upload("blob", b, wgpu::BufferUsages::empty())).collect();
+        for (buf, want) in buffers.iter().zip(&blobs) {
+            let got = gpu.read_bytes(buf, 0, (want.len() as u64).next_multiple_of(4)).unwrap();
+            assert_eq!(&got[..want.len()], &want[..], "staged: {staged}");
+            assert!(got[want.len()..].iter().all(|&b| b == 0), "padding is zero");
+        }
+    }
+}
