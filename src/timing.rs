@@ -74,6 +74,11 @@ impl Timings {
         self.seconds[phase.index()]
     }
 
+    /// Timed calls of `phase`.
+    pub fn calls_of(&self, phase: Phase) -> u64 {
+        self.calls[phase.index()]
+    }
+
     /// One line per phase with time and calls, then the rest of `wall`. Pipeline compilation happens
     /// while plans are built (plans create the pipelines they need), so it is shown inside that phase.
     pub fn report(&self, wall: f64) -> String {

@@ -127,7 +127,7 @@ impl Param {
             .read()
             .map_err(|_| Error::usage("a weight's lock was poisoned"))?
             .clone()
-            .ok_or_else(|| Error::usage(format!("weight '{}' is offloaded to host memory (--low-vram) and was not restored before use", self.name)))
+            .ok_or_else(|| Error::usage(format!("weight '{}' is off the GPU (--low-vram) and was not brought back before use", self.name)))
     }
 
     /// Lets [`Param::offload`] drop the GPU copy outright: `reload` reads the same bytes from the weight's

@@ -14,7 +14,7 @@
 use super::depth2img::depth_condition;
 use super::inputs::{check_depth, check_mask, DepthMap, InitImage, Mask};
 use super::txt2img::Txt2ImgRequest;
-use super::{Network, StableDiffusion, UNetRunner};
+use super::{Network, PooledUNet, StableDiffusion, UNetKey};
 use crate::error::{Error, Result};
 use crate::prompt::encode::PromptSet;
 use crate::schedulers::{NoiseSource, Scheduler};
@@ -297,7 +297,8 @@ impl StableDiffusion {
             }
         }
 
-        // The UNet's plans hold its weights: drop them before its weights leave the GPU.
+        // The UNet's plans hold its weights: drop them (or put them back for the next run, when the
+        // weights stay on the GPU) before the weights leave the GPU.
         drop(unet);
         self.send_out(Network::UNet)?;
 
@@ -398,26 +399,28 @@ struct PromptContext {
 /// The UNet for a run: without guidance one batch of prompts; with it one batch `[uncond; cond]` when both
 /// contexts have the same length, else two batches (A1111's default when the prompt and the negative prompt
 /// need different numbers of chunks: padding the shorter with empty chunks would change the image).
-enum GuidedUNet {
-    Unguided(UNetRunner),
-    Joint(UNetRunner),
-    Split { uncond: UNetRunner, cond: UNetRunner },
+enum GuidedUNet<'a> {
+    Unguided(PooledUNet<'a>),
+    Joint(PooledUNet<'a>),
+    Split { uncond: PooledUNet<'a>, cond: PooledUNet<'a> },
 }
 
-impl GuidedUNet {
-    /// Plans for `n` latents of `[c, h, w]`; `force_split` runs two batches even when the lengths agree.
-    fn new(sd: &StableDiffusion, n: usize, chw: [usize; 3], ctx: &PromptContext, force_split: bool) -> Result<Self> {
+impl<'a> GuidedUNet<'a> {
+    /// Plans for `n` latents of `[c, h, w]` (kept ones of the same shapes when `sd` has them);
+    /// `force_split` runs two batches even when the lengths agree.
+    fn new(sd: &'a StableDiffusion, n: usize, chw: [usize; 3], ctx: &PromptContext, force_split: bool) -> Result<Self> {
         let d = sd.text_encoder.config.hidden_size;
         let [c, h, w] = chw;
+        let key = |batch: usize, len: usize, slot: usize| UNetKey { sample: [batch, c, h, w], context: [batch, len, d], slot };
         Ok(match &ctx.uncond {
-            None => GuidedUNet::Unguided(UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?),
+            None => GuidedUNet::Unguided(sd.unet_runner(key(n, ctx.cond_len, 0), &ctx.cond)?),
             Some(u) if ctx.uncond_len == ctx.cond_len && !force_split => {
                 let both = [u.as_slice(), ctx.cond.as_slice()].concat();
-                GuidedUNet::Joint(UNetRunner::new(sd, [2 * n, c, h, w], &both, [2 * n, ctx.cond_len, d])?)
+                GuidedUNet::Joint(sd.unet_runner(key(2 * n, ctx.cond_len, 0), &both)?)
             }
             Some(u) => GuidedUNet::Split {
-                uncond: UNetRunner::new(sd, [n, c, h, w], u, [n, ctx.uncond_len, d])?,
-                cond: UNetRunner::new(sd, [n, c, h, w], &ctx.cond, [n, ctx.cond_len, d])?,
+                uncond: sd.unet_runner(key(n, ctx.uncond_len, 0), u)?,
+                cond: sd.unet_runner(key(n, ctx.cond_len, 1), &ctx.cond)?,
             },
         })
     }
