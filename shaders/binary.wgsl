@@ -12,12 +12,13 @@ struct Params {
     rows: u32,       // gather: rows of the table bound in this dispatch
     vocab: u32,      // gather: rows of the whole table
     first: u32,      // gather: 1 if this dispatch also writes zeros for out-of-range ids
-    _pad0: u32,
+    id_offset: u32,  // gather: id of the table's row 0 (ids are looked up as id - id_offset)
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
+fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
@@ -32,7 +33,7 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
        @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n) { return; }
-    out[p.out_shift + i] = a[p.a_shift + i] + b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
+    out[p.out_shift + i] = a_at(p.a_shift + i) + b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
 }
 
 @compute @workgroup_size(256)
@@ -40,7 +41,7 @@ fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
        @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n) { return; }
-    out[p.out_shift + i] = a[p.a_shift + i] * b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
+    out[p.out_shift + i] = a_at(p.a_shift + i) * b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
 }
 
 // out[o, :] = cat(a[o, :], b[o, :]) with a rows of `inner` and b rows of `bn` elements.
@@ -54,16 +55,16 @@ fn concat(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let j = i - o * row;
     var v: f32;
     if (j < p.inner) {
-        v = a[p.a_shift + o * p.inner + j];
+        v = a_at(p.a_shift + o * p.inner + j);
     } else {
         v = b[p.b_shift + o * p.bn + j - p.inner];
     }
     out[p.out_shift + i] = v;
 }
 
-// a: table rows [bn, bn + rows) of a [vocab, D] table; b: ids (as f32) [N]; out: [N, D].
-// Each dispatch writes the outputs whose id falls in its rows, so a table larger than one binding is
-// covered by several dispatches.
+// a: table rows [bn, bn + rows) of a [vocab, D] table whose row 0 is id `id_offset`; b: ids (as f32) [N];
+// out: [N, D]. Each dispatch writes the outputs whose id falls in its rows, so a table larger than one
+// binding is covered by several dispatches. The table may be f16 weights (read through a_at).
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -72,11 +73,11 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let d = p.inner;
     let t = i / d;
     let j = i - t * d;
-    let idf = b[p.b_shift + t];
+    let idf = b[p.b_shift + t] - f32(p.id_offset);
     let valid = idf >= 0.0 && idf < f32(p.vocab);
     let id = u32(max(idf, 0.0));
     if (valid && id >= p.bn && id < p.bn + p.rows) {
-        out[p.out_shift + i] = a[p.a_shift + (id - p.bn) * d + j];
+        out[p.out_shift + i] = a_at(p.a_shift + (id - p.bn) * d + j);
     } else if (!valid && p.first == 1u) {
         out[p.out_shift + i] = 0.0;
     }

@@ -464,7 +464,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let failed = results.iter().filter(|r| !r.passed && r.unchecked.is_none()).count();
             let passed = results.len() - failed - skipped;
             if skipped > 0 {
-                println!("{passed} passed, {failed} failed, {skipped} not checkable (defective reference, see SKIP lines)");
+                println!("{passed} passed, {failed} failed, {skipped} not checked (see the SKIP lines for why)");
             } else {
                 println!("{passed} passed, {failed} failed");
             }

@@ -1,6 +1,8 @@
 //! Two-input kernels (`shaders/binary.wgsl`): broadcast add and multiply, concatenation along a dimension,
 //! and the row gather that looks up token embeddings. Each has its CPU twin below it.
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_f32, shader, ShaderSource};
@@ -10,6 +12,9 @@ use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("binary");
+/// The same kernels reading `a` as f16 weights (two per word, see `weight_storage.rs`): the gather of an
+/// f16 embedding table uses it.
+pub static SHADER_F16A: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("a"));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -24,7 +29,8 @@ struct Params {
     rows: u32,
     vocab: u32,
     first: u32,
-    _pad: [u32; 2],
+    id_offset: u32,
+    _pad: u32,
 }
 
 
@@ -218,10 +224,14 @@ impl Op for Concat {
     }
 }
 
-/// Row gather: `table: [V, D]`, `ids: [N]` (integer values stored as f32, exact below 2^24) → `[N, D]`.
-/// Ids outside `[0, V)` give zero rows. Tables larger than one binding (CLIP's 49,408 × 1,024 in f32) are
+/// Row gather: `table: [V, D]` (f32, or f16 weights), `ids: [N]` (integer values stored as f32, exact
+/// below 2^24) → `[N, D]` f32: row `id - first_id` of the table. Ids outside `[first_id, first_id + V)` give
+/// zero rows, so rows appended to a table (textual-inversion vectors) are a second gather added to the
+/// first, with no copy of the table. Tables larger than one binding (CLIP's 49,408 × 1,024 in f32) are
 /// split by rows across dispatches.
-pub struct Gather;
+pub struct Gather {
+    pub first_id: usize,
+}
 
 impl Op for Gather {
     fn kind(&self) -> &'static str {
@@ -229,7 +239,10 @@ impl Op for Gather {
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let (t, ids) = (inputs[0], inputs[1]);
-        check_f32("gather", &[t, ids])?;
+        check_f32("gather", &[ids])?;
+        if !matches!(t.dtype, DType::F32 | DType::F16) {
+            return Err(Error::DType { op: "gather".into(), msg: format!("table is {t}; this kernel takes f32 or f16") });
+        }
         if t.rank() != 2 {
             return Err(Error::shape("gather", format!("table must be [V, D], got {t}")));
         }
@@ -241,7 +254,8 @@ impl Op for Gather {
         let (t, ids) = (&l.inputs[0], &l.inputs[1]);
         let (v, d) = (t.shape[0] as u64, t.shape[1] as u64);
         let n = l.output.numel() as u64;
-        let cap = max_binding_elems(l.limits, DType::F32) / d;
+        let cap = max_binding_elems(l.limits, t.dtype) / d;
+        let shader: &'static ShaderSource = if t.dtype == DType::F16 { &SHADER_F16A } else { &SHADER };
         let mut out = Vec::new();
         for (k, (r0, nr)) in chunks(v, cap, 1).into_iter().enumerate() {
             let (bt, a_shift) = Bind::elements(Slot::Input(0), t, r0 * d, nr * d, l.limits);
@@ -253,10 +267,11 @@ impl Op for Gather {
                 rows: nr as u32,
                 vocab: v as u32,
                 first: (k == 0) as u32,
+                id_offset: self.first_id as u32,
                 ..Default::default()
             };
             out.push(Dispatch {
-                shader: &SHADER,
+                shader,
                 entry: "gather",
                 params: params(&p),
                 bindings: vec![bt, Bind::input(1, ids), Bind::output(l.output)],
@@ -269,6 +284,7 @@ impl Op for Gather {
         let (v, d) = (descs[0].shape[0], descs[0].shape[1]);
         let mut out = Vec::with_capacity(inputs[1].len() * d);
         for &id in inputs[1] {
+            let id = id - self.first_id as f32;
             if id >= 0.0 && (id as usize) < v {
                 let r = id as usize;
                 out.extend_from_slice(&inputs[0][r * d..(r + 1) * d]);
@@ -286,6 +302,9 @@ impl Op for Gather {
         if !c.need[0] {
             return Ok(vec![None, None]);
         }
+        if self.first_id != 0 {
+            return Err(Error::usage(format!("{}: a gather with a first id has no backward", c.node("table"))));
+        }
         let vocab = g.shape(c.inputs[0])[0];
         Ok(vec![Some(g.gather_grad(&c.node("table"), c.inputs[1], c.dy, vocab)?), None])
     }
@@ -302,6 +321,10 @@ impl Graph {
         self.op(name, Concat { dim }, &[a, b])
     }
     pub fn gather(&mut self, name: &str, table: TensorId, ids: TensorId) -> Result<TensorId> {
-        self.op(name, Gather, &[table, ids])
+        self.op(name, Gather { first_id: 0 }, &[table, ids])
+    }
+    /// [`Graph::gather`] from a table whose row 0 is id `first_id` (other ids give zero rows).
+    pub fn gather_from(&mut self, name: &str, table: TensorId, ids: TensorId, first_id: usize) -> Result<TensorId> {
+        self.op(name, Gather { first_id }, &[table, ids])
     }
 }

@@ -85,6 +85,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &*matmul::SUBGROUP_SHADER_F16W,
         &*conv2d::SHADER_F16W,
         &*conv2d::SHADER_SUBGROUP_F16W,
+        &*binary::SHADER_F16A,
         &resample::SHADER,
         &reduce::SHADER,
         &crate::train::optimizer::SHADER,

@@ -160,7 +160,9 @@ impl ClipTextModel {
             .map(|i| ClipLayer::load(&l.pp("encoder").pp("layers").pp(i), &lc))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextModel {
-            token_embedding: emb.pp("token_embedding").tensor("weight", &[config.vocab_size, d])?,
+            // The largest tensor of the text encoder (49408 rows): stored like the matrices (f16 under
+            // --precision f16), of which only the prompt's rows are ever read.
+            token_embedding: emb.pp("token_embedding").matrix("weight", &[config.vocab_size, d])?,
             position_embedding: emb.pp("position_embedding").tensor("weight", &[config.max_position_embeddings, d])?,
             layers,
             final_layer_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, config.layer_norm_eps)?,
@@ -179,7 +181,8 @@ impl ClipTextModel {
             ));
         }
         let seq = shape[1];
-        let mut table = g.param(&self.token_embedding);
+        let table = g.param(&self.token_embedding);
+        let mut x = g.gather("text_model.embeddings.token_embedding", table, ids)?;
         if let Some(rows) = extra {
             if g.shape(rows).len() != 2 || g.shape(rows)[1] != self.config.hidden_size {
                 return Err(Error::shape(
@@ -187,9 +190,11 @@ impl ClipTextModel {
                     format!("extra embedding rows must be [E, {}], got {:?}", self.config.hidden_size, g.shape(rows)),
                 ));
             }
-            table = g.concat("text_model.embeddings.extra_rows", table, rows, 0)?;
+            // Ids past the vocabulary read the extra rows (and zeros from the table), the others zeros
+            // here: the sum is the appended table's lookup without copying the table.
+            let more = g.gather_from("text_model.embeddings.extra_rows", rows, ids, self.config.vocab_size)?;
+            x = g.add("text_model.embeddings.token_embedding_with_extra_rows", x, more)?;
         }
-        let x = g.gather("text_model.embeddings.token_embedding", table, ids)?;
         let positions = g.constant("position_ids", TensorDesc::f32(&[seq]), (0..seq).map(|i| i as f32).collect())?;
         let ptable = g.param(&self.position_embedding);
         let pos = g.gather("text_model.embeddings.position_embedding", ptable, positions)?;

@@ -40,9 +40,10 @@ impl<'a> Loader<'a> {
         self
     }
 
-    /// A loader for training (see [`TrainHooks`]).
+    /// A loader for training (see [`TrainHooks`]): always f32, whatever the device's precision (the
+    /// optimizer updates f32 weights, and the backward kernels take f32).
     pub fn for_training(gpu: &'a Gpu, weights: &'a Weights, hooks: &'a TrainHooks) -> Self {
-        Loader { gpu, weights, prefix: String::new(), train: Some(hooks), precision: gpu.precision }
+        Loader { gpu, weights, prefix: String::new(), train: Some(hooks), precision: Precision::F32 }
     }
 
     /// The loader of a sub-module: `l.pp("down_blocks").pp(0)` loads `down_blocks.0.*`.

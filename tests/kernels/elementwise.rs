@@ -62,6 +62,8 @@ fn broadcast_add_mul_concat_gather() {
         g.mul("mul_bias", a, bias).unwrap(),
         g.concat("concat", a, other, 1).unwrap(),
         g.gather("gather", table, ids).unwrap(),
+        // Ids 40.. read a second table's rows 0..; the others give zeros.
+        g.gather_from("gather_from", table, ids, 40).unwrap(),
     ];
     for t in outs {
         g.output(t);
@@ -77,6 +79,25 @@ fn broadcast_add_mul_concat_gather() {
         (ids, id_vals),
     ];
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+/// An f16 embedding table (f16 weights, as CLIP's token table under --precision f16) gathers the same rows
+/// as its f16-rounded f32 twin, with and without a first id.
+#[test]
+fn gather_from_an_f16_table() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(8);
+    let mut g = Graph::new();
+    let vals = rng.vec(97 * 24, 2.0);
+    let table = g.param(&wgsd::Param::upload(&gpu, "table16", TensorDesc::new(&[97, 24], wgsd::DType::F16), &vals, true).unwrap());
+    let ids = g.input("ids", TensorDesc::f32(&[3, 11]));
+    let outs = [g.gather("gather16", table, ids).unwrap(), g.gather_from("gather16_from", table, ids, 50).unwrap()];
+    for t in outs {
+        g.output(t);
+    }
+    // In range, past the end, negative, and ids that land on odd rows (the second half of a word).
+    let id_vals: Vec<f32> = (0..33).map(|i| ((i * 29) % 160) as f32 - 5.0).collect();
+    assert_close(&check_graph(&gpu, g, &[(ids, id_vals)]).unwrap(), TOL);
 }
 
 #[test]
