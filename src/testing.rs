@@ -74,6 +74,21 @@ pub fn tiny_model(name: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// A small txt2img request for pipeline tests: one 64×64 image of `prompt` with `negative`, guidance 7,
+/// `steps` steps.
+pub fn small_request(prompt: &str, negative: &str, steps: usize) -> crate::pipeline::txt2img::Txt2ImgRequest {
+    crate::pipeline::txt2img::Txt2ImgRequest {
+        prompts: vec![prompt.into()],
+        negative_prompts: vec![negative.into()],
+        images_per_prompt: 1,
+        width: 64,
+        height: 64,
+        steps,
+        guidance_scale: 7.0,
+        clip_skip: 0,
+    }
+}
+
 /// The GPU shared by a test process. Fails (never skips) when no adapter is found, with the error that
 /// says what to install.
 pub fn test_gpu() -> Arc<Gpu> {

@@ -13,16 +13,7 @@ use wgsd::pipeline::{Network, Preview, StableDiffusion};
 use wgsd::schedulers::{self, TorchCpuGenerator};
 
 fn request() -> Txt2ImgRequest {
-    Txt2ImgRequest {
-        prompts: vec!["a red fox in the snow".into()],
-        negative_prompts: vec!["blurry".into()],
-        images_per_prompt: 1,
-        width: 64,
-        height: 64,
-        steps: 3,
-        guidance_scale: 7.0,
-        clip_skip: 0,
-    }
+    wgsd::testing::small_request("a red fox in the snow", "blurry", 3)
 }
 
 fn generate(sd: &StableDiffusion) -> Vec<f32> {

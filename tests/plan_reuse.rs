@@ -6,30 +6,16 @@ use std::sync::Arc;
 
 use wgsd::gpu::{Gpu, GpuOptions, LowVramChoice};
 use wgsd::pipeline::denoise::Condition;
-use wgsd::pipeline::txt2img::Txt2ImgRequest;
 use wgsd::pipeline::StableDiffusion;
 use wgsd::schedulers::{self, TorchCpuGenerator};
 use wgsd::timing::{Phase, Timings};
-
-fn request(prompt: &str) -> Txt2ImgRequest {
-    Txt2ImgRequest {
-        prompts: vec![prompt.into()],
-        negative_prompts: vec!["blurry".into()],
-        images_per_prompt: 1,
-        width: 64,
-        height: 64,
-        steps: 2,
-        guidance_scale: 7.0,
-        clip_skip: 0,
-    }
-}
 
 /// Generates once; returns the image and how many plans were built meanwhile.
 fn generate(sd: &StableDiffusion, prompt: &str, seed: u64) -> (Vec<f32>, u64) {
     let plans = |t: Timings| t.calls_of(Phase::PlanBuild);
     let before = plans(Timings::now());
     let mut sched = schedulers::from_config("EulerDiscreteScheduler", &sd.scheduler_config, "test").unwrap();
-    let out = sd.generate(&request(prompt), &Condition::Text, sched.as_mut(), &mut TorchCpuGenerator::new(seed), &mut |_, _| {}).unwrap();
+    let out = sd.generate(&wgsd::testing::small_request(prompt, "blurry", 2), &Condition::Text, sched.as_mut(), &mut TorchCpuGenerator::new(seed), &mut |_, _| {}).unwrap();
     (out.images, plans(Timings::now()) - before)
 }
 

@@ -305,21 +305,11 @@ mod pipeline {
     use super::*;
     use wgsd::prompt::encode::PromptSet;
     use wgsd::pipeline::denoise::Condition;
-    use wgsd::pipeline::txt2img::Txt2ImgRequest;
     use wgsd::pipeline::StableDiffusion;
     use wgsd::schedulers::{self, TorchCpuGenerator};
 
     fn run(sd: &StableDiffusion, prompt: &str, negative: &str) -> (Vec<f32>, Vec<String>) {
-        let req = Txt2ImgRequest {
-            prompts: vec![prompt.into()],
-            negative_prompts: vec![negative.into()],
-            images_per_prompt: 1,
-            width: 64,
-            height: 64,
-            steps: 2,
-            guidance_scale: 7.0,
-            clip_skip: 0,
-        };
+        let req = wgsd::testing::small_request(prompt, negative, 2);
         let mut sched = schedulers::from_config("EulerDiscreteScheduler", &sd.scheduler_config, "test").unwrap();
         let out = sd.generate(&req, &Condition::Text, sched.as_mut(), &mut TorchCpuGenerator::new(3), &mut |_, _| {}).unwrap();
         (out.images, out.notes)
