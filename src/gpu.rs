@@ -469,8 +469,9 @@ impl Gpu {
     /// submission completes, so loading a model without submitting would hold every weight twice. An
     /// empty submission past [`UPLOAD_FLUSH_BYTES`] bounds the staging memory; keeping it small also keeps
     /// staging copies from being interleaved with the weights in the allocator's memory blocks, where the
-    /// holes they leave stay resident (measured on lavapipe, SD 1.5 UNet phase: 2335 MiB RSS flushing
-    /// every 128 MiB, 2215 every 32 MiB, 2093 every 8 MiB).
+    /// holes they leave stay resident (measured on lavapipe through this staged path, before CPU adapters
+    /// got direct uploads; SD 1.5 UNet phase: 2335 MiB RSS flushing every 128 MiB, 2215 every 32 MiB,
+    /// 2093 every 8 MiB). CPU adapters with direct uploads never get here.
     fn flush_uploads_past(&self, added: u64) {
         use std::sync::atomic::Ordering;
         let pending = self.unflushed_upload.fetch_add(added, Ordering::Relaxed) + added;
