@@ -17,6 +17,10 @@
 //! fn wt_at(i: u32) -> f32 { return unpack2x16float(wt[i >> 1u])[i & 1u]; }
 //! ```
 //!
+//! A kernel that reads 4 consecutive weights at a time declares the tensor as `array<vec4<f32>>` with the
+//! accessor `fn wt_at4(i: u32) -> vec4<f32> { return wt[i]; }` (`i` counts groups of 4); its f16 variant
+//! reads the group as two words, `array<vec2<u32>>`.
+//!
 //! Why packed words rather than `array<f16>`: `unpack2x16float` is core WGSL, so the half-size weights
 //! work on every adapter, `SHADER_F16` or not, and the kernel keeps accumulating in f32. Element indices,
 //! and the element shifts of sub-range bindings (`Bind::elements`), keep their meaning: a binding starts
@@ -24,17 +28,60 @@
 
 use super::ShaderSource;
 
-/// The two lines of an f32 weight binding `var` in `src`, or a description of what is missing.
-fn f32_lines(src: &str, var: &str) -> Result<(String, String), String> {
-    let decl = src
-        .lines()
-        .find(|l| l.contains("var<storage, read>") && l.trim_end().ends_with(&format!(" {var}: array<f32>;")))
-        .ok_or_else(|| format!("no line declaring `{var}: array<f32>` as read-only storage"))?;
-    let accessor = format!("fn {var}_at(i: u32) -> f32 {{ return {var}[i]; }}");
-    if !src.lines().any(|l| l.trim() == accessor) {
-        return Err(format!("no accessor `{accessor}`"));
+/// How a weight binding is read: one value or four consecutive values at a time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Width {
+    Scalar,
+    Vec4,
+}
+
+impl Width {
+    fn f32_type(self) -> &'static str {
+        match self {
+            Width::Scalar => "array<f32>",
+            Width::Vec4 => "array<vec4<f32>>",
+        }
     }
-    Ok((decl.to_string(), accessor))
+
+    fn f32_accessor(self, var: &str) -> String {
+        match self {
+            Width::Scalar => format!("fn {var}_at(i: u32) -> f32 {{ return {var}[i]; }}"),
+            Width::Vec4 => format!("fn {var}_at4(i: u32) -> vec4<f32> {{ return {var}[i]; }}"),
+        }
+    }
+
+    fn f16_type(self) -> &'static str {
+        match self {
+            Width::Scalar => "array<u32>;  // f16 pairs",
+            Width::Vec4 => "array<vec2<u32>>;  // f16 quadruples",
+        }
+    }
+
+    fn f16_accessor(self, var: &str) -> String {
+        match self {
+            Width::Scalar => format!("fn {var}_at(i: u32) -> f32 {{ return unpack2x16float({var}[i >> 1u])[i & 1u]; }}"),
+            Width::Vec4 => format!(
+                "fn {var}_at4(i: u32) -> vec4<f32> {{ let h = {var}[i]; return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }}"
+            ),
+        }
+    }
+}
+
+/// The two lines of an f32 weight binding `var` in `src` and how it is read, or a description of what is
+/// missing.
+fn f32_lines(src: &str, var: &str) -> Result<(String, String, Width), String> {
+    for width in [Width::Scalar, Width::Vec4] {
+        let decl = src.lines().find(|l| {
+            l.contains("var<storage, read>") && l.trim_end().ends_with(&format!(" {var}: {};", width.f32_type()))
+        });
+        let Some(decl) = decl else { continue };
+        let accessor = width.f32_accessor(var);
+        if !src.lines().any(|l| l.trim() == accessor) {
+            return Err(format!("no accessor `{accessor}`"));
+        }
+        return Ok((decl.to_string(), accessor, width));
+    }
+    Err(format!("no line declaring `{var}: array<f32>` or `{var}: array<vec4<f32>>` as read-only storage"))
 }
 
 impl ShaderSource {
@@ -42,12 +89,10 @@ impl ShaderSource {
     /// Panics when the shader does not follow the convention: a mistake in the kernel library, which
     /// `tests/shaders.rs` reports by name.
     pub fn f16_weights(&self, var: &str) -> ShaderSource {
-        let (decl, accessor) = f32_lines(self.source, var)
+        let (decl, accessor, width) = f32_lines(self.source, var)
             .unwrap_or_else(|e| panic!("shaders/{}.wgsl cannot take f16 weights for `{var}`: {e}", self.name));
-        let source = self
-            .source
-            .replacen(&decl, &decl.replace(": array<f32>;", ": array<u32>;  // f16 pairs"), 1)
-            .replacen(&accessor, &format!("fn {var}_at(i: u32) -> f32 {{ return unpack2x16float({var}[i >> 1u])[i & 1u]; }}"), 1);
+        let f16_decl = decl.replace(&format!("{};", width.f32_type()), width.f16_type());
+        let source = self.source.replacen(&decl, &f16_decl, 1).replacen(&accessor, &width.f16_accessor(var), 1);
         ShaderSource {
             name: Box::leak(format!("{}.f16w", self.name).into_boxed_str()),
             source: Box::leak(source.into_boxed_str()),
@@ -73,5 +118,13 @@ mod tests {
         let bare = ShaderSource { name: "u", source: "@group(0) @binding(2) var<storage, read> w: array<f32>;\n" };
         assert!(f32_lines(bare.source, "w").unwrap_err().contains("no accessor"));
         assert!(f32_lines(bare.source, "v").is_err());
+        let src4 = ShaderSource {
+            name: "t4",
+            source: "@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;\nfn w_at4(i: u32) -> vec4<f32> { return w[i]; }\n",
+        };
+        let v = src4.f16_weights("w");
+        assert!(v.source.contains("var<storage, read> w: array<vec2<u32>>;"), "{}", v.source);
+        assert!(v.source.contains("vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y))"));
+        assert!(!v.source.contains("f32>>"));
     }
 }

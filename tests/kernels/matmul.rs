@@ -104,7 +104,9 @@ fn stored(batch: &[usize], rows: usize, cols: usize, t: bool) -> Vec<usize> {
     s
 }
 
-/// Every (M, K, N) of awkward sizes, all four transpose combinations, tuned and naive kernels.
+/// Every (M, K, N) of awkward sizes, all four transpose combinations, tuned and naive kernels. K = 36 (a
+/// multiple of 4, not of 8) with A untransposed and B transposed takes the broadcast kernel's vec4 variant
+/// on CPU adapters.
 #[test]
 fn matmul_awkward_sizes_all_transposes() {
     let gpu = test_gpu();
@@ -113,7 +115,7 @@ fn matmul_awkward_sizes_all_transposes() {
         let mut g = Graph::new();
         let mut inputs = Vec::new();
         for m in [1usize, 7, 33, 67] {
-            for k in [1usize, 13, 129] {
+            for k in [1usize, 13, 36, 129] {
                 for n in [1usize, 5, 127] {
                     let sa = stored(&[], m, k, trans_a);
                     let sb = stored(&[], k, n, trans_b);
@@ -150,7 +152,7 @@ fn matmul_f16_b_every_kernel() {
     let mut g = Graph::new();
     let mut inputs = Vec::new();
     for trans_b in [false, true] {
-        for (m, k, n) in [(1usize, 1usize, 1usize), (7, 13, 5), (67, 129, 127), (33, 64, 65)] {
+        for (m, k, n) in [(1usize, 1usize, 1usize), (7, 13, 5), (67, 129, 127), (33, 64, 65), (37, 12, 71)] {
             let a = g.input(&format!("a{m}x{k}x{n}{trans_b}"), TensorDesc::f32(&[m, k]));
             inputs.push((a, rng.vec(m * k, 1.0).iter().map(|v| v + 1.0).collect::<Vec<f32>>()));
             let bv: Vec<f32> = rng.vec(k * n, 1.0).iter().map(|v| v + 1.0).collect();
@@ -179,13 +181,16 @@ fn matmul_f16_a_is_refused() {
 }
 
 /// Batched operands (batch 3), broadcast B (rank-4 A with a shared weight, folded into one tall matrix when
-/// A is not transposed), broadcast A, bias with every activation and alpha, in every transpose combination.
+/// A is not transposed), broadcast A, bias with every activation and alpha, in every transpose combination;
+/// K = 28 as well as 29, so the vec4 variant of the broadcast kernel takes its batch strides too.
 #[test]
 fn matmul_batched_broadcast_bias_activations() {
     let gpu = test_gpu();
     let mut rng = Rng::new(12);
-    let (m, k, n) = (37usize, 29usize, 71usize);
-    for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+    let (m, n) = (37usize, 71usize);
+    for (k, trans_a, trans_b) in
+        [(29usize, false, false), (29, false, true), (29, true, false), (29, true, true), (28, false, true), (28, true, true)]
+    {
         let mut g = Graph::new();
         let mut inputs = Vec::new();
         let mut input = |g: &mut Graph, name: &str, shape: Vec<usize>, inputs: &mut Vec<_>| {
@@ -346,6 +351,28 @@ fn grids_past_the_workgroup_limit_are_split() {
     assert!(err.contains("subgroup"), "{err}");
 }
 
+/// On CPU adapters a Linear layer (`x · Wᵀ`, K a multiple of 4) takes the vec4 variant of the broadcast
+/// kernel, with its 32-row tiles; other layouts and K keep `matmul_bcast`.
+#[test]
+fn linear_layers_take_the_vec4_kernel_on_cpu_adapters() {
+    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    let lavapipe = DeviceLimits { max_binding: 1 << 30, offset_align: 32, max_workgroups: 65535, subgroup_min_size: 8, cpu: true };
+    let entry = |trans_a: bool, trans_b: bool, k: usize| {
+        let op = Matmul { trans_a, trans_b, has_bias: false, act: Activation::None, alpha: 1.0, kernel: MatmulKernel::Tuned };
+        let a = TensorDesc::f32(&stored(&[2], 100, k, trans_a));
+        let b = TensorDesc::f32(&stored(&[], k, 320, trans_b));
+        let out = op.infer(&[&a, &b]).unwrap();
+        let inputs = [a, b];
+        let ds = op.lower(&Lowering { inputs: &inputs, output: &out, limits: &lavapipe }).unwrap();
+        (ds[0].entry, ds[0].workgroups)
+    };
+    // 200 rows (the batch folded into M) in tiles of 32, 320 columns in tiles of 64.
+    assert_eq!(entry(false, true, 768), ("matmul_bcast_k4", [5, 7, 1]));
+    assert_eq!(entry(false, true, 770).0, "matmul_bcast");
+    assert_eq!(entry(false, false, 768).0, "matmul_bcast");
+    assert_eq!(entry(true, true, 768).0, "matmul_bcast");
+}
+
 #[test]
 fn matmul_bad_shapes_are_errors_naming_op_and_shapes() {
     let mut g = Graph::new();
@@ -381,8 +408,12 @@ fn matmul_bad_shapes_are_errors_naming_op_and_shapes() {
 fn matmul_shader_validates_and_translates() {
     use naga::back::{hlsl, msl, spv};
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    use wgsd::kernels::matmul::{SHADER, SUBGROUP_SHADER};
-    for (shader, caps) in [(&SHADER, Capabilities::empty()), (&SUBGROUP_SHADER, Capabilities::SUBGROUP)] {
+    use wgsd::kernels::matmul::{SHADER, SUBGROUP_K4_SHADER, SUBGROUP_SHADER};
+    for (shader, caps) in [
+        (&SHADER, Capabilities::empty()),
+        (&SUBGROUP_SHADER, Capabilities::SUBGROUP),
+        (&SUBGROUP_K4_SHADER, Capabilities::SUBGROUP),
+    ] {
         let src = shader.source;
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         let info = Validator::new(ValidationFlags::all(), caps)
