@@ -13,7 +13,7 @@
 // Needs subgroups of >= 8 lanes: lane l of every 8 loads the weight of output channel l and
 // subgroupBroadcast shares it (on lavapipe a load costs ~40 FMAs, a broadcast about one).
 // _w8: 8-lane workgroups (one lavapipe subgroup) with larger tiles, for CPU adapters.
-// Entry points: direct_m32_w8, k3s1_r4c4m8_w8, direct_m16, k3s1_r2c4m8.
+// Entry points: direct_m32_w8, k3s1_r4c4m8_w8, direct_m16, k3s1_r2c4m8, k3s1v_r4c4m8_w8.
 
 struct Params {
     cin: u32,        // input channels bound in this dispatch
@@ -82,6 +82,10 @@ fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
         if (ox + j < p.ow) { finish(b, m, oy * p.ow + ox + j, v[j]); }
     }
 }
+
+// x read 4 values at a time (k3s1v_*, whose offsets are multiples of 4; it reads x only through x4).
+// WGSL lets entry points that do not use the same variables bind one slot to both.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 
 // Any kernel size, stride and padding: 4 output pixels (flat indices 8 apart) × 32 output channels.
 @compute @workgroup_size(8)
@@ -242,8 +246,10 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let group = wg.x + wg.y * nwg.x;
     if (group >= p.tiles) { return; }
     let pgroups = (p.n_tiles + 7u) / 8u;
-    let mg = group / pgroups;
-    let pidx = (group - mg * pgroups) * 8u + lid.x;
+    let m_tiles = p.tiles / pgroups;
+    let pg = group / m_tiles;
+    let mg = group - pg * m_tiles;
+    let pidx = pg * 8u + lid.x;
     let pt = min(pidx, p.n_tiles - 1u);
     let pw = (p.ow + 3u) / 4u;
     let py = pt / pw;
@@ -811,6 +817,292 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     for (var q = 0u; q < 16u; q++) {
         let i = q / 2u;
         let r = (q / 1u) % 2u;
+        finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % 1u), acc[q]);
+    }
+}
+
+// 3×3, stride 1: a 4×4 output patch × 8 output channels per invocation; the 6×6 input
+// window of each input channel is loaded once and its shifted rows built with swizzles.
+// Vec rows: the 8 lanes own 8 patches side by side (lane l the patch of lane l - 1's right), so
+// each window row is 1 aligned vec4 load(s) of the patch's own columns, the column to its left is
+// the left lane's last (subgroupShuffleUp) and the one to its right the right lane's first
+// (subgroupShuffleDown); lanes 0 and 7 load theirs. Needs W a multiple of 32 and one column of left
+// padding (Kernel::handles), and 4-aligned offsets (checked when lowering).
+@compute @workgroup_size(8)
+fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
+    let group = wg.x + wg.y * nwg.x;
+    if (group >= p.tiles) { return; }
+    let pgroups = (p.n_tiles + 7u) / 8u;
+    let m_tiles = p.tiles / pgroups;
+    let pg = group / m_tiles;
+    let mg = group - pg * m_tiles;
+    let pidx = pg * 8u + sl;
+    let pt = min(pidx, p.n_tiles - 1u);
+    let pw = (p.ow + 3u) / 4u;
+    let py = pt / pw;
+    let oy0 = py * 4u;
+    let ox0 = (pt - py * pw) * 4u;
+    let m0 = mg * 8u;
+    let b = wg.z;
+    // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
+    let iy0 = i32(oy0) - i32(p.pad_top);
+    let ix0 = i32(ox0) - i32(p.pad_left);
+    let hi = i32(p.h) - 1;
+    let wi = i32(p.w) - 1;
+    let rv0 = iy0 + 0 >= 0 && iy0 + 0 <= hi;
+    let ro0 = u32(clamp(iy0 + 0, 0, hi)) * p.w;
+    let rv1 = iy0 + 1 >= 0 && iy0 + 1 <= hi;
+    let ro1 = u32(clamp(iy0 + 1, 0, hi)) * p.w;
+    let rv2 = iy0 + 2 >= 0 && iy0 + 2 <= hi;
+    let ro2 = u32(clamp(iy0 + 2, 0, hi)) * p.w;
+    let rv3 = iy0 + 3 >= 0 && iy0 + 3 <= hi;
+    let ro3 = u32(clamp(iy0 + 3, 0, hi)) * p.w;
+    let rv4 = iy0 + 4 >= 0 && iy0 + 4 <= hi;
+    let ro4 = u32(clamp(iy0 + 4, 0, hi)) * p.w;
+    let rv5 = iy0 + 5 >= 0 && iy0 + 5 <= hi;
+    let ro5 = u32(clamp(iy0 + 5, 0, hi)) * p.w;
+    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last
+    // component), lane 7 the one right of it (its first); other lanes load lane 0's choice, unused.
+    let ec = select(ix0 - 3, ix0 + 5, sl == 7u);
+    let ev = ec >= 0 && ec <= wi;
+    let eo = u32(clamp(ec, 0, wi));
+    let hw = p.h * p.w;
+    var xo = p.x_shift + b * p.x_bstride;
+    let ml = p.cout - 1u;
+    let wb = p.w_shift + p.w_col0;
+    // Lane l of every 8 reads the weights of output channel m0 + 8j + l (rows past the end repeat the
+    // last one; their outputs are never stored).
+    let r0 = wb + min(m0 + 0u + (sl & 7u), ml) * p.k_row;
+    var wo = 0u;
+    var a0_0_0 = vec4<f32>(0.0);
+    var a0_1_0 = vec4<f32>(0.0);
+    var a0_2_0 = vec4<f32>(0.0);
+    var a0_3_0 = vec4<f32>(0.0);
+    var a1_0_0 = vec4<f32>(0.0);
+    var a1_1_0 = vec4<f32>(0.0);
+    var a1_2_0 = vec4<f32>(0.0);
+    var a1_3_0 = vec4<f32>(0.0);
+    var a2_0_0 = vec4<f32>(0.0);
+    var a2_1_0 = vec4<f32>(0.0);
+    var a2_2_0 = vec4<f32>(0.0);
+    var a2_3_0 = vec4<f32>(0.0);
+    var a3_0_0 = vec4<f32>(0.0);
+    var a3_1_0 = vec4<f32>(0.0);
+    var a3_2_0 = vec4<f32>(0.0);
+    var a3_3_0 = vec4<f32>(0.0);
+    var a4_0_0 = vec4<f32>(0.0);
+    var a4_1_0 = vec4<f32>(0.0);
+    var a4_2_0 = vec4<f32>(0.0);
+    var a4_3_0 = vec4<f32>(0.0);
+    var a5_0_0 = vec4<f32>(0.0);
+    var a5_1_0 = vec4<f32>(0.0);
+    var a5_2_0 = vec4<f32>(0.0);
+    var a5_3_0 = vec4<f32>(0.0);
+    var a6_0_0 = vec4<f32>(0.0);
+    var a6_1_0 = vec4<f32>(0.0);
+    var a6_2_0 = vec4<f32>(0.0);
+    var a6_3_0 = vec4<f32>(0.0);
+    var a7_0_0 = vec4<f32>(0.0);
+    var a7_1_0 = vec4<f32>(0.0);
+    var a7_2_0 = vec4<f32>(0.0);
+    var a7_3_0 = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
+        let q0 = x4[(xo + ro0 + eo) / 4u];
+        let e0 = select(0.0, select(q0.w, q0.x, sl == 7u), rv0 && ev);
+        let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, sl == 0u);
+        let v0_1 = m0_0[0];
+        let v0_2 = m0_0[1];
+        let v0_3 = m0_0[2];
+        let v0_4 = m0_0[3];
+        let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, sl == 7u);
+        let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
+        let q1 = x4[(xo + ro1 + eo) / 4u];
+        let e1 = select(0.0, select(q1.w, q1.x, sl == 7u), rv1 && ev);
+        let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, sl == 0u);
+        let v1_1 = m1_0[0];
+        let v1_2 = m1_0[1];
+        let v1_3 = m1_0[2];
+        let v1_4 = m1_0[3];
+        let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, sl == 7u);
+        let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
+        let q2 = x4[(xo + ro2 + eo) / 4u];
+        let e2 = select(0.0, select(q2.w, q2.x, sl == 7u), rv2 && ev);
+        let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, sl == 0u);
+        let v2_1 = m2_0[0];
+        let v2_2 = m2_0[1];
+        let v2_3 = m2_0[2];
+        let v2_4 = m2_0[3];
+        let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, sl == 7u);
+        let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
+        let q3 = x4[(xo + ro3 + eo) / 4u];
+        let e3 = select(0.0, select(q3.w, q3.x, sl == 7u), rv3 && ev);
+        let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, sl == 0u);
+        let v3_1 = m3_0[0];
+        let v3_2 = m3_0[1];
+        let v3_3 = m3_0[2];
+        let v3_4 = m3_0[3];
+        let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, sl == 7u);
+        let m4_0 = select(vec4<f32>(0.0), x4[(xo + ro4 + ox0) / 4u + 0u], rv4);
+        let q4 = x4[(xo + ro4 + eo) / 4u];
+        let e4 = select(0.0, select(q4.w, q4.x, sl == 7u), rv4 && ev);
+        let v4_0 = select(subgroupShuffleUp(m4_0.w, 1u), e4, sl == 0u);
+        let v4_1 = m4_0[0];
+        let v4_2 = m4_0[1];
+        let v4_3 = m4_0[2];
+        let v4_4 = m4_0[3];
+        let v4_5 = select(subgroupShuffleDown(m4_0.x, 1u), e4, sl == 7u);
+        let m5_0 = select(vec4<f32>(0.0), x4[(xo + ro5 + ox0) / 4u + 0u], rv5);
+        let q5 = x4[(xo + ro5 + eo) / 4u];
+        let e5 = select(0.0, select(q5.w, q5.x, sl == 7u), rv5 && ev);
+        let v5_0 = select(subgroupShuffleUp(m5_0.w, 1u), e5, sl == 0u);
+        let v5_1 = m5_0[0];
+        let v5_2 = m5_0[1];
+        let v5_3 = m5_0[2];
+        let v5_4 = m5_0[3];
+        let v5_5 = select(subgroupShuffleDown(m5_0.x, 1u), e5, sl == 7u);
+        // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
+        let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+        let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
+        let s0_2_0 = vec4<f32>(v0_2, v0_3, v0_4, v0_5);
+        let s1_0_0 = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
+        let s1_1_0 = vec4<f32>(v1_1, v1_2, v1_3, v1_4);
+        let s1_2_0 = vec4<f32>(v1_2, v1_3, v1_4, v1_5);
+        let s2_0_0 = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
+        let s2_1_0 = vec4<f32>(v2_1, v2_2, v2_3, v2_4);
+        let s2_2_0 = vec4<f32>(v2_2, v2_3, v2_4, v2_5);
+        let s3_0_0 = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
+        let s3_1_0 = vec4<f32>(v3_1, v3_2, v3_3, v3_4);
+        let s3_2_0 = vec4<f32>(v3_2, v3_3, v3_4, v3_5);
+        let s4_0_0 = vec4<f32>(v4_0, v4_1, v4_2, v4_3);
+        let s4_1_0 = vec4<f32>(v4_1, v4_2, v4_3, v4_4);
+        let s4_2_0 = vec4<f32>(v4_2, v4_3, v4_4, v4_5);
+        let s5_0_0 = vec4<f32>(v5_0, v5_1, v5_2, v5_3);
+        let s5_1_0 = vec4<f32>(v5_1, v5_2, v5_3, v5_4);
+        let s5_2_0 = vec4<f32>(v5_2, v5_3, v5_4, v5_5);
+        let q0_0 = wt_at(r0 + wo + 0u);
+        let w0_0 = subgroupBroadcast(q0_0, 0u);
+        let w1_0 = subgroupBroadcast(q0_0, 1u);
+        let w2_0 = subgroupBroadcast(q0_0, 2u);
+        let w3_0 = subgroupBroadcast(q0_0, 3u);
+        let w4_0 = subgroupBroadcast(q0_0, 4u);
+        let w5_0 = subgroupBroadcast(q0_0, 5u);
+        let w6_0 = subgroupBroadcast(q0_0, 6u);
+        let w7_0 = subgroupBroadcast(q0_0, 7u);
+        let q0_1 = wt_at(r0 + wo + 1u);
+        let w0_1 = subgroupBroadcast(q0_1, 0u);
+        let w1_1 = subgroupBroadcast(q0_1, 1u);
+        let w2_1 = subgroupBroadcast(q0_1, 2u);
+        let w3_1 = subgroupBroadcast(q0_1, 3u);
+        let w4_1 = subgroupBroadcast(q0_1, 4u);
+        let w5_1 = subgroupBroadcast(q0_1, 5u);
+        let w6_1 = subgroupBroadcast(q0_1, 6u);
+        let w7_1 = subgroupBroadcast(q0_1, 7u);
+        let q0_2 = wt_at(r0 + wo + 2u);
+        let w0_2 = subgroupBroadcast(q0_2, 0u);
+        let w1_2 = subgroupBroadcast(q0_2, 1u);
+        let w2_2 = subgroupBroadcast(q0_2, 2u);
+        let w3_2 = subgroupBroadcast(q0_2, 3u);
+        let w4_2 = subgroupBroadcast(q0_2, 4u);
+        let w5_2 = subgroupBroadcast(q0_2, 5u);
+        let w6_2 = subgroupBroadcast(q0_2, 6u);
+        let w7_2 = subgroupBroadcast(q0_2, 7u);
+        let q0_3 = wt_at(r0 + wo + 3u);
+        let w0_3 = subgroupBroadcast(q0_3, 0u);
+        let w1_3 = subgroupBroadcast(q0_3, 1u);
+        let w2_3 = subgroupBroadcast(q0_3, 2u);
+        let w3_3 = subgroupBroadcast(q0_3, 3u);
+        let w4_3 = subgroupBroadcast(q0_3, 4u);
+        let w5_3 = subgroupBroadcast(q0_3, 5u);
+        let w6_3 = subgroupBroadcast(q0_3, 6u);
+        let w7_3 = subgroupBroadcast(q0_3, 7u);
+        let q0_4 = wt_at(r0 + wo + 4u);
+        let w0_4 = subgroupBroadcast(q0_4, 0u);
+        let w1_4 = subgroupBroadcast(q0_4, 1u);
+        let w2_4 = subgroupBroadcast(q0_4, 2u);
+        let w3_4 = subgroupBroadcast(q0_4, 3u);
+        let w4_4 = subgroupBroadcast(q0_4, 4u);
+        let w5_4 = subgroupBroadcast(q0_4, 5u);
+        let w6_4 = subgroupBroadcast(q0_4, 6u);
+        let w7_4 = subgroupBroadcast(q0_4, 7u);
+        let q0_5 = wt_at(r0 + wo + 5u);
+        let w0_5 = subgroupBroadcast(q0_5, 0u);
+        let w1_5 = subgroupBroadcast(q0_5, 1u);
+        let w2_5 = subgroupBroadcast(q0_5, 2u);
+        let w3_5 = subgroupBroadcast(q0_5, 3u);
+        let w4_5 = subgroupBroadcast(q0_5, 4u);
+        let w5_5 = subgroupBroadcast(q0_5, 5u);
+        let w6_5 = subgroupBroadcast(q0_5, 6u);
+        let w7_5 = subgroupBroadcast(q0_5, 7u);
+        let q0_6 = wt_at(r0 + wo + 6u);
+        let w0_6 = subgroupBroadcast(q0_6, 0u);
+        let w1_6 = subgroupBroadcast(q0_6, 1u);
+        let w2_6 = subgroupBroadcast(q0_6, 2u);
+        let w3_6 = subgroupBroadcast(q0_6, 3u);
+        let w4_6 = subgroupBroadcast(q0_6, 4u);
+        let w5_6 = subgroupBroadcast(q0_6, 5u);
+        let w6_6 = subgroupBroadcast(q0_6, 6u);
+        let w7_6 = subgroupBroadcast(q0_6, 7u);
+        let q0_7 = wt_at(r0 + wo + 7u);
+        let w0_7 = subgroupBroadcast(q0_7, 0u);
+        let w1_7 = subgroupBroadcast(q0_7, 1u);
+        let w2_7 = subgroupBroadcast(q0_7, 2u);
+        let w3_7 = subgroupBroadcast(q0_7, 3u);
+        let w4_7 = subgroupBroadcast(q0_7, 4u);
+        let w5_7 = subgroupBroadcast(q0_7, 5u);
+        let w6_7 = subgroupBroadcast(q0_7, 6u);
+        let w7_7 = subgroupBroadcast(q0_7, 7u);
+        let q0_8 = wt_at(r0 + wo + 8u);
+        let w0_8 = subgroupBroadcast(q0_8, 0u);
+        let w1_8 = subgroupBroadcast(q0_8, 1u);
+        let w2_8 = subgroupBroadcast(q0_8, 2u);
+        let w3_8 = subgroupBroadcast(q0_8, 3u);
+        let w4_8 = subgroupBroadcast(q0_8, 4u);
+        let w5_8 = subgroupBroadcast(q0_8, 5u);
+        let w6_8 = subgroupBroadcast(q0_8, 6u);
+        let w7_8 = subgroupBroadcast(q0_8, 7u);
+        a0_0_0 += w0_0 * s0_0_0 + w0_1 * s0_1_0 + w0_2 * s0_2_0 + w0_3 * s1_0_0 + w0_4 * s1_1_0 + w0_5 * s1_2_0 + w0_6 * s2_0_0 + w0_7 * s2_1_0 + w0_8 * s2_2_0;
+        a0_1_0 += w0_0 * s1_0_0 + w0_1 * s1_1_0 + w0_2 * s1_2_0 + w0_3 * s2_0_0 + w0_4 * s2_1_0 + w0_5 * s2_2_0 + w0_6 * s3_0_0 + w0_7 * s3_1_0 + w0_8 * s3_2_0;
+        a0_2_0 += w0_0 * s2_0_0 + w0_1 * s2_1_0 + w0_2 * s2_2_0 + w0_3 * s3_0_0 + w0_4 * s3_1_0 + w0_5 * s3_2_0 + w0_6 * s4_0_0 + w0_7 * s4_1_0 + w0_8 * s4_2_0;
+        a0_3_0 += w0_0 * s3_0_0 + w0_1 * s3_1_0 + w0_2 * s3_2_0 + w0_3 * s4_0_0 + w0_4 * s4_1_0 + w0_5 * s4_2_0 + w0_6 * s5_0_0 + w0_7 * s5_1_0 + w0_8 * s5_2_0;
+        a1_0_0 += w1_0 * s0_0_0 + w1_1 * s0_1_0 + w1_2 * s0_2_0 + w1_3 * s1_0_0 + w1_4 * s1_1_0 + w1_5 * s1_2_0 + w1_6 * s2_0_0 + w1_7 * s2_1_0 + w1_8 * s2_2_0;
+        a1_1_0 += w1_0 * s1_0_0 + w1_1 * s1_1_0 + w1_2 * s1_2_0 + w1_3 * s2_0_0 + w1_4 * s2_1_0 + w1_5 * s2_2_0 + w1_6 * s3_0_0 + w1_7 * s3_1_0 + w1_8 * s3_2_0;
+        a1_2_0 += w1_0 * s2_0_0 + w1_1 * s2_1_0 + w1_2 * s2_2_0 + w1_3 * s3_0_0 + w1_4 * s3_1_0 + w1_5 * s3_2_0 + w1_6 * s4_0_0 + w1_7 * s4_1_0 + w1_8 * s4_2_0;
+        a1_3_0 += w1_0 * s3_0_0 + w1_1 * s3_1_0 + w1_2 * s3_2_0 + w1_3 * s4_0_0 + w1_4 * s4_1_0 + w1_5 * s4_2_0 + w1_6 * s5_0_0 + w1_7 * s5_1_0 + w1_8 * s5_2_0;
+        a2_0_0 += w2_0 * s0_0_0 + w2_1 * s0_1_0 + w2_2 * s0_2_0 + w2_3 * s1_0_0 + w2_4 * s1_1_0 + w2_5 * s1_2_0 + w2_6 * s2_0_0 + w2_7 * s2_1_0 + w2_8 * s2_2_0;
+        a2_1_0 += w2_0 * s1_0_0 + w2_1 * s1_1_0 + w2_2 * s1_2_0 + w2_3 * s2_0_0 + w2_4 * s2_1_0 + w2_5 * s2_2_0 + w2_6 * s3_0_0 + w2_7 * s3_1_0 + w2_8 * s3_2_0;
+        a2_2_0 += w2_0 * s2_0_0 + w2_1 * s2_1_0 + w2_2 * s2_2_0 + w2_3 * s3_0_0 + w2_4 * s3_1_0 + w2_5 * s3_2_0 + w2_6 * s4_0_0 + w2_7 * s4_1_0 + w2_8 * s4_2_0;
+        a2_3_0 += w2_0 * s3_0_0 + w2_1 * s3_1_0 + w2_2 * s3_2_0 + w2_3 * s4_0_0 + w2_4 * s4_1_0 + w2_5 * s4_2_0 + w2_6 * s5_0_0 + w2_7 * s5_1_0 + w2_8 * s5_2_0;
+        a3_0_0 += w3_0 * s0_0_0 + w3_1 * s0_1_0 + w3_2 * s0_2_0 + w3_3 * s1_0_0 + w3_4 * s1_1_0 + w3_5 * s1_2_0 + w3_6 * s2_0_0 + w3_7 * s2_1_0 + w3_8 * s2_2_0;
+        a3_1_0 += w3_0 * s1_0_0 + w3_1 * s1_1_0 + w3_2 * s1_2_0 + w3_3 * s2_0_0 + w3_4 * s2_1_0 + w3_5 * s2_2_0 + w3_6 * s3_0_0 + w3_7 * s3_1_0 + w3_8 * s3_2_0;
+        a3_2_0 += w3_0 * s2_0_0 + w3_1 * s2_1_0 + w3_2 * s2_2_0 + w3_3 * s3_0_0 + w3_4 * s3_1_0 + w3_5 * s3_2_0 + w3_6 * s4_0_0 + w3_7 * s4_1_0 + w3_8 * s4_2_0;
+        a3_3_0 += w3_0 * s3_0_0 + w3_1 * s3_1_0 + w3_2 * s3_2_0 + w3_3 * s4_0_0 + w3_4 * s4_1_0 + w3_5 * s4_2_0 + w3_6 * s5_0_0 + w3_7 * s5_1_0 + w3_8 * s5_2_0;
+        a4_0_0 += w4_0 * s0_0_0 + w4_1 * s0_1_0 + w4_2 * s0_2_0 + w4_3 * s1_0_0 + w4_4 * s1_1_0 + w4_5 * s1_2_0 + w4_6 * s2_0_0 + w4_7 * s2_1_0 + w4_8 * s2_2_0;
+        a4_1_0 += w4_0 * s1_0_0 + w4_1 * s1_1_0 + w4_2 * s1_2_0 + w4_3 * s2_0_0 + w4_4 * s2_1_0 + w4_5 * s2_2_0 + w4_6 * s3_0_0 + w4_7 * s3_1_0 + w4_8 * s3_2_0;
+        a4_2_0 += w4_0 * s2_0_0 + w4_1 * s2_1_0 + w4_2 * s2_2_0 + w4_3 * s3_0_0 + w4_4 * s3_1_0 + w4_5 * s3_2_0 + w4_6 * s4_0_0 + w4_7 * s4_1_0 + w4_8 * s4_2_0;
+        a4_3_0 += w4_0 * s3_0_0 + w4_1 * s3_1_0 + w4_2 * s3_2_0 + w4_3 * s4_0_0 + w4_4 * s4_1_0 + w4_5 * s4_2_0 + w4_6 * s5_0_0 + w4_7 * s5_1_0 + w4_8 * s5_2_0;
+        a5_0_0 += w5_0 * s0_0_0 + w5_1 * s0_1_0 + w5_2 * s0_2_0 + w5_3 * s1_0_0 + w5_4 * s1_1_0 + w5_5 * s1_2_0 + w5_6 * s2_0_0 + w5_7 * s2_1_0 + w5_8 * s2_2_0;
+        a5_1_0 += w5_0 * s1_0_0 + w5_1 * s1_1_0 + w5_2 * s1_2_0 + w5_3 * s2_0_0 + w5_4 * s2_1_0 + w5_5 * s2_2_0 + w5_6 * s3_0_0 + w5_7 * s3_1_0 + w5_8 * s3_2_0;
+        a5_2_0 += w5_0 * s2_0_0 + w5_1 * s2_1_0 + w5_2 * s2_2_0 + w5_3 * s3_0_0 + w5_4 * s3_1_0 + w5_5 * s3_2_0 + w5_6 * s4_0_0 + w5_7 * s4_1_0 + w5_8 * s4_2_0;
+        a5_3_0 += w5_0 * s3_0_0 + w5_1 * s3_1_0 + w5_2 * s3_2_0 + w5_3 * s4_0_0 + w5_4 * s4_1_0 + w5_5 * s4_2_0 + w5_6 * s5_0_0 + w5_7 * s5_1_0 + w5_8 * s5_2_0;
+        a6_0_0 += w6_0 * s0_0_0 + w6_1 * s0_1_0 + w6_2 * s0_2_0 + w6_3 * s1_0_0 + w6_4 * s1_1_0 + w6_5 * s1_2_0 + w6_6 * s2_0_0 + w6_7 * s2_1_0 + w6_8 * s2_2_0;
+        a6_1_0 += w6_0 * s1_0_0 + w6_1 * s1_1_0 + w6_2 * s1_2_0 + w6_3 * s2_0_0 + w6_4 * s2_1_0 + w6_5 * s2_2_0 + w6_6 * s3_0_0 + w6_7 * s3_1_0 + w6_8 * s3_2_0;
+        a6_2_0 += w6_0 * s2_0_0 + w6_1 * s2_1_0 + w6_2 * s2_2_0 + w6_3 * s3_0_0 + w6_4 * s3_1_0 + w6_5 * s3_2_0 + w6_6 * s4_0_0 + w6_7 * s4_1_0 + w6_8 * s4_2_0;
+        a6_3_0 += w6_0 * s3_0_0 + w6_1 * s3_1_0 + w6_2 * s3_2_0 + w6_3 * s4_0_0 + w6_4 * s4_1_0 + w6_5 * s4_2_0 + w6_6 * s5_0_0 + w6_7 * s5_1_0 + w6_8 * s5_2_0;
+        a7_0_0 += w7_0 * s0_0_0 + w7_1 * s0_1_0 + w7_2 * s0_2_0 + w7_3 * s1_0_0 + w7_4 * s1_1_0 + w7_5 * s1_2_0 + w7_6 * s2_0_0 + w7_7 * s2_1_0 + w7_8 * s2_2_0;
+        a7_1_0 += w7_0 * s1_0_0 + w7_1 * s1_1_0 + w7_2 * s1_2_0 + w7_3 * s2_0_0 + w7_4 * s2_1_0 + w7_5 * s2_2_0 + w7_6 * s3_0_0 + w7_7 * s3_1_0 + w7_8 * s3_2_0;
+        a7_2_0 += w7_0 * s2_0_0 + w7_1 * s2_1_0 + w7_2 * s2_2_0 + w7_3 * s3_0_0 + w7_4 * s3_1_0 + w7_5 * s3_2_0 + w7_6 * s4_0_0 + w7_7 * s4_1_0 + w7_8 * s4_2_0;
+        a7_3_0 += w7_0 * s3_0_0 + w7_1 * s3_1_0 + w7_2 * s3_2_0 + w7_3 * s4_0_0 + w7_4 * s4_1_0 + w7_5 * s4_2_0 + w7_6 * s5_0_0 + w7_7 * s5_1_0 + w7_8 * s5_2_0;
+        xo += hw;
+        wo += 9u;
+    }
+    if (pidx >= p.n_tiles) { return; }
+    // Stored in a loop (one copy of the epilogue keeps the shader small).
+    let acc = array<vec4<f32>, 32>(a0_0_0, a0_1_0, a0_2_0, a0_3_0, a1_0_0, a1_1_0, a1_2_0, a1_3_0, a2_0_0, a2_1_0, a2_2_0, a2_3_0, a3_0_0, a3_1_0, a3_2_0, a3_3_0, a4_0_0, a4_1_0, a4_2_0, a4_3_0, a5_0_0, a5_1_0, a5_2_0, a5_3_0, a6_0_0, a6_1_0, a6_2_0, a6_3_0, a7_0_0, a7_1_0, a7_2_0, a7_3_0);
+    for (var q = 0u; q < 32u; q++) {
+        let i = q / 4u;
+        let r = (q / 1u) % 4u;
         finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % 1u), acc[q]);
     }
 }

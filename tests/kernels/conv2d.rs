@@ -75,6 +75,11 @@ fn awkward_cases() -> Vec<Case> {
         case(1, 7, 13, 12, 5, 3, Conv2dOpts::asymmetric(2, 0, 1, 0, 1), true, false),
         Case { b: 1, cin: 5, h: 9, w: 8, cout: 6, k: (2, 3), opts: Conv2dOpts::asymmetric(1, 1, 0, 0, 2), bias: true, residual: false },
         Case { b: 2, cin: 3, h: 6, w: 11, cout: 7, k: (1, 3), opts: Conv2dOpts::new(2, 1), bias: false, residual: true },
+        // Widths of whole 32-column groups: the CPU kernel with vec4 window rows (one group, two groups with
+        // rows not a multiple of 4, no right padding and no top padding).
+        case(2, 5, 7, 32, 11, 3, p1, true, true),
+        case(1, 3, 5, 64, 9, 3, p1, true, false),
+        case(1, 4, 6, 32, 5, 3, Conv2dOpts::asymmetric(1, 0, 2, 1, 0), true, true),
     ]
 }
 
@@ -146,7 +151,7 @@ fn shaders_match_generator() {
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(&have)));
+            .unwrap_or_else(|e| panic!("{file}: {} {:?}", e.emit_to_string(&have), e));
         for k in KERNELS.iter().filter(|k| k.subgroup == subgroup) {
             assert!(module.entry_points.iter().any(|e| e.name == k.entry), "{file} lacks {}", k.entry);
         }
@@ -371,6 +376,10 @@ fn kernel_selection() {
     assert!(select_kernel(&k3.shape(), &k3.opts, &l).subgroup);
     l.cpu = true;
     assert_eq!((pick(&k3, &l), pick(&s2, &l)), ("k3s1_r4c4m8_w8", "direct_m32_w8"));
+    // Whole 32-column groups with one column of left padding: vec4 window rows.
+    let wide = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 1), false, false);
+    let unpadded = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 0), false, false);
+    assert_eq!((pick(&wide, &l), pick(&unpadded, &l)), ("k3s1v_r4c4m8_w8", "k3s1_r4c4m8_w8"));
 }
 
 #[test]
@@ -454,7 +463,8 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// GFLOP/s at SD shapes: `cargo test --release --test kernels conv2d::bench -- --ignored --nocapture`.
 /// `CONV_BENCH=unet,vae,1x1,s2,variants` picks cases (default: unet and vae); `variants` runs every kernel
 /// this adapter can run on a 1×128×64×64 3×3 conv and a 1×1 conv. The first run of a kernel includes
-/// lavapipe's shader compile (unless Mesa's shader cache has it).
+/// lavapipe's shader compile (unless Mesa's shader cache has it). `CONV_KERNEL=i` forces `KERNELS[i]` on the
+/// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf).
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
@@ -462,8 +472,9 @@ fn bench_sd_shapes() {
     println!("{}", gpu.describe());
     let which = std::env::var("CONV_BENCH").unwrap_or_else(|_| "unet,vae".into());
     let p1 = Conv2dOpts::new(1, 1);
+    let forced: Option<usize> = std::env::var("CONV_KERNEL").ok().map(|v| v.parse().unwrap());
     if which.contains("unet") {
-        bench(&gpu, &case(2, 320, 64, 64, 320, 3, p1, true, false), None, 3);
+        bench(&gpu, &case(2, 320, 64, 64, 320, 3, p1, true, false), forced, std::env::var("CONV_RUNS").map_or(3, |v| v.parse().unwrap()));
     }
     if which.contains("1x1") {
         bench(&gpu, &case(2, 320, 64, 64, 320, 1, Conv2dOpts::default(), true, false), None, 2);
@@ -482,6 +493,6 @@ fn bench_sd_shapes() {
         }
     }
     if which.contains("vae") {
-        bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), None, 1);
+        bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), forced, 1);
     }
 }
