@@ -11,7 +11,7 @@
 //   channels and loads its (TR+2)×(TC+2) input window once per input channel.
 //   Grid: tiles = patches × channel tiles, one per invocation.
 // Portable: every invocation reads the weights it needs (uniform addresses: GPUs broadcast them).
-// Entry points: direct_m16, k3s1_r4c8m4.
+// Entry points: direct_m16, k3s1_r4c8m4, up2_r2c4m4.
 
 struct Params {
     cin: u32,        // input channels bound in this dispatch
@@ -464,5 +464,278 @@ fn k3s1_r4c8m4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let i = q / 8u;
         let r = (q / 2u) % 4u;
         finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % 2u), acc[q]);
+    }
+}
+
+// Nearest 2× upsampling + 3×3 conv (padding 1): a 2×4 patch of x × its 4 output phases (row and
+// column parity) × 4 output channels per invocation. Output (2i + a, 2j + b) is a 2×2 conv of x rows
+// i - 1 + a .. i + a and columns j - 1 + b .. j + b whose taps are sums of the 3×3 taps (up2_taps in
+// conv2d.rs): 4 multiply-adds instead of 9, and no upsampled image. The 4×6 window of x is loaded
+// once per input channel, as in the 3×3 patch kernels.
+@compute @workgroup_size(64)
+fn up2_r2c4m4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = (wg.x + wg.y * nwg.x) * 64u + lid.x;
+    if ((wg.x + wg.y * nwg.x) * 64u >= p.tiles) { return; }
+    let live = item < p.tiles;
+    let it = min(item, p.tiles - 1u);
+    let mg = it / p.n_tiles;
+    let pidx = it - mg * p.n_tiles;
+    let pt = min(pidx, p.n_tiles - 1u);
+    let pw = (p.w + 3u) / 4u;
+    let py = pt / pw;
+    let oy0 = py * 2u;
+    let ox0 = (pt - py * pw) * 4u;
+    let m0 = mg * 4u;
+    let b = wg.z;
+    // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
+    let iy0 = i32(oy0) - i32(p.pad_top);
+    let ix0 = i32(ox0) - i32(p.pad_left);
+    let hi = i32(p.h) - 1;
+    let wi = i32(p.w) - 1;
+    let rv0 = iy0 + 0 >= 0 && iy0 + 0 <= hi;
+    let ro0 = u32(clamp(iy0 + 0, 0, hi)) * p.w;
+    let rv1 = iy0 + 1 >= 0 && iy0 + 1 <= hi;
+    let ro1 = u32(clamp(iy0 + 1, 0, hi)) * p.w;
+    let rv2 = iy0 + 2 >= 0 && iy0 + 2 <= hi;
+    let ro2 = u32(clamp(iy0 + 2, 0, hi)) * p.w;
+    let rv3 = iy0 + 3 >= 0 && iy0 + 3 <= hi;
+    let ro3 = u32(clamp(iy0 + 3, 0, hi)) * p.w;
+    let cv0 = ix0 + 0 >= 0 && ix0 + 0 <= wi;
+    let co0 = u32(clamp(ix0 + 0, 0, wi));
+    let cv1 = ix0 + 1 >= 0 && ix0 + 1 <= wi;
+    let co1 = u32(clamp(ix0 + 1, 0, wi));
+    let cv2 = ix0 + 2 >= 0 && ix0 + 2 <= wi;
+    let co2 = u32(clamp(ix0 + 2, 0, wi));
+    let cv3 = ix0 + 3 >= 0 && ix0 + 3 <= wi;
+    let co3 = u32(clamp(ix0 + 3, 0, wi));
+    let cv4 = ix0 + 4 >= 0 && ix0 + 4 <= wi;
+    let co4 = u32(clamp(ix0 + 4, 0, wi));
+    let cv5 = ix0 + 5 >= 0 && ix0 + 5 <= wi;
+    let co5 = u32(clamp(ix0 + 5, 0, wi));
+    let hw = p.h * p.w;
+    var xo = p.x_shift + b * p.x_bstride;
+    let ml = p.cout - 1u;
+    let wb = p.w_shift + p.w_col0;
+    // Weight rows of the TM output channels (rows past the end repeat the last one; never stored).
+    let r0 = wb + min(m0 + 0u, ml) * p.k_row;
+    let r1 = wb + min(m0 + 1u, ml) * p.k_row;
+    let r2 = wb + min(m0 + 2u, ml) * p.k_row;
+    let r3 = wb + min(m0 + 3u, ml) * p.k_row;
+    var wo = 0u;
+    var a0_00_0_0 = vec4<f32>(0.0);
+    var a0_00_1_0 = vec4<f32>(0.0);
+    var a0_01_0_0 = vec4<f32>(0.0);
+    var a0_01_1_0 = vec4<f32>(0.0);
+    var a0_10_0_0 = vec4<f32>(0.0);
+    var a0_10_1_0 = vec4<f32>(0.0);
+    var a0_11_0_0 = vec4<f32>(0.0);
+    var a0_11_1_0 = vec4<f32>(0.0);
+    var a1_00_0_0 = vec4<f32>(0.0);
+    var a1_00_1_0 = vec4<f32>(0.0);
+    var a1_01_0_0 = vec4<f32>(0.0);
+    var a1_01_1_0 = vec4<f32>(0.0);
+    var a1_10_0_0 = vec4<f32>(0.0);
+    var a1_10_1_0 = vec4<f32>(0.0);
+    var a1_11_0_0 = vec4<f32>(0.0);
+    var a1_11_1_0 = vec4<f32>(0.0);
+    var a2_00_0_0 = vec4<f32>(0.0);
+    var a2_00_1_0 = vec4<f32>(0.0);
+    var a2_01_0_0 = vec4<f32>(0.0);
+    var a2_01_1_0 = vec4<f32>(0.0);
+    var a2_10_0_0 = vec4<f32>(0.0);
+    var a2_10_1_0 = vec4<f32>(0.0);
+    var a2_11_0_0 = vec4<f32>(0.0);
+    var a2_11_1_0 = vec4<f32>(0.0);
+    var a3_00_0_0 = vec4<f32>(0.0);
+    var a3_00_1_0 = vec4<f32>(0.0);
+    var a3_01_0_0 = vec4<f32>(0.0);
+    var a3_01_1_0 = vec4<f32>(0.0);
+    var a3_10_0_0 = vec4<f32>(0.0);
+    var a3_10_1_0 = vec4<f32>(0.0);
+    var a3_11_0_0 = vec4<f32>(0.0);
+    var a3_11_1_0 = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let v0_0 = select(0.0, x[xo + ro0 + co0], rv0 && cv0);
+        let v0_1 = select(0.0, x[xo + ro0 + co1], rv0 && cv1);
+        let v0_2 = select(0.0, x[xo + ro0 + co2], rv0 && cv2);
+        let v0_3 = select(0.0, x[xo + ro0 + co3], rv0 && cv3);
+        let v0_4 = select(0.0, x[xo + ro0 + co4], rv0 && cv4);
+        let v0_5 = select(0.0, x[xo + ro0 + co5], rv0 && cv5);
+        let v1_0 = select(0.0, x[xo + ro1 + co0], rv1 && cv0);
+        let v1_1 = select(0.0, x[xo + ro1 + co1], rv1 && cv1);
+        let v1_2 = select(0.0, x[xo + ro1 + co2], rv1 && cv2);
+        let v1_3 = select(0.0, x[xo + ro1 + co3], rv1 && cv3);
+        let v1_4 = select(0.0, x[xo + ro1 + co4], rv1 && cv4);
+        let v1_5 = select(0.0, x[xo + ro1 + co5], rv1 && cv5);
+        let v2_0 = select(0.0, x[xo + ro2 + co0], rv2 && cv0);
+        let v2_1 = select(0.0, x[xo + ro2 + co1], rv2 && cv1);
+        let v2_2 = select(0.0, x[xo + ro2 + co2], rv2 && cv2);
+        let v2_3 = select(0.0, x[xo + ro2 + co3], rv2 && cv3);
+        let v2_4 = select(0.0, x[xo + ro2 + co4], rv2 && cv4);
+        let v2_5 = select(0.0, x[xo + ro2 + co5], rv2 && cv5);
+        let v3_0 = select(0.0, x[xo + ro3 + co0], rv3 && cv0);
+        let v3_1 = select(0.0, x[xo + ro3 + co1], rv3 && cv1);
+        let v3_2 = select(0.0, x[xo + ro3 + co2], rv3 && cv2);
+        let v3_3 = select(0.0, x[xo + ro3 + co3], rv3 && cv3);
+        let v3_4 = select(0.0, x[xo + ro3 + co4], rv3 && cv4);
+        let v3_5 = select(0.0, x[xo + ro3 + co5], rv3 && cv5);
+        // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
+        let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+        let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
+        let s0_2_0 = vec4<f32>(v0_2, v0_3, v0_4, v0_5);
+        let s1_0_0 = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
+        let s1_1_0 = vec4<f32>(v1_1, v1_2, v1_3, v1_4);
+        let s1_2_0 = vec4<f32>(v1_2, v1_3, v1_4, v1_5);
+        let s2_0_0 = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
+        let s2_1_0 = vec4<f32>(v2_1, v2_2, v2_3, v2_4);
+        let s2_2_0 = vec4<f32>(v2_2, v2_3, v2_4, v2_5);
+        let s3_0_0 = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
+        let s3_1_0 = vec4<f32>(v3_1, v3_2, v3_3, v3_4);
+        let s3_2_0 = vec4<f32>(v3_2, v3_3, v3_4, v3_5);
+        let w0_0 = wt_at(r0 + wo + 0u);
+        let w1_0 = wt_at(r1 + wo + 0u);
+        let w2_0 = wt_at(r2 + wo + 0u);
+        let w3_0 = wt_at(r3 + wo + 0u);
+        let w0_1 = wt_at(r0 + wo + 1u);
+        let w1_1 = wt_at(r1 + wo + 1u);
+        let w2_1 = wt_at(r2 + wo + 1u);
+        let w3_1 = wt_at(r3 + wo + 1u);
+        let w0_2 = wt_at(r0 + wo + 2u);
+        let w1_2 = wt_at(r1 + wo + 2u);
+        let w2_2 = wt_at(r2 + wo + 2u);
+        let w3_2 = wt_at(r3 + wo + 2u);
+        let w0_3 = wt_at(r0 + wo + 3u);
+        let w1_3 = wt_at(r1 + wo + 3u);
+        let w2_3 = wt_at(r2 + wo + 3u);
+        let w3_3 = wt_at(r3 + wo + 3u);
+        let w0_4 = wt_at(r0 + wo + 4u);
+        let w1_4 = wt_at(r1 + wo + 4u);
+        let w2_4 = wt_at(r2 + wo + 4u);
+        let w3_4 = wt_at(r3 + wo + 4u);
+        let w0_5 = wt_at(r0 + wo + 5u);
+        let w1_5 = wt_at(r1 + wo + 5u);
+        let w2_5 = wt_at(r2 + wo + 5u);
+        let w3_5 = wt_at(r3 + wo + 5u);
+        let w0_6 = wt_at(r0 + wo + 6u);
+        let w1_6 = wt_at(r1 + wo + 6u);
+        let w2_6 = wt_at(r2 + wo + 6u);
+        let w3_6 = wt_at(r3 + wo + 6u);
+        let w0_7 = wt_at(r0 + wo + 7u);
+        let w1_7 = wt_at(r1 + wo + 7u);
+        let w2_7 = wt_at(r2 + wo + 7u);
+        let w3_7 = wt_at(r3 + wo + 7u);
+        let w0_8 = wt_at(r0 + wo + 8u);
+        let w1_8 = wt_at(r1 + wo + 8u);
+        let w2_8 = wt_at(r2 + wo + 8u);
+        let w3_8 = wt_at(r3 + wo + 8u);
+        let k0_00_00 = w0_0;
+        let k0_00_01 = w0_1 + w0_2;
+        let k0_00_10 = w0_3 + w0_6;
+        let k0_00_11 = w0_4 + w0_5 + w0_7 + w0_8;
+        let k0_01_00 = w0_0 + w0_1;
+        let k0_01_01 = w0_2;
+        let k0_01_10 = w0_3 + w0_4 + w0_6 + w0_7;
+        let k0_01_11 = w0_5 + w0_8;
+        let k0_10_00 = w0_0 + w0_3;
+        let k0_10_01 = w0_1 + w0_2 + w0_4 + w0_5;
+        let k0_10_10 = w0_6;
+        let k0_10_11 = w0_7 + w0_8;
+        let k0_11_00 = w0_0 + w0_1 + w0_3 + w0_4;
+        let k0_11_01 = w0_2 + w0_5;
+        let k0_11_10 = w0_6 + w0_7;
+        let k0_11_11 = w0_8;
+        let k1_00_00 = w1_0;
+        let k1_00_01 = w1_1 + w1_2;
+        let k1_00_10 = w1_3 + w1_6;
+        let k1_00_11 = w1_4 + w1_5 + w1_7 + w1_8;
+        let k1_01_00 = w1_0 + w1_1;
+        let k1_01_01 = w1_2;
+        let k1_01_10 = w1_3 + w1_4 + w1_6 + w1_7;
+        let k1_01_11 = w1_5 + w1_8;
+        let k1_10_00 = w1_0 + w1_3;
+        let k1_10_01 = w1_1 + w1_2 + w1_4 + w1_5;
+        let k1_10_10 = w1_6;
+        let k1_10_11 = w1_7 + w1_8;
+        let k1_11_00 = w1_0 + w1_1 + w1_3 + w1_4;
+        let k1_11_01 = w1_2 + w1_5;
+        let k1_11_10 = w1_6 + w1_7;
+        let k1_11_11 = w1_8;
+        let k2_00_00 = w2_0;
+        let k2_00_01 = w2_1 + w2_2;
+        let k2_00_10 = w2_3 + w2_6;
+        let k2_00_11 = w2_4 + w2_5 + w2_7 + w2_8;
+        let k2_01_00 = w2_0 + w2_1;
+        let k2_01_01 = w2_2;
+        let k2_01_10 = w2_3 + w2_4 + w2_6 + w2_7;
+        let k2_01_11 = w2_5 + w2_8;
+        let k2_10_00 = w2_0 + w2_3;
+        let k2_10_01 = w2_1 + w2_2 + w2_4 + w2_5;
+        let k2_10_10 = w2_6;
+        let k2_10_11 = w2_7 + w2_8;
+        let k2_11_00 = w2_0 + w2_1 + w2_3 + w2_4;
+        let k2_11_01 = w2_2 + w2_5;
+        let k2_11_10 = w2_6 + w2_7;
+        let k2_11_11 = w2_8;
+        let k3_00_00 = w3_0;
+        let k3_00_01 = w3_1 + w3_2;
+        let k3_00_10 = w3_3 + w3_6;
+        let k3_00_11 = w3_4 + w3_5 + w3_7 + w3_8;
+        let k3_01_00 = w3_0 + w3_1;
+        let k3_01_01 = w3_2;
+        let k3_01_10 = w3_3 + w3_4 + w3_6 + w3_7;
+        let k3_01_11 = w3_5 + w3_8;
+        let k3_10_00 = w3_0 + w3_3;
+        let k3_10_01 = w3_1 + w3_2 + w3_4 + w3_5;
+        let k3_10_10 = w3_6;
+        let k3_10_11 = w3_7 + w3_8;
+        let k3_11_00 = w3_0 + w3_1 + w3_3 + w3_4;
+        let k3_11_01 = w3_2 + w3_5;
+        let k3_11_10 = w3_6 + w3_7;
+        let k3_11_11 = w3_8;
+        a0_00_0_0 += k0_00_00 * s0_0_0 + k0_00_01 * s0_1_0 + k0_00_10 * s1_0_0 + k0_00_11 * s1_1_0;
+        a0_00_1_0 += k0_00_00 * s1_0_0 + k0_00_01 * s1_1_0 + k0_00_10 * s2_0_0 + k0_00_11 * s2_1_0;
+        a0_01_0_0 += k0_01_00 * s0_1_0 + k0_01_01 * s0_2_0 + k0_01_10 * s1_1_0 + k0_01_11 * s1_2_0;
+        a0_01_1_0 += k0_01_00 * s1_1_0 + k0_01_01 * s1_2_0 + k0_01_10 * s2_1_0 + k0_01_11 * s2_2_0;
+        a0_10_0_0 += k0_10_00 * s1_0_0 + k0_10_01 * s1_1_0 + k0_10_10 * s2_0_0 + k0_10_11 * s2_1_0;
+        a0_10_1_0 += k0_10_00 * s2_0_0 + k0_10_01 * s2_1_0 + k0_10_10 * s3_0_0 + k0_10_11 * s3_1_0;
+        a0_11_0_0 += k0_11_00 * s1_1_0 + k0_11_01 * s1_2_0 + k0_11_10 * s2_1_0 + k0_11_11 * s2_2_0;
+        a0_11_1_0 += k0_11_00 * s2_1_0 + k0_11_01 * s2_2_0 + k0_11_10 * s3_1_0 + k0_11_11 * s3_2_0;
+        a1_00_0_0 += k1_00_00 * s0_0_0 + k1_00_01 * s0_1_0 + k1_00_10 * s1_0_0 + k1_00_11 * s1_1_0;
+        a1_00_1_0 += k1_00_00 * s1_0_0 + k1_00_01 * s1_1_0 + k1_00_10 * s2_0_0 + k1_00_11 * s2_1_0;
+        a1_01_0_0 += k1_01_00 * s0_1_0 + k1_01_01 * s0_2_0 + k1_01_10 * s1_1_0 + k1_01_11 * s1_2_0;
+        a1_01_1_0 += k1_01_00 * s1_1_0 + k1_01_01 * s1_2_0 + k1_01_10 * s2_1_0 + k1_01_11 * s2_2_0;
+        a1_10_0_0 += k1_10_00 * s1_0_0 + k1_10_01 * s1_1_0 + k1_10_10 * s2_0_0 + k1_10_11 * s2_1_0;
+        a1_10_1_0 += k1_10_00 * s2_0_0 + k1_10_01 * s2_1_0 + k1_10_10 * s3_0_0 + k1_10_11 * s3_1_0;
+        a1_11_0_0 += k1_11_00 * s1_1_0 + k1_11_01 * s1_2_0 + k1_11_10 * s2_1_0 + k1_11_11 * s2_2_0;
+        a1_11_1_0 += k1_11_00 * s2_1_0 + k1_11_01 * s2_2_0 + k1_11_10 * s3_1_0 + k1_11_11 * s3_2_0;
+        a2_00_0_0 += k2_00_00 * s0_0_0 + k2_00_01 * s0_1_0 + k2_00_10 * s1_0_0 + k2_00_11 * s1_1_0;
+        a2_00_1_0 += k2_00_00 * s1_0_0 + k2_00_01 * s1_1_0 + k2_00_10 * s2_0_0 + k2_00_11 * s2_1_0;
+        a2_01_0_0 += k2_01_00 * s0_1_0 + k2_01_01 * s0_2_0 + k2_01_10 * s1_1_0 + k2_01_11 * s1_2_0;
+        a2_01_1_0 += k2_01_00 * s1_1_0 + k2_01_01 * s1_2_0 + k2_01_10 * s2_1_0 + k2_01_11 * s2_2_0;
+        a2_10_0_0 += k2_10_00 * s1_0_0 + k2_10_01 * s1_1_0 + k2_10_10 * s2_0_0 + k2_10_11 * s2_1_0;
+        a2_10_1_0 += k2_10_00 * s2_0_0 + k2_10_01 * s2_1_0 + k2_10_10 * s3_0_0 + k2_10_11 * s3_1_0;
+        a2_11_0_0 += k2_11_00 * s1_1_0 + k2_11_01 * s1_2_0 + k2_11_10 * s2_1_0 + k2_11_11 * s2_2_0;
+        a2_11_1_0 += k2_11_00 * s2_1_0 + k2_11_01 * s2_2_0 + k2_11_10 * s3_1_0 + k2_11_11 * s3_2_0;
+        a3_00_0_0 += k3_00_00 * s0_0_0 + k3_00_01 * s0_1_0 + k3_00_10 * s1_0_0 + k3_00_11 * s1_1_0;
+        a3_00_1_0 += k3_00_00 * s1_0_0 + k3_00_01 * s1_1_0 + k3_00_10 * s2_0_0 + k3_00_11 * s2_1_0;
+        a3_01_0_0 += k3_01_00 * s0_1_0 + k3_01_01 * s0_2_0 + k3_01_10 * s1_1_0 + k3_01_11 * s1_2_0;
+        a3_01_1_0 += k3_01_00 * s1_1_0 + k3_01_01 * s1_2_0 + k3_01_10 * s2_1_0 + k3_01_11 * s2_2_0;
+        a3_10_0_0 += k3_10_00 * s1_0_0 + k3_10_01 * s1_1_0 + k3_10_10 * s2_0_0 + k3_10_11 * s2_1_0;
+        a3_10_1_0 += k3_10_00 * s2_0_0 + k3_10_01 * s2_1_0 + k3_10_10 * s3_0_0 + k3_10_11 * s3_1_0;
+        a3_11_0_0 += k3_11_00 * s1_1_0 + k3_11_01 * s1_2_0 + k3_11_10 * s2_1_0 + k3_11_11 * s2_2_0;
+        a3_11_1_0 += k3_11_00 * s2_1_0 + k3_11_01 * s2_2_0 + k3_11_10 * s3_1_0 + k3_11_11 * s3_2_0;
+        xo += hw;
+        wo += 9u;
+    }
+    if (!live) { return; }
+    // Stored in a loop (one copy of the epilogue keeps the shader small).
+    let acc = array<vec4<f32>, 32>(vec4<f32>(a0_00_0_0.x, a0_01_0_0.x, a0_00_0_0.y, a0_01_0_0.y), vec4<f32>(a0_00_0_0.z, a0_01_0_0.z, a0_00_0_0.w, a0_01_0_0.w), vec4<f32>(a0_10_0_0.x, a0_11_0_0.x, a0_10_0_0.y, a0_11_0_0.y), vec4<f32>(a0_10_0_0.z, a0_11_0_0.z, a0_10_0_0.w, a0_11_0_0.w), vec4<f32>(a0_00_1_0.x, a0_01_1_0.x, a0_00_1_0.y, a0_01_1_0.y), vec4<f32>(a0_00_1_0.z, a0_01_1_0.z, a0_00_1_0.w, a0_01_1_0.w), vec4<f32>(a0_10_1_0.x, a0_11_1_0.x, a0_10_1_0.y, a0_11_1_0.y), vec4<f32>(a0_10_1_0.z, a0_11_1_0.z, a0_10_1_0.w, a0_11_1_0.w), vec4<f32>(a1_00_0_0.x, a1_01_0_0.x, a1_00_0_0.y, a1_01_0_0.y), vec4<f32>(a1_00_0_0.z, a1_01_0_0.z, a1_00_0_0.w, a1_01_0_0.w), vec4<f32>(a1_10_0_0.x, a1_11_0_0.x, a1_10_0_0.y, a1_11_0_0.y), vec4<f32>(a1_10_0_0.z, a1_11_0_0.z, a1_10_0_0.w, a1_11_0_0.w), vec4<f32>(a1_00_1_0.x, a1_01_1_0.x, a1_00_1_0.y, a1_01_1_0.y), vec4<f32>(a1_00_1_0.z, a1_01_1_0.z, a1_00_1_0.w, a1_01_1_0.w), vec4<f32>(a1_10_1_0.x, a1_11_1_0.x, a1_10_1_0.y, a1_11_1_0.y), vec4<f32>(a1_10_1_0.z, a1_11_1_0.z, a1_10_1_0.w, a1_11_1_0.w), vec4<f32>(a2_00_0_0.x, a2_01_0_0.x, a2_00_0_0.y, a2_01_0_0.y), vec4<f32>(a2_00_0_0.z, a2_01_0_0.z, a2_00_0_0.w, a2_01_0_0.w), vec4<f32>(a2_10_0_0.x, a2_11_0_0.x, a2_10_0_0.y, a2_11_0_0.y), vec4<f32>(a2_10_0_0.z, a2_11_0_0.z, a2_10_0_0.w, a2_11_0_0.w), vec4<f32>(a2_00_1_0.x, a2_01_1_0.x, a2_00_1_0.y, a2_01_1_0.y), vec4<f32>(a2_00_1_0.z, a2_01_1_0.z, a2_00_1_0.w, a2_01_1_0.w), vec4<f32>(a2_10_1_0.x, a2_11_1_0.x, a2_10_1_0.y, a2_11_1_0.y), vec4<f32>(a2_10_1_0.z, a2_11_1_0.z, a2_10_1_0.w, a2_11_1_0.w), vec4<f32>(a3_00_0_0.x, a3_01_0_0.x, a3_00_0_0.y, a3_01_0_0.y), vec4<f32>(a3_00_0_0.z, a3_01_0_0.z, a3_00_0_0.w, a3_01_0_0.w), vec4<f32>(a3_10_0_0.x, a3_11_0_0.x, a3_10_0_0.y, a3_11_0_0.y), vec4<f32>(a3_10_0_0.z, a3_11_0_0.z, a3_10_0_0.w, a3_11_0_0.w), vec4<f32>(a3_00_1_0.x, a3_01_1_0.x, a3_00_1_0.y, a3_01_1_0.y), vec4<f32>(a3_00_1_0.z, a3_01_1_0.z, a3_00_1_0.w, a3_01_1_0.w), vec4<f32>(a3_10_1_0.x, a3_11_1_0.x, a3_10_1_0.y, a3_11_1_0.y), vec4<f32>(a3_10_1_0.z, a3_11_1_0.z, a3_10_1_0.w, a3_11_1_0.w));
+    for (var q = 0u; q < 32u; q++) {
+        let i = q / 8u;
+        let r = (q / 4u) % 2u;
+        let a = (q / 2u) % 2u;
+        let v = (q / 2u) % 1u;
+        finish_row4(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);
     }
 }

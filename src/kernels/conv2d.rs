@@ -71,22 +71,40 @@ pub struct Conv2dOpts {
     pub pad_bottom: usize,
     pub pad_left: usize,
     pub pad_right: usize,
+    /// x is first upsampled 2× (nearest), as in diffusers' `Upsample2D`; padding and stride apply to the
+    /// upsampled image. Only 3×3 kernels with stride 1 and padding 1 ([`Conv2dOpts::upsample2x`]). The
+    /// kernels never build the upsampled image: each output phase (row and column parity) is a 2×2
+    /// convolution of x with taps summed from the 3×3 weights, 4 multiply-adds per output and input
+    /// channel instead of 9.
+    pub upsample2x: bool,
 }
 
 impl Default for Conv2dOpts {
     fn default() -> Self {
-        Conv2dOpts { stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0 }
+        Conv2dOpts { stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0, upsample2x: false }
     }
 }
 
 impl Conv2dOpts {
     /// PyTorch's `Conv2d(stride=stride, padding=pad)`: the same padding on every side.
     pub fn new(stride: usize, pad: usize) -> Self {
-        Conv2dOpts { stride, pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad }
+        Conv2dOpts { stride, pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad, upsample2x: false }
     }
     /// Explicit padding per side, as `F.pad(x, (left, right, top, bottom))` followed by an unpadded conv.
     pub fn asymmetric(stride: usize, top: usize, bottom: usize, left: usize, right: usize) -> Self {
-        Conv2dOpts { stride, pad_top: top, pad_bottom: bottom, pad_left: left, pad_right: right }
+        Conv2dOpts { stride, pad_top: top, pad_bottom: bottom, pad_left: left, pad_right: right, upsample2x: false }
+    }
+    /// `Upsample2D`: `F.interpolate(x, scale_factor=2, mode="nearest")` then a 3×3 conv with padding 1.
+    pub fn upsample2x() -> Self {
+        Conv2dOpts { upsample2x: true, ..Conv2dOpts::new(1, 1) }
+    }
+    /// The same convolution on an input that is already upsampled.
+    pub fn without_upsample(self) -> Self {
+        Conv2dOpts { upsample2x: false, ..self }
+    }
+    /// Whether the options are the ones the upsampling kernels compute (3×3 checked separately).
+    fn is_upsample_3x3(&self) -> bool {
+        *self == Conv2dOpts::upsample2x()
     }
 }
 
@@ -106,9 +124,11 @@ pub struct ConvShape {
 
 impl ConvShape {
     /// The convolution of x `[B, Cin, H, W]` by w `[Cout, Cin, kh, kw]`; `None` when the padded input is
-    /// smaller than the kernel or the stride is 0.
+    /// smaller than the kernel or the stride is 0. With `upsample2x`, H and W stay x's and the output is
+    /// that of the upsampled image.
     pub fn new(x: &[usize], w: &[usize], o: &Conv2dOpts) -> Option<ConvShape> {
-        let (hp, wp) = (x[2] + o.pad_top + o.pad_bottom, x[3] + o.pad_left + o.pad_right);
+        let f = if o.upsample2x { 2 } else { 1 };
+        let (hp, wp) = (f * x[2] + o.pad_top + o.pad_bottom, f * x[3] + o.pad_left + o.pad_right);
         if o.stride == 0 || hp < w[2] || wp < w[3] {
             return None;
         }
@@ -142,6 +162,9 @@ enum Kind {
     /// read as `tc / 4` aligned vec4 loads, its two edge columns taken from the neighbouring lanes'
     /// patches by subgroup shuffles (see [`Kernel::handles`] for the shapes this needs).
     Patch3 { tr: usize, tc: usize, tm: usize, vec_rows: bool },
+    /// Nearest 2× upsampling fused into a 3×3, stride-1, padding-1 conv ([`Conv2dOpts::upsample2x`]): a
+    /// `tr`×`tc` patch of x × the 4 output phases × `tm` output channels; `vec_rows` as for `Patch3`.
+    Up2Patch3 { tr: usize, tc: usize, tm: usize, vec_rows: bool },
 }
 
 /// One entry point of the conv2d shaders.
@@ -168,12 +191,21 @@ pub const KERNELS: &[Kernel] = &[
     k("direct_m16", Kind::Direct { tm: 16 }, 64, true),
     k("k3s1_r2c4m8", Kind::Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: false }, 64, true),
     k("k3s1v_r4c4m8_w8", Kind::Patch3 { tr: 4, tc: 4, tm: 8, vec_rows: true }, 8, true),
+    k("up2_r2c4m4", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 4, vec_rows: false }, 64, false),
+    k("up2_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: false }, 8, true),
+    k("up2v_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: true }, 8, true),
+    k("up2_r1c4m8", Kind::Up2Patch3 { tr: 1, tc: 4, tm: 8, vec_rows: false }, 64, true),
 ];
 
 /// Indices in [`KERNELS`] of the CPU patch kernels: `k3s1v_r4c4m8_w8` (vec4 window rows) and
 /// `k3s1_r4c4m8_w8`, which computes the same tiles from any offsets.
 const PATCH3_VEC_W8: usize = 6;
 const PATCH3_W8: usize = 3;
+/// The same pair for upsampling convs, and the upsampling kernels of portable and GPU-subgroup sets.
+const UP2_VEC_W8: usize = 9;
+const UP2_W8: usize = 8;
+const UP2_PORTABLE: usize = 7;
+const UP2_GPU_SUBGROUP: usize = 10;
 
 impl Kernel {
     /// The shader of this entry point for weights stored as `w`.
@@ -191,13 +223,16 @@ impl Kernel {
     /// patches), the output as wide in patches, and one column of left padding. (The dispatch's element
     /// offsets must be multiples of 4 too: [`Op::lower`] checks them.)
     pub fn handles(&self, s: &ConvShape, o: &Conv2dOpts) -> bool {
+        let k3 = s.kh == 3 && s.kw == 3;
         match self.kind {
+            _ if o.upsample2x != matches!(self.kind, Kind::Up2Patch3 { .. }) => false,
             Kind::Direct { .. } => true,
-            Kind::Patch3 { tc, vec_rows: false, .. } => s.kh == 3 && s.kw == 3 && o.stride == 1,
+            Kind::Patch3 { vec_rows: false, .. } => k3 && o.stride == 1,
             Kind::Patch3 { tc, vec_rows: true, .. } => {
-                let span = self.wg * tc;
-                s.kh == 3 && s.kw == 3 && o.stride == 1 && o.pad_left == 1 && s.w % span == 0 && s.ow.div_ceil(tc) * tc == s.w
+                k3 && o.stride == 1 && o.pad_left == 1 && s.w % (self.wg * tc) == 0 && s.ow.div_ceil(tc) * tc == s.w
             }
+            Kind::Up2Patch3 { vec_rows: false, .. } => k3 && o.is_upsample_3x3(),
+            Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && s.w % (self.wg * tc) == 0,
         }
     }
 }
@@ -211,6 +246,14 @@ pub fn select_kernel(s: &ConvShape, o: &Conv2dOpts, l: &DeviceLimits) -> &'stati
         (true, true) => [2, 3],
         (true, false) => [4, 5],
     };
+    if o.upsample2x {
+        return match (sg, l.cpu) {
+            (false, _) => &KERNELS[UP2_PORTABLE],
+            (true, true) if KERNELS[UP2_VEC_W8].handles(s, o) => &KERNELS[UP2_VEC_W8],
+            (true, true) => &KERNELS[UP2_W8],
+            (true, false) => &KERNELS[UP2_GPU_SUBGROUP],
+        };
+    }
     let patch = &KERNELS[set[1]];
     if sg && l.cpu && KERNELS[PATCH3_VEC_W8].handles(s, o) {
         &KERNELS[PATCH3_VEC_W8]
@@ -298,8 +341,10 @@ fn geometry(kern: &Kernel, s: &ConvShape, nco: usize) -> (usize, usize, usize) {
             let tiles = n_tiles * nco.div_ceil(tm);
             (n_tiles, tiles, tiles)
         }
-        Kind::Patch3 { tr, tc, tm, .. } => {
-            let patches = s.oh.div_ceil(tr) * s.ow.div_ceil(tc);
+        Kind::Patch3 { tr, tc, tm, .. } | Kind::Up2Patch3 { tr, tc, tm, .. } => {
+            // Upsampling kernels tile x (each of its pixels gives 4 outputs), the others the output.
+            let (ph, pw) = if matches!(kern.kind, Kind::Up2Patch3 { .. }) { (s.h, s.w) } else { (s.oh, s.ow) };
+            let patches = ph.div_ceil(tr) * pw.div_ceil(tc);
             if kern.subgroup {
                 // Each workgroup shares its output channels: patches padded to whole workgroups.
                 let groups = patches.div_ceil(kern.wg) * nco.div_ceil(tm);
@@ -345,6 +390,12 @@ impl Op for Conv2d {
         }
         let s = ConvShape::new(&x.shape, &w.shape, &self.opts)
             .ok_or_else(|| Error::shape("conv2d", format!("weight {w} does not fit x {x} with {:?}", self.opts)))?;
+        if self.opts.upsample2x && !(s.kh == 3 && s.kw == 3 && self.opts.is_upsample_3x3()) {
+            return Err(Error::shape(
+                "conv2d",
+                format!("upsampling convs are 3×3 with stride 1 and padding 1; got weight {w} with {:?}", self.opts),
+            ));
+        }
         let out = TensorDesc::f32(&s.out_shape());
         if let Some(b) = self.bias_slot().map(|i| inputs[i]) {
             if b.shape != [s.cout] {
@@ -435,7 +486,12 @@ impl Op for Conv2d {
                     let x_count = (((nb - 1) * s.cin + nci) * hw) as u64;
                     let (bx, x_shift) = Bind::elements(Slot::Input(0), x, x_begin, x_count, l.limits);
                     // vec4 window rows need a 4-aligned start; the scalar kernel has the same tiles.
-                    let kern = if kern.entry == KERNELS[PATCH3_VEC_W8].entry && x_shift % 4 != 0 { &KERNELS[PATCH3_W8] } else { kern };
+                    let kern = match kern.entry {
+                        _ if x_shift % 4 == 0 => kern,
+                        e if e == KERNELS[PATCH3_VEC_W8].entry => &KERNELS[PATCH3_W8],
+                        e if e == KERNELS[UP2_VEC_W8].entry => &KERNELS[UP2_W8],
+                        _ => kern,
+                    };
                     let flags = if c == 0 {
                         (bias.is_some() as u32 * FLAG_BIAS) | (res.is_some() as u32 * FLAG_RESIDUAL)
                     } else {
@@ -483,28 +539,48 @@ impl Op for Conv2d {
     }
 
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _out: &TensorDesc) -> Vec<f32> {
-        let s = ConvShape::new(&descs[0].shape, &descs[1].shape, &self.opts).expect("checked at record time");
         let bias = self.bias_slot().map(|i| inputs[i]);
         let res = self.residual_slot().map(|i| inputs[i]);
+        if self.opts.upsample2x {
+            // The twin does what the module does: upsample, then convolve.
+            let xs = &descs[0].shape;
+            let up = upsample2x_cpu(inputs[0], xs);
+            let us = [xs[0], xs[1], 2 * xs[2], 2 * xs[3]];
+            let opts = self.opts.without_upsample();
+            let s = ConvShape::new(&us, &descs[1].shape, &opts).expect("checked at record time");
+            return conv2d_cpu(&s, &opts, &up, inputs[1], bias, res);
+        }
+        let s = ConvShape::new(&descs[0].shape, &descs[1].shape, &self.opts).expect("checked at record time");
         conv2d_cpu(&s, &self.opts, inputs[0], inputs[1], bias, res)
     }
 
+    /// Multiply-adds done: an upsampling conv does 4 per output and input channel (its 2×2 phases), not 9.
     fn flops(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         let w = &inputs[1].shape;
-        2.0 * out.numel() as f64 * (w[1] * w[2] * w[3]) as f64
+        let taps = if self.opts.upsample2x { 4 } else { w[2] * w[3] };
+        2.0 * out.numel() as f64 * (w[1] * taps) as f64
     }
 
     /// dx: the transposed convolution of dy ([`Graph::conv2d_dx`]); dw: `im2colᵀ · dY` ([`Graph::conv2d_dw`]);
     /// dbias: dy summed over B, H, W; dresidual: dy.
+    /// An upsampling conv differentiates as what it fuses: the upsampled x is recomputed for dw, and dx is
+    /// the gradient of the plain conv summed back over each 2×2 block.
     fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
-        let (x, w) = (c.inputs[0], c.inputs[1]);
-        let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
+        let (x0, w) = (c.inputs[0], c.inputs[1]);
+        let (x0s, ws) = (g.shape(x0).to_vec(), g.shape(w).to_vec());
+        let (x, opts) = if self.opts.upsample2x {
+            (g.upsample_nearest2x(&c.node("upsampled_x"), x0)?, self.opts.without_upsample())
+        } else {
+            (x0, self.opts)
+        };
+        let xs = g.shape(x).to_vec();
         let mut grads = vec![None; c.inputs.len()];
         if c.need[0] {
-            grads[0] = Some(g.conv2d_dx(&c.node("x"), c.dy, w, [xs[0], xs[1], xs[2], xs[3]], self.opts)?);
+            let dx = g.conv2d_dx(&c.node("x"), c.dy, w, [xs[0], xs[1], xs[2], xs[3]], opts)?;
+            grads[0] = Some(if self.opts.upsample2x { g.upsample_nearest_grad(&c.node("x_sum"), dx, x0s[2], x0s[3])? } else { dx });
         }
         if c.need[1] {
-            grads[1] = Some(g.conv2d_dw(&c.node("w"), c.dy, x, ws[2], ws[3], self.opts)?);
+            grads[1] = Some(g.conv2d_dw(&c.node("w"), c.dy, x, ws[2], ws[3], opts)?);
         }
         if let Some(i) = self.bias_slot().filter(|&i| c.need[i]) {
             // [Cout, 1, 1] broadcasts over [B, Cout, OH, OW] as one channel run.
@@ -516,6 +592,18 @@ impl Op for Conv2d {
         }
         Ok(grads)
     }
+}
+
+/// Nearest 2× upsampling of NCHW `x` (shape `xs`) on the CPU.
+fn upsample2x_cpu(x: &[f32], xs: &[usize]) -> Vec<f32> {
+    let (h, w) = (xs[2], xs[3]);
+    let mut out = Vec::with_capacity(x.len() * 4);
+    for plane in x.chunks(h * w) {
+        for y in 0..2 * h {
+            out.extend((0..2 * w).map(|xx| plane[(y / 2) * w + xx / 2]));
+        }
+    }
+    out
 }
 
 /// The CPU twin: a direct convolution accumulated in f64, one output plane at a time (the inner loop
@@ -667,7 +755,8 @@ pub fn wgsl_source(subgroup: bool) -> String {
         o.l("");
         match kern.kind {
             Kind::Direct { tm } => gen_direct(&mut o, kern, tm),
-            Kind::Patch3 { tr, tc, tm, vec_rows } => gen_patch3(&mut o, kern, tr, tc, tm, vec_rows),
+            Kind::Patch3 { tr, tc, tm, vec_rows } => gen_patch3(&mut o, kern, tr, tc, tm, vec_rows, false),
+            Kind::Up2Patch3 { tr, tc, tm, vec_rows } => gen_patch3(&mut o, kern, tr, tc, tm, vec_rows, true),
         }
     }
     o.0
@@ -835,10 +924,44 @@ fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {
     o.l("}");
 }
 
-fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_rows: bool) {
+/// The 3×3 taps (3·ky + kx) summed into tap `d` (0 or 1, along one axis) of output phase `a` (the output
+/// row or column parity) of an upsampling conv: nearest 2× upsampling repeats each input row twice, so
+/// the 3 kernel rows over output row 2i + a fall on input rows i - 1, i, i (a = 0) or i, i, i + 1 (a = 1).
+fn up2_taps(a: usize, d: usize) -> &'static [usize] {
+    match (a, d) {
+        (0, 0) => &[0],
+        (0, _) => &[1, 2],
+        (_, 0) => &[0, 1],
+        _ => &[2],
+    }
+}
+
+/// `k<suffix>_<a><b>_<dy><dx>`: the 16 summed taps of one output channel's 2×2 phase kernels, from its 9
+/// taps `<src>_<t>`.
+fn gen_up2_weights(o: &mut Out, src: &str, suffix: &str, ind: &str) {
+    for (a, b, dy, dx) in (0..16).map(|q| (q >> 3, (q >> 2) & 1, (q >> 1) & 1, q & 1)) {
+        let terms: Vec<String> = up2_taps(a, dy)
+            .iter()
+            .flat_map(|ky| up2_taps(b, dx).iter().map(move |kx| format!("{src}_{}", 3 * ky + kx)))
+            .collect();
+        o.l(&format!("{ind}let k{suffix}_{a}{b}_{dy}{dx} = {};", terms.join(" + ")));
+    }
+}
+
+/// 3×3 stride-1 patch kernels; with `up2` the upsampling variant, whose patch is of x and whose window
+/// (the same (TR+2)×(TC+2) of x) feeds 4 output phases through 2×2 summed kernels.
+fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_rows: bool, up2: bool) {
     let (wg, nv, wr, wc) = (kern.wg, tc / 4, tr + 2, tc + 2);
-    o.l(&format!("// 3×3, stride 1: a {tr}×{tc} output patch × {tm} output channels per invocation; the {wr}×{wc} input"));
-    o.l("// window of each input channel is loaded once and its shifted rows built with swizzles.");
+    if up2 {
+        o.l(&format!("// Nearest 2× upsampling + 3×3 conv (padding 1): a {tr}×{tc} patch of x × its 4 output phases (row and"));
+        o.l(&format!("// column parity) × {tm} output channels per invocation. Output (2i + a, 2j + b) is a 2×2 conv of x rows"));
+        o.l("// i - 1 + a .. i + a and columns j - 1 + b .. j + b whose taps are sums of the 3×3 taps (up2_taps in");
+        o.l(&format!("// conv2d.rs): 4 multiply-adds instead of 9, and no upsampled image. The {wr}×{wc} window of x is loaded"));
+        o.l("// once per input channel, as in the 3×3 patch kernels.");
+    } else {
+        o.l(&format!("// 3×3, stride 1: a {tr}×{tc} output patch × {tm} output channels per invocation; the {wr}×{wc} input"));
+        o.l("// window of each input channel is loaded once and its shifted rows built with swizzles.");
+    }
     if vec_rows {
         o.l(&format!("// Vec rows: the {wg} lanes own {wg} patches side by side (lane l the patch of lane l - 1's right), so"));
         o.l(&format!("// each window row is {nv} aligned vec4 load(s) of the patch's own columns, the column to its left is"));
@@ -873,7 +996,8 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l("    let pidx = it - mg * p.n_tiles;");
     }
     o.l("    let pt = min(pidx, p.n_tiles - 1u);");
-    o.l(&format!("    let pw = (p.ow + {}u) / {tc}u;", tc - 1));
+    // Patches tile the output, or x for the upsampling kernels (oy0, ox0 are then rows and columns of x).
+    o.l(&format!("    let pw = (p.{} + {}u) / {tc}u;", if up2 { "w" } else { "ow" }, tc - 1));
     o.l("    let py = pt / pw;");
     o.l(&format!("    let oy0 = py * {tr}u;"));
     o.l(&format!("    let ox0 = (pt - py * pw) * {tc}u;"));
@@ -904,10 +1028,15 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     o.l("    var xo = p.x_shift + b * p.x_bstride;");
     gen_weight_rows(o, kern, tm);
     o.l("    var wo = 0u;");
+    // Accumulators a<i>_<r>_<v> (output row r, columns 4v..4v+3), or for the upsampling kernels
+    // a<i>_<a><b>_<r>_<v> (phase (a, b) of x's row r, columns 4v..4v+3).
+    let phases: Vec<String> = if up2 { ["00", "01", "10", "11"].map(|p| format!("_{p}")).to_vec() } else { vec![String::new()] };
     for i in 0..tm {
-        for r in 0..tr {
-            for v in 0..nv {
-                o.l(&format!("    var a{i}_{r}_{v} = vec4<f32>(0.0);"));
+        for ph in &phases {
+            for r in 0..tr {
+                for v in 0..nv {
+                    o.l(&format!("    var a{i}{ph}_{r}_{v} = vec4<f32>(0.0);"));
+                }
             }
         }
     }
@@ -944,15 +1073,55 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
             }
         }
     }
-    for t in 0..9 {
-        gen_weights(o, kern, tm, &format!("wo + {t}u"), "        ", &format!("_{t}"));
-    }
-    for i in 0..tm {
-        for r in 0..tr {
-            for v in 0..nv {
-                let terms: Vec<String> =
-                    (0..9).map(|t| format!("w{i}_{t} * s{}_{}_{v}", r + t / 3, t % 3)).collect();
-                o.l(&format!("        a{i}_{r}_{v} += {};", terms.join(" + ")));
+    if !up2 {
+        for t in 0..9 {
+            gen_weights(o, kern, tm, &format!("wo + {t}u"), "        ", &format!("_{t}"));
+        }
+        for i in 0..tm {
+            for r in 0..tr {
+                for v in 0..nv {
+                    let terms: Vec<String> =
+                        (0..9).map(|t| format!("w{i}_{t} * s{}_{}_{v}", r + t / 3, t % 3)).collect();
+                    o.l(&format!("        a{i}_{r}_{v} += {};", terms.join(" + ")));
+                }
+            }
+        }
+    } else {
+        // k<i>_<a><b>_<dy><dx>: channel i's 2×2 kernel of phase (a, b). With subgroups a lane sums its own
+        // channel's taps and the sums are broadcast; without, each invocation sums every channel's.
+        if kern.subgroup {
+            for j in 0..tm / 8 {
+                for t in 0..9 {
+                    o.l(&format!("        let q{j}_{t} = wt_at(r{j} + wo + {t}u);"));
+                }
+                gen_up2_weights(o, &format!("q{j}"), &format!("q{j}"), "        ");
+            }
+            for i in 0..tm {
+                for q in 0..16 {
+                    let (ab, d) = (format!("{}{}", q >> 3, (q >> 2) & 1), format!("{}{}", (q >> 1) & 1, q & 1));
+                    o.l(&format!("        let k{i}_{ab}_{d} = subgroupBroadcast(kq{}_{ab}_{d}, {}u);", i / 8, i % 8));
+                }
+            }
+        } else {
+            for t in 0..9 {
+                gen_weights(o, kern, tm, &format!("wo + {t}u"), "        ", &format!("_{t}"));
+            }
+            for i in 0..tm {
+                gen_up2_weights(o, &format!("w{i}"), &format!("{i}"), "        ");
+            }
+        }
+        // Phase (a, b), tap (dy, dx) reads window row r + a + dy from column b + dx.
+        for i in 0..tm {
+            for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                for r in 0..tr {
+                    for v in 0..nv {
+                        let terms: Vec<String> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .iter()
+                            .map(|(dy, dx)| format!("k{i}_{a}{b}_{dy}{dx} * s{}_{}_{v}", r + a + dy, b + dx))
+                            .collect();
+                        o.l(&format!("        a{i}_{a}{b}_{r}_{v} += {};", terms.join(" + ")));
+                    }
+                }
             }
         }
     }
@@ -964,15 +1133,39 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     } else {
         o.l("    if (!live) { return; }");
     }
-    let n = tm * tr * nv;
-    let accs: Vec<String> =
-        (0..tm).flat_map(|i| (0..tr).flat_map(move |r| (0..nv).map(move |v| format!("a{i}_{r}_{v}")))).collect();
     o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small).");
-    o.l(&format!("    let acc = array<vec4<f32>, {n}>({});", accs.join(", ")));
-    o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
-    o.l(&format!("        let i = q / {}u;", tr * nv));
-    o.l(&format!("        let r = (q / {nv}u) % {tr}u;"));
-    o.l(&format!("        finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % {nv}u), acc[q]);"));
+    if !up2 {
+        let n = tm * tr * nv;
+        let accs: Vec<String> =
+            (0..tm).flat_map(|i| (0..tr).flat_map(move |r| (0..nv).map(move |v| format!("a{i}_{r}_{v}")))).collect();
+        o.l(&format!("    let acc = array<vec4<f32>, {n}>({});", accs.join(", ")));
+        o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
+        o.l(&format!("        let i = q / {}u;", tr * nv));
+        o.l(&format!("        let r = (q / {nv}u) % {tr}u;"));
+        o.l(&format!("        finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % {nv}u), acc[q]);"));
+    } else {
+        // Output row 2(oy0 + r) + a, columns 2(ox0 + 4v) .. + 7: phases b = 0 and 1 interleaved, as two vec4s.
+        let n = tm * tr * 2 * nv * 2;
+        let mut accs = Vec::new();
+        for i in 0..tm {
+            for r in 0..tr {
+                for a in 0..2 {
+                    for v in 0..nv {
+                        let (p0, p1) = (format!("a{i}_{a}0_{r}_{v}"), format!("a{i}_{a}1_{r}_{v}"));
+                        accs.push(format!("vec4<f32>({p0}.x, {p1}.x, {p0}.y, {p1}.y)"));
+                        accs.push(format!("vec4<f32>({p0}.z, {p1}.z, {p0}.w, {p1}.w)"));
+                    }
+                }
+            }
+        }
+        o.l(&format!("    let acc = array<vec4<f32>, {n}>({});", accs.join(", ")));
+        o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
+        o.l(&format!("        let i = q / {}u;", tr * 2 * nv * 2));
+        o.l(&format!("        let r = (q / {}u) % {tr}u;", 2 * nv * 2));
+        o.l(&format!("        let a = (q / {}u) % 2u;", nv * 2));
+        o.l(&format!("        let v = (q / 2u) % {nv}u;"));
+        o.l("        finish_row4(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);");
+    }
     o.l("    }");
     o.l("}");
 }

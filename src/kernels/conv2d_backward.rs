@@ -93,6 +93,9 @@ fn conv_shape(op: &str, x_shape: &[usize], w_shape: &[usize], dy: &TensorDesc, o
     if x_shape.len() != 4 || w_shape.len() != 4 || dy.rank() != 4 || x_shape[1] != w_shape[1] {
         return Err(bad());
     }
+    if opts.upsample2x {
+        return Err(Error::shape(op, "takes a plain conv's options: an upsampling conv differentiates through its upsampled input"));
+    }
     let s = ConvShape::new(x_shape, w_shape, opts).ok_or_else(bad)?;
     if s.out_shape()[..] != dy.shape[..] {
         return Err(bad());
@@ -406,6 +409,9 @@ pub struct Col2Im {
 impl Col2Im {
     fn shape(&self) -> Result<ConvShape> {
         let x = &self.x_shape;
+        if self.opts.upsample2x {
+            return Err(Error::shape("col2im", "upsampling convs are not lowered to im2col"));
+        }
         ConvShape::new(x, &[1, x[1], self.kh, self.kw], &self.opts)
             .ok_or_else(|| Error::shape("col2im", format!("a {}×{} window does not fit {x:?} with {:?}", self.kh, self.kw, self.opts)))
     }

@@ -49,6 +49,9 @@ impl Im2Col {
         if x.rank() != 4 {
             return Err(Error::shape("im2col", format!("input must be [B, C, H, W], got {x}")));
         }
+        if self.opts.upsample2x {
+            return Err(Error::shape("im2col", "upsampling convs are not lowered to im2col"));
+        }
         let w = [1, x.shape[1], self.kh, self.kw];
         ConvShape::new(&x.shape, &w, &self.opts)
             .ok_or_else(|| Error::shape("im2col", format!("a {}×{} window does not fit {x} with {:?}", self.kh, self.kw, self.opts)))
@@ -156,7 +159,9 @@ impl Graph {
         residual: Option<TensorId>,
     ) -> Result<TensorId> {
         let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
-        let small = (xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1])
+        // Upsampling convs always take the fused kernels (im2col would need the upsampled image).
+        let small = !opts.upsample2x
+            && (xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1])
             .then(|| ConvShape::new(&xs, &ws, &opts))
             .flatten()
             .is_some_and(|s| s.b * s.oh * s.ow < IM2COL_MAX_ROWS && s.b * s.oh * s.ow * s.cin * s.kh * s.kw * 4 <= 64 << 20);

@@ -210,13 +210,23 @@ impl Conv2d {
     /// `conv(x) + bias (+ residual)`: the residual add is fused into the conv's epilogue, and so is a LoRA's
     /// `scale · B(A(x))`.
     pub fn forward(&self, g: &mut Graph, x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
+        self.forward_with(g, x, self.opts, residual)
+    }
+
+    /// `conv(upsample_nearest_2x(x)) + bias` as one op (diffusers' `Upsample2D`): the upsampled image is
+    /// never built ([`Conv2dOpts::upsample2x`]).
+    pub fn forward_upsampled(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        self.forward_with(g, x, Conv2dOpts { upsample2x: true, ..self.opts }, None)
+    }
+
+    fn forward_with(&self, g: &mut Graph, x: TensorId, opts: Conv2dOpts, residual: Option<TensorId>) -> Result<TensorId> {
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|b| g.param(b));
         match &self.lora {
-            None => g.conv2d_auto(&self.name, x, w, b, self.opts, residual),
+            None => g.conv2d_auto(&self.name, x, w, b, opts, residual),
             Some(lora) => {
                 let (a, up) = (g.param(&lora.down), g.param(&lora.up));
-                g.lora_conv2d(&self.name, x, w, b, a, up, lora.scale, self.opts, residual)
+                g.lora_conv2d(&self.name, x, w, b, a, up, lora.scale, opts, residual)
             }
         }
     }

@@ -54,6 +54,7 @@ fn case(b: usize, cin: usize, h: usize, w: usize, cout: usize, k: usize, opts: C
 fn awkward_cases() -> Vec<Case> {
     let p1 = Conv2dOpts::new(1, 1);
     let p0 = Conv2dOpts::default();
+    let up = Conv2dOpts::upsample2x();
     vec![
         case(1, 3, 7, 5, 13, 3, p1, true, false),
         case(2, 5, 13, 11, 7, 3, p1, false, true),
@@ -80,6 +81,13 @@ fn awkward_cases() -> Vec<Case> {
         case(2, 5, 7, 32, 11, 3, p1, true, true),
         case(1, 3, 5, 64, 9, 3, p1, true, false),
         case(1, 4, 6, 32, 5, 3, Conv2dOpts::asymmetric(1, 0, 2, 1, 0), true, true),
+        // Nearest 2× upsampling fused into the conv: odd sizes, batch 2 with a residual, a 1×1 input, and
+        // widths of whole 32-column groups (the vec-rows kernel), more than 8 output channels.
+        case(1, 3, 5, 7, 6, 3, up, true, false),
+        case(2, 5, 4, 9, 11, 3, up, true, true),
+        case(1, 2, 1, 1, 3, 3, up, true, false),
+        case(1, 4, 3, 32, 9, 3, up, true, false),
+        case(2, 3, 5, 64, 5, 3, up, false, true),
     ]
 }
 

@@ -48,6 +48,34 @@ fn conv2d_gradients_every_combination() {
     }
 }
 
+/// The upsampling conv (nearest 2× fused into a 3×3 conv) differentiates as upsample-then-conv: dx sums the
+/// plain conv's dx over each 2×2 block, dw sees the upsampled input.
+#[test]
+fn upsampling_conv_gradients() {
+    let gpu = test_gpu();
+    let mut rng = Rng::new(24);
+    for (xs, bias, residual) in [([2usize, 3, 5, 7], true, false), ([1, 4, 4, 3], false, true)] {
+        let opts = Conv2dOpts::upsample2x();
+        let ws = [5, xs[1], 3, 3];
+        let s = ConvShape::new(&xs, &ws, &opts).unwrap();
+        assert_eq!(s.out_shape(), [xs[0], 5, 2 * xs[2], 2 * xs[3]]);
+        let mut inputs = vec![GradInput::random(&mut rng, &xs, 1.0), GradInput::random(&mut rng, &ws, 1.0)];
+        if bias {
+            inputs.push(GradInput::random(&mut rng, &[5], 1.0));
+        }
+        if residual {
+            inputs.push(GradInput::random(&mut rng, &s.out_shape(), 1.0));
+        }
+        let reps = grad_check(Some(&gpu), &inputs, 1e-2, 48, &|g, x| {
+            let b = bias.then(|| x[2]);
+            let r = residual.then(|| x[2 + bias as usize]);
+            g.conv2d("up", x[0], x[1], b, opts, r)
+        })
+        .unwrap();
+        assert_grads(&format!("upsampling conv {xs:?} bias {bias} residual {residual}"), &reps, 1e-3, 1e-5);
+    }
+}
+
 /// im2col (the GEMM form's unfolding) differentiates by col2im.
 #[test]
 fn im2col_gradient_is_col2im() {
