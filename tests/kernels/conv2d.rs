@@ -472,7 +472,8 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// `CONV_BENCH=unet,vae,1x1,s2,variants` picks cases (default: unet and vae); `variants` runs every kernel
 /// this adapter can run on a 1×128×64×64 3×3 conv and a 1×1 conv. The first run of a kernel includes
 /// lavapipe's shader compile (unless Mesa's shader cache has it). `CONV_KERNEL=i` forces `KERNELS[i]` on the
-/// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf).
+/// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf);
+/// `CONV_CASE=BxCINxHxWxCOUT,...` adds 3×3 padding-1 convs of those shapes.
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
@@ -499,6 +500,11 @@ fn bench_sd_shapes() {
                 }
             }
         }
+    }
+    // CONV_CASE=BxCINxHxWxCOUT[,...]: 3×3 padding-1 convs of these shapes.
+    for c in std::env::var("CONV_CASE").unwrap_or_default().split(',').filter(|c| !c.is_empty()) {
+        let v: Vec<usize> = c.split('x').map(|x| x.parse().expect("CONV_CASE: BxCINxHxWxCOUT")).collect();
+        bench(&gpu, &case(v[0], v[1], v[2], v[3], v[4], 3, p1, true, false), forced, 2);
     }
     if which.contains("vae") {
         bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), forced, 1);
