@@ -1,5 +1,5 @@
 // Two inputs, one output: broadcast add/multiply, concatenation, row gather (embedding lookup).
-// Entry points: add, mul, concat, gather.
+// Entry points: add, mul, add4, mul4, concat, gather.
 
 struct Params {
     n: u32,          // output elements this dispatch covers
@@ -21,6 +21,11 @@ struct Params {
 fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// The same bindings 4 values at a time (add4, mul4: every offset and length a multiple of 4; they use no
+// other view of them). WGSL lets entry points that do not share variables bind one slot to both.
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 
@@ -42,6 +47,34 @@ fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
     let i = item(wg, nwg, lid);
     if (i >= p.n) { return; }
     out[p.out_shift + i] = a_at(p.a_shift + i) * b[p.b_shift + ((p.base + i) / p.inner) % p.bn];
+}
+
+// b for elements e .. e + 3 of add4/mul4: 4 consecutive values when b repeats along leading dimensions
+// (inner = 1, bn a multiple of 4), else one value (inner a multiple of 4).
+fn b_vec4(e: u32) -> vec4<f32> {
+    if (p.inner == 1u) {
+        return b4[(p.b_shift + (p.base + e) % p.bn) / 4u];
+    }
+    let j = p.b_shift + ((p.base + e) / p.inner) % p.bn;
+    return vec4<f32>(b4[j / 4u][j % 4u]);
+}
+
+// add and mul 4 elements per invocation (on lavapipe a vec4 load or store costs about what a scalar one
+// does); binary.rs picks them when every offset and length is a multiple of 4.
+@compute @workgroup_size(256)
+fn add4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 4u) { return; }
+    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] + b_vec4(4u * i);
+}
+
+@compute @workgroup_size(256)
+fn mul4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 4u) { return; }
+    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] * b_vec4(4u * i);
 }
 
 // out[o, :] = cat(a[o, :], b[o, :]) with a rows of `inner` and b rows of `bn` elements.

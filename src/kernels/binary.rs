@@ -90,7 +90,7 @@ impl Op for Binary {
         let (a, b) = (&l.inputs[0], &l.inputs[1]);
         let (inner, bn) = broadcast_layout(a, b).expect("checked at record time");
         let full_b = inner * bn == a.numel();
-        let entry = if self.kind == BinaryKind::Add { "add" } else { "mul" };
+        let (entry, entry4) = if self.kind == BinaryKind::Add { ("add", "add4") } else { ("mul", "mul4") };
         let mut out = Vec::new();
         for (s, n) in chunks(a.numel() as u64, max_binding_elems(l.limits, DType::F32), 1) {
             let (ba, a_shift) = Bind::elements(Slot::Input(0), a, s, n, l.limits);
@@ -112,12 +112,16 @@ impl Op for Binary {
                 bn: bn as u32,
                 ..Default::default()
             };
+            // Whole vec4s of a, out and (full or repeated) b: the 4-wide entry point.
+            // (b is read as vec4s even when one value is used: its binding must hold whole vec4s too.)
+            let b_ok = bn % 4 == 0 && b_shift % 4 == 0 && (inner == 1 || inner % 4 == 0);
+            let vec4 = b_ok && [n, a_shift as u64, out_shift as u64, base as u64].iter().all(|v| v % 4 == 0);
             out.push(Dispatch {
                 shader: &SHADER,
-                entry,
+                entry: if vec4 { entry4 } else { entry },
                 params: params(&p),
                 bindings: vec![ba, bb, bo],
-                workgroups: grid_1d(n.div_ceil(256), l.limits),
+                workgroups: grid_1d(if vec4 { (n / 4).div_ceil(256) } else { n.div_ceil(256) }, l.limits),
             });
         }
         Ok(out)

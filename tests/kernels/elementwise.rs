@@ -81,6 +81,55 @@ fn broadcast_add_mul_concat_gather() {
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
 }
 
+/// Broadcast add and mul on whole vec4s (add4/mul4): a same-shape b, a per-channel b (inner 32), a bias
+/// repeated along the leading dims (inner 1), and a per-channel b whose count is not a multiple of 4
+/// (scalar kernels); the lowering picks the 4-wide entry points exactly where everything is aligned.
+#[test]
+fn broadcast_add_mul_on_whole_vec4s() {
+    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    let gpu = test_gpu();
+    let mut rng = Rng::new(9);
+    let mut g = Graph::new();
+    let a = g.input("a", TensorDesc::f32(&[2, 12, 4, 8]));
+    let same = g.input("same", TensorDesc::f32(&[2, 12, 4, 8]));
+    let chan = g.input("chan", TensorDesc::f32(&[2, 12, 1, 1]));
+    let bias = g.input("bias", TensorDesc::f32(&[8]));
+    let odd = g.input("odd", TensorDesc::f32(&[2, 3, 4, 4]));
+    let odd_chan = g.input("odd_chan", TensorDesc::f32(&[2, 3, 1, 1]));
+    let outs = [
+        g.add("add_same", a, same).unwrap(),
+        g.add("add_chan", a, chan).unwrap(),
+        g.mul("mul_bias", a, bias).unwrap(),
+        g.mul("mul_chan", a, chan).unwrap(),
+        g.add("add_odd_chan", odd, odd_chan).unwrap(),
+    ];
+    for t in outs {
+        g.output(t);
+    }
+    let inputs = vec![
+        (a, rng.vec(768, 1.0)),
+        (same, rng.vec(768, 1.0)),
+        (chan, rng.vec(24, 1.0)),
+        (bias, rng.vec(8, 1.0)),
+        (odd, rng.vec(96, 1.0)),
+        (odd_chan, rng.vec(6, 1.0)),
+    ];
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
+    let entry = |a: &[usize], b: &[usize]| {
+        let mut g = Graph::new();
+        let (x, y) = (g.input("x", TensorDesc::f32(a)), g.input("y", TensorDesc::f32(b)));
+        let t = g.add("add", x, y).unwrap();
+        let (xa, xb, out) = (TensorDesc::f32(a), TensorDesc::f32(b), g.desc(t).clone());
+        let node = g.nodes().last().unwrap();
+        let ins = [xa, xb];
+        node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap()[0].entry
+    };
+    assert_eq!(entry(&[2, 12, 4, 8], &[2, 12, 1, 1]), "add4");
+    assert_eq!(entry(&[2, 3, 4, 4], &[2, 3, 1, 1]), "add");
+    assert_eq!(entry(&[2, 13, 5, 7], &[7]), "add");
+}
+
 /// An f16 embedding table (f16 weights, as CLIP's token table under --precision f16) gathers the same rows
 /// as its f16-rounded f32 twin, with and without a first id.
 #[test]
