@@ -229,10 +229,10 @@ impl Kernel {
             Kind::Direct { .. } => true,
             Kind::Patch3 { vec_rows: false, .. } => k3 && o.stride == 1,
             Kind::Patch3 { tc, vec_rows: true, .. } => {
-                k3 && o.stride == 1 && o.pad_left == 1 && s.w % (self.wg * tc) == 0 && s.ow.div_ceil(tc) * tc == s.w
+                k3 && o.stride == 1 && o.pad_left == 1 && s.w.is_multiple_of(self.wg * tc) && s.ow.div_ceil(tc) * tc == s.w
             }
             Kind::Up2Patch3 { vec_rows: false, .. } => k3 && o.is_upsample_3x3(),
-            Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && s.w % (self.wg * tc) == 0,
+            Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && s.w.is_multiple_of(self.wg * tc),
         }
     }
 }
@@ -1013,7 +1013,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l(&format!("    let ro{a} = u32(clamp(iy0 + {a}, 0, hi)) * p.w;"));
     }
     if vec_rows {
-        o.l(&format!("    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last"));
+        o.l("    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last");
         o.l(&format!("    // component), lane {} the one right of it (its first); other lanes load lane 0's choice, unused.", wg - 1));
         o.l(&format!("    let ec = select(ix0 - 3, ix0 + {}, sl == {}u);", tc + 1, wg - 1));
         o.l("    let ev = ec >= 0 && ec <= wi;");

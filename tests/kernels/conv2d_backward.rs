@@ -25,23 +25,8 @@ fn conv2d_gradients_every_combination() {
                 let opts = Conv2dOpts { stride, ..pad };
                 let (bias, residual) = (case % 2 == 0, case % 3 != 1);
                 let xs = [2, 3, 7 + case % 2, 9];
-                let ws = [5, 3, k, k];
-                let s = ConvShape::new(&xs, &ws, &opts).unwrap();
-                let mut inputs = vec![GradInput::random(&mut rng, &xs, 1.0), GradInput::random(&mut rng, &ws, 1.0)];
-                if bias {
-                    inputs.push(GradInput::random(&mut rng, &[5], 1.0));
-                }
-                if residual {
-                    inputs.push(GradInput::random(&mut rng, &s.out_shape(), 1.0));
-                }
-                let reps = grad_check(Some(&gpu), &inputs, 1e-2, 48, &|g, x| {
-                    let b = bias.then(|| x[2]);
-                    let r = residual.then(|| x[2 + bias as usize]);
-                    g.conv2d("conv", x[0], x[1], b, opts, r)
-                })
-                .unwrap();
                 let what = format!("conv {xs:?} k{k} stride {stride} {pad_name} bias {bias} residual {residual}");
-                assert_grads(&what, &reps, 1e-3, 1e-5);
+                check_conv_gradients(&gpu, &mut rng, &what, xs, [5, 3, k, k], opts, bias, residual);
                 case += 1;
             }
         }
@@ -55,25 +40,40 @@ fn upsampling_conv_gradients() {
     let gpu = test_gpu();
     let mut rng = Rng::new(24);
     for (xs, bias, residual) in [([2usize, 3, 5, 7], true, false), ([1, 4, 4, 3], false, true)] {
-        let opts = Conv2dOpts::upsample2x();
-        let ws = [5, xs[1], 3, 3];
-        let s = ConvShape::new(&xs, &ws, &opts).unwrap();
-        assert_eq!(s.out_shape(), [xs[0], 5, 2 * xs[2], 2 * xs[3]]);
-        let mut inputs = vec![GradInput::random(&mut rng, &xs, 1.0), GradInput::random(&mut rng, &ws, 1.0)];
-        if bias {
-            inputs.push(GradInput::random(&mut rng, &[5], 1.0));
-        }
-        if residual {
-            inputs.push(GradInput::random(&mut rng, &s.out_shape(), 1.0));
-        }
-        let reps = grad_check(Some(&gpu), &inputs, 1e-2, 48, &|g, x| {
-            let b = bias.then(|| x[2]);
-            let r = residual.then(|| x[2 + bias as usize]);
-            g.conv2d("up", x[0], x[1], b, opts, r)
-        })
-        .unwrap();
-        assert_grads(&format!("upsampling conv {xs:?} bias {bias} residual {residual}"), &reps, 1e-3, 1e-5);
+        let (opts, ws) = (Conv2dOpts::upsample2x(), [5, xs[1], 3, 3]);
+        assert_eq!(ConvShape::new(&xs, &ws, &opts).unwrap().out_shape(), [xs[0], 5, 2 * xs[2], 2 * xs[3]]);
+        let what = format!("upsampling conv {xs:?} bias {bias} residual {residual}");
+        check_conv_gradients(&gpu, &mut rng, &what, xs, ws, opts, bias, residual);
     }
+}
+
+/// Finite-difference check of a conv's gradients (x, weight, and the optional bias and residual).
+#[allow(clippy::too_many_arguments)]
+fn check_conv_gradients(
+    gpu: &std::sync::Arc<wgsd::Gpu>,
+    rng: &mut Rng,
+    what: &str,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    opts: Conv2dOpts,
+    bias: bool,
+    residual: bool,
+) {
+    let s = ConvShape::new(&xs, &ws, &opts).unwrap();
+    let mut inputs = vec![GradInput::random(rng, &xs, 1.0), GradInput::random(rng, &ws, 1.0)];
+    if bias {
+        inputs.push(GradInput::random(rng, &[ws[0]], 1.0));
+    }
+    if residual {
+        inputs.push(GradInput::random(rng, &s.out_shape(), 1.0));
+    }
+    let reps = grad_check(Some(gpu), &inputs, 1e-2, 48, &|g, x| {
+        let b = bias.then(|| x[2]);
+        let r = residual.then(|| x[2 + bias as usize]);
+        g.conv2d("conv", x[0], x[1], b, opts, r)
+    })
+    .unwrap();
+    assert_grads(what, &reps, 1e-3, 1e-5);
 }
 
 /// im2col (the GEMM form's unfolding) differentiates by col2im.

@@ -86,7 +86,7 @@ fn broadcast_add_mul_concat_gather() {
 /// (scalar kernels); the lowering picks the 4-wide entry points exactly where everything is aligned.
 #[test]
 fn broadcast_add_mul_on_whole_vec4s() {
-    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    use wgsd::graph::op::{DeviceLimits, Lowering};
     let gpu = test_gpu();
     let mut rng = Rng::new(9);
     let mut g = Graph::new();
