@@ -544,7 +544,7 @@ impl Op for Conv2d {
         if self.opts.upsample2x {
             // The twin does what the module does: upsample, then convolve.
             let xs = &descs[0].shape;
-            let up = upsample2x_cpu(inputs[0], xs);
+            let up = super::unary::cpu_upsample_nearest(inputs[0], xs[2], xs[3], 2 * xs[2], 2 * xs[3]);
             let us = [xs[0], xs[1], 2 * xs[2], 2 * xs[3]];
             let opts = self.opts.without_upsample();
             let s = ConvShape::new(&us, &descs[1].shape, &opts).expect("checked at record time");
@@ -592,18 +592,6 @@ impl Op for Conv2d {
         }
         Ok(grads)
     }
-}
-
-/// Nearest 2× upsampling of NCHW `x` (shape `xs`) on the CPU.
-fn upsample2x_cpu(x: &[f32], xs: &[usize]) -> Vec<f32> {
-    let (h, w) = (xs[2], xs[3]);
-    let mut out = Vec::with_capacity(x.len() * 4);
-    for plane in x.chunks(h * w) {
-        for y in 0..2 * h {
-            out.extend((0..2 * w).map(|xx| plane[(y / 2) * w + xx / 2]));
-        }
-    }
-    out
 }
 
 /// The CPU twin: a direct convolution accumulated in f64, one output plane at a time (the inner loop

@@ -11,7 +11,7 @@
 //! register tiles fed by subgroup broadcasts, for CPU drivers such as lavapipe, where it is several times
 //! faster); `matmul_naive` (one invocation per output) is kept as the benchmark baseline. Where A and B are
 //! both contiguous along K and K is a multiple of 4 (every Linear layer: `x · Wᵀ`), the broadcast kernel
-//! is `matmul_bcast_k4` (`shaders/matmul_subgroup_k4.wgsl`), which reads 4 k at a time.
+//! is `matmul_bcast_k4` (same file), which reads 4 k at a time.
 //!
 //! On lavapipe (2 cores, timestamps, `matmul_throughput` in tests/kernels/matmul.rs) `matmul_bcast_k4`
 //! runs 1024³ and 8192×320×1280 with B transposed at about 43 and 38 GFLOP/s, `matmul_bcast` at 23, the
@@ -33,12 +33,11 @@ use crate::tensor::{DType, TensorDesc};
 pub static SHADER: ShaderSource = shader!("matmul", with_activations);
 /// Needs subgroup operations, so it is a module of its own: compiling it fails on adapters without them.
 pub static SUBGROUP_SHADER: ShaderSource = shader!("matmul_subgroup", with_activations);
-/// The same kernels reading B (a Linear weight) stored in f16, two per word (see `weight_storage.rs`).
+/// The same kernels reading B (a Linear weight) stored in f16, two per word (see `weight_storage.rs`);
+/// `b4` is matmul_bcast_k4's vec4 view of the same binding.
 pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("b"));
-pub static SUBGROUP_SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SUBGROUP_SHADER.f16_weights("b"));
-/// `matmul_bcast_k4`: the broadcast kernel for A and B contiguous along K, K a multiple of 4.
-pub static SUBGROUP_K4_SHADER: ShaderSource = shader!("matmul_subgroup_k4", with_activations);
-pub static SUBGROUP_K4_SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SUBGROUP_K4_SHADER.f16_weights("b"));
+pub static SUBGROUP_SHADER_F16W: LazyLock<ShaderSource> =
+    LazyLock::new(|| SUBGROUP_SHADER.f16_weights("b").f16_weights("b4"));
 
 /// Options of [`Graph::matmul`].
 #[derive(Clone, Copy, Debug)]
@@ -90,13 +89,13 @@ impl MatmulKernel {
     /// Shader (for B stored as `b`), entry point and workgroup tile (rows, columns). `contiguous_k`: A and
     /// B are both contiguous along K and K is a multiple of 4.
     fn entry(self, b: DType, contiguous_k: bool) -> (&'static ShaderSource, &'static str, u32, u32) {
-        let (plain, sub, sub_k4): (&'static ShaderSource, &'static ShaderSource, &'static ShaderSource) = match b {
-            DType::F32 => (&SHADER, &SUBGROUP_SHADER, &SUBGROUP_K4_SHADER),
-            DType::F16 => (&SHADER_F16W, &SUBGROUP_SHADER_F16W, &SUBGROUP_K4_SHADER_F16W),
+        let (plain, sub): (&'static ShaderSource, &'static ShaderSource) = match b {
+            DType::F32 => (&SHADER, &SUBGROUP_SHADER),
+            DType::F16 => (&SHADER_F16W, &SUBGROUP_SHADER_F16W),
         };
         match self {
             MatmulKernel::Tuned | MatmulKernel::Tiled => (plain, "matmul_tiled", 64, 64),
-            MatmulKernel::Broadcast if contiguous_k => (sub_k4, "matmul_bcast_k4", BCAST_K4_TILE_M, BCAST_K4_TILE_N),
+            MatmulKernel::Broadcast if contiguous_k => (sub, "matmul_bcast_k4", BCAST_K4_TILE_M, BCAST_K4_TILE_N),
             MatmulKernel::Broadcast => (sub, "matmul_bcast", BCAST_TILE_M, BCAST_TILE_N),
             MatmulKernel::Naive => (plain, "matmul_naive", 8, 8),
         }

@@ -83,8 +83,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &matmul::SUBGROUP_SHADER,
         &*matmul::SHADER_F16W,
         &*matmul::SUBGROUP_SHADER_F16W,
-        &matmul::SUBGROUP_K4_SHADER,
-        &*matmul::SUBGROUP_K4_SHADER_F16W,
         &*conv2d::SHADER_F16W,
         &*conv2d::SHADER_SUBGROUP_F16W,
         &*binary::SHADER_F16A,

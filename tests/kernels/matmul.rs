@@ -408,12 +408,8 @@ fn matmul_bad_shapes_are_errors_naming_op_and_shapes() {
 fn matmul_shader_validates_and_translates() {
     use naga::back::{hlsl, msl, spv};
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    use wgsd::kernels::matmul::{SHADER, SUBGROUP_K4_SHADER, SUBGROUP_SHADER};
-    for (shader, caps) in [
-        (&SHADER, Capabilities::empty()),
-        (&SUBGROUP_SHADER, Capabilities::SUBGROUP),
-        (&SUBGROUP_K4_SHADER, Capabilities::SUBGROUP),
-    ] {
+    use wgsd::kernels::matmul::{SHADER, SUBGROUP_SHADER};
+    for (shader, caps) in [(&SHADER, Capabilities::empty()), (&SUBGROUP_SHADER, Capabilities::SUBGROUP)] {
         let src = shader.source;
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         let info = Validator::new(ValidationFlags::all(), caps)
