@@ -1,6 +1,10 @@
 //! Row-wise attention with an optional causal mask (`shaders/attention_rowwise.wgsl`): one invocation per
 //! query row, online softmax, any head dim. The CLIP text encoder's causal self-attention over 77 tokens
 //! uses it; the tiled kernels of [`super::attention`] serve the long UNet and VAE sequences.
+//!
+//! Heads of 64 (every SD text encoder's) run `attention_rowwise_d64`: 8 rows of one head per workgroup,
+//! so each key and value is loaded once for the 8, and the rows' accumulators stay in registers. On
+//! lavapipe it runs CLIP's 2×77-token, 12-head layer in ~5 ms instead of ~33 ms.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -79,6 +83,15 @@ impl Op for RowwiseAttention {
             scale: self.scale(d),
             _pad: 0,
         };
+        if d == 64 && q.shape[0] * self.heads <= l.limits.max_workgroups as usize {
+            return Ok(vec![Dispatch {
+                shader: &SHADER,
+                entry: "attention_rowwise_d64",
+                params: params(&p),
+                bindings: vec![Bind::input(0, q), Bind::input(1, k), Bind::input(2, &l.inputs[2]), Bind::output(l.output)],
+                workgroups: [(q.shape[1] as u32).div_ceil(8), (q.shape[0] * self.heads) as u32, 1],
+            }]);
+        }
         Ok(vec![Dispatch {
             shader: &SHADER,
             entry: "attention_rowwise",
