@@ -86,6 +86,32 @@ fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
 // x read 4 values at a time (k3s1v_*, whose offsets are multiples of 4; it reads x only through x4).
 // WGSL lets entry points that do not use the same variables bind one slot to both.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+// The vec-rows kernels also read weights, residual and output 4 values at a time (their dispatches
+// have 4-aligned offsets, weight ranges ending on a multiple of 4 and an output width that is a multiple
+// of 4: checked when lowering).
+// wt4 is read only through wt4_at4: f16 weights swap these two lines (src/kernels/weight_storage.rs).
+@group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
+fn wt4_at4(i: u32) -> vec4<f32> { return wt4[i]; }
+@group(0) @binding(4) var<storage, read> res4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+
+// Components s .. s + 3 (s < 4) of the 8 values a, b.
+fn shift4(a: vec4<f32>, b: vec4<f32>, s: u32) -> vec4<f32> {
+    let a1 = vec4<f32>(a.yzw, b.x);
+    let a2 = vec4<f32>(a.zw, b.xy);
+    let a3 = vec4<f32>(a.w, b.xyz);
+    return select(select(a, a1, s == 1u), select(a2, a3, s == 3u), s >= 2u);
+}
+
+// finish_row4 for a column ox that is a multiple of 4: one vec4 store.
+fn finish_row4v(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
+    if (m >= p.cout || oy >= p.oh) { return; }
+    let o = (b * p.o_bstride + m * p.oh * p.ow + oy * p.ow + ox) / 4u;
+    var v = acc + channel_bias(m);
+    if ((p.flags & 2u) != 0u) { v += res4[p.r_shift / 4u + o]; }
+    if ((p.flags & 4u) != 0u) { v += out4[p.o_shift / 4u + o]; }
+    out4[p.o_shift / 4u + o] = v;
+}
 
 // Any kernel size, stride and padding: 4 output pixels (flat indices 8 apart) × 32 output channels.
 @compute @workgroup_size(8)
@@ -862,11 +888,21 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let ro4 = u32(clamp(iy0 + 4, 0, hi)) * p.w;
     let rv5 = iy0 + 5 >= 0 && iy0 + 5 <= hi;
     let ro5 = u32(clamp(iy0 + 5, 0, hi)) * p.w;
-    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last
-    // component), lane 7 the one right of it (its first); other lanes load lane 0's choice, unused.
-    let ec = select(ix0 - 3, ix0 + 5, sl == 7u);
+    // Edge columns: lane 2r + s loads, for window row 4k + r, the vec4 holding the column left of
+    // lane 0's patch (s = 0: its .w) or right of lane 7's (s = 1: its .x); subgroupShuffle hands each
+    // row's pair to lanes 0 and 7.
+    let ix00 = ix0 - i32(4u * sl);
+    let es = sl & 1u;
+    let ec = select(ix00 - 3, ix00 + 33, es == 1u);
     let ev = ec >= 0 && ec <= wi;
     let eo = u32(clamp(ec, 0, wi));
+    let er0 = iy0 + 0 + i32(sl >> 1u);
+    let eok0 = ev && er0 >= 0 && er0 <= hi;
+    let eo0 = u32(clamp(er0, 0, hi)) * p.w + eo;
+    let er1 = iy0 + 4 + i32(sl >> 1u);
+    let eok1 = ev && er1 >= 0 && er1 <= hi;
+    let eo1 = u32(clamp(er1, 0, hi)) * p.w + eo;
+    let eside = select(0u, 1u, sl == 7u);
     let hw = p.h * p.w;
     var xo = p.x_shift + b * p.x_bstride;
     let ml = p.cout - 1u;
@@ -908,9 +944,12 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     var a7_2_0 = vec4<f32>(0.0);
     var a7_3_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
+        let qe0 = select(vec4<f32>(0.0), x4[(xo + eo0) / 4u], eok0);
+        let ee0 = select(qe0.w, qe0.x, es == 1u);
+        let qe1 = select(vec4<f32>(0.0), x4[(xo + eo1) / 4u], eok1);
+        let ee1 = select(qe1.w, qe1.x, es == 1u);
         let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
-        let q0 = x4[(xo + ro0 + eo) / 4u];
-        let e0 = select(0.0, select(q0.w, q0.x, sl == 7u), rv0 && ev);
+        let e0 = subgroupShuffle(ee0, 0u + eside);
         let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, sl == 0u);
         let v0_1 = m0_0[0];
         let v0_2 = m0_0[1];
@@ -918,8 +957,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v0_4 = m0_0[3];
         let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, sl == 7u);
         let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
-        let q1 = x4[(xo + ro1 + eo) / 4u];
-        let e1 = select(0.0, select(q1.w, q1.x, sl == 7u), rv1 && ev);
+        let e1 = subgroupShuffle(ee0, 2u + eside);
         let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, sl == 0u);
         let v1_1 = m1_0[0];
         let v1_2 = m1_0[1];
@@ -927,8 +965,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v1_4 = m1_0[3];
         let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, sl == 7u);
         let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
-        let q2 = x4[(xo + ro2 + eo) / 4u];
-        let e2 = select(0.0, select(q2.w, q2.x, sl == 7u), rv2 && ev);
+        let e2 = subgroupShuffle(ee0, 4u + eside);
         let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, sl == 0u);
         let v2_1 = m2_0[0];
         let v2_2 = m2_0[1];
@@ -936,8 +973,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v2_4 = m2_0[3];
         let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, sl == 7u);
         let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
-        let q3 = x4[(xo + ro3 + eo) / 4u];
-        let e3 = select(0.0, select(q3.w, q3.x, sl == 7u), rv3 && ev);
+        let e3 = subgroupShuffle(ee0, 6u + eside);
         let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, sl == 0u);
         let v3_1 = m3_0[0];
         let v3_2 = m3_0[1];
@@ -945,8 +981,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v3_4 = m3_0[3];
         let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, sl == 7u);
         let m4_0 = select(vec4<f32>(0.0), x4[(xo + ro4 + ox0) / 4u + 0u], rv4);
-        let q4 = x4[(xo + ro4 + eo) / 4u];
-        let e4 = select(0.0, select(q4.w, q4.x, sl == 7u), rv4 && ev);
+        let e4 = subgroupShuffle(ee1, 0u + eside);
         let v4_0 = select(subgroupShuffleUp(m4_0.w, 1u), e4, sl == 0u);
         let v4_1 = m4_0[0];
         let v4_2 = m4_0[1];
@@ -954,8 +989,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v4_4 = m4_0[3];
         let v4_5 = select(subgroupShuffleDown(m4_0.x, 1u), e4, sl == 7u);
         let m5_0 = select(vec4<f32>(0.0), x4[(xo + ro5 + ox0) / 4u + 0u], rv5);
-        let q5 = x4[(xo + ro5 + eo) / 4u];
-        let e5 = select(0.0, select(q5.w, q5.x, sl == 7u), rv5 && ev);
+        let e5 = subgroupShuffle(ee1, 2u + eside);
         let v5_0 = select(subgroupShuffleUp(m5_0.w, 1u), e5, sl == 0u);
         let v5_1 = m5_0[0];
         let v5_2 = m5_0[1];
@@ -981,7 +1015,21 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let s5_0_0 = vec4<f32>(v5_0, v5_1, v5_2, v5_3);
         let s5_1_0 = vec4<f32>(v5_1, v5_2, v5_3, v5_4);
         let s5_2_0 = vec4<f32>(v5_2, v5_3, v5_4, v5_5);
-        let q0_0 = wt_at(r0 + wo + 0u);
+        let t0 = r0 + wo;
+        let t0a = wt4_at4(t0 / 4u + 0u);
+        let t0b = wt4_at4(t0 / 4u + 1u);
+        let t0c = wt4_at4(t0 / 4u + 2u);
+        let t0lo = shift4(t0a, t0b, t0 % 4u);
+        let t0hi = shift4(t0b, t0c, t0 % 4u);
+        let q0_0 = t0lo.x;
+        let q0_1 = t0lo.y;
+        let q0_2 = t0lo.z;
+        let q0_3 = t0lo.w;
+        let q0_4 = t0hi.x;
+        let q0_5 = t0hi.y;
+        let q0_6 = t0hi.z;
+        let q0_7 = t0hi.w;
+        let q0_8 = shift4(t0c, t0c, t0 % 4u).x;
         let w0_0 = subgroupBroadcast(q0_0, 0u);
         let w1_0 = subgroupBroadcast(q0_0, 1u);
         let w2_0 = subgroupBroadcast(q0_0, 2u);
@@ -990,7 +1038,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_0 = subgroupBroadcast(q0_0, 5u);
         let w6_0 = subgroupBroadcast(q0_0, 6u);
         let w7_0 = subgroupBroadcast(q0_0, 7u);
-        let q0_1 = wt_at(r0 + wo + 1u);
         let w0_1 = subgroupBroadcast(q0_1, 0u);
         let w1_1 = subgroupBroadcast(q0_1, 1u);
         let w2_1 = subgroupBroadcast(q0_1, 2u);
@@ -999,7 +1046,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_1 = subgroupBroadcast(q0_1, 5u);
         let w6_1 = subgroupBroadcast(q0_1, 6u);
         let w7_1 = subgroupBroadcast(q0_1, 7u);
-        let q0_2 = wt_at(r0 + wo + 2u);
         let w0_2 = subgroupBroadcast(q0_2, 0u);
         let w1_2 = subgroupBroadcast(q0_2, 1u);
         let w2_2 = subgroupBroadcast(q0_2, 2u);
@@ -1008,7 +1054,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_2 = subgroupBroadcast(q0_2, 5u);
         let w6_2 = subgroupBroadcast(q0_2, 6u);
         let w7_2 = subgroupBroadcast(q0_2, 7u);
-        let q0_3 = wt_at(r0 + wo + 3u);
         let w0_3 = subgroupBroadcast(q0_3, 0u);
         let w1_3 = subgroupBroadcast(q0_3, 1u);
         let w2_3 = subgroupBroadcast(q0_3, 2u);
@@ -1017,7 +1062,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_3 = subgroupBroadcast(q0_3, 5u);
         let w6_3 = subgroupBroadcast(q0_3, 6u);
         let w7_3 = subgroupBroadcast(q0_3, 7u);
-        let q0_4 = wt_at(r0 + wo + 4u);
         let w0_4 = subgroupBroadcast(q0_4, 0u);
         let w1_4 = subgroupBroadcast(q0_4, 1u);
         let w2_4 = subgroupBroadcast(q0_4, 2u);
@@ -1026,7 +1070,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_4 = subgroupBroadcast(q0_4, 5u);
         let w6_4 = subgroupBroadcast(q0_4, 6u);
         let w7_4 = subgroupBroadcast(q0_4, 7u);
-        let q0_5 = wt_at(r0 + wo + 5u);
         let w0_5 = subgroupBroadcast(q0_5, 0u);
         let w1_5 = subgroupBroadcast(q0_5, 1u);
         let w2_5 = subgroupBroadcast(q0_5, 2u);
@@ -1035,7 +1078,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_5 = subgroupBroadcast(q0_5, 5u);
         let w6_5 = subgroupBroadcast(q0_5, 6u);
         let w7_5 = subgroupBroadcast(q0_5, 7u);
-        let q0_6 = wt_at(r0 + wo + 6u);
         let w0_6 = subgroupBroadcast(q0_6, 0u);
         let w1_6 = subgroupBroadcast(q0_6, 1u);
         let w2_6 = subgroupBroadcast(q0_6, 2u);
@@ -1044,7 +1086,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_6 = subgroupBroadcast(q0_6, 5u);
         let w6_6 = subgroupBroadcast(q0_6, 6u);
         let w7_6 = subgroupBroadcast(q0_6, 7u);
-        let q0_7 = wt_at(r0 + wo + 7u);
         let w0_7 = subgroupBroadcast(q0_7, 0u);
         let w1_7 = subgroupBroadcast(q0_7, 1u);
         let w2_7 = subgroupBroadcast(q0_7, 2u);
@@ -1053,7 +1094,6 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w5_7 = subgroupBroadcast(q0_7, 5u);
         let w6_7 = subgroupBroadcast(q0_7, 6u);
         let w7_7 = subgroupBroadcast(q0_7, 7u);
-        let q0_8 = wt_at(r0 + wo + 8u);
         let w0_8 = subgroupBroadcast(q0_8, 0u);
         let w1_8 = subgroupBroadcast(q0_8, 1u);
         let w2_8 = subgroupBroadcast(q0_8, 2u);
@@ -1103,7 +1143,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     for (var q = 0u; q < 32u; q++) {
         let i = q / 4u;
         let r = (q / 1u) % 4u;
-        finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % 1u), acc[q]);
+        finish_row4v(b, m0 + i, oy0 + r, ox0 + 4u * (q % 1u), acc[q]);
     }
 }
 
@@ -1536,11 +1576,18 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let ro2 = u32(clamp(iy0 + 2, 0, hi)) * p.w;
     let rv3 = iy0 + 3 >= 0 && iy0 + 3 <= hi;
     let ro3 = u32(clamp(iy0 + 3, 0, hi)) * p.w;
-    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last
-    // component), lane 7 the one right of it (its first); other lanes load lane 0's choice, unused.
-    let ec = select(ix0 - 3, ix0 + 5, sl == 7u);
+    // Edge columns: lane 2r + s loads, for window row 4k + r, the vec4 holding the column left of
+    // lane 0's patch (s = 0: its .w) or right of lane 7's (s = 1: its .x); subgroupShuffle hands each
+    // row's pair to lanes 0 and 7.
+    let ix00 = ix0 - i32(4u * sl);
+    let es = sl & 1u;
+    let ec = select(ix00 - 3, ix00 + 33, es == 1u);
     let ev = ec >= 0 && ec <= wi;
     let eo = u32(clamp(ec, 0, wi));
+    let er0 = iy0 + 0 + i32(sl >> 1u);
+    let eok0 = ev && er0 >= 0 && er0 <= hi;
+    let eo0 = u32(clamp(er0, 0, hi)) * p.w + eo;
+    let eside = select(0u, 1u, sl == 7u);
     let hw = p.h * p.w;
     var xo = p.x_shift + b * p.x_bstride;
     let ml = p.cout - 1u;
@@ -1614,9 +1661,10 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     var a7_11_0_0 = vec4<f32>(0.0);
     var a7_11_1_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
+        let qe0 = select(vec4<f32>(0.0), x4[(xo + eo0) / 4u], eok0);
+        let ee0 = select(qe0.w, qe0.x, es == 1u);
         let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
-        let q0 = x4[(xo + ro0 + eo) / 4u];
-        let e0 = select(0.0, select(q0.w, q0.x, sl == 7u), rv0 && ev);
+        let e0 = subgroupShuffle(ee0, 0u + eside);
         let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, sl == 0u);
         let v0_1 = m0_0[0];
         let v0_2 = m0_0[1];
@@ -1624,8 +1672,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v0_4 = m0_0[3];
         let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, sl == 7u);
         let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
-        let q1 = x4[(xo + ro1 + eo) / 4u];
-        let e1 = select(0.0, select(q1.w, q1.x, sl == 7u), rv1 && ev);
+        let e1 = subgroupShuffle(ee0, 2u + eside);
         let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, sl == 0u);
         let v1_1 = m1_0[0];
         let v1_2 = m1_0[1];
@@ -1633,8 +1680,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v1_4 = m1_0[3];
         let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, sl == 7u);
         let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
-        let q2 = x4[(xo + ro2 + eo) / 4u];
-        let e2 = select(0.0, select(q2.w, q2.x, sl == 7u), rv2 && ev);
+        let e2 = subgroupShuffle(ee0, 4u + eside);
         let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, sl == 0u);
         let v2_1 = m2_0[0];
         let v2_2 = m2_0[1];
@@ -1642,8 +1688,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v2_4 = m2_0[3];
         let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, sl == 7u);
         let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
-        let q3 = x4[(xo + ro3 + eo) / 4u];
-        let e3 = select(0.0, select(q3.w, q3.x, sl == 7u), rv3 && ev);
+        let e3 = subgroupShuffle(ee0, 6u + eside);
         let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, sl == 0u);
         let v3_1 = m3_0[0];
         let v3_2 = m3_0[1];
@@ -1663,15 +1708,21 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let s3_0_0 = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
         let s3_1_0 = vec4<f32>(v3_1, v3_2, v3_3, v3_4);
         let s3_2_0 = vec4<f32>(v3_2, v3_3, v3_4, v3_5);
-        let q0_0 = wt_at(r0 + wo + 0u);
-        let q0_1 = wt_at(r0 + wo + 1u);
-        let q0_2 = wt_at(r0 + wo + 2u);
-        let q0_3 = wt_at(r0 + wo + 3u);
-        let q0_4 = wt_at(r0 + wo + 4u);
-        let q0_5 = wt_at(r0 + wo + 5u);
-        let q0_6 = wt_at(r0 + wo + 6u);
-        let q0_7 = wt_at(r0 + wo + 7u);
-        let q0_8 = wt_at(r0 + wo + 8u);
+        let t0 = r0 + wo;
+        let t0a = wt4_at4(t0 / 4u + 0u);
+        let t0b = wt4_at4(t0 / 4u + 1u);
+        let t0c = wt4_at4(t0 / 4u + 2u);
+        let t0lo = shift4(t0a, t0b, t0 % 4u);
+        let t0hi = shift4(t0b, t0c, t0 % 4u);
+        let q0_0 = t0lo.x;
+        let q0_1 = t0lo.y;
+        let q0_2 = t0lo.z;
+        let q0_3 = t0lo.w;
+        let q0_4 = t0hi.x;
+        let q0_5 = t0hi.y;
+        let q0_6 = t0hi.z;
+        let q0_7 = t0hi.w;
+        let q0_8 = shift4(t0c, t0c, t0 % 4u).x;
         let kq0_00_00 = q0_0;
         let kq0_00_01 = q0_1 + q0_2;
         let kq0_00_10 = q0_3 + q0_6;
@@ -1891,7 +1942,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let r = (q / 4u) % 2u;
         let a = (q / 2u) % 2u;
         let v = (q / 2u) % 1u;
-        finish_row4(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);
+        finish_row4v(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);
     }
 }
 

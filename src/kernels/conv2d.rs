@@ -60,7 +60,8 @@ pub static SHADER: ShaderSource = shader!("conv2d");
 pub static SHADER_SUBGROUP: ShaderSource = shader!("conv2d_subgroup");
 /// The same kernels reading f16 weights (two per word, see `weight_storage.rs`).
 pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("wt"));
-pub static SHADER_SUBGROUP_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER_SUBGROUP.f16_weights("wt"));
+pub static SHADER_SUBGROUP_F16W: LazyLock<ShaderSource> =
+    LazyLock::new(|| SHADER_SUBGROUP.f16_weights("wt").f16_weights("wt4"));
 
 /// Stride and zero padding of a convolution. Padding is explicit per side (top, bottom, left, right) so
 /// the VAE encoder's asymmetric `(0, 1, 0, 1)` pad before its stride-2 downsample needs no separate op.
@@ -463,8 +464,9 @@ impl Op for Conv2d {
             let co_cap = (cap / ohw).min(cap / k);
             ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, cap / hw))
         };
-        // Bindings the entry point does not read still need a buffer: the first element of x.
-        let placeholder = || Bind::elements(Slot::Input(0), x, 0, 1, l.limits).0;
+        // Bindings the entry point does not read still need a buffer: the start of x, at least one
+        // element of the declared type (the vec kernels' res4: 16 bytes).
+        let placeholder = || Bind::elements(Slot::Input(0), x, 0, 4, l.limits).0;
         let mut out = Vec::new();
         for &(b0, nb) in &images {
             for &(co0, nco) in &co_chunks {
@@ -485,9 +487,15 @@ impl Op for Conv2d {
                     let x_begin = ((b0 * s.cin + ci0) * hw) as u64;
                     let x_count = (((nb - 1) * s.cin + nci) * hw) as u64;
                     let (bx, x_shift) = Bind::elements(Slot::Input(0), x, x_begin, x_count, l.limits);
-                    // vec4 window rows need a 4-aligned start; the scalar kernel has the same tiles.
+                    // vec4 window rows and stores need 4-aligned starts and output rows, vec4 weight
+                    // reads a binding that ends on a whole vec4; the scalar kernel has the same tiles.
+                    let aligned = x_shift % 4 == 0
+                        && o_shift % 4 == 0
+                        && r_shift % 4 == 0
+                        && s.ow % 4 == 0
+                        && (w_shift as usize + nco * k) % 4 == 0;
                     let kern = match kern.entry {
-                        _ if x_shift % 4 == 0 => kern,
+                        _ if aligned => kern,
                         e if e == KERNELS[PATCH3_VEC_W8].entry => &KERNELS[PATCH3_W8],
                         e if e == KERNELS[UP2_VEC_W8].entry => &KERNELS[UP2_W8],
                         _ => kern,
@@ -738,6 +746,7 @@ pub fn wgsl_source(subgroup: bool) -> String {
         o.l("// x read 4 values at a time (k3s1v_*, whose offsets are multiples of 4; it reads x only through x4).");
         o.l("// WGSL lets entry points that do not use the same variables bind one slot to both.");
         o.l("@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;");
+        o.l(VEC_WGSL);
     }
     for kern in &kernels {
         o.l("");
@@ -817,6 +826,58 @@ fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
         if (ox + j < p.ow) { finish(b, m, oy * p.ow + ox + j, v[j]); }
     }
 }";
+
+/// The vec-rows kernels' 4-wide views of the weights, the residual and the output. On lavapipe a load or
+/// store whose address differs between lanes is a loop over the lanes, about as dear for a vec4 as for one
+/// value: a lane reads its 9 taps of an input channel as 3 vec4s instead of 9 values, and stores 4 outputs
+/// at once (at 512² those stores also miss the cache).
+const VEC_WGSL: &str = "// The vec-rows kernels also read weights, residual and output 4 values at a time (their dispatches
+// have 4-aligned offsets, weight ranges ending on a multiple of 4 and an output width that is a multiple
+// of 4: checked when lowering).
+// wt4 is read only through wt4_at4: f16 weights swap these two lines (src/kernels/weight_storage.rs).
+@group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
+fn wt4_at4(i: u32) -> vec4<f32> { return wt4[i]; }
+@group(0) @binding(4) var<storage, read> res4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+
+// Components s .. s + 3 (s < 4) of the 8 values a, b.
+fn shift4(a: vec4<f32>, b: vec4<f32>, s: u32) -> vec4<f32> {
+    let a1 = vec4<f32>(a.yzw, b.x);
+    let a2 = vec4<f32>(a.zw, b.xy);
+    let a3 = vec4<f32>(a.w, b.xyz);
+    return select(select(a, a1, s == 1u), select(a2, a3, s == 3u), s >= 2u);
+}
+
+// finish_row4 for a column ox that is a multiple of 4: one vec4 store.
+fn finish_row4v(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
+    if (m >= p.cout || oy >= p.oh) { return; }
+    let o = (b * p.o_bstride + m * p.oh * p.ow + oy * p.ow + ox) / 4u;
+    var v = acc + channel_bias(m);
+    if ((p.flags & 2u) != 0u) { v += res4[p.r_shift / 4u + o]; }
+    if ((p.flags & 4u) != 0u) { v += out4[p.o_shift / 4u + o]; }
+    out4[p.o_shift / 4u + o] = v;
+}";
+
+/// `q{j}_{t}`, t = 0..8: the 9 taps of the current input channel for lane-row `j` (see [`gen_weight_rows`]);
+/// `vec`: as 3 aligned vec4 loads shifted into place (the vec-rows kernels).
+fn gen_taps(o: &mut Out, j: usize, vec: bool) {
+    if !vec {
+        for t in 0..9 {
+            o.l(&format!("        let q{j}_{t} = wt_at(r{j} + wo + {t}u);"));
+        }
+        return;
+    }
+    o.l(&format!("        let t{j} = r{j} + wo;"));
+    for (n, c) in ["a", "b", "c"].iter().enumerate() {
+        o.l(&format!("        let t{j}{c} = wt4_at4(t{j} / 4u + {n}u);"));
+    }
+    o.l(&format!("        let t{j}lo = shift4(t{j}a, t{j}b, t{j} % 4u);"));
+    o.l(&format!("        let t{j}hi = shift4(t{j}b, t{j}c, t{j} % 4u);"));
+    for t in 0..8 {
+        o.l(&format!("        let q{j}_{t} = t{j}{}.{};", if t < 4 { "lo" } else { "hi" }, ["x", "y", "z", "w"][t % 4]));
+    }
+    o.l(&format!("        let q{j}_8 = shift4(t{j}c, t{j}c, t{j} % 4u).x;"));
+}
 
 fn entry_header(o: &mut Out, kern: &Kernel) {
     o.l(&format!("@compute @workgroup_size({})", kern.wg));
@@ -1001,11 +1062,24 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l(&format!("    let ro{a} = u32(clamp(iy0 + {a}, 0, hi)) * p.w;"));
     }
     if vec_rows {
-        o.l("    // The vec4 holding the edge column this lane loads: lane 0 the one left of its patch (its last");
-        o.l(&format!("    // component), lane {} the one right of it (its first); other lanes load lane 0's choice, unused.", wg - 1));
-        o.l(&format!("    let ec = select(ix0 - 3, ix0 + {}, sl == {}u);", tc + 1, wg - 1));
+        // Every window row needs one column left of lane 0's patch and one right of lane 7's. One load
+        // brings those of 4 rows (a load costs a loop over the 8 lanes whatever each lane reads), so
+        // ceil(rows / 4) loads per input channel instead of one per row.
+        assert_eq!(wg, 8, "the vec-rows kernels' edge loads assume 8 lanes");
+        o.l("    // Edge columns: lane 2r + s loads, for window row 4k + r, the vec4 holding the column left of");
+        o.l(&format!("    // lane 0's patch (s = 0: its .w) or right of lane {}'s (s = 1: its .x); subgroupShuffle hands each", wg - 1));
+        o.l(&format!("    // row's pair to lanes 0 and {}.", wg - 1));
+        o.l(&format!("    let ix00 = ix0 - i32({tc}u * sl);"));
+        o.l("    let es = sl & 1u;");
+        o.l(&format!("    let ec = select(ix00 - 3, ix00 + {}, es == 1u);", wg * tc + 1));
         o.l("    let ev = ec >= 0 && ec <= wi;");
         o.l("    let eo = u32(clamp(ec, 0, wi));");
+        for k in 0..wr.div_ceil(4) {
+            o.l(&format!("    let er{k} = iy0 + {} + i32(sl >> 1u);", 4 * k));
+            o.l(&format!("    let eok{k} = ev && er{k} >= 0 && er{k} <= hi;"));
+            o.l(&format!("    let eo{k} = u32(clamp(er{k}, 0, hi)) * p.w + eo;"));
+        }
+        o.l(&format!("    let eside = select(0u, 1u, sl == {}u);", wg - 1));
     } else {
         for c in 0..wc {
             o.l(&format!("    let cv{c} = ix0 + {c} >= 0 && ix0 + {c} <= wi;"));
@@ -1029,13 +1103,18 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         }
     }
     o.l("    for (var ci = 0u; ci < p.cin; ci++) {");
+    if vec_rows {
+        for k in 0..wr.div_ceil(4) {
+            o.l(&format!("        let qe{k} = select(vec4<f32>(0.0), x4[(xo + eo{k}) / 4u], eok{k});"));
+            o.l(&format!("        let ee{k} = select(qe{k}.w, qe{k}.x, es == 1u);"));
+        }
+    }
     for a in 0..wr {
         if vec_rows {
             for v in 0..nv {
                 o.l(&format!("        let m{a}_{v} = select(vec4<f32>(0.0), x4[(xo + ro{a} + ox0) / 4u + {v}u], rv{a});"));
             }
-            o.l(&format!("        let q{a} = x4[(xo + ro{a} + eo) / 4u];"));
-            o.l(&format!("        let e{a} = select(0.0, select(q{a}.w, q{a}.x, sl == {}u), rv{a} && ev);", wg - 1));
+            o.l(&format!("        let e{a} = subgroupShuffle(ee{}, {}u + eside);", a / 4, 2 * (a % 4)));
             o.l(&format!("        let v{a}_0 = select(subgroupShuffleUp(m{a}_{}.w, 1u), e{a}, sl == 0u);", nv - 1));
             for c in 1..=tc {
                 o.l(&format!("        let v{a}_{c} = m{a}_{}[{}];", (c - 1) / 4, (c - 1) % 4));
@@ -1062,8 +1141,19 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         }
     }
     if !up2 {
-        for t in 0..9 {
-            gen_weights(o, kern, tm, &format!("wo + {t}u"), "        ", &format!("_{t}"));
+        if vec_rows {
+            for j in 0..tm / 8 {
+                gen_taps(o, j, true);
+            }
+            for t in 0..9 {
+                for i in 0..tm {
+                    o.l(&format!("        let w{i}_{t} = subgroupBroadcast(q{}_{t}, {}u);", i / 8, i % 8));
+                }
+            }
+        } else {
+            for t in 0..9 {
+                gen_weights(o, kern, tm, &format!("wo + {t}u"), "        ", &format!("_{t}"));
+            }
         }
         for i in 0..tm {
             for r in 0..tr {
@@ -1079,9 +1169,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         // channel's taps and the sums are broadcast; without, each invocation sums every channel's.
         if kern.subgroup {
             for j in 0..tm / 8 {
-                for t in 0..9 {
-                    o.l(&format!("        let q{j}_{t} = wt_at(r{j} + wo + {t}u);"));
-                }
+                gen_taps(o, j, vec_rows);
                 gen_up2_weights(o, &format!("q{j}"), &format!("q{j}"), "        ");
             }
             for i in 0..tm {
@@ -1122,6 +1210,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l("    if (!live) { return; }");
     }
     o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small).");
+    let finish = if vec_rows { "finish_row4v" } else { "finish_row4" };
     if !up2 {
         let n = tm * tr * nv;
         let accs: Vec<String> =
@@ -1130,7 +1219,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
         o.l(&format!("        let i = q / {}u;", tr * nv));
         o.l(&format!("        let r = (q / {nv}u) % {tr}u;"));
-        o.l(&format!("        finish_row4(b, m0 + i, oy0 + r, ox0 + 4u * (q % {nv}u), acc[q]);"));
+        o.l(&format!("        {finish}(b, m0 + i, oy0 + r, ox0 + 4u * (q % {nv}u), acc[q]);"));
     } else {
         // Output row 2(oy0 + r) + a, columns 2(ox0 + 4v) .. + 7: phases b = 0 and 1 interleaved, as two vec4s.
         let n = tm * tr * 2 * nv * 2;
@@ -1152,7 +1241,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l(&format!("        let r = (q / {}u) % {tr}u;", 2 * nv * 2));
         o.l(&format!("        let a = (q / {}u) % 2u;", nv * 2));
         o.l(&format!("        let v = (q / 2u) % {nv}u;"));
-        o.l("        finish_row4(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);");
+        o.l(&format!("        {finish}(b, m0 + i, 2u * (oy0 + r) + a, 2u * (ox0 + 4u * v) + 4u * (q % 2u), acc[q]);"));
     }
     o.l("    }");
     o.l("}");
