@@ -85,6 +85,42 @@ fn one_network_at_a_time_gives_the_same_image() {
     assert!(e.contains(&p.name) && e.contains("--low-vram"), "{e}");
 }
 
+/// Loading under `--low-vram` reads a weight only where the read checks more than the file's header
+/// (`Weights::check_header`): the others are read when their network is first brought in, with the values
+/// a plain load gives; an f32 weight beyond the f16 range and a mis-shaped tensor still fail the load.
+#[test]
+fn loading_reads_only_what_the_header_cannot_check() {
+    use wgsd::models::nn::Loader;
+    use wgsd::models::weights::Weights;
+    use wgsd::precision::Precision;
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let gpu = Gpu::new(&GpuOptions { low_vram: Some(LowVramChoice::On), ..GpuOptions::from_env() }).unwrap();
+    let fp16 = Weights::open(&[dir.join("unet/diffusion_pytorch_model.fp16.safetensors")]).unwrap();
+    let fp32 = Weights::open(&[dir.join("unet/diffusion_pytorch_model.safetensors")]).unwrap();
+    let conv_in = |w: &Weights, p: Precision, shape: &[usize]| {
+        wgsd::graph::record_params(|| Loader::new(&gpu, w).with_precision(p).pp("conv_in").matrix("weight", shape)).map(|r| r.0)
+    };
+    for (w, p) in [(&fp16, Precision::F16), (&fp16, Precision::F32), (&fp32, Precision::F32), (&fp32, Precision::F16)] {
+        let lazy = conv_in(w, p, &[32, 4, 3, 3]).unwrap();
+        assert!(!lazy.resident());
+        lazy.restore(&gpu).unwrap();
+        let plain = Loader::new(&gpu, w).with_precision(p).pp("conv_in").matrix("weight", &[32, 4, 3, 3]).unwrap();
+        assert_eq!(lazy.read(&gpu).unwrap(), plain.read(&gpu).unwrap(), "{p:?}");
+    }
+    let e = conv_in(&fp16, Precision::F16, &[4, 4, 3, 3]).err().unwrap().to_string();
+    assert!(e.contains("conv_in.weight") && e.contains("(32, 4, 3, 3)"), "{e}");
+
+    let path = std::env::temp_dir().join(format!("wgsd-low-vram-{}.safetensors", std::process::id()));
+    let big: Vec<u8> = [1.0f32, 1e6].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, vec![2, 1], &big).unwrap();
+    safetensors::serialize_to_file([("conv_in.weight".to_string(), view)], None, &path).unwrap();
+    let w = Weights::open(std::slice::from_ref(&path)).unwrap();
+    assert!(conv_in(&w, Precision::F32, &[2, 1]).is_ok());
+    let e = conv_in(&w, Precision::F16, &[2, 1]).err().unwrap().to_string();
+    assert!(e.contains("conv_in.weight") && e.contains("f16"), "{e}");
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn auto_is_on_for_cpu_adapters_only() {
     assert!(LowVramChoice::Auto.resolve(wgpu::DeviceType::Cpu));

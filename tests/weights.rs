@@ -60,6 +60,40 @@ fn missing_and_misshaped_tensors_name_file_key_and_shapes() {
     assert!(e.contains("shapes.safetensors") && e.contains("conv.bias") && e.contains("missing") && e.contains("(3)"), "{e}");
 }
 
+/// `--low-vram` loading checks a weight from the header alone where a read would check nothing more: any
+/// float dtype read as f32 and f16 kept as f16; narrowing to f16 (which can overflow) and integer tensors
+/// (refused by the read) need the read; a missing or mis-shaped tensor is the read's error already.
+#[test]
+fn header_checks_stand_in_for_reads_only_where_a_read_checks_nothing_more() {
+    use wgsd::DType;
+    let p = temp("header.safetensors");
+    let h: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
+    let b: Vec<u8> = [0.25f32, 8.0].iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect();
+    write(
+        &p,
+        &[
+            ("f", Dtype::F32, vec![2], f32_bytes(&[1.0, 1e6])),
+            ("h", Dtype::F16, vec![2], h),
+            ("b", Dtype::BF16, vec![2], b),
+            ("i", Dtype::I64, vec![1], 3i64.to_le_bytes().to_vec()),
+            ("decoder.mid_block.attentions.0.query.weight", Dtype::F16, vec![1, 1, 1, 1], half::f16::ONE.to_le_bytes().to_vec()),
+        ],
+    );
+    let w = Weights::open(&[p]).unwrap();
+    for (key, to_f32, to_f16) in [("f", true, false), ("h", true, true), ("b", true, false), ("i", false, false)] {
+        let shape: &[usize] = if key == "i" { &[1] } else { &[2] };
+        assert_eq!(w.check_header(key, shape, DType::F32).unwrap(), to_f32, "{key} as f32");
+        assert_eq!(w.check_header(key, shape, DType::F16).unwrap(), to_f16, "{key} as f16");
+    }
+    // Aliases and conv-shaped linear weights as the reads accept them.
+    assert!(w.check_header("decoder.mid_block.attentions.0.to_q.weight", &[1, 1], DType::F16).unwrap());
+    for (key, shape) in [("h", &[3][..]), ("missing", &[2][..])] {
+        let want = w.get(key, shape).unwrap_err().to_string();
+        assert_eq!(w.check_header(key, shape, DType::F16).unwrap_err().to_string(), want);
+    }
+    assert!(!Weights::random(1).check_header("x", &[2], DType::F32).unwrap(), "random weights have no header");
+}
+
 #[test]
 fn truncated_and_corrupt_files_are_clear_errors() {
     let p = temp("full.safetensors");

@@ -85,11 +85,27 @@ impl<'a> Loader<'a> {
     /// The weight `<path>.<name>` with shape `shape`, uploaded.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
         let key = self.key(name);
-        let data = timed(Phase::WeightRead, || self.weights.get(&key, shape))?;
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
         let reread =
             move |key: &str| timed(Phase::WeightRead, || Ok(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec()));
-        self.place(key, TensorDesc::f32(shape), bytemuck::cast_slice(&data).to_vec(), reread)
+        let desc = TensorDesc::f32(shape);
+        if self.waits_unread(&key, &desc)? {
+            let name = key.clone();
+            return Ok(Param::off_gpu(&name, desc, Box::new(move || reread(&key))));
+        }
+        let data = timed(Phase::WeightRead, || self.weights.get(&key, shape))?;
+        self.place(key, desc, bytemuck::cast_slice(&data).to_vec(), reread)
+    }
+
+    /// Whether the weight `key` can wait off the GPU without being read now: while a network loads
+    /// under `--low-vram` (not for training) it goes to the GPU only when the network first runs, and
+    /// reads it then; reading it now as well pays off only where the read checks more than the file's
+    /// header (narrowing to f16: see [`Weights::check_header`]). That halves what loading a model reads.
+    fn waits_unread(&self, key: &str, desc: &TensorDesc) -> Result<bool> {
+        if self.train.is_some() || !self.gpu.low_vram || !crate::graph::recording_params() {
+            return Ok(false);
+        }
+        timed(Phase::WeightRead, || self.weights.check_header(key, &desc.shape, desc.dtype))
     }
 
     /// Puts a weight read as `bytes` on the GPU, where `reread` reads the same bytes again from its file:
@@ -128,10 +144,15 @@ impl Loader<'_> {
             return self.tensor(name, shape);
         }
         let key = self.key(name);
-        let bytes = timed(Phase::WeightRead, || self.weights.get_f16(&key, shape))?;
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
         let reread = move |key: &str| timed(Phase::WeightRead, || weights.get_f16(key, &kshape));
-        self.place(key, TensorDesc::new(shape, DType::F16), bytes, reread)
+        let desc = TensorDesc::new(shape, DType::F16);
+        if self.waits_unread(&key, &desc)? {
+            let name = key.clone();
+            return Ok(Param::off_gpu(&name, desc, Box::new(move || reread(&key))));
+        }
+        let bytes = timed(Phase::WeightRead, || self.weights.get_f16(&key, shape))?;
+        self.place(key, desc, bytes, reread)
     }
 }
 

@@ -303,6 +303,20 @@ pub fn shape(map: &NameMap, file: &WeightFile, key: &str) -> Option<Vec<usize>> 
 /// The diffusers tensor `key` from the single file, which must have shape `expected` (a `(C, C, 1, 1)`
 /// conv weight is accepted for a `(C, C)` linear one, as LDM's VAE attention and SD 1's `proj_in` store them).
 pub fn get(map: &NameMap, file: &WeightFile, key: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    let src = locate(map, file, key, expected)?;
+    let data = file.read_weight(&src.key)?;
+    Ok(match src.rows {
+        Some(r) => {
+            let per_row: usize = file.shape(&src.key).unwrap_or_default()[1..].iter().product();
+            data[r.start * per_row..r.end * per_row].to_vec()
+        }
+        None => data,
+    })
+}
+
+/// Where the diffusers tensor `key` lives in the file, checked against `expected` as [`get`] checks it
+/// (what can be checked without reading the tensor's values).
+pub fn locate(map: &NameMap, file: &WeightFile, key: &str, expected: &[usize]) -> Result<Source> {
     let err = |msg: String| Error::Weights { file: file.path().display().to_string(), msg };
     let Some(src) = map.ldm(key) else {
         return Err(err(format!("no LDM name is known for the {} tensor '{key}' (diffusers name)", map.component)));
@@ -321,12 +335,5 @@ pub fn get(map: &NameMap, file: &WeightFile, key: &str, expected: &[usize]) -> R
             if src.rows.is_some() { " per q/k/v slice" } else { "" }
         )));
     }
-    let data = file.read_weight(&src.key)?;
-    Ok(match src.rows {
-        Some(r) => {
-            let per_row: usize = stored[1..].iter().product();
-            data[r.start * per_row..r.end * per_row].to_vec()
-        }
-        None => data,
-    })
+    Ok(src)
 }

@@ -16,6 +16,7 @@ use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::models::single_file::{self, NameMap};
+use crate::tensor::DType;
 
 /// One memory-mapped safetensors file.
 pub struct WeightFile {
@@ -318,6 +319,13 @@ impl Weights {
         if let Some((map, file)) = self.single_file_parts() {
             return single_file::get(map, file, key, expected);
         }
+        let (file, name) = self.locate(key, expected)?;
+        file.read_weight(name)
+    }
+
+    /// The file and stored name of `key` (after aliases), which must have shape `expected` as for
+    /// [`Weights::get`]: what can be checked without reading the tensor's values.
+    fn locate(&self, key: &str, expected: &[usize]) -> Result<(&WeightFile, &str)> {
         let names = candidates(key);
         let Some((name, &fi)) = names.iter().find_map(|k| self.index.get_key_value(k)) else {
             let tried = if names.len() > 1 { format!(" (also tried {})", names[1..].join(", ")) } else { String::new() };
@@ -338,6 +346,36 @@ impl Weights {
                 ),
             });
         }
-        file.read_weight(name)
+        Ok((file, name))
+    }
+
+    /// Checks `key` as [`Weights::get`] (`target` f32) or [`Weights::get_f16`] (`target` f16) would, from
+    /// the files' headers alone: `Ok(true)` when that is the whole of what a read would check (the tensor
+    /// is there, with an accepted shape and a dtype that converts to `target` without fail), `Ok(false)`
+    /// when only its values can tell (narrowing to f16 can overflow; random weights have no header), and
+    /// the read's error when the header already shows it. `--low-vram` loading skips the read then: the
+    /// weight is read when its network is first brought in.
+    pub fn check_header(&self, key: &str, expected: &[usize], target: DType) -> Result<bool> {
+        if self.random_seed.is_some() {
+            return Ok(false);
+        }
+        let (file, name) = match self.single_file_parts() {
+            Some((map, file)) => (file, single_file::locate(map, file, key, expected)?.key),
+            None => {
+                let (file, name) = self.locate(key, expected)?;
+                (file, name.to_string())
+            }
+        };
+        Ok(file.meta.info(&name).is_some_and(|i| converts_safely(i.dtype, target)))
+    }
+}
+
+/// Whether a tensor stored as `stored` converts to `target` with no possible error: every float type
+/// widens to f32 (integers are refused), but only f16 is f16 as it is (f32, bf16 and f64 values can lie
+/// beyond the f16 range).
+fn converts_safely(stored: Dtype, target: DType) -> bool {
+    match target {
+        DType::F32 => matches!(stored, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64),
+        DType::F16 => stored == Dtype::F16,
     }
 }
