@@ -852,8 +852,9 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 // Vec rows: the 8 lanes own 8 patches side by side (lane l the patch of lane l - 1's right), so
 // each window row is 1 aligned vec4 load(s) of the patch's own columns, the column to its left is
 // the left lane's last (subgroupShuffleUp) and the one to its right the right lane's first
-// (subgroupShuffleDown); lanes 0 and 7 load theirs. Needs W a multiple of 32 and one column of left
-// padding (Kernel::handles), and 4-aligned offsets (checked when lowering).
+// (subgroupShuffleDown); lanes 0 and 7 get theirs from the edge loads. Needs W a multiple of 32 (or 16, 8 or
+// 4 columns: rows of fewer lanes), one column of left padding (Kernel::handles), and 4-aligned offsets
+// (checked when lowering).
 @compute @workgroup_size(8)
 fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
@@ -903,6 +904,11 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let eok1 = ev && er1 >= 0 && er1 <= hi;
     let eo1 = u32(clamp(er1, 0, hi)) * p.w + eo;
     let eside = select(0u, 1u, sl == 7u);
+    // Lanes per row of patches: 8, or fewer for planes narrower than 32 columns (4, 8 or 16 wide), where
+    // several rows of patches share the workgroup and every edge column is padding (the loads above give 0).
+    let lpr = min(8u, p.w / 4u);
+    let first = sl % lpr == 0u;
+    let last = sl % lpr == lpr - 1u;
     let hw = p.h * p.w;
     var xo = p.x_shift + b * p.x_bstride;
     let ml = p.cout - 1u;
@@ -950,52 +956,52 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let ee1 = select(qe1.w, qe1.x, es == 1u);
         let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
         let e0 = subgroupShuffle(ee0, 0u + eside);
-        let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, sl == 0u);
+        let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, first);
         let v0_1 = m0_0[0];
         let v0_2 = m0_0[1];
         let v0_3 = m0_0[2];
         let v0_4 = m0_0[3];
-        let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, sl == 7u);
+        let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, last);
         let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
         let e1 = subgroupShuffle(ee0, 2u + eside);
-        let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, sl == 0u);
+        let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, first);
         let v1_1 = m1_0[0];
         let v1_2 = m1_0[1];
         let v1_3 = m1_0[2];
         let v1_4 = m1_0[3];
-        let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, sl == 7u);
+        let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, last);
         let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
         let e2 = subgroupShuffle(ee0, 4u + eside);
-        let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, sl == 0u);
+        let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, first);
         let v2_1 = m2_0[0];
         let v2_2 = m2_0[1];
         let v2_3 = m2_0[2];
         let v2_4 = m2_0[3];
-        let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, sl == 7u);
+        let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, last);
         let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
         let e3 = subgroupShuffle(ee0, 6u + eside);
-        let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, sl == 0u);
+        let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, first);
         let v3_1 = m3_0[0];
         let v3_2 = m3_0[1];
         let v3_3 = m3_0[2];
         let v3_4 = m3_0[3];
-        let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, sl == 7u);
+        let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, last);
         let m4_0 = select(vec4<f32>(0.0), x4[(xo + ro4 + ox0) / 4u + 0u], rv4);
         let e4 = subgroupShuffle(ee1, 0u + eside);
-        let v4_0 = select(subgroupShuffleUp(m4_0.w, 1u), e4, sl == 0u);
+        let v4_0 = select(subgroupShuffleUp(m4_0.w, 1u), e4, first);
         let v4_1 = m4_0[0];
         let v4_2 = m4_0[1];
         let v4_3 = m4_0[2];
         let v4_4 = m4_0[3];
-        let v4_5 = select(subgroupShuffleDown(m4_0.x, 1u), e4, sl == 7u);
+        let v4_5 = select(subgroupShuffleDown(m4_0.x, 1u), e4, last);
         let m5_0 = select(vec4<f32>(0.0), x4[(xo + ro5 + ox0) / 4u + 0u], rv5);
         let e5 = subgroupShuffle(ee1, 2u + eside);
-        let v5_0 = select(subgroupShuffleUp(m5_0.w, 1u), e5, sl == 0u);
+        let v5_0 = select(subgroupShuffleUp(m5_0.w, 1u), e5, first);
         let v5_1 = m5_0[0];
         let v5_2 = m5_0[1];
         let v5_3 = m5_0[2];
         let v5_4 = m5_0[3];
-        let v5_5 = select(subgroupShuffleDown(m5_0.x, 1u), e5, sl == 7u);
+        let v5_5 = select(subgroupShuffleDown(m5_0.x, 1u), e5, last);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
@@ -1544,8 +1550,9 @@ fn up2_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 // Vec rows: the 8 lanes own 8 patches side by side (lane l the patch of lane l - 1's right), so
 // each window row is 1 aligned vec4 load(s) of the patch's own columns, the column to its left is
 // the left lane's last (subgroupShuffleUp) and the one to its right the right lane's first
-// (subgroupShuffleDown); lanes 0 and 7 load theirs. Needs W a multiple of 32 and one column of left
-// padding (Kernel::handles), and 4-aligned offsets (checked when lowering).
+// (subgroupShuffleDown); lanes 0 and 7 get theirs from the edge loads. Needs W a multiple of 32 (or 16, 8 or
+// 4 columns: rows of fewer lanes), one column of left padding (Kernel::handles), and 4-aligned offsets
+// (checked when lowering).
 @compute @workgroup_size(8)
 fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
@@ -1588,6 +1595,11 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let eok0 = ev && er0 >= 0 && er0 <= hi;
     let eo0 = u32(clamp(er0, 0, hi)) * p.w + eo;
     let eside = select(0u, 1u, sl == 7u);
+    // Lanes per row of patches: 8, or fewer for planes narrower than 32 columns (4, 8 or 16 wide), where
+    // several rows of patches share the workgroup and every edge column is padding (the loads above give 0).
+    let lpr = min(8u, p.w / 4u);
+    let first = sl % lpr == 0u;
+    let last = sl % lpr == lpr - 1u;
     let hw = p.h * p.w;
     var xo = p.x_shift + b * p.x_bstride;
     let ml = p.cout - 1u;
@@ -1665,36 +1677,36 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let ee0 = select(qe0.w, qe0.x, es == 1u);
         let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
         let e0 = subgroupShuffle(ee0, 0u + eside);
-        let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, sl == 0u);
+        let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, first);
         let v0_1 = m0_0[0];
         let v0_2 = m0_0[1];
         let v0_3 = m0_0[2];
         let v0_4 = m0_0[3];
-        let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, sl == 7u);
+        let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, last);
         let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
         let e1 = subgroupShuffle(ee0, 2u + eside);
-        let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, sl == 0u);
+        let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, first);
         let v1_1 = m1_0[0];
         let v1_2 = m1_0[1];
         let v1_3 = m1_0[2];
         let v1_4 = m1_0[3];
-        let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, sl == 7u);
+        let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, last);
         let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
         let e2 = subgroupShuffle(ee0, 4u + eside);
-        let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, sl == 0u);
+        let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, first);
         let v2_1 = m2_0[0];
         let v2_2 = m2_0[1];
         let v2_3 = m2_0[2];
         let v2_4 = m2_0[3];
-        let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, sl == 7u);
+        let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, last);
         let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
         let e3 = subgroupShuffle(ee0, 6u + eside);
-        let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, sl == 0u);
+        let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, first);
         let v3_1 = m3_0[0];
         let v3_2 = m3_0[1];
         let v3_3 = m3_0[2];
         let v3_4 = m3_0[3];
-        let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, sl == 7u);
+        let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, last);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);

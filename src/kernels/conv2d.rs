@@ -218,11 +218,18 @@ impl Kernel {
             (true, DType::F16) => &SHADER_SUBGROUP_F16W,
         }
     }
+    /// Whether a vec-rows kernel tiles planes `w` wide: whole rows of `wg` patches, or (narrower planes)
+    /// a whole number of plane-wide rows of patches per workgroup.
+    fn vec_rows_width(&self, w: usize, tc: usize) -> bool {
+        let row = self.wg * tc;
+        w.is_multiple_of(row) || (w < row && w.is_multiple_of(tc) && row.is_multiple_of(w))
+    }
+
     /// Whether this kernel computes convolutions of this kernel size, stride and padding. The vec-rows
-    /// patch kernel also needs each workgroup's 8 patches side by side in one row of patches, starting
-    /// on a multiple of 4 columns: the input width a multiple of 8 patches (32 columns for 4-wide
-    /// patches), the output as wide in patches, and one column of left padding. (The dispatch's element
-    /// offsets must be multiples of 4 too: [`Op::lower`] checks them.)
+    /// patch kernel also needs each workgroup's 8 patches side by side in rows of patches starting on a
+    /// multiple of 4 columns: the input width a multiple of 8 patches (32 columns for 4-wide patches) or
+    /// 4, 8 or 16 columns, the output as wide in patches, and one column of left padding. (The
+    /// dispatch's element offsets must be multiples of 4 too: [`Op::lower`] checks them.)
     pub fn handles(&self, s: &ConvShape, o: &Conv2dOpts) -> bool {
         let k3 = s.kh == 3 && s.kw == 3;
         match self.kind {
@@ -230,10 +237,10 @@ impl Kernel {
             Kind::Direct { .. } => true,
             Kind::Patch3 { vec_rows: false, .. } => k3 && o.stride == 1,
             Kind::Patch3 { tc, vec_rows: true, .. } => {
-                k3 && o.stride == 1 && o.pad_left == 1 && s.w.is_multiple_of(self.wg * tc) && s.ow.div_ceil(tc) * tc == s.w
+                k3 && o.stride == 1 && o.pad_left == 1 && self.vec_rows_width(s.w, tc) && s.ow.div_ceil(tc) * tc == s.w
             }
             Kind::Up2Patch3 { vec_rows: false, .. } => k3 && o.is_upsample_3x3(),
-            Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && s.w.is_multiple_of(self.wg * tc),
+            Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && self.vec_rows_width(s.w, tc),
         }
     }
 }
@@ -1015,8 +1022,9 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l(&format!("// Vec rows: the {wg} lanes own {wg} patches side by side (lane l the patch of lane l - 1's right), so"));
         o.l(&format!("// each window row is {nv} aligned vec4 load(s) of the patch's own columns, the column to its left is"));
         o.l("// the left lane's last (subgroupShuffleUp) and the one to its right the right lane's first");
-        o.l(&format!("// (subgroupShuffleDown); lanes 0 and {} load theirs. Needs W a multiple of {} and one column of left", wg - 1, wg * tc));
-        o.l("// padding (Kernel::handles), and 4-aligned offsets (checked when lowering).");
+        o.l(&format!("// (subgroupShuffleDown); lanes 0 and {} get theirs from the edge loads. Needs W a multiple of {} (or {}, {} or", wg - 1, wg * tc, wg * tc / 2, wg * tc / 4));
+        o.l(&format!("// {} columns: rows of fewer lanes), one column of left padding (Kernel::handles), and 4-aligned offsets", wg * tc / 8));
+        o.l("// (checked when lowering).");
     }
     entry_header(o, kern);
     if kern.subgroup {
@@ -1080,6 +1088,11 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
             o.l(&format!("    let eo{k} = u32(clamp(er{k}, 0, hi)) * p.w + eo;"));
         }
         o.l(&format!("    let eside = select(0u, 1u, sl == {}u);", wg - 1));
+        o.l(&format!("    // Lanes per row of patches: {wg}, or fewer for planes narrower than {} columns (4, 8 or 16 wide), where", wg * tc));
+        o.l("    // several rows of patches share the workgroup and every edge column is padding (the loads above give 0).");
+        o.l(&format!("    let lpr = min({wg}u, p.w / {tc}u);"));
+        o.l("    let first = sl % lpr == 0u;");
+        o.l("    let last = sl % lpr == lpr - 1u;");
     } else {
         for c in 0..wc {
             o.l(&format!("    let cv{c} = ix0 + {c} >= 0 && ix0 + {c} <= wi;"));
@@ -1115,11 +1128,11 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
                 o.l(&format!("        let m{a}_{v} = select(vec4<f32>(0.0), x4[(xo + ro{a} + ox0) / 4u + {v}u], rv{a});"));
             }
             o.l(&format!("        let e{a} = subgroupShuffle(ee{}, {}u + eside);", a / 4, 2 * (a % 4)));
-            o.l(&format!("        let v{a}_0 = select(subgroupShuffleUp(m{a}_{}.w, 1u), e{a}, sl == 0u);", nv - 1));
+            o.l(&format!("        let v{a}_0 = select(subgroupShuffleUp(m{a}_{}.w, 1u), e{a}, first);", nv - 1));
             for c in 1..=tc {
                 o.l(&format!("        let v{a}_{c} = m{a}_{}[{}];", (c - 1) / 4, (c - 1) % 4));
             }
-            o.l(&format!("        let v{a}_{} = select(subgroupShuffleDown(m{a}_0.x, 1u), e{a}, sl == {}u);", tc + 1, wg - 1));
+            o.l(&format!("        let v{a}_{} = select(subgroupShuffleDown(m{a}_0.x, 1u), e{a}, last);", tc + 1));
         } else {
             for c in 0..wc {
                 o.l(&format!("        let v{a}_{c} = select(0.0, x[xo + ro{a} + co{c}], rv{a} && cv{c});"));

@@ -81,6 +81,11 @@ fn awkward_cases() -> Vec<Case> {
         case(2, 5, 7, 32, 11, 3, p1, true, true),
         case(1, 3, 5, 64, 9, 3, p1, true, false),
         case(1, 4, 6, 32, 5, 3, Conv2dOpts::asymmetric(1, 0, 2, 1, 0), true, true),
+        // Planes 16, 8 and 4 wide: several rows of patches per workgroup of the vec-rows kernel, the last
+        // workgroup partly past the image.
+        case(2, 5, 7, 16, 11, 3, p1, true, true),
+        case(1, 9, 13, 8, 10, 3, p1, true, false),
+        case(1, 3, 9, 4, 4, 3, p1, false, true),
         // Nearest 2× upsampling fused into the conv: odd sizes, batch 2 with a residual, a 1×1 input, and
         // widths of whole 32-column groups (the vec-rows kernel), more than 8 output channels.
         case(1, 3, 5, 7, 6, 3, up, true, false),
@@ -88,6 +93,8 @@ fn awkward_cases() -> Vec<Case> {
         case(1, 2, 1, 1, 3, 3, up, true, false),
         case(1, 4, 3, 32, 9, 3, up, true, false),
         case(2, 3, 5, 64, 5, 3, up, false, true),
+        case(2, 3, 5, 16, 9, 3, up, true, true),
+        case(1, 4, 3, 8, 5, 3, up, true, false),
     ]
 }
 
@@ -374,7 +381,7 @@ fn splits_fit_small_limits() {
 #[test]
 fn kernel_selection() {
     let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
-    let k3 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(1, 1), false, false);
+    let k3 = case(1, 4, 8, 12, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let s2 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(2, 1), false, false);
     let pick = |c: &Case, l: &DeviceLimits| select_kernel(&c.shape(), &c.opts, l).entry;
     assert_eq!((pick(&k3, &l), pick(&s2, &l)), ("k3s1_r4c8m4", "direct_m16"));
@@ -388,6 +395,11 @@ fn kernel_selection() {
     let wide = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let unpadded = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 0), false, false);
     assert_eq!((pick(&wide, &l), pick(&unpadded, &l)), ("k3s1v_r4c4m8_w8", "k3s1_r4c4m8_w8"));
+    // Planes 4, 8 or 16 wide too (rows of fewer lanes), not 24 or 48.
+    for (w, vec) in [(4, true), (8, true), (16, true), (24, false), (48, false)] {
+        let c = case(1, 4, 8, w, 4, 3, Conv2dOpts::new(1, 1), false, false);
+        assert_eq!(pick(&c, &l), if vec { "k3s1v_r4c4m8_w8" } else { "k3s1_r4c4m8_w8" }, "width {w}");
+    }
 }
 
 #[test]
