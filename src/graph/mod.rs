@@ -44,7 +44,12 @@ pub struct Param {
 }
 
 /// Reads a weight's stored bytes again (see [`Param::set_reload`]).
-pub type Reload = Box<dyn Fn() -> Result<Vec<u8>> + Send + Sync>;
+pub type Reload = Box<dyn Fn() -> Result<StoredBytes> + Send + Sync>;
+
+/// A weight's stored bytes read again: a copy, or a view of its memory-mapped file where the file holds
+/// them as stored (an f16 weight in an fp16 file), which spares each `--low-vram` bring-in a copy of the
+/// network (and the page faults of fresh memory for it).
+pub type StoredBytes = Box<dyn AsRef<[u8]> + Send>;
 
 thread_local! {
     /// Params uploaded on this thread inside [`record_params`] (innermost call last).
@@ -160,18 +165,18 @@ impl Param {
         let mut slot = self.buffer.write().map_err(|_| Error::usage("a weight's lock was poisoned"))?;
         if slot.is_none() {
             let bytes = self.bytes_off_gpu(true)?;
-            *slot = Some(gpu.upload(&self.name, &bytes, wgpu::BufferUsages::empty()));
+            *slot = Some(gpu.upload(&self.name, (*bytes).as_ref(), wgpu::BufferUsages::empty()));
         }
         Ok(())
     }
 
     /// The stored bytes of an offloaded weight: its host copy (taken when `take`), else read from its file.
-    fn bytes_off_gpu(&self, take: bool) -> Result<Vec<u8>> {
+    fn bytes_off_gpu(&self, take: bool) -> Result<StoredBytes> {
         let poisoned = || Error::usage("a weight's lock was poisoned");
         let mut held = self.offloaded.lock().map_err(|_| poisoned())?;
         let copy = if take { held.take() } else { held.clone() };
         if let Some(bytes) = copy {
-            return Ok(bytes);
+            return Ok(Box::new(bytes));
         }
         match self.reload.lock().map_err(|_| poisoned())?.as_ref() {
             Some(reload) => reload(),
@@ -213,10 +218,11 @@ impl Param {
     /// Reads the weight's current values back.
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let bytes = self.desc.bytes();
-        let raw = match self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?.as_ref() {
-            Some(buf) => gpu.read_bytes(buf, 0, bytes.max(4).next_multiple_of(4))?,
+        let raw: StoredBytes = match self.buffer.read().map_err(|_| Error::usage("a weight's lock was poisoned"))?.as_ref() {
+            Some(buf) => Box::new(gpu.read_bytes(buf, 0, bytes.max(4).next_multiple_of(4))?),
             None => self.bytes_off_gpu(false)?,
         };
+        let raw = (*raw).as_ref();
         if (raw.len() as u64) < bytes {
             return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));
         }

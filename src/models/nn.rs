@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Param, TensorId};
+use crate::graph::{Graph, Param, StoredBytes, TensorId};
 use crate::kernels::conv2d::Conv2dOpts;
 use crate::kernels::matmul::MatmulOpts;
 use crate::kernels::unary::Activation;
@@ -87,7 +87,7 @@ impl<'a> Loader<'a> {
         let key = self.key(name);
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
         let reread =
-            move |key: &str| timed(Phase::WeightRead, || Ok(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec()));
+            move |key: &str| timed(Phase::WeightRead, || Ok(Box::new(bytemuck::cast_slice(&weights.get(key, &kshape)?).to_vec()) as StoredBytes));
         let desc = TensorDesc::f32(shape);
         if self.waits_unread(&key, &desc)? {
             let name = key.clone();
@@ -118,7 +118,7 @@ impl<'a> Loader<'a> {
         key: String,
         desc: TensorDesc,
         bytes: Vec<u8>,
-        reread: impl Fn(&str) -> Result<Vec<u8>> + Send + Sync + 'static,
+        reread: impl Fn(&str) -> Result<StoredBytes> + Send + Sync + 'static,
     ) -> Result<Arc<Param>> {
         if let Some(h) = self.train {
             let p = Param::upload_bytes(self.gpu, &key, desc, &bytes, None);
@@ -145,7 +145,7 @@ impl Loader<'_> {
         }
         let key = self.key(name);
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
-        let reread = move |key: &str| timed(Phase::WeightRead, || weights.get_f16(key, &kshape));
+        let reread = move |key: &str| timed(Phase::WeightRead, || weights.get_f16_view(key, &kshape));
         let desc = TensorDesc::new(shape, DType::F16);
         if self.waits_unread(&key, &desc)? {
             let name = key.clone();

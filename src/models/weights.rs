@@ -146,6 +146,28 @@ impl WeightFile {
     }
 }
 
+/// A stored tensor's bytes viewed in its memory-mapped file, without a copy; the process's mapping of them
+/// is released when the view is dropped (see [`WeightFile::release`]).
+pub struct MappedTensor {
+    files: Arc<Vec<WeightFile>>,
+    file: usize,
+    /// Byte range relative to the file's data start.
+    range: std::ops::Range<usize>,
+}
+
+impl AsRef<[u8]> for MappedTensor {
+    fn as_ref(&self) -> &[u8] {
+        let f = &self.files[self.file];
+        &f.mmap[f.data_start + self.range.start..f.data_start + self.range.end]
+    }
+}
+
+impl Drop for MappedTensor {
+    fn drop(&mut self) {
+        self.files[self.file].release(self.range.start, self.range.end);
+    }
+}
+
 impl WeightFile {
     /// A stored tensor's dtype and a copy of its bytes as they are in the file.
     pub fn raw(&self, key: &str) -> Option<(Dtype, Vec<u8>)> {
@@ -295,17 +317,37 @@ impl Weights {
     /// in f16 (an fp16 variant file) is taken as it is; any other is read as f32 and narrowed once, and a
     /// value beyond the f16 range is an error naming the tensor.
     pub fn get_f16(&self, key: &str, expected: &[usize]) -> Result<Vec<u8>> {
-        if self.random_seed.is_none() && self.single_file.is_none() {
-            if let Some((name, &fi)) = candidates(key).iter().find_map(|k| self.index.get_key_value(k)) {
-                let file = &self.files[fi];
-                let stored_f16 = file.meta.info(name).is_some_and(|i| i.dtype == Dtype::F16);
-                if stored_f16 && shape_accepts(&file.shape(name).unwrap_or_default(), expected) {
-                    if let Some((_, bytes)) = file.raw(name) {
-                        return Ok(bytes);
-                    }
-                }
-            }
+        if let Some(view) = self.stored_f16(key, expected) {
+            return Ok(view.as_ref().to_vec());
         }
+        self.narrowed_f16(key, expected)
+    }
+
+    /// [`Weights::get_f16`] without a copy where the file stores the tensor in f16: a view of the mapped
+    /// file (what a `--low-vram` bring-in uploads from).
+    pub fn get_f16_view(&self, key: &str, expected: &[usize]) -> Result<crate::graph::StoredBytes> {
+        match self.stored_f16(key, expected) {
+            Some(view) => Ok(Box::new(view)),
+            None => Ok(Box::new(self.narrowed_f16(key, expected)?)),
+        }
+    }
+
+    /// The tensor `key` viewed in its file, when stored in f16 with an accepted shape.
+    fn stored_f16(&self, key: &str, expected: &[usize]) -> Option<MappedTensor> {
+        if self.random_seed.is_some() || self.single_file.is_some() {
+            return None;
+        }
+        let (name, &fi) = candidates(key).iter().find_map(|k| self.index.get_key_value(k))?;
+        let info = self.files[fi].meta.info(name)?;
+        if info.dtype != Dtype::F16 || !shape_accepts(&info.shape, expected) {
+            return None;
+        }
+        let (a, b) = info.data_offsets;
+        Some(MappedTensor { files: self.files.clone(), file: fi, range: a..b })
+    }
+
+    /// Read as f32 and narrowed; a value beyond the f16 range is an error naming the tensor.
+    fn narrowed_f16(&self, key: &str, expected: &[usize]) -> Result<Vec<u8>> {
         let data = self.get(key, expected)?;
         crate::precision::narrow_f16(key, &data).map_err(|e| Error::Weights { file: self.file_label(), msg: e.to_string() })
     }
