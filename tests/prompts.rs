@@ -342,6 +342,35 @@ mod pipeline {
         assert!(notes.iter().any(|n| n.contains("separate batches")), "{notes:?}");
     }
 
+    /// Under `--low-vram` the token table stays off the GPU and the rows a run uses are gathered on the
+    /// host: the same conditioning as the table on the GPU, with textual-inversion vectors and two chunks.
+    #[test]
+    fn token_rows_gathered_on_the_host_equal_the_gpu_table() {
+        use wgsd::gpu::{Gpu, GpuOptions, LowVramChoice};
+        use wgsd::pipeline::Network;
+        let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+        let d = temp("host-rows");
+        write(&d.join("wgsdstyle.safetensors"), &[("emb_params", &[3, 32])]);
+        let low = std::sync::Arc::new(Gpu::new(&GpuOptions { low_vram: Some(LowVramChoice::On), ..GpuOptions::from_env() }).unwrap());
+        let mut out = Vec::new();
+        for gpu in [wgsd::testing::test_gpu(), low] {
+            let mut sd = StableDiffusion::load(gpu, &dir, None).unwrap();
+            sd.prompt.syntax = PromptSyntax::A1111;
+            sd.prompt.embeddings.add_file(&d.join("wgsdstyle.safetensors"), 32).unwrap();
+            let cond = sd.chunk_prompts(&[format!("{} a (wgsdstyle:1.2) fox", "snow, ".repeat(40))]).unwrap();
+            let uncond = sd.chunk_prompts(&["blurry wgsdstyle".to_string()]).unwrap();
+            assert_eq!(cond[0].chunks.len(), 2);
+            sd.bring_in(Network::TextEncoder).unwrap();
+            assert_eq!(sd.text_encoder.token_table().resident(), sd.low_vram.is_none());
+            let sets = [PromptSet { prompts: &cond, skip: 0, min_chunks: 1 }, PromptSet { prompts: &uncond, skip: 1, min_chunks: 1 }];
+            out.push(sd.encode_sets(&sets).unwrap().into_iter().map(|e| e.context).collect::<Vec<_>>());
+            sd.send_out(Network::TextEncoder).unwrap();
+        }
+        for (gpu_table, host_rows) in out[0].iter().zip(&out[1]) {
+            assert_eq!(gpu_table, host_rows);
+        }
+    }
+
     /// The prompts and negative prompts of a run in one text-encoder run (a set of equal prompts encoded
     /// once) equal each prompt encoded on its own (the negative prompts are unweighted: a weighted set is
     /// rescaled to its own mean, which A1111 takes over the whole set).

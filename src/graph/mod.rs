@@ -230,6 +230,32 @@ impl Param {
     }
 }
 
+impl Param {
+    /// Rows `rows` of a 2-D weight as f32 (`[rows.len(), cols]`). Off the GPU only those rows are decoded,
+    /// from the weight's host copy or its file (a view of an f16 file touches just their pages); on the
+    /// GPU the whole weight is read back.
+    pub fn read_rows(&self, gpu: &Gpu, rows: &[usize]) -> Result<Vec<f32>> {
+        let (n, cols) = match self.desc.shape[..] {
+            [n, cols] => (n, cols),
+            _ => return Err(Error::usage(format!("weight '{}' of shape {} has no rows to read", self.name, self.desc))),
+        };
+        if let Some(&r) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::usage(format!("row {r} of weight '{}', which has {n}", self.name)));
+        }
+        if self.resident() {
+            let all = self.read(gpu)?;
+            return Ok(rows.iter().flat_map(|&r| all[r * cols..(r + 1) * cols].iter().copied()).collect());
+        }
+        let stored = self.bytes_off_gpu(false)?;
+        let bytes = (*stored).as_ref();
+        let row_bytes = cols * self.desc.dtype.size_bytes() as usize;
+        if bytes.len() < n * row_bytes {
+            return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));
+        }
+        Ok(rows.iter().flat_map(|&r| decode(self.desc.dtype, &bytes[r * row_bytes..(r + 1) * row_bytes])).collect())
+    }
+}
+
 /// f32 host values → bytes of `dtype`.
 pub fn encode(dtype: DType, data: &[f32]) -> Vec<u8> {
     match dtype {

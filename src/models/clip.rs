@@ -170,9 +170,16 @@ impl ClipTextModel {
         })
     }
 
+    /// The token table (`[vocab_size, D]`, the text encoder's largest weight).
+    pub fn token_table(&self) -> &Arc<Param> {
+        &self.token_embedding
+    }
+
     /// Token plus position embeddings of `ids: [B, S]` (integer values as f32). `extra` (`[E, D]`) are
     /// rows appended to the token table (textual-inversion vectors): id `vocab_size + e` reads row `e`.
-    fn embed(&self, g: &mut Graph, ids: TensorId, extra: Option<TensorId>) -> Result<TensorId> {
+    /// `rows` (`[R, D]`) replaces the token table with the rows a run needs, gathered beforehand (ids
+    /// then index them, and id `R + e` reads extra row `e`).
+    fn embed(&self, g: &mut Graph, ids: TensorId, extra: Option<TensorId>, rows: Option<TensorId>) -> Result<TensorId> {
         let shape = g.shape(ids).to_vec();
         if shape.len() != 2 || shape[1] > self.config.max_position_embeddings {
             return Err(Error::shape(
@@ -181,7 +188,16 @@ impl ClipTextModel {
             ));
         }
         let seq = shape[1];
-        let table = g.param(&self.token_embedding);
+        let (table, table_rows) = match rows {
+            Some(r) if g.shape(r).len() == 2 && g.shape(r)[1] == self.config.hidden_size => (r, g.shape(r)[0]),
+            Some(r) => {
+                return Err(Error::shape(
+                    "text_model.embeddings.token_embedding",
+                    format!("gathered token rows must be [R, {}], got {:?}", self.config.hidden_size, g.shape(r)),
+                ))
+            }
+            None => (g.param(&self.token_embedding), self.config.vocab_size),
+        };
         let mut x = g.gather("text_model.embeddings.token_embedding", table, ids)?;
         if let Some(rows) = extra {
             if g.shape(rows).len() != 2 || g.shape(rows)[1] != self.config.hidden_size {
@@ -192,7 +208,7 @@ impl ClipTextModel {
             }
             // Ids past the vocabulary read the extra rows (and zeros from the table), the others zeros
             // here: the sum is the appended table's lookup without copying the table.
-            let more = g.gather_from("text_model.embeddings.extra_rows", rows, ids, self.config.vocab_size)?;
+            let more = g.gather_from("text_model.embeddings.extra_rows", rows, ids, table_rows)?;
             x = g.add("text_model.embeddings.token_embedding_with_extra_rows", x, more)?;
         }
         let positions = g.constant("position_ids", TensorDesc::f32(&[seq]), (0..seq).map(|i| i as f32).collect())?;
@@ -203,7 +219,7 @@ impl ClipTextModel {
 
     /// Records the encoder for token ids `ids: [B, S]` (integer values as f32).
     pub fn forward(&self, g: &mut Graph, ids: TensorId) -> Result<ClipOutputs> {
-        let mut x = self.embed(g, ids, None)?;
+        let mut x = self.embed(g, ids, None, None)?;
         let mut previous = x;
         for layer in &self.layers {
             previous = x;
@@ -222,10 +238,23 @@ impl ClipTextModel {
 
     /// [`ClipTextModel::forward_skip`] with extra token-table rows (see `embed`).
     pub fn forward_skip_with(&self, g: &mut Graph, ids: TensorId, skip: usize, extra: Option<TensorId>) -> Result<TensorId> {
+        self.forward_skip_rows(g, ids, skip, extra, None)
+    }
+
+    /// [`ClipTextModel::forward_skip_with`] reading token embeddings from `rows` (`[R, D]`, gathered from
+    /// the token table beforehand) instead of the table: ids index `rows` (see `embed`).
+    pub fn forward_skip_rows(
+        &self,
+        g: &mut Graph,
+        ids: TensorId,
+        skip: usize,
+        extra: Option<TensorId>,
+        rows: Option<TensorId>,
+    ) -> Result<TensorId> {
         if skip >= self.layers.len() {
             return Err(Error::usage(format!("clip skip {skip}: the text encoder has only {} layers", self.layers.len())));
         }
-        let mut x = self.embed(g, ids, extra)?;
+        let mut x = self.embed(g, ids, extra, rows)?;
         for layer in &self.layers[..self.layers.len() - skip] {
             x = layer.forward(g, x)?;
         }

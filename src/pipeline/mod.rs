@@ -95,6 +95,12 @@ impl LowVram {
     }
 }
 
+/// The text encoder's weights `--low-vram` moves: all but the token table, which stays off the GPU (prompts
+/// need a few of its rows, which `encode_sets` gathers on the host).
+fn moved_text_weights(text_encoder: &ClipTextModel, params: Vec<Arc<crate::graph::Param>>) -> Vec<Arc<crate::graph::Param>> {
+    params.into_iter().filter(|p| !Arc::ptr_eq(p, text_encoder.token_table())).collect()
+}
+
 /// Loads one network, recording its weights and moving them to host memory at once when `low_vram`.
 fn load_network<T>(gpu: &Gpu, f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<Arc<crate::graph::Param>>)> {
     if !gpu.low_vram {
@@ -164,7 +170,7 @@ impl StableDiffusion {
         let (vae, vae_params) = load_network(&gpu, || AutoencoderKL::load(&gpu, &dir.join("vae"), variant))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&dir.join("tokenizer"))?,
-            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: te_params, unet: unet_params, vae: vae_params }),
+            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: moved_text_weights(&text_encoder, te_params), unet: unet_params, vae: vae_params }),
             text_encoder,
             unet,
             vae,
@@ -220,7 +226,7 @@ impl StableDiffusion {
             load_network(&gpu, || AutoencoderKL::from_weights(&gpu, vae_config, &Weights::single_file(checkpoint, vae_map)?))?;
         Ok(StableDiffusion {
             tokenizer: ClipTokenizer::from_folder(&config_dir.join("tokenizer"))?,
-            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: te_params, unet: unet_params, vae: vae_params }),
+            low_vram: gpu.low_vram.then(|| LowVram { text_encoder: moved_text_weights(&text_encoder, te_params), unet: unet_params, vae: vae_params }),
             text_encoder,
             unet,
             vae,

@@ -374,6 +374,7 @@ impl StableDiffusion {
     pub fn encode_sets(&self, sets: &[PromptSet]) -> Result<Vec<EncodedPrompts>> {
         let len = self.tokenizer.max_len;
         let d = self.text_encoder.config.hidden_size;
+        let vocab = self.text_encoder.config.vocab_size;
         let empty = self.chunker()?.empty_chunk();
         let mut out: Vec<Option<EncodedPrompts>> = sets.iter().map(|_| None).collect();
         let mut skips: Vec<usize> = sets.iter().map(|s| s.skip).collect();
@@ -396,26 +397,42 @@ impl StableDiffusion {
                 .collect();
             let n: usize = rows.iter().map(|r| r.len()).sum();
             let k_max = ks.iter().copied().max().unwrap_or(1);
+            let batches: Vec<Vec<Chunk>> =
+                (0..k_max).map(|c| rows.iter().flatten().map(|p| p.chunks.get(c).unwrap_or(&empty).clone()).collect()).collect();
+            let mut chunk_ids: Vec<Vec<u32>> = batches
+                .iter()
+                .map(|batch| {
+                    batch
+                        .iter()
+                        .flat_map(|ch| {
+                            let mut padded = ch.ids.clone();
+                            sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
+                            padded
+                        })
+                        .collect()
+                })
+                .collect();
+            // --low-vram leaves the token table (49408 rows) off the GPU: the few rows the prompts use are
+            // gathered here, and the ids renumbered to index them.
+            let token_rows = (!self.text_encoder.token_table().resident()).then(|| gather_token_rows(&mut chunk_ids, vocab));
             let mut g = Graph::new();
             let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
             let extra_rows = self.prompt.embeddings.rows();
             let extra = (extra_rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[extra_rows, d])));
-            let h = self.text_encoder.forward_skip_with(&mut g, t, skip, extra)?;
+            let table = token_rows.as_ref().map(|r| g.input("token_rows", TensorDesc::f32(&[r.len(), d])));
+            let h = self.text_encoder.forward_skip_rows(&mut g, t, skip, extra, table)?;
             g.output(h);
             let plan = Plan::new(self.gpu.clone(), g)?;
             if let Some(e) = extra {
                 plan.write(e, &self.prompt.embeddings.table())?;
             }
+            if let (Some(table), Some(ids)) = (table, &token_rows) {
+                plan.write(table, &self.text_encoder.token_table().read_rows(&self.gpu, ids)?)?;
+            }
             let mut contexts: Vec<Vec<f32>> = members.iter().zip(&ks).map(|(&i, &k)| vec![0f32; sets[i].prompts.len() * k * len * d]).collect();
             let mut emphasis: Vec<Vec<Emphasis>> = members.iter().map(|_| Vec::new()).collect();
-            for c in 0..k_max {
-                let batch: Vec<Chunk> = rows.iter().flatten().map(|p| p.chunks.get(c).unwrap_or(&empty).clone()).collect();
-                let mut ids: Vec<f32> = Vec::with_capacity(n * len);
-                for ch in &batch {
-                    let mut padded = ch.ids.clone();
-                    sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
-                    ids.extend(padded.iter().map(|&i| i as f32));
-                }
+            for (c, batch) in batches.iter().enumerate() {
+                let ids: Vec<f32> = chunk_ids[c].iter().map(|&i| i as f32).collect();
                 plan.write(t, &ids)?;
                 plan.run()?;
                 let z = plan.read(h)?;
@@ -448,6 +465,25 @@ impl StableDiffusion {
         }
         out.into_iter().map(|e| e.ok_or_else(|| Error::usage("a prompt set was not encoded"))).collect()
     }
+}
+
+/// The token-table rows that `ids` use (ids below `vocab`, each once), with every id renumbered to index
+/// them; ids past the vocabulary (textual-inversion rows) move down to follow them.
+fn gather_token_rows(ids: &mut [Vec<u32>], vocab: usize) -> Vec<usize> {
+    let mut used: Vec<usize> = ids.iter().flatten().map(|&i| i as usize).filter(|&i| i < vocab).collect();
+    used.sort_unstable();
+    used.dedup();
+    if used.is_empty() {
+        used.push(0); // a table of at least one row
+    }
+    let rows = used.len() as u32;
+    for id in ids.iter_mut().flatten() {
+        *id = match used.binary_search(&(*id as usize)) {
+            Ok(r) => r as u32,
+            Err(_) => *id - vocab as u32 + rows,
+        };
+    }
+    used
 }
 
 /// Prompts encoded together: their chunks, CLIP skip, and the fewest chunks to produce.
