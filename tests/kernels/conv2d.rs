@@ -459,14 +459,20 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
     let bias = g.param(&Param::upload(gpu, "b", TensorDesc::f32(&[c.cout]), &rng.vec(c.cout, 0.05), false).unwrap());
     let op = Conv2d { kernel, ..Conv2d::new(c.opts, true, false) };
     let flops = op.flops(&[g.desc(x), &wd], &TensorDesc::f32(&s.out_shape()));
-    let y = g.op("conv", op, &[x, w, bias]).unwrap();
-    g.output(y);
-    let entry = kernel.map_or_else(|| select_kernel(&s, &c.opts, &DeviceLimits::from_gpu(gpu)).entry, |k| KERNELS[k].entry);
+    // CONV_GEMM=1: the im2col + GEMM form instead (Graph::conv2d_gemm), timed over all its nodes.
+    let gemm = std::env::var("CONV_GEMM").is_ok();
+    let y = if gemm { g.conv2d_gemm("conv", x, w, Some(bias), c.opts, None) } else { g.op("conv", op, &[x, w, bias]) };
+    g.output(y.unwrap());
+    let entry = match kernel {
+        _ if gemm => "im2col + gemm",
+        Some(k) => KERNELS[k].entry,
+        None => select_kernel(&s, &c.opts, &DeviceLimits::from_gpu(gpu)).entry,
+    };
     let plan = Plan::new(gpu.clone(), g).unwrap();
     plan.write(x, &rng.vec(c.b * c.cin * c.h * c.w, 1.0)).unwrap();
     for r in 0..runs {
         let c0 = cpu_seconds();
-        let t = plan.profile().unwrap()[0];
+        let t: f64 = plan.profile().unwrap().iter().sum();
         let cpu = cpu_seconds() - c0;
         println!(
             "conv2d {} [{entry}] run {r}: {:.3} s, {:.2} GFLOP/s; process CPU {:.2} s ({:.2} cores), {:.2} GFLOP per CPU-second",
@@ -485,7 +491,8 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// this adapter can run on a 1×128×64×64 3×3 conv and a 1×1 conv. The first run of a kernel includes
 /// lavapipe's shader compile (unless Mesa's shader cache has it). `CONV_KERNEL=i` forces `KERNELS[i]` on the
 /// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf);
-/// `CONV_CASE=BxCINxHxWxCOUT,...` adds 3×3 padding-1 convs of those shapes.
+/// `CONV_CASE=BxCINxHxWxCOUT[xK],...` adds K×K convs (default 3×3) of those shapes, padding K / 2;
+/// `CONV_GEMM=1` times them in the im2col + GEMM form.
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
@@ -513,10 +520,11 @@ fn bench_sd_shapes() {
             }
         }
     }
-    // CONV_CASE=BxCINxHxWxCOUT[,...]: 3×3 padding-1 convs of these shapes.
+    // CONV_CASE=BxCINxHxWxCOUT[xK][,...]: K×K convs (default 3) of these shapes, padding K / 2.
     for c in std::env::var("CONV_CASE").unwrap_or_default().split(',').filter(|c| !c.is_empty()) {
-        let v: Vec<usize> = c.split('x').map(|x| x.parse().expect("CONV_CASE: BxCINxHxWxCOUT")).collect();
-        bench(&gpu, &case(v[0], v[1], v[2], v[3], v[4], 3, p1, true, false), forced, 2);
+        let v: Vec<usize> = c.split('x').map(|x| x.parse().expect("CONV_CASE: BxCINxHxWxCOUT[xK]")).collect();
+        let k = v.get(5).copied().unwrap_or(3);
+        bench(&gpu, &case(v[0], v[1], v[2], v[3], v[4], k, Conv2dOpts::new(1, k / 2), true, false), forced, 2);
     }
     if which.contains("vae") {
         bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), forced, 1);
