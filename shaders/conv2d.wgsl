@@ -37,7 +37,7 @@ struct Params {
     flags: u32,      // 1: add bias, 2: add residual, 4: accumulate into out
     n_tiles: u32,    // direct: pixel tiles per image; k3s1: patches per image
     tiles: u32,      // work units of the grid (see the header); ids past it do nothing
-    _pad: u32,
+    images: u32,     // vec-rows kernels: images folded into the patch index (grid z = 1); else 1
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -203,12 +203,12 @@ fn k3s1_r4c8m4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let mg = it / p.n_tiles;
     let pidx = it - mg * p.n_tiles;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.ow + 7u) / 8u;
     let py = pt / pw;
     let oy0 = py * 4u;
     let ox0 = (pt - py * pw) * 8u;
     let m0 = mg * 4u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -482,12 +482,12 @@ fn up2_r2c4m4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let mg = it / p.n_tiles;
     let pidx = it - mg * p.n_tiles;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.w + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 2u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 4u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);

@@ -39,7 +39,7 @@ struct Params {
     flags: u32,      // 1: add bias, 2: add residual, 4: accumulate into out
     n_tiles: u32,    // direct: pixel tiles per image; k3s1: patches per image
     tiles: u32,      // work units of the grid (see the header); ids past it do nothing
-    _pad: u32,
+    images: u32,     // vec-rows kernels: images folded into the patch index (grid z = 1); else 1
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -277,12 +277,12 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let mg = group - pg * m_tiles;
     let pidx = pg * 8u + lid.x;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.ow + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 4u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -644,12 +644,12 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let mg = group / pgroups;
     let pidx = (group - mg * pgroups) * 64u + lid.x;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.ow + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 2u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -860,18 +860,19 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let group = wg.x + wg.y * nwg.x;
     if (group >= p.tiles) { return; }
-    let pgroups = (p.n_tiles + 7u) / 8u;
+    let pgroups = (p.n_tiles * p.images + 7u) / 8u;
     let m_tiles = p.tiles / pgroups;
     let pg = group / m_tiles;
     let mg = group - pg * m_tiles;
     let pidx = pg * 8u + sl;
-    let pt = min(pidx, p.n_tiles - 1u);
+    let pall = min(pidx, p.n_tiles * p.images - 1u);
+    let b = pall / p.n_tiles;
+    let pt = pall - b * p.n_tiles;
     let pw = (p.ow + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 4u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -1143,7 +1144,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         xo += hw;
         wo += 9u;
     }
-    if (pidx >= p.n_tiles) { return; }
+    if (pidx >= p.n_tiles * p.images) { return; }
     // Stored in a loop (one copy of the epilogue keeps the shader small).
     let acc = array<vec4<f32>, 32>(a0_0_0, a0_1_0, a0_2_0, a0_3_0, a1_0_0, a1_1_0, a1_2_0, a1_3_0, a2_0_0, a2_1_0, a2_2_0, a2_3_0, a3_0_0, a3_1_0, a3_2_0, a3_3_0, a4_0_0, a4_1_0, a4_2_0, a4_3_0, a5_0_0, a5_1_0, a5_2_0, a5_3_0, a6_0_0, a6_1_0, a6_2_0, a6_3_0, a7_0_0, a7_1_0, a7_2_0, a7_3_0);
     for (var q = 0u; q < 32u; q++) {
@@ -1169,12 +1170,12 @@ fn up2_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let mg = group - pg * m_tiles;
     let pidx = pg * 8u + lid.x;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.w + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 2u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -1558,18 +1559,19 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let group = wg.x + wg.y * nwg.x;
     if (group >= p.tiles) { return; }
-    let pgroups = (p.n_tiles + 7u) / 8u;
+    let pgroups = (p.n_tiles * p.images + 7u) / 8u;
     let m_tiles = p.tiles / pgroups;
     let pg = group / m_tiles;
     let mg = group - pg * m_tiles;
     let pidx = pg * 8u + sl;
-    let pt = min(pidx, p.n_tiles - 1u);
+    let pall = min(pidx, p.n_tiles * p.images - 1u);
+    let b = pall / p.n_tiles;
+    let pt = pall - b * p.n_tiles;
     let pw = (p.w + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 2u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);
@@ -1946,7 +1948,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         xo += hw;
         wo += 9u;
     }
-    if (pidx >= p.n_tiles) { return; }
+    if (pidx >= p.n_tiles * p.images) { return; }
     // Stored in a loop (one copy of the epilogue keeps the shader small).
     let acc = array<vec4<f32>, 64>(vec4<f32>(a0_00_0_0.x, a0_01_0_0.x, a0_00_0_0.y, a0_01_0_0.y), vec4<f32>(a0_00_0_0.z, a0_01_0_0.z, a0_00_0_0.w, a0_01_0_0.w), vec4<f32>(a0_10_0_0.x, a0_11_0_0.x, a0_10_0_0.y, a0_11_0_0.y), vec4<f32>(a0_10_0_0.z, a0_11_0_0.z, a0_10_0_0.w, a0_11_0_0.w), vec4<f32>(a0_00_1_0.x, a0_01_1_0.x, a0_00_1_0.y, a0_01_1_0.y), vec4<f32>(a0_00_1_0.z, a0_01_1_0.z, a0_00_1_0.w, a0_01_1_0.w), vec4<f32>(a0_10_1_0.x, a0_11_1_0.x, a0_10_1_0.y, a0_11_1_0.y), vec4<f32>(a0_10_1_0.z, a0_11_1_0.z, a0_10_1_0.w, a0_11_1_0.w), vec4<f32>(a1_00_0_0.x, a1_01_0_0.x, a1_00_0_0.y, a1_01_0_0.y), vec4<f32>(a1_00_0_0.z, a1_01_0_0.z, a1_00_0_0.w, a1_01_0_0.w), vec4<f32>(a1_10_0_0.x, a1_11_0_0.x, a1_10_0_0.y, a1_11_0_0.y), vec4<f32>(a1_10_0_0.z, a1_11_0_0.z, a1_10_0_0.w, a1_11_0_0.w), vec4<f32>(a1_00_1_0.x, a1_01_1_0.x, a1_00_1_0.y, a1_01_1_0.y), vec4<f32>(a1_00_1_0.z, a1_01_1_0.z, a1_00_1_0.w, a1_01_1_0.w), vec4<f32>(a1_10_1_0.x, a1_11_1_0.x, a1_10_1_0.y, a1_11_1_0.y), vec4<f32>(a1_10_1_0.z, a1_11_1_0.z, a1_10_1_0.w, a1_11_1_0.w), vec4<f32>(a2_00_0_0.x, a2_01_0_0.x, a2_00_0_0.y, a2_01_0_0.y), vec4<f32>(a2_00_0_0.z, a2_01_0_0.z, a2_00_0_0.w, a2_01_0_0.w), vec4<f32>(a2_10_0_0.x, a2_11_0_0.x, a2_10_0_0.y, a2_11_0_0.y), vec4<f32>(a2_10_0_0.z, a2_11_0_0.z, a2_10_0_0.w, a2_11_0_0.w), vec4<f32>(a2_00_1_0.x, a2_01_1_0.x, a2_00_1_0.y, a2_01_1_0.y), vec4<f32>(a2_00_1_0.z, a2_01_1_0.z, a2_00_1_0.w, a2_01_1_0.w), vec4<f32>(a2_10_1_0.x, a2_11_1_0.x, a2_10_1_0.y, a2_11_1_0.y), vec4<f32>(a2_10_1_0.z, a2_11_1_0.z, a2_10_1_0.w, a2_11_1_0.w), vec4<f32>(a3_00_0_0.x, a3_01_0_0.x, a3_00_0_0.y, a3_01_0_0.y), vec4<f32>(a3_00_0_0.z, a3_01_0_0.z, a3_00_0_0.w, a3_01_0_0.w), vec4<f32>(a3_10_0_0.x, a3_11_0_0.x, a3_10_0_0.y, a3_11_0_0.y), vec4<f32>(a3_10_0_0.z, a3_11_0_0.z, a3_10_0_0.w, a3_11_0_0.w), vec4<f32>(a3_00_1_0.x, a3_01_1_0.x, a3_00_1_0.y, a3_01_1_0.y), vec4<f32>(a3_00_1_0.z, a3_01_1_0.z, a3_00_1_0.w, a3_01_1_0.w), vec4<f32>(a3_10_1_0.x, a3_11_1_0.x, a3_10_1_0.y, a3_11_1_0.y), vec4<f32>(a3_10_1_0.z, a3_11_1_0.z, a3_10_1_0.w, a3_11_1_0.w), vec4<f32>(a4_00_0_0.x, a4_01_0_0.x, a4_00_0_0.y, a4_01_0_0.y), vec4<f32>(a4_00_0_0.z, a4_01_0_0.z, a4_00_0_0.w, a4_01_0_0.w), vec4<f32>(a4_10_0_0.x, a4_11_0_0.x, a4_10_0_0.y, a4_11_0_0.y), vec4<f32>(a4_10_0_0.z, a4_11_0_0.z, a4_10_0_0.w, a4_11_0_0.w), vec4<f32>(a4_00_1_0.x, a4_01_1_0.x, a4_00_1_0.y, a4_01_1_0.y), vec4<f32>(a4_00_1_0.z, a4_01_1_0.z, a4_00_1_0.w, a4_01_1_0.w), vec4<f32>(a4_10_1_0.x, a4_11_1_0.x, a4_10_1_0.y, a4_11_1_0.y), vec4<f32>(a4_10_1_0.z, a4_11_1_0.z, a4_10_1_0.w, a4_11_1_0.w), vec4<f32>(a5_00_0_0.x, a5_01_0_0.x, a5_00_0_0.y, a5_01_0_0.y), vec4<f32>(a5_00_0_0.z, a5_01_0_0.z, a5_00_0_0.w, a5_01_0_0.w), vec4<f32>(a5_10_0_0.x, a5_11_0_0.x, a5_10_0_0.y, a5_11_0_0.y), vec4<f32>(a5_10_0_0.z, a5_11_0_0.z, a5_10_0_0.w, a5_11_0_0.w), vec4<f32>(a5_00_1_0.x, a5_01_1_0.x, a5_00_1_0.y, a5_01_1_0.y), vec4<f32>(a5_00_1_0.z, a5_01_1_0.z, a5_00_1_0.w, a5_01_1_0.w), vec4<f32>(a5_10_1_0.x, a5_11_1_0.x, a5_10_1_0.y, a5_11_1_0.y), vec4<f32>(a5_10_1_0.z, a5_11_1_0.z, a5_10_1_0.w, a5_11_1_0.w), vec4<f32>(a6_00_0_0.x, a6_01_0_0.x, a6_00_0_0.y, a6_01_0_0.y), vec4<f32>(a6_00_0_0.z, a6_01_0_0.z, a6_00_0_0.w, a6_01_0_0.w), vec4<f32>(a6_10_0_0.x, a6_11_0_0.x, a6_10_0_0.y, a6_11_0_0.y), vec4<f32>(a6_10_0_0.z, a6_11_0_0.z, a6_10_0_0.w, a6_11_0_0.w), vec4<f32>(a6_00_1_0.x, a6_01_1_0.x, a6_00_1_0.y, a6_01_1_0.y), vec4<f32>(a6_00_1_0.z, a6_01_1_0.z, a6_00_1_0.w, a6_01_1_0.w), vec4<f32>(a6_10_1_0.x, a6_11_1_0.x, a6_10_1_0.y, a6_11_1_0.y), vec4<f32>(a6_10_1_0.z, a6_11_1_0.z, a6_10_1_0.w, a6_11_1_0.w), vec4<f32>(a7_00_0_0.x, a7_01_0_0.x, a7_00_0_0.y, a7_01_0_0.y), vec4<f32>(a7_00_0_0.z, a7_01_0_0.z, a7_00_0_0.w, a7_01_0_0.w), vec4<f32>(a7_10_0_0.x, a7_11_0_0.x, a7_10_0_0.y, a7_11_0_0.y), vec4<f32>(a7_10_0_0.z, a7_11_0_0.z, a7_10_0_0.w, a7_11_0_0.w), vec4<f32>(a7_00_1_0.x, a7_01_1_0.x, a7_00_1_0.y, a7_01_1_0.y), vec4<f32>(a7_00_1_0.z, a7_01_1_0.z, a7_00_1_0.w, a7_01_1_0.w), vec4<f32>(a7_10_1_0.x, a7_11_1_0.x, a7_10_1_0.y, a7_11_1_0.y), vec4<f32>(a7_10_1_0.z, a7_11_1_0.z, a7_10_1_0.w, a7_11_1_0.w));
     for (var q = 0u; q < 64u; q++) {
@@ -1972,12 +1974,12 @@ fn up2_r1c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let mg = group / pgroups;
     let pidx = (group - mg * pgroups) * 64u + lid.x;
     let pt = min(pidx, p.n_tiles - 1u);
+    let b = wg.z;
     let pw = (p.w + 3u) / 4u;
     let py = pt / pw;
     let oy0 = py * 1u;
     let ox0 = (pt - py * pw) * 4u;
     let m0 = mg * 8u;
-    let b = wg.z;
     // Window rows and columns: offsets clamped into the plane, and whether they are inside it.
     let iy0 = i32(oy0) - i32(p.pad_top);
     let ix0 = i32(ox0) - i32(p.pad_left);

@@ -209,6 +209,11 @@ const UP2_PORTABLE: usize = 7;
 const UP2_GPU_SUBGROUP: usize = 10;
 
 impl Kernel {
+    /// Whether this is a vec-rows patch kernel (vec4 window rows, images folded into the patch index).
+    fn vec_rows(&self) -> bool {
+        matches!(self.kind, Kind::Patch3 { vec_rows: true, .. } | Kind::Up2Patch3 { vec_rows: true, .. })
+    }
+
     /// The shader of this entry point for weights stored as `w`.
     fn shader(&self, w: DType) -> &'static ShaderSource {
         match (self.subgroup, w) {
@@ -326,7 +331,7 @@ struct Params {
     flags: u32,
     n_tiles: u32,
     tiles: u32,
-    _pad: u32,
+    images: u32,
 }
 
 const FLAG_BIAS: u32 = 1;
@@ -340,9 +345,10 @@ pub(crate) fn even_chunks(n: usize, cap: usize) -> Vec<(usize, usize)> {
     (0..parts).map(|k| (k * step, step.min(n - k * step))).filter(|c| c.1 > 0).collect()
 }
 
-/// `(n_tiles, tiles, workgroups)` of one dispatch of `kern` over `nco` output channels (see the shader
-/// header for what the kernels read from `n_tiles` and `tiles`).
-fn geometry(kern: &Kernel, s: &ConvShape, nco: usize) -> (usize, usize, usize) {
+/// `(n_tiles, tiles, workgroups)` of one dispatch of `kern` over `nco` output channels and `nb` images (see
+/// the shader header for what the kernels read from `n_tiles` and `tiles`; the vec-rows kernels number the
+/// patches of all `nb` images in one sequence, the others take the image from the grid's z).
+fn geometry(kern: &Kernel, s: &ConvShape, nco: usize, nb: usize) -> (usize, usize, usize) {
     match kern.kind {
         Kind::Direct { tm } => {
             let n_tiles = (s.oh * s.ow).div_ceil(4 * kern.wg);
@@ -355,7 +361,8 @@ fn geometry(kern: &Kernel, s: &ConvShape, nco: usize) -> (usize, usize, usize) {
             let patches = ph.div_ceil(tr) * pw.div_ceil(tc);
             if kern.subgroup {
                 // Each workgroup shares its output channels: patches padded to whole workgroups.
-                let groups = patches.div_ceil(kern.wg) * nco.div_ceil(tm);
+                let folded = if kern.vec_rows() { nb * patches } else { patches };
+                let groups = folded.div_ceil(kern.wg) * nco.div_ceil(tm);
                 (patches, groups, groups)
             } else {
                 let items = patches * nco.div_ceil(tm);
@@ -489,7 +496,6 @@ impl Op for Conv2d {
                     Some((i, d)) => Bind::elements(Slot::Input(i), d, o_begin, o_count, l.limits),
                     None => (placeholder(), 0),
                 };
-                let (n_tiles, tiles, groups) = geometry(kern, &s, nco);
                 for (c, &(ci0, nci)) in ci_chunks.iter().enumerate() {
                     let x_begin = ((b0 * s.cin + ci0) * hw) as u64;
                     let x_count = (((nb - 1) * s.cin + nci) * hw) as u64;
@@ -507,6 +513,8 @@ impl Op for Conv2d {
                         e if e == KERNELS[UP2_VEC_W8].entry => &KERNELS[UP2_W8],
                         _ => kern,
                     };
+                    let (n_tiles, tiles, groups) = geometry(kern, &s, nco, nb);
+                    let images = if kern.vec_rows() { nb } else { 1 };
                     let flags = if c == 0 {
                         (bias.is_some() as u32 * FLAG_BIAS) | (res.is_some() as u32 * FLAG_RESIDUAL)
                     } else {
@@ -536,10 +544,10 @@ impl Op for Conv2d {
                         flags,
                         n_tiles: n_tiles as u32,
                         tiles: tiles as u32,
-                        _pad: 0,
+                        images: images as u32,
                     };
                     let mut grid = grid_1d(groups as u64, l.limits);
-                    grid[2] = nb as u32;
+                    grid[2] = (nb / images) as u32;
                     out.push(Dispatch {
                         shader: kern.shader(w.dtype),
                         entry: kern.entry,
@@ -790,7 +798,7 @@ const PARAMS_WGSL: &str = "struct Params {
     flags: u32,      // 1: add bias, 2: add residual, 4: accumulate into out
     n_tiles: u32,    // direct: pixel tiles per image; k3s1: patches per image
     tiles: u32,      // work units of the grid (see the header); ids past it do nothing
-    _pad: u32,
+    images: u32,     // vec-rows kernels: images folded into the patch index (grid z = 1); else 1
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -1030,7 +1038,10 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     if kern.subgroup {
         o.l("    let group = wg.x + wg.y * nwg.x;");
         o.l("    if (group >= p.tiles) { return; }");
-        o.l(&format!("    let pgroups = (p.n_tiles + {}u) / {wg}u;", wg - 1));
+        // The vec-rows kernels fold the images of a dispatch into the patch index, so small planes (8×8:
+        // 4 patches) still fill the 8 lanes; the others take the image from the grid's z.
+        let patches = if vec_rows { "p.n_tiles * p.images" } else { "p.n_tiles" };
+        o.l(&format!("    let pgroups = ({patches} + {}u) / {wg}u;", wg - 1));
         // The vec-rows kernel numbers patches by subgroup lane, the order its shuffles see.
         let lane = if vec_rows { "sl" } else { "lid.x" };
         if wg == 8 {
@@ -1052,14 +1063,20 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
         o.l("    let mg = it / p.n_tiles;");
         o.l("    let pidx = it - mg * p.n_tiles;");
     }
-    o.l("    let pt = min(pidx, p.n_tiles - 1u);");
+    if vec_rows {
+        o.l("    let pall = min(pidx, p.n_tiles * p.images - 1u);");
+        o.l("    let b = pall / p.n_tiles;");
+        o.l("    let pt = pall - b * p.n_tiles;");
+    } else {
+        o.l("    let pt = min(pidx, p.n_tiles - 1u);");
+        o.l("    let b = wg.z;");
+    }
     // Patches tile the output, or x for the upsampling kernels (oy0, ox0 are then rows and columns of x).
     o.l(&format!("    let pw = (p.{} + {}u) / {tc}u;", if up2 { "w" } else { "ow" }, tc - 1));
     o.l("    let py = pt / pw;");
     o.l(&format!("    let oy0 = py * {tr}u;"));
     o.l(&format!("    let ox0 = (pt - py * pw) * {tc}u;"));
     o.l(&format!("    let m0 = mg * {tm}u;"));
-    o.l("    let b = wg.z;");
     o.l("    // Window rows and columns: offsets clamped into the plane, and whether they are inside it.");
     o.l("    let iy0 = i32(oy0) - i32(p.pad_top);");
     o.l("    let ix0 = i32(ox0) - i32(p.pad_left);");
@@ -1218,7 +1235,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     o.l("        wo += 9u;");
     o.l("    }");
     if kern.subgroup {
-        o.l("    if (pidx >= p.n_tiles) { return; }");
+        o.l(&format!("    if (pidx >= {}) {{ return; }}", if vec_rows { "p.n_tiles * p.images" } else { "p.n_tiles" }));
     } else {
         o.l("    if (!live) { return; }");
     }

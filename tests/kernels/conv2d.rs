@@ -86,6 +86,8 @@ fn awkward_cases() -> Vec<Case> {
         case(2, 5, 7, 16, 11, 3, p1, true, true),
         case(1, 9, 13, 8, 10, 3, p1, true, false),
         case(1, 3, 9, 4, 4, 3, p1, false, true),
+        // 3 images of 4 patches each: a workgroup holds patches of two images.
+        case(3, 4, 8, 8, 9, 3, p1, true, true),
         // Nearest 2× upsampling fused into the conv: odd sizes, batch 2 with a residual, a 1×1 input, and
         // widths of whole 32-column groups (the vec-rows kernel), more than 8 output channels.
         case(1, 3, 5, 7, 6, 3, up, true, false),
