@@ -3,7 +3,10 @@
 //! them (the UNet's deepest levels: 8×8 latents and below) each weight is loaded once per tile of a handful
 //! of pixels; one GEMM over all `B·OH·OW` rows loads it once. Measured on lavapipe (one run, GPU clock),
 //! 3×3 convs 2×1280×8×8 → 1280: direct 2.11 s, GEMM 0.49 s; 2×2560×4×4 → 1280: 3.94 s vs 0.49 s; at
-//! 2×1280×16×16 both take 4.0 s, so the GEMM form is used below [`IM2COL_MAX_ROWS`] rows.
+//! 2×1280×16×16 both take 4.0 s, so the GEMM form is used below [`IM2COL_MAX_ROWS`] rows. Since the CPU
+//! patch kernels read vec4 window rows and fill their workgroups with the patches of several images, 3×3
+//! stride-1 convs from [`PATCH_MIN_ROWS`] rows run direct (2×1280×8×8 → 1280, GPU clock, alternating runs:
+//! direct 46–66 GFLOP/s, im2col + GEMM 35–39).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -17,8 +20,10 @@ use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("im2col");
 
-/// Convolutions with fewer output rows (`B·OH·OW`) than this run as im2col + GEMM.
+/// Convolutions with fewer output rows (`B·OH·OW`) than this run as im2col + GEMM...
 pub const IM2COL_MAX_ROWS: usize = 512;
+/// ...except 3×3 stride-1 convs with at least this many.
+pub const PATCH_MIN_ROWS: usize = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -147,8 +152,8 @@ impl Graph {
     }
 
     /// A convolution by whichever form is faster for its shape: [`Graph::conv2d_gemm`] below
-    /// [`IM2COL_MAX_ROWS`] output rows (when the unfolded input stays under 64 MiB), else the direct
-    /// [`Graph::conv2d`] kernels. Model code calls this.
+    /// [`IM2COL_MAX_ROWS`] output rows (when the unfolded input stays under 64 MiB; 3×3 stride-1 convs only
+    /// below [`PATCH_MIN_ROWS`]), else the direct [`Graph::conv2d`] kernels. Model code calls this.
     pub fn conv2d_auto(
         &mut self,
         name: &str,
@@ -164,7 +169,12 @@ impl Graph {
             && (xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1])
             .then(|| ConvShape::new(&xs, &ws, &opts))
             .flatten()
-            .is_some_and(|s| s.b * s.oh * s.ow < IM2COL_MAX_ROWS && s.b * s.oh * s.ow * s.cin * s.kh * s.kw * 4 <= 64 << 20);
+            .is_some_and(|s| {
+                let rows = s.b * s.oh * s.ow;
+                let patch3 = s.kh == 3 && s.kw == 3 && opts.stride == 1;
+                let max_rows = if patch3 { PATCH_MIN_ROWS } else { IM2COL_MAX_ROWS };
+                rows < max_rows && rows * s.cin * s.kh * s.kw * 4 <= 64 << 20
+            });
         if small {
             self.conv2d_gemm(name, x, w, bias, opts, residual)
         } else {

@@ -28,6 +28,25 @@ fn im2col_matches_its_cpu_twin() {
     }
 }
 
+/// Which form `conv2d_auto` records: GEMM for few output rows, but 3×3 stride-1 convs direct from
+/// `PATCH_MIN_ROWS` rows (the UNet's 8×8 level at batch 2).
+#[test]
+fn auto_picks_the_form_by_shape() {
+    let uses_gemm = |xs: [usize; 4], ws: [usize; 4], opts: Conv2dOpts| {
+        let mut g = Graph::new();
+        let x = g.input("x", TensorDesc::f32(&xs));
+        let w = g.input("w", TensorDesc::f32(&ws));
+        g.conv2d_auto("conv", x, w, None, opts, None).unwrap();
+        g.nodes().iter().any(|n| n.op.kind() == "im2col")
+    };
+    let p1 = Conv2dOpts::new(1, 1);
+    assert!(!uses_gemm([2, 1280, 8, 8], [1280, 1280, 3, 3], p1));
+    assert!(uses_gemm([2, 1280, 4, 4], [1280, 1280, 3, 3], p1));
+    assert!(uses_gemm([2, 1280, 8, 8], [1280, 1280, 1, 1], Conv2dOpts::default()));
+    assert!(uses_gemm([2, 1280, 16, 16], [1280, 1280, 3, 3], Conv2dOpts::new(2, 1)));
+    assert!(!uses_gemm([2, 1280, 16, 16], [1280, 1280, 3, 3], p1));
+}
+
 /// `conv2d_auto` (GEMM form for these few-pixel shapes) against the direct convolution's CPU twin.
 #[test]
 fn gemm_convolutions_match_the_direct_cpu_twin() {
@@ -38,8 +57,8 @@ fn gemm_convolutions_match_the_direct_cpu_twin() {
         ([2, 6, 5, 5], [3, 6, 3, 3], Conv2dOpts::new(2, 1), false, false),
         ([2, 6, 4, 4], [9, 6, 3, 3], Conv2dOpts::asymmetric(2, 0, 1, 0, 1), true, false),
         ([2, 6, 4, 4], [9, 6, 1, 1], Conv2dOpts::new(1, 0), true, true),
-        // The UNet's deepest level at 512×512 (CFG batch 2, 8×8): skip concat into the first up block.
-        ([2, 2560, 8, 8], [1280, 2560, 3, 3], Conv2dOpts::new(1, 1), true, true),
+        // The UNet's deepest level at 256×256 (CFG batch 2, 4×4): skip concat into the first up block.
+        ([2, 2560, 4, 4], [1280, 2560, 3, 3], Conv2dOpts::new(1, 1), true, true),
     ];
     let mut rng = Rng::new(11);
     for &(xs, ws, opts, has_bias, has_res) in cases {
