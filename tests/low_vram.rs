@@ -121,6 +121,31 @@ fn loading_reads_only_what_the_header_cannot_check() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// The token table stays off the GPU under `--low-vram` (prompts gather their rows on the host): its rows
+/// read from the file, from a host copy after a write, and from the GPU all agree.
+#[test]
+fn token_table_rows_read_from_wherever_the_table_is() {
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let gpu = Arc::new(Gpu::new(&GpuOptions { low_vram: Some(LowVramChoice::On), ..GpuOptions::from_env() }).unwrap());
+    let sd = StableDiffusion::load(gpu.clone(), &dir, None).unwrap();
+    sd.bring_in(Network::TextEncoder).unwrap();
+    let table = sd.text_encoder.token_table();
+    assert!(!table.resident(), "the token table is not brought in");
+    let lv = sd.low_vram.as_ref().unwrap();
+    assert!(lv.text_encoder.iter().all(|p| p.resident()) && !lv.text_encoder.iter().any(|p| Arc::ptr_eq(p, table)));
+    let (n, d) = (table.desc.shape[0], table.desc.shape[1]);
+    let rows = [n - 1, 0, 7, 7];
+    let pick = |all: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&r| all[r * d..(r + 1) * d].to_vec()).collect() };
+    let all = table.read(&gpu).unwrap();
+    assert_eq!(table.read_rows(&gpu, &rows).unwrap(), pick(&all), "from the file");
+    let changed: Vec<f32> = all.iter().map(|v| v * 0.5).collect();
+    table.write(&gpu, &changed).unwrap();
+    assert_eq!(table.read_rows(&gpu, &rows).unwrap(), pick(&changed), "from the host copy");
+    table.restore(&gpu).unwrap();
+    assert_eq!(table.read_rows(&gpu, &rows).unwrap(), pick(&changed), "from the GPU");
+    assert!(table.read_rows(&gpu, &[n]).unwrap_err().to_string().contains(&format!("row {n}")));
+}
+
 #[test]
 fn auto_is_on_for_cpu_adapters_only() {
     assert!(LowVramChoice::Auto.resolve(wgpu::DeviceType::Cpu));

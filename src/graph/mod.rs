@@ -246,13 +246,19 @@ impl Param {
             let all = self.read(gpu)?;
             return Ok(rows.iter().flat_map(|&r| all[r * cols..(r + 1) * cols].iter().copied()).collect());
         }
-        let stored = self.bytes_off_gpu(false)?;
-        let bytes = (*stored).as_ref();
         let row_bytes = cols * self.desc.dtype.size_bytes() as usize;
-        if bytes.len() < n * row_bytes {
-            return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));
+        let pick = |bytes: &[u8]| -> Result<Vec<f32>> {
+            if bytes.len() < n * row_bytes {
+                return Err(Error::usage(format!("weight '{}' has neither a GPU nor a host copy", self.name)));
+            }
+            Ok(rows.iter().flat_map(|&r| decode(self.desc.dtype, &bytes[r * row_bytes..(r + 1) * row_bytes])).collect())
+        };
+        // The host copy is read in place (bytes_off_gpu would copy all of it).
+        if let Some(held) = self.offloaded.lock().map_err(|_| Error::usage("a weight's lock was poisoned"))?.as_deref() {
+            return pick(held);
         }
-        Ok(rows.iter().flat_map(|&r| decode(self.desc.dtype, &bytes[r * row_bytes..(r + 1) * row_bytes])).collect())
+        let stored = self.bytes_off_gpu(false)?;
+        pick((*stored).as_ref())
     }
 }
 
