@@ -3,10 +3,12 @@
 //! them (the UNet's deepest levels: 8×8 latents and below) each weight is loaded once per tile of a handful
 //! of pixels; one GEMM over all `B·OH·OW` rows loads it once. Measured on lavapipe (one run, GPU clock),
 //! 3×3 convs 2×1280×8×8 → 1280: direct 2.11 s, GEMM 0.49 s; 2×2560×4×4 → 1280: 3.94 s vs 0.49 s; at
-//! 2×1280×16×16 both take 4.0 s, so the GEMM form is used below [`IM2COL_MAX_ROWS`] rows. Since the CPU
-//! patch kernels read vec4 window rows and fill their workgroups with the patches of several images, 3×3
-//! stride-1 convs from [`PATCH_MIN_ROWS`] rows run direct (2×1280×8×8 → 1280, GPU clock, alternating runs:
-//! direct 46–66 GFLOP/s, im2col + GEMM 35–39).
+//! 2×1280×16×16 both take 4.0 s, so the GEMM form is used below [`IM2COL_MAX_ROWS`] rows per image. Since
+//! the CPU patch kernels read vec4 window rows and fill their workgroups with the patches of several
+//! images, 3×3 stride-1 convs from [`PATCH_MIN_ROWS`] rows per image run direct (2×1280×8×8 → 1280, GPU
+//! clock, alternating runs: direct 46–66 GFLOP/s, im2col + GEMM 35–39). The choice depends on the rows of
+//! one image, not the batch, so an image's numbers do not change with the batch it runs in (cond and
+//! uncond as one batch or two).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -20,10 +22,10 @@ use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("im2col");
 
-/// Convolutions with fewer output rows (`B·OH·OW`) than this run as im2col + GEMM...
-pub const IM2COL_MAX_ROWS: usize = 512;
+/// Convolutions with fewer output rows per image (`OH·OW`) than this run as im2col + GEMM...
+pub const IM2COL_MAX_ROWS: usize = 256;
 /// ...except 3×3 stride-1 convs with at least this many.
-pub const PATCH_MIN_ROWS: usize = 128;
+pub const PATCH_MIN_ROWS: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -152,8 +154,8 @@ impl Graph {
     }
 
     /// A convolution by whichever form is faster for its shape: [`Graph::conv2d_gemm`] below
-    /// [`IM2COL_MAX_ROWS`] output rows (when the unfolded input stays under 64 MiB; 3×3 stride-1 convs only
-    /// below [`PATCH_MIN_ROWS`]), else the direct [`Graph::conv2d`] kernels. Model code calls this.
+    /// [`IM2COL_MAX_ROWS`] output rows per image (when the unfolded input stays under 64 MiB; 3×3 stride-1
+    /// convs only below [`PATCH_MIN_ROWS`]), else the direct [`Graph::conv2d`] kernels. Model code calls this.
     pub fn conv2d_auto(
         &mut self,
         name: &str,
@@ -170,10 +172,9 @@ impl Graph {
             .then(|| ConvShape::new(&xs, &ws, &opts))
             .flatten()
             .is_some_and(|s| {
-                let rows = s.b * s.oh * s.ow;
                 let patch3 = s.kh == 3 && s.kw == 3 && opts.stride == 1;
                 let max_rows = if patch3 { PATCH_MIN_ROWS } else { IM2COL_MAX_ROWS };
-                rows < max_rows && rows * s.cin * s.kh * s.kw * 4 <= 64 << 20
+                s.oh * s.ow < max_rows && s.b * s.oh * s.ow * s.cin * s.kh * s.kw * 4 <= 64 << 20
             });
         if small {
             self.conv2d_gemm(name, x, w, bias, opts, residual)
