@@ -166,6 +166,12 @@ enum Kind {
     /// Nearest 2× upsampling fused into a 3×3, stride-1, padding-1 conv ([`Conv2dOpts::upsample2x`]): a
     /// `tr`×`tc` patch of x × the 4 output phases × `tm` output channels; `vec_rows` as for `Patch3`.
     Up2Patch3 { tr: usize, tc: usize, tm: usize, vec_rows: bool },
+    /// 1×1, stride 1, no padding, for CPU adapters: the 8 lanes share `tp` pixels (one vec4 load per lane
+    /// and input channel, spread by subgroup broadcasts) and each owns `tch` output channels, whose weights
+    /// it reads 4 input channels at a time. A workgroup covers 8·`tch` channels, so each pixel of x is
+    /// fetched from memory once per 8·`tch` output channels (twice as rarely as in the direct kernel,
+    /// whose workgroups cover 32).
+    Pointwise { tp: usize, tch: usize },
 }
 
 /// One entry point of the conv2d shaders.
@@ -196,11 +202,18 @@ pub const KERNELS: &[Kernel] = &[
     k("up2_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: false }, 8, true),
     k("up2v_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: true }, 8, true),
     k("up2_r1c4m8", Kind::Up2Patch3 { tr: 1, tc: 4, tm: 8, vec_rows: false }, 64, true),
+    // 128 channels × 16 pixels per workgroup (pw_p16m16) measured slower on every shape (7.4–12.9 vs
+    // 11.7–17.7 GFLOP per CPU-second on the UNet's 1×1 shortcuts).
+    k("pw_p32m8_w8", Kind::Pointwise { tp: 32, tch: 8 }, 8, true),
 ];
 
 /// Indices in [`KERNELS`] of the CPU patch kernels: `k3s1v_r4c4m8_w8` (vec4 window rows) and
 /// `k3s1_r4c4m8_w8`, which computes the same tiles from any offsets.
 const PATCH3_VEC_W8: usize = 6;
+/// The CPU direct kernel, which the pointwise kernels fall back to, and the pointwise kernel CPU
+/// adapters get for 1×1 convs.
+const DIRECT_W8: usize = 2;
+const POINTWISE_W8: usize = 11;
 const PATCH3_W8: usize = 3;
 /// The same pair for upsampling convs, and the upsampling kernels of portable and GPU-subgroup sets.
 const UP2_VEC_W8: usize = 9;
@@ -246,6 +259,11 @@ impl Kernel {
             }
             Kind::Up2Patch3 { vec_rows: false, .. } => k3 && o.is_upsample_3x3(),
             Kind::Up2Patch3 { tc, vec_rows: true, .. } => k3 && o.is_upsample_3x3() && self.vec_rows_width(s.w, tc),
+            Kind::Pointwise { .. } => {
+                s.kh == 1 && s.kw == 1 && o.stride == 1 && (s.oh, s.ow) == (s.h, s.w) && o.pad_top == 0 && o.pad_left == 0
+                    && (s.h * s.w).is_multiple_of(4)
+                    && s.cin.is_multiple_of(4)
+            }
         }
     }
 }
@@ -268,7 +286,9 @@ pub fn select_kernel(s: &ConvShape, o: &Conv2dOpts, l: &DeviceLimits) -> &'stati
         };
     }
     let patch = &KERNELS[set[1]];
-    if sg && l.cpu && KERNELS[PATCH3_VEC_W8].handles(s, o) {
+    if sg && l.cpu && KERNELS[POINTWISE_W8].handles(s, o) {
+        &KERNELS[POINTWISE_W8]
+    } else if sg && l.cpu && KERNELS[PATCH3_VEC_W8].handles(s, o) {
         &KERNELS[PATCH3_VEC_W8]
     } else if patch.handles(s, o) {
         patch
@@ -353,6 +373,11 @@ fn geometry(kern: &Kernel, s: &ConvShape, nco: usize, nb: usize) -> (usize, usiz
         Kind::Direct { tm } => {
             let n_tiles = (s.oh * s.ow).div_ceil(4 * kern.wg);
             let tiles = n_tiles * nco.div_ceil(tm);
+            (n_tiles, tiles, tiles)
+        }
+        Kind::Pointwise { tp, tch } => {
+            let n_tiles = (s.oh * s.ow).div_ceil(tp);
+            let tiles = n_tiles * nco.div_ceil(kern.wg * tch);
             (n_tiles, tiles, tiles)
         }
         Kind::Patch3 { tr, tc, tm, .. } | Kind::Up2Patch3 { tr, tc, tm, .. } => {
@@ -501,16 +526,21 @@ impl Op for Conv2d {
                     let x_count = (((nb - 1) * s.cin + nci) * hw) as u64;
                     let (bx, x_shift) = Bind::elements(Slot::Input(0), x, x_begin, x_count, l.limits);
                     // vec4 window rows and stores need 4-aligned starts and output rows, vec4 weight
-                    // reads a binding that ends on a whole vec4; the scalar kernel has the same tiles.
+                    // reads a binding that ends on a whole vec4; the scalar kernels compute the same.
                     let aligned = x_shift % 4 == 0
                         && o_shift % 4 == 0
                         && r_shift % 4 == 0
-                        && s.ow % 4 == 0
                         && (w_shift as usize + nco * k) % 4 == 0;
+                    let fits = match kern.kind {
+                        // Weight rows read 4 input channels at a time from their start.
+                        Kind::Pointwise { .. } => aligned && w_shift % 4 == 0 && ci0 % 4 == 0 && nci % 4 == 0,
+                        _ => aligned && s.ow % 4 == 0,
+                    };
                     let kern = match kern.entry {
-                        _ if aligned => kern,
+                        _ if fits => kern,
                         e if e == KERNELS[PATCH3_VEC_W8].entry => &KERNELS[PATCH3_W8],
                         e if e == KERNELS[UP2_VEC_W8].entry => &KERNELS[UP2_W8],
+                        _ if matches!(kern.kind, Kind::Pointwise { .. }) => &KERNELS[DIRECT_W8],
                         _ => kern,
                     };
                     let (n_tiles, tiles, groups) = geometry(kern, &s, nco, nb);
@@ -767,6 +797,7 @@ pub fn wgsl_source(subgroup: bool) -> String {
         o.l("");
         match kern.kind {
             Kind::Direct { tm } => gen_direct(&mut o, kern, tm),
+            Kind::Pointwise { tp, tch } => gen_pointwise(&mut o, kern, tp, tch),
             Kind::Patch3 { tr, tc, tm, vec_rows } => gen_patch3(&mut o, kern, tr, tc, tm, vec_rows, false),
             Kind::Up2Patch3 { tr, tc, tm, vec_rows } => gen_patch3(&mut o, kern, tr, tc, tm, vec_rows, true),
         }
@@ -865,8 +896,14 @@ fn shift4(a: vec4<f32>, b: vec4<f32>, s: u32) -> vec4<f32> {
 
 // finish_row4 for a column ox that is a multiple of 4: one vec4 store.
 fn finish_row4v(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
-    if (m >= p.cout || oy >= p.oh) { return; }
-    let o = (b * p.o_bstride + m * p.oh * p.ow + oy * p.ow + ox) / 4u;
+    if (oy >= p.oh) { return; }
+    finish_pix4v(b, m, oy * p.ow + ox, acc);
+}
+
+// The 4 outputs of channel m at flat pixels pix .. pix + 3 (pix a multiple of 4), if inside.
+fn finish_pix4v(b: u32, m: u32, pix: u32, acc: vec4<f32>) {
+    if (m >= p.cout || pix >= p.oh * p.ow) { return; }
+    let o = (b * p.o_bstride + m * p.oh * p.ow + pix) / 4u;
     var v = acc + channel_bias(m);
     if ((p.flags & 2u) != 0u) { v += res4[p.r_shift / 4u + o]; }
     if ((p.flags & 4u) != 0u) { v += out4[p.o_shift / 4u + o]; }
@@ -933,6 +970,83 @@ fn gen_weights(o: &mut Out, kern: &Kernel, tm: usize, col: &str, ind: &str, suff
             o.l(&format!("{ind}let w{i}{suffix} = wt_at(r{i} + {col});"));
         }
     }
+}
+
+fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
+    let (wg, nq, nx) = (kern.wg, tch / 4, tp / 4);
+    assert!(kern.subgroup && wg == 8 && tch % 4 == 0 && nx <= wg, "pointwise kernels: 8 lanes, whole vec4s");
+    o.l(&format!("// 1×1, stride 1, no padding: {tp} pixels shared by the workgroup (lane l loads pixels 4l .. 4l + 3 and"));
+    o.l(&format!("// subgroupBroadcast spreads them) × {tch} output channels per lane, whose weights it reads 4 input"));
+    o.l("// channels at a time. Needs H·W and Cin multiples of 4 and 4-aligned offsets (checked when lowering).");
+    entry_header(o, kern);
+    o.l("    let group = wg.x + wg.y * nwg.x;");
+    o.l("    if (group >= p.tiles) { return; }");
+    o.l("    // Channel tiles vary fastest, so consecutive workgroups read the same pixels of x.");
+    o.l("    let m_tiles = p.tiles / p.n_tiles;");
+    o.l("    let tn = group / m_tiles;");
+    o.l("    let mg = group - tn * m_tiles;");
+    o.l("    let b = wg.z;");
+    o.l("    let hw = p.h * p.w;");
+    o.l(&format!("    let p0 = tn * {tp}u;"));
+    o.l("    // This lane's pixels, clamped into the plane (outputs past it are not stored).");
+    o.l(&format!("    let xl = min(p0 + 4u * min(sl, {}u), hw - 4u);", nx - 1));
+    o.l("    var xo = (p.x_shift + b * p.x_bstride + xl) / 4u;");
+    o.l("    let hw4 = hw / 4u;");
+    o.l(&format!("    let m0 = mg * {}u + sl * {tch}u;", wg * tch));
+    o.l("    let ml = p.cout - 1u;");
+    o.l("    let wb = p.w_shift + p.w_col0;");
+    o.l("    // Weight rows of this lane's channels in vec4s (rows past the end repeat the last one; not stored).");
+    for j in 0..tch {
+        o.l(&format!("    let r{j} = (wb + min(m0 + {j}u, ml) * p.k_row) / 4u;"));
+    }
+    // a<px>_<q>: pixel p0 + px, channels m0 + 4q .. m0 + 4q + 3.
+    for px in 0..tp {
+        for q in 0..nq {
+            o.l(&format!("    var a{px}_{q} = vec4<f32>(0.0);"));
+        }
+    }
+    o.l("    for (var c4 = 0u; c4 < p.cin / 4u; c4++) {");
+    for j in 0..tch {
+        o.l(&format!("        let w{j} = wt4_at4(r{j} + c4);"));
+    }
+    const C: [&str; 4] = ["x", "y", "z", "w"];
+    for kk in 0..4 {
+        o.l(&format!("        let xv{kk} = x4[xo];"));
+        o.l("        xo += hw4;");
+        for px in 0..tp {
+            o.l(&format!("        let x{px}_{kk} = subgroupBroadcast(xv{kk}.{}, {}u);", C[px % 4], px / 4));
+        }
+        for q in 0..nq {
+            let c = C[kk];
+            o.l(&format!("        let g{q}_{kk} = vec4<f32>(w{}.{c}, w{}.{c}, w{}.{c}, w{}.{c});", 4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3));
+        }
+    }
+    for px in 0..tp {
+        for q in 0..nq {
+            let terms: Vec<String> = (0..4).map(|kk| format!("x{px}_{kk} * g{q}_{kk}")).collect();
+            o.l(&format!("        a{px}_{q} += {};", terms.join(" + ")));
+        }
+    }
+    o.l("    }");
+    o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small): channel j, pixels 4v .. 4v + 3.");
+    let mut accs = Vec::new();
+    for j in 0..tch {
+        for v in 0..nx {
+            let (q, c) = (j / 4, C[j % 4]);
+            accs.push(format!(
+                "vec4<f32>(a{}_{q}.{c}, a{}_{q}.{c}, a{}_{q}.{c}, a{}_{q}.{c})",
+                4 * v,
+                4 * v + 1,
+                4 * v + 2,
+                4 * v + 3
+            ));
+        }
+    }
+    o.l(&format!("    let acc = array<vec4<f32>, {}>({});", accs.len(), accs.join(", ")));
+    o.l(&format!("    for (var q = 0u; q < {}u; q++) {{", accs.len()));
+    o.l(&format!("        finish_pix4v(b, m0 + q / {nx}u, p0 + 4u * (q % {nx}u), acc[q]);"));
+    o.l("    }");
+    o.l("}");
 }
 
 fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {

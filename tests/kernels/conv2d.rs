@@ -68,6 +68,11 @@ fn awkward_cases() -> Vec<Case> {
         case(1, 3, 8, 9, 4, 3, Conv2dOpts::asymmetric(1, 2, 0, 1, 3), true, true),
         case(2, 7, 9, 10, 17, 1, p0, true, false),
         case(1, 1, 1, 1, 1, 1, p0, false, false),
+        // 1×1 with H·W and Cin multiples of 4 (the CPU pointwise kernels): a partial channel tile, two
+        // channel tiles, fewer pixels than a tile, a residual.
+        case(2, 8, 6, 6, 19, 1, p0, true, true),
+        case(1, 12, 4, 5, 70, 1, p0, true, false),
+        case(3, 4, 7, 4, 130, 1, p0, false, true),
         // Stride 2 with odd sizes (diffusers' Downsample2D: stride 2, padding 1).
         case(1, 5, 13, 11, 7, 3, Conv2dOpts::new(2, 1), true, false),
         case(2, 3, 7, 9, 13, 3, Conv2dOpts::new(2, 1), false, true),
@@ -397,6 +402,10 @@ fn kernel_selection() {
     let wide = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let unpadded = case(1, 4, 8, 64, 4, 3, Conv2dOpts::new(1, 0), false, false);
     assert_eq!((pick(&wide, &l), pick(&unpadded, &l)), ("k3s1v_r4c4m8_w8", "k3s1_r4c4m8_w8"));
+    // 1×1 stride-1 convs without padding: the pointwise kernel where H·W and Cin are multiples of 4.
+    let pw = |b, cin, h, w| case(b, cin, h, w, 8, 1, Conv2dOpts::default(), false, false);
+    assert_eq!((pick(&pw(2, 320, 64, 64), &l), pick(&pw(1, 8, 3, 3), &l)), ("pw_p32m8_w8", "direct_m32_w8"));
+    assert_eq!(pick(&pw(1, 6, 4, 4), &l), "direct_m32_w8");
     // Planes 4, 8 or 16 wide too (rows of fewer lanes), not 24 or 48.
     for (w, vec) in [(4, true), (8, true), (16, true), (24, false), (48, false)] {
         let c = case(1, 4, 8, w, 4, 3, Conv2dOpts::new(1, 1), false, false);
