@@ -778,6 +778,9 @@ pub fn wgsl_source(subgroup: bool) -> String {
         o.l("// Needs subgroups of >= 8 lanes: lane l of every 8 loads the weight of output channel l and");
         o.l("// subgroupBroadcast shares it (on lavapipe a load costs ~40 FMAs, a broadcast about one).");
         o.l("// _w8: 8-lane workgroups (one lavapipe subgroup) with larger tiles, for CPU adapters.");
+        o.l("// k3s1v_ / up2v_: the CPU patch kernels reading window rows, taps and outputs as vec4s (patches of");
+        o.l("//   all the dispatch's images in one sequence). pw_p<TP>m<TCH>: 1×1, stride 1, no padding; TP pixels");
+        o.l("//   shared by the workgroup × TCH output channels per lane. Grid: pixel tiles × channel tiles.");
     } else {
         o.l("//   Grid: tiles = patches × channel tiles, one per invocation.");
         o.l("// Portable: every invocation reads the weights it needs (uniform addresses: GPUs broadcast them).");
