@@ -313,8 +313,13 @@ pub fn run(gpu: Arc<Gpu>, o: &GenerateOptions) -> Result<Vec<PathBuf>> {
                 eprintln!("note: {note}");
             }
             let per_step = result.t_steps.iter().sum::<f64>() / result.t_steps.len().max(1) as f64;
+            // The spread shows a slow first step (pipelines compiled on first use) or a machine that is busy.
+            let spread = match (result.t_steps.iter().copied().reduce(f64::min), result.t_steps.iter().copied().reduce(f64::max)) {
+                (Some(lo), Some(hi)) if result.t_steps.len() > 1 => format!(", {lo:.2}–{hi:.2} s"),
+                _ => String::new(),
+            };
             eprintln!(
-                "timing: text encoding {:.2} s, {} steps at {:.2} s/step ({:.2} it/s), VAE decode {:.2} s",
+                "timing: text encoding {:.2} s, {} steps at {:.2} s/step ({:.2} it/s{spread}), VAE decode {:.2} s",
                 result.t_text,
                 result.t_steps.len(),
                 per_step,
