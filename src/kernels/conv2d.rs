@@ -530,11 +530,13 @@ impl Op for Conv2d {
                     let aligned = x_shift % 4 == 0
                         && o_shift % 4 == 0
                         && r_shift % 4 == 0
-                        && (w_shift as usize + nco * k) % 4 == 0;
+                        && (w_shift as usize + nco * k).is_multiple_of(4);
                     let fits = match kern.kind {
                         // Weight rows read 4 input channels at a time from their start.
-                        Kind::Pointwise { .. } => aligned && w_shift % 4 == 0 && ci0 % 4 == 0 && nci % 4 == 0,
-                        _ => aligned && s.ow % 4 == 0,
+                        Kind::Pointwise { .. } => {
+                            aligned && w_shift % 4 == 0 && ci0.is_multiple_of(4) && nci.is_multiple_of(4)
+                        }
+                        _ => aligned && s.ow.is_multiple_of(4),
                     };
                     let kern = match kern.entry {
                         _ if fits => kern,
@@ -977,7 +979,7 @@ fn gen_weights(o: &mut Out, kern: &Kernel, tm: usize, col: &str, ind: &str, suff
 
 fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
     let (wg, nq, nx) = (kern.wg, tch / 4, tp / 4);
-    assert!(kern.subgroup && wg == 8 && tch % 4 == 0 && nx <= wg, "pointwise kernels: 8 lanes, whole vec4s");
+    assert!(kern.subgroup && wg == 8 && tch.is_multiple_of(4) && nx <= wg, "pointwise kernels: 8 lanes, whole vec4s");
     o.l(&format!("// 1×1, stride 1, no padding: {tp} pixels shared by the workgroup (lane l loads pixels 4l .. 4l + 3 and"));
     o.l(&format!("// subgroupBroadcast spreads them) × {tch} output channels per lane, whose weights it reads 4 input"));
     o.l("// channels at a time. Needs H·W and Cin multiples of 4 and 4-aligned offsets (checked when lowering).");
@@ -1013,14 +1015,13 @@ fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
         o.l(&format!("        let w{j} = wt4_at4(r{j} + c4);"));
     }
     const C: [&str; 4] = ["x", "y", "z", "w"];
-    for kk in 0..4 {
+    for (kk, c) in C.iter().enumerate() {
         o.l(&format!("        let xv{kk} = x4[xo];"));
         o.l("        xo += hw4;");
         for px in 0..tp {
             o.l(&format!("        let x{px}_{kk} = subgroupBroadcast(xv{kk}.{}, {}u);", C[px % 4], px / 4));
         }
         for q in 0..nq {
-            let c = C[kk];
             o.l(&format!("        let g{q}_{kk} = vec4<f32>(w{}.{c}, w{}.{c}, w{}.{c}, w{}.{c});", 4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3));
         }
     }
