@@ -87,7 +87,16 @@ fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
 
 /// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
 /// splitting by whole rows so each dispatch's bindings fit the device.
-fn lower_rows(l: &Lowering, entry: &'static str, in_row: u64, out_row: u64, base: Params) -> Result<Vec<Dispatch>> {
+/// `entries`: the entry point, and its variant writing 4 outputs per invocation, used for the dispatches
+/// whose rows and offsets are all multiples of 4.
+fn lower_rows(
+    l: &Lowering,
+    entries: (&'static str, Option<&'static str>),
+    in_row: u64,
+    out_row: u64,
+    base: Params,
+) -> Result<Vec<Dispatch>> {
+    let (entry, entry4) = entries;
     let x = &l.inputs[0];
     let rows = x.numel() as u64 / in_row.max(1);
     let cap = max_binding_elems(l.limits, DType::F32) / in_row.max(out_row);
@@ -100,12 +109,17 @@ fn lower_rows(l: &Lowering, entry: &'static str, in_row: u64, out_row: u64, base
         let (bo, out_shift) = Bind::elements(Slot::Output, l.output, r0 * out_row, nr * out_row, l.limits);
         let n = nr * out_row;
         let p = Params { n: n as u32, x_shift, out_shift, ..base };
+        let vec4 = [in_row, out_row, x_shift as u64, out_shift as u64].iter().all(|v| v % 4 == 0);
+        let (entry, per_item) = match entry4 {
+            Some(e4) if vec4 => (e4, 4),
+            _ => (entry, 1),
+        };
         out.push(Dispatch {
             shader: &SHADER,
             entry,
             params: params(&p),
             bindings: vec![bx, bo],
-            workgroups: grid_1d(n.div_ceil(256), l.limits),
+            workgroups: grid_1d((n / per_item).div_ceil(256), l.limits),
         });
     }
     Ok(out)
@@ -132,7 +146,7 @@ impl Op for Map {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let base = Params { act: self.act.code(), alpha: self.alpha, beta: self.beta, ..Default::default() };
-        lower_rows(l, "map", 1, 1, base)
+        lower_rows(l, ("map", None), 1, 1, base)
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         inputs[0].iter().map(|v| self.act.apply(self.alpha * v + self.beta)).collect()
@@ -173,7 +187,7 @@ impl Op for Geglu {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let f = l.output.dim(-1) as u64;
-        lower_rows(l, "geglu", 2 * f, f, Params { a: f as u32, ..Default::default() })
+        lower_rows(l, ("geglu", Some("geglu4")), 2 * f, f, Params { a: f as u32, ..Default::default() })
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
         cpu_geglu(inputs[0], out.dim(-1))
@@ -219,7 +233,7 @@ impl Op for UpsampleNearest {
         let (h, w) = (l.inputs[0].shape[2] as u64, l.inputs[0].shape[3] as u64);
         let (oh, ow) = (self.out_h as u64, self.out_w as u64);
         let base = Params { a: w as u32, b: h as u32, c: ow as u32, d: oh as u32, ..Default::default() };
-        lower_rows(l, "upsample_nearest", h * w, oh * ow, base)
+        lower_rows(l, ("upsample_nearest", None), h * w, oh * ow, base)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let (h, w) = (descs[0].shape[2], descs[0].shape[3]);
@@ -267,7 +281,7 @@ impl Op for Transpose {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let (m, n) = (l.inputs[0].dim(-2) as u64, l.inputs[0].dim(-1) as u64);
-        lower_rows(l, "transpose", m * n, m * n, Params { a: m as u32, b: n as u32, ..Default::default() })
+        lower_rows(l, ("transpose", None), m * n, m * n, Params { a: m as u32, b: n as u32, ..Default::default() })
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let (m, n) = (descs[0].dim(-2), descs[0].dim(-1));
