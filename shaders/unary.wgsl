@@ -1,5 +1,5 @@
 // One input, one output, no reduction: activations and affine maps, GEGLU, nearest 2× upsampling.
-// Entry points: map, geglu, geglu4, upsample_nearest, transpose.
+// Entry points: map, geglu, geglu4, upsample_nearest, transpose, transpose4.
 // Any of them may run on a sub-range of a large tensor: x_shift/out_shift locate the first element of this
 // dispatch's range inside the bound sub-ranges.
 
@@ -19,7 +19,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-// x and out 4 values at a time, for geglu4 only (WGSL lets entry points that do not share variables bind
+// x and out 4 values at a time, for geglu4 and transpose4 only (WGSL lets entry points that do not share variables bind
 // one slot to both).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
@@ -98,4 +98,31 @@ fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let col = r / m;        // output row = input column
     let row = r - col * m;  // output column = input row
     out[p.out_shift + i] = x[p.x_shift + batch * m * n + row * n + col];
+}
+
+// transpose in 4×4 blocks (M, N and both shifts multiples of 4): 4 vec4 loads, 4 vec4 stores and one set
+// of index divisions per 16 elements. Consecutive invocations write consecutive vec4s of an output row.
+@compute @workgroup_size(256)
+fn transpose4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 16u) { return; }
+    let m = p.a;
+    let n = p.b;
+    let m4 = m / 4u;
+    let n4 = n / 4u;
+    let batch = i / (m4 * n4);
+    let r = i - batch * m4 * n4;
+    let cb = r / m4;          // output rows 4cb .. 4cb + 3 = input columns
+    let rb = r - cb * m4;     // output columns 4rb .. 4rb + 3 = input rows
+    let xb = (p.x_shift + batch * m * n + 4u * rb * n) / 4u + cb;
+    let a0 = x4[xb];
+    let a1 = x4[xb + n4];
+    let a2 = x4[xb + 2u * n4];
+    let a3 = x4[xb + 3u * n4];
+    let ob = (p.out_shift + batch * m * n + 4u * cb * m) / 4u + rb;
+    out4[ob] = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
+    out4[ob + m4] = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
+    out4[ob + 2u * m4] = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
+    out4[ob + 3u * m4] = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
 }

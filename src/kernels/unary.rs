@@ -87,11 +87,11 @@ fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
 
 /// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
 /// splitting by whole rows so each dispatch's bindings fit the device.
-/// `entries`: the entry point, and its variant writing 4 outputs per invocation, used for the dispatches
-/// whose rows and offsets are all multiples of 4.
+/// `entries`: the entry point, and a variant reading and writing vec4s with how many outputs each of its
+/// invocations writes, used for the dispatches whose rows and offsets are all multiples of 4.
 fn lower_rows(
     l: &Lowering,
-    entries: (&'static str, Option<&'static str>),
+    entries: (&'static str, Option<(&'static str, u64)>),
     in_row: u64,
     out_row: u64,
     base: Params,
@@ -111,7 +111,7 @@ fn lower_rows(
         let p = Params { n: n as u32, x_shift, out_shift, ..base };
         let vec4 = [in_row, out_row, x_shift as u64, out_shift as u64].iter().all(|v| v % 4 == 0);
         let (entry, per_item) = match entry4 {
-            Some(e4) if vec4 => (e4, 4),
+            Some(e4) if vec4 => e4,
             _ => (entry, 1),
         };
         out.push(Dispatch {
@@ -187,7 +187,7 @@ impl Op for Geglu {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let f = l.output.dim(-1) as u64;
-        lower_rows(l, ("geglu", Some("geglu4")), 2 * f, f, Params { a: f as u32, ..Default::default() })
+        lower_rows(l, ("geglu", Some(("geglu4", 4))), 2 * f, f, Params { a: f as u32, ..Default::default() })
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
         cpu_geglu(inputs[0], out.dim(-1))
@@ -281,7 +281,9 @@ impl Op for Transpose {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let (m, n) = (l.inputs[0].dim(-2) as u64, l.inputs[0].dim(-1) as u64);
-        lower_rows(l, ("transpose", None), m * n, m * n, Params { a: m as u32, b: n as u32, ..Default::default() })
+        // 4×4 blocks where both sides are multiples of 4 (the UNet's [B, C, H·W] ↔ [B, H·W, C] transposes).
+        let blocks = (m % 4 == 0 && n % 4 == 0).then_some(("transpose4", 16));
+        lower_rows(l, ("transpose", blocks), m * n, m * n, Params { a: m as u32, b: n as u32, ..Default::default() })
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let (m, n) = (descs[0].dim(-2), descs[0].dim(-1));

@@ -36,14 +36,22 @@ fn scale_geglu_upsample() {
     let gg4 = g.geglu("geglu4", x4).unwrap();
     let up = g.upsample_nearest2x("up", img).unwrap();
     let tr = g.transpose("transpose", x).unwrap();
+    // Both sides multiples of 4: transpose4, 4×4 blocks per invocation.
+    let xt = g.input("xt", TensorDesc::f32(&[3, 12, 20]));
+    let tr4 = g.transpose("transpose4", xt).unwrap();
     // Odd target sizes, as diffusers' UNet upsamples to when a latent side is not a multiple of 8.
     let up_odd = g.upsample_nearest("up_odd", img, 13, 19).unwrap();
     let img_tokens = g.reshape(img, &[2, 5, 63]).unwrap();
     let tr_img = g.transpose("to_tokens", img_tokens).unwrap();
-    for t in [s, gg, gg4, up, up_odd, tr, tr_img] {
+    for t in [s, gg, gg4, up, up_odd, tr, tr4, tr_img] {
         g.output(t);
     }
-    let inputs = vec![(x, rng.vec(3 * 17 * 82, 3.0)), (img, rng.vec(2 * 5 * 7 * 9, 1.0)), (x4, rng.vec(5 * 3 * 72, 3.0))];
+    let inputs = vec![
+        (x, rng.vec(3 * 17 * 82, 3.0)),
+        (img, rng.vec(2 * 5 * 7 * 9, 1.0)),
+        (x4, rng.vec(5 * 3 * 72, 3.0)),
+        (xt, rng.vec(3 * 12 * 20, 1.0)),
+    ];
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
 }
 
