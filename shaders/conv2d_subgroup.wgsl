@@ -86,7 +86,8 @@ fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
     }
 }
 
-// x read 4 values at a time (k3s1v_*, whose offsets are multiples of 4; it reads x only through x4).
+// x read 4 values at a time (k3s1v_*, up2v_*, pw_*, whose offsets are multiples of 4; they read x only
+// through x4).
 // WGSL lets entry points that do not use the same variables bind one slot to both.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 // The vec-rows kernels also read weights, residual and output 4 values at a time (their dispatches

@@ -227,6 +227,11 @@ impl Kernel {
         matches!(self.kind, Kind::Patch3 { vec_rows: true, .. } | Kind::Up2Patch3 { vec_rows: true, .. })
     }
 
+    /// Whether this kernel reads and writes through the vec4 views (`x4`, `wt4`, `res4`, `out4`).
+    fn vec_views(&self) -> bool {
+        self.vec_rows() || matches!(self.kind, Kind::Pointwise { .. })
+    }
+
     /// The shader of this entry point for weights stored as `w`.
     fn shader(&self, w: DType) -> &'static ShaderSource {
         match (self.subgroup, w) {
@@ -791,9 +796,10 @@ pub fn wgsl_source(subgroup: bool) -> String {
     o.l(&format!("// Entry points: {}.", names.join(", ")));
     o.l("");
     o.l(PARAMS_WGSL);
-    if kernels.iter().any(|k| matches!(k.kind, Kind::Patch3 { vec_rows: true, .. })) {
+    if kernels.iter().any(|k| k.vec_views()) {
         o.l("");
-        o.l("// x read 4 values at a time (k3s1v_*, whose offsets are multiples of 4; it reads x only through x4).");
+        o.l("// x read 4 values at a time (k3s1v_*, up2v_*, pw_*, whose offsets are multiples of 4; they read x only");
+        o.l("// through x4).");
         o.l("// WGSL lets entry points that do not use the same variables bind one slot to both.");
         o.l("@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;");
         o.l(VEC_WGSL);

@@ -24,6 +24,8 @@ fn activations_at_awkward_sizes() {
 
 #[test]
 fn scale_geglu_upsample() {
+    use wgsd::graph::op::{DeviceLimits, Lowering};
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
     let gpu = test_gpu();
     let mut rng = Rng::new(3);
     let mut g = Graph::new();
@@ -52,6 +54,17 @@ fn scale_geglu_upsample() {
         (x4, rng.vec(5 * 3 * 72, 3.0)),
         (xt, rng.vec(3 * 12 * 20, 1.0)),
     ];
+    // The 4-wide entry points are taken exactly where the rows are multiples of 4.
+    let entries: Vec<&str> = ["geglu", "geglu4", "transpose", "transpose4"]
+        .iter()
+        .map(|name| {
+            let node = g.nodes().iter().find(|n| n.name == *name).unwrap();
+            let ins: Vec<TensorDesc> = node.inputs.iter().map(|&t| g.desc(t).clone()).collect();
+            let out = g.desc(node.output).clone();
+            node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap()[0].entry
+        })
+        .collect();
+    assert_eq!(entries, ["geglu", "geglu4", "transpose", "transpose4"]);
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
 }
 
