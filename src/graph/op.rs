@@ -183,6 +183,22 @@ pub fn max_binding_elems(limits: &DeviceLimits, dtype: crate::tensor::DType) -> 
     (limits.max_binding - limits.offset_align) / dtype.size_bytes()
 }
 
+/// How many whole units of `unit_elems` elements one binding may hold when it starts at a unit boundary.
+/// Every tensor starts at an offset the storage alignment divides (the planner packs intermediates at
+/// multiples of 256 bytes, the largest alignment WebGPU allows; weights and owned buffers start at 0), so
+/// where a unit's bytes are a multiple of the alignment, every chunk of whole units starts aligned and may
+/// fill the whole binding limit: a 128 MiB activation binds whole on a 128 MiB limit instead of being split
+/// (splitting a convolution's input channels costs an accumulation pass). Otherwise the start may have to
+/// move back by up to `offset_align` bytes.
+pub fn max_units_per_binding(limits: &DeviceLimits, unit_elems: u64, dtype: crate::tensor::DType) -> u64 {
+    let unit = unit_elems.max(1) * dtype.size_bytes();
+    if unit.is_multiple_of(limits.offset_align) {
+        limits.max_binding / unit
+    } else {
+        (limits.max_binding - limits.offset_align) / unit
+    }
+}
+
 /// Splits `[0, n)` into `(begin, count)` chunks of at most `cap` items, `cap` rounded down to a multiple of
 /// `quantum` (so chunks stay aligned to whole rows, channels, ...).
 pub fn chunks(n: u64, cap: u64, quantum: u64) -> Vec<(u64, u64)> {

@@ -49,7 +49,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{grid_1d, max_binding_elems, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
+use crate::graph::op::{grid_1d, max_units_per_binding, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -484,7 +484,8 @@ impl Op for Conv2d {
                 kern.entry, l.limits.subgroup_min_size
             )));
         }
-        let cap = max_binding_elems(l.limits, DType::F32) as usize;
+        // Whole units (channel planes, weight rows, tensors) of n elements one binding may hold.
+        let units = |n: usize| max_units_per_binding(l.limits, n as u64, DType::F32) as usize;
         let (hw, ohw, k) = (s.h * s.w, s.oh * s.ow, s.k());
         let limit_err = |what: &str, needed: usize| Error::Limit {
             op: format!("conv2d (x {x}, weight {w})"),
@@ -495,18 +496,20 @@ impl Op for Conv2d {
             hint: ": conv2d splits by whole channels, so one channel plane and one weight row must fit".into(),
         };
         for (what, n) in [("one input channel plane", hw), ("one output channel plane", ohw), ("one weight row", k)] {
-            if n > cap {
+            if units(n) == 0 {
                 return Err(limit_err(what, n));
             }
         }
         // One dispatch for all images (workgroup z) when every tensor fits a binding; else per image,
-        // output-channel chunks (output, residual and weight rows must fit) × input-channel chunks.
-        let whole = x.numel() <= cap && l.output.numel() <= cap && w.numel() <= cap;
+        // output-channel chunks (output, residual and weight rows must fit) × input-channel chunks. Chunks
+        // are whole channel planes (weight rows), so they bind up to the limit where planes are aligned;
+        // whole tensors start aligned and bind up to the limit.
+        let whole = [x, l.output, w].iter().all(|d| d.bytes() <= l.limits.max_binding);
         let (images, co_chunks, ci_chunks) = if whole {
             (vec![(0, s.b)], vec![(0, s.cout)], vec![(0, s.cin)])
         } else {
-            let co_cap = (cap / ohw).min(cap / k);
-            ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, cap / hw))
+            let co_cap = units(ohw).min(units(k));
+            ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, units(hw)))
         };
         // Bindings the entry point does not read still need a buffer: the start of x, at least one
         // element of the declared type (the vec kernels' res4: 16 bytes).

@@ -384,6 +384,52 @@ fn splits_fit_small_limits() {
     }
 }
 
+/// Tensors start aligned, so channel planes whose bytes are a multiple of the offset alignment bind up to
+/// the limit itself: a tensor of exactly `max_binding` bytes is one dispatch, and one plane more splits into
+/// chunks that fill the limit. Planes of an unaligned size keep the slack.
+#[test]
+fn aligned_planes_fill_the_binding_limit() {
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true };
+    let dispatches = |cin: usize, h: usize, w: usize| {
+        let x = TensorDesc::f32(&[1, cin, h, w]);
+        let wt = TensorDesc::f32(&[8, cin, 3, 3]);
+        let out = TensorDesc::f32(&[1, 8, h, w]);
+        let op = Conv2d::new(Conv2dOpts::new(1, 1), false, false);
+        let ds = op.lower(&Lowering { inputs: &[x, wt], output: &out, limits: &limits }).unwrap();
+        ds.iter().map(|d| d.bindings[0].size).collect::<Vec<u64>>()
+    };
+    // 16 planes of 4 KiB = 64 KiB: whole. 32 planes: two chunks that fill the limit, not the three the
+    // conservative cap (15 planes) would give.
+    assert_eq!(dispatches(16, 32, 32), vec![64 << 10]);
+    assert_eq!(dispatches(32, 32, 32), vec![64 << 10, 64 << 10]);
+    // Planes of 1023 elements (4092 bytes, unaligned): 16 of them bind whole (a tensor starts aligned), but
+    // chunks may start up to 255 bytes early, so they hold 15 planes: 17 planes give 2 chunks, 31 give 3.
+    assert_eq!(dispatches(16, 31, 33).len(), 1);
+    assert_eq!(dispatches(17, 31, 33).len(), 2);
+    assert_eq!(dispatches(31, 31, 33).len(), 3);
+}
+
+/// An input of exactly the adapter's binding limit (lavapipe: 1×128×512×512 f32 = 128 MiB, the VAE
+/// decoder's last stage) binds whole on the GPU.
+#[test]
+fn input_of_exactly_the_binding_limit() {
+    let gpu = test_gpu();
+    let lim = DeviceLimits::from_gpu(&gpu);
+    let planes = (lim.max_binding / (512 * 512 * 4)) as usize;
+    if lim.max_binding % (512 * 512 * 4) != 0 || planes == 0 || planes > 256 {
+        println!("SKIP: max_storage_buffer_binding_size {} is not a small whole number of 1 MiB planes", lim.max_binding);
+        return;
+    }
+    let c = case(1, planes, 512, 512, 8, 3, Conv2dOpts::new(1, 1), true, false);
+    let x = TensorDesc::f32(&[1, planes, 512, 512]);
+    assert_eq!(x.bytes(), lim.max_binding);
+    let (wt, out) = (TensorDesc::f32(&[8, planes, 3, 3]), TensorDesc::f32(&c.shape().out_shape()));
+    let op = Conv2d::new(c.opts, true, false);
+    let ds = op.lower(&Lowering { inputs: &[x, wt, TensorDesc::f32(&[8])], output: &out, limits: &lim }).unwrap();
+    assert_eq!(ds.len(), 1, "an aligned input of exactly the limit must bind whole");
+    check_subsampled(&gpu, &c, 4000, 7);
+}
+
 /// Which kernel each adapter class gets.
 #[test]
 fn kernel_selection() {
