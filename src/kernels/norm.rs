@@ -116,7 +116,8 @@ impl GnLayout {
         let g = groups as u64;
         let block = (c / g * spatial).max(1);
         let p = block.div_ceil(STATS_CHUNK);
-        let chunk = block.div_ceil(p);
+        // Chunks of a multiple of 4 where blocks are, so every chunk can be read as vec4s (gn_stats4).
+        let chunk = if block.is_multiple_of(4) { block.div_ceil(p).next_multiple_of(4) } else { block.div_ceil(p) };
         GnLayout { batch: b, channels: c, spatial, groups: g, block, parts: block.div_ceil(chunk), chunk }
     }
     /// Number of (b, g) blocks.
@@ -175,6 +176,8 @@ impl Op for GroupNormStats {
         for (u0, nu, s0, cnt) in wins {
             let (bx, x_shift) = Bind::elements(Slot::Input(0), x, u0 * lay.block + s0, (nu - 1) * lay.block + cnt, l.limits);
             let per_unit = cnt.div_ceil(lay.chunk);
+            // vec4 reads where the window starts on a vec4 and blocks and chunks are whole vec4s.
+            let vec4 = x_shift % 4 == 0 && lay.block.is_multiple_of(4) && lay.chunk.is_multiple_of(4) && cnt.is_multiple_of(4);
             let p = Params {
                 units: nu as u32,
                 len: lay.block as u32,
@@ -188,7 +191,7 @@ impl Op for GroupNormStats {
             };
             out.push(Dispatch {
                 shader: &SHADER,
-                entry: "gn_stats",
+                entry: if vec4 { "gn_stats4" } else { "gn_stats" },
                 params: params(&p),
                 bindings: vec![bx, Bind::output(l.output)],
                 workgroups: grid_1d(nu * per_unit, l.limits),
@@ -301,6 +304,12 @@ impl Op for GroupNormApply {
             // Small planes: several whole planes per workgroup; large ones: chunks of one plane.
             let (per_wg, chunk) = if cnt < APPLY_CHUNK { ((APPLY_CHUNK / cnt).min(nu), cnt) } else { (1, APPLY_CHUNK) };
             let per_plane = cnt.div_ceil(chunk);
+            // vec4 reads and writes where planes, chunks and both windows' starts are whole vec4s.
+            let vec4 = x_shift % 4 == 0
+                && out_shift % 4 == 0
+                && lay.spatial.is_multiple_of(4)
+                && cnt.is_multiple_of(4)
+                && chunk.is_multiple_of(4);
             let mut bindings = vec![bx.clone(), bo, finals.clone()];
             let mut next = 2;
             for has in [self.has_weight, self.has_bias] {
@@ -329,7 +338,7 @@ impl Op for GroupNormApply {
             };
             out.push(Dispatch {
                 shader: &SHADER,
-                entry: "gn_apply",
+                entry: if vec4 { "gn_apply4" } else { "gn_apply" },
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu.div_ceil(per_wg) * per_plane, l.limits),

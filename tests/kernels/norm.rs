@@ -210,7 +210,7 @@ fn check_bindings(what: &str, ds: &[wgsd::graph::op::Dispatch], limits: &DeviceL
 fn check_coverage(what: &str, ds: &[wgsd::graph::op::Dispatch], entry: &str, slot: Slot, bytes: u64) {
     let mut ranges: Vec<(u64, u64)> = ds
         .iter()
-        .filter(|d| d.entry == entry)
+        .filter(|d| d.entry.starts_with(entry))
         .flat_map(|d| d.bindings.iter().filter(|b| b.slot == slot).map(|b| (b.offset, b.offset + b.size)))
         .collect();
     ranges.sort();
@@ -220,6 +220,31 @@ fn check_coverage(what: &str, ds: &[wgsd::graph::op::Dispatch], entry: &str, slo
         end = end.max(b);
     }
     assert!(end >= bytes, "{what}: covered {end} of {bytes} bytes");
+}
+
+/// GroupNorm reads and writes vec4s where planes (blocks, chunks, window starts) are whole vec4s, and the
+/// scalar kernels serve the rest; both are checked against the CPU twin by the GPU tests above (SD shapes
+/// take the vec4 kernels, 7×5 and 97×101 planes the scalar ones).
+#[test]
+fn group_norm_picks_vec4_kernels_by_shape() {
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
+    let entries = |shape: &[usize]| {
+        let x = TensorDesc::f32(shape);
+        let stats_op = GroupNormStats { groups: 2, eps: 1e-5 };
+        let stats = stats_op.infer(&[&x]).unwrap();
+        let mut e: Vec<&str> = stats_op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &stats, limits: &limits }).unwrap().iter().map(|d| d.entry).collect();
+        let apply = GroupNormApply { groups: 2, eps: 1e-5, act: Activation::Silu, has_weight: false, has_bias: false };
+        let ins = [x.clone(), stats];
+        e.extend(apply.lower(&Lowering { inputs: &ins, output: &x, limits: &limits }).unwrap().iter().map(|d| d.entry));
+        e.dedup();
+        e
+    };
+    assert_eq!(entries(&[2, 4, 64, 64]), ["gn_stats4", "gn_finalize", "gn_apply4"]);
+    // One 300×300 plane per group: a 90000-element block in chunks that stay whole vec4s.
+    assert_eq!(entries(&[1, 2, 300, 300]), ["gn_stats4", "gn_finalize", "gn_apply4"]);
+    assert_eq!(entries(&[2, 4, 7, 5]), ["gn_stats", "gn_finalize", "gn_apply"]);
+    // Blocks of 2 planes of 6 elements are whole vec4s, planes are not: vec4 statistics, scalar apply.
+    assert_eq!(entries(&[1, 4, 2, 3]), ["gn_stats4", "gn_finalize", "gn_apply"]);
 }
 
 /// The splitting logic without a GPU: lower under a 1 MiB binding limit and check every binding fits.
