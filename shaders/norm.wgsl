@@ -1,8 +1,8 @@
 // Normalisation family: GroupNorm (a statistics pass, a finalize and an apply), LayerNorm and softmax over the
-// last dimension. Entry points: gn_stats, gn_finalize, gn_apply, layer_norm, softmax; gn_stats4 and gn_apply4
-// are gn_stats and gn_apply reading (and writing) 4 elements at a time where every offset, chunk and count is
-// a multiple of 4 (chosen per dispatch when lowering): on CPU drivers a vector access costs about what a
-// scalar one does.
+// last dimension. Entry points: gn_stats, gn_finalize, gn_apply, layer_norm, softmax; gn_stats4, gn_apply4 and
+// layer_norm4 are gn_stats, gn_apply and layer_norm reading (and writing) 4 elements at a time where every
+// offset, chunk, row and count is a multiple of 4 (chosen per dispatch when lowering): on CPU drivers a
+// vector access costs about what a scalar one does.
 //
 // Statistics are f32 and numerically stable, never E[x²] − E[x]²: each thread reduces its elements serially
 // (exact two-pass statistics of batches of 8 held in registers, Welford's update for the tail) and partial
@@ -46,10 +46,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
 @group(0) @binding(4) var<storage, read> in2: array<f32>;
 @group(0) @binding(5) var<storage, read> in3: array<f32>;
-// x and dst 4 elements at a time, for gn_stats4 and gn_apply4 only (they use no other view of bindings 1
-// and 2; WGSL lets entry points that do not share variables bind one slot to both).
+// x, dst and layer_norm's weight and bias 4 elements at a time, for the *4 entry points only (they use no
+// other view of these bindings; WGSL lets entry points that do not share variables bind one slot to both).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> in1v: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> in2v: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 const F32_MAX: f32 = 3.40282347e38;
@@ -357,6 +359,38 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         if (has_w) { y *= in1[j]; }
         if (has_b) { y += in2[j]; }
         dst[rw.ostart + j] = y;
+    }
+}
+
+// layer_norm with vec4 reads and writes: rows, their starts and the weight and bias are whole vec4s.
+@compute @workgroup_size(256)
+fn layer_norm4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let tpr = p.chunk;
+    let rw = row_of(wg, nwg, lid);
+    let len4 = p.len / 4u;
+    let s4 = rw.start / 4u;
+    var shift = 0.0;
+    var acc = vec3<f32>(0.0);
+    if (rw.live) {
+        shift = x4[s4].x;
+        acc = strided_stats4(s4 + rw.lane, len4 - min(rw.lane, len4), tpr, shift);
+    }
+    store_partial(lid, acc);
+    workgroupBarrier();
+    let st = combine(rw.first, tpr, 1u);
+    if (!rw.live) { return; }
+    let md = st.y;
+    let rstd = inverseSqrt(st.z / st.x + p.eps);
+    let has_w = (p.flags & 1u) != 0u;
+    let has_b = (p.flags & 2u) != 0u;
+    let o4 = rw.ostart / 4u;
+    for (var j = rw.lane; j < len4; j += tpr) {
+        var y = ((x4[s4 + j] - shift) - md) * rstd;
+        if (has_w) { y *= in1v[j]; }
+        if (has_b) { y += in2v[j]; }
+        dst4[o4 + j] = y;
     }
 }
 

@@ -419,8 +419,15 @@ pub(crate) fn check_rows(op: &str, x: &TensorDesc) -> Result<()> {
     Ok(())
 }
 
-/// Lowers a row kernel: windows of whole rows, `WG / tpr` rows per workgroup.
-fn lower_rows(l: &Lowering, op: &str, entry: &'static str, extra: &[Option<usize>], base: Params) -> Result<Vec<Dispatch>> {
+/// Lowers a row kernel: windows of whole rows, `WG / tpr` rows per workgroup. `entry4`, when given, is the
+/// entry point's vec4 form, used by dispatches whose rows and window starts are whole vec4s.
+fn lower_rows(
+    l: &Lowering,
+    op: &str,
+    (entry, entry4): (&'static str, Option<&'static str>),
+    extra: &[Option<usize>],
+    base: Params,
+) -> Result<Vec<Dispatch>> {
     let x = &l.inputs[0];
     let len = x.dim(-1) as u64;
     let rows = x.numel() as u64 / len;
@@ -441,9 +448,10 @@ fn lower_rows(l: &Lowering, op: &str, entry: &'static str, extra: &[Option<usize
             });
         }
         let p = Params { units: nr as u32, len: len as u32, chunk: tpr as u32, x_shift, out_shift, ..base };
+        let vec4 = len.is_multiple_of(4) && x_shift % 4 == 0 && out_shift % 4 == 0;
         out.push(Dispatch {
             shader: &SHADER,
-            entry,
+            entry: entry4.filter(|_| vec4).unwrap_or(entry),
             params: params(&p),
             bindings,
             workgroups: grid_1d(nr.div_ceil(WG / tpr), l.limits),
@@ -490,7 +498,7 @@ impl Op for LayerNorm {
             eps: self.eps,
             ..Default::default()
         };
-        lower_rows(l, self.kind(), "layer_norm", &[w, b], base)
+        lower_rows(l, self.kind(), ("layer_norm", Some("layer_norm4")), &[w, b], base)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let w = self.has_weight.then(|| inputs[1]);
@@ -532,7 +540,7 @@ impl Op for Softmax {
         Ok(inputs[0].clone())
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
-        lower_rows(l, self.kind(), "softmax", &[], Params { scale: self.scale, ..Default::default() })
+        lower_rows(l, self.kind(), ("softmax", None), &[], Params { scale: self.scale, ..Default::default() })
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         cpu_softmax(inputs[0], descs[0].dim(-1), self.scale)

@@ -222,11 +222,11 @@ fn check_coverage(what: &str, ds: &[wgsd::graph::op::Dispatch], entry: &str, slo
     assert!(end >= bytes, "{what}: covered {end} of {bytes} bytes");
 }
 
-/// GroupNorm reads and writes vec4s where planes (blocks, chunks, window starts) are whole vec4s, and the
+/// GroupNorm and LayerNorm read and write vec4s where planes (blocks, chunks, window starts) are whole vec4s, and the
 /// scalar kernels serve the rest; both are checked against the CPU twin by the GPU tests above (SD shapes
 /// take the vec4 kernels, 7×5 and 97×101 planes the scalar ones).
 #[test]
-fn group_norm_picks_vec4_kernels_by_shape() {
+fn norms_pick_vec4_kernels_by_shape() {
     let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
     let entries = |shape: &[usize]| {
         let x = TensorDesc::f32(shape);
@@ -245,6 +245,14 @@ fn group_norm_picks_vec4_kernels_by_shape() {
     assert_eq!(entries(&[2, 4, 7, 5]), ["gn_stats", "gn_finalize", "gn_apply"]);
     // Blocks of 2 planes of 6 elements are whole vec4s, planes are not: vec4 statistics, scalar apply.
     assert_eq!(entries(&[1, 4, 2, 3]), ["gn_stats4", "gn_finalize", "gn_apply"]);
+    // LayerNorm: rows of a multiple of 4 (the transformer's 320 .. 1280, the 3×1000 GPU case) take the
+    // vec4 kernel; 33 and 4099 the scalar one.
+    let ln = LayerNorm { eps: 1e-5, has_weight: true, has_bias: true };
+    for (rows, len, entry) in [(8192, 320, "layer_norm4"), (3, 1000, "layer_norm4"), (4, 33, "layer_norm"), (6, 4099, "layer_norm")] {
+        let ins = [TensorDesc::f32(&[rows, len]), TensorDesc::f32(&[len]), TensorDesc::f32(&[len])];
+        let ds = ln.lower(&Lowering { inputs: &ins, output: &ins[0], limits: &limits }).unwrap();
+        assert!(ds.iter().all(|d| d.entry == entry), "rows of {len}: {:?}", ds.iter().map(|d| d.entry).collect::<Vec<_>>());
+    }
 }
 
 /// The splitting logic without a GPU: lower under a 1 MiB binding limit and check every binding fits.
