@@ -364,10 +364,10 @@ fn matmul_bcast_k4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
         let b5 = b4_at4(bc5 / 4u + k4);
         let b6 = b4_at4(bc6 / 4u + k4);
         let b7 = b4_at4(bc7 / 4u + k4);
-        let a0 = a4[ar0 / 4u + k4];
-        let a1 = a4[ar1 / 4u + k4];
-        let a2 = a4[ar2 / 4u + k4];
-        let a3 = a4[ar3 / 4u + k4];
+        let av0 = a4[ar0 / 4u + k4];
+        let av1 = a4[ar1 / 4u + k4];
+        let av2 = a4[ar2 / 4u + k4];
+        let av3 = a4[ar3 / 4u + k4];
         // B columns col0 + 4g .. col0 + 4g + 3 at k = 4·k4 + i.
         let b0_0 = vec4<f32>(b0[0], b1[0], b2[0], b3[0]);
         let b0_1 = vec4<f32>(b0[1], b1[1], b2[1], b3[1]);
@@ -377,131 +377,131 @@ fn matmul_bcast_k4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
         let b1_1 = vec4<f32>(b4[1], b5[1], b6[1], b7[1]);
         let b1_2 = vec4<f32>(b4[2], b5[2], b6[2], b7[2]);
         let b1_3 = vec4<f32>(b4[3], b5[3], b6[3], b7[3]);
-        { let v = subgroupBroadcast(a0, 0u);
+        { let v = subgroupBroadcast(av0, 0u);
           acc0_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc0_0))));
           acc0_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc0_1))));
         }
-        { let v = subgroupBroadcast(a0, 1u);
+        { let v = subgroupBroadcast(av0, 1u);
           acc1_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc1_0))));
           acc1_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc1_1))));
         }
-        { let v = subgroupBroadcast(a0, 2u);
+        { let v = subgroupBroadcast(av0, 2u);
           acc2_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc2_0))));
           acc2_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc2_1))));
         }
-        { let v = subgroupBroadcast(a0, 3u);
+        { let v = subgroupBroadcast(av0, 3u);
           acc3_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc3_0))));
           acc3_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc3_1))));
         }
-        { let v = subgroupBroadcast(a0, 4u);
+        { let v = subgroupBroadcast(av0, 4u);
           acc4_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc4_0))));
           acc4_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc4_1))));
         }
-        { let v = subgroupBroadcast(a0, 5u);
+        { let v = subgroupBroadcast(av0, 5u);
           acc5_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc5_0))));
           acc5_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc5_1))));
         }
-        { let v = subgroupBroadcast(a0, 6u);
+        { let v = subgroupBroadcast(av0, 6u);
           acc6_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc6_0))));
           acc6_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc6_1))));
         }
-        { let v = subgroupBroadcast(a0, 7u);
+        { let v = subgroupBroadcast(av0, 7u);
           acc7_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc7_0))));
           acc7_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc7_1))));
         }
-        { let v = subgroupBroadcast(a1, 0u);
+        { let v = subgroupBroadcast(av1, 0u);
           acc8_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc8_0))));
           acc8_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc8_1))));
         }
-        { let v = subgroupBroadcast(a1, 1u);
+        { let v = subgroupBroadcast(av1, 1u);
           acc9_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc9_0))));
           acc9_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc9_1))));
         }
-        { let v = subgroupBroadcast(a1, 2u);
+        { let v = subgroupBroadcast(av1, 2u);
           acc10_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc10_0))));
           acc10_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc10_1))));
         }
-        { let v = subgroupBroadcast(a1, 3u);
+        { let v = subgroupBroadcast(av1, 3u);
           acc11_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc11_0))));
           acc11_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc11_1))));
         }
-        { let v = subgroupBroadcast(a1, 4u);
+        { let v = subgroupBroadcast(av1, 4u);
           acc12_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc12_0))));
           acc12_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc12_1))));
         }
-        { let v = subgroupBroadcast(a1, 5u);
+        { let v = subgroupBroadcast(av1, 5u);
           acc13_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc13_0))));
           acc13_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc13_1))));
         }
-        { let v = subgroupBroadcast(a1, 6u);
+        { let v = subgroupBroadcast(av1, 6u);
           acc14_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc14_0))));
           acc14_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc14_1))));
         }
-        { let v = subgroupBroadcast(a1, 7u);
+        { let v = subgroupBroadcast(av1, 7u);
           acc15_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc15_0))));
           acc15_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc15_1))));
         }
-        { let v = subgroupBroadcast(a2, 0u);
+        { let v = subgroupBroadcast(av2, 0u);
           acc16_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc16_0))));
           acc16_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc16_1))));
         }
-        { let v = subgroupBroadcast(a2, 1u);
+        { let v = subgroupBroadcast(av2, 1u);
           acc17_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc17_0))));
           acc17_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc17_1))));
         }
-        { let v = subgroupBroadcast(a2, 2u);
+        { let v = subgroupBroadcast(av2, 2u);
           acc18_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc18_0))));
           acc18_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc18_1))));
         }
-        { let v = subgroupBroadcast(a2, 3u);
+        { let v = subgroupBroadcast(av2, 3u);
           acc19_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc19_0))));
           acc19_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc19_1))));
         }
-        { let v = subgroupBroadcast(a2, 4u);
+        { let v = subgroupBroadcast(av2, 4u);
           acc20_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc20_0))));
           acc20_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc20_1))));
         }
-        { let v = subgroupBroadcast(a2, 5u);
+        { let v = subgroupBroadcast(av2, 5u);
           acc21_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc21_0))));
           acc21_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc21_1))));
         }
-        { let v = subgroupBroadcast(a2, 6u);
+        { let v = subgroupBroadcast(av2, 6u);
           acc22_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc22_0))));
           acc22_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc22_1))));
         }
-        { let v = subgroupBroadcast(a2, 7u);
+        { let v = subgroupBroadcast(av2, 7u);
           acc23_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc23_0))));
           acc23_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc23_1))));
         }
-        { let v = subgroupBroadcast(a3, 0u);
+        { let v = subgroupBroadcast(av3, 0u);
           acc24_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc24_0))));
           acc24_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc24_1))));
         }
-        { let v = subgroupBroadcast(a3, 1u);
+        { let v = subgroupBroadcast(av3, 1u);
           acc25_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc25_0))));
           acc25_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc25_1))));
         }
-        { let v = subgroupBroadcast(a3, 2u);
+        { let v = subgroupBroadcast(av3, 2u);
           acc26_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc26_0))));
           acc26_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc26_1))));
         }
-        { let v = subgroupBroadcast(a3, 3u);
+        { let v = subgroupBroadcast(av3, 3u);
           acc27_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc27_0))));
           acc27_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc27_1))));
         }
-        { let v = subgroupBroadcast(a3, 4u);
+        { let v = subgroupBroadcast(av3, 4u);
           acc28_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc28_0))));
           acc28_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc28_1))));
         }
-        { let v = subgroupBroadcast(a3, 5u);
+        { let v = subgroupBroadcast(av3, 5u);
           acc29_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc29_0))));
           acc29_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc29_1))));
         }
-        { let v = subgroupBroadcast(a3, 6u);
+        { let v = subgroupBroadcast(av3, 6u);
           acc30_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc30_0))));
           acc30_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc30_1))));
         }
-        { let v = subgroupBroadcast(a3, 7u);
+        { let v = subgroupBroadcast(av3, 7u);
           acc31_0 = fma(vec4(v[3]), b0_3, fma(vec4(v[2]), b0_2, fma(vec4(v[1]), b0_1, fma(vec4(v[0]), b0_0, acc31_0))));
           acc31_1 = fma(vec4(v[3]), b1_3, fma(vec4(v[2]), b1_2, fma(vec4(v[1]), b1_1, fma(vec4(v[0]), b1_0, acc31_1))));
         }

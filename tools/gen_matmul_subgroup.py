@@ -29,7 +29,15 @@ B transposed), against matmul_bcast's 22.7 / 23.0 / 27.8 in the same session:
   the 4 updates of one accumulator in a row (this kernel):                   64x8 43.5 / 39.4 / 48.1 (12 s
     compile), 32x8 43.3 / 37.5 / 45.3 (3 s), 32x16 42.8 / 36.5 / 37.6, 16x16 31.8, 16x8 34.2; 8 k per
     chunk (two vec4 loads per operand) 32x8 42.9 / 37.8 / 46.0.
-32x8 is used: as fast as 64x8 on SD's shapes, a quarter of the compile time. Also tried: for f16 weights,
+32x8 is used: as fast as 64x8 on SD's shapes, a quarter of the compile time. Re-measured 2026-12-01:
+64x8 (the A rows' locals are named av*, so that 8 of them do not shadow the a4 view) ran the f32 bench
+6-8 % faster (8192x320x1280 B^T 17.6-18.3 -> 19.0-19.7 GFLOP/CPU-s) but the f16-weight UNet not
+(bench models --unet-only --precision f16: 29.41 / 29.14 -> 29.68 / 30.11 s) and its first compile
+costs ~12 s more. Reading A rows with uniform loads instead of one lane load and subgroupBroadcast
+ran 2x slower (18.9 vs 35.8 GFLOP/s): llvmpipe 22.3 loops over the lanes for uniform addresses too.
+perf on the JIT code (1280^2 x 8192, B^T): ~43 % of the time is in the lane loops of the vec4 loads
+(per lane: an active-mask test, then per component a bounds check and a masked broadcast into the
+result), so what a tile costs is roughly its loaded components per multiply-add. Also tried: for f16 weights,
 8 k per step with B read as one vec4<u32> (8 halves, a third fewer loads): SD 1.5 UNet matmul time
 unchanged (14.3 / 13.6 s vs 13.9 s), so not kept.
 """
@@ -181,7 +189,7 @@ def contiguous_k(w, rows, cols):
     for j in range(cols):
         w(f"        let b{j} = b4_at4(bc{j} / 4u + k4);")
     for q in range(rows // 8):
-        w(f"        let a{q} = a4[ar{q} / 4u + k4];")
+        w(f"        let av{q} = a4[ar{q} / 4u + k4];")
     w("        // B columns col0 + 4g .. col0 + 4g + 3 at k = 4·k4 + i.")
     for g in range(cols // 4):
         for i in range(4):
@@ -189,7 +197,7 @@ def contiguous_k(w, rows, cols):
     for q in range(rows // 8):
         for r in range(8):
             row = 8 * q + r
-            w(f"        {{ let v = subgroupBroadcast(a{q}, {r}u);")
+            w(f"        {{ let v = subgroupBroadcast(av{q}, {r}u);")
             for g in range(cols // 4):
                 e = f"acc{row}_{g}"
                 for i in range(4):
