@@ -4,7 +4,8 @@
 //! In `F16` the matrix weights of Linear and Conv2d layers (nearly all parameters) are stored as IEEE
 //! half floats, two per 32-bit word, and widened to f32 inside the kernels, which accumulate in f32;
 //! biases, norm scales, embeddings and every activation stay f32. `F32` is wgsd's original path, bit for
-//! bit.
+//! bit, except that a VAE keeps the weights of an fp16 file in f16 (exactly the file's values: the same
+//! decode from half the memory; `Loader::keeping_stored_f16`).
 
 use std::fmt;
 use std::str::FromStr;

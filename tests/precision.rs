@@ -115,3 +115,64 @@ fn narrowing_rounds_and_names_the_tensor_that_overflows() {
     let w = Loader::new(&gpu, &weights).with_precision(Precision::F32).pp("proj").matrix("weight", &[1, 2]).unwrap();
     assert_eq!(w.read(&gpu).unwrap(), vec![0.25, 7.0e4]);
 }
+
+/// Writes every tensor of `src` to `dst` rounded to f16, as f16 (`as_f16`) or as the same values in f32.
+fn rounded_copy(src: &std::path::Path, dst: &std::path::Path, as_f16: bool) {
+    let file = WeightFile::open(src).unwrap();
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for name in file.names() {
+        let halves: Vec<half::f16> = file.read_f32(&name).unwrap().iter().map(|&v| half::f16::from_f32(v)).collect();
+        let bytes: Vec<u8> = if as_f16 {
+            halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+        } else {
+            halves.iter().flat_map(|h| h.to_f32().to_le_bytes()).collect()
+        };
+        data.push((name.clone(), file.shape(&name).unwrap(), bytes));
+    }
+    let dtype = if as_f16 { Dtype::F16 } else { Dtype::F32 };
+    let views: Vec<(String, TensorView)> =
+        data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    safetensors::serialize_to_file(views, None, dst).unwrap();
+}
+
+/// A VAE in f32 keeps the weights of an fp16 file in f16 (the kernels widen them exactly and accumulate
+/// in f32), so it decodes what the same values stored in f32 decode, from half the weight memory. The
+/// UNet loader does not (LoRAs merge into its weights), and neither does an f32 file.
+#[test]
+fn an_f32_vae_keeps_fp16_file_weights_in_f16_and_decodes_the_same() {
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let mut gpu = gpu();
+    gpu.set_precision(PrecisionChoice::F32, PrecisionChoice::F32);
+    assert_eq!((gpu.precision, gpu.vae_precision), (Precision::F32, Precision::F32));
+    let gpu = std::sync::Arc::new(gpu);
+    let mut decoded = Vec::new();
+    for as_f16 in [true, false] {
+        let vae_dir = temp(if as_f16 { "vae16" } else { "vae32" });
+        std::fs::create_dir_all(&vae_dir).unwrap();
+        std::fs::copy(dir.join("vae/config.json"), vae_dir.join("config.json")).unwrap();
+        let file = vae_dir.join("diffusion_pytorch_model.safetensors");
+        rounded_copy(&dir.join("vae/diffusion_pytorch_model.safetensors"), &file, as_f16);
+        let weights = Weights::open(std::slice::from_ref(&file)).unwrap();
+        let kept = Loader::new(&gpu, &weights).keeping_stored_f16().pp("decoder.conv_in");
+        let want = if as_f16 { DType::F16 } else { DType::F32 };
+        let shape = WeightFile::open(&file).unwrap().shape("decoder.conv_in.weight").unwrap();
+        assert_eq!(kept.matrix("weight", &shape).unwrap().desc.dtype, want);
+        assert_eq!(Loader::new(&gpu, &weights).pp("decoder.conv_in").matrix("weight", &shape).unwrap().desc.dtype, DType::F32);
+
+        let vae = wgsd::models::vae::AutoencoderKL::load(&gpu, &vae_dir, None).unwrap();
+        let mut g = wgsd::Graph::new();
+        let z = g.input("latent", wgsd::TensorDesc::f32(&[1, 4, 12, 16]));
+        let y = vae.decode(&mut g, z).unwrap();
+        g.output(y);
+        let plan = wgsd::Plan::new(gpu.clone(), g).unwrap();
+        plan.write(z, &wgsd::testing::Rng::new(5).vec(4 * 12 * 16, 1.0)).unwrap();
+        plan.run().unwrap();
+        decoded.push((plan.read(y).unwrap(), plan.memory().params));
+    }
+    let ((a, mem16), (b, mem32)) = (&decoded[0], &decoded[1]);
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    println!("f16-stored vs f32-stored VAE weights (same values): max |diff| {worst:e}, weights {mem16} vs {mem32} B");
+    assert!(a.iter().all(|v| v.is_finite()));
+    assert!(worst <= 1e-5 * b.iter().map(|v| v.abs()).fold(0f32, f32::max), "decodes differ by {worst}");
+    assert!(*mem16 < mem32 * 6 / 10, "f16-stored weights take {mem16} B against {mem32} B");
+}

@@ -27,11 +27,14 @@ pub struct Loader<'a> {
     train: Option<&'a TrainHooks>,
     /// Storage of the Linear and Conv2d weights (see [`Loader::matrix`]).
     precision: Precision,
+    /// In f32: Linear and Conv2d weights that the file stores in f16 stay f16 on the GPU (see
+    /// [`Loader::keeping_stored_f16`]).
+    keep_stored_f16: bool,
 }
 
 impl<'a> Loader<'a> {
     pub fn new(gpu: &'a Gpu, weights: &'a Weights) -> Self {
-        Loader { gpu, weights, prefix: String::new(), train: None, precision: gpu.precision }
+        Loader { gpu, weights, prefix: String::new(), train: None, precision: gpu.precision, keep_stored_f16: false }
     }
 
     /// The same loader with Linear and Conv2d weights stored in `p` (a VAE loads in `gpu.vae_precision`).
@@ -40,16 +43,26 @@ impl<'a> Loader<'a> {
         self
     }
 
+    /// The same loader keeping f16-stored Linear and Conv2d weights (an fp16 variant file) in f16 when its
+    /// precision is f32: the kernels widen them exactly and accumulate in f32, so the model computes what
+    /// the widened f32 copy would, from half the memory and, on CPU adapters, fewer loaded words. Only for
+    /// networks whose weights nothing changes after loading (a VAE: LoRAs merge into the UNet and text
+    /// encoder, and an f16 weight would round the merged sum).
+    pub fn keeping_stored_f16(mut self) -> Self {
+        self.keep_stored_f16 = true;
+        self
+    }
+
     /// A loader for training (see [`TrainHooks`]): always f32, whatever the device's precision (the
     /// optimizer updates f32 weights, and the backward kernels take f32).
     pub fn for_training(gpu: &'a Gpu, weights: &'a Weights, hooks: &'a TrainHooks) -> Self {
-        Loader { gpu, weights, prefix: String::new(), train: Some(hooks), precision: Precision::F32 }
+        Loader { gpu, weights, prefix: String::new(), train: Some(hooks), precision: Precision::F32, keep_stored_f16: false }
     }
 
     /// The loader of a sub-module: `l.pp("down_blocks").pp(0)` loads `down_blocks.0.*`.
     pub fn pp(&self, name: impl Display) -> Loader<'a> {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Loader { gpu: self.gpu, weights: self.weights, prefix, train: self.train, precision: self.precision }
+        Loader { prefix, ..self.clone() }
     }
 
     /// The LoRA `(A, B, scale)` for this module when training targets it; `a_shape`/`b_shape` are the
@@ -140,10 +153,12 @@ impl Loader<'_> {
     /// A Linear or Conv2d weight `<path>.<name>`: stored in the loader's precision. These hold nearly
     /// all of a model's parameters; the small tensors ([`Loader::tensor`]) stay f32.
     pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Arc<Param>> {
-        if self.precision == Precision::F32 {
+        let key = self.key(name);
+        // Stored in f16 (the header says so; a read would take it as it is): exact as f16.
+        let stored_f16 = || timed(Phase::WeightRead, || self.weights.check_header(&key, shape, DType::F16));
+        if self.precision == Precision::F32 && !(self.keep_stored_f16 && self.train.is_none() && stored_f16()?) {
             return self.tensor(name, shape);
         }
-        let key = self.key(name);
         let (weights, kshape) = (self.weights.clone(), shape.to_vec());
         let reread = move |key: &str| timed(Phase::WeightRead, || weights.get_f16_view(key, &kshape));
         let desc = TensorDesc::new(shape, DType::F16);

@@ -174,7 +174,7 @@ impl AutoencoderTiny {
     }
 
     pub fn from_weights(gpu: &Gpu, config: AutoencoderTinyConfig, weights: &Weights) -> Result<Self> {
-        let l = Loader::new(gpu, weights).with_precision(gpu.vae_precision);
+        let l = Loader::new(gpu, weights).with_precision(gpu.vae_precision).keeping_stored_f16();
         Ok(AutoencoderTiny {
             encoder: EncoderTiny::load(&l.pp("encoder"), &config)?,
             decoder: DecoderTiny::load(&l.pp("decoder"), &config)?,

@@ -128,7 +128,7 @@ impl AutoencoderKL {
     }
 
     pub fn from_weights(gpu: &Gpu, c: VaeConfig, weights: &Weights) -> Result<Self> {
-        let l = Loader::new(gpu, weights).with_precision(gpu.vae_precision);
+        let l = Loader::new(gpu, weights).with_precision(gpu.vae_precision).keeping_stored_f16();
         let ch = &c.block_out_channels;
         let n = ch.len();
         let groups = c.norm_num_groups;
