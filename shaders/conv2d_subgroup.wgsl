@@ -46,8 +46,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// x and wt are read only through x_at and wt_at: an f16 input or f16 weights swap the declaration and
+// accessor lines (src/kernels/weight_storage.rs).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// wt is read only through wt_at: f16 weights swap these two lines (src/kernels/weight_storage.rs).
+fn x_at(i: u32) -> f32 { return x[i]; }
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 fn wt_at(i: u32) -> f32 { return wt[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -87,9 +89,10 @@ fn finish_row4(b: u32, m: u32, oy: u32, ox: u32, acc: vec4<f32>) {
 }
 
 // x read 4 values at a time (k3s1v_*, up2v_*, pw_*, whose offsets are multiples of 4; they read x only
-// through x4).
+// through x4_at4: an f16 input swaps these two lines, src/kernels/weight_storage.rs).
 // WGSL lets entry points that do not use the same variables bind one slot to both.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+fn x4_at4(i: u32) -> vec4<f32> { return x4[i]; }
 // The vec-rows kernels also read weights, residual and output 4 values at a time (their dispatches
 // have 4-aligned offsets, weight ranges ending on a multiple of 4 and an output width that is a multiple
 // of 4: checked when lowering).
@@ -194,7 +197,7 @@ fn direct_m32_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
             var xo = vec4<u32>(select(vec4<i32>(0), iy * i32(p.w) + ix, ok)) + xb;
             var wo = ky * p.kw + kx;
             for (var ci = 0u; ci < p.cin; ci++) {
-                let xv = select(vec4<f32>(0.0), vec4<f32>(x[xo.x], x[xo.y], x[xo.z], x[xo.w]), ok);
+                let xv = select(vec4<f32>(0.0), vec4<f32>(x_at(xo.x), x_at(xo.y), x_at(xo.z), x_at(xo.w)), ok);
                 let q0 = wt_at(r0 + wo);
                 let q1 = wt_at(r1 + wo);
                 let q2 = wt_at(r2 + wo);
@@ -363,42 +366,42 @@ fn k3s1_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     var a7_2_0 = vec4<f32>(0.0);
     var a7_3_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let v0_0 = select(0.0, x[xo + ro0 + co0], rv0 && cv0);
-        let v0_1 = select(0.0, x[xo + ro0 + co1], rv0 && cv1);
-        let v0_2 = select(0.0, x[xo + ro0 + co2], rv0 && cv2);
-        let v0_3 = select(0.0, x[xo + ro0 + co3], rv0 && cv3);
-        let v0_4 = select(0.0, x[xo + ro0 + co4], rv0 && cv4);
-        let v0_5 = select(0.0, x[xo + ro0 + co5], rv0 && cv5);
-        let v1_0 = select(0.0, x[xo + ro1 + co0], rv1 && cv0);
-        let v1_1 = select(0.0, x[xo + ro1 + co1], rv1 && cv1);
-        let v1_2 = select(0.0, x[xo + ro1 + co2], rv1 && cv2);
-        let v1_3 = select(0.0, x[xo + ro1 + co3], rv1 && cv3);
-        let v1_4 = select(0.0, x[xo + ro1 + co4], rv1 && cv4);
-        let v1_5 = select(0.0, x[xo + ro1 + co5], rv1 && cv5);
-        let v2_0 = select(0.0, x[xo + ro2 + co0], rv2 && cv0);
-        let v2_1 = select(0.0, x[xo + ro2 + co1], rv2 && cv1);
-        let v2_2 = select(0.0, x[xo + ro2 + co2], rv2 && cv2);
-        let v2_3 = select(0.0, x[xo + ro2 + co3], rv2 && cv3);
-        let v2_4 = select(0.0, x[xo + ro2 + co4], rv2 && cv4);
-        let v2_5 = select(0.0, x[xo + ro2 + co5], rv2 && cv5);
-        let v3_0 = select(0.0, x[xo + ro3 + co0], rv3 && cv0);
-        let v3_1 = select(0.0, x[xo + ro3 + co1], rv3 && cv1);
-        let v3_2 = select(0.0, x[xo + ro3 + co2], rv3 && cv2);
-        let v3_3 = select(0.0, x[xo + ro3 + co3], rv3 && cv3);
-        let v3_4 = select(0.0, x[xo + ro3 + co4], rv3 && cv4);
-        let v3_5 = select(0.0, x[xo + ro3 + co5], rv3 && cv5);
-        let v4_0 = select(0.0, x[xo + ro4 + co0], rv4 && cv0);
-        let v4_1 = select(0.0, x[xo + ro4 + co1], rv4 && cv1);
-        let v4_2 = select(0.0, x[xo + ro4 + co2], rv4 && cv2);
-        let v4_3 = select(0.0, x[xo + ro4 + co3], rv4 && cv3);
-        let v4_4 = select(0.0, x[xo + ro4 + co4], rv4 && cv4);
-        let v4_5 = select(0.0, x[xo + ro4 + co5], rv4 && cv5);
-        let v5_0 = select(0.0, x[xo + ro5 + co0], rv5 && cv0);
-        let v5_1 = select(0.0, x[xo + ro5 + co1], rv5 && cv1);
-        let v5_2 = select(0.0, x[xo + ro5 + co2], rv5 && cv2);
-        let v5_3 = select(0.0, x[xo + ro5 + co3], rv5 && cv3);
-        let v5_4 = select(0.0, x[xo + ro5 + co4], rv5 && cv4);
-        let v5_5 = select(0.0, x[xo + ro5 + co5], rv5 && cv5);
+        let v0_0 = select(0.0, x_at(xo + ro0 + co0), rv0 && cv0);
+        let v0_1 = select(0.0, x_at(xo + ro0 + co1), rv0 && cv1);
+        let v0_2 = select(0.0, x_at(xo + ro0 + co2), rv0 && cv2);
+        let v0_3 = select(0.0, x_at(xo + ro0 + co3), rv0 && cv3);
+        let v0_4 = select(0.0, x_at(xo + ro0 + co4), rv0 && cv4);
+        let v0_5 = select(0.0, x_at(xo + ro0 + co5), rv0 && cv5);
+        let v1_0 = select(0.0, x_at(xo + ro1 + co0), rv1 && cv0);
+        let v1_1 = select(0.0, x_at(xo + ro1 + co1), rv1 && cv1);
+        let v1_2 = select(0.0, x_at(xo + ro1 + co2), rv1 && cv2);
+        let v1_3 = select(0.0, x_at(xo + ro1 + co3), rv1 && cv3);
+        let v1_4 = select(0.0, x_at(xo + ro1 + co4), rv1 && cv4);
+        let v1_5 = select(0.0, x_at(xo + ro1 + co5), rv1 && cv5);
+        let v2_0 = select(0.0, x_at(xo + ro2 + co0), rv2 && cv0);
+        let v2_1 = select(0.0, x_at(xo + ro2 + co1), rv2 && cv1);
+        let v2_2 = select(0.0, x_at(xo + ro2 + co2), rv2 && cv2);
+        let v2_3 = select(0.0, x_at(xo + ro2 + co3), rv2 && cv3);
+        let v2_4 = select(0.0, x_at(xo + ro2 + co4), rv2 && cv4);
+        let v2_5 = select(0.0, x_at(xo + ro2 + co5), rv2 && cv5);
+        let v3_0 = select(0.0, x_at(xo + ro3 + co0), rv3 && cv0);
+        let v3_1 = select(0.0, x_at(xo + ro3 + co1), rv3 && cv1);
+        let v3_2 = select(0.0, x_at(xo + ro3 + co2), rv3 && cv2);
+        let v3_3 = select(0.0, x_at(xo + ro3 + co3), rv3 && cv3);
+        let v3_4 = select(0.0, x_at(xo + ro3 + co4), rv3 && cv4);
+        let v3_5 = select(0.0, x_at(xo + ro3 + co5), rv3 && cv5);
+        let v4_0 = select(0.0, x_at(xo + ro4 + co0), rv4 && cv0);
+        let v4_1 = select(0.0, x_at(xo + ro4 + co1), rv4 && cv1);
+        let v4_2 = select(0.0, x_at(xo + ro4 + co2), rv4 && cv2);
+        let v4_3 = select(0.0, x_at(xo + ro4 + co3), rv4 && cv3);
+        let v4_4 = select(0.0, x_at(xo + ro4 + co4), rv4 && cv4);
+        let v4_5 = select(0.0, x_at(xo + ro4 + co5), rv4 && cv5);
+        let v5_0 = select(0.0, x_at(xo + ro5 + co0), rv5 && cv0);
+        let v5_1 = select(0.0, x_at(xo + ro5 + co1), rv5 && cv1);
+        let v5_2 = select(0.0, x_at(xo + ro5 + co2), rv5 && cv2);
+        let v5_3 = select(0.0, x_at(xo + ro5 + co3), rv5 && cv3);
+        let v5_4 = select(0.0, x_at(xo + ro5 + co4), rv5 && cv4);
+        let v5_5 = select(0.0, x_at(xo + ro5 + co5), rv5 && cv5);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
@@ -597,7 +600,7 @@ fn direct_m16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             var xo = vec4<u32>(select(vec4<i32>(0), iy * i32(p.w) + ix, ok)) + xb;
             var wo = ky * p.kw + kx;
             for (var ci = 0u; ci < p.cin; ci++) {
-                let xv = select(vec4<f32>(0.0), vec4<f32>(x[xo.x], x[xo.y], x[xo.z], x[xo.w]), ok);
+                let xv = select(vec4<f32>(0.0), vec4<f32>(x_at(xo.x), x_at(xo.y), x_at(xo.z), x_at(xo.w)), ok);
                 let q0 = wt_at(r0 + wo);
                 let q1 = wt_at(r1 + wo);
                 let w0 = subgroupBroadcast(q0, 0u);
@@ -710,30 +713,30 @@ fn k3s1_r2c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     var a7_0_0 = vec4<f32>(0.0);
     var a7_1_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let v0_0 = select(0.0, x[xo + ro0 + co0], rv0 && cv0);
-        let v0_1 = select(0.0, x[xo + ro0 + co1], rv0 && cv1);
-        let v0_2 = select(0.0, x[xo + ro0 + co2], rv0 && cv2);
-        let v0_3 = select(0.0, x[xo + ro0 + co3], rv0 && cv3);
-        let v0_4 = select(0.0, x[xo + ro0 + co4], rv0 && cv4);
-        let v0_5 = select(0.0, x[xo + ro0 + co5], rv0 && cv5);
-        let v1_0 = select(0.0, x[xo + ro1 + co0], rv1 && cv0);
-        let v1_1 = select(0.0, x[xo + ro1 + co1], rv1 && cv1);
-        let v1_2 = select(0.0, x[xo + ro1 + co2], rv1 && cv2);
-        let v1_3 = select(0.0, x[xo + ro1 + co3], rv1 && cv3);
-        let v1_4 = select(0.0, x[xo + ro1 + co4], rv1 && cv4);
-        let v1_5 = select(0.0, x[xo + ro1 + co5], rv1 && cv5);
-        let v2_0 = select(0.0, x[xo + ro2 + co0], rv2 && cv0);
-        let v2_1 = select(0.0, x[xo + ro2 + co1], rv2 && cv1);
-        let v2_2 = select(0.0, x[xo + ro2 + co2], rv2 && cv2);
-        let v2_3 = select(0.0, x[xo + ro2 + co3], rv2 && cv3);
-        let v2_4 = select(0.0, x[xo + ro2 + co4], rv2 && cv4);
-        let v2_5 = select(0.0, x[xo + ro2 + co5], rv2 && cv5);
-        let v3_0 = select(0.0, x[xo + ro3 + co0], rv3 && cv0);
-        let v3_1 = select(0.0, x[xo + ro3 + co1], rv3 && cv1);
-        let v3_2 = select(0.0, x[xo + ro3 + co2], rv3 && cv2);
-        let v3_3 = select(0.0, x[xo + ro3 + co3], rv3 && cv3);
-        let v3_4 = select(0.0, x[xo + ro3 + co4], rv3 && cv4);
-        let v3_5 = select(0.0, x[xo + ro3 + co5], rv3 && cv5);
+        let v0_0 = select(0.0, x_at(xo + ro0 + co0), rv0 && cv0);
+        let v0_1 = select(0.0, x_at(xo + ro0 + co1), rv0 && cv1);
+        let v0_2 = select(0.0, x_at(xo + ro0 + co2), rv0 && cv2);
+        let v0_3 = select(0.0, x_at(xo + ro0 + co3), rv0 && cv3);
+        let v0_4 = select(0.0, x_at(xo + ro0 + co4), rv0 && cv4);
+        let v0_5 = select(0.0, x_at(xo + ro0 + co5), rv0 && cv5);
+        let v1_0 = select(0.0, x_at(xo + ro1 + co0), rv1 && cv0);
+        let v1_1 = select(0.0, x_at(xo + ro1 + co1), rv1 && cv1);
+        let v1_2 = select(0.0, x_at(xo + ro1 + co2), rv1 && cv2);
+        let v1_3 = select(0.0, x_at(xo + ro1 + co3), rv1 && cv3);
+        let v1_4 = select(0.0, x_at(xo + ro1 + co4), rv1 && cv4);
+        let v1_5 = select(0.0, x_at(xo + ro1 + co5), rv1 && cv5);
+        let v2_0 = select(0.0, x_at(xo + ro2 + co0), rv2 && cv0);
+        let v2_1 = select(0.0, x_at(xo + ro2 + co1), rv2 && cv1);
+        let v2_2 = select(0.0, x_at(xo + ro2 + co2), rv2 && cv2);
+        let v2_3 = select(0.0, x_at(xo + ro2 + co3), rv2 && cv3);
+        let v2_4 = select(0.0, x_at(xo + ro2 + co4), rv2 && cv4);
+        let v2_5 = select(0.0, x_at(xo + ro2 + co5), rv2 && cv5);
+        let v3_0 = select(0.0, x_at(xo + ro3 + co0), rv3 && cv0);
+        let v3_1 = select(0.0, x_at(xo + ro3 + co1), rv3 && cv1);
+        let v3_2 = select(0.0, x_at(xo + ro3 + co2), rv3 && cv2);
+        let v3_3 = select(0.0, x_at(xo + ro3 + co3), rv3 && cv3);
+        let v3_4 = select(0.0, x_at(xo + ro3 + co4), rv3 && cv4);
+        let v3_5 = select(0.0, x_at(xo + ro3 + co5), rv3 && cv5);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
@@ -961,11 +964,11 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     var a7_2_0 = vec4<f32>(0.0);
     var a7_3_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let qe0 = select(vec4<f32>(0.0), x4[(xo + eo0) / 4u], eok0);
+        let qe0 = select(vec4<f32>(0.0), x4_at4((xo + eo0) / 4u), eok0);
         let ee0 = select(qe0.w, qe0.x, es == 1u);
-        let qe1 = select(vec4<f32>(0.0), x4[(xo + eo1) / 4u], eok1);
+        let qe1 = select(vec4<f32>(0.0), x4_at4((xo + eo1) / 4u), eok1);
         let ee1 = select(qe1.w, qe1.x, es == 1u);
-        let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
+        let m0_0 = select(vec4<f32>(0.0), x4_at4((xo + ro0 + ox0) / 4u + 0u), rv0);
         let e0 = subgroupShuffle(ee0, 0u + eside);
         let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, first);
         let v0_1 = m0_0[0];
@@ -973,7 +976,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v0_3 = m0_0[2];
         let v0_4 = m0_0[3];
         let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, last);
-        let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
+        let m1_0 = select(vec4<f32>(0.0), x4_at4((xo + ro1 + ox0) / 4u + 0u), rv1);
         let e1 = subgroupShuffle(ee0, 2u + eside);
         let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, first);
         let v1_1 = m1_0[0];
@@ -981,7 +984,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v1_3 = m1_0[2];
         let v1_4 = m1_0[3];
         let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, last);
-        let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
+        let m2_0 = select(vec4<f32>(0.0), x4_at4((xo + ro2 + ox0) / 4u + 0u), rv2);
         let e2 = subgroupShuffle(ee0, 4u + eside);
         let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, first);
         let v2_1 = m2_0[0];
@@ -989,7 +992,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v2_3 = m2_0[2];
         let v2_4 = m2_0[3];
         let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, last);
-        let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
+        let m3_0 = select(vec4<f32>(0.0), x4_at4((xo + ro3 + ox0) / 4u + 0u), rv3);
         let e3 = subgroupShuffle(ee0, 6u + eside);
         let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, first);
         let v3_1 = m3_0[0];
@@ -997,7 +1000,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v3_3 = m3_0[2];
         let v3_4 = m3_0[3];
         let v3_5 = select(subgroupShuffleDown(m3_0.x, 1u), e3, last);
-        let m4_0 = select(vec4<f32>(0.0), x4[(xo + ro4 + ox0) / 4u + 0u], rv4);
+        let m4_0 = select(vec4<f32>(0.0), x4_at4((xo + ro4 + ox0) / 4u + 0u), rv4);
         let e4 = subgroupShuffle(ee1, 0u + eside);
         let v4_0 = select(subgroupShuffleUp(m4_0.w, 1u), e4, first);
         let v4_1 = m4_0[0];
@@ -1005,7 +1008,7 @@ fn k3s1v_r4c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let v4_3 = m4_0[2];
         let v4_4 = m4_0[3];
         let v4_5 = select(subgroupShuffleDown(m4_0.x, 1u), e4, last);
-        let m5_0 = select(vec4<f32>(0.0), x4[(xo + ro5 + ox0) / 4u + 0u], rv5);
+        let m5_0 = select(vec4<f32>(0.0), x4_at4((xo + ro5 + ox0) / 4u + 0u), rv5);
         let e5 = subgroupShuffle(ee1, 2u + eside);
         let v5_0 = select(subgroupShuffleUp(m5_0.w, 1u), e5, first);
         let v5_1 = m5_0[0];
@@ -1284,30 +1287,30 @@ fn up2_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     var a7_11_0_0 = vec4<f32>(0.0);
     var a7_11_1_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let v0_0 = select(0.0, x[xo + ro0 + co0], rv0 && cv0);
-        let v0_1 = select(0.0, x[xo + ro0 + co1], rv0 && cv1);
-        let v0_2 = select(0.0, x[xo + ro0 + co2], rv0 && cv2);
-        let v0_3 = select(0.0, x[xo + ro0 + co3], rv0 && cv3);
-        let v0_4 = select(0.0, x[xo + ro0 + co4], rv0 && cv4);
-        let v0_5 = select(0.0, x[xo + ro0 + co5], rv0 && cv5);
-        let v1_0 = select(0.0, x[xo + ro1 + co0], rv1 && cv0);
-        let v1_1 = select(0.0, x[xo + ro1 + co1], rv1 && cv1);
-        let v1_2 = select(0.0, x[xo + ro1 + co2], rv1 && cv2);
-        let v1_3 = select(0.0, x[xo + ro1 + co3], rv1 && cv3);
-        let v1_4 = select(0.0, x[xo + ro1 + co4], rv1 && cv4);
-        let v1_5 = select(0.0, x[xo + ro1 + co5], rv1 && cv5);
-        let v2_0 = select(0.0, x[xo + ro2 + co0], rv2 && cv0);
-        let v2_1 = select(0.0, x[xo + ro2 + co1], rv2 && cv1);
-        let v2_2 = select(0.0, x[xo + ro2 + co2], rv2 && cv2);
-        let v2_3 = select(0.0, x[xo + ro2 + co3], rv2 && cv3);
-        let v2_4 = select(0.0, x[xo + ro2 + co4], rv2 && cv4);
-        let v2_5 = select(0.0, x[xo + ro2 + co5], rv2 && cv5);
-        let v3_0 = select(0.0, x[xo + ro3 + co0], rv3 && cv0);
-        let v3_1 = select(0.0, x[xo + ro3 + co1], rv3 && cv1);
-        let v3_2 = select(0.0, x[xo + ro3 + co2], rv3 && cv2);
-        let v3_3 = select(0.0, x[xo + ro3 + co3], rv3 && cv3);
-        let v3_4 = select(0.0, x[xo + ro3 + co4], rv3 && cv4);
-        let v3_5 = select(0.0, x[xo + ro3 + co5], rv3 && cv5);
+        let v0_0 = select(0.0, x_at(xo + ro0 + co0), rv0 && cv0);
+        let v0_1 = select(0.0, x_at(xo + ro0 + co1), rv0 && cv1);
+        let v0_2 = select(0.0, x_at(xo + ro0 + co2), rv0 && cv2);
+        let v0_3 = select(0.0, x_at(xo + ro0 + co3), rv0 && cv3);
+        let v0_4 = select(0.0, x_at(xo + ro0 + co4), rv0 && cv4);
+        let v0_5 = select(0.0, x_at(xo + ro0 + co5), rv0 && cv5);
+        let v1_0 = select(0.0, x_at(xo + ro1 + co0), rv1 && cv0);
+        let v1_1 = select(0.0, x_at(xo + ro1 + co1), rv1 && cv1);
+        let v1_2 = select(0.0, x_at(xo + ro1 + co2), rv1 && cv2);
+        let v1_3 = select(0.0, x_at(xo + ro1 + co3), rv1 && cv3);
+        let v1_4 = select(0.0, x_at(xo + ro1 + co4), rv1 && cv4);
+        let v1_5 = select(0.0, x_at(xo + ro1 + co5), rv1 && cv5);
+        let v2_0 = select(0.0, x_at(xo + ro2 + co0), rv2 && cv0);
+        let v2_1 = select(0.0, x_at(xo + ro2 + co1), rv2 && cv1);
+        let v2_2 = select(0.0, x_at(xo + ro2 + co2), rv2 && cv2);
+        let v2_3 = select(0.0, x_at(xo + ro2 + co3), rv2 && cv3);
+        let v2_4 = select(0.0, x_at(xo + ro2 + co4), rv2 && cv4);
+        let v2_5 = select(0.0, x_at(xo + ro2 + co5), rv2 && cv5);
+        let v3_0 = select(0.0, x_at(xo + ro3 + co0), rv3 && cv0);
+        let v3_1 = select(0.0, x_at(xo + ro3 + co1), rv3 && cv1);
+        let v3_2 = select(0.0, x_at(xo + ro3 + co2), rv3 && cv2);
+        let v3_3 = select(0.0, x_at(xo + ro3 + co3), rv3 && cv3);
+        let v3_4 = select(0.0, x_at(xo + ro3 + co4), rv3 && cv4);
+        let v3_5 = select(0.0, x_at(xo + ro3 + co5), rv3 && cv5);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
@@ -1685,9 +1688,9 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     var a7_11_0_0 = vec4<f32>(0.0);
     var a7_11_1_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let qe0 = select(vec4<f32>(0.0), x4[(xo + eo0) / 4u], eok0);
+        let qe0 = select(vec4<f32>(0.0), x4_at4((xo + eo0) / 4u), eok0);
         let ee0 = select(qe0.w, qe0.x, es == 1u);
-        let m0_0 = select(vec4<f32>(0.0), x4[(xo + ro0 + ox0) / 4u + 0u], rv0);
+        let m0_0 = select(vec4<f32>(0.0), x4_at4((xo + ro0 + ox0) / 4u + 0u), rv0);
         let e0 = subgroupShuffle(ee0, 0u + eside);
         let v0_0 = select(subgroupShuffleUp(m0_0.w, 1u), e0, first);
         let v0_1 = m0_0[0];
@@ -1695,7 +1698,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v0_3 = m0_0[2];
         let v0_4 = m0_0[3];
         let v0_5 = select(subgroupShuffleDown(m0_0.x, 1u), e0, last);
-        let m1_0 = select(vec4<f32>(0.0), x4[(xo + ro1 + ox0) / 4u + 0u], rv1);
+        let m1_0 = select(vec4<f32>(0.0), x4_at4((xo + ro1 + ox0) / 4u + 0u), rv1);
         let e1 = subgroupShuffle(ee0, 2u + eside);
         let v1_0 = select(subgroupShuffleUp(m1_0.w, 1u), e1, first);
         let v1_1 = m1_0[0];
@@ -1703,7 +1706,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v1_3 = m1_0[2];
         let v1_4 = m1_0[3];
         let v1_5 = select(subgroupShuffleDown(m1_0.x, 1u), e1, last);
-        let m2_0 = select(vec4<f32>(0.0), x4[(xo + ro2 + ox0) / 4u + 0u], rv2);
+        let m2_0 = select(vec4<f32>(0.0), x4_at4((xo + ro2 + ox0) / 4u + 0u), rv2);
         let e2 = subgroupShuffle(ee0, 4u + eside);
         let v2_0 = select(subgroupShuffleUp(m2_0.w, 1u), e2, first);
         let v2_1 = m2_0[0];
@@ -1711,7 +1714,7 @@ fn up2v_r2c4m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let v2_3 = m2_0[2];
         let v2_4 = m2_0[3];
         let v2_5 = select(subgroupShuffleDown(m2_0.x, 1u), e2, last);
-        let m3_0 = select(vec4<f32>(0.0), x4[(xo + ro3 + ox0) / 4u + 0u], rv3);
+        let m3_0 = select(vec4<f32>(0.0), x4_at4((xo + ro3 + ox0) / 4u + 0u), rv3);
         let e3 = subgroupShuffle(ee0, 6u + eside);
         let v3_0 = select(subgroupShuffleUp(m3_0.w, 1u), e3, first);
         let v3_1 = m3_0[0];
@@ -2054,24 +2057,24 @@ fn up2_r1c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var a7_10_0_0 = vec4<f32>(0.0);
     var a7_11_0_0 = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
-        let v0_0 = select(0.0, x[xo + ro0 + co0], rv0 && cv0);
-        let v0_1 = select(0.0, x[xo + ro0 + co1], rv0 && cv1);
-        let v0_2 = select(0.0, x[xo + ro0 + co2], rv0 && cv2);
-        let v0_3 = select(0.0, x[xo + ro0 + co3], rv0 && cv3);
-        let v0_4 = select(0.0, x[xo + ro0 + co4], rv0 && cv4);
-        let v0_5 = select(0.0, x[xo + ro0 + co5], rv0 && cv5);
-        let v1_0 = select(0.0, x[xo + ro1 + co0], rv1 && cv0);
-        let v1_1 = select(0.0, x[xo + ro1 + co1], rv1 && cv1);
-        let v1_2 = select(0.0, x[xo + ro1 + co2], rv1 && cv2);
-        let v1_3 = select(0.0, x[xo + ro1 + co3], rv1 && cv3);
-        let v1_4 = select(0.0, x[xo + ro1 + co4], rv1 && cv4);
-        let v1_5 = select(0.0, x[xo + ro1 + co5], rv1 && cv5);
-        let v2_0 = select(0.0, x[xo + ro2 + co0], rv2 && cv0);
-        let v2_1 = select(0.0, x[xo + ro2 + co1], rv2 && cv1);
-        let v2_2 = select(0.0, x[xo + ro2 + co2], rv2 && cv2);
-        let v2_3 = select(0.0, x[xo + ro2 + co3], rv2 && cv3);
-        let v2_4 = select(0.0, x[xo + ro2 + co4], rv2 && cv4);
-        let v2_5 = select(0.0, x[xo + ro2 + co5], rv2 && cv5);
+        let v0_0 = select(0.0, x_at(xo + ro0 + co0), rv0 && cv0);
+        let v0_1 = select(0.0, x_at(xo + ro0 + co1), rv0 && cv1);
+        let v0_2 = select(0.0, x_at(xo + ro0 + co2), rv0 && cv2);
+        let v0_3 = select(0.0, x_at(xo + ro0 + co3), rv0 && cv3);
+        let v0_4 = select(0.0, x_at(xo + ro0 + co4), rv0 && cv4);
+        let v0_5 = select(0.0, x_at(xo + ro0 + co5), rv0 && cv5);
+        let v1_0 = select(0.0, x_at(xo + ro1 + co0), rv1 && cv0);
+        let v1_1 = select(0.0, x_at(xo + ro1 + co1), rv1 && cv1);
+        let v1_2 = select(0.0, x_at(xo + ro1 + co2), rv1 && cv2);
+        let v1_3 = select(0.0, x_at(xo + ro1 + co3), rv1 && cv3);
+        let v1_4 = select(0.0, x_at(xo + ro1 + co4), rv1 && cv4);
+        let v1_5 = select(0.0, x_at(xo + ro1 + co5), rv1 && cv5);
+        let v2_0 = select(0.0, x_at(xo + ro2 + co0), rv2 && cv0);
+        let v2_1 = select(0.0, x_at(xo + ro2 + co1), rv2 && cv1);
+        let v2_2 = select(0.0, x_at(xo + ro2 + co2), rv2 && cv2);
+        let v2_3 = select(0.0, x_at(xo + ro2 + co3), rv2 && cv3);
+        let v2_4 = select(0.0, x_at(xo + ro2 + co4), rv2 && cv4);
+        let v2_5 = select(0.0, x_at(xo + ro2 + co5), rv2 && cv5);
         // s<row>_<kx>_<v>: window row `row` from column 4v + kx, 4 wide.
         let s0_0_0 = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         let s0_1_0 = vec4<f32>(v0_1, v0_2, v0_3, v0_4);
@@ -2386,7 +2389,7 @@ fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let w5 = wt4_at4(r5 + c4);
         let w6 = wt4_at4(r6 + c4);
         let w7 = wt4_at4(r7 + c4);
-        let xv0 = x4[xo];
+        let xv0 = x4_at4(xo);
         xo += hw4;
         let x0_0 = subgroupBroadcast(xv0.x, 0u);
         let x1_0 = subgroupBroadcast(xv0.y, 0u);
@@ -2422,7 +2425,7 @@ fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let x31_0 = subgroupBroadcast(xv0.w, 7u);
         let g0_0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
         let g1_0 = vec4<f32>(w4.x, w5.x, w6.x, w7.x);
-        let xv1 = x4[xo];
+        let xv1 = x4_at4(xo);
         xo += hw4;
         let x0_1 = subgroupBroadcast(xv1.x, 0u);
         let x1_1 = subgroupBroadcast(xv1.y, 0u);
@@ -2458,7 +2461,7 @@ fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let x31_1 = subgroupBroadcast(xv1.w, 7u);
         let g0_1 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
         let g1_1 = vec4<f32>(w4.y, w5.y, w6.y, w7.y);
-        let xv2 = x4[xo];
+        let xv2 = x4_at4(xo);
         xo += hw4;
         let x0_2 = subgroupBroadcast(xv2.x, 0u);
         let x1_2 = subgroupBroadcast(xv2.y, 0u);
@@ -2494,7 +2497,7 @@ fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let x31_2 = subgroupBroadcast(xv2.w, 7u);
         let g0_2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
         let g1_2 = vec4<f32>(w4.z, w5.z, w6.z, w7.z);
-        let xv3 = x4[xo];
+        let xv3 = x4_at4(xo);
         xo += hw4;
         let x0_3 = subgroupBroadcast(xv3.x, 0u);
         let x1_3 = subgroupBroadcast(xv3.y, 0u);

@@ -2,7 +2,7 @@
 // last dimension. Entry points: gn_stats, gn_finalize, gn_apply, layer_norm, softmax; gn_stats4, gn_apply4 and
 // layer_norm4 are gn_stats, gn_apply and layer_norm reading (and writing) 4 elements at a time where every
 // offset, chunk, row and count is a multiple of 4 (chosen per dispatch when lowering): on CPU drivers a
-// vector access costs about what a scalar one does.
+// vector access costs about what a scalar one does. gn_apply4h is gn_apply4 writing f16 (two per word).
 //
 // Statistics are f32 and numerically stable, never E[x²] − E[x]²: each thread reduces its elements serially
 // (exact two-pass statistics of batches of 8 held in registers, Welford's update for the tail) and partial
@@ -50,6 +50,8 @@ struct Params {
 // other view of these bindings; WGSL lets entry points that do not share variables bind one slot to both).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+// gn_apply4h's output: 4 values as 4 halves in 2 words.
+@group(0) @binding(2) var<storage, read_write> dsth: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read> in1v: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> in2v: array<vec4<f32>>;
 
@@ -311,6 +313,43 @@ fn gn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                 let y = (x4[xb + i] - shift) * a + t;
                 dst4[ob + i] = vec4<f32>(activate(y.x, act), activate(y.y, act), activate(y.z, act), activate(y.w, act));
             }
+        }
+    }
+}
+
+// gn_apply4 writing the output as f16 (rounded once; planes whole vec4s, checked at record time).
+@compute @workgroup_size(256)
+fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let wid = wg.x + wg.y * nwg.x;
+    let blk = wid / p.chunks;
+    let k = wid - blk * p.chunks;
+    let c0 = k * p.chunk;
+    if (blk * p.parts >= p.units) { return; }
+    let n4 = min(p.chunk, p.count - c0) / 4u;
+    let u_end = min(blk * p.parts + p.parts, p.units);
+    let silu_on = p.act == ACT_SILU;
+    for (var u = blk * p.parts; u < u_end; u++) {
+        let plane = p.unit0 + u;
+        let c = plane % p.channels;
+        let g = 4u * (plane / p.cpg);
+        let shift = in1[g];
+        var w = 1.0;
+        if ((p.flags & 1u) != 0u) { w = in2[c]; }
+        var b = 0.0;
+        if ((p.flags & 2u) != 0u) { b = in3[c]; }
+        let a = in1[g + 2u] * w;
+        let t = b - in1[g + 1u] * a;
+        let xb = (p.x_shift + u * p.len + c0) / 4u;
+        let ob = (p.out_shift + u * p.len + c0) / 4u;
+        for (var i = lid3.x; i < n4; i += WG) {
+            var y = (x4[xb + i] - shift) * a + t;
+            if (silu_on) {
+                y = y / (1.0 + exp(-y));
+            } else if (p.act != ACT_NONE) {
+                y = vec4<f32>(activate(y.x, p.act), activate(y.y, p.act), activate(y.z, p.act), activate(y.w, p.act));
+            }
+            dsth[ob + i] = vec2<u32>(pack2x16float(y.xy), pack2x16float(y.zw));
         }
     }
 }

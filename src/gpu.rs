@@ -26,6 +26,9 @@ pub struct GpuOptions {
     pub vae_precision: Option<PrecisionChoice>,
     /// `--low-vram`: keep only the network in use on the GPU. `None` = off.
     pub low_vram: Option<LowVramChoice>,
+    /// `--f16-activations`: in f16 precision, GroupNorms hand their output to the convolution after them
+    /// in f16 (see `models::nn::GroupNorm::load_before_conv`).
+    pub f16_activations: bool,
     /// Upload through wgpu's staging copies even on a CPU adapter (where weights are otherwise written
     /// straight into their buffers): what every GPU does, so tests on lavapipe can cover that path.
     pub staged_uploads: bool,
@@ -105,6 +108,8 @@ pub struct Gpu {
     pub vae_precision: Precision,
     /// `--low-vram`: pipelines keep only the network in use on the GPU.
     pub low_vram: bool,
+    /// `--f16-activations` (effective for networks loaded in f16).
+    pub f16_activations: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -210,6 +215,7 @@ impl Gpu {
         let mut gpu = Self::open(adapter, opts.staged_uploads)?;
         gpu.set_precision(opts.precision.unwrap_or(PrecisionChoice::F32), opts.vae_precision.unwrap_or(PrecisionChoice::F32));
         gpu.low_vram = opts.low_vram.unwrap_or(LowVramChoice::Off).resolve(gpu.info.device_type);
+        gpu.f16_activations = opts.f16_activations;
         Ok(gpu)
     }
 
@@ -271,6 +277,7 @@ impl Gpu {
             precision: Precision::F32,
             vae_precision: Precision::F32,
             low_vram: false,
+            f16_activations: false,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,
@@ -292,7 +299,7 @@ impl Gpu {
         format!(
             "{} ({:?}, {:?}, driver {} {})\n  max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB, \
              invocations/workgroup {}\n  shader-f16: {}, subgroups: {}, timestamp queries: {} (inside passes: {})\n  \
-             precision: {} (VAE {})",
+             precision: {} (VAE {}){}",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -308,6 +315,7 @@ impl Gpu {
             yes(self.caps.timestamp_inside_passes),
             self.precision,
             self.vae_precision,
+            if self.f16_activations { ", f16 activations where f16" } else { "" },
         )
     }
 

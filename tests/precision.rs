@@ -176,3 +176,47 @@ fn an_f32_vae_keeps_fp16_file_weights_in_f16_and_decodes_the_same() {
     assert!(worst <= 1e-5 * b.iter().map(|v| v.abs()).fold(0f32, f32::max), "decodes differ by {worst}");
     assert!(*mem16 < mem32 * 6 / 10, "f16-stored weights take {mem16} B against {mem32} B");
 }
+
+/// `--f16-activations`: in f16 precision every resnet GroupNorm hands the convolution after it an f16
+/// output (and nothing does without the flag, or in f32); the UNet stays within the f16 module bar.
+#[test]
+fn f16_activations_hand_resnet_norms_to_their_convs_in_f16() {
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let fx_dir = dir.parent().unwrap().to_path_buf();
+    let fx = wgsd::fixtures::Fixtures::open(&fx_dir, "cases").unwrap();
+    let case = "unet.sd15.t500";
+    let (ss, cs) = (fx.shape(&format!("{case}.sample")).unwrap(), fx.shape(&format!("{case}.encoder_hidden_states")).unwrap());
+    let mut outs = Vec::new();
+    for (choice, flag) in [(PrecisionChoice::F16, true), (PrecisionChoice::F16, false), (PrecisionChoice::F32, true)] {
+        let mut gpu = gpu();
+        gpu.set_precision(choice, PrecisionChoice::F32);
+        if choice == PrecisionChoice::F16 && gpu.precision != Precision::F16 {
+            eprintln!("SKIPPED: adapter {} has no SHADER_F16", gpu.info.name);
+            return;
+        }
+        gpu.f16_activations = flag;
+        let gpu = std::sync::Arc::new(gpu);
+        let unet = wgsd::models::unet::UNet2DConditionModel::load(&gpu, &dir.join("unet"), None).unwrap();
+        let mut g = wgsd::Graph::new();
+        let s = g.input("sample", wgsd::TensorDesc::f32(&ss));
+        let t = g.input("timestep", wgsd::TensorDesc::f32(&[ss[0]]));
+        let c = g.input("context", wgsd::TensorDesc::f32(&cs));
+        let o = unet.forward(&mut g, s, t, c).unwrap();
+        g.output(o);
+        let norms: Vec<_> = g.nodes().iter().filter(|n| n.name.contains("resnets.") && (n.name.ends_with(".norm1") || n.name.ends_with(".norm2"))).collect();
+        let half = norms.iter().filter(|n| g.desc(n.output).dtype == DType::F16).count();
+        let want = if flag && choice == PrecisionChoice::F16 { norms.len() } else { 0 };
+        assert!(!norms.is_empty() && half == want, "{choice} flag {flag}: {half} of {} resnet norms in f16", norms.len());
+        let plan = wgsd::Plan::new(gpu, g).unwrap();
+        plan.write(s, &fx.tensor(&format!("{case}.sample")).unwrap()).unwrap();
+        plan.write(t, &vec![500.0; ss[0]]).unwrap();
+        plan.write(c, &fx.tensor(&format!("{case}.encoder_hidden_states")).unwrap()).unwrap();
+        plan.run().unwrap();
+        outs.push(plan.read(o).unwrap());
+    }
+    let reference = fx.tensor(&format!("{case}.out")).unwrap();
+    let errs: Vec<f64> = outs.iter().map(|o| wgsd::testing::rel_l2(o, &reference)).collect();
+    println!("rel_l2 to the f32 reference: f16 + f16 activations {:.3e}, f16 {:.3e}, f32 {:.3e}", errs[0], errs[1], errs[2]);
+    assert!(errs[0] < 1e-2 && errs[0] != errs[1], "f16 activations: {:.3e} (f16 weights alone {:.3e})", errs[0], errs[1]);
+    assert!(errs[2] < 1e-4, "the flag must not touch f32: {:.3e}", errs[2]);
+}

@@ -2,6 +2,7 @@
 # tells float32 noise in the reference from a real difference (needs torch, diffusers 0.42.1).
 #
 #   python tools/rerun_inpaint_case.py inpaint 64     # writes /tmp/inpaint_64.npy, prints the gap to the fixture
+#   (16: the whole pipeline in float16, PyTorch's own half-precision error on the case)
 import json, sys, numpy as np, torch
 from safetensors.numpy import load_file
 from PIL import Image
@@ -10,7 +11,7 @@ from diffusers.utils import torch_utils
 import os
 FX = os.path.abspath(os.environ.get('WGSD_FIXTURES', '../shared/fixtures/tiny'))
 case = sys.argv[1]
-dtype = {'32': torch.float32, '64': torch.float64}[sys.argv[2]]
+dtype = {'16': torch.float16, '32': torch.float32, '64': torch.float64}[sys.argv[2]]
 meta = json.load(open(f'{FX}/cases.json'))
 spec = meta['pipelines'][case]
 T = load_file(f'{FX}/cases.safetensors')

@@ -62,6 +62,11 @@ pub static SHADER_SUBGROUP: ShaderSource = shader!("conv2d_subgroup");
 pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("wt"));
 pub static SHADER_SUBGROUP_F16W: LazyLock<ShaderSource> =
     LazyLock::new(|| SHADER_SUBGROUP.f16_weights("wt").f16_weights("wt4"));
+/// The f16-weight kernels reading an f16 input (`--precision f16`: a GroupNorm's output, see
+/// `Graph::group_norm_to`), widened in the kernel like the weights.
+pub static SHADER_F16WX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER_F16W.f16_weights("x"));
+pub static SHADER_SUBGROUP_F16WX: LazyLock<ShaderSource> =
+    LazyLock::new(|| SHADER_SUBGROUP_F16W.f16_weights("x").f16_weights("x4"));
 
 /// Stride and zero padding of a convolution. Padding is explicit per side (top, bottom, left, right) so
 /// the VAE encoder's asymmetric `(0, 1, 0, 1)` pad before its stride-2 downsample needs no separate op.
@@ -232,13 +237,16 @@ impl Kernel {
         self.vec_rows() || matches!(self.kind, Kind::Pointwise { .. })
     }
 
-    /// The shader of this entry point for weights stored as `w`.
-    fn shader(&self, w: DType) -> &'static ShaderSource {
-        match (self.subgroup, w) {
-            (false, DType::F32) => &SHADER,
-            (true, DType::F32) => &SHADER_SUBGROUP,
-            (false, DType::F16) => &SHADER_F16W,
-            (true, DType::F16) => &SHADER_SUBGROUP_F16W,
+    /// The shader of this entry point for weights stored as `w` and an input stored as `x` (an f16 input
+    /// comes with f16 weights: checked at record time).
+    fn shader(&self, w: DType, x: DType) -> &'static ShaderSource {
+        match (self.subgroup, w, x) {
+            (false, DType::F32, _) => &SHADER,
+            (true, DType::F32, _) => &SHADER_SUBGROUP,
+            (false, DType::F16, DType::F32) => &SHADER_F16W,
+            (true, DType::F16, DType::F32) => &SHADER_SUBGROUP_F16W,
+            (false, DType::F16, DType::F16) => &SHADER_F16WX,
+            (true, DType::F16, DType::F16) => &SHADER_SUBGROUP_F16WX,
         }
     }
     /// Whether a vec-rows kernel tiles planes `w` wide: whole rows of `wg` patches, or (narrower planes)
@@ -412,10 +420,17 @@ impl Op for Conv2d {
             return Err(Error::shape("conv2d", format!("expected {} inputs, got {}", self.n_inputs(), inputs.len())));
         }
         for (i, d) in inputs.iter().enumerate() {
-            // The weight may be stored in f16 (widened in the kernel); everything else is f32.
-            if d.dtype != DType::F32 && !(i == 1 && d.dtype == DType::F16) {
+            // The weight may be stored in f16, and with it the input (both widened in the kernel);
+            // everything else is f32.
+            if d.dtype != DType::F32 && !(i <= 1 && d.dtype == DType::F16) {
                 return Err(Error::DType { op: "conv2d".into(), msg: format!("input {i} is {d}; this kernel takes f32 (the weight f32 or f16)") });
             }
+        }
+        if inputs[0].dtype == DType::F16 && inputs[1].dtype != DType::F16 {
+            return Err(Error::DType {
+                op: "conv2d".into(),
+                msg: format!("the input is {} but the weight {}: an f16 input needs f16 weights", inputs[0], inputs[1]),
+            });
         }
         let (x, w) = (inputs[0], inputs[1]);
         if x.rank() != 4 || w.rank() != 4 {
@@ -513,7 +528,7 @@ impl Op for Conv2d {
         };
         // Bindings the entry point does not read still need a buffer: the start of x, at least one
         // element of the declared type (the vec kernels' res4: 16 bytes).
-        let placeholder = || Bind::elements(Slot::Input(0), x, 0, 4, l.limits).0;
+        let placeholder = || Bind::elements(Slot::Input(0), x, 0, 16 / x.dtype.size_bytes(), l.limits).0;
         let mut out = Vec::new();
         for &(b0, nb) in &images {
             for &(co0, nco) in &co_chunks {
@@ -589,7 +604,7 @@ impl Op for Conv2d {
                     let mut grid = grid_1d(groups as u64, l.limits);
                     grid[2] = (nb / images) as u32;
                     out.push(Dispatch {
-                        shader: kern.shader(w.dtype),
+                        shader: kern.shader(w.dtype, x.dtype),
                         entry: kern.entry,
                         params: params(&p),
                         bindings: vec![bx, bw.clone(), bb.clone(), br.clone(), bo.clone()],
@@ -802,9 +817,10 @@ pub fn wgsl_source(subgroup: bool) -> String {
     if kernels.iter().any(|k| k.vec_views()) {
         o.l("");
         o.l("// x read 4 values at a time (k3s1v_*, up2v_*, pw_*, whose offsets are multiples of 4; they read x only");
-        o.l("// through x4).");
+        o.l("// through x4_at4: an f16 input swaps these two lines, src/kernels/weight_storage.rs).");
         o.l("// WGSL lets entry points that do not use the same variables bind one slot to both.");
         o.l("@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;");
+        o.l("fn x4_at4(i: u32) -> vec4<f32> { return x4[i]; }");
         o.l(VEC_WGSL);
     }
     for kern in &kernels {
@@ -847,8 +863,10 @@ const PARAMS_WGSL: &str = "struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// x and wt are read only through x_at and wt_at: an f16 input or f16 weights swap the declaration and
+// accessor lines (src/kernels/weight_storage.rs).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// wt is read only through wt_at: f16 weights swap these two lines (src/kernels/weight_storage.rs).
+fn x_at(i: u32) -> f32 { return x[i]; }
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 fn wt_at(i: u32) -> f32 { return wt[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -1025,7 +1043,7 @@ fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
     }
     const C: [&str; 4] = ["x", "y", "z", "w"];
     for (kk, c) in C.iter().enumerate() {
-        o.l(&format!("        let xv{kk} = x4[xo];"));
+        o.l(&format!("        let xv{kk} = x4_at4(xo);"));
         o.l("        xo += hw4;");
         for px in 0..tp {
             o.l(&format!("        let x{px}_{kk} = subgroupBroadcast(xv{kk}.{}, {}u);", C[px % 4], px / 4));
@@ -1097,7 +1115,7 @@ fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {
     o.l("            var xo = vec4<u32>(select(vec4<i32>(0), iy * i32(p.w) + ix, ok)) + xb;");
     o.l("            var wo = ky * p.kw + kx;");
     o.l("            for (var ci = 0u; ci < p.cin; ci++) {");
-    o.l("                let xv = select(vec4<f32>(0.0), vec4<f32>(x[xo.x], x[xo.y], x[xo.z], x[xo.w]), ok);");
+    o.l("                let xv = select(vec4<f32>(0.0), vec4<f32>(x_at(xo.x), x_at(xo.y), x_at(xo.z), x_at(xo.w)), ok);");
     gen_weights(o, kern, tm, "wo", "                ", "");
     for i in 0..tm {
         o.l(&format!("                a{i} += w{i} * xv;"));
@@ -1262,14 +1280,14 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     o.l("    for (var ci = 0u; ci < p.cin; ci++) {");
     if vec_rows {
         for k in 0..wr.div_ceil(4) {
-            o.l(&format!("        let qe{k} = select(vec4<f32>(0.0), x4[(xo + eo{k}) / 4u], eok{k});"));
+            o.l(&format!("        let qe{k} = select(vec4<f32>(0.0), x4_at4((xo + eo{k}) / 4u), eok{k});"));
             o.l(&format!("        let ee{k} = select(qe{k}.w, qe{k}.x, es == 1u);"));
         }
     }
     for a in 0..wr {
         if vec_rows {
             for v in 0..nv {
-                o.l(&format!("        let m{a}_{v} = select(vec4<f32>(0.0), x4[(xo + ro{a} + ox0) / 4u + {v}u], rv{a});"));
+                o.l(&format!("        let m{a}_{v} = select(vec4<f32>(0.0), x4_at4((xo + ro{a} + ox0) / 4u + {v}u), rv{a});"));
             }
             o.l(&format!("        let e{a} = subgroupShuffle(ee{}, {}u + eside);", a / 4, 2 * (a % 4)));
             o.l(&format!("        let v{a}_0 = select(subgroupShuffleUp(m{a}_{}.w, 1u), e{a}, first);", nv - 1));
@@ -1279,7 +1297,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
             o.l(&format!("        let v{a}_{} = select(subgroupShuffleDown(m{a}_0.x, 1u), e{a}, last);", tc + 1));
         } else {
             for c in 0..wc {
-                o.l(&format!("        let v{a}_{c} = select(0.0, x[xo + ro{a} + co{c}], rv{a} && cv{c});"));
+                o.l(&format!("        let v{a}_{c} = select(0.0, x_at(xo + ro{a} + co{c}), rv{a} && cv{c});"));
             }
         }
     }

@@ -166,8 +166,10 @@ impl Graph {
         residual: Option<TensorId>,
     ) -> Result<TensorId> {
         let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
-        // Upsampling convs always take the fused kernels (im2col would need the upsampled image).
+        // Upsampling convs always take the fused kernels (im2col would need the upsampled image), and so do
+        // f16 inputs (im2col reads f32).
         let small = !opts.upsample2x
+            && self.desc(x).dtype == crate::tensor::DType::F32
             && (xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1])
             .then(|| ConvShape::new(&xs, &ws, &opts))
             .flatten()

@@ -85,6 +85,8 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &*matmul::SUBGROUP_SHADER_F16W,
         &*conv2d::SHADER_F16W,
         &*conv2d::SHADER_SUBGROUP_F16W,
+        &*conv2d::SHADER_F16WX,
+        &*conv2d::SHADER_SUBGROUP_F16WX,
         &*binary::SHADER_F16A,
         &resample::SHADER,
         &reduce::SHADER,

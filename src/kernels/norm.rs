@@ -255,6 +255,9 @@ pub struct GroupNormApply {
     pub act: Activation,
     pub has_weight: bool,
     pub has_bias: bool,
+    /// Writes the output in f16 (planes must be whole vec4s): for a convolution that reads it widened,
+    /// under `--precision f16` (see [`Graph::group_norm_to`]).
+    pub out_f16: bool,
 }
 
 impl GroupNormApply {
@@ -281,7 +284,13 @@ impl Op for GroupNormApply {
         if *inputs[1] != stats {
             return Err(Error::shape("group_norm", format!("statistics of {x} must be {stats}, got {}", inputs[1])));
         }
-        Ok(x.clone())
+        if !self.out_f16 {
+            return Ok(x.clone());
+        }
+        if !GnLayout::new(x, self.groups).spatial.is_multiple_of(4) {
+            return Err(Error::shape("group_norm", format!("an f16 output needs planes of a multiple of 4 elements, got {x}")));
+        }
+        Ok(TensorDesc::new(&x.shape, DType::F16))
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let x = &l.inputs[0];
@@ -338,7 +347,13 @@ impl Op for GroupNormApply {
             };
             out.push(Dispatch {
                 shader: &SHADER,
-                entry: if vec4 { "gn_apply4" } else { "gn_apply" },
+                entry: match (vec4, self.out_f16) {
+                    (true, true) => "gn_apply4h",
+                    (true, false) => "gn_apply4",
+                    (false, false) => "gn_apply",
+                    // Whole-vec4 planes start every window on a vec4 (checked at record time).
+                    (false, true) => unreachable!("f16 GroupNorm output with planes of {} elements", lay.spatial),
+                },
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu.div_ceil(per_wg) * per_plane, l.limits),
@@ -352,13 +367,20 @@ impl Op for GroupNormApply {
         let lay = GnLayout::new(descs[0], self.groups);
         let w = self.has_weight.then(|| inputs[2]);
         let b = self.has_bias.then(|| inputs[2 + self.has_weight as usize]);
-        cpu_group_norm(inputs[0], &lay, self.eps, w, b, self.act)
+        let y = cpu_group_norm(inputs[0], &lay, self.eps, w, b, self.act);
+        if self.out_f16 {
+            return y.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        }
+        y
     }
     fn flops(&self, inputs: &[&TensorDesc], _: &TensorDesc) -> f64 {
         let per = if self.act == Activation::None { 3.0 } else { 7.0 };
         inputs[0].numel() as f64 * per
     }    /// The whole GroupNorm gradient (through the mean and variance too); see `norm_backward`.
     fn backward(&self, g: &mut Graph, c: &BackwardCtx) -> Result<Vec<Option<TensorId>>> {
+        if self.out_f16 {
+            return Err(Error::usage(format!("'{}': a GroupNorm with an f16 output has no backward rule (training runs in f32)", c.name)));
+        }
         super::norm_backward::group_norm_backward(self, g, c)
     }
 }
@@ -616,6 +638,24 @@ impl Graph {
         bias: Option<TensorId>,
         act: Activation,
     ) -> Result<TensorId> {
+        self.group_norm_to(name, x, groups, eps, weight, bias, act, DType::F32)
+    }
+
+    /// [`Graph::group_norm_act`] writing its output as `out`: f16 (planes of a multiple of 4 elements)
+    /// halves what the convolution after it reads, which widens it exactly; the statistics and the affine
+    /// stay f32, so the output is the f32 result rounded once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn group_norm_to(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        groups: usize,
+        eps: f32,
+        weight: Option<TensorId>,
+        bias: Option<TensorId>,
+        act: Activation,
+        out: DType,
+    ) -> Result<TensorId> {
         for t in [Some(x), weight, bias].into_iter().flatten() {
             if t.index() >= self.tensors.len() {
                 return Err(Error::usage(format!("{name}: tensor id {} is not from this graph", t.index())));
@@ -628,7 +668,7 @@ impl Graph {
         let mut inputs = vec![x, stats];
         inputs.extend(weight);
         inputs.extend(bias);
-        let op = GroupNormApply { groups, eps, act, has_weight: weight.is_some(), has_bias: bias.is_some() };
+        let op = GroupNormApply { groups, eps, act, has_weight: weight.is_some(), has_bias: bias.is_some(), out_f16: out == DType::F16 };
         self.op(name, op, &inputs)
     }
 

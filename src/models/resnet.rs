@@ -22,10 +22,10 @@ impl ResnetBlock2D {
     /// `temb_channels`: width of the time embedding (None in the VAE).
     pub fn load(l: &Loader, cin: usize, cout: usize, temb_channels: Option<usize>, groups: usize, eps: f64) -> Result<Self> {
         Ok(ResnetBlock2D {
-            norm1: GroupNorm::load(&l.pp("norm1"), groups, cin, eps)?,
+            norm1: GroupNorm::load_before_conv(&l.pp("norm1"), groups, cin, eps)?,
             conv1: Conv2d::load(&l.pp("conv1"), cin, cout, 3, Conv2dOpts::new(1, 1))?,
             time_emb_proj: temb_channels.map(|t| Linear::load(&l.pp("time_emb_proj"), t, cout, true)).transpose()?,
-            norm2: GroupNorm::load(&l.pp("norm2"), groups, cout, eps)?,
+            norm2: GroupNorm::load_before_conv(&l.pp("norm2"), groups, cout, eps)?,
             conv2: Conv2d::load(&l.pp("conv2"), cout, cout, 3, Conv2dOpts::new(1, 1))?,
             conv_shortcut: if cin != cout {
                 Some(Conv2d::load(&l.pp("conv_shortcut"), cin, cout, 1, Conv2dOpts::new(1, 0))?)

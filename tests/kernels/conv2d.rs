@@ -510,8 +510,10 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
     let s = c.shape();
     let mut rng = Rng::new(9);
     let mut g = Graph::new();
-    let x = g.input("x", TensorDesc::f32(&[c.b, c.cin, c.h, c.w]));
-    let wd = TensorDesc::f32(&[c.cout, c.cin, c.k.0, c.k.1]);
+    let xdt = if std::env::var("CONV_F16").is_ok() { DType::F16 } else { DType::F32 };
+    let x = g.input("x", TensorDesc::new(&[c.b, c.cin, c.h, c.w], xdt));
+    let wdt = if std::env::var("CONV_F16W").is_ok() { DType::F16 } else { xdt };
+    let wd = TensorDesc::new(&[c.cout, c.cin, c.k.0, c.k.1], wdt);
     let w = g.param(&Param::upload(gpu, "w", wd.clone(), &rng.vec(wd.numel(), 0.05), false).unwrap());
     let bias = g.param(&Param::upload(gpu, "b", TensorDesc::f32(&[c.cout]), &rng.vec(c.cout, 0.05), false).unwrap());
     let op = Conv2d { kernel, ..Conv2d::new(c.opts, true, false) };
@@ -549,7 +551,8 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// lavapipe's shader compile (unless Mesa's shader cache has it). `CONV_KERNEL=i` forces `KERNELS[i]` on the
 /// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf);
 /// `CONV_CASE=BxCINxHxWxCOUT[xK],...` adds K×K convs (default 3×3) of those shapes, padding K / 2;
-/// `CONV_GEMM=1` times them in the im2col + GEMM form.
+/// `CONV_GEMM=1` times them in the im2col + GEMM form; `CONV_F16W=1` stores the weights in f16,
+/// `CONV_F16=1` the input and the weights (`--f16-activations`).
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
@@ -586,4 +589,61 @@ fn bench_sd_shapes() {
     if which.contains("vae") {
         bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), forced, 1);
     }
+}
+
+/// `--precision f16`: a convolution reads an f16 input (a GroupNorm's output) with f16 weights, widening
+/// both in the kernel. Every kernel that handles a shape reads x only through its accessors, so each is
+/// checked here against the CPU twin on the same (f16-representable) values: vec-rows kernels on planes
+/// 32 and 8 wide, their scalar twins, stride 2, 1×1 (pointwise) and the upsampling conv.
+#[test]
+fn f16_input_with_f16_weights_on_every_kernel() {
+    let gpu = test_gpu();
+    let sg = DeviceLimits::from_gpu(&gpu).subgroup_min_size >= 8;
+    let half = |v: Vec<f32>| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
+    let mut up = Conv2dOpts::new(1, 1);
+    up.upsample2x = true;
+    let cases = [
+        case(2, 12, 8, 32, 16, 3, Conv2dOpts::new(1, 1), true, true),
+        case(1, 8, 12, 8, 8, 3, Conv2dOpts::new(1, 1), true, false),
+        case(1, 5, 9, 13, 7, 3, Conv2dOpts::new(1, 1), true, false),
+        case(2, 8, 16, 16, 8, 3, Conv2dOpts::new(2, 1), true, false),
+        case(1, 16, 8, 16, 24, 1, Conv2dOpts::default(), true, false),
+        case(1, 8, 8, 16, 8, 3, up, true, false),
+    ];
+    let mut checked = 0;
+    for (n, c) in cases.iter().enumerate() {
+        let s = c.shape();
+        for (i, k) in KERNELS.iter().enumerate().filter(|(_, k)| (sg || !k.subgroup) && k.handles(&s, &c.opts)) {
+            let mut rng = Rng::new(40 + n as u64);
+            let mut g = Graph::new();
+            let x = g.input("x", TensorDesc::new(&[c.b, c.cin, c.h, c.w], DType::F16));
+            let w = g.input("w", TensorDesc::new(&[c.cout, c.cin, c.k.0, c.k.1], DType::F16));
+            let b = g.input("b", TensorDesc::f32(&[c.cout]));
+            let mut ins = vec![x, w, b];
+            let mut vals = vec![
+                (x, half(rng.vec(c.b * c.cin * c.h * c.w, 1.0))),
+                (w, half(rng.vec(c.cout * c.cin * c.k.0 * c.k.1, 0.3))),
+                (b, rng.vec(c.cout, 0.5)),
+            ];
+            if c.residual {
+                let r = g.input("r", TensorDesc::f32(&s.out_shape()));
+                ins.push(r);
+                vals.push((r, rng.vec(s.out_shape().iter().product(), 1.0)));
+            }
+            let op = Conv2d { kernel: Some(i), ..Conv2d::new(c.opts, true, c.residual) };
+            let y = g.op("conv", op, &ins).unwrap();
+            g.output(y);
+            let cmp = check_graph(&gpu, g, &vals).unwrap();
+            println!("{} [{}]: rel_l2 {:.2e}", c.name(), k.entry, cmp[0].rel_l2);
+            assert!(cmp[0].rel_l2 < 1e-5, "{} [{}]: rel_l2 {:e}", c.name(), k.entry, cmp[0].rel_l2);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} kernel runs");
+    // An f16 input with f32 weights is refused at record time.
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::new(&[1, 4, 8, 8], DType::F16));
+    let w = g.input("w", TensorDesc::f32(&[4, 4, 3, 3]));
+    let e = g.conv2d("c", x, w, None, Conv2dOpts::new(1, 1), None).unwrap_err().to_string();
+    assert!(e.contains("f16 input needs f16 weights"), "{e}");
 }

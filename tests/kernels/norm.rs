@@ -233,7 +233,7 @@ fn norms_pick_vec4_kernels_by_shape() {
         let stats_op = GroupNormStats { groups: 2, eps: 1e-5 };
         let stats = stats_op.infer(&[&x]).unwrap();
         let mut e: Vec<&str> = stats_op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &stats, limits: &limits }).unwrap().iter().map(|d| d.entry).collect();
-        let apply = GroupNormApply { groups: 2, eps: 1e-5, act: Activation::Silu, has_weight: false, has_bias: false };
+        let apply = GroupNormApply { groups: 2, eps: 1e-5, act: Activation::Silu, has_weight: false, has_bias: false, out_f16: false };
         let ins = [x.clone(), stats];
         e.extend(apply.lower(&Lowering { inputs: &ins, output: &x, limits: &limits }).unwrap().iter().map(|d| d.entry));
         e.dedup();
@@ -275,7 +275,7 @@ fn splitting_under_tiny_limits_without_gpu() {
         assert!(ds.len() > 2 && ds.last().unwrap().entry == "gn_finalize", "{what}: {} dispatches", ds.len());
         assert_eq!(stats, lay.stats_desc());
         let c = shape[1];
-        let apply = GroupNormApply { groups, eps: 1e-5, act: Activation::Silu, has_weight: true, has_bias: true };
+        let apply = GroupNormApply { groups, eps: 1e-5, act: Activation::Silu, has_weight: true, has_bias: true, out_f16: false };
         let (ds, _) = lower(&apply, &[x.clone(), stats, TensorDesc::f32(&[c]), TensorDesc::f32(&[c])]);
         let ds = ds.unwrap();
         check_bindings(&what, &ds, &limits);
@@ -437,4 +437,36 @@ fn cpu_seconds() -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// `--precision f16`: a GroupNorm writes its output in f16 for the convolution after it. The statistics
+/// and the affine stay f32, so the result is the f32 output rounded once (the CPU twin rounds its f64
+/// result: they differ by at most one f16 step where the two straddle a rounding boundary). Planes that
+/// are not whole vec4s are refused at record time.
+#[test]
+fn group_norm_writes_f16_for_a_convolution() {
+    let gpu = test_gpu();
+    for (shape, groups, act) in [
+        (vec![2usize, 8, 6, 8], 4usize, Activation::Silu),
+        (vec![2, 320, 16, 16], 32, Activation::Silu),
+        (vec![1, 6, 4, 4], 3, Activation::None),
+    ] {
+        let mut g = Graph::new();
+        let n: usize = shape.iter().product();
+        let c = shape[1];
+        let x = g.input("x", TensorDesc::f32(&shape));
+        let w = g.input("w", TensorDesc::f32(&[c]));
+        let b = g.input("b", TensorDesc::f32(&[c]));
+        let y = g.group_norm_to("gn", x, groups, 1e-5, Some(w), Some(b), act, DType::F16).unwrap();
+        assert_eq!(g.desc(y).dtype, DType::F16);
+        g.output(y);
+        let vals = vec![(x, data(7, n, 2.0, 0.5)), (w, data(8, c, 1.0, 1.0)), (b, data(9, c, 0.5, 0.0))];
+        let cmp = check_graph(&gpu, g, &vals).unwrap();
+        println!("{shape:?} f16 output: rel_l2 {:.2e} max_abs {:.2e}", cmp[0].rel_l2, cmp[0].max_abs);
+        assert!(cmp[0].rel_l2 < 2e-4 && cmp[0].max_abs < 4e-3, "{shape:?}: {:?}", cmp[0].rel_l2);
+    }
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[1, 4, 3, 5]));
+    let e = g.group_norm_to("odd", x, 2, 1e-5, None, None, Activation::None, DType::F16).unwrap_err().to_string();
+    assert!(e.contains("multiple of 4") && e.contains("f32[1×4×3×5]"), "{e}");
 }
