@@ -231,6 +231,19 @@ fn gn_finalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     dst[o + 3u] = 0.0;
 }
 
+// The apply's map of one channel plane (b, c): y = ((x − K) − md) · rstd · w[c] + b[c] folded to
+// (x − K)·a + t; returns (K, a, t).
+fn plane_affine(plane: u32) -> vec3<f32> {
+    let c = plane % p.channels;
+    let g = 4u * (plane / p.cpg);   // = b·G + c / cpg
+    var w = 1.0;
+    if ((p.flags & 1u) != 0u) { w = in2[c]; }
+    var b = 0.0;
+    if ((p.flags & 2u) != 0u) { b = in3[c]; }
+    let a = in1[g + 2u] * w;
+    return vec3<f32>(in1[g], a, b - in1[g + 1u] * a);
+}
+
 // y = act(((x − K) − md) · rstd · w[c] + b[c]), folded to (x − K)·a + t per channel. A workgroup covers
 // p.parts whole planes (small planes) or one chunk of one plane (large ones): no per-element division.
 @compute @workgroup_size(256)
@@ -245,16 +258,10 @@ fn gn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let u_end = min(blk * p.parts + p.parts, p.units);
     let act = p.act;
     for (var u = blk * p.parts; u < u_end; u++) {
-        let plane = p.unit0 + u;
-        let c = plane % p.channels;
-        let g = 4u * (plane / p.cpg);   // = b·G + c / cpg
-        let shift = in1[g];
-        var w = 1.0;
-        if ((p.flags & 1u) != 0u) { w = in2[c]; }
-        var b = 0.0;
-        if ((p.flags & 2u) != 0u) { b = in3[c]; }
-        let a = in1[g + 2u] * w;
-        let t = b - in1[g + 1u] * a;
+        let f = plane_affine(p.unit0 + u);
+        let shift = f.x;
+        let a = f.y;
+        let t = f.z;
         let xb = p.x_shift + u * p.len + c0;
         let ob = p.out_shift + u * p.len + c0;
         // The activation switch is hoisted out of the loop for the common cases.
@@ -287,16 +294,10 @@ fn gn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let u_end = min(blk * p.parts + p.parts, p.units);
     let act = p.act;
     for (var u = blk * p.parts; u < u_end; u++) {
-        let plane = p.unit0 + u;
-        let c = plane % p.channels;
-        let g = 4u * (plane / p.cpg);
-        let shift = in1[g];
-        var w = 1.0;
-        if ((p.flags & 1u) != 0u) { w = in2[c]; }
-        var b = 0.0;
-        if ((p.flags & 2u) != 0u) { b = in3[c]; }
-        let a = in1[g + 2u] * w;
-        let t = b - in1[g + 1u] * a;
+        let f = plane_affine(p.unit0 + u);
+        let shift = f.x;
+        let a = f.y;
+        let t = f.z;
         let xb = (p.x_shift + u * p.len + c0) / 4u;
         let ob = (p.out_shift + u * p.len + c0) / 4u;
         if (act == ACT_SILU) {
@@ -330,16 +331,10 @@ fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let u_end = min(blk * p.parts + p.parts, p.units);
     let silu_on = p.act == ACT_SILU;
     for (var u = blk * p.parts; u < u_end; u++) {
-        let plane = p.unit0 + u;
-        let c = plane % p.channels;
-        let g = 4u * (plane / p.cpg);
-        let shift = in1[g];
-        var w = 1.0;
-        if ((p.flags & 1u) != 0u) { w = in2[c]; }
-        var b = 0.0;
-        if ((p.flags & 2u) != 0u) { b = in3[c]; }
-        let a = in1[g + 2u] * w;
-        let t = b - in1[g + 1u] * a;
+        let f = plane_affine(p.unit0 + u);
+        let shift = f.x;
+        let a = f.y;
+        let t = f.z;
         let xb = (p.x_shift + u * p.len + c0) / 4u;
         let ob = (p.out_shift + u * p.len + c0) / 4u;
         for (var i = lid3.x; i < n4; i += WG) {
