@@ -1,5 +1,5 @@
 // Two inputs, one output: broadcast add/multiply, concatenation, row gather (embedding lookup).
-// Entry points: add, mul, add4, mul4, concat, gather.
+// Entry points: add, mul, add4, mul4, concat, concat4, gather.
 
 struct Params {
     n: u32,          // output elements this dispatch covers
@@ -21,8 +21,8 @@ struct Params {
 fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-// The same bindings 4 values at a time (add4, mul4: every offset and length a multiple of 4; they use no
-// other view of them). WGSL lets entry points that do not share variables bind one slot to both.
+// The same bindings 4 values at a time (add4, mul4, concat4: every offset and length a multiple of 4; they
+// use no other view of them). WGSL lets entry points that do not share variables bind one slot to both.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
@@ -93,6 +93,25 @@ fn concat(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         v = b[p.b_shift + o * p.bn + j - p.inner];
     }
     out[p.out_shift + i] = v;
+}
+
+// concat, 4 outputs per invocation where both row lengths are multiples of 4 (one division per 4 outputs).
+@compute @workgroup_size(256)
+fn concat4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 4u) { return; }
+    let ia = p.inner / 4u;
+    let ib = p.bn / 4u;
+    let o = i / (ia + ib);
+    let j = i - o * (ia + ib);
+    var v: vec4<f32>;
+    if (j < ia) {
+        v = a4[o * ia + j];
+    } else {
+        v = b4[o * ib + j - ia];
+    }
+    out4[i] = v;
 }
 
 // a: table rows [bn, bn + rows) of a [vocab, D] table whose row 0 is id `id_offset`; b: ids (as f32) [N];

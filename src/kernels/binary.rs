@@ -202,12 +202,14 @@ impl Op for Concat {
         let (_, ia, ib) = self.layout(&l.inputs[0], &l.inputs[1]);
         let n = l.output.numel() as u64;
         let p = Params { n: n as u32, inner: ia as u32, bn: ib as u32, ..Default::default() };
+        // Whole tensors bind from their (aligned) starts, so rows of a multiple of 4 make every access a vec4.
+        let vec4 = ia.is_multiple_of(4) && ib.is_multiple_of(4);
         Ok(vec![Dispatch {
             shader: &SHADER,
-            entry: "concat",
+            entry: if vec4 { "concat4" } else { "concat" },
             params: params(&p),
             bindings: vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::output(l.output)],
-            workgroups: grid_1d(n.div_ceil(256), l.limits),
+            workgroups: grid_1d(n.div_ceil(if vec4 { 1024 } else { 256 }), l.limits),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

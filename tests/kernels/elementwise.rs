@@ -154,6 +154,33 @@ fn broadcast_add_mul_on_whole_vec4s() {
     assert_eq!(entry(&[2, 13, 5, 7], &[7]), "add");
 }
 
+/// Concatenation (the UNet's skip connections) moves vec4s where both inputs' rows along the dimension
+/// are whole vec4s (concat4), else single values; both against the CPU twin, with the choice checked.
+#[test]
+fn concat_on_whole_vec4s() {
+    use wgsd::graph::op::{DeviceLimits, Lowering};
+    let gpu = test_gpu();
+    let mut rng = Rng::new(11);
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false };
+    for (a, b, dim, want) in [
+        (vec![2usize, 12, 4, 8], vec![2, 20, 4, 8], 1, "concat4"),
+        (vec![3, 4, 8], vec![3, 4, 12], 2, "concat4"),
+        (vec![2, 3, 5, 7], vec![2, 2, 5, 7], 1, "concat"),
+        (vec![3, 4, 6], vec![3, 4, 2], 2, "concat"),
+    ] {
+        let mut g = Graph::new();
+        let (x, y) = (g.input("x", TensorDesc::f32(&a)), g.input("y", TensorDesc::f32(&b)));
+        let t = g.concat("cat", x, y, dim).unwrap();
+        g.output(t);
+        let node = g.nodes().last().unwrap();
+        let (ins, out) = ([TensorDesc::f32(&a), TensorDesc::f32(&b)], g.desc(t).clone());
+        assert_eq!(node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap()[0].entry, want, "{a:?} + {b:?}");
+        let inputs = vec![(x, rng.vec(a.iter().product(), 1.0)), (y, rng.vec(b.iter().product(), 1.0))];
+        let cmp = check_graph(&gpu, g, &inputs).unwrap();
+        assert!(cmp[0].max_abs == 0.0, "{a:?} + {b:?} along {dim}: {:e}", cmp[0].max_abs);
+    }
+}
+
 /// An f16 embedding table (f16 weights, as CLIP's token table under --precision f16) gathers the same rows
 /// as its f16-rounded f32 twin, with and without a first id.
 #[test]
