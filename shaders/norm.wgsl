@@ -2,7 +2,8 @@
 // last dimension. Entry points: gn_stats, gn_finalize, gn_apply, layer_norm, softmax; gn_stats4, gn_apply4 and
 // layer_norm4 are gn_stats, gn_apply and layer_norm reading (and writing) 4 elements at a time where every
 // offset, chunk, row and count is a multiple of 4 (chosen per dispatch when lowering): on CPU drivers a
-// vector access costs about what a scalar one does. gn_apply4h is gn_apply4 writing f16 (two per word).
+// vector access costs about what a scalar one does. gn_apply4h is gn_apply4 writing f16 (two per word);
+// the *_w8 forms run 8-invocation workgroups for CPU adapters.
 //
 // Statistics are f32 and numerically stable, never E[x²] − E[x]²: each thread reduces its elements serially
 // (exact two-pass statistics of batches of 8 held in registers, Welford's update for the tail) and partial
@@ -177,27 +178,37 @@ fn strided_stats4(start4: u32, n4: u32, stride: u32, shift: f32) -> vec3<f32> {
     return acc;
 }
 
-// gn_stats with vec4 reads: the chunk start, p.chunk, p.count and p.len are multiples of 4.
-@compute @workgroup_size(256)
-fn gn_stats4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let wid = wg.x + wg.y * nwg.x;
+// gn_stats with vec4 reads (the chunk start, p.chunk, p.count and p.len multiples of 4): workgroup `wid`
+// with `n_inv` invocations. Entry points gn_stats4 (256, for GPUs) and gn_stats4_w8 (8, for CPU adapters,
+// where each invocation then reduces more values per set-up and the combine is of 8 partials).
+fn stats4(wid: u32, lid: u32, n_inv: u32) {
     if (wid >= p.units * p.chunks) { return; }
-    let lid = lid3.x;
     let u = wid / p.chunks;
     let k = wid - u * p.chunks;
     let c0 = k * p.chunk;
     let n4 = min(p.chunk, p.count - c0) / 4u;
     let base4 = (p.x_shift + u * p.len + c0) / 4u;
     let shift = x4[base4].x;
-    let acc = strided_stats4(base4 + lid, n4 - min(lid, n4), WG, shift);
+    let acc = strided_stats4(base4 + lid, n4 - min(lid, n4), n_inv, shift);
     store_partial(lid, acc);
     workgroupBarrier();
     if (lid == 0u) {
-        let r = combine(0u, WG, 1u);
+        let r = combine(0u, n_inv, 1u);
         let slot = 4u * (p.unit0 + u * p.parts + k);
         dst4[slot / 4u] = vec4<f32>(shift, r.x, r.y, r.z);
     }
+}
+
+@compute @workgroup_size(256)
+fn gn_stats4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    stats4(wg.x + wg.y * nwg.x, lid.x, 256u);
+}
+
+@compute @workgroup_size(8)
+fn gn_stats4_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    stats4(wg.x + wg.y * nwg.x, lid.x, 8u);
 }
 
 // One thread per (b, g): merges the P partials of its block, rebasing each onto the first partial's shift,
@@ -281,11 +292,11 @@ fn gn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
-// gn_apply with vec4 reads and writes: plane starts, chunks and counts are multiples of 4.
-@compute @workgroup_size(256)
-fn gn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let wid = wg.x + wg.y * nwg.x;
+// gn_apply with vec4 reads and writes (plane starts, chunks and counts multiples of 4): the work of
+// workgroup `wid`'s invocation `lid` of `n_inv`. Entry points gn_apply4 (256 invocations, for GPUs) and
+// gn_apply4_w8 (8, for CPU adapters: there every 8 invocations repeat a plane's parameter loads and
+// index divisions, so fewer invocations per plane normalise more values per set-up).
+fn apply4(wid: u32, lid: u32, n_inv: u32) {
     let blk = wid / p.chunks;
     let k = wid - blk * p.chunks;
     let c0 = k * p.chunk;
@@ -295,34 +306,29 @@ fn gn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let act = p.act;
     for (var u = blk * p.parts; u < u_end; u++) {
         let f = plane_affine(p.unit0 + u);
-        let shift = f.x;
-        let a = f.y;
-        let t = f.z;
         let xb = (p.x_shift + u * p.len + c0) / 4u;
         let ob = (p.out_shift + u * p.len + c0) / 4u;
         if (act == ACT_SILU) {
-            for (var i = lid3.x; i < n4; i += WG) {
-                let y = (x4[xb + i] - shift) * a + t;
+            for (var i = lid; i < n4; i += n_inv) {
+                let y = (x4[xb + i] - f.x) * f.y + f.z;
                 dst4[ob + i] = y / (1.0 + exp(-y));
             }
         } else if (act == ACT_NONE) {
-            for (var i = lid3.x; i < n4; i += WG) {
-                dst4[ob + i] = (x4[xb + i] - shift) * a + t;
+            for (var i = lid; i < n4; i += n_inv) {
+                dst4[ob + i] = (x4[xb + i] - f.x) * f.y + f.z;
             }
         } else {
-            for (var i = lid3.x; i < n4; i += WG) {
-                let y = (x4[xb + i] - shift) * a + t;
+            for (var i = lid; i < n4; i += n_inv) {
+                let y = (x4[xb + i] - f.x) * f.y + f.z;
                 dst4[ob + i] = vec4<f32>(activate(y.x, act), activate(y.y, act), activate(y.z, act), activate(y.w, act));
             }
         }
     }
 }
 
-// gn_apply4 writing the output as f16 (rounded once; planes whole vec4s, checked at record time).
-@compute @workgroup_size(256)
-fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let wid = wg.x + wg.y * nwg.x;
+// apply4 writing the output as f16 (rounded once; planes whole vec4s, checked at record time). Entry
+// points gn_apply4h and gn_apply4h_w8.
+fn apply4h(wid: u32, lid: u32, n_inv: u32) {
     let blk = wid / p.chunks;
     let k = wid - blk * p.chunks;
     let c0 = k * p.chunk;
@@ -332,13 +338,10 @@ fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let silu_on = p.act == ACT_SILU;
     for (var u = blk * p.parts; u < u_end; u++) {
         let f = plane_affine(p.unit0 + u);
-        let shift = f.x;
-        let a = f.y;
-        let t = f.z;
         let xb = (p.x_shift + u * p.len + c0) / 4u;
         let ob = (p.out_shift + u * p.len + c0) / 4u;
-        for (var i = lid3.x; i < n4; i += WG) {
-            var y = (x4[xb + i] - shift) * a + t;
+        for (var i = lid; i < n4; i += n_inv) {
+            var y = (x4[xb + i] - f.x) * f.y + f.z;
             if (silu_on) {
                 y = y / (1.0 + exp(-y));
             } else if (p.act != ACT_NONE) {
@@ -347,6 +350,30 @@ fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             dsth[ob + i] = vec2<u32>(pack2x16float(y.xy), pack2x16float(y.zw));
         }
     }
+}
+
+@compute @workgroup_size(256)
+fn gn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    apply4(wg.x + wg.y * nwg.x, lid.x, 256u);
+}
+
+@compute @workgroup_size(8)
+fn gn_apply4_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    apply4(wg.x + wg.y * nwg.x, lid.x, 8u);
+}
+
+@compute @workgroup_size(256)
+fn gn_apply4h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    apply4h(wg.x + wg.y * nwg.x, lid.x, 256u);
+}
+
+@compute @workgroup_size(8)
+fn gn_apply4h_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    apply4h(wg.x + wg.y * nwg.x, lid.x, 8u);
 }
 
 // Row kernels (layer_norm, softmax): p.chunk threads per row (a power of two, 1 to 64), WG / p.chunk rows per

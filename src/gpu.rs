@@ -110,6 +110,9 @@ pub struct Gpu {
     pub low_vram: bool,
     /// `--f16-activations` (effective for networks loaded in f16).
     pub f16_activations: bool,
+    /// Choose the kernels a GPU would get even on a CPU adapter (`DeviceLimits::cpu` false): lets tests
+    /// on lavapipe run the GPU forms of kernels that have a CPU form. Off except in tests.
+    pub gpu_style_kernels: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -278,6 +281,7 @@ impl Gpu {
             vae_precision: Precision::F32,
             low_vram: false,
             f16_activations: false,
+            gpu_style_kernels: false,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,

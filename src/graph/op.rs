@@ -41,7 +41,7 @@ impl DeviceLimits {
     pub fn from_gpu(gpu: &crate::gpu::Gpu) -> Self {
         DeviceLimits {
             subgroup_min_size: if gpu.caps.subgroups { gpu.info.subgroup_min_size } else { 0 },
-            cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
+            cpu: gpu.info.device_type == wgpu::DeviceType::Cpu && !gpu.gpu_style_kernels,
             ..Self::from_wgpu(&gpu.limits)
         }
     }

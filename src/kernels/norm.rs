@@ -191,7 +191,11 @@ impl Op for GroupNormStats {
             };
             out.push(Dispatch {
                 shader: &SHADER,
-                entry: if vec4 { "gn_stats4" } else { "gn_stats" },
+                entry: match vec4 {
+                    true if l.limits.cpu => "gn_stats4_w8",
+                    true => "gn_stats4",
+                    false => "gn_stats",
+                },
                 params: params(&p),
                 bindings: vec![bx, Bind::output(l.output)],
                 workgroups: grid_1d(nu * per_unit, l.limits),
@@ -348,7 +352,9 @@ impl Op for GroupNormApply {
             out.push(Dispatch {
                 shader: &SHADER,
                 entry: match (vec4, self.out_f16) {
+                    (true, true) if l.limits.cpu => "gn_apply4h_w8",
                     (true, true) => "gn_apply4h",
+                    (true, false) if l.limits.cpu => "gn_apply4_w8",
                     (true, false) => "gn_apply4",
                     (false, false) => "gn_apply",
                     // Whole-vec4 planes start every window on a vec4 (checked at record time).

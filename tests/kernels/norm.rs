@@ -470,3 +470,35 @@ fn group_norm_writes_f16_for_a_convolution() {
     let e = g.group_norm_to("odd", x, 2, 1e-5, None, None, Activation::None, DType::F16).unwrap_err().to_string();
     assert!(e.contains("multiple of 4") && e.contains("f32[1×4×3×5]"), "{e}");
 }
+
+/// The vec4 GroupNorm statistics and apply have 256-invocation forms for GPUs and 8-invocation ones for
+/// CPU adapters (which the other tests run on lavapipe); this runs the GPU forms, f32 and f16 output, on
+/// this adapter.
+#[test]
+fn group_norm_gpu_workgroup_forms() {
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"));
+    gpu.gpu_style_kernels = true;
+    let gpu = Arc::new(gpu);
+    assert!(!DeviceLimits::from_gpu(&gpu).cpu);
+    for out in [DType::F32, DType::F16] {
+        let shape = [2usize, 64, 16, 16];
+        let mut g = Graph::new();
+        let x = g.input("x", TensorDesc::f32(&shape));
+        let w = g.input("w", TensorDesc::f32(&[64]));
+        let b = g.input("b", TensorDesc::f32(&[64]));
+        let y = g.group_norm_to("gn", x, 32, 1e-5, Some(w), Some(b), Activation::Silu, out).unwrap();
+        g.output(y);
+        let node = g.nodes().last().unwrap();
+        let descs = [TensorDesc::f32(&shape), g.desc(node.inputs[1]).clone(), TensorDesc::f32(&[64]), TensorDesc::f32(&[64])];
+        let limits = DeviceLimits::from_gpu(&gpu);
+        let entry = node.op.lower(&Lowering { inputs: &descs, output: g.desc(y), limits: &limits }).unwrap()[0].entry;
+        assert_eq!(entry, if out == DType::F16 { "gn_apply4h" } else { "gn_apply4" });
+        let stats_node = &g.nodes()[g.nodes().len() - 2];
+        let stats_entry = stats_node.op.lower(&Lowering { inputs: &descs[..1], output: &descs[1], limits: &limits }).unwrap()[0].entry;
+        assert_eq!(stats_entry, "gn_stats4");
+        let vals = vec![(x, data(3, 2 * 64 * 256, 2.0, 0.5)), (w, data(4, 64, 1.0, 1.0)), (b, data(5, 64, 0.5, 0.0))];
+        let cmp = check_graph(&gpu, g, &vals).unwrap();
+        println!("{entry}: rel_l2 {:.2e}", cmp[0].rel_l2);
+        assert!(cmp[0].rel_l2 < if out == DType::F16 { 2e-4 } else { TOL }, "{entry}: {:e}", cmp[0].rel_l2);
+    }
+}
