@@ -1,5 +1,5 @@
 // Two inputs, one output: broadcast add/multiply, concatenation, row gather (embedding lookup).
-// Entry points: add, mul, add4, mul4, concat, concat4, gather.
+// Entry points: add, mul, add4, mul4, add4_full, mul4_full, concat, concat4, gather.
 
 struct Params {
     n: u32,          // output elements this dispatch covers
@@ -21,8 +21,8 @@ struct Params {
 fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-// The same bindings 4 values at a time (add4, mul4, concat4: every offset and length a multiple of 4; they
-// use no other view of them). WGSL lets entry points that do not share variables bind one slot to both.
+// The same bindings 4 values at a time (add4, mul4, *_full, concat4: every offset and length a multiple of
+// 4; they use no other view of them). WGSL lets entry points that do not share variables bind one slot to both.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
@@ -75,6 +75,24 @@ fn mul4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = item(wg, nwg, lid);
     if (i >= p.n / 4u) { return; }
     out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] * b_vec4(4u * i);
+}
+
+// add4 and mul4 for a b of a's shape: no broadcast index (a vector integer division or remainder is a
+// loop over the lanes on CPU drivers, and costs more than the add).
+@compute @workgroup_size(256)
+fn add4_full(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 4u) { return; }
+    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] + b4[p.b_shift / 4u + i];
+}
+
+@compute @workgroup_size(256)
+fn mul4_full(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = item(wg, nwg, lid);
+    if (i >= p.n / 4u) { return; }
+    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] * b4[p.b_shift / 4u + i];
 }
 
 // out[o, :] = cat(a[o, :], b[o, :]) with a rows of `inner` and b rows of `bn` elements.

@@ -89,8 +89,16 @@ impl Op for Binary {
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let (a, b) = (&l.inputs[0], &l.inputs[1]);
         let (inner, bn) = broadcast_layout(a, b).expect("checked at record time");
-        let full_b = inner * bn == a.numel();
-        let (entry, entry4) = if self.kind == BinaryKind::Add { ("add", "add4") } else { ("mul", "mul4") };
+        // b with a's own elements is split like a; a broadcast one (fewer elements, even when its index
+        // runs over all of a's, like a per-channel b of [B, C, 1, 1]) is bound whole and indexed globally.
+        let full_b = inner == 1 && bn == a.numel();
+        // A full b needs no broadcast index in the vec4 forms.
+        let (entry, entry4) = match (self.kind == BinaryKind::Add, full_b) {
+            (true, false) => ("add", "add4"),
+            (true, true) => ("add", "add4_full"),
+            (false, false) => ("mul", "mul4"),
+            (false, true) => ("mul", "mul4_full"),
+        };
         let mut out = Vec::new();
         for (s, n) in chunks(a.numel() as u64, max_binding_elems(l.limits, DType::F32), 1) {
             let (ba, a_shift) = Bind::elements(Slot::Input(0), a, s, n, l.limits);

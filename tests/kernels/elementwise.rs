@@ -150,6 +150,23 @@ fn broadcast_add_mul_on_whole_vec4s() {
         node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits }).unwrap()[0].entry
     };
     assert_eq!(entry(&[2, 12, 4, 8], &[2, 12, 1, 1]), "add4");
+    assert_eq!(entry(&[2, 12, 4, 8], &[2, 12, 4, 8]), "add4_full");
+    // Split under a 1 KiB binding limit, a per-channel b ([2, 12, 1, 1], whose index runs over all of a)
+    // is bound whole in every dispatch and indexed from the dispatch's first element (params.base).
+    let small = DeviceLimits { max_binding: 1024, offset_align: 256, ..limits.clone() };
+    let (xa, xb) = (TensorDesc::f32(&[2, 12, 4, 8]), TensorDesc::f32(&[2, 12, 1, 1]));
+    let mut g = Graph::new();
+    let (x, y) = (g.input("x", xa.clone()), g.input("y", xb.clone()));
+    let t = g.add("add", x, y).unwrap();
+    let ds = g.nodes().last().unwrap().op.lower(&Lowering { inputs: &[xa, xb], output: g.desc(t), limits: &small }).unwrap();
+    assert!(ds.len() > 1);
+    let mut start = 0;
+    for d in &ds {
+        assert_eq!((d.bindings[1].offset, d.bindings[1].size), (0, 96), "b bound whole");
+        let word = |k: usize| u32::from_le_bytes(d.params[4 * k..4 * k + 4].try_into().unwrap());
+        assert_eq!(word(4), start, "base of a dispatch");
+        start += word(0);
+    }
     assert_eq!(entry(&[2, 3, 4, 4], &[2, 3, 1, 1]), "add");
     assert_eq!(entry(&[2, 13, 5, 7], &[7]), "add");
 }
