@@ -3,7 +3,8 @@
 // layer_norm4 are gn_stats, gn_apply and layer_norm reading (and writing) 4 elements at a time where every
 // offset, chunk, row and count is a multiple of 4 (chosen per dispatch when lowering): on CPU drivers a
 // vector access costs about what a scalar one does. gn_apply4h is gn_apply4 writing f16 (two per word);
-// the *_w8 forms run 8-invocation workgroups for CPU adapters.
+// the *_w8 forms (gn_stats4, gn_apply4, gn_apply4h, layer_norm4) run 8-invocation workgroups for CPU
+// adapters.
 //
 // Statistics are f32 and numerically stable, never E[x²] − E[x]²: each thread reduces its elements serially
 // (exact two-pass statistics of batches of 8 held in registers, Welford's update for the tail) and partial
@@ -448,6 +449,31 @@ fn layer_norm4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let has_b = (p.flags & 2u) != 0u;
     let o4 = rw.ostart / 4u;
     for (var j = rw.lane; j < len4; j += tpr) {
+        var y = ((x4[s4 + j] - shift) - md) * rstd;
+        if (has_w) { y *= in1v[j]; }
+        if (has_b) { y += in2v[j]; }
+        dst4[o4 + j] = y;
+    }
+}
+
+// layer_norm4 for CPU adapters: one row per invocation, 8 invocations per workgroup, so no partials to
+// combine and no barrier (on lavapipe each 8 invocations of a 256-invocation workgroup repeat the row's
+// index divisions, and the combine reads workgroup memory lane by lane).
+@compute @workgroup_size(8)
+fn layer_norm4_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = (wg.x + wg.y * nwg.x) * 8u + lid.x;
+    if (r >= p.units) { return; }
+    let len4 = p.len / 4u;
+    let s4 = (p.x_shift + r * p.len) / 4u;
+    let o4 = (p.out_shift + r * p.len) / 4u;
+    let shift = x4[s4].x;
+    let st = strided_stats4(s4, len4, 1u, shift);
+    let md = st.y;
+    let rstd = inverseSqrt(st.z / st.x + p.eps);
+    let has_w = (p.flags & 1u) != 0u;
+    let has_b = (p.flags & 2u) != 0u;
+    for (var j = 0u; j < len4; j++) {
         var y = ((x4[s4 + j] - shift) - md) * rstd;
         if (has_w) { y *= in1v[j]; }
         if (has_b) { y += in2v[j]; }

@@ -448,11 +448,12 @@ pub(crate) fn check_rows(op: &str, x: &TensorDesc) -> Result<()> {
 }
 
 /// Lowers a row kernel: windows of whole rows, `WG / tpr` rows per workgroup. `entry4`, when given, is the
-/// entry point's vec4 form, used by dispatches whose rows and window starts are whole vec4s.
+/// entry point's vec4 form, used by dispatches whose rows and window starts are whole vec4s; on CPU
+/// adapters the vec4 form's `_w8` twin runs instead, one row per invocation in 8-invocation workgroups.
 fn lower_rows(
     l: &Lowering,
     op: &str,
-    (entry, entry4): (&'static str, Option<&'static str>),
+    (entry, entry4): (&'static str, Option<(&'static str, &'static str)>),
     extra: &[Option<usize>],
     base: Params,
 ) -> Result<Vec<Dispatch>> {
@@ -475,14 +476,19 @@ fn lower_rows(
                 None => bx.clone(),
             });
         }
+        let vec4 = entry4.is_some() && len.is_multiple_of(4) && x_shift % 4 == 0 && out_shift % 4 == 0;
+        let (entry, tpr, rows_per_wg) = match entry4 {
+            Some((_, w8)) if vec4 && l.limits.cpu => (w8, 1, 8),
+            Some((e4, _)) if vec4 => (e4, tpr, WG / tpr),
+            _ => (entry, tpr, WG / tpr),
+        };
         let p = Params { units: nr as u32, len: len as u32, chunk: tpr as u32, x_shift, out_shift, ..base };
-        let vec4 = len.is_multiple_of(4) && x_shift % 4 == 0 && out_shift % 4 == 0;
         out.push(Dispatch {
             shader: &SHADER,
-            entry: entry4.filter(|_| vec4).unwrap_or(entry),
+            entry,
             params: params(&p),
             bindings,
-            workgroups: grid_1d(nr.div_ceil(WG / tpr), l.limits),
+            workgroups: grid_1d(nr.div_ceil(rows_per_wg), l.limits),
         });
     }
     Ok(out)
@@ -526,7 +532,7 @@ impl Op for LayerNorm {
             eps: self.eps,
             ..Default::default()
         };
-        lower_rows(l, self.kind(), ("layer_norm", Some("layer_norm4")), &[w, b], base)
+        lower_rows(l, self.kind(), ("layer_norm", Some(("layer_norm4", "layer_norm4_w8"))), &[w, b], base)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
         let w = self.has_weight.then(|| inputs[1]);

@@ -248,10 +248,18 @@ fn norms_pick_vec4_kernels_by_shape() {
     // LayerNorm: rows of a multiple of 4 (the transformer's 320 .. 1280, the 3×1000 GPU case) take the
     // vec4 kernel; 33 and 4099 the scalar one.
     let ln = LayerNorm { eps: 1e-5, has_weight: true, has_bias: true };
-    for (rows, len, entry) in [(8192, 320, "layer_norm4"), (3, 1000, "layer_norm4"), (4, 33, "layer_norm"), (6, 4099, "layer_norm")] {
+    let cpu = DeviceLimits { cpu: true, ..limits.clone() };
+    for (rows, len, entry, cpu_entry) in [
+        (8192, 320, "layer_norm4", "layer_norm4_w8"),
+        (3, 1000, "layer_norm4", "layer_norm4_w8"),
+        (4, 33, "layer_norm", "layer_norm"),
+        (6, 4099, "layer_norm", "layer_norm"),
+    ] {
         let ins = [TensorDesc::f32(&[rows, len]), TensorDesc::f32(&[len]), TensorDesc::f32(&[len])];
-        let ds = ln.lower(&Lowering { inputs: &ins, output: &ins[0], limits: &limits }).unwrap();
-        assert!(ds.iter().all(|d| d.entry == entry), "rows of {len}: {:?}", ds.iter().map(|d| d.entry).collect::<Vec<_>>());
+        for (lim, want) in [(&limits, entry), (&cpu, cpu_entry)] {
+            let ds = ln.lower(&Lowering { inputs: &ins, output: &ins[0], limits: lim }).unwrap();
+            assert!(ds.iter().all(|d| d.entry == want), "rows of {len}: {:?}", ds.iter().map(|d| d.entry).collect::<Vec<_>>());
+        }
     }
 }
 
@@ -501,4 +509,24 @@ fn group_norm_gpu_workgroup_forms() {
         println!("{entry}: rel_l2 {:.2e}", cmp[0].rel_l2);
         assert!(cmp[0].rel_l2 < if out == DType::F16 { 2e-4 } else { TOL }, "{entry}: {:e}", cmp[0].rel_l2);
     }
+}
+
+/// layer_norm4's GPU form (256 invocations, several per row) on this adapter; the CPU form (one row per
+/// invocation) is what the other LayerNorm tests run on lavapipe.
+#[test]
+fn layer_norm_gpu_workgroup_form() {
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"));
+    gpu.gpu_style_kernels = true;
+    let gpu = Arc::new(gpu);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[37, 320]));
+    let w = g.input("w", TensorDesc::f32(&[320]));
+    let b = g.input("b", TensorDesc::f32(&[320]));
+    let y = g.layer_norm("ln", x, 1e-5, Some(w), Some(b)).unwrap();
+    g.output(y);
+    let descs = [TensorDesc::f32(&[37, 320]), TensorDesc::f32(&[320]), TensorDesc::f32(&[320])];
+    let limits = DeviceLimits::from_gpu(&gpu);
+    assert_eq!(g.nodes().last().unwrap().op.lower(&Lowering { inputs: &descs, output: &descs[0], limits: &limits }).unwrap()[0].entry, "layer_norm4");
+    let vals = vec![(x, data(1, 37 * 320, 2.0, 1000.0)), (w, data(2, 320, 1.0, 1.0)), (b, data(3, 320, 0.5, 0.0))];
+    assert_close(&check_graph(&gpu, g, &vals).unwrap(), TOL);
 }
