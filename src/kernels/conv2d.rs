@@ -499,20 +499,20 @@ impl Op for Conv2d {
                 kern.entry, l.limits.subgroup_min_size
             )));
         }
-        // Whole units (channel planes, weight rows, tensors) of n elements one binding may hold.
-        let units = |n: usize| max_units_per_binding(l.limits, n as u64, DType::F32) as usize;
+        // Whole units (channel planes, weight rows) of n elements of `dt` one binding may hold.
+        let units = |n: usize, dt: DType| max_units_per_binding(l.limits, n as u64, dt) as usize;
         let (hw, ohw, k) = (s.h * s.w, s.oh * s.ow, s.k());
-        let limit_err = |what: &str, needed: usize| Error::Limit {
+        let limit_err = |what: &str, needed: usize, dt: DType| Error::Limit {
             op: format!("conv2d (x {x}, weight {w})"),
             what: what.into(),
-            needed: needed as u64 * 4,
+            needed: needed as u64 * dt.size_bytes(),
             limit_name: "max_storage_buffer_binding_size",
             limit: l.limits.max_binding,
             hint: ": conv2d splits by whole channels, so one channel plane and one weight row must fit".into(),
         };
-        for (what, n) in [("one input channel plane", hw), ("one output channel plane", ohw), ("one weight row", k)] {
-            if units(n) == 0 {
-                return Err(limit_err(what, n));
+        for (what, n, dt) in [("one input channel plane", hw, x.dtype), ("one output channel plane", ohw, DType::F32), ("one weight row", k, w.dtype)] {
+            if units(n, dt) == 0 {
+                return Err(limit_err(what, n, dt));
             }
         }
         // One dispatch for all images (workgroup z) when every tensor fits a binding; else per image,
@@ -523,8 +523,8 @@ impl Op for Conv2d {
         let (images, co_chunks, ci_chunks) = if whole {
             (vec![(0, s.b)], vec![(0, s.cout)], vec![(0, s.cin)])
         } else {
-            let co_cap = units(ohw).min(units(k));
-            ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, units(hw)))
+            let co_cap = units(ohw, DType::F32).min(units(k, w.dtype));
+            ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, units(hw, x.dtype)))
         };
         // Bindings the entry point does not read still need a buffer: the start of x, at least one
         // element of the declared type (the vec kernels' res4: 16 bytes).

@@ -349,17 +349,23 @@ impl Op for GroupNormApply {
                 act: self.act.code(),
                 ..Default::default()
             };
+            let entry = match (vec4, self.out_f16) {
+                (true, true) if l.limits.cpu => "gn_apply4h_w8",
+                (true, true) => "gn_apply4h",
+                (true, false) if l.limits.cpu => "gn_apply4_w8",
+                (true, false) => "gn_apply4",
+                (false, false) => "gn_apply",
+                // Whole-vec4 planes (checked at record time) start every window on a vec4 under any
+                // WebGPU offset alignment; an adapter that broke that gets an error, not a wrong image.
+                (false, true) => {
+                    return Err(Error::usage(format!(
+                        "group_norm: an f16 output of {x} needs windows starting on whole vec4s (x shift {x_shift}, output shift {out_shift})"
+                    )))
+                }
+            };
             out.push(Dispatch {
                 shader: &SHADER,
-                entry: match (vec4, self.out_f16) {
-                    (true, true) if l.limits.cpu => "gn_apply4h_w8",
-                    (true, true) => "gn_apply4h",
-                    (true, false) if l.limits.cpu => "gn_apply4_w8",
-                    (true, false) => "gn_apply4",
-                    (false, false) => "gn_apply",
-                    // Whole-vec4 planes start every window on a vec4 (checked at record time).
-                    (false, true) => unreachable!("f16 GroupNorm output with planes of {} elements", lay.spatial),
-                },
+                entry,
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu.div_ceil(per_wg) * per_plane, l.limits),
