@@ -9,9 +9,9 @@
 // lane (tens of cycles per value), while multiply-adds on whole vectors are cheap. So the kernels minimise
 // loads per multiply-add. A workgroup is one 8-lane subgroup; every lane loads some rows of A (rows lane,
 // lane + 8, ...) and shares them with subgroupBroadcast, and loads its own columns of B. Rows and columns
-// past the edge are clamped for loading and skipped when storing, so the k loops have no bounds checks. B
-// is read only through b_at / b4_at4, so the same text serves f32 and packed-f16 weights
-// (src/kernels/weight_storage.rs).
+// past the edge are clamped for loading and skipped when storing, so the k loops have no bounds checks. A
+// and B are read only through their accessors (a_at, a4_at4, b_at, b4_at4), so the same text serves f32
+// and packed-f16 weights and texture reads (src/kernels/weight_storage.rs).
 
 struct Params {
     m: u32,
@@ -34,11 +34,13 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
+fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 fn b_at(i: u32) -> f32 { return b[i]; }
 // A and B 4 values at a time, for matmul_bcast_k4 only (it uses no other view of them; WGSL lets entry
 // points that do not share variables bind one slot to both).
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+fn a4_at4(i: u32) -> vec4<f32> { return a4[i]; }
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 fn b4_at4(i: u32) -> vec4<f32> { return b4[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -155,7 +157,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     for (var k = 0u; k < p.k; k++) {
         let b0 = vec4<f32>(b_at(bc0 + kb), b_at(bc1 + kb), b_at(bc2 + kb), b_at(bc3 + kb));
         let b1 = vec4<f32>(b_at(bc4 + kb), b_at(bc5 + kb), b_at(bc6 + kb), b_at(bc7 + kb));
-        let a0 = a[ar0 + ka];
+        let a0 = a_at(ar0 + ka);
         { let v = vec4(subgroupBroadcast(a0, 0u)); acc0_0 = fma(v, b0, acc0_0); acc0_1 = fma(v, b1, acc0_1); }
         { let v = vec4(subgroupBroadcast(a0, 1u)); acc1_0 = fma(v, b0, acc1_0); acc1_1 = fma(v, b1, acc1_1); }
         { let v = vec4(subgroupBroadcast(a0, 2u)); acc2_0 = fma(v, b0, acc2_0); acc2_1 = fma(v, b1, acc2_1); }
@@ -164,7 +166,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a0, 5u)); acc5_0 = fma(v, b0, acc5_0); acc5_1 = fma(v, b1, acc5_1); }
         { let v = vec4(subgroupBroadcast(a0, 6u)); acc6_0 = fma(v, b0, acc6_0); acc6_1 = fma(v, b1, acc6_1); }
         { let v = vec4(subgroupBroadcast(a0, 7u)); acc7_0 = fma(v, b0, acc7_0); acc7_1 = fma(v, b1, acc7_1); }
-        let a1 = a[ar1 + ka];
+        let a1 = a_at(ar1 + ka);
         { let v = vec4(subgroupBroadcast(a1, 0u)); acc8_0 = fma(v, b0, acc8_0); acc8_1 = fma(v, b1, acc8_1); }
         { let v = vec4(subgroupBroadcast(a1, 1u)); acc9_0 = fma(v, b0, acc9_0); acc9_1 = fma(v, b1, acc9_1); }
         { let v = vec4(subgroupBroadcast(a1, 2u)); acc10_0 = fma(v, b0, acc10_0); acc10_1 = fma(v, b1, acc10_1); }
@@ -173,7 +175,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a1, 5u)); acc13_0 = fma(v, b0, acc13_0); acc13_1 = fma(v, b1, acc13_1); }
         { let v = vec4(subgroupBroadcast(a1, 6u)); acc14_0 = fma(v, b0, acc14_0); acc14_1 = fma(v, b1, acc14_1); }
         { let v = vec4(subgroupBroadcast(a1, 7u)); acc15_0 = fma(v, b0, acc15_0); acc15_1 = fma(v, b1, acc15_1); }
-        let a2 = a[ar2 + ka];
+        let a2 = a_at(ar2 + ka);
         { let v = vec4(subgroupBroadcast(a2, 0u)); acc16_0 = fma(v, b0, acc16_0); acc16_1 = fma(v, b1, acc16_1); }
         { let v = vec4(subgroupBroadcast(a2, 1u)); acc17_0 = fma(v, b0, acc17_0); acc17_1 = fma(v, b1, acc17_1); }
         { let v = vec4(subgroupBroadcast(a2, 2u)); acc18_0 = fma(v, b0, acc18_0); acc18_1 = fma(v, b1, acc18_1); }
@@ -182,7 +184,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a2, 5u)); acc21_0 = fma(v, b0, acc21_0); acc21_1 = fma(v, b1, acc21_1); }
         { let v = vec4(subgroupBroadcast(a2, 6u)); acc22_0 = fma(v, b0, acc22_0); acc22_1 = fma(v, b1, acc22_1); }
         { let v = vec4(subgroupBroadcast(a2, 7u)); acc23_0 = fma(v, b0, acc23_0); acc23_1 = fma(v, b1, acc23_1); }
-        let a3 = a[ar3 + ka];
+        let a3 = a_at(ar3 + ka);
         { let v = vec4(subgroupBroadcast(a3, 0u)); acc24_0 = fma(v, b0, acc24_0); acc24_1 = fma(v, b1, acc24_1); }
         { let v = vec4(subgroupBroadcast(a3, 1u)); acc25_0 = fma(v, b0, acc25_0); acc25_1 = fma(v, b1, acc25_1); }
         { let v = vec4(subgroupBroadcast(a3, 2u)); acc26_0 = fma(v, b0, acc26_0); acc26_1 = fma(v, b1, acc26_1); }
@@ -191,7 +193,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a3, 5u)); acc29_0 = fma(v, b0, acc29_0); acc29_1 = fma(v, b1, acc29_1); }
         { let v = vec4(subgroupBroadcast(a3, 6u)); acc30_0 = fma(v, b0, acc30_0); acc30_1 = fma(v, b1, acc30_1); }
         { let v = vec4(subgroupBroadcast(a3, 7u)); acc31_0 = fma(v, b0, acc31_0); acc31_1 = fma(v, b1, acc31_1); }
-        let a4 = a[ar4 + ka];
+        let a4 = a_at(ar4 + ka);
         { let v = vec4(subgroupBroadcast(a4, 0u)); acc32_0 = fma(v, b0, acc32_0); acc32_1 = fma(v, b1, acc32_1); }
         { let v = vec4(subgroupBroadcast(a4, 1u)); acc33_0 = fma(v, b0, acc33_0); acc33_1 = fma(v, b1, acc33_1); }
         { let v = vec4(subgroupBroadcast(a4, 2u)); acc34_0 = fma(v, b0, acc34_0); acc34_1 = fma(v, b1, acc34_1); }
@@ -200,7 +202,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a4, 5u)); acc37_0 = fma(v, b0, acc37_0); acc37_1 = fma(v, b1, acc37_1); }
         { let v = vec4(subgroupBroadcast(a4, 6u)); acc38_0 = fma(v, b0, acc38_0); acc38_1 = fma(v, b1, acc38_1); }
         { let v = vec4(subgroupBroadcast(a4, 7u)); acc39_0 = fma(v, b0, acc39_0); acc39_1 = fma(v, b1, acc39_1); }
-        let a5 = a[ar5 + ka];
+        let a5 = a_at(ar5 + ka);
         { let v = vec4(subgroupBroadcast(a5, 0u)); acc40_0 = fma(v, b0, acc40_0); acc40_1 = fma(v, b1, acc40_1); }
         { let v = vec4(subgroupBroadcast(a5, 1u)); acc41_0 = fma(v, b0, acc41_0); acc41_1 = fma(v, b1, acc41_1); }
         { let v = vec4(subgroupBroadcast(a5, 2u)); acc42_0 = fma(v, b0, acc42_0); acc42_1 = fma(v, b1, acc42_1); }
@@ -209,7 +211,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a5, 5u)); acc45_0 = fma(v, b0, acc45_0); acc45_1 = fma(v, b1, acc45_1); }
         { let v = vec4(subgroupBroadcast(a5, 6u)); acc46_0 = fma(v, b0, acc46_0); acc46_1 = fma(v, b1, acc46_1); }
         { let v = vec4(subgroupBroadcast(a5, 7u)); acc47_0 = fma(v, b0, acc47_0); acc47_1 = fma(v, b1, acc47_1); }
-        let a6 = a[ar6 + ka];
+        let a6 = a_at(ar6 + ka);
         { let v = vec4(subgroupBroadcast(a6, 0u)); acc48_0 = fma(v, b0, acc48_0); acc48_1 = fma(v, b1, acc48_1); }
         { let v = vec4(subgroupBroadcast(a6, 1u)); acc49_0 = fma(v, b0, acc49_0); acc49_1 = fma(v, b1, acc49_1); }
         { let v = vec4(subgroupBroadcast(a6, 2u)); acc50_0 = fma(v, b0, acc50_0); acc50_1 = fma(v, b1, acc50_1); }
@@ -218,7 +220,7 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         { let v = vec4(subgroupBroadcast(a6, 5u)); acc53_0 = fma(v, b0, acc53_0); acc53_1 = fma(v, b1, acc53_1); }
         { let v = vec4(subgroupBroadcast(a6, 6u)); acc54_0 = fma(v, b0, acc54_0); acc54_1 = fma(v, b1, acc54_1); }
         { let v = vec4(subgroupBroadcast(a6, 7u)); acc55_0 = fma(v, b0, acc55_0); acc55_1 = fma(v, b1, acc55_1); }
-        let a7 = a[ar7 + ka];
+        let a7 = a_at(ar7 + ka);
         { let v = vec4(subgroupBroadcast(a7, 0u)); acc56_0 = fma(v, b0, acc56_0); acc56_1 = fma(v, b1, acc56_1); }
         { let v = vec4(subgroupBroadcast(a7, 1u)); acc57_0 = fma(v, b0, acc57_0); acc57_1 = fma(v, b1, acc57_1); }
         { let v = vec4(subgroupBroadcast(a7, 2u)); acc58_0 = fma(v, b0, acc58_0); acc58_1 = fma(v, b1, acc58_1); }
@@ -364,10 +366,10 @@ fn matmul_bcast_k4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
         let b5 = b4_at4(bc5 / 4u + k4);
         let b6 = b4_at4(bc6 / 4u + k4);
         let b7 = b4_at4(bc7 / 4u + k4);
-        let av0 = a4[ar0 / 4u + k4];
-        let av1 = a4[ar1 / 4u + k4];
-        let av2 = a4[ar2 / 4u + k4];
-        let av3 = a4[ar3 / 4u + k4];
+        let av0 = a4_at4(ar0 / 4u + k4);
+        let av1 = a4_at4(ar1 / 4u + k4);
+        let av2 = a4_at4(ar2 / 4u + k4);
+        let av3 = a4_at4(ar3 / 4u + k4);
         // B columns col0 + 4g .. col0 + 4g + 3 at k = 4·k4 + i.
         let b0_0 = vec4<f32>(b0[0], b1[0], b2[0], b3[0]);
         let b0_1 = vec4<f32>(b0[1], b1[1], b2[1], b3[1]);

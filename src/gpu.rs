@@ -113,6 +113,9 @@ pub struct Gpu {
     /// Choose the kernels a GPU would get even on a CPU adapter (`DeviceLimits::cpu` false): lets tests
     /// on lavapipe run the GPU forms of kernels that have a CPU form. Off except in tests.
     pub gpu_style_kernels: bool,
+    /// Read every kernel input from storage buffers even where the adapter would get texture reads
+    /// (`DeviceLimits::texture_reads`): lets tests on lavapipe run both forms. Off except in tests.
+    pub buffer_reads_only: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -135,12 +138,21 @@ pub struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// Pipelines are keyed by shader family, entry point and the binding signature (read-only flags).
+/// How a kernel binding (1, 2, ...) is bound: a read-only or read-write storage buffer, or a texture the
+/// executor fills from a buffer range (`Bind::texture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindKind {
+    Read,
+    Write,
+    Texture,
+}
+
+/// Pipelines are keyed by shader family, entry point and the binding signature.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PipelineKey {
     shader: &'static str,
     entry: &'static str,
-    writable: Vec<bool>,
+    kinds: Vec<BindKind>,
 }
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
@@ -282,6 +294,7 @@ impl Gpu {
             low_vram: false,
             f16_activations: false,
             gpu_style_kernels: false,
+            buffer_reads_only: false,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,
@@ -341,10 +354,10 @@ impl Gpu {
         Ok(m)
     }
 
-    /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are storage
-    /// buffers, read-write where `writable[i]` is set.
-    pub fn pipeline(&self, src: &ShaderSource, entry: &'static str, writable: &[bool]) -> Result<Arc<Pipeline>> {
-        let key = PipelineKey { shader: src.name, entry, writable: writable.to_vec() };
+    /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are bound
+    /// as `kinds` says.
+    pub fn pipeline(&self, src: &ShaderSource, entry: &'static str, kinds: &[BindKind]) -> Result<Arc<Pipeline>> {
+        let key = PipelineKey { shader: src.name, entry, kinds: kinds.to_vec() };
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
@@ -359,17 +372,20 @@ impl Gpu {
             },
             count: None,
         }];
-        for (i, w) in writable.iter().enumerate() {
-            entries.push(wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: !w },
+        for (i, kind) in kinds.iter().enumerate() {
+            let ty = match kind {
+                BindKind::Texture => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                _ => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *kind == BindKind::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
-                count: None,
-            });
+            };
+            entries.push(wgpu::BindGroupLayoutEntry { binding: i as u32 + 1, visibility: wgpu::ShaderStages::COMPUTE, ty, count: None });
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -451,7 +467,8 @@ impl Gpu {
     }
 
     fn upload_untimed(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
-        let size = (data.len() as u64).max(4).next_multiple_of(4);
+        // Whole 16-byte texels, so a texture-read binding of the end of a weight copies whole texels.
+        let size = (data.len() as u64).max(4).next_multiple_of(16);
         let mapped = if self.direct_upload { wgpu::BufferUsages::MAP_WRITE } else { wgpu::BufferUsages::empty() };
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

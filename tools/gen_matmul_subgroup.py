@@ -132,16 +132,18 @@ def source(rows=64, cols=8, k4_rows=32, k4_cols=8):
 // lane (tens of cycles per value), while multiply-adds on whole vectors are cheap. So the kernels minimise
 // loads per multiply-add. A workgroup is one 8-lane subgroup; every lane loads some rows of A (rows lane,
 // lane + 8, ...) and shares them with subgroupBroadcast, and loads its own columns of B. Rows and columns
-// past the edge are clamped for loading and skipped when storing, so the k loops have no bounds checks. B
-// is read only through b_at / b4_at4, so the same text serves f32 and packed-f16 weights
-// (src/kernels/weight_storage.rs).
+// past the edge are clamped for loading and skipped when storing, so the k loops have no bounds checks. A
+// and B are read only through their accessors (a_at, a4_at4, b_at, b4_at4), so the same text serves f32
+// and packed-f16 weights and texture reads (src/kernels/weight_storage.rs).
 """)
     w(PARAMS + """@group(0) @binding(1) var<storage, read> a: array<f32>;
+fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 fn b_at(i: u32) -> f32 { return b[i]; }
 // A and B 4 values at a time, for matmul_bcast_k4 only (it uses no other view of them; WGSL lets entry
 // points that do not share variables bind one slot to both).
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+fn a4_at4(i: u32) -> vec4<f32> { return a4[i]; }
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 fn b4_at4(i: u32) -> vec4<f32> { return b4[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -164,7 +166,7 @@ def generic(w, rows, cols):
     for g in range(cols // 4):
         w(f"        let b{g} = vec4<f32>(" + ", ".join(f"b_at(bc{4 * g + i} + kb)" for i in range(4)) + ");")
     for q in range(rows // 8):
-        w(f"        let a{q} = a[ar{q} + ka];")
+        w(f"        let a{q} = a_at(ar{q} + ka);")
         for r in range(8):
             row = 8 * q + r
             w(f"        {{ let v = vec4(subgroupBroadcast(a{q}, {r}u)); "
@@ -189,7 +191,7 @@ def contiguous_k(w, rows, cols):
     for j in range(cols):
         w(f"        let b{j} = b4_at4(bc{j} / 4u + k4);")
     for q in range(rows // 8):
-        w(f"        let av{q} = a4[ar{q} / 4u + k4];")
+        w(f"        let av{q} = a4_at4(ar{q} / 4u + k4);")
     w("        // B columns col0 + 4g .. col0 + 4g + 3 at k = 4·k4 + i.")
     for g in range(cols // 4):
         for i in range(4):

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
+use crate::kernels::weight_storage::TEXEL_ROW;
 use crate::kernels::ShaderSource;
 use crate::tensor::TensorDesc;
 
@@ -23,6 +24,12 @@ pub struct DeviceLimits {
     /// The adapter runs shaders on the CPU (lavapipe, WARP, SwiftShader): there a memory access costs far
     /// more than arithmetic, so kernels choose larger register tiles than suit a GPU's register file.
     pub cpu: bool,
+    /// Kernels that read their large inputs through textures may (CPU adapters: see
+    /// `kernels/weight_storage.rs`): the executor copies such a binding's range into a texture before the
+    /// dispatch. Needs storage offsets that keep texels (16 bytes) aligned.
+    pub texture_reads: bool,
+    /// Largest byte range one texture-read binding may cover (texture rows × [`TEXEL_ROW`] f16 texels).
+    pub max_texture_binding: u64,
 }
 
 impl DeviceLimits {
@@ -34,16 +41,26 @@ impl DeviceLimits {
             max_workgroups: l.max_compute_workgroups_per_dimension,
             subgroup_min_size: 0,
             cpu: false,
+            texture_reads: false,
+            max_texture_binding: l.max_texture_dimension_2d as u64 * TEXEL_ROW as u64 * 8,
         }
     }
 
     /// Limits and the kernel-relevant facts of an open device.
     pub fn from_gpu(gpu: &crate::gpu::Gpu) -> Self {
+        let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu && !gpu.gpu_style_kernels;
+        let offsets_keep_texels = (gpu.limits.min_storage_buffer_offset_alignment as u64).is_multiple_of(16);
         DeviceLimits {
             subgroup_min_size: if gpu.caps.subgroups { gpu.info.subgroup_min_size } else { 0 },
-            cpu: gpu.info.device_type == wgpu::DeviceType::Cpu && !gpu.gpu_style_kernels,
+            cpu,
+            texture_reads: cpu && !gpu.buffer_reads_only && offsets_keep_texels,
             ..Self::from_wgpu(&gpu.limits)
         }
+    }
+
+    /// Whether a binding of `bind.size` bytes of `dtype` values can be read through a texture.
+    pub fn texture_fits(&self, bind: &Bind, dtype: crate::tensor::DType) -> bool {
+        self.texture_reads && bind.size <= self.max_texture_binding && bind.offset.is_multiple_of(16) && texel_bytes(dtype).is_some()
     }
 }
 
@@ -68,16 +85,27 @@ pub struct Bind {
     pub offset: u64,
     pub size: u64,
     pub writable: bool,
+    /// Read through a texture the executor fills with this range before the dispatch (the shader's
+    /// `texture_reads` variant declares the binding as `texture_2d<f32>`).
+    pub texture: bool,
+}
+
+/// Bytes per texel of a texture-read binding holding `dtype` values (`rgba32float`, `rgba16float`).
+pub fn texel_bytes(dtype: crate::tensor::DType) -> Option<u64> {
+    match dtype {
+        crate::tensor::DType::F32 => Some(16),
+        crate::tensor::DType::F16 => Some(8),
+    }
 }
 
 impl Bind {
     /// The whole of input `i` (in whole 4-byte words: an odd count of f16 values ends in a padding half).
     pub fn input(i: usize, desc: &TensorDesc) -> Bind {
-        Bind { slot: Slot::Input(i), offset: 0, size: desc.bytes().next_multiple_of(4), writable: false }
+        Bind { slot: Slot::Input(i), offset: 0, size: desc.bytes().next_multiple_of(4), writable: false, texture: false }
     }
     /// The whole output.
     pub fn output(desc: &TensorDesc) -> Bind {
-        Bind { slot: Slot::Output, offset: 0, size: desc.bytes().next_multiple_of(4), writable: true }
+        Bind { slot: Slot::Output, offset: 0, size: desc.bytes().next_multiple_of(4), writable: true, texture: false }
     }
     /// Elements `[begin, begin + count)` of a tensor. Binding offsets must be aligned, so the binding may
     /// start a few elements early: the returned shift is the index of element `begin` inside the binding,
@@ -88,7 +116,7 @@ impl Bind {
         let aligned = start / limits.offset_align * limits.offset_align;
         let shift = ((start - aligned) / es) as u32;
         let end = ((begin + count) * es).next_multiple_of(4).min(desc.bytes().next_multiple_of(4));
-        let bind = Bind { slot, offset: aligned, size: end - aligned, writable: slot == Slot::Output };
+        let bind = Bind { slot, offset: aligned, size: end - aligned, writable: slot == Slot::Output, texture: false };
         (bind, shift)
     }
 }

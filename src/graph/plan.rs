@@ -6,8 +6,10 @@
 //!    a tensor is dead; graph inputs and outputs keep buffers of their own.
 //! 2. **Lowering.** Each op becomes dispatches; every binding is checked against the device limits and every
 //!    pipeline and bind group is built here. All uniform parameters share one buffer.
-//! 3. **Running.** [`Plan::run`] encodes the whole graph into one command encoder and one compute pass.
-//!    Running again after [`Plan::write`] reuses everything; nothing is rebuilt.
+//! 3. **Running.** [`Plan::run`] encodes the whole graph into one command encoder and one compute pass
+//!    (a new pass after each dispatch's texture copies, where kernels read inputs through textures:
+//!    [`crate::graph::op::Bind::texture`]). Running again after [`Plan::write`] reuses everything; nothing
+//!    is rebuilt.
 //!
 //! [`Plan::run_debug`] runs node by node and reads every output back, so a wrong layer can be found by name;
 //! [`Plan::profile`] times every node with GPU timestamps.
@@ -16,10 +18,11 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use super::op::{DeviceLimits, Lowering, Slot};
+use super::op::{texel_bytes, DeviceLimits, Lowering, Slot};
 use super::{decode, encode, Graph, Source, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Pipeline};
+use crate::gpu::{BindKind, Gpu, Pipeline};
+use crate::kernels::weight_storage::TEXEL_ROW;
 use crate::tensor::TensorDesc;
 
 enum Storage {
@@ -46,6 +49,41 @@ struct PlannedDispatch {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    /// Buffer ranges to copy into the textures this dispatch reads, before it runs.
+    copies: Vec<TextureCopy>,
+}
+
+/// `bytes` of `buffer` from `offset` into the start of `texture`, [`TEXEL_ROW`] texels of `texel` bytes a row.
+struct TextureCopy {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+    texel: u64,
+    texture: wgpu::Texture,
+}
+
+impl TextureCopy {
+    fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        let row_bytes = TEXEL_ROW as u64 * self.texel;
+        let texels = self.bytes / self.texel;
+        let (rows, rest) = (texels / TEXEL_ROW as u64, texels % TEXEL_ROW as u64);
+        let mut copy = |offset: u64, y: u32, width: u64, height: u64| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffer,
+                    layout: wgpu::TexelCopyBufferLayout { offset, bytes_per_row: Some(row_bytes as u32), rows_per_image: None },
+                },
+                wgpu::TexelCopyTextureInfo { texture: &self.texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y, z: 0 }, aspect: wgpu::TextureAspect::All },
+                wgpu::Extent3d { width: width as u32, height: height as u32, depth_or_array_layers: 1 },
+            );
+        };
+        if rows > 0 {
+            copy(self.offset, 0, TEXEL_ROW as u64, rows);
+        }
+        if rest > 0 {
+            copy(self.offset + rows * row_bytes, rows as u32, rest, 1);
+        }
+    }
 }
 
 struct PlannedNode {
@@ -67,6 +105,8 @@ pub struct MemoryReport {
     pub params: u64,
     /// The uniform parameter buffer.
     pub uniforms: u64,
+    /// Scratch textures of texture-read bindings (CPU adapters).
+    pub textures: u64,
     /// Number of pooled buffers.
     pub pool_buffers: usize,
 }
@@ -74,7 +114,7 @@ pub struct MemoryReport {
 impl MemoryReport {
     /// Peak GPU memory while the plan runs, weights included.
     pub fn peak(&self) -> u64 {
-        self.intermediates + self.inputs_outputs + self.params + self.uniforms
+        self.intermediates + self.inputs_outputs + self.params + self.uniforms + self.textures
     }
 }
 
@@ -84,7 +124,7 @@ impl fmt::Display for MemoryReport {
         write!(
             f,
             "peak {:.1} MiB = intermediates {:.1} MiB in {} buffers (live at most {:.1} MiB, unshared {:.1} MiB) + \
-             inputs/outputs {:.1} MiB + weights {:.1} MiB + uniforms {:.2} MiB",
+             inputs/outputs {:.1} MiB + weights {:.1} MiB + uniforms {:.2} MiB + textures {:.1} MiB",
             mib(self.peak()),
             mib(self.intermediates),
             self.pool_buffers,
@@ -92,7 +132,8 @@ impl fmt::Display for MemoryReport {
             mib(self.intermediates_unshared),
             mib(self.inputs_outputs),
             mib(self.params),
-            mib(self.uniforms)
+            mib(self.uniforms),
+            mib(self.textures)
         )
     }
 }
@@ -269,7 +310,8 @@ impl Plan {
                         let size = info.desc.bytes().max(4).next_multiple_of(256);
                         storage[i] = Some(Storage::Pooled { buffer: arena, offset, size });
                     } else {
-                        let bytes = info.desc.bytes().max(4).next_multiple_of(4);
+                        // Whole 16-byte texels, so a texture-read binding of its end copies whole texels.
+                        let bytes = info.desc.bytes().max(4).next_multiple_of(16);
                         if bytes > gpu.limits.max_buffer_size {
                             return Err(too_big(format!("tensor {}", info.desc), format!("'{}'", info.name), bytes));
                         }
@@ -297,6 +339,9 @@ impl Plan {
         let ualign = gpu.limits.min_uniform_buffer_offset_alignment as usize;
         let mut uniform_data: Vec<u8> = Vec::new();
         let mut lowered = Vec::new();
+        // Texture-read bindings share one scratch texture per (binding index, format), as tall as the
+        // largest range copied into it: dispatches run one after another, each after its copies.
+        let mut scratch_rows: std::collections::BTreeMap<(usize, u64), u64> = Default::default();
         for node in &graph.nodes {
             let ins: Vec<TensorDesc> = node.inputs.iter().map(|t| graph.desc(*t).clone()).collect();
             let out = graph.desc(node.output).clone();
@@ -324,8 +369,22 @@ impl Plan {
                 uniform_data.extend_from_slice(&d.params);
                 let len = d.params.len().max(16).next_multiple_of(16);
                 uniform_data.resize(off + len, 0);
-                let writable: Vec<bool> = d.bindings.iter().map(|b| b.writable).collect();
-                let pipeline = gpu.pipeline(d.shader, d.entry, &writable)?;
+                let mut kinds = Vec::new();
+                for (k, b) in d.bindings.iter().enumerate() {
+                    kinds.push(if b.texture {
+                        let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
+                        let texel = texel_bytes(ins[i].dtype).expect("texture_fits checked the dtype");
+                        let rows = b.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64);
+                        let held = scratch_rows.entry((k, texel)).or_default();
+                        *held = (*held).max(rows);
+                        BindKind::Texture
+                    } else if b.writable {
+                        BindKind::Write
+                    } else {
+                        BindKind::Read
+                    });
+                }
+                let pipeline = gpu.pipeline(d.shader, d.entry, &kinds)?;
                 planned.push((pipeline, off as u64, len as u64, d));
             }
             lowered.push(planned);
@@ -335,6 +394,23 @@ impl Plan {
         memory.uniforms = uniform_data.len() as u64;
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut scratch = std::collections::BTreeMap::new();
+        for (&(k, texel), &rows) in &scratch_rows {
+            let format = if texel == 16 { wgpu::TextureFormat::Rgba32Float } else { wgpu::TextureFormat::Rgba16Float };
+            let texture = device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("texture reads"),
+                size: wgpu::Extent3d { width: TEXEL_ROW, height: rows as u32, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+            memory.textures += TEXEL_ROW as u64 * rows * texel;
+            let view = texture.create_view(&Default::default());
+            scratch.insert((k, texel), (texture, view));
+        }
         let mut nodes = Vec::new();
         for (node, planned) in graph.nodes.iter().zip(lowered) {
             let mut dispatches = Vec::new();
@@ -347,12 +423,22 @@ impl Plan {
                         size: NonZeroU64::new(len),
                     }),
                 }];
+                let mut copies = Vec::new();
                 for (k, b) in d.bindings.iter().enumerate() {
                     let t = match b.slot {
                         Slot::Input(i) => node.inputs[i],
                         Slot::Output => node.output,
                     };
                     let (buffer, base, avail) = storage[graph.root(t).0].as_ref().expect("storage assigned").resolve(&buffers);
+                    if b.texture {
+                        let texel = texel_bytes(graph.desc(t).dtype).expect("texture_fits checked the dtype");
+                        let (texture, view) = &scratch[&(k, texel)];
+                        // Buffers end on whole texels (see their allocation), so the last one is whole.
+                        let bytes = b.size.next_multiple_of(texel).min(avail - b.offset);
+                        copies.push(TextureCopy { buffer: buffer.clone(), offset: base + b.offset, bytes, texel, texture: texture.clone() });
+                        entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource: wgpu::BindingResource::TextureView(view) });
+                        continue;
+                    }
                     let size = b.size.max(4).next_multiple_of(4).min(avail - b.offset);
                     entries.push(wgpu::BindGroupEntry {
                         binding: k as u32 + 1,
@@ -368,7 +454,7 @@ impl Plan {
                     layout: &pipeline.layout,
                     entries: &entries,
                 });
-                dispatches.push(PlannedDispatch { pipeline, bind_group, workgroups: d.workgroups });
+                dispatches.push(PlannedDispatch { pipeline, bind_group, workgroups: d.workgroups, copies });
             }
             nodes.push(PlannedNode { dispatches });
         }
@@ -441,9 +527,26 @@ impl Plan {
         Ok(decode(info.desc.dtype, &raw[..bytes as usize]))
     }
 
-    fn encode_nodes(&self, pass: &mut wgpu::ComputePass, range: std::ops::Range<usize>) {
-        for node in &self.nodes[range] {
-            for d in &node.dispatches {
+    /// Encodes the dispatches of nodes `range` into compute passes on `enc`: one pass, plus a new one after
+    /// each dispatch's texture copies (copies cannot sit inside a pass). With `timestamps` (query set,
+    /// index), the first pass writes the start time at `index` and the last the end time at `index + 1`.
+    fn encode_nodes(&self, enc: &mut wgpu::CommandEncoder, range: std::ops::Range<usize>, timestamps: Option<(&wgpu::QuerySet, u32)>) {
+        let dispatches: Vec<&PlannedDispatch> = self.nodes[range].iter().flat_map(|n| &n.dispatches).collect();
+        // Each pass starts at a dispatch with copies (or the first).
+        let mut starts: Vec<usize> = (1..dispatches.len()).filter(|&i| !dispatches[i].copies.is_empty()).collect();
+        starts.insert(0, 0);
+        for (j, &start) in starts.iter().enumerate() {
+            let end = starts.get(j + 1).copied().unwrap_or(dispatches.len());
+            for c in dispatches.get(start).map_or(&[][..], |d| &d.copies[..]) {
+                c.encode(enc);
+            }
+            let timestamp_writes = timestamps.map(|(query_set, index)| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: (j == 0).then_some(index),
+                end_of_pass_write_index: (j + 1 == starts.len()).then_some(index + 1),
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes });
+            for d in dispatches.get(start..end).unwrap_or_default() {
                 pass.set_pipeline(&d.pipeline.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
@@ -464,10 +567,7 @@ impl Plan {
     /// waits for the results.
     pub fn run(&self) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
-            self.encode_nodes(&mut pass, 0..self.nodes.len());
-        }
+        self.encode_nodes(&mut enc, 0..self.nodes.len(), None);
         self.submit(enc)
     }
 
@@ -475,9 +575,9 @@ impl Plan {
     /// optimizer update) and `after` more commands after the pass (buffer copies), all in one submit.
     pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass), after: &dyn Fn(&mut wgpu::CommandEncoder)) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.encode_nodes(&mut enc, 0..self.nodes.len(), None);
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes: None });
-            self.encode_nodes(&mut pass, 0..self.nodes.len());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph extra"), timestamp_writes: None });
             extra(&mut pass);
         }
         after(&mut enc);
@@ -489,10 +589,7 @@ impl Plan {
         let mut dumps = Vec::new();
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&node.name), timestamp_writes: None });
-                self.encode_nodes(&mut pass, i..i + 1);
-            }
+            self.encode_nodes(&mut enc, i..i + 1, None);
             self.submit(enc)?;
             let desc = self.graph.desc(node.output).clone();
             let (buffer, offset) = self.buffer(node.output);
@@ -512,10 +609,7 @@ impl Plan {
             for i in 0..n {
                 let t0 = std::time::Instant::now();
                 let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    self.encode_nodes(&mut pass, i..i + 1);
-                }
+                self.encode_nodes(&mut enc, i..i + 1, None);
                 self.submit(enc)?;
                 self.gpu.wait()?;
                 times.push(t0.elapsed().as_secs_f64());
@@ -542,15 +636,8 @@ impl Plan {
             });
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             for i in 0..m {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &qs,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
-                    }),
-                });
-                self.encode_nodes(&mut pass, first + i..first + i + 1);
+                // A node's time leaves out the texture copies before its first dispatch (they precede the pass).
+                self.encode_nodes(&mut enc, first + i..first + i + 1, Some((&qs, 2 * i as u32)));
             }
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
             self.submit(enc)?;

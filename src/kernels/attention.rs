@@ -798,6 +798,8 @@ mod tests {
             max_workgroups: 65535,
             subgroup_min_size: 0,
             cpu: true,
+            texture_reads: false,
+            max_texture_binding: 0,
         };
         assert_eq!(choose(AttentionVariant::Auto, &l).unwrap().0.name, "attention");
         assert!(choose(AttentionVariant::Subgroup, &l).is_err());

@@ -64,6 +64,10 @@ pub static SHADER_SUBGROUP_F16W: LazyLock<ShaderSource> =
     LazyLock::new(|| SHADER_SUBGROUP.f16_weights("wt").f16_weights("wt4"));
 /// The f16-weight kernels reading an f16 input (`--precision f16`: a GroupNorm's output, see
 /// `Graph::group_norm_to`), widened in the kernel like the weights.
+/// The CPU-adapter kernels reading x and the weights through textures (`DeviceLimits::texture_reads`),
+/// stored as f32 or f16 alike.
+pub static SHADER_SUBGROUP_TEX: LazyLock<ShaderSource> =
+    LazyLock::new(|| SHADER_SUBGROUP.texture_reads(&["x", "x4", "wt", "wt4"]));
 pub static SHADER_F16WX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER_F16W.f16_weights("x"));
 pub static SHADER_SUBGROUP_F16WX: LazyLock<ShaderSource> =
     LazyLock::new(|| SHADER_SUBGROUP_F16W.f16_weights("x").f16_weights("x4"));
@@ -603,11 +607,15 @@ impl Op for Conv2d {
                     };
                     let mut grid = grid_1d(groups as u64, l.limits);
                     grid[2] = (nb / images) as u32;
+                    let mut bindings = vec![bx, bw.clone(), bb.clone(), br.clone(), bo.clone()];
+                    let textures = kern.subgroup && l.limits.texture_fits(&bindings[0], x.dtype) && l.limits.texture_fits(&bw, w.dtype);
+                    bindings[0].texture = textures;
+                    bindings[1].texture = textures;
                     out.push(Dispatch {
-                        shader: kern.shader(w.dtype, x.dtype),
+                        shader: if textures { &SHADER_SUBGROUP_TEX } else { kern.shader(w.dtype, x.dtype) },
                         entry: kern.entry,
                         params: params(&p),
-                        bindings: vec![bx, bw.clone(), bb.clone(), br.clone(), bo.clone()],
+                        bindings,
                         workgroups: grid,
                     });
                 }

@@ -38,6 +38,10 @@ pub static SUBGROUP_SHADER: ShaderSource = shader!("matmul_subgroup", with_activ
 pub static SHADER_F16W: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("b"));
 pub static SUBGROUP_SHADER_F16W: LazyLock<ShaderSource> =
     LazyLock::new(|| SUBGROUP_SHADER.f16_weights("b").f16_weights("b4"));
+/// The CPU-adapter kernels reading A and B through textures (`DeviceLimits::texture_reads`), B stored as
+/// f32 or f16 alike.
+pub static SUBGROUP_SHADER_TEX: LazyLock<ShaderSource> =
+    LazyLock::new(|| SUBGROUP_SHADER.texture_reads(&["a", "a4", "b", "b4"]));
 
 /// Options of [`Graph::matmul`].
 #[derive(Clone, Copy, Debug)]
@@ -258,7 +262,7 @@ impl Op for Matmul {
         // Both operands run along K in memory (x · Wᵀ), in whole groups of 4: the vec4 kernel's offsets
         // (multiples of K) then stay multiples of 4.
         let contiguous_k = !self.trans_a && self.trans_b && d.k % 4 == 0;
-        let (shader, entry, tm, tn) = kernel.entry(b.dtype, contiguous_k);
+        let (mut shader, entry, tm, tn) = kernel.entry(b.dtype, contiguous_k);
         let (mut m, mut batch) = (d.m, d.batch);
         let (a_sm, a_sk) = if self.trans_a { (1, d.m) } else { (d.k, 1) };
         let (b_sk, b_sn) = if self.trans_b { (1, d.k) } else { (d.n, 1) };
@@ -293,7 +297,12 @@ impl Op for Matmul {
         };
         // Without a bias the slot is bound to A (read-only, never read) so the layout stays the same.
         let bias = if self.has_bias { Bind::input(2, &l.inputs[2]) } else { Bind::input(0, a) };
-        let bindings = vec![Bind::input(0, a), Bind::input(1, b), bias, Bind::output(l.output)];
+        let mut bindings = vec![Bind::input(0, a), Bind::input(1, b), bias, Bind::output(l.output)];
+        if kernel == MatmulKernel::Broadcast && adapter.texture_fits(&bindings[0], a.dtype) && adapter.texture_fits(&bindings[1], b.dtype) {
+            shader = &SUBGROUP_SHADER_TEX;
+            bindings[0].texture = true;
+            bindings[1].texture = true;
+        }
         let max = l.limits.max_workgroups as u64;
         let gx = (d.n as u64).div_ceil(tn as u64);
         if gx > max {

@@ -87,6 +87,8 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &*conv2d::SHADER_SUBGROUP_F16W,
         &*conv2d::SHADER_F16WX,
         &*conv2d::SHADER_SUBGROUP_F16WX,
+        &*conv2d::SHADER_SUBGROUP_TEX,
+        &*matmul::SUBGROUP_SHADER_TEX,
         &*binary::SHADER_F16A,
         &resample::SHADER,
         &reduce::SHADER,

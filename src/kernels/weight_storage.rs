@@ -21,12 +21,33 @@
 //! accessor `fn wt_at4(i: u32) -> vec4<f32> { return wt[i]; }` (`i` counts groups of 4); its f16 variant
 //! reads the group as two words, `array<vec2<u32>>`.
 //!
+//! [`ShaderSource::texture_reads`] derives the variant that reads the binding from a 2-D `rgba32float` or
+//! `rgba16float` texture instead (CPU adapters: see below), whichever the data is stored as, since
+//! `textureLoad` widens to f32 either way. The executor copies the bound range of the tensor into the
+//! texture right before the dispatch ([`crate::graph::op::Bind::texture`]), [`TEXEL_ROW`] texels (4 values
+//! each) per texture row, so element `i` of the binding is component `i % 4` of texel `i / 4`:
+//!
+//! ```wgsl
+//! @group(0) @binding(2) var wt: texture_2d<f32>;
+//! fn wt_at(i: u32) -> f32 { return textureLoad(wt, vec2<u32>((i >> 2u) & 4095u, i >> 14u), 0)[i & 3u]; }
+//! ```
+//!
+//! Why textures: lavapipe (Mesa 22.3) builds a lane-varying storage-buffer load lane by lane, inserting
+//! each value into the result vector through memory; without AVX-512 every insert is a store-forwarding
+//! stall (~70 cycles per vec4 per lane measured on a Zen 3 CPU), while a texel fetch is a gather with fixed
+//! lane positions (~11 cycles). The copy costs a memcpy of the range, small beside the kernels that read
+//! each value many times.
+//!
 //! Why packed words rather than `array<f16>`: `unpack2x16float` is core WGSL, so the half-size weights
 //! work on every adapter, `SHADER_F16` or not, and the kernel keeps accumulating in f32. Element indices,
 //! and the element shifts of sub-range bindings (`Bind::elements`), keep their meaning: a binding starts
 //! on a 4-byte boundary, so element 0 of a binding is the low half of its word 0.
 
 use super::ShaderSource;
+
+/// Texels per row of a texture-read binding (a power of two: the accessors split indices with shifts).
+pub const TEXEL_ROW: u32 = 4096;
+const TEXEL_ROW_SHIFT: u32 = TEXEL_ROW.trailing_zeros();
 
 /// How a weight binding is read: one value or four consecutive values at a time.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,6 +121,35 @@ impl ShaderSource {
     }
 }
 
+impl ShaderSource {
+    /// The variant of this shader that reads each of `vars` (f32 bindings following the accessor
+    /// convention) from a texture (see the module docs). Panics like [`ShaderSource::f16_weights`].
+    pub fn texture_reads(&self, vars: &[&str]) -> ShaderSource {
+        let mut source = self.source.to_string();
+        for var in vars {
+            let (decl, accessor, width) = f32_lines(&source, var)
+                .unwrap_or_else(|e| panic!("shaders/{}.wgsl cannot read `{var}` from a texture: {e}", self.name));
+            let binding = decl.split("var<storage, read>").next().unwrap_or_default();
+            let tex_decl = format!("{binding}var {var}: texture_2d<f32>;");
+            let (mask, shift) = (TEXEL_ROW - 1, TEXEL_ROW_SHIFT);
+            let tex_accessor = match width {
+                Width::Scalar => format!(
+                    "fn {var}_at(i: u32) -> f32 {{ return textureLoad({var}, vec2<u32>((i >> 2u) & {mask}u, i >> {}u), 0)[i & 3u]; }}",
+                    shift + 2
+                ),
+                Width::Vec4 => format!(
+                    "fn {var}_at4(i: u32) -> vec4<f32> {{ return textureLoad({var}, vec2<u32>(i & {mask}u, i >> {shift}u), 0); }}"
+                ),
+            };
+            source = source.replacen(&decl, &tex_decl, 1).replacen(&accessor, &tex_accessor, 1);
+        }
+        ShaderSource {
+            name: Box::leak(format!("{}.tex", self.name).into_boxed_str()),
+            source: Box::leak(source.into_boxed_str()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +176,20 @@ mod tests {
         assert!(v.source.contains("var<storage, read> w: array<vec2<u32>>;"), "{}", v.source);
         assert!(v.source.contains("vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y))"));
         assert!(!v.source.contains("f32>>"));
+    }
+
+    #[test]
+    fn derives_texture_readers_for_both_widths() {
+        let src = ShaderSource {
+            name: "t",
+            source: "@group(0) @binding(2) var<storage, read> w: array<f32>;\nfn w_at(i: u32) -> f32 { return w[i]; }\n\
+                     @group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;\nfn w4_at4(i: u32) -> vec4<f32> { return w4[i]; }\n",
+        };
+        let v = src.texture_reads(&["w", "w4"]);
+        assert_eq!(v.name, "t.tex");
+        assert!(v.source.contains("@group(0) @binding(2) var w: texture_2d<f32>;"), "{}", v.source);
+        assert!(v.source.contains("textureLoad(w, vec2<u32>((i >> 2u) & 4095u, i >> 14u), 0)[i & 3u]"));
+        assert!(v.source.contains("textureLoad(w4, vec2<u32>(i & 4095u, i >> 12u), 0)"));
+        assert!(!v.source.contains("var<storage"));
     }
 }

@@ -176,6 +176,8 @@ fn splits_under_small_binding_limits() {
         max_workgroups: 65535,
         subgroup_min_size: 8,
         cpu: true,
+        texture_reads: false,
+        max_texture_binding: 0,
     };
     let (b, nq, nk, w) = (2usize, 300usize, 40usize, 40usize);
     let [q, k, v] = shapes(b, nq, nk, w);
