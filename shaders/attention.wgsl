@@ -28,15 +28,23 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// q, k and v are read only through their accessors (q_v4_at4, q_s_at, ...), so CPU adapters can read
+// them through textures (src/kernels/weight_storage.rs).
 @group(0) @binding(1) var<storage, read> q_v4: array<vec4<f32>>;
+fn q_v4_at4(i: u32) -> vec4<f32> { return q_v4[i]; }
 @group(0) @binding(2) var<storage, read> k_v4: array<vec4<f32>>;
+fn k_v4_at4(i: u32) -> vec4<f32> { return k_v4[i]; }
 @group(0) @binding(3) var<storage, read> v_v4: array<vec4<f32>>;
+fn v_v4_at4(i: u32) -> vec4<f32> { return v_v4[i]; }
 @group(0) @binding(4) var<storage, read_write> o_v4: array<vec4<f32>>;
 // The same buffers seen as scalars, for head dims that are not a multiple of 4 (only the stream1
 // entry points use these; no entry point uses both views).
 @group(0) @binding(1) var<storage, read> q_s: array<f32>;
+fn q_s_at(i: u32) -> f32 { return q_s[i]; }
 @group(0) @binding(2) var<storage, read> k_s: array<f32>;
+fn k_s_at(i: u32) -> f32 { return k_s[i]; }
 @group(0) @binding(3) var<storage, read> v_s: array<f32>;
+fn v_s_at(i: u32) -> f32 { return v_s[i]; }
 @group(0) @binding(4) var<storage, read_write> o_s: array<f32>;
 
 // Score of padding keys past Nk: exp2 of it minus any real score is 0.
@@ -75,24 +83,24 @@ fn row_of(kv0: u32, key: u32, shift: u32) -> u32 {
 
 // Chunk c of the 8 key rows first..first+7 (clamped).
 fn k_rows(kv0: u32, first: u32, c: u32) -> Rows8 {
-    return Rows8(k_v4[row_of(kv0, first + 0u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 1u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 2u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 3u, p.k_shift) / 4u + c],
-                 k_v4[row_of(kv0, first + 4u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 5u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 6u, p.k_shift) / 4u + c], k_v4[row_of(kv0, first + 7u, p.k_shift) / 4u + c]);
+    return Rows8(k_v4_at4(row_of(kv0, first + 0u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 1u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 2u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 3u, p.k_shift) / 4u + c),
+                 k_v4_at4(row_of(kv0, first + 4u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 5u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 6u, p.k_shift) / 4u + c), k_v4_at4(row_of(kv0, first + 7u, p.k_shift) / 4u + c));
 }
 
 // Chunk c of the 8 value rows first..first+7 (clamped).
 fn v_rows(kv0: u32, first: u32, c: u32) -> Rows8 {
-    return Rows8(v_v4[row_of(kv0, first + 0u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 1u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 2u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 3u, p.v_shift) / 4u + c],
-                 v_v4[row_of(kv0, first + 4u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 5u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 6u, p.v_shift) / 4u + c], v_v4[row_of(kv0, first + 7u, p.v_shift) / 4u + c]);
+    return Rows8(v_v4_at4(row_of(kv0, first + 0u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 1u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 2u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 3u, p.v_shift) / 4u + c),
+                 v_v4_at4(row_of(kv0, first + 4u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 5u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 6u, p.v_shift) / 4u + c), v_v4_at4(row_of(kv0, first + 7u, p.v_shift) / 4u + c));
 }
 
 fn k_elems(kv0: u32, first: u32, c: u32) -> V8 {
-    return V8(vec4<f32>(k_s[row_of(kv0, first + 0u, p.k_shift) + c], k_s[row_of(kv0, first + 1u, p.k_shift) + c], k_s[row_of(kv0, first + 2u, p.k_shift) + c], k_s[row_of(kv0, first + 3u, p.k_shift) + c]),
-              vec4<f32>(k_s[row_of(kv0, first + 4u, p.k_shift) + c], k_s[row_of(kv0, first + 5u, p.k_shift) + c], k_s[row_of(kv0, first + 6u, p.k_shift) + c], k_s[row_of(kv0, first + 7u, p.k_shift) + c]));
+    return V8(vec4<f32>(k_s_at(row_of(kv0, first + 0u, p.k_shift) + c), k_s_at(row_of(kv0, first + 1u, p.k_shift) + c), k_s_at(row_of(kv0, first + 2u, p.k_shift) + c), k_s_at(row_of(kv0, first + 3u, p.k_shift) + c)),
+              vec4<f32>(k_s_at(row_of(kv0, first + 4u, p.k_shift) + c), k_s_at(row_of(kv0, first + 5u, p.k_shift) + c), k_s_at(row_of(kv0, first + 6u, p.k_shift) + c), k_s_at(row_of(kv0, first + 7u, p.k_shift) + c)));
 }
 
 fn v_elems(kv0: u32, first: u32, c: u32) -> V8 {
-    return V8(vec4<f32>(v_s[row_of(kv0, first + 0u, p.v_shift) + c], v_s[row_of(kv0, first + 1u, p.v_shift) + c], v_s[row_of(kv0, first + 2u, p.v_shift) + c], v_s[row_of(kv0, first + 3u, p.v_shift) + c]),
-              vec4<f32>(v_s[row_of(kv0, first + 4u, p.v_shift) + c], v_s[row_of(kv0, first + 5u, p.v_shift) + c], v_s[row_of(kv0, first + 6u, p.v_shift) + c], v_s[row_of(kv0, first + 7u, p.v_shift) + c]));
+    return V8(vec4<f32>(v_s_at(row_of(kv0, first + 0u, p.v_shift) + c), v_s_at(row_of(kv0, first + 1u, p.v_shift) + c), v_s_at(row_of(kv0, first + 2u, p.v_shift) + c), v_s_at(row_of(kv0, first + 3u, p.v_shift) + c)),
+              vec4<f32>(v_s_at(row_of(kv0, first + 4u, p.v_shift) + c), v_s_at(row_of(kv0, first + 5u, p.v_shift) + c), v_s_at(row_of(kv0, first + 6u, p.v_shift) + c), v_s_at(row_of(kv0, first + 7u, p.v_shift) + c)));
 }
 
 
@@ -169,9 +177,9 @@ fn exp2_less(s: V8, m: f32) -> V8 {
 fn load_q10(e: u32) -> array<vec4<f32>, 10> {
     let i = (p.q_shift + e) / 4u;
     return array<vec4<f32>, 10>(
-        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
-        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
-        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale,
+        q_v4_at4(i + 0u) * p.scale, q_v4_at4(i + 1u) * p.scale, q_v4_at4(i + 2u) * p.scale, q_v4_at4(i + 3u) * p.scale,
+        q_v4_at4(i + 4u) * p.scale, q_v4_at4(i + 5u) * p.scale, q_v4_at4(i + 6u) * p.scale, q_v4_at4(i + 7u) * p.scale,
+        q_v4_at4(i + 8u) * p.scale, q_v4_at4(i + 9u) * p.scale,
     );
 }
 
@@ -186,10 +194,10 @@ fn store_o10(e: u32, o: array<vec4<f32>, 10>, inv: f32) {
 fn load_q16(e: u32) -> array<vec4<f32>, 16> {
     let i = (p.q_shift + e) / 4u;
     return array<vec4<f32>, 16>(
-        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
-        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
-        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale, q_v4[i + 10u] * p.scale, q_v4[i + 11u] * p.scale,
-        q_v4[i + 12u] * p.scale, q_v4[i + 13u] * p.scale, q_v4[i + 14u] * p.scale, q_v4[i + 15u] * p.scale,
+        q_v4_at4(i + 0u) * p.scale, q_v4_at4(i + 1u) * p.scale, q_v4_at4(i + 2u) * p.scale, q_v4_at4(i + 3u) * p.scale,
+        q_v4_at4(i + 4u) * p.scale, q_v4_at4(i + 5u) * p.scale, q_v4_at4(i + 6u) * p.scale, q_v4_at4(i + 7u) * p.scale,
+        q_v4_at4(i + 8u) * p.scale, q_v4_at4(i + 9u) * p.scale, q_v4_at4(i + 10u) * p.scale, q_v4_at4(i + 11u) * p.scale,
+        q_v4_at4(i + 12u) * p.scale, q_v4_at4(i + 13u) * p.scale, q_v4_at4(i + 14u) * p.scale, q_v4_at4(i + 15u) * p.scale,
     );
 }
 
@@ -372,8 +380,8 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var s0_0 = V8(); var s0_1 = V8();
         var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_v4[qr0 + c];
-            let q1 = q_v4[qr1 + c];
+            let q0 = q_v4_at4(qr0 + c);
+            let q1 = q_v4_at4(qr1 + c);
             let k0 = k_rows(kv0, j0 + 0u, c);
             s0_0 = qk(s0_0, q0, k0);
             s1_0 = qk(s1_0, q1, k0);
@@ -438,8 +446,8 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var s0_0 = V8(); var s0_1 = V8();
         var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_s[qr0 + c];
-            let q1 = q_s[qr1 + c];
+            let q0 = q_s_at(qr0 + c);
+            let q1 = q_s_at(qr1 + c);
             let k0 = k_elems(kv0, j0 + 0u, c);
             s0_0 = qk_elems(s0_0, q0, k0);
             s1_0 = qk_elems(s1_0, q1, k0);

@@ -29,15 +29,23 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// q, k and v are read only through their accessors (q_v4_at4, q_s_at, ...), so CPU adapters can read
+// them through textures (src/kernels/weight_storage.rs).
 @group(0) @binding(1) var<storage, read> q_v4: array<vec4<f32>>;
+fn q_v4_at4(i: u32) -> vec4<f32> { return q_v4[i]; }
 @group(0) @binding(2) var<storage, read> k_v4: array<vec4<f32>>;
+fn k_v4_at4(i: u32) -> vec4<f32> { return k_v4[i]; }
 @group(0) @binding(3) var<storage, read> v_v4: array<vec4<f32>>;
+fn v_v4_at4(i: u32) -> vec4<f32> { return v_v4[i]; }
 @group(0) @binding(4) var<storage, read_write> o_v4: array<vec4<f32>>;
 // The same buffers seen as scalars, for head dims that are not a multiple of 4 (only the stream1
 // entry points use these; no entry point uses both views).
 @group(0) @binding(1) var<storage, read> q_s: array<f32>;
+fn q_s_at(i: u32) -> f32 { return q_s[i]; }
 @group(0) @binding(2) var<storage, read> k_s: array<f32>;
+fn k_s_at(i: u32) -> f32 { return k_s[i]; }
 @group(0) @binding(3) var<storage, read> v_s: array<f32>;
+fn v_s_at(i: u32) -> f32 { return v_s[i]; }
 @group(0) @binding(4) var<storage, read_write> o_s: array<f32>;
 
 // Score of padding keys past Nk: exp2 of it minus any real score is 0.
@@ -156,9 +164,9 @@ fn exp2_less(s: V8, m: f32) -> V8 {
 fn load_q10(e: u32) -> array<vec4<f32>, 10> {
     let i = (p.q_shift + e) / 4u;
     return array<vec4<f32>, 10>(
-        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
-        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
-        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale,
+        q_v4_at4(i + 0u) * p.scale, q_v4_at4(i + 1u) * p.scale, q_v4_at4(i + 2u) * p.scale, q_v4_at4(i + 3u) * p.scale,
+        q_v4_at4(i + 4u) * p.scale, q_v4_at4(i + 5u) * p.scale, q_v4_at4(i + 6u) * p.scale, q_v4_at4(i + 7u) * p.scale,
+        q_v4_at4(i + 8u) * p.scale, q_v4_at4(i + 9u) * p.scale,
     );
 }
 
@@ -173,10 +181,10 @@ fn store_o10(e: u32, o: array<vec4<f32>, 10>, inv: f32) {
 fn load_q16(e: u32) -> array<vec4<f32>, 16> {
     let i = (p.q_shift + e) / 4u;
     return array<vec4<f32>, 16>(
-        q_v4[i + 0u] * p.scale, q_v4[i + 1u] * p.scale, q_v4[i + 2u] * p.scale, q_v4[i + 3u] * p.scale,
-        q_v4[i + 4u] * p.scale, q_v4[i + 5u] * p.scale, q_v4[i + 6u] * p.scale, q_v4[i + 7u] * p.scale,
-        q_v4[i + 8u] * p.scale, q_v4[i + 9u] * p.scale, q_v4[i + 10u] * p.scale, q_v4[i + 11u] * p.scale,
-        q_v4[i + 12u] * p.scale, q_v4[i + 13u] * p.scale, q_v4[i + 14u] * p.scale, q_v4[i + 15u] * p.scale,
+        q_v4_at4(i + 0u) * p.scale, q_v4_at4(i + 1u) * p.scale, q_v4_at4(i + 2u) * p.scale, q_v4_at4(i + 3u) * p.scale,
+        q_v4_at4(i + 4u) * p.scale, q_v4_at4(i + 5u) * p.scale, q_v4_at4(i + 6u) * p.scale, q_v4_at4(i + 7u) * p.scale,
+        q_v4_at4(i + 8u) * p.scale, q_v4_at4(i + 9u) * p.scale, q_v4_at4(i + 10u) * p.scale, q_v4_at4(i + 11u) * p.scale,
+        q_v4_at4(i + 12u) * p.scale, q_v4_at4(i + 13u) * p.scale, q_v4_at4(i + 14u) * p.scale, q_v4_at4(i + 15u) * p.scale,
     );
 }
 
@@ -296,7 +304,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         var s13_0 = V8();
         var s14_0 = V8();
         var s15_0 = V8();
-        let k0 = share_rows(k_v4[kr0 + 0u], base);
+        let k0 = share_rows(k_v4_at4(kr0 + 0u), base);
         s0_0 = qk(s0_0, q0[0], k0);
         s1_0 = qk(s1_0, q1[0], k0);
         s2_0 = qk(s2_0, q2[0], k0);
@@ -313,7 +321,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[0], k0);
         s14_0 = qk(s14_0, q14[0], k0);
         s15_0 = qk(s15_0, q15[0], k0);
-        let k1 = share_rows(k_v4[kr0 + 1u], base);
+        let k1 = share_rows(k_v4_at4(kr0 + 1u), base);
         s0_0 = qk(s0_0, q0[1], k1);
         s1_0 = qk(s1_0, q1[1], k1);
         s2_0 = qk(s2_0, q2[1], k1);
@@ -330,7 +338,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[1], k1);
         s14_0 = qk(s14_0, q14[1], k1);
         s15_0 = qk(s15_0, q15[1], k1);
-        let k2 = share_rows(k_v4[kr0 + 2u], base);
+        let k2 = share_rows(k_v4_at4(kr0 + 2u), base);
         s0_0 = qk(s0_0, q0[2], k2);
         s1_0 = qk(s1_0, q1[2], k2);
         s2_0 = qk(s2_0, q2[2], k2);
@@ -347,7 +355,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[2], k2);
         s14_0 = qk(s14_0, q14[2], k2);
         s15_0 = qk(s15_0, q15[2], k2);
-        let k3 = share_rows(k_v4[kr0 + 3u], base);
+        let k3 = share_rows(k_v4_at4(kr0 + 3u), base);
         s0_0 = qk(s0_0, q0[3], k3);
         s1_0 = qk(s1_0, q1[3], k3);
         s2_0 = qk(s2_0, q2[3], k3);
@@ -364,7 +372,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[3], k3);
         s14_0 = qk(s14_0, q14[3], k3);
         s15_0 = qk(s15_0, q15[3], k3);
-        let k4 = share_rows(k_v4[kr0 + 4u], base);
+        let k4 = share_rows(k_v4_at4(kr0 + 4u), base);
         s0_0 = qk(s0_0, q0[4], k4);
         s1_0 = qk(s1_0, q1[4], k4);
         s2_0 = qk(s2_0, q2[4], k4);
@@ -381,7 +389,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[4], k4);
         s14_0 = qk(s14_0, q14[4], k4);
         s15_0 = qk(s15_0, q15[4], k4);
-        let k5 = share_rows(k_v4[kr0 + 5u], base);
+        let k5 = share_rows(k_v4_at4(kr0 + 5u), base);
         s0_0 = qk(s0_0, q0[5], k5);
         s1_0 = qk(s1_0, q1[5], k5);
         s2_0 = qk(s2_0, q2[5], k5);
@@ -398,7 +406,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[5], k5);
         s14_0 = qk(s14_0, q14[5], k5);
         s15_0 = qk(s15_0, q15[5], k5);
-        let k6 = share_rows(k_v4[kr0 + 6u], base);
+        let k6 = share_rows(k_v4_at4(kr0 + 6u), base);
         s0_0 = qk(s0_0, q0[6], k6);
         s1_0 = qk(s1_0, q1[6], k6);
         s2_0 = qk(s2_0, q2[6], k6);
@@ -415,7 +423,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[6], k6);
         s14_0 = qk(s14_0, q14[6], k6);
         s15_0 = qk(s15_0, q15[6], k6);
-        let k7 = share_rows(k_v4[kr0 + 7u], base);
+        let k7 = share_rows(k_v4_at4(kr0 + 7u), base);
         s0_0 = qk(s0_0, q0[7], k7);
         s1_0 = qk(s1_0, q1[7], k7);
         s2_0 = qk(s2_0, q2[7], k7);
@@ -432,7 +440,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[7], k7);
         s14_0 = qk(s14_0, q14[7], k7);
         s15_0 = qk(s15_0, q15[7], k7);
-        let k8 = share_rows(k_v4[kr0 + 8u], base);
+        let k8 = share_rows(k_v4_at4(kr0 + 8u), base);
         s0_0 = qk(s0_0, q0[8], k8);
         s1_0 = qk(s1_0, q1[8], k8);
         s2_0 = qk(s2_0, q2[8], k8);
@@ -449,7 +457,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         s13_0 = qk(s13_0, q13[8], k8);
         s14_0 = qk(s14_0, q14[8], k8);
         s15_0 = qk(s15_0, q15[8], k8);
-        let k9 = share_rows(k_v4[kr0 + 9u], base);
+        let k9 = share_rows(k_v4_at4(kr0 + 9u), base);
         s0_0 = qk(s0_0, q0[9], k9);
         s1_0 = qk(s1_0, q1[9], k9);
         s2_0 = qk(s2_0, q2[9], k9);
@@ -562,7 +570,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         m15 = mx15;
         s15_0 = exp2_less(s15_0, mx15);
         l15 = l15 * cr15 + sum8(s15_0);
-        let v0 = share_rows(v_v4[vr0 + 0u], base);
+        let v0 = share_rows(v_v4_at4(vr0 + 0u), base);
         o0[0] = pv(o0[0] * cr0, s0_0, v0);
         o1[0] = pv(o1[0] * cr1, s1_0, v0);
         o2[0] = pv(o2[0] * cr2, s2_0, v0);
@@ -579,7 +587,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[0] = pv(o13[0] * cr13, s13_0, v0);
         o14[0] = pv(o14[0] * cr14, s14_0, v0);
         o15[0] = pv(o15[0] * cr15, s15_0, v0);
-        let v1 = share_rows(v_v4[vr0 + 1u], base);
+        let v1 = share_rows(v_v4_at4(vr0 + 1u), base);
         o0[1] = pv(o0[1] * cr0, s0_0, v1);
         o1[1] = pv(o1[1] * cr1, s1_0, v1);
         o2[1] = pv(o2[1] * cr2, s2_0, v1);
@@ -596,7 +604,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[1] = pv(o13[1] * cr13, s13_0, v1);
         o14[1] = pv(o14[1] * cr14, s14_0, v1);
         o15[1] = pv(o15[1] * cr15, s15_0, v1);
-        let v2 = share_rows(v_v4[vr0 + 2u], base);
+        let v2 = share_rows(v_v4_at4(vr0 + 2u), base);
         o0[2] = pv(o0[2] * cr0, s0_0, v2);
         o1[2] = pv(o1[2] * cr1, s1_0, v2);
         o2[2] = pv(o2[2] * cr2, s2_0, v2);
@@ -613,7 +621,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[2] = pv(o13[2] * cr13, s13_0, v2);
         o14[2] = pv(o14[2] * cr14, s14_0, v2);
         o15[2] = pv(o15[2] * cr15, s15_0, v2);
-        let v3 = share_rows(v_v4[vr0 + 3u], base);
+        let v3 = share_rows(v_v4_at4(vr0 + 3u), base);
         o0[3] = pv(o0[3] * cr0, s0_0, v3);
         o1[3] = pv(o1[3] * cr1, s1_0, v3);
         o2[3] = pv(o2[3] * cr2, s2_0, v3);
@@ -630,7 +638,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[3] = pv(o13[3] * cr13, s13_0, v3);
         o14[3] = pv(o14[3] * cr14, s14_0, v3);
         o15[3] = pv(o15[3] * cr15, s15_0, v3);
-        let v4 = share_rows(v_v4[vr0 + 4u], base);
+        let v4 = share_rows(v_v4_at4(vr0 + 4u), base);
         o0[4] = pv(o0[4] * cr0, s0_0, v4);
         o1[4] = pv(o1[4] * cr1, s1_0, v4);
         o2[4] = pv(o2[4] * cr2, s2_0, v4);
@@ -647,7 +655,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[4] = pv(o13[4] * cr13, s13_0, v4);
         o14[4] = pv(o14[4] * cr14, s14_0, v4);
         o15[4] = pv(o15[4] * cr15, s15_0, v4);
-        let v5 = share_rows(v_v4[vr0 + 5u], base);
+        let v5 = share_rows(v_v4_at4(vr0 + 5u), base);
         o0[5] = pv(o0[5] * cr0, s0_0, v5);
         o1[5] = pv(o1[5] * cr1, s1_0, v5);
         o2[5] = pv(o2[5] * cr2, s2_0, v5);
@@ -664,7 +672,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[5] = pv(o13[5] * cr13, s13_0, v5);
         o14[5] = pv(o14[5] * cr14, s14_0, v5);
         o15[5] = pv(o15[5] * cr15, s15_0, v5);
-        let v6 = share_rows(v_v4[vr0 + 6u], base);
+        let v6 = share_rows(v_v4_at4(vr0 + 6u), base);
         o0[6] = pv(o0[6] * cr0, s0_0, v6);
         o1[6] = pv(o1[6] * cr1, s1_0, v6);
         o2[6] = pv(o2[6] * cr2, s2_0, v6);
@@ -681,7 +689,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[6] = pv(o13[6] * cr13, s13_0, v6);
         o14[6] = pv(o14[6] * cr14, s14_0, v6);
         o15[6] = pv(o15[6] * cr15, s15_0, v6);
-        let v7 = share_rows(v_v4[vr0 + 7u], base);
+        let v7 = share_rows(v_v4_at4(vr0 + 7u), base);
         o0[7] = pv(o0[7] * cr0, s0_0, v7);
         o1[7] = pv(o1[7] * cr1, s1_0, v7);
         o2[7] = pv(o2[7] * cr2, s2_0, v7);
@@ -698,7 +706,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[7] = pv(o13[7] * cr13, s13_0, v7);
         o14[7] = pv(o14[7] * cr14, s14_0, v7);
         o15[7] = pv(o15[7] * cr15, s15_0, v7);
-        let v8 = share_rows(v_v4[vr0 + 8u], base);
+        let v8 = share_rows(v_v4_at4(vr0 + 8u), base);
         o0[8] = pv(o0[8] * cr0, s0_0, v8);
         o1[8] = pv(o1[8] * cr1, s1_0, v8);
         o2[8] = pv(o2[8] * cr2, s2_0, v8);
@@ -715,7 +723,7 @@ fn reg40_t16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o13[8] = pv(o13[8] * cr13, s13_0, v8);
         o14[8] = pv(o14[8] * cr14, s14_0, v8);
         o15[8] = pv(o15[8] * cr15, s15_0, v8);
-        let v9 = share_rows(v_v4[vr0 + 9u], base);
+        let v9 = share_rows(v_v4_at4(vr0 + 9u), base);
         o0[9] = pv(o0[9] * cr0, s0_0, v9);
         o1[9] = pv(o1[9] * cr1, s1_0, v9);
         o2[9] = pv(o2[9] * cr2, s2_0, v9);
@@ -811,7 +819,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         var s5_0 = V8();
         var s6_0 = V8();
         var s7_0 = V8();
-        let k0 = share_rows(k_v4[kr0 + 0u], base);
+        let k0 = share_rows(k_v4_at4(kr0 + 0u), base);
         s0_0 = qk(s0_0, q0[0], k0);
         s1_0 = qk(s1_0, q1[0], k0);
         s2_0 = qk(s2_0, q2[0], k0);
@@ -820,7 +828,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[0], k0);
         s6_0 = qk(s6_0, q6[0], k0);
         s7_0 = qk(s7_0, q7[0], k0);
-        let k1 = share_rows(k_v4[kr0 + 1u], base);
+        let k1 = share_rows(k_v4_at4(kr0 + 1u), base);
         s0_0 = qk(s0_0, q0[1], k1);
         s1_0 = qk(s1_0, q1[1], k1);
         s2_0 = qk(s2_0, q2[1], k1);
@@ -829,7 +837,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[1], k1);
         s6_0 = qk(s6_0, q6[1], k1);
         s7_0 = qk(s7_0, q7[1], k1);
-        let k2 = share_rows(k_v4[kr0 + 2u], base);
+        let k2 = share_rows(k_v4_at4(kr0 + 2u), base);
         s0_0 = qk(s0_0, q0[2], k2);
         s1_0 = qk(s1_0, q1[2], k2);
         s2_0 = qk(s2_0, q2[2], k2);
@@ -838,7 +846,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[2], k2);
         s6_0 = qk(s6_0, q6[2], k2);
         s7_0 = qk(s7_0, q7[2], k2);
-        let k3 = share_rows(k_v4[kr0 + 3u], base);
+        let k3 = share_rows(k_v4_at4(kr0 + 3u), base);
         s0_0 = qk(s0_0, q0[3], k3);
         s1_0 = qk(s1_0, q1[3], k3);
         s2_0 = qk(s2_0, q2[3], k3);
@@ -847,7 +855,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[3], k3);
         s6_0 = qk(s6_0, q6[3], k3);
         s7_0 = qk(s7_0, q7[3], k3);
-        let k4 = share_rows(k_v4[kr0 + 4u], base);
+        let k4 = share_rows(k_v4_at4(kr0 + 4u), base);
         s0_0 = qk(s0_0, q0[4], k4);
         s1_0 = qk(s1_0, q1[4], k4);
         s2_0 = qk(s2_0, q2[4], k4);
@@ -856,7 +864,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[4], k4);
         s6_0 = qk(s6_0, q6[4], k4);
         s7_0 = qk(s7_0, q7[4], k4);
-        let k5 = share_rows(k_v4[kr0 + 5u], base);
+        let k5 = share_rows(k_v4_at4(kr0 + 5u), base);
         s0_0 = qk(s0_0, q0[5], k5);
         s1_0 = qk(s1_0, q1[5], k5);
         s2_0 = qk(s2_0, q2[5], k5);
@@ -865,7 +873,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[5], k5);
         s6_0 = qk(s6_0, q6[5], k5);
         s7_0 = qk(s7_0, q7[5], k5);
-        let k6 = share_rows(k_v4[kr0 + 6u], base);
+        let k6 = share_rows(k_v4_at4(kr0 + 6u), base);
         s0_0 = qk(s0_0, q0[6], k6);
         s1_0 = qk(s1_0, q1[6], k6);
         s2_0 = qk(s2_0, q2[6], k6);
@@ -874,7 +882,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[6], k6);
         s6_0 = qk(s6_0, q6[6], k6);
         s7_0 = qk(s7_0, q7[6], k6);
-        let k7 = share_rows(k_v4[kr0 + 7u], base);
+        let k7 = share_rows(k_v4_at4(kr0 + 7u), base);
         s0_0 = qk(s0_0, q0[7], k7);
         s1_0 = qk(s1_0, q1[7], k7);
         s2_0 = qk(s2_0, q2[7], k7);
@@ -883,7 +891,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[7], k7);
         s6_0 = qk(s6_0, q6[7], k7);
         s7_0 = qk(s7_0, q7[7], k7);
-        let k8 = share_rows(k_v4[kr0 + 8u], base);
+        let k8 = share_rows(k_v4_at4(kr0 + 8u), base);
         s0_0 = qk(s0_0, q0[8], k8);
         s1_0 = qk(s1_0, q1[8], k8);
         s2_0 = qk(s2_0, q2[8], k8);
@@ -892,7 +900,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[8], k8);
         s6_0 = qk(s6_0, q6[8], k8);
         s7_0 = qk(s7_0, q7[8], k8);
-        let k9 = share_rows(k_v4[kr0 + 9u], base);
+        let k9 = share_rows(k_v4_at4(kr0 + 9u), base);
         s0_0 = qk(s0_0, q0[9], k9);
         s1_0 = qk(s1_0, q1[9], k9);
         s2_0 = qk(s2_0, q2[9], k9);
@@ -901,7 +909,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[9], k9);
         s6_0 = qk(s6_0, q6[9], k9);
         s7_0 = qk(s7_0, q7[9], k9);
-        let k10 = share_rows(k_v4[kr0 + 10u], base);
+        let k10 = share_rows(k_v4_at4(kr0 + 10u), base);
         s0_0 = qk(s0_0, q0[10], k10);
         s1_0 = qk(s1_0, q1[10], k10);
         s2_0 = qk(s2_0, q2[10], k10);
@@ -910,7 +918,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[10], k10);
         s6_0 = qk(s6_0, q6[10], k10);
         s7_0 = qk(s7_0, q7[10], k10);
-        let k11 = share_rows(k_v4[kr0 + 11u], base);
+        let k11 = share_rows(k_v4_at4(kr0 + 11u), base);
         s0_0 = qk(s0_0, q0[11], k11);
         s1_0 = qk(s1_0, q1[11], k11);
         s2_0 = qk(s2_0, q2[11], k11);
@@ -919,7 +927,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[11], k11);
         s6_0 = qk(s6_0, q6[11], k11);
         s7_0 = qk(s7_0, q7[11], k11);
-        let k12 = share_rows(k_v4[kr0 + 12u], base);
+        let k12 = share_rows(k_v4_at4(kr0 + 12u), base);
         s0_0 = qk(s0_0, q0[12], k12);
         s1_0 = qk(s1_0, q1[12], k12);
         s2_0 = qk(s2_0, q2[12], k12);
@@ -928,7 +936,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[12], k12);
         s6_0 = qk(s6_0, q6[12], k12);
         s7_0 = qk(s7_0, q7[12], k12);
-        let k13 = share_rows(k_v4[kr0 + 13u], base);
+        let k13 = share_rows(k_v4_at4(kr0 + 13u), base);
         s0_0 = qk(s0_0, q0[13], k13);
         s1_0 = qk(s1_0, q1[13], k13);
         s2_0 = qk(s2_0, q2[13], k13);
@@ -937,7 +945,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[13], k13);
         s6_0 = qk(s6_0, q6[13], k13);
         s7_0 = qk(s7_0, q7[13], k13);
-        let k14 = share_rows(k_v4[kr0 + 14u], base);
+        let k14 = share_rows(k_v4_at4(kr0 + 14u), base);
         s0_0 = qk(s0_0, q0[14], k14);
         s1_0 = qk(s1_0, q1[14], k14);
         s2_0 = qk(s2_0, q2[14], k14);
@@ -946,7 +954,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         s5_0 = qk(s5_0, q5[14], k14);
         s6_0 = qk(s6_0, q6[14], k14);
         s7_0 = qk(s7_0, q7[14], k14);
-        let k15 = share_rows(k_v4[kr0 + 15u], base);
+        let k15 = share_rows(k_v4_at4(kr0 + 15u), base);
         s0_0 = qk(s0_0, q0[15], k15);
         s1_0 = qk(s1_0, q1[15], k15);
         s2_0 = qk(s2_0, q2[15], k15);
@@ -1003,7 +1011,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         m7 = mx7;
         s7_0 = exp2_less(s7_0, mx7);
         l7 = l7 * cr7 + sum8(s7_0);
-        let v0 = share_rows(v_v4[vr0 + 0u], base);
+        let v0 = share_rows(v_v4_at4(vr0 + 0u), base);
         o0[0] = pv(o0[0] * cr0, s0_0, v0);
         o1[0] = pv(o1[0] * cr1, s1_0, v0);
         o2[0] = pv(o2[0] * cr2, s2_0, v0);
@@ -1012,7 +1020,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[0] = pv(o5[0] * cr5, s5_0, v0);
         o6[0] = pv(o6[0] * cr6, s6_0, v0);
         o7[0] = pv(o7[0] * cr7, s7_0, v0);
-        let v1 = share_rows(v_v4[vr0 + 1u], base);
+        let v1 = share_rows(v_v4_at4(vr0 + 1u), base);
         o0[1] = pv(o0[1] * cr0, s0_0, v1);
         o1[1] = pv(o1[1] * cr1, s1_0, v1);
         o2[1] = pv(o2[1] * cr2, s2_0, v1);
@@ -1021,7 +1029,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[1] = pv(o5[1] * cr5, s5_0, v1);
         o6[1] = pv(o6[1] * cr6, s6_0, v1);
         o7[1] = pv(o7[1] * cr7, s7_0, v1);
-        let v2 = share_rows(v_v4[vr0 + 2u], base);
+        let v2 = share_rows(v_v4_at4(vr0 + 2u), base);
         o0[2] = pv(o0[2] * cr0, s0_0, v2);
         o1[2] = pv(o1[2] * cr1, s1_0, v2);
         o2[2] = pv(o2[2] * cr2, s2_0, v2);
@@ -1030,7 +1038,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[2] = pv(o5[2] * cr5, s5_0, v2);
         o6[2] = pv(o6[2] * cr6, s6_0, v2);
         o7[2] = pv(o7[2] * cr7, s7_0, v2);
-        let v3 = share_rows(v_v4[vr0 + 3u], base);
+        let v3 = share_rows(v_v4_at4(vr0 + 3u), base);
         o0[3] = pv(o0[3] * cr0, s0_0, v3);
         o1[3] = pv(o1[3] * cr1, s1_0, v3);
         o2[3] = pv(o2[3] * cr2, s2_0, v3);
@@ -1039,7 +1047,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[3] = pv(o5[3] * cr5, s5_0, v3);
         o6[3] = pv(o6[3] * cr6, s6_0, v3);
         o7[3] = pv(o7[3] * cr7, s7_0, v3);
-        let v4 = share_rows(v_v4[vr0 + 4u], base);
+        let v4 = share_rows(v_v4_at4(vr0 + 4u), base);
         o0[4] = pv(o0[4] * cr0, s0_0, v4);
         o1[4] = pv(o1[4] * cr1, s1_0, v4);
         o2[4] = pv(o2[4] * cr2, s2_0, v4);
@@ -1048,7 +1056,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[4] = pv(o5[4] * cr5, s5_0, v4);
         o6[4] = pv(o6[4] * cr6, s6_0, v4);
         o7[4] = pv(o7[4] * cr7, s7_0, v4);
-        let v5 = share_rows(v_v4[vr0 + 5u], base);
+        let v5 = share_rows(v_v4_at4(vr0 + 5u), base);
         o0[5] = pv(o0[5] * cr0, s0_0, v5);
         o1[5] = pv(o1[5] * cr1, s1_0, v5);
         o2[5] = pv(o2[5] * cr2, s2_0, v5);
@@ -1057,7 +1065,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[5] = pv(o5[5] * cr5, s5_0, v5);
         o6[5] = pv(o6[5] * cr6, s6_0, v5);
         o7[5] = pv(o7[5] * cr7, s7_0, v5);
-        let v6 = share_rows(v_v4[vr0 + 6u], base);
+        let v6 = share_rows(v_v4_at4(vr0 + 6u), base);
         o0[6] = pv(o0[6] * cr0, s0_0, v6);
         o1[6] = pv(o1[6] * cr1, s1_0, v6);
         o2[6] = pv(o2[6] * cr2, s2_0, v6);
@@ -1066,7 +1074,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[6] = pv(o5[6] * cr5, s5_0, v6);
         o6[6] = pv(o6[6] * cr6, s6_0, v6);
         o7[6] = pv(o7[6] * cr7, s7_0, v6);
-        let v7 = share_rows(v_v4[vr0 + 7u], base);
+        let v7 = share_rows(v_v4_at4(vr0 + 7u), base);
         o0[7] = pv(o0[7] * cr0, s0_0, v7);
         o1[7] = pv(o1[7] * cr1, s1_0, v7);
         o2[7] = pv(o2[7] * cr2, s2_0, v7);
@@ -1075,7 +1083,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[7] = pv(o5[7] * cr5, s5_0, v7);
         o6[7] = pv(o6[7] * cr6, s6_0, v7);
         o7[7] = pv(o7[7] * cr7, s7_0, v7);
-        let v8 = share_rows(v_v4[vr0 + 8u], base);
+        let v8 = share_rows(v_v4_at4(vr0 + 8u), base);
         o0[8] = pv(o0[8] * cr0, s0_0, v8);
         o1[8] = pv(o1[8] * cr1, s1_0, v8);
         o2[8] = pv(o2[8] * cr2, s2_0, v8);
@@ -1084,7 +1092,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[8] = pv(o5[8] * cr5, s5_0, v8);
         o6[8] = pv(o6[8] * cr6, s6_0, v8);
         o7[8] = pv(o7[8] * cr7, s7_0, v8);
-        let v9 = share_rows(v_v4[vr0 + 9u], base);
+        let v9 = share_rows(v_v4_at4(vr0 + 9u), base);
         o0[9] = pv(o0[9] * cr0, s0_0, v9);
         o1[9] = pv(o1[9] * cr1, s1_0, v9);
         o2[9] = pv(o2[9] * cr2, s2_0, v9);
@@ -1093,7 +1101,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[9] = pv(o5[9] * cr5, s5_0, v9);
         o6[9] = pv(o6[9] * cr6, s6_0, v9);
         o7[9] = pv(o7[9] * cr7, s7_0, v9);
-        let v10 = share_rows(v_v4[vr0 + 10u], base);
+        let v10 = share_rows(v_v4_at4(vr0 + 10u), base);
         o0[10] = pv(o0[10] * cr0, s0_0, v10);
         o1[10] = pv(o1[10] * cr1, s1_0, v10);
         o2[10] = pv(o2[10] * cr2, s2_0, v10);
@@ -1102,7 +1110,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[10] = pv(o5[10] * cr5, s5_0, v10);
         o6[10] = pv(o6[10] * cr6, s6_0, v10);
         o7[10] = pv(o7[10] * cr7, s7_0, v10);
-        let v11 = share_rows(v_v4[vr0 + 11u], base);
+        let v11 = share_rows(v_v4_at4(vr0 + 11u), base);
         o0[11] = pv(o0[11] * cr0, s0_0, v11);
         o1[11] = pv(o1[11] * cr1, s1_0, v11);
         o2[11] = pv(o2[11] * cr2, s2_0, v11);
@@ -1111,7 +1119,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[11] = pv(o5[11] * cr5, s5_0, v11);
         o6[11] = pv(o6[11] * cr6, s6_0, v11);
         o7[11] = pv(o7[11] * cr7, s7_0, v11);
-        let v12 = share_rows(v_v4[vr0 + 12u], base);
+        let v12 = share_rows(v_v4_at4(vr0 + 12u), base);
         o0[12] = pv(o0[12] * cr0, s0_0, v12);
         o1[12] = pv(o1[12] * cr1, s1_0, v12);
         o2[12] = pv(o2[12] * cr2, s2_0, v12);
@@ -1120,7 +1128,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[12] = pv(o5[12] * cr5, s5_0, v12);
         o6[12] = pv(o6[12] * cr6, s6_0, v12);
         o7[12] = pv(o7[12] * cr7, s7_0, v12);
-        let v13 = share_rows(v_v4[vr0 + 13u], base);
+        let v13 = share_rows(v_v4_at4(vr0 + 13u), base);
         o0[13] = pv(o0[13] * cr0, s0_0, v13);
         o1[13] = pv(o1[13] * cr1, s1_0, v13);
         o2[13] = pv(o2[13] * cr2, s2_0, v13);
@@ -1129,7 +1137,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[13] = pv(o5[13] * cr5, s5_0, v13);
         o6[13] = pv(o6[13] * cr6, s6_0, v13);
         o7[13] = pv(o7[13] * cr7, s7_0, v13);
-        let v14 = share_rows(v_v4[vr0 + 14u], base);
+        let v14 = share_rows(v_v4_at4(vr0 + 14u), base);
         o0[14] = pv(o0[14] * cr0, s0_0, v14);
         o1[14] = pv(o1[14] * cr1, s1_0, v14);
         o2[14] = pv(o2[14] * cr2, s2_0, v14);
@@ -1138,7 +1146,7 @@ fn reg64_t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         o5[14] = pv(o5[14] * cr5, s5_0, v14);
         o6[14] = pv(o6[14] * cr6, s6_0, v14);
         o7[14] = pv(o7[14] * cr7, s7_0, v14);
-        let v15 = share_rows(v_v4[vr0 + 15u], base);
+        let v15 = share_rows(v_v4_at4(vr0 + 15u), base);
         o0[15] = pv(o0[15] * cr0, s0_0, v15);
         o1[15] = pv(o1[15] * cr1, s1_0, v15);
         o2[15] = pv(o2[15] * cr2, s2_0, v15);
@@ -1266,19 +1274,19 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         var s10_0 = V8(); var s10_1 = V8(); var s10_2 = V8(); var s10_3 = V8(); var s10_4 = V8(); var s10_5 = V8(); var s10_6 = V8(); var s10_7 = V8(); var s10_8 = V8(); var s10_9 = V8(); var s10_10 = V8(); var s10_11 = V8();
         var s11_0 = V8(); var s11_1 = V8(); var s11_2 = V8(); var s11_3 = V8(); var s11_4 = V8(); var s11_5 = V8(); var s11_6 = V8(); var s11_7 = V8(); var s11_8 = V8(); var s11_9 = V8(); var s11_10 = V8(); var s11_11 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_v4[qr0 + c];
-            let q1 = q_v4[qr1 + c];
-            let q2 = q_v4[qr2 + c];
-            let q3 = q_v4[qr3 + c];
-            let q4 = q_v4[qr4 + c];
-            let q5 = q_v4[qr5 + c];
-            let q6 = q_v4[qr6 + c];
-            let q7 = q_v4[qr7 + c];
-            let q8 = q_v4[qr8 + c];
-            let q9 = q_v4[qr9 + c];
-            let q10 = q_v4[qr10 + c];
-            let q11 = q_v4[qr11 + c];
-            let k0 = share_rows(k_v4[kr0 + c], base);
+            let q0 = q_v4_at4(qr0 + c);
+            let q1 = q_v4_at4(qr1 + c);
+            let q2 = q_v4_at4(qr2 + c);
+            let q3 = q_v4_at4(qr3 + c);
+            let q4 = q_v4_at4(qr4 + c);
+            let q5 = q_v4_at4(qr5 + c);
+            let q6 = q_v4_at4(qr6 + c);
+            let q7 = q_v4_at4(qr7 + c);
+            let q8 = q_v4_at4(qr8 + c);
+            let q9 = q_v4_at4(qr9 + c);
+            let q10 = q_v4_at4(qr10 + c);
+            let q11 = q_v4_at4(qr11 + c);
+            let k0 = share_rows(k_v4_at4(kr0 + c), base);
             s0_0 = qk(s0_0, q0, k0);
             s1_0 = qk(s1_0, q1, k0);
             s2_0 = qk(s2_0, q2, k0);
@@ -1291,7 +1299,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_0 = qk(s9_0, q9, k0);
             s10_0 = qk(s10_0, q10, k0);
             s11_0 = qk(s11_0, q11, k0);
-            let k1 = share_rows(k_v4[kr1 + c], base);
+            let k1 = share_rows(k_v4_at4(kr1 + c), base);
             s0_1 = qk(s0_1, q0, k1);
             s1_1 = qk(s1_1, q1, k1);
             s2_1 = qk(s2_1, q2, k1);
@@ -1304,7 +1312,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_1 = qk(s9_1, q9, k1);
             s10_1 = qk(s10_1, q10, k1);
             s11_1 = qk(s11_1, q11, k1);
-            let k2 = share_rows(k_v4[kr2 + c], base);
+            let k2 = share_rows(k_v4_at4(kr2 + c), base);
             s0_2 = qk(s0_2, q0, k2);
             s1_2 = qk(s1_2, q1, k2);
             s2_2 = qk(s2_2, q2, k2);
@@ -1317,7 +1325,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_2 = qk(s9_2, q9, k2);
             s10_2 = qk(s10_2, q10, k2);
             s11_2 = qk(s11_2, q11, k2);
-            let k3 = share_rows(k_v4[kr3 + c], base);
+            let k3 = share_rows(k_v4_at4(kr3 + c), base);
             s0_3 = qk(s0_3, q0, k3);
             s1_3 = qk(s1_3, q1, k3);
             s2_3 = qk(s2_3, q2, k3);
@@ -1330,7 +1338,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_3 = qk(s9_3, q9, k3);
             s10_3 = qk(s10_3, q10, k3);
             s11_3 = qk(s11_3, q11, k3);
-            let k4 = share_rows(k_v4[kr4 + c], base);
+            let k4 = share_rows(k_v4_at4(kr4 + c), base);
             s0_4 = qk(s0_4, q0, k4);
             s1_4 = qk(s1_4, q1, k4);
             s2_4 = qk(s2_4, q2, k4);
@@ -1343,7 +1351,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_4 = qk(s9_4, q9, k4);
             s10_4 = qk(s10_4, q10, k4);
             s11_4 = qk(s11_4, q11, k4);
-            let k5 = share_rows(k_v4[kr5 + c], base);
+            let k5 = share_rows(k_v4_at4(kr5 + c), base);
             s0_5 = qk(s0_5, q0, k5);
             s1_5 = qk(s1_5, q1, k5);
             s2_5 = qk(s2_5, q2, k5);
@@ -1356,7 +1364,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_5 = qk(s9_5, q9, k5);
             s10_5 = qk(s10_5, q10, k5);
             s11_5 = qk(s11_5, q11, k5);
-            let k6 = share_rows(k_v4[kr6 + c], base);
+            let k6 = share_rows(k_v4_at4(kr6 + c), base);
             s0_6 = qk(s0_6, q0, k6);
             s1_6 = qk(s1_6, q1, k6);
             s2_6 = qk(s2_6, q2, k6);
@@ -1369,7 +1377,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_6 = qk(s9_6, q9, k6);
             s10_6 = qk(s10_6, q10, k6);
             s11_6 = qk(s11_6, q11, k6);
-            let k7 = share_rows(k_v4[kr7 + c], base);
+            let k7 = share_rows(k_v4_at4(kr7 + c), base);
             s0_7 = qk(s0_7, q0, k7);
             s1_7 = qk(s1_7, q1, k7);
             s2_7 = qk(s2_7, q2, k7);
@@ -1382,7 +1390,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_7 = qk(s9_7, q9, k7);
             s10_7 = qk(s10_7, q10, k7);
             s11_7 = qk(s11_7, q11, k7);
-            let k8 = share_rows(k_v4[kr8 + c], base);
+            let k8 = share_rows(k_v4_at4(kr8 + c), base);
             s0_8 = qk(s0_8, q0, k8);
             s1_8 = qk(s1_8, q1, k8);
             s2_8 = qk(s2_8, q2, k8);
@@ -1395,7 +1403,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_8 = qk(s9_8, q9, k8);
             s10_8 = qk(s10_8, q10, k8);
             s11_8 = qk(s11_8, q11, k8);
-            let k9 = share_rows(k_v4[kr9 + c], base);
+            let k9 = share_rows(k_v4_at4(kr9 + c), base);
             s0_9 = qk(s0_9, q0, k9);
             s1_9 = qk(s1_9, q1, k9);
             s2_9 = qk(s2_9, q2, k9);
@@ -1408,7 +1416,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_9 = qk(s9_9, q9, k9);
             s10_9 = qk(s10_9, q10, k9);
             s11_9 = qk(s11_9, q11, k9);
-            let k10 = share_rows(k_v4[kr10 + c], base);
+            let k10 = share_rows(k_v4_at4(kr10 + c), base);
             s0_10 = qk(s0_10, q0, k10);
             s1_10 = qk(s1_10, q1, k10);
             s2_10 = qk(s2_10, q2, k10);
@@ -1421,7 +1429,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             s9_10 = qk(s9_10, q9, k10);
             s10_10 = qk(s10_10, q10, k10);
             s11_10 = qk(s11_10, q11, k10);
-            let k11 = share_rows(k_v4[kr11 + c], base);
+            let k11 = share_rows(k_v4_at4(kr11 + c), base);
             s0_11 = qk(s0_11, q0, k11);
             s1_11 = qk(s1_11, q1, k11);
             s2_11 = qk(s2_11, q2, k11);
@@ -1797,7 +1805,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             if (r10.ok && j0 > 0u) { o10 = o_v4[or10 + c] * cr10; }
             var o11 = vec4<f32>(0.0);
             if (r11.ok && j0 > 0u) { o11 = o_v4[or11 + c] * cr11; }
-            let v0 = share_rows(v_v4[vr0 + c], base);
+            let v0 = share_rows(v_v4_at4(vr0 + c), base);
             o0 = pv(o0, s0_0, v0);
             o1 = pv(o1, s1_0, v0);
             o2 = pv(o2, s2_0, v0);
@@ -1810,7 +1818,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_0, v0);
             o10 = pv(o10, s10_0, v0);
             o11 = pv(o11, s11_0, v0);
-            let v1 = share_rows(v_v4[vr1 + c], base);
+            let v1 = share_rows(v_v4_at4(vr1 + c), base);
             o0 = pv(o0, s0_1, v1);
             o1 = pv(o1, s1_1, v1);
             o2 = pv(o2, s2_1, v1);
@@ -1823,7 +1831,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_1, v1);
             o10 = pv(o10, s10_1, v1);
             o11 = pv(o11, s11_1, v1);
-            let v2 = share_rows(v_v4[vr2 + c], base);
+            let v2 = share_rows(v_v4_at4(vr2 + c), base);
             o0 = pv(o0, s0_2, v2);
             o1 = pv(o1, s1_2, v2);
             o2 = pv(o2, s2_2, v2);
@@ -1836,7 +1844,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_2, v2);
             o10 = pv(o10, s10_2, v2);
             o11 = pv(o11, s11_2, v2);
-            let v3 = share_rows(v_v4[vr3 + c], base);
+            let v3 = share_rows(v_v4_at4(vr3 + c), base);
             o0 = pv(o0, s0_3, v3);
             o1 = pv(o1, s1_3, v3);
             o2 = pv(o2, s2_3, v3);
@@ -1849,7 +1857,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_3, v3);
             o10 = pv(o10, s10_3, v3);
             o11 = pv(o11, s11_3, v3);
-            let v4 = share_rows(v_v4[vr4 + c], base);
+            let v4 = share_rows(v_v4_at4(vr4 + c), base);
             o0 = pv(o0, s0_4, v4);
             o1 = pv(o1, s1_4, v4);
             o2 = pv(o2, s2_4, v4);
@@ -1862,7 +1870,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_4, v4);
             o10 = pv(o10, s10_4, v4);
             o11 = pv(o11, s11_4, v4);
-            let v5 = share_rows(v_v4[vr5 + c], base);
+            let v5 = share_rows(v_v4_at4(vr5 + c), base);
             o0 = pv(o0, s0_5, v5);
             o1 = pv(o1, s1_5, v5);
             o2 = pv(o2, s2_5, v5);
@@ -1875,7 +1883,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_5, v5);
             o10 = pv(o10, s10_5, v5);
             o11 = pv(o11, s11_5, v5);
-            let v6 = share_rows(v_v4[vr6 + c], base);
+            let v6 = share_rows(v_v4_at4(vr6 + c), base);
             o0 = pv(o0, s0_6, v6);
             o1 = pv(o1, s1_6, v6);
             o2 = pv(o2, s2_6, v6);
@@ -1888,7 +1896,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_6, v6);
             o10 = pv(o10, s10_6, v6);
             o11 = pv(o11, s11_6, v6);
-            let v7 = share_rows(v_v4[vr7 + c], base);
+            let v7 = share_rows(v_v4_at4(vr7 + c), base);
             o0 = pv(o0, s0_7, v7);
             o1 = pv(o1, s1_7, v7);
             o2 = pv(o2, s2_7, v7);
@@ -1901,7 +1909,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_7, v7);
             o10 = pv(o10, s10_7, v7);
             o11 = pv(o11, s11_7, v7);
-            let v8 = share_rows(v_v4[vr8 + c], base);
+            let v8 = share_rows(v_v4_at4(vr8 + c), base);
             o0 = pv(o0, s0_8, v8);
             o1 = pv(o1, s1_8, v8);
             o2 = pv(o2, s2_8, v8);
@@ -1914,7 +1922,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_8, v8);
             o10 = pv(o10, s10_8, v8);
             o11 = pv(o11, s11_8, v8);
-            let v9 = share_rows(v_v4[vr9 + c], base);
+            let v9 = share_rows(v_v4_at4(vr9 + c), base);
             o0 = pv(o0, s0_9, v9);
             o1 = pv(o1, s1_9, v9);
             o2 = pv(o2, s2_9, v9);
@@ -1927,7 +1935,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_9, v9);
             o10 = pv(o10, s10_9, v9);
             o11 = pv(o11, s11_9, v9);
-            let v10 = share_rows(v_v4[vr10 + c], base);
+            let v10 = share_rows(v_v4_at4(vr10 + c), base);
             o0 = pv(o0, s0_10, v10);
             o1 = pv(o1, s1_10, v10);
             o2 = pv(o2, s2_10, v10);
@@ -1940,7 +1948,7 @@ fn stream4_t12m12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             o9 = pv(o9, s9_10, v10);
             o10 = pv(o10, s10_10, v10);
             o11 = pv(o11, s11_10, v10);
-            let v11 = share_rows(v_v4[vr11 + c], base);
+            let v11 = share_rows(v_v4_at4(vr11 + c), base);
             o0 = pv(o0, s0_11, v11);
             o1 = pv(o1, s1_11, v11);
             o2 = pv(o2, s2_11, v11);
@@ -2057,15 +2065,15 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var s6_0 = V8(); var s6_1 = V8(); var s6_2 = V8(); var s6_3 = V8(); var s6_4 = V8(); var s6_5 = V8(); var s6_6 = V8(); var s6_7 = V8();
         var s7_0 = V8(); var s7_1 = V8(); var s7_2 = V8(); var s7_3 = V8(); var s7_4 = V8(); var s7_5 = V8(); var s7_6 = V8(); var s7_7 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_s[qr0 + c];
-            let q1 = q_s[qr1 + c];
-            let q2 = q_s[qr2 + c];
-            let q3 = q_s[qr3 + c];
-            let q4 = q_s[qr4 + c];
-            let q5 = q_s[qr5 + c];
-            let q6 = q_s[qr6 + c];
-            let q7 = q_s[qr7 + c];
-            let k0 = share_elems(k_s[kr0 + c], base);
+            let q0 = q_s_at(qr0 + c);
+            let q1 = q_s_at(qr1 + c);
+            let q2 = q_s_at(qr2 + c);
+            let q3 = q_s_at(qr3 + c);
+            let q4 = q_s_at(qr4 + c);
+            let q5 = q_s_at(qr5 + c);
+            let q6 = q_s_at(qr6 + c);
+            let q7 = q_s_at(qr7 + c);
+            let k0 = share_elems(k_s_at(kr0 + c), base);
             s0_0 = qk_elems(s0_0, q0, k0);
             s1_0 = qk_elems(s1_0, q1, k0);
             s2_0 = qk_elems(s2_0, q2, k0);
@@ -2074,7 +2082,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_0 = qk_elems(s5_0, q5, k0);
             s6_0 = qk_elems(s6_0, q6, k0);
             s7_0 = qk_elems(s7_0, q7, k0);
-            let k1 = share_elems(k_s[kr1 + c], base);
+            let k1 = share_elems(k_s_at(kr1 + c), base);
             s0_1 = qk_elems(s0_1, q0, k1);
             s1_1 = qk_elems(s1_1, q1, k1);
             s2_1 = qk_elems(s2_1, q2, k1);
@@ -2083,7 +2091,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_1 = qk_elems(s5_1, q5, k1);
             s6_1 = qk_elems(s6_1, q6, k1);
             s7_1 = qk_elems(s7_1, q7, k1);
-            let k2 = share_elems(k_s[kr2 + c], base);
+            let k2 = share_elems(k_s_at(kr2 + c), base);
             s0_2 = qk_elems(s0_2, q0, k2);
             s1_2 = qk_elems(s1_2, q1, k2);
             s2_2 = qk_elems(s2_2, q2, k2);
@@ -2092,7 +2100,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_2 = qk_elems(s5_2, q5, k2);
             s6_2 = qk_elems(s6_2, q6, k2);
             s7_2 = qk_elems(s7_2, q7, k2);
-            let k3 = share_elems(k_s[kr3 + c], base);
+            let k3 = share_elems(k_s_at(kr3 + c), base);
             s0_3 = qk_elems(s0_3, q0, k3);
             s1_3 = qk_elems(s1_3, q1, k3);
             s2_3 = qk_elems(s2_3, q2, k3);
@@ -2101,7 +2109,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_3 = qk_elems(s5_3, q5, k3);
             s6_3 = qk_elems(s6_3, q6, k3);
             s7_3 = qk_elems(s7_3, q7, k3);
-            let k4 = share_elems(k_s[kr4 + c], base);
+            let k4 = share_elems(k_s_at(kr4 + c), base);
             s0_4 = qk_elems(s0_4, q0, k4);
             s1_4 = qk_elems(s1_4, q1, k4);
             s2_4 = qk_elems(s2_4, q2, k4);
@@ -2110,7 +2118,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_4 = qk_elems(s5_4, q5, k4);
             s6_4 = qk_elems(s6_4, q6, k4);
             s7_4 = qk_elems(s7_4, q7, k4);
-            let k5 = share_elems(k_s[kr5 + c], base);
+            let k5 = share_elems(k_s_at(kr5 + c), base);
             s0_5 = qk_elems(s0_5, q0, k5);
             s1_5 = qk_elems(s1_5, q1, k5);
             s2_5 = qk_elems(s2_5, q2, k5);
@@ -2119,7 +2127,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_5 = qk_elems(s5_5, q5, k5);
             s6_5 = qk_elems(s6_5, q6, k5);
             s7_5 = qk_elems(s7_5, q7, k5);
-            let k6 = share_elems(k_s[kr6 + c], base);
+            let k6 = share_elems(k_s_at(kr6 + c), base);
             s0_6 = qk_elems(s0_6, q0, k6);
             s1_6 = qk_elems(s1_6, q1, k6);
             s2_6 = qk_elems(s2_6, q2, k6);
@@ -2128,7 +2136,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             s5_6 = qk_elems(s5_6, q5, k6);
             s6_6 = qk_elems(s6_6, q6, k6);
             s7_6 = qk_elems(s7_6, q7, k6);
-            let k7 = share_elems(k_s[kr7 + c], base);
+            let k7 = share_elems(k_s_at(kr7 + c), base);
             s0_7 = qk_elems(s0_7, q0, k7);
             s1_7 = qk_elems(s1_7, q1, k7);
             s2_7 = qk_elems(s2_7, q2, k7);
@@ -2316,7 +2324,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             if (r6.ok && j0 > 0u) { o6 = o_s[or6 + c] * cr6; }
             var o7 = 0.0;
             if (r7.ok && j0 > 0u) { o7 = o_s[or7 + c] * cr7; }
-            let v0 = share_elems(v_s[vr0 + c], base);
+            let v0 = share_elems(v_s_at(vr0 + c), base);
             o0 = pv_elems(o0, s0_0, v0);
             o1 = pv_elems(o1, s1_0, v0);
             o2 = pv_elems(o2, s2_0, v0);
@@ -2325,7 +2333,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_0, v0);
             o6 = pv_elems(o6, s6_0, v0);
             o7 = pv_elems(o7, s7_0, v0);
-            let v1 = share_elems(v_s[vr1 + c], base);
+            let v1 = share_elems(v_s_at(vr1 + c), base);
             o0 = pv_elems(o0, s0_1, v1);
             o1 = pv_elems(o1, s1_1, v1);
             o2 = pv_elems(o2, s2_1, v1);
@@ -2334,7 +2342,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_1, v1);
             o6 = pv_elems(o6, s6_1, v1);
             o7 = pv_elems(o7, s7_1, v1);
-            let v2 = share_elems(v_s[vr2 + c], base);
+            let v2 = share_elems(v_s_at(vr2 + c), base);
             o0 = pv_elems(o0, s0_2, v2);
             o1 = pv_elems(o1, s1_2, v2);
             o2 = pv_elems(o2, s2_2, v2);
@@ -2343,7 +2351,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_2, v2);
             o6 = pv_elems(o6, s6_2, v2);
             o7 = pv_elems(o7, s7_2, v2);
-            let v3 = share_elems(v_s[vr3 + c], base);
+            let v3 = share_elems(v_s_at(vr3 + c), base);
             o0 = pv_elems(o0, s0_3, v3);
             o1 = pv_elems(o1, s1_3, v3);
             o2 = pv_elems(o2, s2_3, v3);
@@ -2352,7 +2360,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_3, v3);
             o6 = pv_elems(o6, s6_3, v3);
             o7 = pv_elems(o7, s7_3, v3);
-            let v4 = share_elems(v_s[vr4 + c], base);
+            let v4 = share_elems(v_s_at(vr4 + c), base);
             o0 = pv_elems(o0, s0_4, v4);
             o1 = pv_elems(o1, s1_4, v4);
             o2 = pv_elems(o2, s2_4, v4);
@@ -2361,7 +2369,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_4, v4);
             o6 = pv_elems(o6, s6_4, v4);
             o7 = pv_elems(o7, s7_4, v4);
-            let v5 = share_elems(v_s[vr5 + c], base);
+            let v5 = share_elems(v_s_at(vr5 + c), base);
             o0 = pv_elems(o0, s0_5, v5);
             o1 = pv_elems(o1, s1_5, v5);
             o2 = pv_elems(o2, s2_5, v5);
@@ -2370,7 +2378,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_5, v5);
             o6 = pv_elems(o6, s6_5, v5);
             o7 = pv_elems(o7, s7_5, v5);
-            let v6 = share_elems(v_s[vr6 + c], base);
+            let v6 = share_elems(v_s_at(vr6 + c), base);
             o0 = pv_elems(o0, s0_6, v6);
             o1 = pv_elems(o1, s1_6, v6);
             o2 = pv_elems(o2, s2_6, v6);
@@ -2379,7 +2387,7 @@ fn stream1_t8m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             o5 = pv_elems(o5, s5_6, v6);
             o6 = pv_elems(o6, s6_6, v6);
             o7 = pv_elems(o7, s7_6, v6);
-            let v7 = share_elems(v_s[vr7 + c], base);
+            let v7 = share_elems(v_s_at(vr7 + c), base);
             o0 = pv_elems(o0, s0_7, v7);
             o1 = pv_elems(o1, s1_7, v7);
             o2 = pv_elems(o2, s2_7, v7);
@@ -2426,25 +2434,25 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         let kr0 = row_of(kv0, j0 + 0u + lane, p.k_shift) / 4u;
         let vr0 = row_of(kv0, j0 + 0u + lane, p.v_shift) / 4u;
         var s0_0 = V8();
-        let k0 = share_rows(k_v4[kr0 + 0u], base);
+        let k0 = share_rows(k_v4_at4(kr0 + 0u), base);
         s0_0 = qk(s0_0, q0[0], k0);
-        let k1 = share_rows(k_v4[kr0 + 1u], base);
+        let k1 = share_rows(k_v4_at4(kr0 + 1u), base);
         s0_0 = qk(s0_0, q0[1], k1);
-        let k2 = share_rows(k_v4[kr0 + 2u], base);
+        let k2 = share_rows(k_v4_at4(kr0 + 2u), base);
         s0_0 = qk(s0_0, q0[2], k2);
-        let k3 = share_rows(k_v4[kr0 + 3u], base);
+        let k3 = share_rows(k_v4_at4(kr0 + 3u), base);
         s0_0 = qk(s0_0, q0[3], k3);
-        let k4 = share_rows(k_v4[kr0 + 4u], base);
+        let k4 = share_rows(k_v4_at4(kr0 + 4u), base);
         s0_0 = qk(s0_0, q0[4], k4);
-        let k5 = share_rows(k_v4[kr0 + 5u], base);
+        let k5 = share_rows(k_v4_at4(kr0 + 5u), base);
         s0_0 = qk(s0_0, q0[5], k5);
-        let k6 = share_rows(k_v4[kr0 + 6u], base);
+        let k6 = share_rows(k_v4_at4(kr0 + 6u), base);
         s0_0 = qk(s0_0, q0[6], k6);
-        let k7 = share_rows(k_v4[kr0 + 7u], base);
+        let k7 = share_rows(k_v4_at4(kr0 + 7u), base);
         s0_0 = qk(s0_0, q0[7], k7);
-        let k8 = share_rows(k_v4[kr0 + 8u], base);
+        let k8 = share_rows(k_v4_at4(kr0 + 8u), base);
         s0_0 = qk(s0_0, q0[8], k8);
-        let k9 = share_rows(k_v4[kr0 + 9u], base);
+        let k9 = share_rows(k_v4_at4(kr0 + 9u), base);
         s0_0 = qk(s0_0, q0[9], k9);
         s0_0 = masked(s0_0, j0 + 0u, 1.0);
         let mx0 = max(m0, max8(s0_0));
@@ -2452,25 +2460,25 @@ fn reg40_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         m0 = mx0;
         s0_0 = exp2_less(s0_0, mx0);
         l0 = l0 * cr0 + sum8(s0_0);
-        let v0 = share_rows(v_v4[vr0 + 0u], base);
+        let v0 = share_rows(v_v4_at4(vr0 + 0u), base);
         o0[0] = pv(o0[0] * cr0, s0_0, v0);
-        let v1 = share_rows(v_v4[vr0 + 1u], base);
+        let v1 = share_rows(v_v4_at4(vr0 + 1u), base);
         o0[1] = pv(o0[1] * cr0, s0_0, v1);
-        let v2 = share_rows(v_v4[vr0 + 2u], base);
+        let v2 = share_rows(v_v4_at4(vr0 + 2u), base);
         o0[2] = pv(o0[2] * cr0, s0_0, v2);
-        let v3 = share_rows(v_v4[vr0 + 3u], base);
+        let v3 = share_rows(v_v4_at4(vr0 + 3u), base);
         o0[3] = pv(o0[3] * cr0, s0_0, v3);
-        let v4 = share_rows(v_v4[vr0 + 4u], base);
+        let v4 = share_rows(v_v4_at4(vr0 + 4u), base);
         o0[4] = pv(o0[4] * cr0, s0_0, v4);
-        let v5 = share_rows(v_v4[vr0 + 5u], base);
+        let v5 = share_rows(v_v4_at4(vr0 + 5u), base);
         o0[5] = pv(o0[5] * cr0, s0_0, v5);
-        let v6 = share_rows(v_v4[vr0 + 6u], base);
+        let v6 = share_rows(v_v4_at4(vr0 + 6u), base);
         o0[6] = pv(o0[6] * cr0, s0_0, v6);
-        let v7 = share_rows(v_v4[vr0 + 7u], base);
+        let v7 = share_rows(v_v4_at4(vr0 + 7u), base);
         o0[7] = pv(o0[7] * cr0, s0_0, v7);
-        let v8 = share_rows(v_v4[vr0 + 8u], base);
+        let v8 = share_rows(v_v4_at4(vr0 + 8u), base);
         o0[8] = pv(o0[8] * cr0, s0_0, v8);
-        let v9 = share_rows(v_v4[vr0 + 9u], base);
+        let v9 = share_rows(v_v4_at4(vr0 + 9u), base);
         o0[9] = pv(o0[9] * cr0, s0_0, v9);
     }
     if (r0.ok) { store_o10(r0.oe, o0, 1.0 / l0); }
@@ -2494,37 +2502,37 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         let kr0 = row_of(kv0, j0 + 0u + lane, p.k_shift) / 4u;
         let vr0 = row_of(kv0, j0 + 0u + lane, p.v_shift) / 4u;
         var s0_0 = V8();
-        let k0 = share_rows(k_v4[kr0 + 0u], base);
+        let k0 = share_rows(k_v4_at4(kr0 + 0u), base);
         s0_0 = qk(s0_0, q0[0], k0);
-        let k1 = share_rows(k_v4[kr0 + 1u], base);
+        let k1 = share_rows(k_v4_at4(kr0 + 1u), base);
         s0_0 = qk(s0_0, q0[1], k1);
-        let k2 = share_rows(k_v4[kr0 + 2u], base);
+        let k2 = share_rows(k_v4_at4(kr0 + 2u), base);
         s0_0 = qk(s0_0, q0[2], k2);
-        let k3 = share_rows(k_v4[kr0 + 3u], base);
+        let k3 = share_rows(k_v4_at4(kr0 + 3u), base);
         s0_0 = qk(s0_0, q0[3], k3);
-        let k4 = share_rows(k_v4[kr0 + 4u], base);
+        let k4 = share_rows(k_v4_at4(kr0 + 4u), base);
         s0_0 = qk(s0_0, q0[4], k4);
-        let k5 = share_rows(k_v4[kr0 + 5u], base);
+        let k5 = share_rows(k_v4_at4(kr0 + 5u), base);
         s0_0 = qk(s0_0, q0[5], k5);
-        let k6 = share_rows(k_v4[kr0 + 6u], base);
+        let k6 = share_rows(k_v4_at4(kr0 + 6u), base);
         s0_0 = qk(s0_0, q0[6], k6);
-        let k7 = share_rows(k_v4[kr0 + 7u], base);
+        let k7 = share_rows(k_v4_at4(kr0 + 7u), base);
         s0_0 = qk(s0_0, q0[7], k7);
-        let k8 = share_rows(k_v4[kr0 + 8u], base);
+        let k8 = share_rows(k_v4_at4(kr0 + 8u), base);
         s0_0 = qk(s0_0, q0[8], k8);
-        let k9 = share_rows(k_v4[kr0 + 9u], base);
+        let k9 = share_rows(k_v4_at4(kr0 + 9u), base);
         s0_0 = qk(s0_0, q0[9], k9);
-        let k10 = share_rows(k_v4[kr0 + 10u], base);
+        let k10 = share_rows(k_v4_at4(kr0 + 10u), base);
         s0_0 = qk(s0_0, q0[10], k10);
-        let k11 = share_rows(k_v4[kr0 + 11u], base);
+        let k11 = share_rows(k_v4_at4(kr0 + 11u), base);
         s0_0 = qk(s0_0, q0[11], k11);
-        let k12 = share_rows(k_v4[kr0 + 12u], base);
+        let k12 = share_rows(k_v4_at4(kr0 + 12u), base);
         s0_0 = qk(s0_0, q0[12], k12);
-        let k13 = share_rows(k_v4[kr0 + 13u], base);
+        let k13 = share_rows(k_v4_at4(kr0 + 13u), base);
         s0_0 = qk(s0_0, q0[13], k13);
-        let k14 = share_rows(k_v4[kr0 + 14u], base);
+        let k14 = share_rows(k_v4_at4(kr0 + 14u), base);
         s0_0 = qk(s0_0, q0[14], k14);
-        let k15 = share_rows(k_v4[kr0 + 15u], base);
+        let k15 = share_rows(k_v4_at4(kr0 + 15u), base);
         s0_0 = qk(s0_0, q0[15], k15);
         s0_0 = masked(s0_0, j0 + 0u, 1.0);
         let mx0 = max(m0, max8(s0_0));
@@ -2532,37 +2540,37 @@ fn reg64_t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         m0 = mx0;
         s0_0 = exp2_less(s0_0, mx0);
         l0 = l0 * cr0 + sum8(s0_0);
-        let v0 = share_rows(v_v4[vr0 + 0u], base);
+        let v0 = share_rows(v_v4_at4(vr0 + 0u), base);
         o0[0] = pv(o0[0] * cr0, s0_0, v0);
-        let v1 = share_rows(v_v4[vr0 + 1u], base);
+        let v1 = share_rows(v_v4_at4(vr0 + 1u), base);
         o0[1] = pv(o0[1] * cr0, s0_0, v1);
-        let v2 = share_rows(v_v4[vr0 + 2u], base);
+        let v2 = share_rows(v_v4_at4(vr0 + 2u), base);
         o0[2] = pv(o0[2] * cr0, s0_0, v2);
-        let v3 = share_rows(v_v4[vr0 + 3u], base);
+        let v3 = share_rows(v_v4_at4(vr0 + 3u), base);
         o0[3] = pv(o0[3] * cr0, s0_0, v3);
-        let v4 = share_rows(v_v4[vr0 + 4u], base);
+        let v4 = share_rows(v_v4_at4(vr0 + 4u), base);
         o0[4] = pv(o0[4] * cr0, s0_0, v4);
-        let v5 = share_rows(v_v4[vr0 + 5u], base);
+        let v5 = share_rows(v_v4_at4(vr0 + 5u), base);
         o0[5] = pv(o0[5] * cr0, s0_0, v5);
-        let v6 = share_rows(v_v4[vr0 + 6u], base);
+        let v6 = share_rows(v_v4_at4(vr0 + 6u), base);
         o0[6] = pv(o0[6] * cr0, s0_0, v6);
-        let v7 = share_rows(v_v4[vr0 + 7u], base);
+        let v7 = share_rows(v_v4_at4(vr0 + 7u), base);
         o0[7] = pv(o0[7] * cr0, s0_0, v7);
-        let v8 = share_rows(v_v4[vr0 + 8u], base);
+        let v8 = share_rows(v_v4_at4(vr0 + 8u), base);
         o0[8] = pv(o0[8] * cr0, s0_0, v8);
-        let v9 = share_rows(v_v4[vr0 + 9u], base);
+        let v9 = share_rows(v_v4_at4(vr0 + 9u), base);
         o0[9] = pv(o0[9] * cr0, s0_0, v9);
-        let v10 = share_rows(v_v4[vr0 + 10u], base);
+        let v10 = share_rows(v_v4_at4(vr0 + 10u), base);
         o0[10] = pv(o0[10] * cr0, s0_0, v10);
-        let v11 = share_rows(v_v4[vr0 + 11u], base);
+        let v11 = share_rows(v_v4_at4(vr0 + 11u), base);
         o0[11] = pv(o0[11] * cr0, s0_0, v11);
-        let v12 = share_rows(v_v4[vr0 + 12u], base);
+        let v12 = share_rows(v_v4_at4(vr0 + 12u), base);
         o0[12] = pv(o0[12] * cr0, s0_0, v12);
-        let v13 = share_rows(v_v4[vr0 + 13u], base);
+        let v13 = share_rows(v_v4_at4(vr0 + 13u), base);
         o0[13] = pv(o0[13] * cr0, s0_0, v13);
-        let v14 = share_rows(v_v4[vr0 + 14u], base);
+        let v14 = share_rows(v_v4_at4(vr0 + 14u), base);
         o0[14] = pv(o0[14] * cr0, s0_0, v14);
-        let v15 = share_rows(v_v4[vr0 + 15u], base);
+        let v15 = share_rows(v_v4_at4(vr0 + 15u), base);
         o0[15] = pv(o0[15] * cr0, s0_0, v15);
     }
     if (r0.ok) { store_o16(r0.oe, o0, 1.0 / l0); }
@@ -2596,12 +2604,12 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var s0_0 = V8(); var s0_1 = V8();
         var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_v4[qr0 + c];
-            let q1 = q_v4[qr1 + c];
-            let k0 = share_rows(k_v4[kr0 + c], base);
+            let q0 = q_v4_at4(qr0 + c);
+            let q1 = q_v4_at4(qr1 + c);
+            let k0 = share_rows(k_v4_at4(kr0 + c), base);
             s0_0 = qk(s0_0, q0, k0);
             s1_0 = qk(s1_0, q1, k0);
-            let k1 = share_rows(k_v4[kr1 + c], base);
+            let k1 = share_rows(k_v4_at4(kr1 + c), base);
             s0_1 = qk(s0_1, q0, k1);
             s1_1 = qk(s1_1, q1, k1);
         }
@@ -2627,10 +2635,10 @@ fn stream4_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             if (r0.ok && j0 > 0u) { o0 = o_v4[or0 + c] * cr0; }
             var o1 = vec4<f32>(0.0);
             if (r1.ok && j0 > 0u) { o1 = o_v4[or1 + c] * cr1; }
-            let v0 = share_rows(v_v4[vr0 + c], base);
+            let v0 = share_rows(v_v4_at4(vr0 + c), base);
             o0 = pv(o0, s0_0, v0);
             o1 = pv(o1, s1_0, v0);
-            let v1 = share_rows(v_v4[vr1 + c], base);
+            let v1 = share_rows(v_v4_at4(vr1 + c), base);
             o0 = pv(o0, s0_1, v1);
             o1 = pv(o1, s1_1, v1);
             if (r0.ok) { o_v4[or0 + c] = o0; }
@@ -2669,12 +2677,12 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var s0_0 = V8(); var s0_1 = V8();
         var s1_0 = V8(); var s1_1 = V8();
         for (var c = 0u; c < nch; c++) {
-            let q0 = q_s[qr0 + c];
-            let q1 = q_s[qr1 + c];
-            let k0 = share_elems(k_s[kr0 + c], base);
+            let q0 = q_s_at(qr0 + c);
+            let q1 = q_s_at(qr1 + c);
+            let k0 = share_elems(k_s_at(kr0 + c), base);
             s0_0 = qk_elems(s0_0, q0, k0);
             s1_0 = qk_elems(s1_0, q1, k0);
-            let k1 = share_elems(k_s[kr1 + c], base);
+            let k1 = share_elems(k_s_at(kr1 + c), base);
             s0_1 = qk_elems(s0_1, q0, k1);
             s1_1 = qk_elems(s1_1, q1, k1);
         }
@@ -2700,10 +2708,10 @@ fn stream1_t2m2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             if (r0.ok && j0 > 0u) { o0 = o_s[or0 + c] * cr0; }
             var o1 = 0.0;
             if (r1.ok && j0 > 0u) { o1 = o_s[or1 + c] * cr1; }
-            let v0 = share_elems(v_s[vr0 + c], base);
+            let v0 = share_elems(v_s_at(vr0 + c), base);
             o0 = pv_elems(o0, s0_0, v0);
             o1 = pv_elems(o1, s1_0, v0);
-            let v1 = share_elems(v_s[vr1 + c], base);
+            let v1 = share_elems(v_s_at(vr1 + c), base);
             o0 = pv_elems(o0, s0_1, v1);
             o1 = pv_elems(o1, s1_1, v1);
             if (r0.ok) { o_s[or0 + c] = o0; }

@@ -114,7 +114,8 @@ pub struct Gpu {
     /// on lavapipe run the GPU forms of kernels that have a CPU form. Off except in tests.
     pub gpu_style_kernels: bool,
     /// Read every kernel input from storage buffers even where the adapter would get texture reads
-    /// (`DeviceLimits::texture_reads`): lets tests on lavapipe run both forms. Off except in tests.
+    /// (`DeviceLimits::texture_reads`): lets tests on lavapipe run both forms, and benchmarks compare
+    /// them (`WGSD_TEXTURE_READS=off`). Off otherwise.
     pub buffer_reads_only: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
@@ -294,7 +295,7 @@ impl Gpu {
             low_vram: false,
             f16_activations: false,
             gpu_style_kernels: false,
-            buffer_reads_only: false,
+            buffer_reads_only: std::env::var("WGSD_TEXTURE_READS").is_ok_and(|v| v == "off"),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,

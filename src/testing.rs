@@ -100,6 +100,21 @@ pub fn test_gpu() -> Arc<Gpu> {
     .clone()
 }
 
+/// A second GPU for tests whose kernels read every input from storage buffers ([`Gpu::buffer_reads_only`]):
+/// on CPU adapters, where the shared one reads the large kernels' inputs through textures, it runs the
+/// buffer forms those adapters would otherwise never run in the tests.
+pub fn test_gpu_buffer_reads() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.buffer_reads_only = true;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    })
+    .clone()
+}
+
 /// Result of comparing one output of a graph.
 #[derive(Debug)]
 pub struct Comparison {

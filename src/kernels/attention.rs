@@ -39,6 +39,8 @@
 //! self-attention 4% slower, the other shapes unchanged). The generated files are committed, and a test
 //! checks they are up to date (`WGSD_REGEN_SHADERS=1` rewrites them).
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::attention_backward::{record_backward, AttnShape};
@@ -53,6 +55,9 @@ pub static SHADER: ShaderSource = shader!("attention");
 /// Variants that share K/V rows across 8 lanes with subgroup shuffles (needs `Features::SUBGROUP` and
 /// subgroups of at least 8 lanes).
 pub static SHADER_SUBGROUP: ShaderSource = shader!("attention_subgroup");
+/// The subgroup variants reading q, k and v through textures (CPU adapters: `DeviceLimits::texture_reads`).
+pub static SHADER_SUBGROUP_TEX: LazyLock<ShaderSource> =
+    LazyLock::new(|| SHADER_SUBGROUP.texture_reads(&["q_v4", "k_v4", "v_v4", "q_s", "k_s", "v_s"]));
 
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 
@@ -250,15 +255,19 @@ pub fn wgsl_source(subgroup: bool) -> String {
     o.line("}");
     o.line("");
     o.line("@group(0) @binding(0) var<uniform> p: Params;");
-    o.line("@group(0) @binding(1) var<storage, read> q_v4: array<vec4<f32>>;");
-    o.line("@group(0) @binding(2) var<storage, read> k_v4: array<vec4<f32>>;");
-    o.line("@group(0) @binding(3) var<storage, read> v_v4: array<vec4<f32>>;");
+    o.line("// q, k and v are read only through their accessors (q_v4_at4, q_s_at, ...), so CPU adapters can read");
+    o.line("// them through textures (src/kernels/weight_storage.rs).");
+    for (i, name) in ["q", "k", "v"].iter().enumerate() {
+        o.line(&format!("@group(0) @binding({}) var<storage, read> {name}_v4: array<vec4<f32>>;", i + 1));
+        o.line(&format!("fn {name}_v4_at4(i: u32) -> vec4<f32> {{ return {name}_v4[i]; }}"));
+    }
     o.line("@group(0) @binding(4) var<storage, read_write> o_v4: array<vec4<f32>>;");
     o.line("// The same buffers seen as scalars, for head dims that are not a multiple of 4 (only the stream1");
     o.line("// entry points use these; no entry point uses both views).");
-    o.line("@group(0) @binding(1) var<storage, read> q_s: array<f32>;");
-    o.line("@group(0) @binding(2) var<storage, read> k_s: array<f32>;");
-    o.line("@group(0) @binding(3) var<storage, read> v_s: array<f32>;");
+    for (i, name) in ["q", "k", "v"].iter().enumerate() {
+        o.line(&format!("@group(0) @binding({}) var<storage, read> {name}_s: array<f32>;", i + 1));
+        o.line(&format!("fn {name}_s_at(i: u32) -> f32 {{ return {name}_s[i]; }}"));
+    }
     o.line("@group(0) @binding(4) var<storage, read_write> o_s: array<f32>;");
     o.line("");
     o.line("// Score of padding keys past Nk: exp2 of it minus any real score is 0.");
@@ -332,7 +341,7 @@ fn gen_helpers(o: &mut Out, subgroup: bool, ncs: &[usize]) {
             o.open(&format!("fn {name}_rows(kv0: u32, first: u32, c: u32) -> Rows8 {{"));
             let shift = format!("p.{name}_shift");
             let rows: Vec<String> =
-                (0..8).map(|j| format!("{arr}[row_of(kv0, first + {j}u, {shift}) / 4u + c]")).collect();
+                (0..8).map(|j| format!("{arr}_at4(row_of(kv0, first + {j}u, {shift}) / 4u + c)")).collect();
             o.line(&format!("return Rows8({},", rows[..4].join(", ")));
             o.line(&format!("             {});", rows[4..].join(", ")));
             o.close("}");
@@ -341,7 +350,7 @@ fn gen_helpers(o: &mut Out, subgroup: bool, ncs: &[usize]) {
         for (name, arr) in [("k", "k_s"), ("v", "v_s")] {
             o.open(&format!("fn {name}_elems(kv0: u32, first: u32, c: u32) -> V8 {{"));
             let shift = format!("p.{name}_shift");
-            let e: Vec<String> = (0..8).map(|j| format!("{arr}[row_of(kv0, first + {j}u, {shift}) + c]")).collect();
+            let e: Vec<String> = (0..8).map(|j| format!("{arr}_at(row_of(kv0, first + {j}u, {shift}) + c)")).collect();
             o.line(&format!("return V8(vec4<f32>({}),", e[..4].join(", ")));
             o.line(&format!("          vec4<f32>({}));", e[4..].join(", ")));
             o.close("}");
@@ -413,7 +422,7 @@ fn gen_helpers(o: &mut Out, subgroup: bool, ncs: &[usize]) {
         o.line("let i = (p.q_shift + e) / 4u;");
         o.line(&format!("return array<vec4<f32>, {nc}>("));
         for c0 in (0..nc).step_by(4) {
-            let items: Vec<String> = (c0..(c0 + 4).min(nc)).map(|c| format!("q_v4[i + {c}u] * p.scale")).collect();
+            let items: Vec<String> = (c0..(c0 + 4).min(nc)).map(|c| format!("q_v4_at4(i + {c}u) * p.scale")).collect();
             o.line(&format!("    {},", items.join(", ")));
         }
         o.line(");");
@@ -466,8 +475,8 @@ fn gen_lane_rows(o: &mut Out, m: usize, div: &str) {
 fn gen_rows(o: &mut Out, var: &str, name: &str, i: usize, c: &str, vec4: bool, subgroup: bool) {
     let first = format!("j0 + {}u", 8 * i);
     let line = match (subgroup, vec4) {
-        (true, true) => format!("let {var} = share_rows({name}_v4[{name}r{i} + {c}], base);"),
-        (true, false) => format!("let {var} = share_elems({name}_s[{name}r{i} + {c}], base);"),
+        (true, true) => format!("let {var} = share_rows({name}_v4_at4({name}r{i} + {c}), base);"),
+        (true, false) => format!("let {var} = share_elems({name}_s_at({name}r{i} + {c}), base);"),
         (false, true) => format!("let {var} = {name}_rows(kv0, {first}, {c});"),
         (false, false) => format!("let {var} = {name}_elems(kv0, {first}, {c});"),
     };
@@ -532,7 +541,7 @@ fn gen_reg(o: &mut Out, v: &Variant, nc: usize, subgroup: bool) {
 }
 
 fn gen_stream(o: &mut Out, v: &Variant, vec4: bool, m: usize, subgroup: bool) {
-    let (qa, oa, div, w) = if vec4 { ("q_v4", "o_v4", " / 4u", 4) } else { ("q_s", "o_s", "", 1) };
+    let (qa, oa, div, w) = if vec4 { ("q_v4_at4", "o_v4", " / 4u", 4) } else { ("q_s_at", "o_s", "", 1) };
     let (qk_fn, pv_fn, zero) = if vec4 { ("qk", "pv", "vec4<f32>(0.0)") } else { ("qk_elems", "pv_elems", "0.0") };
     o.line(&format!(
         "// Any head dim{}: {} query rows per invocation, blocks of {} keys, D in {w}-wide chunks.",
@@ -555,7 +564,7 @@ fn gen_stream(o: &mut Out, v: &Variant, vec4: bool, m: usize, subgroup: bool) {
     }
     o.open("for (var c = 0u; c < nch; c++) {");
     for t in 0..v.tq {
-        o.line(&format!("let q{t} = {qa}[qr{t} + c];"));
+        o.line(&format!("let q{t} = {qa}(qr{t} + c);"));
     }
     for i in 0..m {
         gen_rows(o, &format!("k{i}"), "k", i, "c", vec4, subgroup);
@@ -647,12 +656,18 @@ impl Op for Attention {
             scale: (self.scale(dm.d) as f64 * LOG2_E) as f32,
             ..Default::default()
         };
-        let dispatch = |p: &Params, bindings: Vec<Bind>, batches: usize, rows: usize| Dispatch {
-            shader,
-            entry: var.entry,
-            params: params(p),
-            bindings,
-            workgroups: [rows.div_ceil(qpw) as u32, (batches * dm.h) as u32, 1],
+        let dispatch = |p: &Params, mut bindings: Vec<Bind>, batches: usize, rows: usize| {
+            let textures = std::ptr::eq(shader, &SHADER_SUBGROUP) && bindings[..3].iter().all(|b| l.limits.texture_fits(b, DType::F32));
+            for b in &mut bindings[..3] {
+                b.texture = textures;
+            }
+            Dispatch {
+                shader: if textures { &SHADER_SUBGROUP_TEX } else { shader },
+                entry: var.entry,
+                params: params(p),
+                bindings,
+                workgroups: [rows.div_ceil(qpw) as u32, (batches * dm.h) as u32, 1],
+            }
         };
         let cap = max_binding_elems(l.limits, DType::F32) as usize;
         let fits = [q, k, v, l.output].iter().all(|t| t.numel() <= cap);

@@ -77,6 +77,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &conv2d_backward::SHADER,
         &attention::SHADER,
         &attention::SHADER_SUBGROUP,
+        &*attention::SHADER_SUBGROUP_TEX,
         &attention_rowwise::SHADER,
         &attention_backward::SHADER,
         &matmul::SHADER,

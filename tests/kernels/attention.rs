@@ -2,7 +2,7 @@
 //! a subsample of query rows, which are independent), shape errors, splitting, and the generated shaders.
 use wgsd::graph::op::{DeviceLimits, Lowering, Op};
 use wgsd::kernels::attention::{reference_rows, wgsl_source, Attention, AttentionOpts, AttentionVariant};
-use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, Rng};
+use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, test_gpu_buffer_reads, Rng};
 use wgsd::{Graph, Plan, TensorDesc};
 
 const TOL: f64 = 1e-5;
@@ -33,9 +33,17 @@ fn shapes(b: usize, nq: usize, nk: usize, w: usize) -> [TensorDesc; 3] {
     [TensorDesc::f32(&[b, nq, w]), TensorDesc::f32(&[b, nk, w]), TensorDesc::f32(&[b, nk, w])]
 }
 
+/// On both test GPUs: on CPU adapters the shared one reads q, k and v through textures in the subgroup
+/// variants, the other from storage buffers.
 #[test]
 fn every_variant_at_awkward_sizes() {
-    let gpu = test_gpu();
+    for gpu in [test_gpu(), test_gpu_buffer_reads()] {
+        every_variant_on(&gpu);
+    }
+}
+
+fn every_variant_on(gpu: &std::sync::Arc<wgsd::Gpu>) {
+    let limits = DeviceLimits::from_gpu(gpu);
     for (n, &(b, nq, nk, h, d, scale)) in AWKWARD.iter().enumerate() {
         let [qd, kd, vd] = shapes(b, nq, nk, h * d);
         let mut g = Graph::new();
@@ -45,9 +53,13 @@ fn every_variant_at_awkward_sizes() {
             let out = g.attention(&name, q, k, v, AttentionOpts { heads: h, scale, variant, ..Default::default() });
             g.output(out.unwrap());
         }
+        // The subgroup CPU variant reads textures exactly where the adapter does.
+        let node = g.nodes().last().unwrap();
+        let lowered = node.op.lower(&Lowering { inputs: &[qd.clone(), kd.clone(), vd.clone()], output: &qd, limits: &limits }).unwrap();
+        assert!(lowered.iter().all(|d| d.bindings[..3].iter().all(|b| b.texture == limits.texture_reads)));
         let mut rng = Rng::new(100 + n as u64);
         let inputs = vec![(q, rng.vec(qd.numel(), 2.0)), (k, rng.vec(kd.numel(), 2.0)), (v, rng.vec(vd.numel(), 1.0))];
-        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+        assert_close(&check_graph(gpu, g, &inputs).unwrap(), TOL);
     }
 }
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use wgsd::graph::op::{DeviceLimits, Lowering, Op, Slot};
 use wgsd::kernels::conv2d::{conv2d_cpu_at, select_kernel, wgsl_source, Conv2d, Conv2dOpts, ConvShape, KERNELS};
-use wgsd::testing::{assert_close, check_graph, max_abs, rel_l2, test_gpu, Rng};
+use wgsd::testing::{assert_close, check_graph, max_abs, rel_l2, test_gpu, test_gpu_buffer_reads, Rng};
 use wgsd::{DType, Gpu, Graph, Param, Plan, TensorDesc};
 
 const TOL: f64 = 1e-5;
@@ -209,6 +209,45 @@ fn awkward_cases_per_kernel(gpu: &wgsd::gpu::Gpu) -> Vec<(usize, &'static wgsd::
         out.push((i, k, awkward_cases().into_iter().filter(|c| k.handles(&c.shape(), &c.opts)).collect()));
     }
     out
+}
+
+/// On CPU adapters the subgroup kernels read x and the weights through textures (the shared test GPU);
+/// these are the same kernels reading storage buffers, f32 and f16 weights, on the awkward cases.
+#[test]
+fn every_kernel_reading_buffers() {
+    let gpu = test_gpu_buffer_reads();
+    assert!(!DeviceLimits::from_gpu(&gpu).texture_reads);
+    for (i, _, cases) in awkward_cases_per_kernel(&gpu) {
+        check_cases(&gpu, &cases, Some(i), 70 + i as u64);
+        check_cases_stored(&gpu, &cases, Some(i), 80 + i as u64, DType::F16);
+    }
+}
+
+/// Which dispatches read through textures: the subgroup kernels' x and weights where the adapter reads
+/// textures and the bound ranges start on whole texels, nothing on other adapters. (The other tests run
+/// these lowerings on the GPU: lavapipe reads textures.)
+#[test]
+fn texture_reads_where_the_adapter_wants_them() {
+    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_binding: 1 << 30 };
+    let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
+    let op = Conv2d::new(c.opts, true, true);
+    let s = c.shape();
+    let descs = [TensorDesc::f32(&[c.b, c.cin, c.h, c.w]), TensorDesc::f32(&[c.cout, c.cin, 3, 3]), TensorDesc::f32(&[c.cout]), TensorDesc::f32(&s.out_shape())];
+    let out = TensorDesc::f32(&s.out_shape());
+    let lower = |l: &DeviceLimits| op.lower(&Lowering { inputs: &descs, output: &out, limits: l }).unwrap();
+    let with = lower(&base);
+    assert!(with.len() > 1, "the small binding limit splits this conv");
+    for d in &with {
+        let tex: Vec<bool> = d.bindings.iter().map(|b| b.texture).collect();
+        assert_eq!(tex, [true, true, false, false, false], "{}", d.entry);
+        assert!(d.shader.name.ends_with(".tex"), "{}", d.shader.name);
+    }
+    for l in [DeviceLimits { texture_reads: false, ..base.clone() }, DeviceLimits { cpu: false, texture_reads: false, ..base.clone() }] {
+        assert!(lower(&l).iter().all(|d| d.bindings.iter().all(|b| !b.texture) && !d.shader.name.ends_with(".tex")));
+    }
+    // A range larger than a texture may hold stays a buffer binding.
+    let small = DeviceLimits { max_texture_binding: 1024, ..base };
+    assert!(lower(&small).iter().all(|d| !d.bindings[0].texture));
 }
 
 /// Every kernel variant reading f16 weights (`shaders/conv2d*.f16w`), on the awkward cases: odd weight

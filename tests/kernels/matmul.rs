@@ -1,6 +1,7 @@
+use wgsd::graph::op::Lowering;
 use wgsd::kernels::matmul::{cpu_matmul_rows, Matmul, MatmulKernel, MatmulOpts};
 use wgsd::kernels::unary::Activation;
-use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, Rng};
+use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, test_gpu_buffer_reads, Rng};
 use wgsd::{Graph, Plan, TensorDesc};
 
 /// CPU time (ns) consumed so far by every thread of this process (lavapipe's workers included), so
@@ -168,6 +169,42 @@ fn matmul_f16_b_every_kernel() {
         }
     }
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
+/// The broadcast kernels read A and B through textures on CPU adapters (what the other tests run there);
+/// here they read storage buffers, f32 and f16 B, both layouts; and A longer than one texture row ends in a
+/// partial row (37 × 4100 values: 9 whole rows of 4096 texels and 1061 more).
+#[test]
+fn broadcast_kernels_read_buffers_or_textures_alike() {
+    for gpu in [test_gpu(), test_gpu_buffer_reads()] {
+        let adapter = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
+        if adapter.subgroup_min_size < 8 {
+            println!("skipped: this adapter has no subgroups of 8+ lanes");
+            return;
+        }
+        let mut rng = Rng::new(13);
+        let mut g = Graph::new();
+        let mut inputs = Vec::new();
+        for trans_b in [false, true] {
+            for (m, k, n, dt) in [(67usize, 129usize, 127usize, wgsd::DType::F32), (37, 4100, 9, wgsd::DType::F32), (33, 64, 65, wgsd::DType::F16)] {
+                let a = g.input(&format!("a{m}x{k}x{n}{trans_b}"), TensorDesc::f32(&[m, k]));
+                inputs.push((a, rng.vec(m * k, 1.0).iter().map(|v| v + 1.0).collect::<Vec<f32>>()));
+                let bv: Vec<f32> = rng.vec(k * n, 1.0).iter().map(|v| v + 1.0).collect();
+                let bd = TensorDesc::new(&stored(&[], k, n, trans_b), dt);
+                let b = g.param(&wgsd::Param::upload(&gpu, &format!("b{m}x{k}x{n}{trans_b}"), bd, &bv, true).unwrap());
+                let opts = MatmulOpts { trans_b, ..Default::default() };
+                let t = g.matmul_with(&format!("{m}x{k}x{n} tb{trans_b}"), a, b, opts, MatmulKernel::Broadcast).unwrap();
+                g.output(t);
+            }
+        }
+        let textures = g.nodes().iter().all(|node| {
+            let descs: Vec<TensorDesc> = node.inputs.iter().map(|t| g.desc(*t).clone()).collect();
+            let d = node.op.lower(&Lowering { inputs: &descs, output: g.desc(node.output), limits: &adapter }).unwrap();
+            d.iter().all(|d| d.bindings[0].texture && d.bindings[1].texture)
+        });
+        assert_eq!(textures, adapter.texture_reads);
+        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    }
 }
 
 /// An f16 A is refused by name (only B, the weight, may be stored in f16).
