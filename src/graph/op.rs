@@ -28,8 +28,9 @@ pub struct DeviceLimits {
     /// `kernels/weight_storage.rs`): the executor copies such a binding's range into a texture before the
     /// dispatch. Needs storage offsets that keep texels (16 bytes) aligned.
     pub texture_reads: bool,
-    /// Largest byte range one texture-read binding may cover (texture rows × [`TEXEL_ROW`] f16 texels).
-    pub max_texture_binding: u64,
+    /// Rows a texture may have (`max_texture_dimension_2d`): a texture-read binding covers at most this many
+    /// rows of [`TEXEL_ROW`] texels.
+    pub max_texture_rows: u64,
 }
 
 impl DeviceLimits {
@@ -42,7 +43,7 @@ impl DeviceLimits {
             subgroup_min_size: 0,
             cpu: false,
             texture_reads: false,
-            max_texture_binding: l.max_texture_dimension_2d as u64 * TEXEL_ROW as u64 * 8,
+            max_texture_rows: l.max_texture_dimension_2d as u64,
         }
     }
 
@@ -58,9 +59,13 @@ impl DeviceLimits {
         }
     }
 
-    /// Whether a binding of `bind.size` bytes of `dtype` values can be read through a texture.
+    /// Whether `bind`, a range of `dtype` values, can be read through a texture: the adapter reads
+    /// textures, the range starts on a whole texel and fits the texture's rows.
     pub fn texture_fits(&self, bind: &Bind, dtype: crate::tensor::DType) -> bool {
-        self.texture_reads && bind.size <= self.max_texture_binding && bind.offset.is_multiple_of(16) && texel_bytes(dtype).is_some()
+        let texel = texel_bytes(dtype);
+        self.texture_reads
+            && bind.offset.is_multiple_of(texel)
+            && bind.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64) <= self.max_texture_rows
     }
 }
 
@@ -91,10 +96,10 @@ pub struct Bind {
 }
 
 /// Bytes per texel of a texture-read binding holding `dtype` values (`rgba32float`, `rgba16float`).
-pub fn texel_bytes(dtype: crate::tensor::DType) -> Option<u64> {
+pub fn texel_bytes(dtype: crate::tensor::DType) -> u64 {
     match dtype {
-        crate::tensor::DType::F32 => Some(16),
-        crate::tensor::DType::F16 => Some(8),
+        crate::tensor::DType::F32 => 16,
+        crate::tensor::DType::F16 => 8,
     }
 }
 

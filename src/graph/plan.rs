@@ -373,7 +373,7 @@ impl Plan {
                 for (k, b) in d.bindings.iter().enumerate() {
                     kinds.push(if b.texture {
                         let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
-                        let texel = texel_bytes(ins[i].dtype).expect("texture_fits checked the dtype");
+                        let texel = texel_bytes(ins[i].dtype);
                         let rows = b.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64);
                         let held = scratch_rows.entry((k, texel)).or_default();
                         *held = (*held).max(rows);
@@ -431,7 +431,7 @@ impl Plan {
                     };
                     let (buffer, base, avail) = storage[graph.root(t).0].as_ref().expect("storage assigned").resolve(&buffers);
                     if b.texture {
-                        let texel = texel_bytes(graph.desc(t).dtype).expect("texture_fits checked the dtype");
+                        let texel = texel_bytes(graph.desc(t).dtype);
                         let (texture, view) = &scratch[&(k, texel)];
                         // Buffers end on whole texels (see their allocation), so the last one is whole.
                         let bytes = b.size.next_multiple_of(texel).min(avail - b.offset);

@@ -814,7 +814,7 @@ mod tests {
             subgroup_min_size: 0,
             cpu: true,
             texture_reads: false,
-            max_texture_binding: 0,
+            max_texture_rows: 0,
         };
         assert_eq!(choose(AttentionVariant::Auto, &l).unwrap().0.name, "attention");
         assert!(choose(AttentionVariant::Subgroup, &l).is_err());

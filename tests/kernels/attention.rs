@@ -189,7 +189,7 @@ fn splits_under_small_binding_limits() {
         subgroup_min_size: 8,
         cpu: true,
         texture_reads: false,
-        max_texture_binding: 0,
+        max_texture_rows: 0,
     };
     let (b, nq, nk, w) = (2usize, 300usize, 40usize, 40usize);
     let [q, k, v] = shapes(b, nq, nk, w);

@@ -228,7 +228,7 @@ fn every_kernel_reading_buffers() {
 /// these lowerings on the GPU: lavapipe reads textures.)
 #[test]
 fn texture_reads_where_the_adapter_wants_them() {
-    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_binding: 1 << 30 };
+    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192 };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let op = Conv2d::new(c.opts, true, true);
     let s = c.shape();
@@ -245,8 +245,9 @@ fn texture_reads_where_the_adapter_wants_them() {
     for l in [DeviceLimits { texture_reads: false, ..base.clone() }, DeviceLimits { cpu: false, texture_reads: false, ..base.clone() }] {
         assert!(lower(&l).iter().all(|d| d.bindings.iter().all(|b| !b.texture) && !d.shader.name.ends_with(".tex")));
     }
-    // A range larger than a texture may hold stays a buffer binding.
-    let small = DeviceLimits { max_texture_binding: 1024, ..base };
+    // A range larger than a texture may hold (here every range: the bindings are up to 64 KiB, one row of
+    // f32 texels, and the texture may have none) stays a buffer binding.
+    let small = DeviceLimits { max_texture_rows: 0, ..base };
     assert!(lower(&small).iter().all(|d| !d.bindings[0].texture));
 }
 
@@ -265,7 +266,7 @@ fn f16_weights_every_kernel() {
 /// starts on an aligned word at or before its first output channel's row, `w_shift` elements before it.
 #[test]
 fn f16_weight_splits_address_the_right_rows() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let s = c.shape();
     let out = TensorDesc::f32(&s.out_shape());
@@ -368,7 +369,7 @@ fn output_over_binding_limit() {
 /// output range cover every input channel of its image once.
 #[test]
 fn splits_fit_small_limits() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
     for (c, opts) in [
         (case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true), "3x3"),
         (case(1, 50, 30, 30, 40, 1, Conv2dOpts::default(), false, true), "1x1"),
@@ -428,7 +429,7 @@ fn splits_fit_small_limits() {
 /// chunks that fill the limit. Planes of an unaligned size keep the slack.
 #[test]
 fn aligned_planes_fill_the_binding_limit() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
     let dispatches = |cin: usize, h: usize, w: usize| {
         let x = TensorDesc::f32(&[1, cin, h, w]);
         let wt = TensorDesc::f32(&[8, cin, 3, 3]);
@@ -453,7 +454,7 @@ fn aligned_planes_fill_the_binding_limit() {
 /// where the adapter's limit is that size (lavapipe's is).
 #[test]
 fn input_of_exactly_the_binding_limit() {
-    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_binding: 0 };
+    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
     let c = case(1, 128, 512, 512, 8, 3, Conv2dOpts::new(1, 1), true, false);
     let x = TensorDesc::f32(&[1, 128, 512, 512]);
     assert_eq!(x.bytes(), webgpu.max_binding);
@@ -472,7 +473,7 @@ fn input_of_exactly_the_binding_limit() {
 /// Which kernel each adapter class gets.
 #[test]
 fn kernel_selection() {
-    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_binding: 0 };
+    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
     let k3 = case(1, 4, 8, 12, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let s2 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(2, 1), false, false);
     let pick = |c: &Case, l: &DeviceLimits| select_kernel(&c.shape(), &c.opts, l).entry;

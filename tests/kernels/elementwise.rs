@@ -25,7 +25,7 @@ fn activations_at_awkward_sizes() {
 #[test]
 fn scale_geglu_upsample() {
     use wgsd::graph::op::{DeviceLimits, Lowering};
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
     let gpu = test_gpu();
     let mut rng = Rng::new(3);
     let mut g = Graph::new();
@@ -139,7 +139,7 @@ fn broadcast_add_mul_on_whole_vec4s() {
         (odd_chan, rng.vec(6, 1.0)),
     ];
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
     let entry = |a: &[usize], b: &[usize]| {
         let mut g = Graph::new();
         let (x, y) = (g.input("x", TensorDesc::f32(a)), g.input("y", TensorDesc::f32(b)));
@@ -178,7 +178,7 @@ fn concat_on_whole_vec4s() {
     use wgsd::graph::op::{DeviceLimits, Lowering};
     let gpu = test_gpu();
     let mut rng = Rng::new(11);
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_binding: 0 };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
     for (a, b, dim, want) in [
         (vec![2usize, 12, 4, 8], vec![2, 20, 4, 8], 1, "concat4"),
         (vec![3, 4, 8], vec![3, 4, 12], 2, "concat4"),
