@@ -67,6 +67,20 @@ impl DeviceLimits {
             && bind.offset.is_multiple_of(texel)
             && bind.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64) <= self.max_texture_rows
     }
+
+    /// Marks `bindings[i]` (holding `dtype` values) for every `(i, dtype)` of `reads` as read through a
+    /// texture when all of them can be ([`DeviceLimits::texture_fits`]), and says whether it did: the
+    /// op then dispatches its `texture_reads` shader variant, which declares exactly those bindings as
+    /// textures.
+    pub fn read_through_textures(&self, bindings: &mut [Bind], reads: &[(usize, crate::tensor::DType)]) -> bool {
+        let all = reads.iter().all(|&(i, dt)| self.texture_fits(&bindings[i], dt));
+        if all {
+            for &(i, _) in reads {
+                bindings[i].texture = true;
+            }
+        }
+        all
+    }
 }
 
 /// What an op sees when it is lowered: its concrete input and output descriptions and the limits.

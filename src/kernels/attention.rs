@@ -657,10 +657,8 @@ impl Op for Attention {
             ..Default::default()
         };
         let dispatch = |p: &Params, mut bindings: Vec<Bind>, batches: usize, rows: usize| {
-            let textures = std::ptr::eq(shader, &SHADER_SUBGROUP) && bindings[..3].iter().all(|b| l.limits.texture_fits(b, DType::F32));
-            for b in &mut bindings[..3] {
-                b.texture = textures;
-            }
+            let textures = std::ptr::eq(shader, &SHADER_SUBGROUP)
+                && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32), (1, DType::F32), (2, DType::F32)]);
             Dispatch {
                 shader: if textures { &SHADER_SUBGROUP_TEX } else { shader },
                 entry: var.entry,

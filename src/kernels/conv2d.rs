@@ -608,9 +608,7 @@ impl Op for Conv2d {
                     let mut grid = grid_1d(groups as u64, l.limits);
                     grid[2] = (nb / images) as u32;
                     let mut bindings = vec![bx, bw.clone(), bb.clone(), br.clone(), bo.clone()];
-                    let textures = kern.subgroup && l.limits.texture_fits(&bindings[0], x.dtype) && l.limits.texture_fits(&bw, w.dtype);
-                    bindings[0].texture = textures;
-                    bindings[1].texture = textures;
+                    let textures = kern.subgroup && l.limits.read_through_textures(&mut bindings, &[(0, x.dtype), (1, w.dtype)]);
                     out.push(Dispatch {
                         shader: if textures { &SHADER_SUBGROUP_TEX } else { kern.shader(w.dtype, x.dtype) },
                         entry: kern.entry,

@@ -298,10 +298,8 @@ impl Op for Matmul {
         // Without a bias the slot is bound to A (read-only, never read) so the layout stays the same.
         let bias = if self.has_bias { Bind::input(2, &l.inputs[2]) } else { Bind::input(0, a) };
         let mut bindings = vec![Bind::input(0, a), Bind::input(1, b), bias, Bind::output(l.output)];
-        if kernel == MatmulKernel::Broadcast && adapter.texture_fits(&bindings[0], a.dtype) && adapter.texture_fits(&bindings[1], b.dtype) {
+        if kernel == MatmulKernel::Broadcast && adapter.read_through_textures(&mut bindings, &[(0, a.dtype), (1, b.dtype)]) {
             shader = &SUBGROUP_SHADER_TEX;
-            bindings[0].texture = true;
-            bindings[1].texture = true;
         }
         let max = l.limits.max_workgroups as u64;
         let gx = (d.n as u64).div_ceil(tn as u64);
