@@ -22,10 +22,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-// attention_rowwise_d64's vec4 views of the same bindings.
+// attention_rowwise_d64's vec4 views of the same bindings, read only through their accessors so that CPU
+// adapters can read them from textures instead (src/kernels/weight_storage.rs).
 @group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
+fn q4_at4(i: u32) -> vec4<f32> { return q4[i]; }
 @group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
+fn k4_at4(i: u32) -> vec4<f32> { return k4[i]; }
 @group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;
+fn v4_at4(i: u32) -> vec4<f32> { return v4[i]; }
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
@@ -79,7 +83,7 @@ fn attention_rowwise_d64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
     var qr: array<vec4<f32>, D4>;
     var acc: array<vec4<f32>, D4>;
     for (var c = 0u; c < D4; c++) {
-        qr[c] = q4[qo + c];
+        qr[c] = q4_at4(qo + c);
         acc[c] = vec4(0.0);
     }
     var last = p.nk;
@@ -95,7 +99,7 @@ fn attention_rowwise_d64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
             if (j < last) {
                 let ko = (b * p.nk + j) * width4 + h * D4;
                 var dot = vec4(0.0);
-                for (var c = 0u; c < D4; c++) { dot = fma(qr[c], k4[ko + c], dot); }
+                for (var c = 0u; c < D4; c++) { dot = fma(qr[c], k4_at4(ko + c), dot); }
                 sc = (dot.x + dot.y + dot.z + dot.w) * p.scale;
                 if (p.causal == 1u && j > i) { sc = -3.0e38; }
             }
@@ -112,7 +116,7 @@ fn attention_rowwise_d64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
                 let w = exp(s[t] - m_new);
                 l += w;
                 let vo = (b * p.nk + j) * width4 + h * D4;
-                for (var c = 0u; c < D4; c++) { acc[c] = fma(vec4(w), v4[vo + c], acc[c]); }
+                for (var c = 0u; c < D4; c++) { acc[c] = fma(vec4(w), v4_at4(vo + c), acc[c]); }
             }
         }
         m = m_new;

@@ -293,6 +293,7 @@ pub fn run_kernels(gpu: &Arc<Gpu>, opts: &BenchOptions) -> Result<Vec<Row>> {
 pub struct ModelBenchOptions {
     /// Folder with the published `unet/`, `vae/` configs (e.g. `../shared/fixtures/configs/sd15`).
     pub config_dir: std::path::PathBuf,
+    pub text: bool,
     pub unet: bool,
     pub vae: bool,
     /// UNet batch (2 = one CFG step) and latent size; VAE decode output is 8× the latent size.
@@ -436,17 +437,30 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
     let weights = Weights::random(1);
     let mut rng = Rng::new(7);
     let (mut text_mem, mut unet_mem, mut vae_mem) = (None, None, None);
-    if o.unet && o.vae {
+    if o.text {
         // The text encoder of a generation: prompt and negative prompt, 77 tokens each.
         let cfg = ClipTextConfig::from_file(&o.config_dir.join("text_encoder/config.json"))?;
-        let text = crate::models::clip::ClipTextModel::from_weights(gpu, cfg, &weights)?;
+        let text = crate::models::clip::ClipTextModel::from_weights(gpu, cfg.clone(), &weights)?;
         let mut g = Graph::new();
         let ids = g.input("input_ids", TensorDesc::f32(&[2, 77]));
         let h = text.forward(&mut g, ids)?.last_hidden_state;
         g.output(h);
+        let flops = total_flops(&g);
         let plan = Plan::new(gpu.clone(), g)?;
-        println!("text encoder batch 2 (plan only): memory: {}", plan.memory());
         text_mem = Some(NetMemory::of(&plan));
+        if o.plan_only {
+            println!("text encoder batch 2 (plan only): memory: {}", plan.memory());
+        } else {
+            // Token ids: start, 75 random tokens, end (any id below the vocabulary size will do).
+            let ids_v: Vec<f32> = (0..2 * 77)
+                .map(|i| match i % 77 {
+                    0 => (cfg.vocab_size - 2) as f32,
+                    76 => (cfg.vocab_size - 1) as f32,
+                    _ => (rng.next_u64() as usize % (cfg.vocab_size - 2)) as f32,
+                })
+                .collect();
+            time_plan(gpu, "text encoder batch 2", &plan, &[(ids, ids_v)], h, flops, o.profile)?;
+        }
     }
     if o.unet {
         let cfg = UNetConfig::from_file(&o.config_dir.join("unet/config.json"))?;

@@ -317,18 +317,22 @@ enum TrainWhat {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// Real-size SD networks with seeded random weights (no download): one UNet evaluation and one VAE
-    /// decode; reports time, GFLOP/s and peak memory, and checks no device limit is exceeded.
+    /// Real-size SD networks with seeded random weights (no download): one text encoding (prompt and
+    /// negative prompt), one UNet evaluation and one VAE decode; reports time, GFLOP/s and peak memory,
+    /// and checks no device limit is exceeded.
     Models {
         /// Folder with the published configs (`unet/config.json`, `vae/config.json`).
         #[arg(long, default_value = "../shared/fixtures/configs/sd15")]
         configs: std::path::PathBuf,
         /// Only the UNet.
-        #[arg(long, conflicts_with = "vae_only")]
+        #[arg(long, conflicts_with_all = ["vae_only", "text_only"])]
         unet_only: bool,
         /// Only the VAE decoder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "text_only")]
         vae_only: bool,
+        /// Only the text encoder (CLIP, batch 2: prompt and negative prompt).
+        #[arg(long)]
+        text_only: bool,
         /// UNet batch (2 = one classifier-free-guidance step).
         #[arg(long, default_value_t = 2)]
         batch: usize,
@@ -432,9 +436,18 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("\nselected: {}", gpu.describe());
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, batch, latent, profile, plan_only } } => {
+        Command::Bench { what: BenchWhat::Models { configs, unet_only, vae_only, text_only, batch, latent, profile, plan_only } } => {
             let gpu = Arc::new(Gpu::new(&opts).map_err(|e| e.to_string())?);
-            let o = wgsd::bench::ModelBenchOptions { config_dir: configs, unet: !vae_only, vae: !unet_only, batch, latent, profile, plan_only };
+            let o = wgsd::bench::ModelBenchOptions {
+                config_dir: configs,
+                text: !unet_only && !vae_only,
+                unet: !vae_only && !text_only,
+                vae: !unet_only && !text_only,
+                batch,
+                latent,
+                profile,
+                plan_only,
+            };
             wgsd::bench::run_models(&gpu, &o).map_err(|e| e.to_string())
         }
         Command::Bench { what: BenchWhat::Train { configs, batch, latent, rank, checkpointing, steps, plan_only, profile } } => {

@@ -6,6 +6,8 @@
 //! so each key and value is loaded once for the 8, and the rows' accumulators stay in registers. On
 //! lavapipe it runs CLIP's 2×77-token, 12-head layer in ~5 ms instead of ~33 ms.
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::attention_backward::{record_backward, AttnShape};
@@ -16,6 +18,9 @@ use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("attention_rowwise");
+/// `attention_rowwise_d64` reading q, k and v through textures (CPU adapters: `DeviceLimits::texture_reads`;
+/// on lavapipe 22.3 a buffer load loops over the lanes even when every lane reads the same key).
+pub static SHADER_TEX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.texture_reads(&["q4", "k4", "v4"]));
 
 /// `softmax(q kᵀ · scale [+ causal mask]) v` per head, layout `[B, N, H·D]` for q, k, v and the output.
 pub struct RowwiseAttention {
@@ -84,11 +89,13 @@ impl Op for RowwiseAttention {
             _pad: 0,
         };
         if d == 64 && q.shape[0] * self.heads <= l.limits.max_workgroups as usize {
+            let mut bindings = vec![Bind::input(0, q), Bind::input(1, k), Bind::input(2, &l.inputs[2]), Bind::output(l.output)];
+            let textures = l.limits.read_through_textures(&mut bindings, &[(0, DType::F32), (1, DType::F32), (2, DType::F32)]);
             return Ok(vec![Dispatch {
-                shader: &SHADER,
+                shader: if textures { &SHADER_TEX } else { &SHADER },
                 entry: "attention_rowwise_d64",
                 params: params(&p),
-                bindings: vec![Bind::input(0, q), Bind::input(1, k), Bind::input(2, &l.inputs[2]), Bind::output(l.output)],
+                bindings,
                 workgroups: [(q.shape[1] as u32).div_ceil(8), (q.shape[0] * self.heads) as u32, 1],
             }]);
         }

@@ -249,24 +249,33 @@ fn timestep_embedding_matches_diffusers_formula() {
     }
 }
 
+/// On both test GPUs: on CPU adapters the shared one reads q, k and v of the heads-of-64 kernel through
+/// textures, the other from storage buffers.
 #[test]
 fn rowwise_attention_causal_and_full() {
+    use wgsd::graph::op::{DeviceLimits, Lowering};
     use wgsd::kernels::attention_rowwise::RowwiseAttention;
-    let gpu = test_gpu();
-    let mut rng = Rng::new(9);
-    // CLIP's shape (77 tokens, 12 heads of 64) cut to 2 heads, plus awkward sizes.
-    // Heads of 64 take the vec4 kernel: more queries than keys, and a non-causal case whose key count is
-    // not a multiple of its 8-key blocks.
-    for (b, nq, nk, h, d, causal) in
-        [(2, 77, 77, 2, 64, true), (1, 5, 5, 3, 7, true), (2, 9, 13, 2, 33, false), (1, 1, 1, 1, 1, true), (1, 19, 11, 3, 64, true), (2, 9, 21, 2, 64, false)]
-    {
-        let mut g = Graph::new();
-        let q = g.input("q", TensorDesc::f32(&[b, nq, h * d]));
-        let k = g.input("k", TensorDesc::f32(&[b, nk, h * d]));
-        let v = g.input("v", TensorDesc::f32(&[b, nk, h * d]));
-        let o = g.op("attn", RowwiseAttention { heads: h, scale: None, causal }, &[q, k, v]).unwrap();
-        g.output(o);
-        let inputs = vec![(q, rng.vec(b * nq * h * d, 2.0)), (k, rng.vec(b * nk * h * d, 2.0)), (v, rng.vec(b * nk * h * d, 1.0))];
-        assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        let limits = DeviceLimits::from_gpu(&gpu);
+        let mut rng = Rng::new(9);
+        // CLIP's shape (77 tokens, 12 heads of 64) cut to 2 heads, plus awkward sizes.
+        // Heads of 64 take the vec4 kernel: more queries than keys, and a non-causal case whose key count is
+        // not a multiple of its 8-key blocks.
+        for (b, nq, nk, h, d, causal) in
+            [(2, 77, 77, 2, 64, true), (1, 5, 5, 3, 7, true), (2, 9, 13, 2, 33, false), (1, 1, 1, 1, 1, true), (1, 19, 11, 3, 64, true), (2, 9, 21, 2, 64, false)]
+        {
+            let mut g = Graph::new();
+            let (qd, kd) = (TensorDesc::f32(&[b, nq, h * d]), TensorDesc::f32(&[b, nk, h * d]));
+            let q = g.input("q", qd.clone());
+            let k = g.input("k", kd.clone());
+            let v = g.input("v", kd.clone());
+            let op = RowwiseAttention { heads: h, scale: None, causal };
+            let lowered = wgsd::graph::op::Op::lower(&op, &Lowering { inputs: &[qd.clone(), kd.clone(), kd.clone()], output: &qd, limits: &limits }).unwrap();
+            assert!(lowered.iter().all(|x| x.bindings[..3].iter().all(|bind| bind.texture == (limits.texture_reads && d == 64))));
+            let o = g.op("attn", op, &[q, k, v]).unwrap();
+            g.output(o);
+            let inputs = vec![(q, rng.vec(b * nq * h * d, 2.0)), (k, rng.vec(b * nk * h * d, 2.0)), (v, rng.vec(b * nk * h * d, 1.0))];
+            assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+        }
     }
 }
