@@ -16,7 +16,7 @@
 // k3s1v_ / up2v_: the CPU patch kernels reading window rows, taps and outputs as vec4s (patches of
 //   all the dispatch's images in one sequence). pw_p<TP>m<TCH>: 1×1, stride 1, no padding; TP pixels
 //   shared by the workgroup × TCH output channels per lane. Grid: pixel tiles × channel tiles.
-// Entry points: direct_m32_w8, k3s1_r4c4m8_w8, direct_m16, k3s1_r2c4m8, k3s1v_r4c4m8_w8, up2_r2c4m8_w8, up2v_r2c4m8_w8, up2_r1c4m8, pw_p32m8_w8.
+// Entry points: direct_m32_w8, k3s1_r4c4m8_w8, direct_m16, k3s1_r2c4m8, k3s1v_r4c4m8_w8, up2_r2c4m8_w8, up2v_r2c4m8_w8, up2_r1c4m8, pw_p64m32_w8.
 
 struct Params {
     cin: u32,        // input channels bound in this dispatch
@@ -2285,11 +2285,13 @@ fn up2_r1c4m8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-// 1×1, stride 1, no padding: 32 pixels shared by the workgroup (lane l loads pixels 4l .. 4l + 3 and
-// subgroupBroadcast spreads them) × 8 output channels per lane, whose weights it reads 4 input
-// channels at a time. Needs H·W and Cin multiples of 4 and 4-aligned offsets (checked when lowering).
+// 1×1, stride 1, no padding, as a GEMM on NCHW: 32 output channels × 64 pixels per workgroup. Lane l owns
+// pixels 8l .. 8l + 7 (read as vec4s, 4 input channels a step) and reads the weights of channels
+// m0 + 8j + l, 4 input channels at a time, which subgroupBroadcast shares: like matmul_bcast_k4, each
+// accumulator takes its 4 updates in a row. Needs H·W and Cin multiples of 4 and 4-aligned offsets
+// (checked when lowering).
 @compute @workgroup_size(8)
-fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn pw_p64m32_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let group = wg.x + wg.y * nwg.x;
     if (group >= p.tiles) { return; }
@@ -2299,308 +2301,266 @@ fn pw_p32m8_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let mg = group - tn * m_tiles;
     let b = wg.z;
     let hw = p.h * p.w;
-    let p0 = tn * 32u;
-    // This lane's pixels, clamped into the plane (outputs past it are not stored).
-    let xl = min(p0 + 4u * min(sl, 7u), hw - 4u);
-    var xo = (p.x_shift + b * p.x_bstride + xl) / 4u;
     let hw4 = hw / 4u;
-    let m0 = mg * 64u + sl * 8u;
+    let px0 = tn * 64u + sl * 8u;
+    let m0 = mg * 32u;
+    let xb = p.x_shift + b * p.x_bstride;
+    // This lane's pixel vec4s, clamped into the plane (outputs past it are not stored).
+    var xo0 = (xb + min(px0 + 0u, hw - 4u)) / 4u;
+    var xo1 = (xb + min(px0 + 4u, hw - 4u)) / 4u;
     let ml = p.cout - 1u;
     let wb = p.w_shift + p.w_col0;
-    // Weight rows of this lane's channels in vec4s (rows past the end repeat the last one; not stored).
-    let r0 = (wb + min(m0 + 0u, ml) * p.k_row) / 4u;
-    let r1 = (wb + min(m0 + 1u, ml) * p.k_row) / 4u;
-    let r2 = (wb + min(m0 + 2u, ml) * p.k_row) / 4u;
-    let r3 = (wb + min(m0 + 3u, ml) * p.k_row) / 4u;
-    let r4 = (wb + min(m0 + 4u, ml) * p.k_row) / 4u;
-    let r5 = (wb + min(m0 + 5u, ml) * p.k_row) / 4u;
-    let r6 = (wb + min(m0 + 6u, ml) * p.k_row) / 4u;
-    let r7 = (wb + min(m0 + 7u, ml) * p.k_row) / 4u;
-    var a0_0 = vec4<f32>(0.0);
-    var a0_1 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0);
-    var a1_1 = vec4<f32>(0.0);
-    var a2_0 = vec4<f32>(0.0);
-    var a2_1 = vec4<f32>(0.0);
-    var a3_0 = vec4<f32>(0.0);
-    var a3_1 = vec4<f32>(0.0);
-    var a4_0 = vec4<f32>(0.0);
-    var a4_1 = vec4<f32>(0.0);
-    var a5_0 = vec4<f32>(0.0);
-    var a5_1 = vec4<f32>(0.0);
-    var a6_0 = vec4<f32>(0.0);
-    var a6_1 = vec4<f32>(0.0);
-    var a7_0 = vec4<f32>(0.0);
-    var a7_1 = vec4<f32>(0.0);
-    var a8_0 = vec4<f32>(0.0);
-    var a8_1 = vec4<f32>(0.0);
-    var a9_0 = vec4<f32>(0.0);
-    var a9_1 = vec4<f32>(0.0);
-    var a10_0 = vec4<f32>(0.0);
-    var a10_1 = vec4<f32>(0.0);
-    var a11_0 = vec4<f32>(0.0);
-    var a11_1 = vec4<f32>(0.0);
-    var a12_0 = vec4<f32>(0.0);
-    var a12_1 = vec4<f32>(0.0);
-    var a13_0 = vec4<f32>(0.0);
-    var a13_1 = vec4<f32>(0.0);
-    var a14_0 = vec4<f32>(0.0);
-    var a14_1 = vec4<f32>(0.0);
-    var a15_0 = vec4<f32>(0.0);
-    var a15_1 = vec4<f32>(0.0);
-    var a16_0 = vec4<f32>(0.0);
-    var a16_1 = vec4<f32>(0.0);
-    var a17_0 = vec4<f32>(0.0);
-    var a17_1 = vec4<f32>(0.0);
-    var a18_0 = vec4<f32>(0.0);
-    var a18_1 = vec4<f32>(0.0);
-    var a19_0 = vec4<f32>(0.0);
-    var a19_1 = vec4<f32>(0.0);
-    var a20_0 = vec4<f32>(0.0);
-    var a20_1 = vec4<f32>(0.0);
-    var a21_0 = vec4<f32>(0.0);
-    var a21_1 = vec4<f32>(0.0);
-    var a22_0 = vec4<f32>(0.0);
-    var a22_1 = vec4<f32>(0.0);
-    var a23_0 = vec4<f32>(0.0);
-    var a23_1 = vec4<f32>(0.0);
-    var a24_0 = vec4<f32>(0.0);
-    var a24_1 = vec4<f32>(0.0);
-    var a25_0 = vec4<f32>(0.0);
-    var a25_1 = vec4<f32>(0.0);
-    var a26_0 = vec4<f32>(0.0);
-    var a26_1 = vec4<f32>(0.0);
-    var a27_0 = vec4<f32>(0.0);
-    var a27_1 = vec4<f32>(0.0);
-    var a28_0 = vec4<f32>(0.0);
-    var a28_1 = vec4<f32>(0.0);
-    var a29_0 = vec4<f32>(0.0);
-    var a29_1 = vec4<f32>(0.0);
-    var a30_0 = vec4<f32>(0.0);
-    var a30_1 = vec4<f32>(0.0);
-    var a31_0 = vec4<f32>(0.0);
-    var a31_1 = vec4<f32>(0.0);
+    // Weight rows (in vec4s) of channels m0 + 8j + sl (rows past the end repeat the last one; not stored).
+    let r0 = (wb + min(m0 + 0u + sl, ml) * p.k_row) / 4u;
+    let r1 = (wb + min(m0 + 8u + sl, ml) * p.k_row) / 4u;
+    let r2 = (wb + min(m0 + 16u + sl, ml) * p.k_row) / 4u;
+    let r3 = (wb + min(m0 + 24u + sl, ml) * p.k_row) / 4u;
+    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0);
+    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0);
+    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0);
+    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0);
+    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0);
+    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0);
+    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0);
+    var a16_0 = vec4<f32>(0.0); var a16_1 = vec4<f32>(0.0);
+    var a17_0 = vec4<f32>(0.0); var a17_1 = vec4<f32>(0.0);
+    var a18_0 = vec4<f32>(0.0); var a18_1 = vec4<f32>(0.0);
+    var a19_0 = vec4<f32>(0.0); var a19_1 = vec4<f32>(0.0);
+    var a20_0 = vec4<f32>(0.0); var a20_1 = vec4<f32>(0.0);
+    var a21_0 = vec4<f32>(0.0); var a21_1 = vec4<f32>(0.0);
+    var a22_0 = vec4<f32>(0.0); var a22_1 = vec4<f32>(0.0);
+    var a23_0 = vec4<f32>(0.0); var a23_1 = vec4<f32>(0.0);
+    var a24_0 = vec4<f32>(0.0); var a24_1 = vec4<f32>(0.0);
+    var a25_0 = vec4<f32>(0.0); var a25_1 = vec4<f32>(0.0);
+    var a26_0 = vec4<f32>(0.0); var a26_1 = vec4<f32>(0.0);
+    var a27_0 = vec4<f32>(0.0); var a27_1 = vec4<f32>(0.0);
+    var a28_0 = vec4<f32>(0.0); var a28_1 = vec4<f32>(0.0);
+    var a29_0 = vec4<f32>(0.0); var a29_1 = vec4<f32>(0.0);
+    var a30_0 = vec4<f32>(0.0); var a30_1 = vec4<f32>(0.0);
+    var a31_0 = vec4<f32>(0.0); var a31_1 = vec4<f32>(0.0);
     for (var c4 = 0u; c4 < p.cin / 4u; c4++) {
         let w0 = wt4_at4(r0 + c4);
         let w1 = wt4_at4(r1 + c4);
         let w2 = wt4_at4(r2 + c4);
         let w3 = wt4_at4(r3 + c4);
-        let w4 = wt4_at4(r4 + c4);
-        let w5 = wt4_at4(r5 + c4);
-        let w6 = wt4_at4(r6 + c4);
-        let w7 = wt4_at4(r7 + c4);
-        let xv0 = x4_at4(xo);
-        xo += hw4;
-        let x0_0 = subgroupBroadcast(xv0.x, 0u);
-        let x1_0 = subgroupBroadcast(xv0.y, 0u);
-        let x2_0 = subgroupBroadcast(xv0.z, 0u);
-        let x3_0 = subgroupBroadcast(xv0.w, 0u);
-        let x4_0 = subgroupBroadcast(xv0.x, 1u);
-        let x5_0 = subgroupBroadcast(xv0.y, 1u);
-        let x6_0 = subgroupBroadcast(xv0.z, 1u);
-        let x7_0 = subgroupBroadcast(xv0.w, 1u);
-        let x8_0 = subgroupBroadcast(xv0.x, 2u);
-        let x9_0 = subgroupBroadcast(xv0.y, 2u);
-        let x10_0 = subgroupBroadcast(xv0.z, 2u);
-        let x11_0 = subgroupBroadcast(xv0.w, 2u);
-        let x12_0 = subgroupBroadcast(xv0.x, 3u);
-        let x13_0 = subgroupBroadcast(xv0.y, 3u);
-        let x14_0 = subgroupBroadcast(xv0.z, 3u);
-        let x15_0 = subgroupBroadcast(xv0.w, 3u);
-        let x16_0 = subgroupBroadcast(xv0.x, 4u);
-        let x17_0 = subgroupBroadcast(xv0.y, 4u);
-        let x18_0 = subgroupBroadcast(xv0.z, 4u);
-        let x19_0 = subgroupBroadcast(xv0.w, 4u);
-        let x20_0 = subgroupBroadcast(xv0.x, 5u);
-        let x21_0 = subgroupBroadcast(xv0.y, 5u);
-        let x22_0 = subgroupBroadcast(xv0.z, 5u);
-        let x23_0 = subgroupBroadcast(xv0.w, 5u);
-        let x24_0 = subgroupBroadcast(xv0.x, 6u);
-        let x25_0 = subgroupBroadcast(xv0.y, 6u);
-        let x26_0 = subgroupBroadcast(xv0.z, 6u);
-        let x27_0 = subgroupBroadcast(xv0.w, 6u);
-        let x28_0 = subgroupBroadcast(xv0.x, 7u);
-        let x29_0 = subgroupBroadcast(xv0.y, 7u);
-        let x30_0 = subgroupBroadcast(xv0.z, 7u);
-        let x31_0 = subgroupBroadcast(xv0.w, 7u);
-        let g0_0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
-        let g1_0 = vec4<f32>(w4.x, w5.x, w6.x, w7.x);
-        let xv1 = x4_at4(xo);
-        xo += hw4;
-        let x0_1 = subgroupBroadcast(xv1.x, 0u);
-        let x1_1 = subgroupBroadcast(xv1.y, 0u);
-        let x2_1 = subgroupBroadcast(xv1.z, 0u);
-        let x3_1 = subgroupBroadcast(xv1.w, 0u);
-        let x4_1 = subgroupBroadcast(xv1.x, 1u);
-        let x5_1 = subgroupBroadcast(xv1.y, 1u);
-        let x6_1 = subgroupBroadcast(xv1.z, 1u);
-        let x7_1 = subgroupBroadcast(xv1.w, 1u);
-        let x8_1 = subgroupBroadcast(xv1.x, 2u);
-        let x9_1 = subgroupBroadcast(xv1.y, 2u);
-        let x10_1 = subgroupBroadcast(xv1.z, 2u);
-        let x11_1 = subgroupBroadcast(xv1.w, 2u);
-        let x12_1 = subgroupBroadcast(xv1.x, 3u);
-        let x13_1 = subgroupBroadcast(xv1.y, 3u);
-        let x14_1 = subgroupBroadcast(xv1.z, 3u);
-        let x15_1 = subgroupBroadcast(xv1.w, 3u);
-        let x16_1 = subgroupBroadcast(xv1.x, 4u);
-        let x17_1 = subgroupBroadcast(xv1.y, 4u);
-        let x18_1 = subgroupBroadcast(xv1.z, 4u);
-        let x19_1 = subgroupBroadcast(xv1.w, 4u);
-        let x20_1 = subgroupBroadcast(xv1.x, 5u);
-        let x21_1 = subgroupBroadcast(xv1.y, 5u);
-        let x22_1 = subgroupBroadcast(xv1.z, 5u);
-        let x23_1 = subgroupBroadcast(xv1.w, 5u);
-        let x24_1 = subgroupBroadcast(xv1.x, 6u);
-        let x25_1 = subgroupBroadcast(xv1.y, 6u);
-        let x26_1 = subgroupBroadcast(xv1.z, 6u);
-        let x27_1 = subgroupBroadcast(xv1.w, 6u);
-        let x28_1 = subgroupBroadcast(xv1.x, 7u);
-        let x29_1 = subgroupBroadcast(xv1.y, 7u);
-        let x30_1 = subgroupBroadcast(xv1.z, 7u);
-        let x31_1 = subgroupBroadcast(xv1.w, 7u);
-        let g0_1 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
-        let g1_1 = vec4<f32>(w4.y, w5.y, w6.y, w7.y);
-        let xv2 = x4_at4(xo);
-        xo += hw4;
-        let x0_2 = subgroupBroadcast(xv2.x, 0u);
-        let x1_2 = subgroupBroadcast(xv2.y, 0u);
-        let x2_2 = subgroupBroadcast(xv2.z, 0u);
-        let x3_2 = subgroupBroadcast(xv2.w, 0u);
-        let x4_2 = subgroupBroadcast(xv2.x, 1u);
-        let x5_2 = subgroupBroadcast(xv2.y, 1u);
-        let x6_2 = subgroupBroadcast(xv2.z, 1u);
-        let x7_2 = subgroupBroadcast(xv2.w, 1u);
-        let x8_2 = subgroupBroadcast(xv2.x, 2u);
-        let x9_2 = subgroupBroadcast(xv2.y, 2u);
-        let x10_2 = subgroupBroadcast(xv2.z, 2u);
-        let x11_2 = subgroupBroadcast(xv2.w, 2u);
-        let x12_2 = subgroupBroadcast(xv2.x, 3u);
-        let x13_2 = subgroupBroadcast(xv2.y, 3u);
-        let x14_2 = subgroupBroadcast(xv2.z, 3u);
-        let x15_2 = subgroupBroadcast(xv2.w, 3u);
-        let x16_2 = subgroupBroadcast(xv2.x, 4u);
-        let x17_2 = subgroupBroadcast(xv2.y, 4u);
-        let x18_2 = subgroupBroadcast(xv2.z, 4u);
-        let x19_2 = subgroupBroadcast(xv2.w, 4u);
-        let x20_2 = subgroupBroadcast(xv2.x, 5u);
-        let x21_2 = subgroupBroadcast(xv2.y, 5u);
-        let x22_2 = subgroupBroadcast(xv2.z, 5u);
-        let x23_2 = subgroupBroadcast(xv2.w, 5u);
-        let x24_2 = subgroupBroadcast(xv2.x, 6u);
-        let x25_2 = subgroupBroadcast(xv2.y, 6u);
-        let x26_2 = subgroupBroadcast(xv2.z, 6u);
-        let x27_2 = subgroupBroadcast(xv2.w, 6u);
-        let x28_2 = subgroupBroadcast(xv2.x, 7u);
-        let x29_2 = subgroupBroadcast(xv2.y, 7u);
-        let x30_2 = subgroupBroadcast(xv2.z, 7u);
-        let x31_2 = subgroupBroadcast(xv2.w, 7u);
-        let g0_2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
-        let g1_2 = vec4<f32>(w4.z, w5.z, w6.z, w7.z);
-        let xv3 = x4_at4(xo);
-        xo += hw4;
-        let x0_3 = subgroupBroadcast(xv3.x, 0u);
-        let x1_3 = subgroupBroadcast(xv3.y, 0u);
-        let x2_3 = subgroupBroadcast(xv3.z, 0u);
-        let x3_3 = subgroupBroadcast(xv3.w, 0u);
-        let x4_3 = subgroupBroadcast(xv3.x, 1u);
-        let x5_3 = subgroupBroadcast(xv3.y, 1u);
-        let x6_3 = subgroupBroadcast(xv3.z, 1u);
-        let x7_3 = subgroupBroadcast(xv3.w, 1u);
-        let x8_3 = subgroupBroadcast(xv3.x, 2u);
-        let x9_3 = subgroupBroadcast(xv3.y, 2u);
-        let x10_3 = subgroupBroadcast(xv3.z, 2u);
-        let x11_3 = subgroupBroadcast(xv3.w, 2u);
-        let x12_3 = subgroupBroadcast(xv3.x, 3u);
-        let x13_3 = subgroupBroadcast(xv3.y, 3u);
-        let x14_3 = subgroupBroadcast(xv3.z, 3u);
-        let x15_3 = subgroupBroadcast(xv3.w, 3u);
-        let x16_3 = subgroupBroadcast(xv3.x, 4u);
-        let x17_3 = subgroupBroadcast(xv3.y, 4u);
-        let x18_3 = subgroupBroadcast(xv3.z, 4u);
-        let x19_3 = subgroupBroadcast(xv3.w, 4u);
-        let x20_3 = subgroupBroadcast(xv3.x, 5u);
-        let x21_3 = subgroupBroadcast(xv3.y, 5u);
-        let x22_3 = subgroupBroadcast(xv3.z, 5u);
-        let x23_3 = subgroupBroadcast(xv3.w, 5u);
-        let x24_3 = subgroupBroadcast(xv3.x, 6u);
-        let x25_3 = subgroupBroadcast(xv3.y, 6u);
-        let x26_3 = subgroupBroadcast(xv3.z, 6u);
-        let x27_3 = subgroupBroadcast(xv3.w, 6u);
-        let x28_3 = subgroupBroadcast(xv3.x, 7u);
-        let x29_3 = subgroupBroadcast(xv3.y, 7u);
-        let x30_3 = subgroupBroadcast(xv3.z, 7u);
-        let x31_3 = subgroupBroadcast(xv3.w, 7u);
-        let g0_3 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
-        let g1_3 = vec4<f32>(w4.w, w5.w, w6.w, w7.w);
-        a0_0 += x0_0 * g0_0 + x0_1 * g0_1 + x0_2 * g0_2 + x0_3 * g0_3;
-        a0_1 += x0_0 * g1_0 + x0_1 * g1_1 + x0_2 * g1_2 + x0_3 * g1_3;
-        a1_0 += x1_0 * g0_0 + x1_1 * g0_1 + x1_2 * g0_2 + x1_3 * g0_3;
-        a1_1 += x1_0 * g1_0 + x1_1 * g1_1 + x1_2 * g1_2 + x1_3 * g1_3;
-        a2_0 += x2_0 * g0_0 + x2_1 * g0_1 + x2_2 * g0_2 + x2_3 * g0_3;
-        a2_1 += x2_0 * g1_0 + x2_1 * g1_1 + x2_2 * g1_2 + x2_3 * g1_3;
-        a3_0 += x3_0 * g0_0 + x3_1 * g0_1 + x3_2 * g0_2 + x3_3 * g0_3;
-        a3_1 += x3_0 * g1_0 + x3_1 * g1_1 + x3_2 * g1_2 + x3_3 * g1_3;
-        a4_0 += x4_0 * g0_0 + x4_1 * g0_1 + x4_2 * g0_2 + x4_3 * g0_3;
-        a4_1 += x4_0 * g1_0 + x4_1 * g1_1 + x4_2 * g1_2 + x4_3 * g1_3;
-        a5_0 += x5_0 * g0_0 + x5_1 * g0_1 + x5_2 * g0_2 + x5_3 * g0_3;
-        a5_1 += x5_0 * g1_0 + x5_1 * g1_1 + x5_2 * g1_2 + x5_3 * g1_3;
-        a6_0 += x6_0 * g0_0 + x6_1 * g0_1 + x6_2 * g0_2 + x6_3 * g0_3;
-        a6_1 += x6_0 * g1_0 + x6_1 * g1_1 + x6_2 * g1_2 + x6_3 * g1_3;
-        a7_0 += x7_0 * g0_0 + x7_1 * g0_1 + x7_2 * g0_2 + x7_3 * g0_3;
-        a7_1 += x7_0 * g1_0 + x7_1 * g1_1 + x7_2 * g1_2 + x7_3 * g1_3;
-        a8_0 += x8_0 * g0_0 + x8_1 * g0_1 + x8_2 * g0_2 + x8_3 * g0_3;
-        a8_1 += x8_0 * g1_0 + x8_1 * g1_1 + x8_2 * g1_2 + x8_3 * g1_3;
-        a9_0 += x9_0 * g0_0 + x9_1 * g0_1 + x9_2 * g0_2 + x9_3 * g0_3;
-        a9_1 += x9_0 * g1_0 + x9_1 * g1_1 + x9_2 * g1_2 + x9_3 * g1_3;
-        a10_0 += x10_0 * g0_0 + x10_1 * g0_1 + x10_2 * g0_2 + x10_3 * g0_3;
-        a10_1 += x10_0 * g1_0 + x10_1 * g1_1 + x10_2 * g1_2 + x10_3 * g1_3;
-        a11_0 += x11_0 * g0_0 + x11_1 * g0_1 + x11_2 * g0_2 + x11_3 * g0_3;
-        a11_1 += x11_0 * g1_0 + x11_1 * g1_1 + x11_2 * g1_2 + x11_3 * g1_3;
-        a12_0 += x12_0 * g0_0 + x12_1 * g0_1 + x12_2 * g0_2 + x12_3 * g0_3;
-        a12_1 += x12_0 * g1_0 + x12_1 * g1_1 + x12_2 * g1_2 + x12_3 * g1_3;
-        a13_0 += x13_0 * g0_0 + x13_1 * g0_1 + x13_2 * g0_2 + x13_3 * g0_3;
-        a13_1 += x13_0 * g1_0 + x13_1 * g1_1 + x13_2 * g1_2 + x13_3 * g1_3;
-        a14_0 += x14_0 * g0_0 + x14_1 * g0_1 + x14_2 * g0_2 + x14_3 * g0_3;
-        a14_1 += x14_0 * g1_0 + x14_1 * g1_1 + x14_2 * g1_2 + x14_3 * g1_3;
-        a15_0 += x15_0 * g0_0 + x15_1 * g0_1 + x15_2 * g0_2 + x15_3 * g0_3;
-        a15_1 += x15_0 * g1_0 + x15_1 * g1_1 + x15_2 * g1_2 + x15_3 * g1_3;
-        a16_0 += x16_0 * g0_0 + x16_1 * g0_1 + x16_2 * g0_2 + x16_3 * g0_3;
-        a16_1 += x16_0 * g1_0 + x16_1 * g1_1 + x16_2 * g1_2 + x16_3 * g1_3;
-        a17_0 += x17_0 * g0_0 + x17_1 * g0_1 + x17_2 * g0_2 + x17_3 * g0_3;
-        a17_1 += x17_0 * g1_0 + x17_1 * g1_1 + x17_2 * g1_2 + x17_3 * g1_3;
-        a18_0 += x18_0 * g0_0 + x18_1 * g0_1 + x18_2 * g0_2 + x18_3 * g0_3;
-        a18_1 += x18_0 * g1_0 + x18_1 * g1_1 + x18_2 * g1_2 + x18_3 * g1_3;
-        a19_0 += x19_0 * g0_0 + x19_1 * g0_1 + x19_2 * g0_2 + x19_3 * g0_3;
-        a19_1 += x19_0 * g1_0 + x19_1 * g1_1 + x19_2 * g1_2 + x19_3 * g1_3;
-        a20_0 += x20_0 * g0_0 + x20_1 * g0_1 + x20_2 * g0_2 + x20_3 * g0_3;
-        a20_1 += x20_0 * g1_0 + x20_1 * g1_1 + x20_2 * g1_2 + x20_3 * g1_3;
-        a21_0 += x21_0 * g0_0 + x21_1 * g0_1 + x21_2 * g0_2 + x21_3 * g0_3;
-        a21_1 += x21_0 * g1_0 + x21_1 * g1_1 + x21_2 * g1_2 + x21_3 * g1_3;
-        a22_0 += x22_0 * g0_0 + x22_1 * g0_1 + x22_2 * g0_2 + x22_3 * g0_3;
-        a22_1 += x22_0 * g1_0 + x22_1 * g1_1 + x22_2 * g1_2 + x22_3 * g1_3;
-        a23_0 += x23_0 * g0_0 + x23_1 * g0_1 + x23_2 * g0_2 + x23_3 * g0_3;
-        a23_1 += x23_0 * g1_0 + x23_1 * g1_1 + x23_2 * g1_2 + x23_3 * g1_3;
-        a24_0 += x24_0 * g0_0 + x24_1 * g0_1 + x24_2 * g0_2 + x24_3 * g0_3;
-        a24_1 += x24_0 * g1_0 + x24_1 * g1_1 + x24_2 * g1_2 + x24_3 * g1_3;
-        a25_0 += x25_0 * g0_0 + x25_1 * g0_1 + x25_2 * g0_2 + x25_3 * g0_3;
-        a25_1 += x25_0 * g1_0 + x25_1 * g1_1 + x25_2 * g1_2 + x25_3 * g1_3;
-        a26_0 += x26_0 * g0_0 + x26_1 * g0_1 + x26_2 * g0_2 + x26_3 * g0_3;
-        a26_1 += x26_0 * g1_0 + x26_1 * g1_1 + x26_2 * g1_2 + x26_3 * g1_3;
-        a27_0 += x27_0 * g0_0 + x27_1 * g0_1 + x27_2 * g0_2 + x27_3 * g0_3;
-        a27_1 += x27_0 * g1_0 + x27_1 * g1_1 + x27_2 * g1_2 + x27_3 * g1_3;
-        a28_0 += x28_0 * g0_0 + x28_1 * g0_1 + x28_2 * g0_2 + x28_3 * g0_3;
-        a28_1 += x28_0 * g1_0 + x28_1 * g1_1 + x28_2 * g1_2 + x28_3 * g1_3;
-        a29_0 += x29_0 * g0_0 + x29_1 * g0_1 + x29_2 * g0_2 + x29_3 * g0_3;
-        a29_1 += x29_0 * g1_0 + x29_1 * g1_1 + x29_2 * g1_2 + x29_3 * g1_3;
-        a30_0 += x30_0 * g0_0 + x30_1 * g0_1 + x30_2 * g0_2 + x30_3 * g0_3;
-        a30_1 += x30_0 * g1_0 + x30_1 * g1_1 + x30_2 * g1_2 + x30_3 * g1_3;
-        a31_0 += x31_0 * g0_0 + x31_1 * g0_1 + x31_2 * g0_2 + x31_3 * g0_3;
-        a31_1 += x31_0 * g1_0 + x31_1 * g1_1 + x31_2 * g1_2 + x31_3 * g1_3;
+        // x{k}_{v}: input channel 4·c4 + k at this lane's pixel vec4 v.
+        let x0_0 = x4_at4(xo0);
+        xo0 += hw4;
+        let x0_1 = x4_at4(xo1);
+        xo1 += hw4;
+        let x1_0 = x4_at4(xo0);
+        xo0 += hw4;
+        let x1_1 = x4_at4(xo1);
+        xo1 += hw4;
+        let x2_0 = x4_at4(xo0);
+        xo0 += hw4;
+        let x2_1 = x4_at4(xo1);
+        xo1 += hw4;
+        let x3_0 = x4_at4(xo0);
+        xo0 += hw4;
+        let x3_1 = x4_at4(xo1);
+        xo1 += hw4;
+        { let g = subgroupBroadcast(w0, 0u);
+          a0_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a0_0))));
+          a0_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a0_1))));
+        }
+        { let g = subgroupBroadcast(w0, 1u);
+          a1_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a1_0))));
+          a1_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a1_1))));
+        }
+        { let g = subgroupBroadcast(w0, 2u);
+          a2_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a2_0))));
+          a2_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a2_1))));
+        }
+        { let g = subgroupBroadcast(w0, 3u);
+          a3_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a3_0))));
+          a3_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a3_1))));
+        }
+        { let g = subgroupBroadcast(w0, 4u);
+          a4_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a4_0))));
+          a4_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a4_1))));
+        }
+        { let g = subgroupBroadcast(w0, 5u);
+          a5_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a5_0))));
+          a5_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a5_1))));
+        }
+        { let g = subgroupBroadcast(w0, 6u);
+          a6_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a6_0))));
+          a6_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a6_1))));
+        }
+        { let g = subgroupBroadcast(w0, 7u);
+          a7_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a7_0))));
+          a7_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a7_1))));
+        }
+        { let g = subgroupBroadcast(w1, 0u);
+          a8_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a8_0))));
+          a8_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a8_1))));
+        }
+        { let g = subgroupBroadcast(w1, 1u);
+          a9_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a9_0))));
+          a9_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a9_1))));
+        }
+        { let g = subgroupBroadcast(w1, 2u);
+          a10_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a10_0))));
+          a10_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a10_1))));
+        }
+        { let g = subgroupBroadcast(w1, 3u);
+          a11_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a11_0))));
+          a11_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a11_1))));
+        }
+        { let g = subgroupBroadcast(w1, 4u);
+          a12_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a12_0))));
+          a12_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a12_1))));
+        }
+        { let g = subgroupBroadcast(w1, 5u);
+          a13_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a13_0))));
+          a13_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a13_1))));
+        }
+        { let g = subgroupBroadcast(w1, 6u);
+          a14_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a14_0))));
+          a14_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a14_1))));
+        }
+        { let g = subgroupBroadcast(w1, 7u);
+          a15_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a15_0))));
+          a15_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a15_1))));
+        }
+        { let g = subgroupBroadcast(w2, 0u);
+          a16_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a16_0))));
+          a16_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a16_1))));
+        }
+        { let g = subgroupBroadcast(w2, 1u);
+          a17_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a17_0))));
+          a17_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a17_1))));
+        }
+        { let g = subgroupBroadcast(w2, 2u);
+          a18_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a18_0))));
+          a18_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a18_1))));
+        }
+        { let g = subgroupBroadcast(w2, 3u);
+          a19_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a19_0))));
+          a19_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a19_1))));
+        }
+        { let g = subgroupBroadcast(w2, 4u);
+          a20_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a20_0))));
+          a20_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a20_1))));
+        }
+        { let g = subgroupBroadcast(w2, 5u);
+          a21_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a21_0))));
+          a21_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a21_1))));
+        }
+        { let g = subgroupBroadcast(w2, 6u);
+          a22_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a22_0))));
+          a22_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a22_1))));
+        }
+        { let g = subgroupBroadcast(w2, 7u);
+          a23_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a23_0))));
+          a23_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a23_1))));
+        }
+        { let g = subgroupBroadcast(w3, 0u);
+          a24_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a24_0))));
+          a24_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a24_1))));
+        }
+        { let g = subgroupBroadcast(w3, 1u);
+          a25_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a25_0))));
+          a25_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a25_1))));
+        }
+        { let g = subgroupBroadcast(w3, 2u);
+          a26_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a26_0))));
+          a26_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a26_1))));
+        }
+        { let g = subgroupBroadcast(w3, 3u);
+          a27_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a27_0))));
+          a27_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a27_1))));
+        }
+        { let g = subgroupBroadcast(w3, 4u);
+          a28_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a28_0))));
+          a28_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a28_1))));
+        }
+        { let g = subgroupBroadcast(w3, 5u);
+          a29_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a29_0))));
+          a29_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a29_1))));
+        }
+        { let g = subgroupBroadcast(w3, 6u);
+          a30_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a30_0))));
+          a30_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a30_1))));
+        }
+        { let g = subgroupBroadcast(w3, 7u);
+          a31_0 = fma(vec4(g.w), x3_0, fma(vec4(g.z), x2_0, fma(vec4(g.y), x1_0, fma(vec4(g.x), x0_0, a31_0))));
+          a31_1 = fma(vec4(g.w), x3_1, fma(vec4(g.z), x2_1, fma(vec4(g.y), x1_1, fma(vec4(g.x), x0_1, a31_1))));
+        }
     }
-    // Stored in a loop (one copy of the epilogue keeps the shader small): channel j, pixels 4v .. 4v + 3.
-    let acc = array<vec4<f32>, 64>(vec4<f32>(a0_0.x, a1_0.x, a2_0.x, a3_0.x), vec4<f32>(a4_0.x, a5_0.x, a6_0.x, a7_0.x), vec4<f32>(a8_0.x, a9_0.x, a10_0.x, a11_0.x), vec4<f32>(a12_0.x, a13_0.x, a14_0.x, a15_0.x), vec4<f32>(a16_0.x, a17_0.x, a18_0.x, a19_0.x), vec4<f32>(a20_0.x, a21_0.x, a22_0.x, a23_0.x), vec4<f32>(a24_0.x, a25_0.x, a26_0.x, a27_0.x), vec4<f32>(a28_0.x, a29_0.x, a30_0.x, a31_0.x), vec4<f32>(a0_0.y, a1_0.y, a2_0.y, a3_0.y), vec4<f32>(a4_0.y, a5_0.y, a6_0.y, a7_0.y), vec4<f32>(a8_0.y, a9_0.y, a10_0.y, a11_0.y), vec4<f32>(a12_0.y, a13_0.y, a14_0.y, a15_0.y), vec4<f32>(a16_0.y, a17_0.y, a18_0.y, a19_0.y), vec4<f32>(a20_0.y, a21_0.y, a22_0.y, a23_0.y), vec4<f32>(a24_0.y, a25_0.y, a26_0.y, a27_0.y), vec4<f32>(a28_0.y, a29_0.y, a30_0.y, a31_0.y), vec4<f32>(a0_0.z, a1_0.z, a2_0.z, a3_0.z), vec4<f32>(a4_0.z, a5_0.z, a6_0.z, a7_0.z), vec4<f32>(a8_0.z, a9_0.z, a10_0.z, a11_0.z), vec4<f32>(a12_0.z, a13_0.z, a14_0.z, a15_0.z), vec4<f32>(a16_0.z, a17_0.z, a18_0.z, a19_0.z), vec4<f32>(a20_0.z, a21_0.z, a22_0.z, a23_0.z), vec4<f32>(a24_0.z, a25_0.z, a26_0.z, a27_0.z), vec4<f32>(a28_0.z, a29_0.z, a30_0.z, a31_0.z), vec4<f32>(a0_0.w, a1_0.w, a2_0.w, a3_0.w), vec4<f32>(a4_0.w, a5_0.w, a6_0.w, a7_0.w), vec4<f32>(a8_0.w, a9_0.w, a10_0.w, a11_0.w), vec4<f32>(a12_0.w, a13_0.w, a14_0.w, a15_0.w), vec4<f32>(a16_0.w, a17_0.w, a18_0.w, a19_0.w), vec4<f32>(a20_0.w, a21_0.w, a22_0.w, a23_0.w), vec4<f32>(a24_0.w, a25_0.w, a26_0.w, a27_0.w), vec4<f32>(a28_0.w, a29_0.w, a30_0.w, a31_0.w), vec4<f32>(a0_1.x, a1_1.x, a2_1.x, a3_1.x), vec4<f32>(a4_1.x, a5_1.x, a6_1.x, a7_1.x), vec4<f32>(a8_1.x, a9_1.x, a10_1.x, a11_1.x), vec4<f32>(a12_1.x, a13_1.x, a14_1.x, a15_1.x), vec4<f32>(a16_1.x, a17_1.x, a18_1.x, a19_1.x), vec4<f32>(a20_1.x, a21_1.x, a22_1.x, a23_1.x), vec4<f32>(a24_1.x, a25_1.x, a26_1.x, a27_1.x), vec4<f32>(a28_1.x, a29_1.x, a30_1.x, a31_1.x), vec4<f32>(a0_1.y, a1_1.y, a2_1.y, a3_1.y), vec4<f32>(a4_1.y, a5_1.y, a6_1.y, a7_1.y), vec4<f32>(a8_1.y, a9_1.y, a10_1.y, a11_1.y), vec4<f32>(a12_1.y, a13_1.y, a14_1.y, a15_1.y), vec4<f32>(a16_1.y, a17_1.y, a18_1.y, a19_1.y), vec4<f32>(a20_1.y, a21_1.y, a22_1.y, a23_1.y), vec4<f32>(a24_1.y, a25_1.y, a26_1.y, a27_1.y), vec4<f32>(a28_1.y, a29_1.y, a30_1.y, a31_1.y), vec4<f32>(a0_1.z, a1_1.z, a2_1.z, a3_1.z), vec4<f32>(a4_1.z, a5_1.z, a6_1.z, a7_1.z), vec4<f32>(a8_1.z, a9_1.z, a10_1.z, a11_1.z), vec4<f32>(a12_1.z, a13_1.z, a14_1.z, a15_1.z), vec4<f32>(a16_1.z, a17_1.z, a18_1.z, a19_1.z), vec4<f32>(a20_1.z, a21_1.z, a22_1.z, a23_1.z), vec4<f32>(a24_1.z, a25_1.z, a26_1.z, a27_1.z), vec4<f32>(a28_1.z, a29_1.z, a30_1.z, a31_1.z), vec4<f32>(a0_1.w, a1_1.w, a2_1.w, a3_1.w), vec4<f32>(a4_1.w, a5_1.w, a6_1.w, a7_1.w), vec4<f32>(a8_1.w, a9_1.w, a10_1.w, a11_1.w), vec4<f32>(a12_1.w, a13_1.w, a14_1.w, a15_1.w), vec4<f32>(a16_1.w, a17_1.w, a18_1.w, a19_1.w), vec4<f32>(a20_1.w, a21_1.w, a22_1.w, a23_1.w), vec4<f32>(a24_1.w, a25_1.w, a26_1.w, a27_1.w), vec4<f32>(a28_1.w, a29_1.w, a30_1.w, a31_1.w));
-    for (var q = 0u; q < 64u; q++) {
-        finish_pix4v(b, m0 + q / 8u, p0 + 4u * (q % 8u), acc[q]);
-    }
+    // finish_pix4v skips channels and pixels past the end.
+    finish_pix4v(b, m0 + 0u, px0 + 0u, a0_0);
+    finish_pix4v(b, m0 + 0u, px0 + 4u, a0_1);
+    finish_pix4v(b, m0 + 1u, px0 + 0u, a1_0);
+    finish_pix4v(b, m0 + 1u, px0 + 4u, a1_1);
+    finish_pix4v(b, m0 + 2u, px0 + 0u, a2_0);
+    finish_pix4v(b, m0 + 2u, px0 + 4u, a2_1);
+    finish_pix4v(b, m0 + 3u, px0 + 0u, a3_0);
+    finish_pix4v(b, m0 + 3u, px0 + 4u, a3_1);
+    finish_pix4v(b, m0 + 4u, px0 + 0u, a4_0);
+    finish_pix4v(b, m0 + 4u, px0 + 4u, a4_1);
+    finish_pix4v(b, m0 + 5u, px0 + 0u, a5_0);
+    finish_pix4v(b, m0 + 5u, px0 + 4u, a5_1);
+    finish_pix4v(b, m0 + 6u, px0 + 0u, a6_0);
+    finish_pix4v(b, m0 + 6u, px0 + 4u, a6_1);
+    finish_pix4v(b, m0 + 7u, px0 + 0u, a7_0);
+    finish_pix4v(b, m0 + 7u, px0 + 4u, a7_1);
+    finish_pix4v(b, m0 + 8u, px0 + 0u, a8_0);
+    finish_pix4v(b, m0 + 8u, px0 + 4u, a8_1);
+    finish_pix4v(b, m0 + 9u, px0 + 0u, a9_0);
+    finish_pix4v(b, m0 + 9u, px0 + 4u, a9_1);
+    finish_pix4v(b, m0 + 10u, px0 + 0u, a10_0);
+    finish_pix4v(b, m0 + 10u, px0 + 4u, a10_1);
+    finish_pix4v(b, m0 + 11u, px0 + 0u, a11_0);
+    finish_pix4v(b, m0 + 11u, px0 + 4u, a11_1);
+    finish_pix4v(b, m0 + 12u, px0 + 0u, a12_0);
+    finish_pix4v(b, m0 + 12u, px0 + 4u, a12_1);
+    finish_pix4v(b, m0 + 13u, px0 + 0u, a13_0);
+    finish_pix4v(b, m0 + 13u, px0 + 4u, a13_1);
+    finish_pix4v(b, m0 + 14u, px0 + 0u, a14_0);
+    finish_pix4v(b, m0 + 14u, px0 + 4u, a14_1);
+    finish_pix4v(b, m0 + 15u, px0 + 0u, a15_0);
+    finish_pix4v(b, m0 + 15u, px0 + 4u, a15_1);
+    finish_pix4v(b, m0 + 16u, px0 + 0u, a16_0);
+    finish_pix4v(b, m0 + 16u, px0 + 4u, a16_1);
+    finish_pix4v(b, m0 + 17u, px0 + 0u, a17_0);
+    finish_pix4v(b, m0 + 17u, px0 + 4u, a17_1);
+    finish_pix4v(b, m0 + 18u, px0 + 0u, a18_0);
+    finish_pix4v(b, m0 + 18u, px0 + 4u, a18_1);
+    finish_pix4v(b, m0 + 19u, px0 + 0u, a19_0);
+    finish_pix4v(b, m0 + 19u, px0 + 4u, a19_1);
+    finish_pix4v(b, m0 + 20u, px0 + 0u, a20_0);
+    finish_pix4v(b, m0 + 20u, px0 + 4u, a20_1);
+    finish_pix4v(b, m0 + 21u, px0 + 0u, a21_0);
+    finish_pix4v(b, m0 + 21u, px0 + 4u, a21_1);
+    finish_pix4v(b, m0 + 22u, px0 + 0u, a22_0);
+    finish_pix4v(b, m0 + 22u, px0 + 4u, a22_1);
+    finish_pix4v(b, m0 + 23u, px0 + 0u, a23_0);
+    finish_pix4v(b, m0 + 23u, px0 + 4u, a23_1);
+    finish_pix4v(b, m0 + 24u, px0 + 0u, a24_0);
+    finish_pix4v(b, m0 + 24u, px0 + 4u, a24_1);
+    finish_pix4v(b, m0 + 25u, px0 + 0u, a25_0);
+    finish_pix4v(b, m0 + 25u, px0 + 4u, a25_1);
+    finish_pix4v(b, m0 + 26u, px0 + 0u, a26_0);
+    finish_pix4v(b, m0 + 26u, px0 + 4u, a26_1);
+    finish_pix4v(b, m0 + 27u, px0 + 0u, a27_0);
+    finish_pix4v(b, m0 + 27u, px0 + 4u, a27_1);
+    finish_pix4v(b, m0 + 28u, px0 + 0u, a28_0);
+    finish_pix4v(b, m0 + 28u, px0 + 4u, a28_1);
+    finish_pix4v(b, m0 + 29u, px0 + 0u, a29_0);
+    finish_pix4v(b, m0 + 29u, px0 + 4u, a29_1);
+    finish_pix4v(b, m0 + 30u, px0 + 0u, a30_0);
+    finish_pix4v(b, m0 + 30u, px0 + 4u, a30_1);
+    finish_pix4v(b, m0 + 31u, px0 + 0u, a31_0);
+    finish_pix4v(b, m0 + 31u, px0 + 4u, a31_1);
 }

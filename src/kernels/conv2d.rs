@@ -175,11 +175,10 @@ enum Kind {
     /// Nearest 2× upsampling fused into a 3×3, stride-1, padding-1 conv ([`Conv2dOpts::upsample2x`]): a
     /// `tr`×`tc` patch of x × the 4 output phases × `tm` output channels; `vec_rows` as for `Patch3`.
     Up2Patch3 { tr: usize, tc: usize, tm: usize, vec_rows: bool },
-    /// 1×1, stride 1, no padding, for CPU adapters: the 8 lanes share `tp` pixels (one vec4 load per lane
-    /// and input channel, spread by subgroup broadcasts) and each owns `tch` output channels, whose weights
-    /// it reads 4 input channels at a time. A workgroup covers 8·`tch` channels, so each pixel of x is
-    /// fetched from memory once per 8·`tch` output channels (twice as rarely as in the direct kernel,
-    /// whose workgroups cover 32).
+    /// 1×1, stride 1, no padding, for CPU adapters: a GEMM on NCHW with `tp` pixels (`tp / 8` per lane,
+    /// read as vec4s) × 8·`tch` output channels per workgroup; lane l reads the weights of channels
+    /// 8j + l, 4 input channels at a time, and subgroup broadcasts share them (the structure of
+    /// `matmul_bcast_k4`: 12 loads per 1024 multiply-adds per lane for `tp` 64, `tch` 4).
     Pointwise { tp: usize, tch: usize },
 }
 
@@ -211,9 +210,7 @@ pub const KERNELS: &[Kernel] = &[
     k("up2_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: false }, 8, true),
     k("up2v_r2c4m8_w8", Kind::Up2Patch3 { tr: 2, tc: 4, tm: 8, vec_rows: true }, 8, true),
     k("up2_r1c4m8", Kind::Up2Patch3 { tr: 1, tc: 4, tm: 8, vec_rows: false }, 64, true),
-    // 128 channels × 16 pixels per workgroup (pw_p16m16) measured slower on every shape (7.4–12.9 vs
-    // 11.7–17.7 GFLOP per CPU-second on the UNet's 1×1 shortcuts).
-    k("pw_p32m8_w8", Kind::Pointwise { tp: 32, tch: 8 }, 8, true),
+    k("pw_p64m32_w8", Kind::Pointwise { tp: 64, tch: 4 }, 8, true),
 ];
 
 /// Indices in [`KERNELS`] of the CPU patch kernels: `k3s1v_r4c4m8_w8` (vec4 window rows) and
@@ -1011,11 +1008,15 @@ fn gen_weights(o: &mut Out, kern: &Kernel, tm: usize, col: &str, ind: &str, suff
 }
 
 fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
-    let (wg, nq, nx) = (kern.wg, tch / 4, tp / 4);
-    assert!(kern.subgroup && wg == 8 && tch.is_multiple_of(4) && nx <= wg, "pointwise kernels: 8 lanes, whole vec4s");
-    o.l(&format!("// 1×1, stride 1, no padding: {tp} pixels shared by the workgroup (lane l loads pixels 4l .. 4l + 3 and"));
-    o.l(&format!("// subgroupBroadcast spreads them) × {tch} output channels per lane, whose weights it reads 4 input"));
-    o.l("// channels at a time. Needs H·W and Cin multiples of 4 and 4-aligned offsets (checked when lowering).");
+    // pl pixels per lane (nv vec4s), rows = 8·tch output channels shared by the workgroup.
+    let (wg, pl, rows) = (kern.wg, tp / kern.wg, kern.wg * tch);
+    let nv = pl / 4;
+    assert!(kern.subgroup && wg == 8 && pl.is_multiple_of(4), "pointwise kernels: 8 lanes, whole vec4s of pixels");
+    o.l(&format!("// 1×1, stride 1, no padding, as a GEMM on NCHW: {rows} output channels × {tp} pixels per workgroup. Lane l owns"));
+    o.l(&format!("// pixels {pl}l .. {pl}l + {} (read as vec4s, 4 input channels a step) and reads the weights of channels", pl - 1));
+    o.l("// m0 + 8j + l, 4 input channels at a time, which subgroupBroadcast shares: like matmul_bcast_k4, each");
+    o.l("// accumulator takes its 4 updates in a row. Needs H·W and Cin multiples of 4 and 4-aligned offsets");
+    o.l("// (checked when lowering).");
     entry_header(o, kern);
     o.l("    let group = wg.x + wg.y * nwg.x;");
     o.l("    if (group >= p.tiles) { return; }");
@@ -1025,64 +1026,56 @@ fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
     o.l("    let mg = group - tn * m_tiles;");
     o.l("    let b = wg.z;");
     o.l("    let hw = p.h * p.w;");
-    o.l(&format!("    let p0 = tn * {tp}u;"));
-    o.l("    // This lane's pixels, clamped into the plane (outputs past it are not stored).");
-    o.l(&format!("    let xl = min(p0 + 4u * min(sl, {}u), hw - 4u);", nx - 1));
-    o.l("    var xo = (p.x_shift + b * p.x_bstride + xl) / 4u;");
     o.l("    let hw4 = hw / 4u;");
-    o.l(&format!("    let m0 = mg * {}u + sl * {tch}u;", wg * tch));
+    o.l(&format!("    let px0 = tn * {tp}u + sl * {pl}u;"));
+    o.l(&format!("    let m0 = mg * {rows}u;"));
+    o.l("    let xb = p.x_shift + b * p.x_bstride;");
+    o.l("    // This lane's pixel vec4s, clamped into the plane (outputs past it are not stored).");
+    for v in 0..nv {
+        o.l(&format!("    var xo{v} = (xb + min(px0 + {}u, hw - 4u)) / 4u;", 4 * v));
+    }
     o.l("    let ml = p.cout - 1u;");
     o.l("    let wb = p.w_shift + p.w_col0;");
-    o.l("    // Weight rows of this lane's channels in vec4s (rows past the end repeat the last one; not stored).");
+    o.l("    // Weight rows (in vec4s) of channels m0 + 8j + sl (rows past the end repeat the last one; not stored).");
     for j in 0..tch {
-        o.l(&format!("    let r{j} = (wb + min(m0 + {j}u, ml) * p.k_row) / 4u;"));
+        o.l(&format!("    let r{j} = (wb + min(m0 + {}u + sl, ml) * p.k_row) / 4u;", 8 * j));
     }
-    // a<px>_<q>: pixel p0 + px, channels m0 + 4q .. m0 + 4q + 3.
-    for px in 0..tp {
-        for q in 0..nq {
-            o.l(&format!("    var a{px}_{q} = vec4<f32>(0.0);"));
-        }
+    // a<r>_<v>: channel m0 + r, pixels px0 + 4v .. px0 + 4v + 3.
+    for r in 0..rows {
+        let decl: Vec<String> = (0..nv).map(|v| format!("var a{r}_{v} = vec4<f32>(0.0);")).collect();
+        o.l(&format!("    {}", decl.join(" ")));
     }
     o.l("    for (var c4 = 0u; c4 < p.cin / 4u; c4++) {");
     for j in 0..tch {
         o.l(&format!("        let w{j} = wt4_at4(r{j} + c4);"));
     }
-    const C: [&str; 4] = ["x", "y", "z", "w"];
-    for (kk, c) in C.iter().enumerate() {
-        o.l(&format!("        let xv{kk} = x4_at4(xo);"));
-        o.l("        xo += hw4;");
-        for px in 0..tp {
-            o.l(&format!("        let x{px}_{kk} = subgroupBroadcast(xv{kk}.{}, {}u);", C[px % 4], px / 4));
-        }
-        for q in 0..nq {
-            o.l(&format!("        let g{q}_{kk} = vec4<f32>(w{}.{c}, w{}.{c}, w{}.{c}, w{}.{c});", 4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3));
+    o.l("        // x{k}_{v}: input channel 4·c4 + k at this lane's pixel vec4 v.");
+    for k in 0..4 {
+        for v in 0..nv {
+            o.l(&format!("        let x{k}_{v} = x4_at4(xo{v});"));
+            o.l(&format!("        xo{v} += hw4;"));
         }
     }
-    for px in 0..tp {
-        for q in 0..nq {
-            let terms: Vec<String> = (0..4).map(|kk| format!("x{px}_{kk} * g{q}_{kk}")).collect();
-            o.l(&format!("        a{px}_{q} += {};", terms.join(" + ")));
+    for r in 0..rows {
+        o.l(&format!("        {{ let g = subgroupBroadcast(w{}, {}u);", r / 8, r % 8));
+        for v in 0..nv {
+            let mut e = format!("a{r}_{v}");
+            for (k, c) in ["x", "y", "z", "w"].iter().enumerate() {
+                e = format!("fma(vec4(g.{c}), x{k}_{v}, {e})");
+            }
+            o.l(&format!("          a{r}_{v} = {e};"));
         }
+        o.l("        }");
     }
     o.l("    }");
-    o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small): channel j, pixels 4v .. 4v + 3.");
-    let mut accs = Vec::new();
-    for j in 0..tch {
-        for v in 0..nx {
-            let (q, c) = (j / 4, C[j % 4]);
-            accs.push(format!(
-                "vec4<f32>(a{}_{q}.{c}, a{}_{q}.{c}, a{}_{q}.{c}, a{}_{q}.{c})",
-                4 * v,
-                4 * v + 1,
-                4 * v + 2,
-                4 * v + 3
-            ));
+    // One call per accumulator, not a loop over an array of them: lavapipe would rebuild the whole array
+    // lane by lane in every iteration (measured: 5× the time of the multiply-adds at Cin = 256).
+    o.l("    // finish_pix4v skips channels and pixels past the end.");
+    for r in 0..rows {
+        for v in 0..nv {
+            o.l(&format!("    finish_pix4v(b, m0 + {r}u, px0 + {}u, a{r}_{v});", 4 * v));
         }
     }
-    o.l(&format!("    let acc = array<vec4<f32>, {}>({});", accs.len(), accs.join(", ")));
-    o.l(&format!("    for (var q = 0u; q < {}u; q++) {{", accs.len()));
-    o.l(&format!("        finish_pix4v(b, m0 + q / {nx}u, p0 + 4u * (q % {nx}u), acc[q]);"));
-    o.l("    }");
     o.l("}");
 }
 

@@ -8,10 +8,11 @@
 //! images, 3×3 stride-1 convs from [`PATCH_MIN_ROWS`] rows per image run direct (2×1280×8×8 → 1280, GPU
 //! clock, alternating runs: direct 46–66 GFLOP/s, im2col + GEMM 35–39). The choice depends on the rows of
 //! one image, not the batch, so an image's numbers do not change with the batch it runs in (cond and
-//! uncond as one batch or two). A 1×1 stride-1 conv is a GEMM already (its im2col is a transpose), and
-//! that form wins up to [`POINTWISE_MAX_ROWS`] rows per image: on lavapipe with texture reads (Zen 3,
-//! f16 weights, one run each) 2×320×64² → 320 direct 5.0 GFLOP/s, GEMM 10.9; 2×640×32² 10.8 vs 18.7;
-//! 2×1280×16² 14.2 vs 20.3; but 1×256×256² → 128 6.1 vs 5.4.
+//! uncond as one batch or two). 1×1 stride-1 convs follow the general rule (GEMM below
+//! [`IM2COL_MAX_ROWS`] rows): CPU adapters run the others with the pointwise kernel, which beat
+//! im2col (a transpose) + GEMM at every UNet shape once its epilogue stopped rebuilding an array per store
+//! (Zen 3 lavapipe, f16 weights: 2×320×64² → 320 28.5–36.2 vs 11.9–12.3 GFLOP/s, 2×640×32² 24.7–37.3 vs
+//! 14.9–16.8, 2×1280×16² 25.4–28.8 vs 20.2–20.7; at 2×1280×8² 23.6–26.5 vs 20.6–22.1).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -29,9 +30,6 @@ pub static SHADER: ShaderSource = shader!("im2col");
 pub const IM2COL_MAX_ROWS: usize = 256;
 /// ...except 3×3 stride-1 convs with at least this many.
 pub const PATCH_MIN_ROWS: usize = 64;
-/// 1×1 stride-1 unpadded convs run as GEMM up to this many rows per image (64×64: the UNet's largest).
-pub const POINTWISE_MAX_ROWS: usize = 64 * 64;
-
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
 struct Params {
@@ -180,12 +178,7 @@ impl Graph {
             .flatten()
             .is_some_and(|s| {
                 let patch3 = s.kh == 3 && s.kw == 3 && opts.stride == 1;
-                let pointwise = s.kh == 1 && s.kw == 1 && opts.stride == 1 && (s.oh, s.ow) == (s.h, s.w);
-                let max_rows = match (patch3, pointwise) {
-                    (true, _) => PATCH_MIN_ROWS,
-                    (_, true) => POINTWISE_MAX_ROWS + 1,
-                    _ => IM2COL_MAX_ROWS,
-                };
+                let max_rows = if patch3 { PATCH_MIN_ROWS } else { IM2COL_MAX_ROWS };
                 s.oh * s.ow < max_rows && s.b * s.oh * s.ow * s.cin * s.kh * s.kw * 4 <= 64 << 20
             });
         if small {

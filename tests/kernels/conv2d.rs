@@ -73,6 +73,8 @@ fn awkward_cases() -> Vec<Case> {
         case(2, 8, 6, 6, 19, 1, p0, true, true),
         case(1, 12, 4, 5, 70, 1, p0, true, false),
         case(3, 4, 7, 4, 130, 1, p0, false, true),
+        // ... and 140 pixels: two whole 64-pixel tiles and a partial one.
+        case(2, 8, 10, 14, 40, 1, p0, true, true),
         // Stride 2 with odd sizes (diffusers' Downsample2D: stride 2, padding 1).
         case(1, 5, 13, 11, 7, 3, Conv2dOpts::new(2, 1), true, false),
         case(2, 3, 7, 9, 13, 3, Conv2dOpts::new(2, 1), false, true),
@@ -353,6 +355,9 @@ fn input_over_binding_limit() {
     let lim = DeviceLimits::from_gpu(&gpu);
     assert!(TensorDesc::f32(&[1, 256, 512, 512]).bytes() > lim.max_binding, "the input must not fit one binding");
     check_subsampled(&gpu, &c, 4000, 5);
+    // The VAE decoder's 1×1 shortcut at 512² (fewer output channels): the pointwise kernel accumulates too.
+    let c = case(1, 256, 512, 512, 40, 1, Conv2dOpts::default(), true, false);
+    check_subsampled(&gpu, &c, 4000, 7);
 }
 
 /// An output (and residual) over the binding limit: output channels are split.
@@ -490,7 +495,7 @@ fn kernel_selection() {
     assert_eq!((pick(&wide, &l), pick(&unpadded, &l)), ("k3s1v_r4c4m8_w8", "k3s1_r4c4m8_w8"));
     // 1×1 stride-1 convs without padding: the pointwise kernel where H·W and Cin are multiples of 4.
     let pw = |b, cin, h, w| case(b, cin, h, w, 8, 1, Conv2dOpts::default(), false, false);
-    assert_eq!((pick(&pw(2, 320, 64, 64), &l), pick(&pw(1, 8, 3, 3), &l)), ("pw_p32m8_w8", "direct_m32_w8"));
+    assert_eq!((pick(&pw(2, 320, 64, 64), &l), pick(&pw(1, 8, 3, 3), &l)), ("pw_p64m32_w8", "direct_m32_w8"));
     assert_eq!(pick(&pw(1, 6, 4, 4), &l), "direct_m32_w8");
     // Planes 4, 8 or 16 wide too (rows of fewer lanes), not 24 or 48.
     for (w, vec) in [(4, true), (8, true), (16, true), (24, false), (48, false)] {
