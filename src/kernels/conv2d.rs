@@ -1079,6 +1079,17 @@ fn gen_pointwise(o: &mut Out, kern: &Kernel, tp: usize, tch: usize) {
     o.l("}");
 }
 
+/// Writes `accs` into a private array once, for a store loop over it (`acc[q]`). A `let` array indexed
+/// inside the loop would be rebuilt lane by lane in every iteration on lavapipe (perf, Zen 3: the
+/// pointwise kernel's old store loop took 5× the time of its multiply-adds); unrolling the stores instead
+/// (one inlined epilogue per accumulator) compiles several times slower.
+fn store_array(o: &mut Out, accs: &[String]) {
+    o.l(&format!("    var acc: array<vec4<f32>, {}>;", accs.len()));
+    for (q, a) in accs.iter().enumerate() {
+        o.l(&format!("    acc[{q}] = {a};"));
+    }
+}
+
 fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {
     let wg = kern.wg;
     o.l(&format!("// Any kernel size, stride and padding: 4 output pixels (flat indices {wg} apart) × {tm} output channels."));
@@ -1125,7 +1136,7 @@ fn gen_direct(o: &mut Out, kern: &Kernel, tm: usize) {
     o.l("        }");
     o.l("    }");
     let accs: Vec<String> = (0..tm).map(|i| format!("a{i}")).collect();
-    o.l(&format!("    let acc = array<vec4<f32>, {tm}>({});", accs.join(", ")));
+    store_array(o, &accs);
     o.l(&format!("    for (var i = 0u; i < {tm}u; i++) {{"));
     o.l("        finish_pixels(b, m0 + i, n, acc[i]);");
     o.l("    }");
@@ -1383,13 +1394,13 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
     } else {
         o.l("    if (!live) { return; }");
     }
-    o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small).");
+    o.l("    // Stored in a loop (one copy of the epilogue keeps the shader small and quick to compile).");
     let finish = if vec_rows { "finish_row4v" } else { "finish_row4" };
     if !up2 {
         let n = tm * tr * nv;
         let accs: Vec<String> =
             (0..tm).flat_map(|i| (0..tr).flat_map(move |r| (0..nv).map(move |v| format!("a{i}_{r}_{v}")))).collect();
-        o.l(&format!("    let acc = array<vec4<f32>, {n}>({});", accs.join(", ")));
+        store_array(o, &accs);
         o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
         o.l(&format!("        let i = q / {}u;", tr * nv));
         o.l(&format!("        let r = (q / {nv}u) % {tr}u;"));
@@ -1409,7 +1420,7 @@ fn gen_patch3(o: &mut Out, kern: &Kernel, tr: usize, tc: usize, tm: usize, vec_r
                 }
             }
         }
-        o.l(&format!("    let acc = array<vec4<f32>, {n}>({});", accs.join(", ")));
+        store_array(o, &accs);
         o.l(&format!("    for (var q = 0u; q < {n}u; q++) {{"));
         o.l(&format!("        let i = q / {}u;", tr * 2 * nv * 2));
         o.l(&format!("        let r = (q / {}u) % {tr}u;", 2 * nv * 2));
