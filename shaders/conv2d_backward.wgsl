@@ -121,7 +121,8 @@ fn conv_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
             }
         }
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    // A var, written once: a let array indexed in the loop is rebuilt lane by lane per iteration on lavapipe.
+    var acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     let ob = p.o_shift + bi * p.o_bstride + iy * p.w;
     for (var i = 0u; i < 4u; i++) {
         if (c0 + i >= p.cin) { break; }
@@ -240,7 +241,8 @@ fn conv_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         a7_0 += dv7 * xv_0;
         a7_1 += dv7 * xv_1;
     }
-    let acc = array<vec4<f32>, 16>(a0_0, a0_1, a1_0, a1_1, a2_0, a2_1, a3_0, a3_1, a4_0, a4_1, a5_0, a5_1, a6_0, a6_1, a7_0, a7_1);
+    // A var, written once (see above).
+    var acc = array<vec4<f32>, 16>(a0_0, a0_1, a1_0, a1_1, a2_0, a2_1, a3_0, a3_1, a4_0, a4_1, a5_0, a5_1, a6_0, a6_1, a7_0, a7_1);
     let ob = p.o_shift + part * p.part_stride + p.col0;
     for (var q = 0u; q < 16u; q++) {
         let m = m0 + q / 2u;
