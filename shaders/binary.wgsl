@@ -23,8 +23,11 @@ fn a_at(i: u32) -> f32 { return a[i]; }
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 // The same bindings 4 values at a time (add4, mul4, *_full, concat4: every offset and length a multiple of
 // 4; they use no other view of them). WGSL lets entry points that do not share variables bind one slot to both.
+// Read only through their accessors, so that CPU adapters can read them from textures instead.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+fn a4_at4(i: u32) -> vec4<f32> { return a4[i]; }
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+fn b4_at4(i: u32) -> vec4<f32> { return b4[i]; }
 @group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
@@ -53,10 +56,10 @@ fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
 // (inner = 1, bn a multiple of 4), else one value (inner a multiple of 4).
 fn b_vec4(e: u32) -> vec4<f32> {
     if (p.inner == 1u) {
-        return b4[(p.b_shift + (p.base + e) % p.bn) / 4u];
+        return b4_at4((p.b_shift + (p.base + e) % p.bn) / 4u);
     }
     let j = p.b_shift + ((p.base + e) / p.inner) % p.bn;
-    return vec4<f32>(b4[j / 4u][j % 4u]);
+    return vec4<f32>(b4_at4(j / 4u)[j % 4u]);
 }
 
 // add and mul 4 elements per invocation (on lavapipe a vec4 load or store costs about what a scalar one
@@ -66,7 +69,7 @@ fn add4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n / 4u) { return; }
-    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] + b_vec4(4u * i);
+    out4[p.out_shift / 4u + i] = a4_at4(p.a_shift / 4u + i) + b_vec4(4u * i);
 }
 
 @compute @workgroup_size(256)
@@ -74,7 +77,7 @@ fn mul4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n / 4u) { return; }
-    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] * b_vec4(4u * i);
+    out4[p.out_shift / 4u + i] = a4_at4(p.a_shift / 4u + i) * b_vec4(4u * i);
 }
 
 // add4 and mul4 for a b of a's shape: no broadcast index (a vector integer division or remainder is a
@@ -84,7 +87,7 @@ fn add4_full(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n / 4u) { return; }
-    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] + b4[p.b_shift / 4u + i];
+    out4[p.out_shift / 4u + i] = a4_at4(p.a_shift / 4u + i) + b4_at4(p.b_shift / 4u + i);
 }
 
 @compute @workgroup_size(256)
@@ -92,7 +95,7 @@ fn mul4_full(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = item(wg, nwg, lid);
     if (i >= p.n / 4u) { return; }
-    out4[p.out_shift / 4u + i] = a4[p.a_shift / 4u + i] * b4[p.b_shift / 4u + i];
+    out4[p.out_shift / 4u + i] = a4_at4(p.a_shift / 4u + i) * b4_at4(p.b_shift / 4u + i);
 }
 
 // out[o, :] = cat(a[o, :], b[o, :]) with a rows of `inner` and b rows of `bn` elements.
@@ -125,9 +128,9 @@ fn concat4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let j = i - o * (ia + ib);
     var v: vec4<f32>;
     if (j < ia) {
-        v = a4[o * ia + j];
+        v = a4_at4(o * ia + j);
     } else {
-        v = b4[o * ib + j - ia];
+        v = b4_at4(o * ib + j - ia);
     }
     out4[i] = v;
 }

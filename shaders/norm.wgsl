@@ -50,12 +50,16 @@ struct Params {
 @group(0) @binding(5) var<storage, read> in3: array<f32>;
 // x, dst and layer_norm's weight and bias 4 elements at a time, for the *4 entry points only (they use no
 // other view of these bindings; WGSL lets entry points that do not share variables bind one slot to both).
+// x4, in1v and in2v are read only through their accessors, so that CPU adapters can read them from textures.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+fn x4_at4(i: u32) -> vec4<f32> { return x4[i]; }
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
 // gn_apply4h's output: 4 values as 4 halves in 2 words.
 @group(0) @binding(2) var<storage, read_write> dsth: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read> in1v: array<vec4<f32>>;
+fn in1v_at4(i: u32) -> vec4<f32> { return in1v[i]; }
 @group(0) @binding(4) var<storage, read> in2v: array<vec4<f32>>;
+fn in2v_at4(i: u32) -> vec4<f32> { return in2v[i]; }
 
 const WG: u32 = 256u;
 const F32_MAX: f32 = 3.40282347e38;
@@ -161,8 +165,8 @@ fn strided_stats4(start4: u32, n4: u32, stride: u32, shift: f32) -> vec3<f32> {
     var acc = vec3<f32>(0.0);
     var i = 0u;
     for (; i + stride < n4; i += 2u * stride) {
-        let v0 = x4[start4 + i] - shift;
-        let v1 = x4[start4 + i + stride] - shift;
+        let v0 = x4_at4(start4 + i) - shift;
+        let v1 = x4_at4(start4 + i + stride) - shift;
         let mb = dot(v0 + v1, vec4<f32>(0.125));
         let e0 = v0 - mb;
         let e1 = v1 - mb;
@@ -173,7 +177,7 @@ fn strided_stats4(start4: u32, n4: u32, stride: u32, shift: f32) -> vec3<f32> {
         acc = vec3<f32>(nn, acc.y + d * f, acc.z + qb + d * d * acc.x * f);
     }
     for (; i < n4; i += stride) {
-        let v = x4[start4 + i] - shift;
+        let v = x4_at4(start4 + i) - shift;
         acc = welford(welford(welford(welford(acc, v.x), v.y), v.z), v.w);
     }
     return acc;
@@ -189,7 +193,7 @@ fn stats4(wid: u32, lid: u32, n_inv: u32) {
     let c0 = k * p.chunk;
     let n4 = min(p.chunk, p.count - c0) / 4u;
     let base4 = (p.x_shift + u * p.len + c0) / 4u;
-    let shift = x4[base4].x;
+    let shift = x4_at4(base4).x;
     let acc = strided_stats4(base4 + lid, n4 - min(lid, n4), n_inv, shift);
     store_partial(lid, acc);
     workgroupBarrier();
@@ -311,16 +315,16 @@ fn apply4(wid: u32, lid: u32, n_inv: u32) {
         let ob = (p.out_shift + u * p.len + c0) / 4u;
         if (act == ACT_SILU) {
             for (var i = lid; i < n4; i += n_inv) {
-                let y = (x4[xb + i] - f.x) * f.y + f.z;
+                let y = (x4_at4(xb + i) - f.x) * f.y + f.z;
                 dst4[ob + i] = y / (1.0 + exp(-y));
             }
         } else if (act == ACT_NONE) {
             for (var i = lid; i < n4; i += n_inv) {
-                dst4[ob + i] = (x4[xb + i] - f.x) * f.y + f.z;
+                dst4[ob + i] = (x4_at4(xb + i) - f.x) * f.y + f.z;
             }
         } else {
             for (var i = lid; i < n4; i += n_inv) {
-                let y = (x4[xb + i] - f.x) * f.y + f.z;
+                let y = (x4_at4(xb + i) - f.x) * f.y + f.z;
                 dst4[ob + i] = vec4<f32>(activate(y.x, act), activate(y.y, act), activate(y.z, act), activate(y.w, act));
             }
         }
@@ -342,7 +346,7 @@ fn apply4h(wid: u32, lid: u32, n_inv: u32) {
         let xb = (p.x_shift + u * p.len + c0) / 4u;
         let ob = (p.out_shift + u * p.len + c0) / 4u;
         for (var i = lid; i < n4; i += n_inv) {
-            var y = (x4[xb + i] - f.x) * f.y + f.z;
+            var y = (x4_at4(xb + i) - f.x) * f.y + f.z;
             if (silu_on) {
                 y = y / (1.0 + exp(-y));
             } else if (p.act != ACT_NONE) {
@@ -436,7 +440,7 @@ fn layer_norm4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     var shift = 0.0;
     var acc = vec3<f32>(0.0);
     if (rw.live) {
-        shift = x4[s4].x;
+        shift = x4_at4(s4).x;
         acc = strided_stats4(s4 + rw.lane, len4 - min(rw.lane, len4), tpr, shift);
     }
     store_partial(lid, acc);
@@ -449,9 +453,9 @@ fn layer_norm4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let has_b = (p.flags & 2u) != 0u;
     let o4 = rw.ostart / 4u;
     for (var j = rw.lane; j < len4; j += tpr) {
-        var y = ((x4[s4 + j] - shift) - md) * rstd;
-        if (has_w) { y *= in1v[j]; }
-        if (has_b) { y += in2v[j]; }
+        var y = ((x4_at4(s4 + j) - shift) - md) * rstd;
+        if (has_w) { y *= in1v_at4(j); }
+        if (has_b) { y += in2v_at4(j); }
         dst4[o4 + j] = y;
     }
 }
@@ -467,16 +471,16 @@ fn layer_norm4_w8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let len4 = p.len / 4u;
     let s4 = (p.x_shift + r * p.len) / 4u;
     let o4 = (p.out_shift + r * p.len) / 4u;
-    let shift = x4[s4].x;
+    let shift = x4_at4(s4).x;
     let st = strided_stats4(s4, len4, 1u, shift);
     let md = st.y;
     let rstd = inverseSqrt(st.z / st.x + p.eps);
     let has_w = (p.flags & 1u) != 0u;
     let has_b = (p.flags & 2u) != 0u;
     for (var j = 0u; j < len4; j++) {
-        var y = ((x4[s4 + j] - shift) - md) * rstd;
-        if (has_w) { y *= in1v[j]; }
-        if (has_b) { y += in2v[j]; }
+        var y = ((x4_at4(s4 + j) - shift) - md) * rstd;
+        if (has_w) { y *= in1v_at4(j); }
+        if (has_b) { y += in2v_at4(j); }
         dst4[o4 + j] = y;
     }
 }

@@ -20,8 +20,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 // x and out 4 values at a time, for geglu4 and transpose4 only (WGSL lets entry points that do not share variables bind
-// one slot to both).
+// one slot to both). x4 is read only through x4_at4, so that CPU adapters can read it from a texture instead.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+fn x4_at4(i: u32) -> vec4<f32> { return x4[i]; }
 @group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
@@ -62,8 +63,8 @@ fn geglu4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let row = i / f4;
     let j = i - row * f4;
     let base = p.x_shift / 4u + row * 2u * f4;
-    let g = x4[base + f4 + j];
-    out4[p.out_shift / 4u + i] = x4[base + j] * vec4<f32>(gelu(g.x), gelu(g.y), gelu(g.z), gelu(g.w));
+    let g = x4_at4(base + f4 + j);
+    out4[p.out_shift / 4u + i] = x4_at4(base + j) * vec4<f32>(gelu(g.x), gelu(g.y), gelu(g.z), gelu(g.w));
 }
 
 // x: [planes, H, W] → out: [planes, OH, OW], nearest neighbour: source index ⌊o · in / out⌋ (PyTorch's
@@ -116,10 +117,10 @@ fn transpose4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let cb = r / m4;          // output rows 4cb .. 4cb + 3 = input columns
     let rb = r - cb * m4;     // output columns 4rb .. 4rb + 3 = input rows
     let xb = (p.x_shift + batch * m * n + 4u * rb * n) / 4u + cb;
-    let a0 = x4[xb];
-    let a1 = x4[xb + n4];
-    let a2 = x4[xb + 2u * n4];
-    let a3 = x4[xb + 3u * n4];
+    let a0 = x4_at4(xb);
+    let a1 = x4_at4(xb + n4);
+    let a2 = x4_at4(xb + 2u * n4);
+    let a3 = x4_at4(xb + 3u * n4);
     let ob = (p.out_shift + batch * m * n + 4u * cb * m) / 4u + rb;
     out4[ob] = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
     out4[ob + m4] = vec4<f32>(a0.y, a1.y, a2.y, a3.y);

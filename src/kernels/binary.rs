@@ -15,6 +15,9 @@ pub static SHADER: ShaderSource = shader!("binary");
 /// The same kernels reading `a` as f16 weights (two per word, see `weight_storage.rs`): the gather of an
 /// f16 embedding table uses it.
 pub static SHADER_F16A: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.f16_weights("a"));
+/// The vec4 entry points reading a and b through textures (CPU adapters: `DeviceLimits::texture_reads`;
+/// lavapipe 22.3 builds every lane-varying buffer load lane by lane).
+pub static SHADER_TEX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.texture_reads(&["a4", "b4"]));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -124,11 +127,13 @@ impl Op for Binary {
             // (b is read as vec4s even when one value is used: its binding must hold whole vec4s too.)
             let b_ok = bn % 4 == 0 && b_shift % 4 == 0 && (inner == 1 || inner % 4 == 0);
             let vec4 = b_ok && [n, a_shift as u64, out_shift as u64, base as u64].iter().all(|v| v % 4 == 0);
+            let mut bindings = vec![ba, bb, bo];
+            let textures = vec4 && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32), (1, DType::F32)]);
             out.push(Dispatch {
-                shader: &SHADER,
+                shader: if textures { &SHADER_TEX } else { &SHADER },
                 entry: if vec4 { entry4 } else { entry },
                 params: params(&p),
-                bindings: vec![ba, bb, bo],
+                bindings,
                 workgroups: grid_1d(if vec4 { (n / 4).div_ceil(256) } else { n.div_ceil(256) }, l.limits),
             });
         }
@@ -212,11 +217,13 @@ impl Op for Concat {
         let p = Params { n: n as u32, inner: ia as u32, bn: ib as u32, ..Default::default() };
         // Whole tensors bind from their (aligned) starts, so rows of a multiple of 4 make every access a vec4.
         let vec4 = ia.is_multiple_of(4) && ib.is_multiple_of(4);
+        let mut bindings = vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::output(l.output)];
+        let textures = vec4 && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32), (1, DType::F32)]);
         Ok(vec![Dispatch {
-            shader: &SHADER,
+            shader: if textures { &SHADER_TEX } else { &SHADER },
             entry: if vec4 { "concat4" } else { "concat" },
             params: params(&p),
-            bindings: vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::output(l.output)],
+            bindings,
             workgroups: grid_1d(n.div_ceil(if vec4 { 1024 } else { 256 }), l.limits),
         }])
     }

@@ -8,6 +8,8 @@
 //! larger than a binding into windows of whole chunks whose partials are merged by the finalize dispatch.
 //! All statistics are f32 with Welford updates and Chan merges (see the shader header).
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::unary::Activation;
@@ -18,6 +20,9 @@ use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("norm", with_activations);
+/// The CPU (`_w8`) entry points reading x (and layer_norm's weight and bias) through textures (CPU
+/// adapters: `DeviceLimits::texture_reads`; lavapipe 22.3 builds every lane-varying buffer load lane by lane).
+pub static SHADER_TEX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.texture_reads(&["x4", "in1v", "in2v"]));
 
 /// Workgroup size of every entry point.
 pub(crate) const WG: u64 = 256;
@@ -189,15 +194,17 @@ impl Op for GroupNormStats {
                 parts: lay.parts as u32,
                 ..Default::default()
             };
+            let mut bindings = vec![bx, Bind::output(l.output)];
+            let textures = vec4 && l.limits.cpu && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32)]);
             out.push(Dispatch {
-                shader: &SHADER,
+                shader: if textures { &SHADER_TEX } else { &SHADER },
                 entry: match vec4 {
                     true if l.limits.cpu => "gn_stats4_w8",
                     true => "gn_stats4",
                     false => "gn_stats",
                 },
                 params: params(&p),
-                bindings: vec![bx, Bind::output(l.output)],
+                bindings,
                 workgroups: grid_1d(nu * per_unit, l.limits),
             });
         }
@@ -363,8 +370,9 @@ impl Op for GroupNormApply {
                     )))
                 }
             };
+            let textures = entry.ends_with("_w8") && l.limits.read_through_textures(&mut bindings, &[(0, x.dtype)]);
             out.push(Dispatch {
-                shader: &SHADER,
+                shader: if textures { &SHADER_TEX } else { &SHADER },
                 entry,
                 params: params(&p),
                 bindings,
@@ -489,8 +497,12 @@ fn lower_rows(
             _ => (entry, tpr, WG / tpr),
         };
         let p = Params { units: nr as u32, len: len as u32, chunk: tpr as u32, x_shift, out_shift, ..base };
+        // The _w8 form reads x and (layer_norm's) weight and bias as vec4s: from textures where the adapter
+        // wants them.
+        let reads: Vec<(usize, DType)> = [0, 2, 3].iter().filter(|&&i| i < bindings.len()).map(|&i| (i, DType::F32)).collect();
+        let textures = entry.ends_with("_w8") && l.limits.read_through_textures(&mut bindings, &reads);
         out.push(Dispatch {
-            shader: &SHADER,
+            shader: if textures { &SHADER_TEX } else { &SHADER },
             entry,
             params: params(&p),
             bindings,

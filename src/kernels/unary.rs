@@ -1,6 +1,8 @@
 //! One-input kernels without reductions (`shaders/unary.wgsl`): activations and affine maps, GEGLU and
 //! nearest 2× upsampling, with their CPU twins. All of them split tensors larger than one binding.
 
+use std::sync::LazyLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{shader, ShaderSource};
@@ -11,6 +13,9 @@ use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
 pub static SHADER: ShaderSource = shader!("unary", with_activations);
+/// The vec4 entry points (geglu4, transpose4) reading x through a texture (CPU adapters:
+/// `DeviceLimits::texture_reads`; lavapipe 22.3 builds every lane-varying buffer load lane by lane).
+pub static SHADER_TEX: LazyLock<ShaderSource> = LazyLock::new(|| SHADER.texture_reads(&["x4"]));
 
 /// Activation functions, shared with the kernels that fuse them into an epilogue.
 /// The numeric codes match the `ACT_*` constants of `shaders/activations.wgsl`.
@@ -114,11 +119,13 @@ fn lower_rows(
             Some(e4) if vec4 => e4,
             _ => (entry, 1),
         };
+        let mut bindings = vec![bx, bo];
+        let textures = per_item > 1 && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32)]);
         out.push(Dispatch {
-            shader: &SHADER,
+            shader: if textures { &SHADER_TEX } else { &SHADER },
             entry,
             params: params(&p),
-            bindings: vec![bx, bo],
+            bindings,
             workgroups: grid_1d((n / per_item).div_ceil(256), l.limits),
         });
     }

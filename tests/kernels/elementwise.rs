@@ -24,9 +24,15 @@ fn activations_at_awkward_sizes() {
 
 #[test]
 fn scale_geglu_upsample() {
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        scale_geglu_upsample_on(gpu);
+    }
+}
+
+fn scale_geglu_upsample_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     use wgsd::graph::op::{DeviceLimits, Lowering};
     let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
-    let gpu = test_gpu();
     let mut rng = Rng::new(3);
     let mut g = Graph::new();
     let x = g.input("x", TensorDesc::f32(&[3, 17, 2 * 41]));
@@ -110,8 +116,14 @@ fn broadcast_add_mul_concat_gather() {
 /// (scalar kernels); the lowering picks the 4-wide entry points exactly where everything is aligned.
 #[test]
 fn broadcast_add_mul_on_whole_vec4s() {
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        broadcast_add_mul_on_whole_vec4s_on(gpu);
+    }
+}
+
+fn broadcast_add_mul_on_whole_vec4s_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     use wgsd::graph::op::{DeviceLimits, Lowering};
-    let gpu = test_gpu();
     let mut rng = Rng::new(9);
     let mut g = Graph::new();
     let a = g.input("a", TensorDesc::f32(&[2, 12, 4, 8]));
@@ -175,8 +187,14 @@ fn broadcast_add_mul_on_whole_vec4s() {
 /// are whole vec4s (concat4), else single values; both against the CPU twin, with the choice checked.
 #[test]
 fn concat_on_whole_vec4s() {
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        concat_on_whole_vec4s_on(gpu);
+    }
+}
+
+fn concat_on_whole_vec4s_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     use wgsd::graph::op::{DeviceLimits, Lowering};
-    let gpu = test_gpu();
     let mut rng = Rng::new(11);
     let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
     for (a, b, dim, want) in [
@@ -276,6 +294,40 @@ fn rowwise_attention_causal_and_full() {
             g.output(o);
             let inputs = vec![(q, rng.vec(b * nq * h * d, 2.0)), (k, rng.vec(b * nk * h * d, 2.0)), (v, rng.vec(b * nk * h * d, 1.0))];
             assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+        }
+    }
+}
+
+/// On CPU adapters that read through textures, the vec4 forms of add, concat, GEGLU and transpose read
+/// their inputs from textures (never their outputs); the scalar forms and other adapters read buffers.
+#[test]
+fn vec4_forms_read_textures_on_cpu_adapters() {
+    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    use wgsd::kernels::binary::{Binary, BinaryKind, Concat};
+    use wgsd::kernels::unary::{Geglu, Transpose};
+    let gpu_limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: false, texture_reads: false, max_texture_rows: 0 };
+    let tex = DeviceLimits { cpu: true, texture_reads: true, max_texture_rows: 16384, ..gpu_limits.clone() };
+    let marks = |op: &dyn Op, ins: &[TensorDesc], limits: &DeviceLimits| -> Vec<(&'static str, Vec<bool>)> {
+        let refs: Vec<&TensorDesc> = ins.iter().collect();
+        let out = op.infer(&refs).unwrap();
+        let ds = op.lower(&Lowering { inputs: ins, output: &out, limits }).unwrap();
+        ds.iter().map(|d| (d.entry, d.bindings.iter().map(|b| b.texture).collect())).collect()
+    };
+    let x = TensorDesc::f32(&[2, 320, 8, 8]);
+    let cases: Vec<(Box<dyn Op>, Vec<TensorDesc>, &str, Vec<bool>)> = vec![
+        (Box::new(Binary { kind: BinaryKind::Add }), vec![x.clone(), x.clone()], "add4_full", vec![true, true, false]),
+        (Box::new(Binary { kind: BinaryKind::Add }), vec![x.clone(), TensorDesc::f32(&[320, 1, 1])], "add4", vec![true, true, false]),
+        (Box::new(Binary { kind: BinaryKind::Add }), vec![TensorDesc::f32(&[3, 5]), TensorDesc::f32(&[3, 5])], "add", vec![false, false, false]),
+        (Box::new(Concat { dim: 1 }), vec![x.clone(), x.clone()], "concat4", vec![true, true, false]),
+        (Box::new(Geglu), vec![TensorDesc::f32(&[2, 64, 2560])], "geglu4", vec![true, false]),
+        (Box::new(Transpose), vec![TensorDesc::f32(&[2, 320, 64])], "transpose4", vec![true, false]),
+    ];
+    for (op, ins, entry, want) in cases {
+        for (e, m) in marks(op.as_ref(), &ins, &tex) {
+            assert_eq!((e, &m), (entry, &want), "{} on a texture-reading CPU adapter", op.kind());
+        }
+        for (_, m) in marks(op.as_ref(), &ins, &gpu_limits) {
+            assert!(m.iter().all(|t| !t), "{} on a GPU", op.kind());
         }
     }
 }

@@ -44,7 +44,13 @@ impl Case {
 
 #[test]
 fn group_norm_awkward_shapes_and_offsets() {
-    let gpu = test_gpu();
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        group_norm_awkward_shapes_and_offsets_on(gpu);
+    }
+}
+
+fn group_norm_awkward_shapes_and_offsets_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     let mut c = Case::new();
     // C = 6, 3 groups, odd spatial 7×5; the same input with 1 group and with one channel per group.
     let x = c.input("x", &[2, 6, 7, 5], 2.0, 0.3);
@@ -80,7 +86,13 @@ fn group_norm_awkward_shapes_and_offsets() {
 
 #[test]
 fn layer_norm_awkward_rows_and_offsets() {
-    let gpu = test_gpu();
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        layer_norm_awkward_rows_and_offsets_on(gpu);
+    }
+}
+
+fn layer_norm_awkward_rows_and_offsets_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     let mut c = Case::new();
     for (i, shape) in [&[5usize, 1][..], &[7, 3], &[3, 1000], &[2, 3, 4099], &[4, 33]].into_iter().enumerate() {
         let n = *shape.last().unwrap();
@@ -260,7 +272,24 @@ fn norms_pick_vec4_kernels_by_shape() {
             let ds = ln.lower(&Lowering { inputs: &ins, output: &ins[0], limits: lim }).unwrap();
             assert!(ds.iter().all(|d| d.entry == want), "rows of {len}: {:?}", ds.iter().map(|d| d.entry).collect::<Vec<_>>());
         }
+        // CPU adapters that read through textures: the _w8 form reads x, weight and bias from textures.
+        let tex = DeviceLimits { texture_reads: true, max_texture_rows: 16384, ..cpu.clone() };
+        for d in ln.lower(&Lowering { inputs: &ins, output: &ins[0], limits: &tex }).unwrap() {
+            let marked: Vec<bool> = d.bindings.iter().map(|b| b.texture).collect();
+            let want = if d.entry.ends_with("_w8") { vec![true, false, true, true] } else { vec![false; 4] };
+            assert_eq!(marked, want, "{} rows of {len}", d.entry);
+        }
     }
+    // GroupNorm's CPU forms read x from a texture (statistics and apply), never the statistics or output.
+    let tex = DeviceLimits { cpu: true, texture_reads: true, max_texture_rows: 16384, ..limits.clone() };
+    let x = TensorDesc::f32(&[2, 4, 64, 64]);
+    let stats_op = GroupNormStats { groups: 2, eps: 1e-5 };
+    let stats = stats_op.infer(&[&x]).unwrap();
+    let ds = stats_op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &stats, limits: &tex }).unwrap();
+    assert!(ds.iter().all(|d| d.bindings[0].texture == (d.entry == "gn_stats4_w8") && !d.bindings[1].texture));
+    let apply = GroupNormApply { groups: 2, eps: 1e-5, act: Activation::Silu, has_weight: false, has_bias: false, out_f16: false };
+    let ds = apply.lower(&Lowering { inputs: &[x.clone(), stats], output: &x, limits: &tex }).unwrap();
+    assert!(ds.iter().all(|d| d.entry == "gn_apply4_w8" && d.bindings[0].texture && !d.bindings[1].texture));
 }
 
 /// The splitting logic without a GPU: lower under a 1 MiB binding limit and check every binding fits.
@@ -453,7 +482,13 @@ fn cpu_seconds() -> Option<f64> {
 /// are not whole vec4s are refused at record time.
 #[test]
 fn group_norm_writes_f16_for_a_convolution() {
-    let gpu = test_gpu();
+    // Both read paths: textures where the adapter wants them (lavapipe), storage buffers (GPUs).
+    for gpu in [test_gpu(), wgsd::testing::test_gpu_buffer_reads()] {
+        group_norm_writes_f16_for_a_convolution_on(gpu);
+    }
+}
+
+fn group_norm_writes_f16_for_a_convolution_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     for (shape, groups, act) in [
         (vec![2usize, 8, 6, 8], 4usize, Activation::Silu),
         (vec![2, 320, 16, 16], 32, Activation::Silu),
