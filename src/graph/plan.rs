@@ -540,10 +540,12 @@ impl Plan {
             for c in dispatches.get(start).map_or(&[][..], |d| &d.copies[..]) {
                 c.encode(enc);
             }
-            let timestamp_writes = timestamps.map(|(query_set, index)| wgpu::ComputePassTimestampWrites {
+            // Passes between the first and the last write no timestamps (wgpu refuses a write with neither).
+            let (first, last) = (j == 0, j + 1 == starts.len());
+            let timestamp_writes = timestamps.filter(|_| first || last).map(|(query_set, index)| wgpu::ComputePassTimestampWrites {
                 query_set,
-                beginning_of_pass_write_index: (j == 0).then_some(index),
-                end_of_pass_write_index: (j + 1 == starts.len()).then_some(index + 1),
+                beginning_of_pass_write_index: first.then_some(index),
+                end_of_pass_write_index: last.then_some(index + 1),
             });
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph"), timestamp_writes });
             for d in dispatches.get(start..end).unwrap_or_default() {

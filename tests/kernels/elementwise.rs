@@ -314,7 +314,9 @@ fn vec4_forms_read_textures_on_cpu_adapters() {
         ds.iter().map(|d| (d.entry, d.bindings.iter().map(|b| b.texture).collect())).collect()
     };
     let x = TensorDesc::f32(&[2, 320, 8, 8]);
-    let cases: Vec<(Box<dyn Op>, Vec<TensorDesc>, &str, Vec<bool>)> = vec![
+    // (op, inputs, the entry point expected, which bindings read textures)
+    type Case = (Box<dyn Op>, Vec<TensorDesc>, &'static str, Vec<bool>);
+    let cases: Vec<Case> = vec![
         (Box::new(Binary { kind: BinaryKind::Add }), vec![x.clone(), x.clone()], "add4_full", vec![true, true, false]),
         (Box::new(Binary { kind: BinaryKind::Add }), vec![x.clone(), TensorDesc::f32(&[320, 1, 1])], "add4", vec![true, true, false]),
         (Box::new(Binary { kind: BinaryKind::Add }), vec![TensorDesc::f32(&[3, 5]), TensorDesc::f32(&[3, 5])], "add", vec![false, false, false]),

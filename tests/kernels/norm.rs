@@ -208,6 +208,30 @@ fn splits_run_correctly_under_a_small_binding_limit() {
     c.check(&gpu);
 }
 
+/// Profiling a plan whose nodes split into several dispatches, each with its own texture copies on CPU
+/// adapters (so each in a compute pass of its own): one time per node, the passes between a node's first
+/// and last writing no timestamps.
+#[test]
+fn profiles_nodes_split_over_several_passes() {
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).expect("GPU tests need a GPU adapter");
+    gpu.limits.max_storage_buffer_binding_size = 256 << 10;
+    gpu.limits.min_storage_buffer_offset_alignment = gpu.limits.min_storage_buffer_offset_alignment.max(256);
+    let gpu = Arc::new(gpu);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[1, 2, 300, 300]));
+    let y = g.group_norm("planes_split", x, 2, 1e-5, None, None, true).unwrap();
+    let r = g.input("r", TensorDesc::f32(&[300, 1000]));
+    let ln = g.layer_norm("ln_rows_split", r, 1e-5, None, None).unwrap();
+    g.output(y);
+    g.output(ln);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    plan.write(x, &data(1, 2 * 300 * 300, 1.0, 0.0)).unwrap();
+    plan.write(r, &data(2, 300 * 1000, 1.0, 0.0)).unwrap();
+    let times = plan.profile().unwrap();
+    assert_eq!(times.len(), plan.graph().nodes().len());
+    assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0), "{times:?}");
+}
+
 fn check_bindings(what: &str, ds: &[wgsd::graph::op::Dispatch], limits: &DeviceLimits) {
     for d in ds {
         for b in &d.bindings {
