@@ -195,7 +195,7 @@ impl Op for GroupNormStats {
                 ..Default::default()
             };
             let mut bindings = vec![bx, Bind::output(l.output)];
-            let textures = vec4 && l.limits.cpu && l.limits.read_through_textures(&mut bindings, &[(0, DType::F32)]);
+            let textures = vec4 && l.limits.cpu && l.limits.read_through_textures(&mut bindings, &[(0, x.dtype)]);
             out.push(Dispatch {
                 shader: if textures { &SHADER_TEX } else { &SHADER },
                 entry: match vec4 {

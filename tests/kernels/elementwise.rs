@@ -332,4 +332,12 @@ fn vec4_forms_read_textures_on_cpu_adapters() {
             assert!(m.iter().all(|t| !t), "{} on a GPU", op.kind());
         }
     }
+    // The UNet's largest GEGLU input (84 MB) is read through textures in windows of at most 32 MiB, which
+    // keeps the scratch texture no larger than the convs' and matmuls'; GPUs take it in one dispatch.
+    let big = [TensorDesc::f32(&[2, 4096, 2560])];
+    let out = Geglu.infer(&[&big[0]]).unwrap();
+    let ds = Geglu.lower(&Lowering { inputs: &big, output: &out, limits: &tex }).unwrap();
+    assert!(ds.len() >= 3 && ds.iter().all(|d| d.bindings[0].texture && d.bindings[0].size <= 32 << 20));
+    assert!(ds.iter().map(|d| d.bindings[0].size).sum::<u64>() >= big[0].bytes());
+    assert_eq!(Geglu.lower(&Lowering { inputs: &big, output: &out, limits: &gpu_limits }).unwrap().len(), 1);
 }

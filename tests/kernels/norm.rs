@@ -179,15 +179,20 @@ fn group_norm_256mib_silu_vs_cpu() {
     c.check(&gpu);
 }
 
-/// A second device whose binding limit is cut to 256 KiB (and offset alignment raised to 256): every split
+/// A second device whose binding limit is cut to 256 KiB (and offset alignment raised to 256).
+fn small_binding_gpu() -> Arc<Gpu> {
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).expect("GPU tests need a GPU adapter");
+    gpu.limits.max_storage_buffer_binding_size = 256 << 10;
+    gpu.limits.min_storage_buffer_offset_alignment = gpu.limits.min_storage_buffer_offset_alignment.max(256);
+    Arc::new(gpu)
+}
+
+/// On a device whose binding limit is cut to 256 KiB (and offset alignment raised to 256): every split
 /// path runs on the GPU at small sizes, including one group block spread over several bindings (partials
 /// merged across dispatches) and windows of several blocks, planes and rows.
 #[test]
 fn splits_run_correctly_under_a_small_binding_limit() {
-    let mut gpu = Gpu::new(&GpuOptions::from_env()).expect("GPU tests need a GPU adapter");
-    gpu.limits.max_storage_buffer_binding_size = 256 << 10;
-    gpu.limits.min_storage_buffer_offset_alignment = gpu.limits.min_storage_buffer_offset_alignment.max(256);
-    let gpu = Arc::new(gpu);
+    let gpu = small_binding_gpu();
     let mut c = Case::new();
     // One block of 4 × 150 × 150 = 90,000 elements (352 KiB) over 2 bindings, at an offset of 1000.
     let x = c.input("x", &[1, 4, 150, 150], 1.0, 1000.0);
@@ -213,10 +218,7 @@ fn splits_run_correctly_under_a_small_binding_limit() {
 /// and last writing no timestamps.
 #[test]
 fn profiles_nodes_split_over_several_passes() {
-    let mut gpu = Gpu::new(&GpuOptions::from_env()).expect("GPU tests need a GPU adapter");
-    gpu.limits.max_storage_buffer_binding_size = 256 << 10;
-    gpu.limits.min_storage_buffer_offset_alignment = gpu.limits.min_storage_buffer_offset_alignment.max(256);
-    let gpu = Arc::new(gpu);
+    let gpu = small_binding_gpu();
     let mut g = Graph::new();
     let x = g.input("x", TensorDesc::f32(&[1, 2, 300, 300]));
     let y = g.group_norm("planes_split", x, 2, 1e-5, None, None, true).unwrap();
