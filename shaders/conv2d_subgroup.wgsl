@@ -14,8 +14,8 @@
 // subgroupBroadcast shares it (on lavapipe a load costs ~40 FMAs, a broadcast about one).
 // _w8: 8-lane workgroups (one lavapipe subgroup) with larger tiles, for CPU adapters.
 // k3s1v_ / up2v_: the CPU patch kernels reading window rows, taps and outputs as vec4s (patches of
-//   all the dispatch's images in one sequence). pw_p<TP>m<TCH>: 1×1, stride 1, no padding; TP pixels
-//   shared by the workgroup × TCH output channels per lane. Grid: pixel tiles × channel tiles.
+//   all the dispatch's images in one sequence). pw_p<TP>m<M>: 1×1, stride 1, no padding, a GEMM on
+//   NCHW: TP pixels (TP / 8 per lane) × M output channels per workgroup. Grid: pixel tiles × channel tiles.
 // Entry points: direct_m32_w8, k3s1_r4c4m8_w8, direct_m16, k3s1_r2c4m8, k3s1v_r4c4m8_w8, up2_r2c4m8_w8, up2v_r2c4m8_w8, up2_r1c4m8, pw_p64m32_w8.
 
 struct Params {

@@ -807,8 +807,8 @@ pub fn wgsl_source(subgroup: bool) -> String {
         o.l("// subgroupBroadcast shares it (on lavapipe a load costs ~40 FMAs, a broadcast about one).");
         o.l("// _w8: 8-lane workgroups (one lavapipe subgroup) with larger tiles, for CPU adapters.");
         o.l("// k3s1v_ / up2v_: the CPU patch kernels reading window rows, taps and outputs as vec4s (patches of");
-        o.l("//   all the dispatch's images in one sequence). pw_p<TP>m<TCH>: 1×1, stride 1, no padding; TP pixels");
-        o.l("//   shared by the workgroup × TCH output channels per lane. Grid: pixel tiles × channel tiles.");
+        o.l("//   all the dispatch's images in one sequence). pw_p<TP>m<M>: 1×1, stride 1, no padding, a GEMM on");
+        o.l("//   NCHW: TP pixels (TP / 8 per lane) × M output channels per workgroup. Grid: pixel tiles × channel tiles.");
     } else {
         o.l("//   Grid: tiles = patches × channel tiles, one per invocation.");
         o.l("// Portable: every invocation reads the weights it needs (uniform addresses: GPUs broadcast them).");
