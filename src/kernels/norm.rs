@@ -194,15 +194,16 @@ impl Op for GroupNormStats {
                 parts: lay.parts as u32,
                 ..Default::default()
             };
+            let entry = match vec4 {
+                true if l.limits.cpu => "gn_stats4_w8",
+                true => "gn_stats4",
+                false => "gn_stats",
+            };
             let mut bindings = vec![bx, Bind::output(l.output)];
-            let textures = vec4 && l.limits.cpu && l.limits.read_through_textures(&mut bindings, &[(0, x.dtype)]);
+            let textures = entry.ends_with("_w8") && l.limits.read_through_textures(&mut bindings, &[(0, x.dtype)]);
             out.push(Dispatch {
                 shader: if textures { &SHADER_TEX } else { &SHADER },
-                entry: match vec4 {
-                    true if l.limits.cpu => "gn_stats4_w8",
-                    true => "gn_stats4",
-                    false => "gn_stats",
-                },
+                entry,
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu * per_unit, l.limits),
