@@ -37,8 +37,14 @@ fn quick_gelu(x: f32) -> f32 {
     return x / (1.0 + exp(-1.702 * x));
 }
 
+// A pipeline made for one activation fixes ACT when it is created (`Dispatch::constants`); left at
+// ACT_RUNTIME, `activate` switches on its argument. Why fix it: lavapipe runs both sides of every branch, so
+// the runtime switch computes every activation (exp, divisions) for every element it writes.
+const ACT_RUNTIME: u32 = 4294967295u;
+override ACT: u32 = ACT_RUNTIME;
+
 fn activate(x: f32, act: u32) -> f32 {
-    switch act {
+    switch select(act, ACT, ACT != ACT_RUNTIME) {
         case 1u: { return silu(x); }
         case 2u: { return gelu(x); }
         case 3u: { return gelu_tanh(x); }

@@ -46,22 +46,30 @@ fn b4_at4(i: u32) -> vec4<f32> { return b4[i]; }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// Columns col..col+3 of one output row, through the epilogue. Called from a loop, not unrolled per
-// accumulator: inlining the activation switch for every accumulator would multiply the compile time.
-fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>) {
+// Columns col..col+3 of one output row, through the epilogue; `bias4` holds their biases (zeros without
+// one). Called from a loop, not unrolled per accumulator: unrolled calls measured slower on lavapipe.
+fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         let c = col + j;
         if (c < p.n) {
-            var x = p.alpha * v[j];
-            if ((p.flags & 1u) != 0u) {
-                x += bias[c];
-            }
-            out[(z * p.m + row) * p.n + c] = activate(x, p.act);
+            out[(z * p.m + row) * p.n + c] = activate(p.alpha * v[j] + bias4[j], p.act);
         }
     }
+}
+
+// The biases of columns col..col+3 (0 past N or without a bias), loaded once per workgroup rather than per
+// output: each lane-varying load is costly on lavapipe, and without a bias the slot holds A, so the
+// index is clamped and the value discarded.
+fn bias_at4(col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let c = col + j;
+        v[j] = select(0.0, bias[min(c, p.n - 1u)], (p.flags & 1u) != 0u && c < p.n);
+    }
+    return v;
 }
 
 @compute @workgroup_size(8)
@@ -297,8 +305,11 @@ fn matmul_bcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     res[122] = acc61_0; res[123] = acc61_1;
     res[124] = acc62_0; res[125] = acc62_1;
     res[126] = acc63_0; res[127] = acc63_1;
+    var bias4: array<vec4<f32>, 2>;
+    bias4[0] = bias_at4(col0 + 0u);
+    bias4[1] = bias_at4(col0 + 4u);
     for (var i = 0u; i < 128u; i++) {
-        store_row(z, row0 + i / 2u, col0 + (i % 2u) * 4u, res[i]);
+        store_row(z, row0 + i / 2u, col0 + (i % 2u) * 4u, res[i], bias4[i % 2u]);
     }
 }
 
@@ -541,7 +552,10 @@ fn matmul_bcast_k4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     res[58] = acc29_0; res[59] = acc29_1;
     res[60] = acc30_0; res[61] = acc30_1;
     res[62] = acc31_0; res[63] = acc31_1;
+    var bias4: array<vec4<f32>, 2>;
+    bias4[0] = bias_at4(col0 + 0u);
+    bias4[1] = bias_at4(col0 + 4u);
     for (var i = 0u; i < 64u; i++) {
-        store_row(z, row0 + i / 2u, col0 + (i % 2u) * 4u, res[i]);
+        store_row(z, row0 + i / 2u, col0 + (i % 2u) * 4u, res[i], bias4[i % 2u]);
     }
 }

@@ -380,6 +380,28 @@ pub(crate) fn print_profile(plan: &Plan) -> Result<()> {
     for (kind, t, f, count) in &by_kind {
         println!("    {kind:<16} {count:>4} nodes {t:>9.3} s {:>5.1}%  {:>7.2} GFLOP/s", 100.0 * t / total, f / t.max(1e-12) / 1e9);
     }
+    // Nodes of one kind and the same input shapes run the same kernel the same way: their sum says which
+    // kernel shape is worth tuning (the slowest single nodes hide a shape repeated 16 times).
+    let mut by_shape: Vec<(String, f64, f64, usize)> = Vec::new();
+    for (t, n) in &rows {
+        let ins: Vec<&TensorDesc> = n.inputs.iter().map(|i| g.desc(*i)).collect();
+        let f = n.op.flops(&ins, g.desc(n.output));
+        let names: Vec<String> = ins.iter().map(|d| d.to_string()).collect();
+        let key = format!("{:<14} [{}] → {}", n.op.kind(), names.join(", "), g.desc(n.output));
+        match by_shape.iter_mut().find(|k| k.0 == key) {
+            Some(k) => {
+                k.1 += t;
+                k.2 += f;
+                k.3 += 1;
+            }
+            None => by_shape.push((key, *t, f, 1)),
+        }
+    }
+    by_shape.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("  slowest shapes (nodes of one kind and input shapes, summed):");
+    for (key, t, f, count) in by_shape.iter().take(20) {
+        println!("    {t:>8.3} s {count:>3}× {:>7.2} GFLOP/s  {key}", f / t.max(1e-12) / 1e9);
+    }
     let mut slow: Vec<&(f64, &crate::graph::Node)> = rows.iter().collect();
     slow.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!("  slowest nodes:");

@@ -154,6 +154,7 @@ struct PipelineKey {
     shader: &'static str,
     entry: &'static str,
     kinds: Vec<BindKind>,
+    constants: Vec<(&'static str, u32)>,
 }
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
@@ -356,9 +357,15 @@ impl Gpu {
     }
 
     /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are bound
-    /// as `kinds` says.
-    pub fn pipeline(&self, src: &ShaderSource, entry: &'static str, kinds: &[BindKind]) -> Result<Arc<Pipeline>> {
-        let key = PipelineKey { shader: src.name, entry, kinds: kinds.to_vec() };
+    /// as `kinds` says; `constants` sets the shader's `override` values (see [`crate::graph::op::Dispatch`]).
+    pub fn pipeline(
+        &self,
+        src: &ShaderSource,
+        entry: &'static str,
+        kinds: &[BindKind],
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<Pipeline>> {
+        let key = PipelineKey { shader: src.name, entry, kinds: kinds.to_vec(), constants: constants.to_vec() };
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
@@ -398,6 +405,7 @@ impl Gpu {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let overrides: Vec<(&str, f64)> = constants.iter().map(|&(name, v)| (name, f64::from(v))).collect();
         let pipeline = crate::timing::timed(crate::timing::Phase::Pipelines, || {
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -405,7 +413,7 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[],
+                    constants: &overrides,
                     // Tile buffers are always written before they are read: zero-filling them is wasted work.
                     zero_initialize_workgroup_memory: false,
                 },

@@ -22,6 +22,11 @@ fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
     for s in shaders {
         let (module, info) = validate(s.name, s.source);
         assert!(!module.entry_points.is_empty(), "shaders/{}.wgsl has no entry point", s.name);
+        // The backends take no `override`: fix them as pipeline creation does (the defaults here; a fixed
+        // activation in `fixed_activation_translates`).
+        let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
+            .unwrap_or_else(|e| panic!("shaders/{}.wgsl: overrides: {e}", s.name));
+        let (module, info) = (module.into_owned(), info.into_owned());
 
         let spv = naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("shaders/{}.wgsl → SPIR-V: {e}", s.name));
@@ -40,6 +45,28 @@ fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
         assert!(hlsl.contains("[numthreads("), "HLSL output of {} has no compute entry point", s.name);
         println!("{}: {} entry points, SPIR-V {} words, MSL {} B, HLSL {} B", s.name, module.entry_points.len(), spv.len(), msl.len(), hlsl.len());
     }
+}
+
+/// Every shader with the activation library takes a fixed activation (`ACT`, see shaders/activations.wgsl)
+/// for each code, as its pipelines are created with one, and still translates.
+#[test]
+fn fixed_activation_translates() {
+    let mut with_act = 0;
+    for s in wgsd::kernels::all_shaders() {
+        if !s.source.contains("fn activate(") {
+            continue;
+        }
+        with_act += 1;
+        let (module, info) = validate(s.name, s.source);
+        for act in 0..=6 {
+            let constants = naga::back::PipelineConstants::from_iter([("ACT".to_string(), f64::from(act))]);
+            let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+                .unwrap_or_else(|e| panic!("shaders/{}.wgsl with ACT = {act}: {e}", s.name));
+            naga::back::spv::write_vec(&m, &i, &naga::back::spv::Options::default(), None)
+                .unwrap_or_else(|e| panic!("shaders/{}.wgsl with ACT = {act} → SPIR-V: {e}", s.name));
+        }
+    }
+    assert!(with_act >= 4, "matmul (both), unary and norm apply activations: found {with_act} shaders");
 }
 
 /// Every `.wgsl` file in shaders/ is registered, so none escapes the test above.

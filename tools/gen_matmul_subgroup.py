@@ -68,22 +68,30 @@ PARAMS = """struct Params {
 """
 
 STORE = """
-// Columns col..col+3 of one output row, through the epilogue. Called from a loop, not unrolled per
-// accumulator: inlining the activation switch for every accumulator would multiply the compile time.
-fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>) {
+// Columns col..col+3 of one output row, through the epilogue; `bias4` holds their biases (zeros without
+// one). Called from a loop, not unrolled per accumulator: unrolled calls measured slower on lavapipe.
+fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         let c = col + j;
         if (c < p.n) {
-            var x = p.alpha * v[j];
-            if ((p.flags & 1u) != 0u) {
-                x += bias[c];
-            }
-            out[(z * p.m + row) * p.n + c] = activate(x, p.act);
+            out[(z * p.m + row) * p.n + c] = activate(p.alpha * v[j] + bias4[j], p.act);
         }
     }
+}
+
+// The biases of columns col..col+3 (0 past N or without a bias), loaded once per workgroup rather than per
+// output: each lane-varying load is costly on lavapipe, and without a bias the slot holds A, so the
+// index is clamped and the value discarded.
+fn bias_at4(col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let c = col + j;
+        v[j] = select(0.0, bias[min(c, p.n - 1u)], (p.flags & 1u) != 0u && c < p.n);
+    }
+    return v;
 }
 """
 
@@ -111,8 +119,11 @@ def epilogue(w, rows, cols):
     w(f"    var res: array<vec4<f32>, {n}>;")
     for r in range(rows):
         w("    " + " ".join(f"res[{r * g_n + g}] = acc{r}_{g};" for g in range(g_n)))
+    w(f"    var bias4: array<vec4<f32>, {g_n}>;")
+    for g in range(g_n):
+        w(f"    bias4[{g}] = bias_at4(col0 + {4 * g}u);")
     w(f"""    for (var i = 0u; i < {n}u; i++) {{
-        store_row(z, row0 + i / {g_n}u, col0 + (i % {g_n}u) * 4u, res[i]);
+        store_row(z, row0 + i / {g_n}u, col0 + (i % {g_n}u) * 4u, res[i], bias4[i % {g_n}u]);
     }}
 }}""")
 

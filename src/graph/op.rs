@@ -149,6 +149,9 @@ pub struct Dispatch {
     pub params: Vec<u8>,
     pub bindings: Vec<Bind>,
     pub workgroups: [u32; 3],
+    /// Values for the shader's pipeline-overridable constants (WGSL `override`), fixed when its pipeline is
+    /// created: e.g. `ACT` of activations.wgsl. Each distinct set is its own pipeline.
+    pub constants: Vec<(&'static str, u32)>,
 }
 
 /// What an op's backward rule is given (see [`Op::backward`]).

@@ -384,7 +384,7 @@ impl Plan {
                         BindKind::Read
                     });
                 }
-                let pipeline = gpu.pipeline(d.shader, d.entry, &kinds)?;
+                let pipeline = gpu.pipeline(d.shader, d.entry, &kinds, &d.constants)?;
                 planned.push((pipeline, off as u64, len as u64, d));
             }
             lowered.push(planned);

@@ -665,6 +665,7 @@ impl Op for Attention {
                 params: params(p),
                 bindings,
                 workgroups: [rows.div_ceil(qpw) as u32, (batches * dm.h) as u32, 1],
+                constants: Vec::new(),
             }
         };
         let cap = max_binding_elems(l.limits, DType::F32) as usize;

@@ -154,6 +154,7 @@ fn dispatch(kind: &str, entry: &'static str, p: &Params, l: &Lowering, rows: usi
         params: params(p),
         bindings,
         workgroups: [gx.max(1) as u32, bh as u32, 1],
+        constants: Vec::new(),
     }])
 }
 

@@ -97,6 +97,7 @@ impl Op for RowwiseAttention {
                 params: params(&p),
                 bindings,
                 workgroups: [(q.shape[1] as u32).div_ceil(8), (q.shape[0] * self.heads) as u32, 1],
+                constants: Vec::new(),
             }]);
         }
         Ok(vec![Dispatch {
@@ -105,6 +106,7 @@ impl Op for RowwiseAttention {
             params: params(&p),
             bindings: vec![Bind::input(0, q), Bind::input(1, k), Bind::input(2, &l.inputs[2]), Bind::output(l.output)],
             workgroups: [(rows as u32).div_ceil(64), 1, 1],
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

@@ -135,6 +135,7 @@ impl Op for Binary {
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(if vec4 { (n / 4).div_ceil(256) } else { n.div_ceil(256) }, l.limits),
+                constants: Vec::new(),
             });
         }
         Ok(out)
@@ -225,6 +226,7 @@ impl Op for Concat {
             params: params(&p),
             bindings,
             workgroups: grid_1d(n.div_ceil(if vec4 { 1024 } else { 256 }), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -297,6 +299,7 @@ impl Op for Gather {
                 params: params(&p),
                 bindings: vec![bt, Bind::input(1, ids), Bind::output(l.output)],
                 workgroups: grid_1d(n.div_ceil(256), l.limits),
+                constants: Vec::new(),
             });
         }
         Ok(out)

@@ -612,6 +612,7 @@ impl Op for Conv2d {
                         params: params(&p),
                         bindings,
                         workgroups: grid,
+                        constants: Vec::new(),
                     });
                 }
             }

@@ -199,6 +199,7 @@ impl Op for Conv2dDx {
                         params: params(&p),
                         bindings: vec![bd, bw, bo.clone()],
                         workgroups: grid,
+                        constants: Vec::new(),
                     });
                 }
             }
@@ -343,6 +344,7 @@ impl Op for Conv2dDw {
                         params: params(&p),
                         bindings: vec![bd.clone(), bx, Bind::output(l.output)],
                         workgroups: grid_1d((tiles as u64).div_ceil(64), l.limits),
+                        constants: Vec::new(),
                     });
                 }
             }
@@ -447,6 +449,7 @@ impl Op for Col2Im {
             params: params(&p),
             bindings: vec![a.clone(), a, Bind::output(l.output)],
             workgroups: grid_1d((n as u64).div_ceil(256), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -515,6 +518,7 @@ impl Op for ConvWeightFlip {
             params: params(&p),
             bindings: vec![a.clone(), a, Bind::output(l.output)],
             workgroups: grid_1d((n as u64).div_ceil(256), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

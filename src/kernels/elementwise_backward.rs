@@ -85,6 +85,7 @@ fn lower_rows(l: &Lowering, entry: &'static str, rows: u64, ins: [(usize, u64); 
             params: params(&p),
             bindings: vec![b0, b1, bo],
             workgroups: grid_1d(n.div_ceil(256), l.limits),
+            constants: Vec::new(),
         });
     }
     Ok(out)
@@ -291,6 +292,7 @@ impl Op for GatherGrad {
                 params: params(&p),
                 bindings: vec![Bind::input(0, ids), Bind::input(1, dy), bo],
                 workgroups: grid_1d(nr, l.limits),
+                constants: Vec::new(),
             });
         }
         Ok(out)

@@ -81,6 +81,7 @@ impl Op for TimestepEmbedding {
             params: params(&p),
             bindings: vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::output(l.output)],
             workgroups: [((batch * self.dim) as u32).div_ceil(64), 1, 1],
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

@@ -110,6 +110,7 @@ impl Op for Im2Col {
             params: params(&p),
             bindings: vec![Bind::input(0, &l.inputs[0]), Bind::output(l.output)],
             workgroups: grid_1d(n.div_ceil(256), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _out: &TensorDesc) -> Vec<f32> {

@@ -87,6 +87,7 @@ impl Op for MsePartial {
             params: params(&p),
             bindings: vec![Bind::input(0, pred), Bind::input(1, &l.inputs[1]), Bind::input(0, pred), Bind::output(l.output)],
             workgroups: grid_1d((batch * self.parts) as u64, l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -143,6 +144,7 @@ impl Op for MseCombine {
             params: params(&p),
             bindings: vec![Bind::input(0, parts), Bind::input(1, &l.inputs[1]), Bind::input(0, parts), Bind::output(l.output)],
             workgroups: [1, 1, 1],
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -194,6 +196,7 @@ impl Op for MseCombineGrad {
             params: params(&p),
             bindings: vec![Bind::input(0, &l.inputs[0]), Bind::input(1, &l.inputs[1]), Bind::input(0, &l.inputs[0]), Bind::output(out)],
             workgroups: grid_1d((out.numel() as u64).div_ceil(256), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
@@ -233,6 +236,7 @@ impl Op for MsePartialGrad {
             params: params(&p),
             bindings: vec![Bind::input(0, pred), Bind::input(1, &l.inputs[1]), Bind::input(2, &l.inputs[2]), Bind::output(l.output)],
             workgroups: grid_1d((pred.numel() as u64).div_ceil(256), l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

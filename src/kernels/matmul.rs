@@ -320,6 +320,8 @@ impl Op for Matmul {
                     params: params(&p),
                     bindings: bindings.clone(),
                     workgroups: [gx as u32, gy as u32, gz as u32],
+                    // One pipeline per activation: the epilogue then computes only this one.
+                    constants: vec![("ACT", self.act.code())],
                 });
             }
         }

@@ -207,6 +207,7 @@ impl Op for GroupNormStats {
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu * per_unit, l.limits),
+                constants: Vec::new(),
             });
         }
         // The finalize reads only the statistics; binding 1 gets one element of x to fill the layout.
@@ -218,6 +219,7 @@ impl Op for GroupNormStats {
             params: params(&p),
             bindings: vec![bx, Bind::output(l.output)],
             workgroups: grid_1d(lay.blocks().div_ceil(WG), l.limits),
+            constants: Vec::new(),
         });
         Ok(out)
     }
@@ -378,6 +380,8 @@ impl Op for GroupNormApply {
                 params: params(&p),
                 bindings,
                 workgroups: grid_1d(nu.div_ceil(per_wg) * per_plane, l.limits),
+                // One pipeline per activation (see shaders/activations.wgsl).
+                constants: vec![("ACT", self.act.code())],
             });
         }
         Ok(out)
@@ -508,6 +512,7 @@ fn lower_rows(
             params: params(&p),
             bindings,
             workgroups: grid_1d(nr.div_ceil(rows_per_wg), l.limits),
+            constants: Vec::new(),
         });
     }
     Ok(out)

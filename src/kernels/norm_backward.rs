@@ -67,7 +67,7 @@ struct Params {
 }
 
 fn dispatch(entry: &'static str, p: &Params, bindings: Vec<Bind>, workgroups: [u32; 3]) -> Dispatch {
-    Dispatch { shader: &SHADER, entry, params: params(p), bindings, workgroups }
+    Dispatch { shader: &SHADER, entry, params: params(p), bindings, workgroups, constants: Vec::new() }
 }
 
 /// A harmless read-only binding (one element of input `i`) for a binding number an entry point ignores.

@@ -93,6 +93,7 @@ impl Op for SumTo {
             params: params(&p),
             bindings: vec![Bind::input(0, x), Bind::output(l.output)],
             workgroups: grid_1d((self.parts * bn) as u64, l.limits),
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -139,6 +140,7 @@ impl Op for ClipCoef {
             params: params(&p),
             bindings: vec![Bind::input(0, &l.inputs[0]), Bind::output(l.output)],
             workgroups: [1, 1, 1],
+            constants: Vec::new(),
         }])
     }
     fn cpu(&self, inputs: &[&[f32]], _: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {

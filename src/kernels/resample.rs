@@ -67,6 +67,7 @@ fn lower_planes(l: &Lowering, entry: &'static str, base: Params) -> Result<Vec<D
             params: params(&p),
             bindings: vec![bx, bo],
             workgroups: grid_1d(n.div_ceil(256), l.limits),
+            constants: Vec::new(),
         });
     }
     Ok(out)

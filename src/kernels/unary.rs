@@ -134,6 +134,8 @@ fn lower_rows(
             params: params(&p),
             bindings,
             workgroups: grid_1d((n / per_item).div_ceil(256), l.limits),
+            // One pipeline per activation (see shaders/activations.wgsl).
+            constants: vec![("ACT", base.act)],
         });
     }
     Ok(out)

@@ -86,7 +86,7 @@ impl AdamW {
     /// Zero moments for every `(param, grad, numel)`; `clip` is the `[norm, coef]` buffer of
     /// [`Graph::clip_coefficient`](crate::graph::Graph::clip_coefficient).
     pub fn new(gpu: Arc<Gpu>, config: AdamWConfig, tensors: &[(&wgpu::Buffer, &wgpu::Buffer, usize)], clip: &wgpu::Buffer) -> Result<AdamW> {
-        let pipeline = gpu.pipeline(&SHADER, "adamw", &[BindKind::Write, BindKind::Read, BindKind::Write, BindKind::Write, BindKind::Read])?;
+        let pipeline = gpu.pipeline(&SHADER, "adamw", &[BindKind::Write, BindKind::Read, BindKind::Write, BindKind::Write, BindKind::Read], &[])?;
         let hyper = gpu.upload("adamw.hyper", bytemuck::bytes_of(&Hyper::default()), wgpu::BufferUsages::UNIFORM);
         let limits = DeviceLimits::from_gpu(&gpu);
         let mut slots = Vec::new();

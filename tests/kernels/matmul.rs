@@ -2,7 +2,7 @@ use wgsd::graph::op::Lowering;
 use wgsd::kernels::matmul::{cpu_matmul_rows, Matmul, MatmulKernel, MatmulOpts};
 use wgsd::kernels::unary::Activation;
 use wgsd::testing::{assert_close, check_graph, rel_l2, test_gpu, test_gpu_buffer_reads, Rng};
-use wgsd::{Graph, Plan, TensorDesc};
+use wgsd::{DType, Graph, Param, Plan, TensorDesc};
 
 /// CPU time (ns) consumed so far by every thread of this process (lavapipe's workers included), so
 /// throughput can be measured on a machine shared with other jobs. 0 where /proc is unavailable.
@@ -18,7 +18,8 @@ fn process_cpu_ns() -> u64 {
 /// a transposed (PyTorch Linear) B. Prints GFLOP/s from GPU timestamps (wall time, sensitive to other jobs
 /// on the machine) and GFLOP per CPU-second of the whole process (lavapipe's threads included), which is not.
 /// Asserts nothing about time. `cargo test --release --test kernels matmul_throughput -- --ignored --nocapture`
-/// (MATMUL_SIZES=MxKxN,..., MATMUL_TRANS_B=0|1, MATMUL_BENCH=name,... select cases).
+/// (MATMUL_SIZES=MxKxN,..., MATMUL_TRANS_B=0|1, MATMUL_BENCH=name,... select cases; MATMUL_F16W=1 stores B
+/// as f16 weights, MATMUL_BIAS=1 adds a bias).
 #[test]
 #[ignore]
 fn matmul_throughput() {
@@ -40,6 +41,8 @@ fn matmul_throughput() {
         Ok("1") => vec![true],
         _ => vec![false, true],
     };
+    let f16_weights = std::env::var("MATMUL_F16W").is_ok_and(|v| v == "1");
+    let with_bias = std::env::var("MATMUL_BIAS").is_ok_and(|v| v == "1");
     let adapter = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
     println!("{} ({:?}); tuned kernel here: {:?}", gpu.info.name, adapter, MatmulKernel::Tuned.resolve(&adapter));
     let mut kernels = vec![
@@ -58,15 +61,24 @@ fn matmul_throughput() {
             for (name, kern) in &kernels {
                 let mut g = Graph::new();
                 let a = g.input("a", TensorDesc::f32(&[m, k]));
-                let b = g.input("b", TensorDesc::f32(&if trans_b { [n, k] } else { [k, n] }));
-                let opts = MatmulOpts { trans_b, ..Default::default() };
+                let bshape = if trans_b { [n, k] } else { [k, n] };
+                // A Linear layer as the UNet has it: f16 weights (MATMUL_F16W=1) and a bias (MATMUL_BIAS=1).
+                let b = if f16_weights {
+                    g.param(&Param::upload(&gpu, "b", TensorDesc::new(&bshape, DType::F16), &bv, false).unwrap())
+                } else {
+                    g.input("b", TensorDesc::f32(&bshape))
+                };
+                let bias = with_bias.then(|| g.param(&Param::upload(&gpu, "bias", TensorDesc::f32(&[n]), &rng.vec(n, 1.0), false).unwrap()));
+                let opts = MatmulOpts { trans_b, bias, ..Default::default() };
                 let t = g.matmul_with(name, a, b, opts, *kern).unwrap();
                 g.output(t);
                 let t0 = std::time::Instant::now();
                 let plan = Plan::new(gpu.clone(), g).unwrap();
                 let build = t0.elapsed().as_secs_f64();
                 plan.write(a, &av).unwrap();
-                plan.write(b, &bv).unwrap();
+                if !f16_weights {
+                    plan.write(b, &bv).unwrap();
+                }
                 let t0 = std::time::Instant::now();
                 plan.run().unwrap();
                 gpu.wait().unwrap();
@@ -454,6 +466,10 @@ fn matmul_shader_validates_and_translates() {
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(src)));
+        // Pipelines fix the activation (`ACT`); the backends take no `override`.
+        let constants = naga::back::PipelineConstants::from_iter([("ACT".to_string(), 2.0)]);
+        let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants).unwrap();
+        let (module, info) = (module.into_owned(), info.into_owned());
         spv::write_vec(&module, &info, &spv::Options::default(), None).unwrap();
         msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default()).unwrap();
         let mut hlsl_out = String::new();
