@@ -19,14 +19,16 @@
 //!   no workgroup memory. The portable variants (no subgroups) read the K/V rows directly, at uniform
 //!   addresses that GPUs serve from L1 as broadcasts.
 //! - `reg40` / `reg64` keep the query rows (pre-scaled) and output accumulators in registers for head dim
-//!   40 (SD 1.5's 4096-token layers, most of its attention FLOPs) and 64 (SD 2), with `vec4` loads and
+//!   40 (SD 1.5's 4096-token layers, most of its attention FLOPs) and 64 (SD 2) — and, on CPU adapters,
+//!   `reg80` for SD 1.5's 1024-token layers — with `vec4` loads and
 //!   FMAs along D. `stream*` take any head dim by looping over D in vec4 (or, for D not
 //!   a multiple of 4, scalar) chunks: the scores of a block of `8·M` keys stay in registers, and the
 //!   partial output lives in the output rows themselves between blocks (each row has one owner, so no
-//!   races), rescaled once per block. That covers D = 80, 160, odd D and the VAE's single 512-wide
+//!   races), rescaled once per block. That covers D = 160, odd D, D = 80 on GPUs and the VAE's single 512-wide
 //!   head, whose 512-float accumulator per query could not stay in registers.
 //! - Register tiles. On CPU adapters ([`DeviceLimits::cpu`]) loads dominate, so tiles are as large as
-//!   lavapipe compiles in reasonable time (16 queries per invocation for `reg40`, 8 for `reg64`, 12
+//!   lavapipe compiles in reasonable time (16 queries per invocation for `reg40`, 8 for `reg64` and `reg80`
+//!   — on lavapipe `reg80_t8` ran SD 1.5's 2×1024² 8×80 layer 1.4–2.4× faster than `stream4`, 12
 //!   queries × blocks of 96 keys for `stream4`), in 16-invocation workgroups so that even the VAE's single
 //!   head of 4096 rows spreads over 22 workgroups. GPU tiles keep one or two queries per invocation (~30
 //!   vec4 registers) in 64-invocation workgroups.
@@ -179,6 +181,7 @@ const GPU_TILES: &[Variant] = &[
 const CPU_TILES: &[Variant] = &[
     Variant { entry: "reg40_t16", kind: Kind::Reg { nc: 10 }, tq: 16, wg: 16 },
     Variant { entry: "reg64_t8", kind: Kind::Reg { nc: 16 }, tq: 8, wg: 16 },
+    Variant { entry: "reg80_t8", kind: Kind::Reg { nc: 20 }, tq: 8, wg: 16 },
     Variant { entry: "stream4_t12m12", kind: Kind::Stream { vec4: true, m: 12 }, tq: 12, wg: 16 },
     Variant { entry: "stream1_t8m8", kind: Kind::Stream { vec4: false, m: 8 }, tq: 8, wg: 16 },
 ];
@@ -819,6 +822,10 @@ mod tests {
         assert!(choose(AttentionVariant::Subgroup, &l).is_err());
         l.subgroup_min_size = 8;
         assert_eq!(choose(AttentionVariant::Auto, &l).unwrap().1[0].entry, "reg40_t16");
+        // SD 1.5's head dims on a CPU adapter: 40 and 80 in registers, 160 streamed.
+        let tiles = choose(AttentionVariant::Auto, &l).unwrap().1;
+        let picks: Vec<&str> = [40, 80, 160, 64].iter().map(|&d| pick(tiles, d).entry).collect();
+        assert_eq!(picks, ["reg40_t16", "reg80_t8", "stream4_t12m12", "reg64_t8"]);
         l.cpu = false;
         assert_eq!(choose(AttentionVariant::Auto, &l).unwrap().1[0].entry, "reg40_t1");
         l.subgroup_min_size = 4;
