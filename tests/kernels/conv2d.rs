@@ -561,11 +561,19 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
     let wd = TensorDesc::new(&[c.cout, c.cin, c.k.0, c.k.1], wdt);
     let w = g.param(&Param::upload(gpu, "w", wd.clone(), &rng.vec(wd.numel(), 0.05), false).unwrap());
     let bias = g.param(&Param::upload(gpu, "b", TensorDesc::f32(&[c.cout]), &rng.vec(c.cout, 0.05), false).unwrap());
-    let op = Conv2d { kernel, ..Conv2d::new(c.opts, true, false) };
+    // CONV_RESIDUAL=1: a residual added in the epilogue, as in the UNet's and VAE's resnet conv2.
+    let residual = (std::env::var("CONV_RESIDUAL").is_ok_and(|v| v == "1") || c.residual).then(|| {
+        g.param(&Param::upload(gpu, "r", TensorDesc::f32(&s.out_shape()), &rng.vec(s.out_shape().iter().product(), 1.0), false).unwrap())
+    });
+    let op = Conv2d { kernel, ..Conv2d::new(c.opts, true, residual.is_some()) };
     let flops = op.flops(&[g.desc(x), &wd], &TensorDesc::f32(&s.out_shape()));
     // CONV_GEMM=1: the im2col + GEMM form instead (Graph::conv2d_gemm), timed over all its nodes.
     let gemm = std::env::var("CONV_GEMM").is_ok();
-    let y = if gemm { g.conv2d_gemm("conv", x, w, Some(bias), c.opts, None) } else { g.op("conv", op, &[x, w, bias]) };
+    let y = if gemm {
+        g.conv2d_gemm("conv", x, w, Some(bias), c.opts, residual)
+    } else {
+        g.op("conv", op, &[[x, w, bias].as_slice(), residual.as_slice()].concat())
+    };
     g.output(y.unwrap());
     let entry = match kernel {
         _ if gemm => "im2col + gemm",
@@ -597,7 +605,7 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf);
 /// `CONV_CASE=BxCINxHxWxCOUT[xK],...` adds K×K convs (default 3×3) of those shapes, padding K / 2;
 /// `CONV_GEMM=1` times them in the im2col + GEMM form; `CONV_F16W=1` stores the weights in f16,
-/// `CONV_F16=1` the input and the weights (`--f16-activations`).
+/// `CONV_F16=1` the input and the weights (`--f16-activations`); `CONV_RESIDUAL=1` adds a residual.
 #[test]
 #[ignore]
 fn bench_sd_shapes() {
