@@ -43,8 +43,14 @@ fn quick_gelu(x: f32) -> f32 {
 const ACT_RUNTIME: u32 = 4294967295u;
 override ACT: u32 = ACT_RUNTIME;
 
+// The activation a kernel applies: ACT where the pipeline fixed it, else the code it was given. Kernels that
+// branch on the code themselves (GroupNorm's SiLU fast paths) read it through this too.
+fn act_code(act: u32) -> u32 {
+    return select(act, ACT, ACT != ACT_RUNTIME);
+}
+
 fn activate(x: f32, act: u32) -> f32 {
-    switch select(act, ACT, ACT != ACT_RUNTIME) {
+    switch act_code(act) {
         case 1u: { return silu(x); }
         case 2u: { return gelu(x); }
         case 3u: { return gelu_tanh(x); }

@@ -272,7 +272,7 @@ fn gn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (blk * p.parts >= p.units) { return; }
     let n = min(p.chunk, p.count - c0);
     let u_end = min(blk * p.parts + p.parts, p.units);
-    let act = p.act;
+    let act = act_code(p.act);
     for (var u = blk * p.parts; u < u_end; u++) {
         let f = plane_affine(p.unit0 + u);
         let shift = f.x;
@@ -308,7 +308,7 @@ fn apply4(wid: u32, lid: u32, n_inv: u32) {
     if (blk * p.parts >= p.units) { return; }
     let n4 = min(p.chunk, p.count - c0) / 4u;
     let u_end = min(blk * p.parts + p.parts, p.units);
-    let act = p.act;
+    let act = act_code(p.act);
     for (var u = blk * p.parts; u < u_end; u++) {
         let f = plane_affine(p.unit0 + u);
         let xb = (p.x_shift + u * p.len + c0) / 4u;
@@ -340,7 +340,8 @@ fn apply4h(wid: u32, lid: u32, n_inv: u32) {
     if (blk * p.parts >= p.units) { return; }
     let n4 = min(p.chunk, p.count - c0) / 4u;
     let u_end = min(blk * p.parts + p.parts, p.units);
-    let silu_on = p.act == ACT_SILU;
+    let act = act_code(p.act);
+    let silu_on = act == ACT_SILU;
     for (var u = blk * p.parts; u < u_end; u++) {
         let f = plane_affine(p.unit0 + u);
         let xb = (p.x_shift + u * p.len + c0) / 4u;
@@ -349,8 +350,8 @@ fn apply4h(wid: u32, lid: u32, n_inv: u32) {
             var y = (x4_at4(xb + i) - f.x) * f.y + f.z;
             if (silu_on) {
                 y = y / (1.0 + exp(-y));
-            } else if (p.act != ACT_NONE) {
-                y = vec4<f32>(activate(y.x, p.act), activate(y.y, p.act), activate(y.z, p.act), activate(y.w, p.act));
+            } else if (act != ACT_NONE) {
+                y = vec4<f32>(activate(y.x, act), activate(y.y, act), activate(y.z, act), activate(y.w, act));
             }
             dsth[ob + i] = vec2<u32>(pack2x16float(y.xy), pack2x16float(y.zw));
         }

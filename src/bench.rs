@@ -362,42 +362,33 @@ pub(crate) fn print_profile(plan: &Plan) -> Result<()> {
     let g = plan.graph();
     let rows: Vec<(f64, &crate::graph::Node)> = times.iter().cloned().zip(g.nodes()).collect();
     let total: f64 = times.iter().sum();
-    let mut by_kind: Vec<(&str, f64, f64, usize)> = Vec::new();
-    for (t, n) in &rows {
-        let ins: Vec<&TensorDesc> = n.inputs.iter().map(|i| g.desc(*i)).collect();
-        let f = n.op.flops(&ins, g.desc(n.output));
-        match by_kind.iter_mut().find(|k| k.0 == n.op.kind()) {
-            Some(k) => {
-                k.1 += t;
-                k.2 += f;
-                k.3 += 1;
-            }
-            None => by_kind.push((n.op.kind(), *t, f, 1)),
-        }
-    }
-    by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("  profile: {total:.2} s of GPU time in {} nodes", rows.len());
-    for (kind, t, f, count) in &by_kind {
-        println!("    {kind:<16} {count:>4} nodes {t:>9.3} s {:>5.1}%  {:>7.2} GFLOP/s", 100.0 * t / total, f / t.max(1e-12) / 1e9);
-    }
-    // Nodes of one kind and the same input shapes run the same kernel the same way: their sum says which
-    // kernel shape is worth tuning (the slowest single nodes hide a shape repeated 16 times).
+    // Sums of (time, flops, count) by op kind, and by kind and shapes: nodes of one kind and the same input
+    // shapes run the same kernel the same way, so their sum says which kernel shape is worth tuning (the
+    // slowest single nodes hide a shape repeated 20 times).
+    let mut by_kind: Vec<(String, f64, f64, usize)> = Vec::new();
     let mut by_shape: Vec<(String, f64, f64, usize)> = Vec::new();
     for (t, n) in &rows {
         let ins: Vec<&TensorDesc> = n.inputs.iter().map(|i| g.desc(*i)).collect();
         let f = n.op.flops(&ins, g.desc(n.output));
         let names: Vec<String> = ins.iter().map(|d| d.to_string()).collect();
-        let key = format!("{:<14} [{}] → {}", n.op.kind(), names.join(", "), g.desc(n.output));
-        match by_shape.iter_mut().find(|k| k.0 == key) {
-            Some(k) => {
-                k.1 += t;
-                k.2 += f;
-                k.3 += 1;
+        let shape = format!("{:<14} [{}] → {}", n.op.kind(), names.join(", "), g.desc(n.output));
+        for (sums, key) in [(&mut by_kind, n.op.kind().to_string()), (&mut by_shape, shape)] {
+            match sums.iter_mut().find(|k| k.0 == key) {
+                Some(k) => {
+                    k.1 += t;
+                    k.2 += f;
+                    k.3 += 1;
+                }
+                None => sums.push((key, *t, f, 1)),
             }
-            None => by_shape.push((key, *t, f, 1)),
         }
     }
+    by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
     by_shape.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("  profile: {total:.2} s of GPU time in {} nodes", rows.len());
+    for (kind, t, f, count) in &by_kind {
+        println!("    {kind:<16} {count:>4} nodes {t:>9.3} s {:>5.1}%  {:>7.2} GFLOP/s", 100.0 * t / total, f / t.max(1e-12) / 1e9);
+    }
     println!("  slowest shapes (nodes of one kind and input shapes, summed):");
     for (key, t, f, count) in by_shape.iter().take(20) {
         println!("    {t:>8.3} s {count:>3}× {:>7.2} GFLOP/s  {key}", f / t.max(1e-12) / 1e9);

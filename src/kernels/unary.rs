@@ -90,11 +90,11 @@ fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
     Ok(())
 }
 
-/// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
-/// splitting by whole rows so each dispatch's bindings fit the device.
 /// Most bytes of x one dispatch reads through a texture (see [`lower_rows`]).
 const TEXTURE_WINDOW_BYTES: u64 = 32 << 20;
 
+/// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
+/// splitting by whole rows so each dispatch's bindings fit the device.
 /// `entries`: the entry point, and a variant reading and writing vec4s with how many outputs each of its
 /// invocations writes, used for the dispatches whose rows and offsets are all multiples of 4.
 fn lower_rows(

@@ -519,6 +519,8 @@ fn group_norm_writes_f16_for_a_convolution_on(gpu: std::sync::Arc<wgsd::Gpu>) {
         (vec![2usize, 8, 6, 8], 4usize, Activation::Silu),
         (vec![2, 320, 16, 16], 32, Activation::Silu),
         (vec![1, 6, 4, 4], 3, Activation::None),
+        // Neither fast path: the pipeline's fixed ACT reaches the generic activation branch.
+        (vec![1, 6, 4, 4], 3, Activation::Gelu),
     ] {
         let mut g = Graph::new();
         let n: usize = shape.iter().product();
