@@ -117,6 +117,8 @@ pub struct Gpu {
     /// (`DeviceLimits::texture_reads`): lets tests on lavapipe run both forms, and benchmarks compare
     /// them (`WGSD_TEXTURE_READS=off`). Off otherwise.
     pub buffer_reads_only: bool,
+    /// How plans compute 3×3 convolutions (`WGSD_CONV`, default auto; see `kernels/winograd.rs`).
+    pub conv_algorithm: crate::graph::op::ConvAlgorithm,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
@@ -297,6 +299,7 @@ impl Gpu {
             f16_activations: false,
             gpu_style_kernels: false,
             buffer_reads_only: std::env::var("WGSD_TEXTURE_READS").is_ok_and(|v| v == "off"),
+            conv_algorithm: crate::graph::op::ConvAlgorithm::from_env(),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache,

@@ -419,6 +419,40 @@ impl Graph {
         Ok(id)
     }
 
+    /// This graph with every node whose op [expands](crate::graph::op::Op::expand) on this device replaced,
+    /// in place, by the nodes of its expansion. Tensor ids stay valid: the expansion's new tensors are
+    /// appended and its last node writes the replaced node's output tensor.
+    pub(crate) fn expanded(mut self, limits: &crate::graph::op::DeviceLimits) -> Result<Graph> {
+        let old = std::mem::take(&mut self.nodes);
+        // First new node of each old node (and the end), to carry checkpoint segments over.
+        let mut start = Vec::with_capacity(old.len() + 1);
+        for node in old {
+            start.push(self.nodes.len());
+            let Some(t) = node.op.expand(&mut self, &node.name, &node.inputs, limits)? else {
+                self.nodes.push(node);
+                continue;
+            };
+            let last = self.nodes.len() - 1;
+            let mine = self.nodes.len() > start[start.len() - 1] && self.nodes[last].output == t && t.0 == self.tensors.len() - 1;
+            if !mine || self.desc(t) != self.desc(node.output) {
+                return Err(Error::usage(format!(
+                    "{} '{}': its expansion does not end in a node writing {}",
+                    node.op.kind(),
+                    node.name,
+                    self.desc(node.output)
+                )));
+            }
+            // The last node writes the original output; its own output tensor (the newest) is dropped.
+            self.nodes[last].output = node.output;
+            self.tensors.pop();
+        }
+        start.push(self.nodes.len());
+        for seg in &mut self.segments {
+            *seg = start[seg.start]..start[seg.end];
+        }
+        Ok(self)
+    }
+
     /// Evaluates the graph with the CPU twins. `inputs` gives the values of the graph inputs; params use
     /// their host copies. Returns the value of every tensor (views included), indexed by `TensorId`.
     pub fn eval_cpu(&self, inputs: &[(TensorId, &[f32])]) -> Result<Vec<Option<Vec<f32>>>> {

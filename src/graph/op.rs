@@ -31,6 +31,32 @@ pub struct DeviceLimits {
     /// Rows a texture may have (`max_texture_dimension_2d`): a texture-read binding covers at most this many
     /// rows of [`TEXEL_ROW`] texels.
     pub max_texture_rows: u64,
+    /// How plans compute 3×3 convolutions ([`Gpu::conv_algorithm`](crate::gpu::Gpu::conv_algorithm)).
+    pub conv: ConvAlgorithm,
+}
+
+/// How a plan computes the 3×3, stride-1 convolutions the Winograd kernels can take
+/// (`kernels/winograd.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvAlgorithm {
+    /// Winograd where it was measured faster (CPU adapters, images from 16×16), direct kernels elsewhere.
+    #[default]
+    Auto,
+    /// Always the direct (or im2col) kernels.
+    Direct,
+    /// Winograd wherever the shape allows.
+    Winograd,
+}
+
+impl ConvAlgorithm {
+    /// `WGSD_CONV=auto|direct|winograd` (benchmarks and tests compare the forms with it).
+    pub fn from_env() -> ConvAlgorithm {
+        match std::env::var("WGSD_CONV").as_deref() {
+            Ok("direct") => ConvAlgorithm::Direct,
+            Ok("winograd") => ConvAlgorithm::Winograd,
+            _ => ConvAlgorithm::Auto,
+        }
+    }
 }
 
 impl DeviceLimits {
@@ -44,6 +70,7 @@ impl DeviceLimits {
             cpu: false,
             texture_reads: false,
             max_texture_rows: l.max_texture_dimension_2d as u64,
+            conv: ConvAlgorithm::Auto,
         }
     }
 
@@ -55,6 +82,7 @@ impl DeviceLimits {
             subgroup_min_size: if gpu.caps.subgroups { gpu.info.subgroup_min_size } else { 0 },
             cpu,
             texture_reads: cpu && !gpu.buffer_reads_only && offsets_keep_texels,
+            conv: gpu.conv_algorithm,
             ..Self::from_wgpu(&gpu.limits)
         }
     }
@@ -197,6 +225,15 @@ pub trait Op: Send + Sync {
     /// Bytes a perfect kernel must move: every input read once and the output written once.
     fn bytes(&self, inputs: &[&TensorDesc], out: &TensorDesc) -> f64 {
         (inputs.iter().map(|d| d.bytes()).sum::<u64>() + out.bytes()) as f64
+    }
+
+    /// An equivalent subgraph for this device, recorded on `g` from the node's `inputs`, whose last node
+    /// writes the returned tensor (same description as this op's output); `None` (the default) lowers this
+    /// op itself. Plans expand every node before lowering (`Graph::expanded`), so the recorded graph keeps
+    /// the op — its CPU twin and backward rule — while the device computes it another way (a 3×3 conv as
+    /// Winograd transforms around a GEMM).
+    fn expand(&self, _g: &mut Graph, _name: &str, _inputs: &[TensorId], _limits: &DeviceLimits) -> Result<Option<TensorId>> {
+        Ok(None)
     }
 
     /// The reverse-mode rule: records on `g` the ops that compute the gradient of every input `c.need`s from

@@ -266,6 +266,7 @@ impl Plan {
 
     fn build(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
         let limits = DeviceLimits::from_gpu(&gpu);
+        let graph = graph.expanded(&limits)?;
         let device = &gpu.device;
         let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES));
 

@@ -416,6 +416,11 @@ impl Op for Conv2d {
         "conv2d"
     }
 
+    /// Winograd transforms around a GEMM where [`super::winograd::choose_tile`] picks a tile.
+    fn expand(&self, g: &mut Graph, name: &str, inputs: &[TensorId], limits: &DeviceLimits) -> Result<Option<TensorId>> {
+        super::winograd::expand_conv(self, g, name, inputs, limits)
+    }
+
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         if inputs.len() != self.n_inputs() {
             return Err(Error::shape("conv2d", format!("expected {} inputs, got {}", self.n_inputs(), inputs.len())));

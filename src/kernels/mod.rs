@@ -26,6 +26,7 @@ pub mod reduce;
 pub mod resample;
 pub mod unary;
 pub mod weight_storage;
+pub mod winograd;
 
 /// Refuses inputs that are not f32 (the kernels these ops lower to take f32), naming the op and the input.
 pub(crate) fn check_f32(op: &str, ds: &[&crate::tensor::TensorDesc]) -> crate::error::Result<()> {
@@ -96,5 +97,7 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &crate::train::optimizer::SHADER,
         &elementwise_backward::SHADER,
         &loss::SHADER,
+        &winograd::SHADER,
+        &*winograd::SHADER_F16W,
     ]
 }

@@ -230,7 +230,7 @@ fn every_kernel_reading_buffers() {
 /// these lowerings on the GPU: lavapipe reads textures.)
 #[test]
 fn texture_reads_where_the_adapter_wants_them() {
-    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192 };
+    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192, conv: Default::default() };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let op = Conv2d::new(c.opts, true, true);
     let s = c.shape();
@@ -268,7 +268,7 @@ fn f16_weights_every_kernel() {
 /// starts on an aligned word at or before its first output channel's row, `w_shift` elements before it.
 #[test]
 fn f16_weight_splits_address_the_right_rows() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let s = c.shape();
     let out = TensorDesc::f32(&s.out_shape());
@@ -374,7 +374,7 @@ fn output_over_binding_limit() {
 /// output range cover every input channel of its image once.
 #[test]
 fn splits_fit_small_limits() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     for (c, opts) in [
         (case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true), "3x3"),
         (case(1, 50, 30, 30, 40, 1, Conv2dOpts::default(), false, true), "1x1"),
@@ -434,7 +434,7 @@ fn splits_fit_small_limits() {
 /// chunks that fill the limit. Planes of an unaligned size keep the slack.
 #[test]
 fn aligned_planes_fill_the_binding_limit() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let dispatches = |cin: usize, h: usize, w: usize| {
         let x = TensorDesc::f32(&[1, cin, h, w]);
         let wt = TensorDesc::f32(&[8, cin, 3, 3]);
@@ -459,7 +459,7 @@ fn aligned_planes_fill_the_binding_limit() {
 /// where the adapter's limit is that size (lavapipe's is).
 #[test]
 fn input_of_exactly_the_binding_limit() {
-    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
+    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let c = case(1, 128, 512, 512, 8, 3, Conv2dOpts::new(1, 1), true, false);
     let x = TensorDesc::f32(&[1, 128, 512, 512]);
     assert_eq!(x.bytes(), webgpu.max_binding);
@@ -478,7 +478,7 @@ fn input_of_exactly_the_binding_limit() {
 /// Which kernel each adapter class gets.
 #[test]
 fn kernel_selection() {
-    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
+    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let k3 = case(1, 4, 8, 12, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let s2 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(2, 1), false, false);
     let pick = |c: &Case, l: &DeviceLimits| select_kernel(&c.shape(), &c.opts, l).entry;
@@ -578,14 +578,27 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
     let entry = match kernel {
         _ if gemm => "im2col + gemm",
         Some(k) => KERNELS[k].entry,
-        None => select_kernel(&s, &c.opts, &DeviceLimits::from_gpu(gpu)).entry,
+        None => {
+            let l = DeviceLimits::from_gpu(gpu);
+            match wgsd::kernels::winograd::choose_tile(&s, &c.opts, xdt, &l) {
+                Some(wgsd::kernels::winograd::WinogradTile::F2) => "winograd F(2×2, 3×3)",
+                Some(wgsd::kernels::winograd::WinogradTile::F4) => "winograd F(4×4, 3×3)",
+                None => select_kernel(&s, &c.opts, &l).entry,
+            }
+        }
     };
     let plan = Plan::new(gpu.clone(), g).unwrap();
     plan.write(x, &rng.vec(c.b * c.cin * c.h * c.w, 1.0)).unwrap();
     for r in 0..runs {
         let c0 = cpu_seconds();
-        let t: f64 = plan.profile().unwrap().iter().sum();
+        let times = plan.profile().unwrap();
+        let t: f64 = times.iter().sum();
         let cpu = cpu_seconds() - c0;
+        if times.len() > 1 && r + 1 == runs {
+            // An expanded conv (Winograd, im2col): where its time goes.
+            let parts: Vec<String> = times.iter().zip(plan.graph().nodes()).map(|(t, n)| format!("{} {:.3} s", n.op.kind(), t)).collect();
+            println!("  nodes: {}", parts.join(", "));
+        }
         println!(
             "conv2d {} [{entry}] run {r}: {:.3} s, {:.2} GFLOP/s; process CPU {:.2} s ({:.2} cores), {:.2} GFLOP per CPU-second",
             c.name(),

@@ -16,3 +16,4 @@ mod norm;
 mod norm_backward;
 mod optimizer;
 mod resample;
+mod winograd;

@@ -379,7 +379,7 @@ fn grids_past_the_workgroup_limit_are_split() {
     }
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
     // The same splitting under tiny limits, without a GPU.
-    let limits = DeviceLimits { max_binding: 1 << 30, offset_align: 256, max_workgroups: 4, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0 };
+    let limits = DeviceLimits { max_binding: 1 << 30, offset_align: 256, max_workgroups: 4, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let op = Matmul {
         trans_a: false,
         trans_b: false,
@@ -411,7 +411,7 @@ fn grids_past_the_workgroup_limit_are_split() {
 #[test]
 fn linear_layers_take_the_vec4_kernel_on_cpu_adapters() {
     use wgsd::graph::op::{DeviceLimits, Lowering, Op};
-    let lavapipe = DeviceLimits { max_binding: 1 << 30, offset_align: 32, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0 };
+    let lavapipe = DeviceLimits { max_binding: 1 << 30, offset_align: 32, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
     let entry = |trans_a: bool, trans_b: bool, k: usize| {
         let op = Matmul { trans_a, trans_b, has_bias: false, act: Activation::None, alpha: 1.0, kernel: MatmulKernel::Tuned };
         let a = TensorDesc::f32(&stored(&[2], 100, k, trans_a));

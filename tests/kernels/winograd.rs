@@ -1,0 +1,139 @@
+//! Winograd convolutions (`kernels/winograd.rs`): the plan's expansion of a 3×3 conv against the conv's
+//! CPU twin (direct sums in f64), in both tiles, with and without bias and residual, f32 and f16 weights.
+
+use std::sync::{Arc, OnceLock};
+
+use wgsd::graph::op::ConvAlgorithm;
+use wgsd::kernels::conv2d::{Conv2dOpts, ConvShape};
+use wgsd::kernels::winograd::{entries, wgsl_source};
+use wgsd::testing::{assert_close, check_graph, test_gpu, Rng};
+use wgsd::{DType, Gpu, GpuOptions, Graph, Param, Plan, TensorDesc};
+
+/// A device whose plans take the Winograd form wherever the shape allows (`ConvAlgorithm::Winograd`).
+fn winograd_gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    })
+    .clone()
+}
+
+/// The committed shader is the generator's output, valid WGSL with every entry point.
+#[test]
+fn shader_matches_generator() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/winograd.wgsl");
+    let want = wgsl_source();
+    if std::env::var("WGSD_REGEN_SHADERS").is_ok() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap();
+    assert!(have == want, "winograd.wgsl is stale: run WGSD_REGEN_SHADERS=1 cargo test --release --test kernels winograd::shader");
+    let module = naga::front::wgsl::parse_str(&have).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&have)));
+    // pack2x16float (the f16 weight transform) is core WGSL; naga files it under this capability.
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&have)));
+    for e in entries() {
+        assert!(module.entry_points.iter().any(|m| m.name == e), "winograd.wgsl lacks {e}");
+    }
+}
+
+/// `(b, cin, h, w, cout, bias, residual)` of a 3×3, padding-1 convolution.
+type Case = (usize, usize, usize, usize, usize, bool, bool);
+
+/// One conv per case, all outputs of one graph, with seeded random inputs and weights stored as `wdtype`
+/// (the CPU twin reads what the GPU holds: f16 weights rounded).
+fn record(gpu: &Arc<Gpu>, cases: &[Case], wdtype: DType) -> (Graph, Vec<(wgsd::TensorId, Vec<f32>)>) {
+    let mut rng = Rng::new(5);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let o = Conv2dOpts::new(1, 1);
+    for (i, &(b, cin, h, w, cout, bias, residual)) in cases.iter().enumerate() {
+        let x = g.input(&format!("x{i}"), TensorDesc::f32(&[b, cin, h, w]));
+        inputs.push((x, rng.vec(b * cin * h * w, 1.0)));
+        let wd = TensorDesc::new(&[cout, cin, 3, 3], wdtype);
+        let wv = rng.vec(wd.numel(), 1.0 / ((cin * 9) as f32).sqrt());
+        let wt = g.param(&Param::upload(gpu, &format!("w{i}"), wd, &wv, true).unwrap());
+        let bias = bias.then(|| {
+            let t = g.input(&format!("bias{i}"), TensorDesc::f32(&[cout]));
+            inputs.push((t, rng.vec(cout, 1.0)));
+            t
+        });
+        let out = ConvShape::new(&[b, cin, h, w], &[cout, cin, 3, 3], &o).unwrap().out_shape();
+        let residual = residual.then(|| {
+            let t = g.input(&format!("res{i}"), TensorDesc::f32(&out));
+            inputs.push((t, rng.vec(out.iter().product(), 1.0)));
+            t
+        });
+        let y = g.conv2d(&format!("conv{i}"), x, wt, bias, o, residual).unwrap();
+        g.output(y);
+    }
+    (g, inputs)
+}
+
+/// Compares every case with the direct CPU twin within `tol` (relative L2) and returns the kinds of the
+/// nodes the plan runs.
+fn check(gpu: &Arc<Gpu>, cases: &[Case], wdtype: DType, tol: f64) -> Vec<&'static str> {
+    let (g, _) = record(gpu, cases, wdtype);
+    let kinds = Plan::new(gpu.clone(), g).unwrap().graph().nodes().iter().map(|n| n.op.kind()).collect();
+    let (g, inputs) = record(gpu, cases, wdtype);
+    assert_close(&check_graph(gpu, g, &inputs).unwrap(), tol);
+    kinds
+}
+
+fn count(kinds: &[&str], kind: &str) -> usize {
+    kinds.iter().filter(|k| **k == kind).count()
+}
+
+/// Both tiles (F(4×4) where H and W are multiples of 4, else F(2×2)), every epilogue, one and several
+/// images, non-square images, several tiles per row, 4 channels (one vec4) and more.
+#[test]
+fn forced_winograd_matches_the_direct_convolution() {
+    let cases: Vec<Case> = vec![
+        (1, 4, 4, 4, 4, false, false),
+        (2, 8, 8, 12, 12, true, true),
+        (1, 12, 6, 10, 8, true, false),
+        (3, 4, 2, 2, 4, false, true),
+        (2, 16, 16, 8, 20, true, true),
+        (1, 8, 14, 6, 4, false, false),
+    ];
+    let kinds = check(&winograd_gpu(), &cases, DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "conv2d"), 0, "every case should expand: {kinds:?}");
+    for k in ["winograd_weights", "winograd_input", "winograd_output", "matmul"] {
+        assert_eq!(count(&kinds, k), cases.len(), "{k} in {kinds:?}");
+    }
+}
+
+/// f16 weights: U is stored in f16 (the f16 weight-transform entry points), so the result carries one
+/// more rounding of each transformed weight (~5e-4 relative): a misread or mispacked half is far outside.
+#[test]
+fn forced_winograd_with_f16_weights() {
+    let cases: Vec<Case> = vec![(2, 8, 8, 12, 12, true, true), (1, 12, 6, 10, 8, true, false)];
+    let kinds = check(&winograd_gpu(), &cases, DType::F16, 2e-3);
+    assert_eq!(count(&kinds, "winograd_weights"), 2, "{kinds:?}");
+}
+
+/// Shapes the kernels cannot take stay direct under the forced setting: odd sizes, channels not in
+/// fours, stride 2.
+#[test]
+fn unsupported_shapes_stay_direct() {
+    let kinds = check(&winograd_gpu(), &[(1, 4, 7, 8, 4, true, false), (1, 6, 8, 8, 4, false, false)], DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "conv2d"), 2, "{kinds:?}");
+}
+
+/// The automatic choice on this adapter for a UNet-like conv (batch 2, 32×32, f16 weights as the UNet
+/// holds them, bias and the resnet's skip add): on CPU adapters with subgroups it is F(4×4), elsewhere the
+/// direct kernels; either way the result matches the twin. (conv2d's `sd_shapes_subsampled` runs the
+/// real 2×320×64×64 shape the same way.)
+#[test]
+fn unet_like_shape_under_the_automatic_choice() {
+    let gpu = test_gpu();
+    let kinds = check(&gpu, &[(2, 64, 32, 32, 64, true, true)], DType::F16, 2e-3);
+    let l = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
+    let winograd = l.conv == ConvAlgorithm::Auto && l.cpu && l.subgroup_min_size >= 8;
+    assert_eq!(count(&kinds, "winograd_input"), winograd as usize, "{kinds:?}");
+}
