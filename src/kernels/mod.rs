@@ -99,5 +99,6 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &loss::SHADER,
         &winograd::SHADER,
         &*winograd::SHADER_F16W,
+        &*winograd::SHADER_TEX,
     ]
 }

@@ -615,7 +615,7 @@ fn bench(gpu: &Arc<Gpu>, c: &Case, kernel: Option<usize>, runs: usize) {
 /// `CONV_BENCH=unet,vae,1x1,s2,variants` picks cases (default: unet and vae); `variants` runs every kernel
 /// this adapter can run on a 1×128×64×64 3×3 conv and a 1×1 conv. The first run of a kernel includes
 /// lavapipe's shader compile (unless Mesa's shader cache has it). `CONV_KERNEL=i` forces `KERNELS[i]` on the
-/// unet and vae cases; `CONV_RUNS=n` times the unet case n times (long enough to profile with perf);
+/// unet and vae cases; `CONV_RUNS=n` times the unet and CONV_CASE cases n times (long enough to profile with perf);
 /// `CONV_CASE=BxCINxHxWxCOUT[xK],...` adds K×K convs (default 3×3) of those shapes, padding K / 2;
 /// `CONV_GEMM=1` times them in the im2col + GEMM form; `CONV_F16W=1` stores the weights in f16,
 /// `CONV_F16=1` the input and the weights (`--f16-activations`); `CONV_RESIDUAL=1` adds a residual.
@@ -650,7 +650,8 @@ fn bench_sd_shapes() {
     for c in std::env::var("CONV_CASE").unwrap_or_default().split(',').filter(|c| !c.is_empty()) {
         let v: Vec<usize> = c.split('x').map(|x| x.parse().expect("CONV_CASE: BxCINxHxWxCOUT[xK]")).collect();
         let k = v.get(5).copied().unwrap_or(3);
-        bench(&gpu, &case(v[0], v[1], v[2], v[3], v[4], k, Conv2dOpts::new(1, k / 2), true, false), forced, 2);
+        let runs = std::env::var("CONV_RUNS").map_or(2, |v| v.parse().unwrap());
+        bench(&gpu, &case(v[0], v[1], v[2], v[3], v[4], k, Conv2dOpts::new(1, k / 2), true, false), forced, runs);
     }
     if which.contains("vae") {
         bench(&gpu, &case(1, 128, 512, 512, 128, 3, p1, true, false), forced, 1);
