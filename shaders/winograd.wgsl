@@ -17,8 +17,12 @@ struct Params {
     w: u32,
     tw: u32,
     th: u32,
-    tiles: u32,
+    tiles: u32,   // tiles of this dispatch (V's or M's second dimension), from tile t0 of the batch
     n: u32,
+    t0: u32,
+    b0: u32,      // the output holds images from b0, rows y0..y0 + yh of each
+    y0: u32,
+    yh: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -140,7 +144,8 @@ fn winograd_input_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let c4 = p.cin / 4u;
-    let tile = i / c4;
+    let local = i / c4;
+    let tile = p.t0 + local;
     let ci4 = i % c4;
     let b = tile / (p.th * p.tw);
     let ty = tile / p.tw % p.th;
@@ -246,22 +251,22 @@ fn winograd_input_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let v3_1 = v3_1_even + v3_1_odd;
     let v3_2 = v3_1_even - v3_1_odd;
     let v3_3 = vt3_1 - vt3_3;
-    v[(0u * p.tiles + tile) * c4 + ci4] = v0_0;
-    v[(1u * p.tiles + tile) * c4 + ci4] = v0_1;
-    v[(2u * p.tiles + tile) * c4 + ci4] = v0_2;
-    v[(3u * p.tiles + tile) * c4 + ci4] = v0_3;
-    v[(4u * p.tiles + tile) * c4 + ci4] = v1_0;
-    v[(5u * p.tiles + tile) * c4 + ci4] = v1_1;
-    v[(6u * p.tiles + tile) * c4 + ci4] = v1_2;
-    v[(7u * p.tiles + tile) * c4 + ci4] = v1_3;
-    v[(8u * p.tiles + tile) * c4 + ci4] = v2_0;
-    v[(9u * p.tiles + tile) * c4 + ci4] = v2_1;
-    v[(10u * p.tiles + tile) * c4 + ci4] = v2_2;
-    v[(11u * p.tiles + tile) * c4 + ci4] = v2_3;
-    v[(12u * p.tiles + tile) * c4 + ci4] = v3_0;
-    v[(13u * p.tiles + tile) * c4 + ci4] = v3_1;
-    v[(14u * p.tiles + tile) * c4 + ci4] = v3_2;
-    v[(15u * p.tiles + tile) * c4 + ci4] = v3_3;
+    v[(0u * p.tiles + local) * c4 + ci4] = v0_0;
+    v[(1u * p.tiles + local) * c4 + ci4] = v0_1;
+    v[(2u * p.tiles + local) * c4 + ci4] = v0_2;
+    v[(3u * p.tiles + local) * c4 + ci4] = v0_3;
+    v[(4u * p.tiles + local) * c4 + ci4] = v1_0;
+    v[(5u * p.tiles + local) * c4 + ci4] = v1_1;
+    v[(6u * p.tiles + local) * c4 + ci4] = v1_2;
+    v[(7u * p.tiles + local) * c4 + ci4] = v1_3;
+    v[(8u * p.tiles + local) * c4 + ci4] = v2_0;
+    v[(9u * p.tiles + local) * c4 + ci4] = v2_1;
+    v[(10u * p.tiles + local) * c4 + ci4] = v2_2;
+    v[(11u * p.tiles + local) * c4 + ci4] = v2_3;
+    v[(12u * p.tiles + local) * c4 + ci4] = v3_0;
+    v[(13u * p.tiles + local) * c4 + ci4] = v3_1;
+    v[(14u * p.tiles + local) * c4 + ci4] = v3_2;
+    v[(15u * p.tiles + local) * c4 + ci4] = v3_3;
 }
 
 @compute @workgroup_size(64)
@@ -269,27 +274,28 @@ fn winograd_output_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let co4 = p.cout / 4u;
-    let tile = i / co4;
+    let local = i / co4;
+    let tile = p.t0 + local;
     let q4 = i % co4;
     let b = tile / (p.th * p.tw);
     let ty = tile / p.tw % p.th;
     let tx = tile % p.tw;
-    let s0_0 = mm_at4((0u * p.tiles + tile) * co4 + q4);
-    let s0_1 = mm_at4((1u * p.tiles + tile) * co4 + q4);
-    let s0_2 = mm_at4((2u * p.tiles + tile) * co4 + q4);
-    let s0_3 = mm_at4((3u * p.tiles + tile) * co4 + q4);
-    let s1_0 = mm_at4((4u * p.tiles + tile) * co4 + q4);
-    let s1_1 = mm_at4((5u * p.tiles + tile) * co4 + q4);
-    let s1_2 = mm_at4((6u * p.tiles + tile) * co4 + q4);
-    let s1_3 = mm_at4((7u * p.tiles + tile) * co4 + q4);
-    let s2_0 = mm_at4((8u * p.tiles + tile) * co4 + q4);
-    let s2_1 = mm_at4((9u * p.tiles + tile) * co4 + q4);
-    let s2_2 = mm_at4((10u * p.tiles + tile) * co4 + q4);
-    let s2_3 = mm_at4((11u * p.tiles + tile) * co4 + q4);
-    let s3_0 = mm_at4((12u * p.tiles + tile) * co4 + q4);
-    let s3_1 = mm_at4((13u * p.tiles + tile) * co4 + q4);
-    let s3_2 = mm_at4((14u * p.tiles + tile) * co4 + q4);
-    let s3_3 = mm_at4((15u * p.tiles + tile) * co4 + q4);
+    let s0_0 = mm_at4((0u * p.tiles + local) * co4 + q4);
+    let s0_1 = mm_at4((1u * p.tiles + local) * co4 + q4);
+    let s0_2 = mm_at4((2u * p.tiles + local) * co4 + q4);
+    let s0_3 = mm_at4((3u * p.tiles + local) * co4 + q4);
+    let s1_0 = mm_at4((4u * p.tiles + local) * co4 + q4);
+    let s1_1 = mm_at4((5u * p.tiles + local) * co4 + q4);
+    let s1_2 = mm_at4((6u * p.tiles + local) * co4 + q4);
+    let s1_3 = mm_at4((7u * p.tiles + local) * co4 + q4);
+    let s2_0 = mm_at4((8u * p.tiles + local) * co4 + q4);
+    let s2_1 = mm_at4((9u * p.tiles + local) * co4 + q4);
+    let s2_2 = mm_at4((10u * p.tiles + local) * co4 + q4);
+    let s2_3 = mm_at4((11u * p.tiles + local) * co4 + q4);
+    let s3_0 = mm_at4((12u * p.tiles + local) * co4 + q4);
+    let s3_1 = mm_at4((13u * p.tiles + local) * co4 + q4);
+    let s3_2 = mm_at4((14u * p.tiles + local) * co4 + q4);
+    let s3_3 = mm_at4((15u * p.tiles + local) * co4 + q4);
     let ot0_0 = s0_0 + s1_0 + s2_0;
     let ot1_0 = s1_0 - s2_0 - s3_0;
     let ot0_1 = s0_1 + s1_1 + s2_1;
@@ -306,52 +312,52 @@ fn winograd_output_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if ((FLAGS & 1u) != 0u) { bv = bias[q4]; }
     let wm = p.w / 2u;
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 2u + 0u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec2<f32>(o0_0.x, o0_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 2u + 1u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec2<f32>(o1_0.x, o1_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 2u + 0u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec2<f32>(o0_0.y, o0_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 2u + 1u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec2<f32>(o1_0.y, o1_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 2u + 0u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec2<f32>(o0_0.z, o0_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 2u + 1u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec2<f32>(o1_0.z, o1_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 2u + 0u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec2<f32>(o0_0.w, o0_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 2u + 1u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec2<f32>(o1_0.w, o1_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[at]; }
-        y2[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
 }
 
@@ -514,7 +520,8 @@ fn winograd_input_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let c4 = p.cin / 4u;
-    let tile = i / c4;
+    let local = i / c4;
+    let tile = p.t0 + local;
     let ci4 = i % c4;
     let b = tile / (p.th * p.tw);
     let ty = tile / p.tw % p.th;
@@ -779,42 +786,42 @@ fn winograd_input_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let v5_3 = v5_3_even + v5_3_odd;
     let v5_4 = v5_3_even - v5_3_odd;
     let v5_5 = 4.0 * vt5_1 - 5.0 * vt5_3 + vt5_5;
-    v[(0u * p.tiles + tile) * c4 + ci4] = v0_0;
-    v[(1u * p.tiles + tile) * c4 + ci4] = v0_1;
-    v[(2u * p.tiles + tile) * c4 + ci4] = v0_2;
-    v[(3u * p.tiles + tile) * c4 + ci4] = v0_3;
-    v[(4u * p.tiles + tile) * c4 + ci4] = v0_4;
-    v[(5u * p.tiles + tile) * c4 + ci4] = v0_5;
-    v[(6u * p.tiles + tile) * c4 + ci4] = v1_0;
-    v[(7u * p.tiles + tile) * c4 + ci4] = v1_1;
-    v[(8u * p.tiles + tile) * c4 + ci4] = v1_2;
-    v[(9u * p.tiles + tile) * c4 + ci4] = v1_3;
-    v[(10u * p.tiles + tile) * c4 + ci4] = v1_4;
-    v[(11u * p.tiles + tile) * c4 + ci4] = v1_5;
-    v[(12u * p.tiles + tile) * c4 + ci4] = v2_0;
-    v[(13u * p.tiles + tile) * c4 + ci4] = v2_1;
-    v[(14u * p.tiles + tile) * c4 + ci4] = v2_2;
-    v[(15u * p.tiles + tile) * c4 + ci4] = v2_3;
-    v[(16u * p.tiles + tile) * c4 + ci4] = v2_4;
-    v[(17u * p.tiles + tile) * c4 + ci4] = v2_5;
-    v[(18u * p.tiles + tile) * c4 + ci4] = v3_0;
-    v[(19u * p.tiles + tile) * c4 + ci4] = v3_1;
-    v[(20u * p.tiles + tile) * c4 + ci4] = v3_2;
-    v[(21u * p.tiles + tile) * c4 + ci4] = v3_3;
-    v[(22u * p.tiles + tile) * c4 + ci4] = v3_4;
-    v[(23u * p.tiles + tile) * c4 + ci4] = v3_5;
-    v[(24u * p.tiles + tile) * c4 + ci4] = v4_0;
-    v[(25u * p.tiles + tile) * c4 + ci4] = v4_1;
-    v[(26u * p.tiles + tile) * c4 + ci4] = v4_2;
-    v[(27u * p.tiles + tile) * c4 + ci4] = v4_3;
-    v[(28u * p.tiles + tile) * c4 + ci4] = v4_4;
-    v[(29u * p.tiles + tile) * c4 + ci4] = v4_5;
-    v[(30u * p.tiles + tile) * c4 + ci4] = v5_0;
-    v[(31u * p.tiles + tile) * c4 + ci4] = v5_1;
-    v[(32u * p.tiles + tile) * c4 + ci4] = v5_2;
-    v[(33u * p.tiles + tile) * c4 + ci4] = v5_3;
-    v[(34u * p.tiles + tile) * c4 + ci4] = v5_4;
-    v[(35u * p.tiles + tile) * c4 + ci4] = v5_5;
+    v[(0u * p.tiles + local) * c4 + ci4] = v0_0;
+    v[(1u * p.tiles + local) * c4 + ci4] = v0_1;
+    v[(2u * p.tiles + local) * c4 + ci4] = v0_2;
+    v[(3u * p.tiles + local) * c4 + ci4] = v0_3;
+    v[(4u * p.tiles + local) * c4 + ci4] = v0_4;
+    v[(5u * p.tiles + local) * c4 + ci4] = v0_5;
+    v[(6u * p.tiles + local) * c4 + ci4] = v1_0;
+    v[(7u * p.tiles + local) * c4 + ci4] = v1_1;
+    v[(8u * p.tiles + local) * c4 + ci4] = v1_2;
+    v[(9u * p.tiles + local) * c4 + ci4] = v1_3;
+    v[(10u * p.tiles + local) * c4 + ci4] = v1_4;
+    v[(11u * p.tiles + local) * c4 + ci4] = v1_5;
+    v[(12u * p.tiles + local) * c4 + ci4] = v2_0;
+    v[(13u * p.tiles + local) * c4 + ci4] = v2_1;
+    v[(14u * p.tiles + local) * c4 + ci4] = v2_2;
+    v[(15u * p.tiles + local) * c4 + ci4] = v2_3;
+    v[(16u * p.tiles + local) * c4 + ci4] = v2_4;
+    v[(17u * p.tiles + local) * c4 + ci4] = v2_5;
+    v[(18u * p.tiles + local) * c4 + ci4] = v3_0;
+    v[(19u * p.tiles + local) * c4 + ci4] = v3_1;
+    v[(20u * p.tiles + local) * c4 + ci4] = v3_2;
+    v[(21u * p.tiles + local) * c4 + ci4] = v3_3;
+    v[(22u * p.tiles + local) * c4 + ci4] = v3_4;
+    v[(23u * p.tiles + local) * c4 + ci4] = v3_5;
+    v[(24u * p.tiles + local) * c4 + ci4] = v4_0;
+    v[(25u * p.tiles + local) * c4 + ci4] = v4_1;
+    v[(26u * p.tiles + local) * c4 + ci4] = v4_2;
+    v[(27u * p.tiles + local) * c4 + ci4] = v4_3;
+    v[(28u * p.tiles + local) * c4 + ci4] = v4_4;
+    v[(29u * p.tiles + local) * c4 + ci4] = v4_5;
+    v[(30u * p.tiles + local) * c4 + ci4] = v5_0;
+    v[(31u * p.tiles + local) * c4 + ci4] = v5_1;
+    v[(32u * p.tiles + local) * c4 + ci4] = v5_2;
+    v[(33u * p.tiles + local) * c4 + ci4] = v5_3;
+    v[(34u * p.tiles + local) * c4 + ci4] = v5_4;
+    v[(35u * p.tiles + local) * c4 + ci4] = v5_5;
 }
 
 @compute @workgroup_size(64)
@@ -822,47 +829,48 @@ fn winograd_output_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let co4 = p.cout / 4u;
-    let tile = i / co4;
+    let local = i / co4;
+    let tile = p.t0 + local;
     let q4 = i % co4;
     let b = tile / (p.th * p.tw);
     let ty = tile / p.tw % p.th;
     let tx = tile % p.tw;
-    let s0_0 = mm_at4((0u * p.tiles + tile) * co4 + q4);
-    let s0_1 = mm_at4((1u * p.tiles + tile) * co4 + q4);
-    let s0_2 = mm_at4((2u * p.tiles + tile) * co4 + q4);
-    let s0_3 = mm_at4((3u * p.tiles + tile) * co4 + q4);
-    let s0_4 = mm_at4((4u * p.tiles + tile) * co4 + q4);
-    let s0_5 = mm_at4((5u * p.tiles + tile) * co4 + q4);
-    let s1_0 = mm_at4((6u * p.tiles + tile) * co4 + q4);
-    let s1_1 = mm_at4((7u * p.tiles + tile) * co4 + q4);
-    let s1_2 = mm_at4((8u * p.tiles + tile) * co4 + q4);
-    let s1_3 = mm_at4((9u * p.tiles + tile) * co4 + q4);
-    let s1_4 = mm_at4((10u * p.tiles + tile) * co4 + q4);
-    let s1_5 = mm_at4((11u * p.tiles + tile) * co4 + q4);
-    let s2_0 = mm_at4((12u * p.tiles + tile) * co4 + q4);
-    let s2_1 = mm_at4((13u * p.tiles + tile) * co4 + q4);
-    let s2_2 = mm_at4((14u * p.tiles + tile) * co4 + q4);
-    let s2_3 = mm_at4((15u * p.tiles + tile) * co4 + q4);
-    let s2_4 = mm_at4((16u * p.tiles + tile) * co4 + q4);
-    let s2_5 = mm_at4((17u * p.tiles + tile) * co4 + q4);
-    let s3_0 = mm_at4((18u * p.tiles + tile) * co4 + q4);
-    let s3_1 = mm_at4((19u * p.tiles + tile) * co4 + q4);
-    let s3_2 = mm_at4((20u * p.tiles + tile) * co4 + q4);
-    let s3_3 = mm_at4((21u * p.tiles + tile) * co4 + q4);
-    let s3_4 = mm_at4((22u * p.tiles + tile) * co4 + q4);
-    let s3_5 = mm_at4((23u * p.tiles + tile) * co4 + q4);
-    let s4_0 = mm_at4((24u * p.tiles + tile) * co4 + q4);
-    let s4_1 = mm_at4((25u * p.tiles + tile) * co4 + q4);
-    let s4_2 = mm_at4((26u * p.tiles + tile) * co4 + q4);
-    let s4_3 = mm_at4((27u * p.tiles + tile) * co4 + q4);
-    let s4_4 = mm_at4((28u * p.tiles + tile) * co4 + q4);
-    let s4_5 = mm_at4((29u * p.tiles + tile) * co4 + q4);
-    let s5_0 = mm_at4((30u * p.tiles + tile) * co4 + q4);
-    let s5_1 = mm_at4((31u * p.tiles + tile) * co4 + q4);
-    let s5_2 = mm_at4((32u * p.tiles + tile) * co4 + q4);
-    let s5_3 = mm_at4((33u * p.tiles + tile) * co4 + q4);
-    let s5_4 = mm_at4((34u * p.tiles + tile) * co4 + q4);
-    let s5_5 = mm_at4((35u * p.tiles + tile) * co4 + q4);
+    let s0_0 = mm_at4((0u * p.tiles + local) * co4 + q4);
+    let s0_1 = mm_at4((1u * p.tiles + local) * co4 + q4);
+    let s0_2 = mm_at4((2u * p.tiles + local) * co4 + q4);
+    let s0_3 = mm_at4((3u * p.tiles + local) * co4 + q4);
+    let s0_4 = mm_at4((4u * p.tiles + local) * co4 + q4);
+    let s0_5 = mm_at4((5u * p.tiles + local) * co4 + q4);
+    let s1_0 = mm_at4((6u * p.tiles + local) * co4 + q4);
+    let s1_1 = mm_at4((7u * p.tiles + local) * co4 + q4);
+    let s1_2 = mm_at4((8u * p.tiles + local) * co4 + q4);
+    let s1_3 = mm_at4((9u * p.tiles + local) * co4 + q4);
+    let s1_4 = mm_at4((10u * p.tiles + local) * co4 + q4);
+    let s1_5 = mm_at4((11u * p.tiles + local) * co4 + q4);
+    let s2_0 = mm_at4((12u * p.tiles + local) * co4 + q4);
+    let s2_1 = mm_at4((13u * p.tiles + local) * co4 + q4);
+    let s2_2 = mm_at4((14u * p.tiles + local) * co4 + q4);
+    let s2_3 = mm_at4((15u * p.tiles + local) * co4 + q4);
+    let s2_4 = mm_at4((16u * p.tiles + local) * co4 + q4);
+    let s2_5 = mm_at4((17u * p.tiles + local) * co4 + q4);
+    let s3_0 = mm_at4((18u * p.tiles + local) * co4 + q4);
+    let s3_1 = mm_at4((19u * p.tiles + local) * co4 + q4);
+    let s3_2 = mm_at4((20u * p.tiles + local) * co4 + q4);
+    let s3_3 = mm_at4((21u * p.tiles + local) * co4 + q4);
+    let s3_4 = mm_at4((22u * p.tiles + local) * co4 + q4);
+    let s3_5 = mm_at4((23u * p.tiles + local) * co4 + q4);
+    let s4_0 = mm_at4((24u * p.tiles + local) * co4 + q4);
+    let s4_1 = mm_at4((25u * p.tiles + local) * co4 + q4);
+    let s4_2 = mm_at4((26u * p.tiles + local) * co4 + q4);
+    let s4_3 = mm_at4((27u * p.tiles + local) * co4 + q4);
+    let s4_4 = mm_at4((28u * p.tiles + local) * co4 + q4);
+    let s4_5 = mm_at4((29u * p.tiles + local) * co4 + q4);
+    let s5_0 = mm_at4((30u * p.tiles + local) * co4 + q4);
+    let s5_1 = mm_at4((31u * p.tiles + local) * co4 + q4);
+    let s5_2 = mm_at4((32u * p.tiles + local) * co4 + q4);
+    let s5_3 = mm_at4((33u * p.tiles + local) * co4 + q4);
+    let s5_4 = mm_at4((34u * p.tiles + local) * co4 + q4);
+    let s5_5 = mm_at4((35u * p.tiles + local) * co4 + q4);
     let ot0_0 = s0_0 + s1_0 + s2_0 + s3_0 + s4_0;
     let ot1_0 = s1_0 - s2_0 + 2.0 * s3_0 - 2.0 * s4_0;
     let ot2_0 = s1_0 + s2_0 + 4.0 * s3_0 + 4.0 * s4_0;
@@ -907,99 +915,99 @@ fn winograd_output_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if ((FLAGS & 1u) != 0u) { bv = bias[q4]; }
     let wm = p.w / 4u;
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 4u + 0u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec4<f32>(o0_0.x, o0_1.x, o0_2.x, o0_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 4u + 1u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec4<f32>(o1_0.x, o1_1.x, o1_2.x, o1_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 4u + 2u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec4<f32>(o2_0.x, o2_1.x, o2_2.x, o2_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 0u) * p.h + ty * 4u + 3u) * wm + tx;
+        let c = q4 * 4u + 0u;
         var row = vec4<f32>(o3_0.x, o3_1.x, o3_2.x, o3_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 4u + 0u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec4<f32>(o0_0.y, o0_1.y, o0_2.y, o0_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 4u + 1u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec4<f32>(o1_0.y, o1_1.y, o1_2.y, o1_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 4u + 2u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec4<f32>(o2_0.y, o2_1.y, o2_2.y, o2_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 1u) * p.h + ty * 4u + 3u) * wm + tx;
+        let c = q4 * 4u + 1u;
         var row = vec4<f32>(o3_0.y, o3_1.y, o3_2.y, o3_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 4u + 0u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec4<f32>(o0_0.z, o0_1.z, o0_2.z, o0_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 4u + 1u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec4<f32>(o1_0.z, o1_1.z, o1_2.z, o1_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 4u + 2u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec4<f32>(o2_0.z, o2_1.z, o2_2.z, o2_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 2u) * p.h + ty * 4u + 3u) * wm + tx;
+        let c = q4 * 4u + 2u;
         var row = vec4<f32>(o3_0.z, o3_1.z, o3_2.z, o3_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 4u + 0u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec4<f32>(o0_0.w, o0_1.w, o0_2.w, o0_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 4u + 1u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec4<f32>(o1_0.w, o1_1.w, o1_2.w, o1_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 4u + 2u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec4<f32>(o2_0.w, o2_1.w, o2_2.w, o2_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let at = ((b * p.cout + q4 * 4u + 3u) * p.h + ty * 4u + 3u) * wm + tx;
+        let c = q4 * 4u + 3u;
         var row = vec4<f32>(o3_0.w, o3_1.w, o3_2.w, o3_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[at]; }
-        y4[at] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
 }

@@ -158,10 +158,12 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
         }
     };
     let t = wanted;
-    let (a2, tiles) = ((t.alpha() * t.alpha()) as u64, t.tiles(s.b, s.h, s.w) as u64);
+    let a2 = (t.alpha() * t.alpha()) as u64;
     let fits = |elems: u64, bytes_per: u64| elems * bytes_per <= l.max_binding;
     let whole = fits((s.b * s.cin * s.h * s.w) as u64, 4) && fits((s.b * s.cout * s.h * s.w) as u64, 4);
-    let transformed = fits(a2 * tiles * s.cin as u64, 4) && fits(a2 * tiles * s.cout as u64, 4) && a2 * (s.cout * s.cin) as u64 * 4 <= l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
+    // V and M are split into bands of tile rows when they do not fit a binding (see `expand_conv`).
+    let row = fits(a2 * (s.w / t.m() * s.cin.max(s.cout)) as u64, 4);
+    let transformed = row && a2 * (s.cout * s.cin) as u64 * 4 <= l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
     (whole && transformed).then_some(t)
 }
 
@@ -179,7 +181,9 @@ const AUTO_MIN_PIXELS: usize = 16 * 16;
 const AUTO_MIN_TILES: usize = 32;
 
 /// Records the Winograd form of conv node `name` (`c` applied to `inputs`) when [`choose_tile`] picks
-/// one; returns its output, or `None` to keep the direct kernels.
+/// one; returns its output, or `None` to keep the direct kernels. When V or M of the whole batch would not
+/// fit one binding (the VAE decoder at 256² and 512²), each image is done in bands of tile rows whose
+/// transformed tensors stay under [`BAND_BYTES`], and the bands' outputs are concatenated.
 pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l: &DeviceLimits) -> Result<Option<TensorId>> {
     if c.kernel.is_some() {
         return Ok(None); // a test forcing one direct kernel
@@ -188,14 +192,46 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
     let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
     let Some(s) = ConvShape::new(&xs, &ws, &c.opts) else { return Ok(None) };
     let Some(tile) = choose_tile(&s, &c.opts, g.desc(x).dtype, l) else { return Ok(None) };
+    let (m, a2) = (tile.m(), (tile.alpha() * tile.alpha()) as u64);
+    let (th, tw) = (s.h / m, s.w / m);
+    let row_bytes = a2 * (tw * s.cin.max(s.cout)) as u64 * 4; // V or M of one tile row, the larger
+    let whole = row_bytes * (s.b * th) as u64 <= l.max_binding;
     let u = g.op(&format!("{name}.winograd_weights"), WinogradWeights { tile }, &[w])?;
-    let v = g.op(&format!("{name}.winograd_input"), WinogradInput { tile }, &[x])?;
-    let m = g.matmul(&format!("{name}.winograd_gemm"), v, u, MatmulOpts { trans_b: true, ..Default::default() })?;
-    let mut ins = vec![m];
-    ins.extend_from_slice(&inputs[2..]);
-    let out = WinogradOutput { tile, b: s.b, h: s.h, w: s.w, has_bias: c.has_bias, has_residual: c.has_residual };
-    Ok(Some(g.op(&format!("{name}.winograd_output"), out, &ins)?))
+    let out = WinogradOutput { tile, b: s.b, h: s.h, w: s.w, has_bias: c.has_bias, has_residual: c.has_residual, band: None };
+    let piece = |g: &mut Graph, t0: usize, tiles: Option<usize>, band: Option<Band>, tag: &str| -> Result<TensorId> {
+        let v = g.op(&format!("{name}.winograd_input{tag}"), WinogradInput { tile, t0, tiles }, &[x])?;
+        let mm = g.matmul(&format!("{name}.winograd_gemm{tag}"), v, u, MatmulOpts { trans_b: true, ..Default::default() })?;
+        let mut ins = vec![mm];
+        ins.extend_from_slice(&inputs[2..]);
+        g.op(&format!("{name}.winograd_output{tag}"), WinogradOutput { band, ..out }, &ins)
+    };
+    if whole {
+        return Ok(Some(piece(g, 0, None, None, "")?));
+    }
+    let rows = ((BAND_BYTES.min(l.max_binding) / row_bytes) as usize).clamp(1, th);
+    let mut images = Vec::new();
+    for b in 0..s.b {
+        let mut y: Option<TensorId> = None;
+        for r0 in (0..th).step_by(rows) {
+            let n = rows.min(th - r0);
+            let band = Band { image: b, row0: r0 * m, rows: n * m };
+            let yb = piece(g, (b * th + r0) * tw, Some(n * tw), Some(band), &format!(".band{b}_{r0}"))?;
+            y = Some(match y {
+                None => yb,
+                Some(prev) => g.concat(&format!("{name}.rows{b}_{r0}"), prev, yb, 2)?,
+            });
+        }
+        images.extend(y);
+    }
+    let mut y = images[0];
+    for (b, &yi) in images.iter().enumerate().skip(1) {
+        y = g.concat(&format!("{name}.images{b}"), y, yi, 0)?;
+    }
+    Ok(Some(y))
 }
+
+/// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
+const BAND_BYTES: u64 = 64 << 20;
 
 /// Mirrors `Params` in `shaders/winograd.wgsl`.
 #[repr(C)]
@@ -208,10 +244,15 @@ struct Params {
     /// Tiles per image row and column.
     tw: u32,
     th: u32,
-    /// Tiles of the whole batch.
+    /// Tiles of this dispatch (V's or M's second dimension), starting at tile `t0` of the batch.
     tiles: u32,
     /// Invocations of the dispatch (4 channels each).
     n: u32,
+    t0: u32,
+    /// The output tensor holds images from `b0` and rows `[y0, y0 + yh)` of each (a band, or everything).
+    b0: u32,
+    y0: u32,
+    yh: u32,
 }
 
 /// One dispatch of `entry`; its first binding (input 0) is read through a texture where the adapter wants
@@ -284,10 +325,19 @@ impl Op for WinogradWeights {
     }
 }
 
-/// `x: [B, Cin, H, W]` → `V: [α², tiles, Cin]` (f32), the α×α windows of every m×m output tile (zero
-/// padding of 1 around the image).
+/// `x: [B, Cin, H, W]` → `V: [α², tiles, Cin]` (f32), the α×α windows of the m×m output tiles
+/// `[t0, t0 + tiles)` of the batch (`tiles: None`: all of them), zero padding of 1 around the image.
 pub struct WinogradInput {
     pub tile: WinogradTile,
+    pub t0: usize,
+    pub tiles: Option<usize>,
+}
+
+impl WinogradInput {
+    fn range(&self, x: &TensorDesc) -> (usize, usize) {
+        let all = self.tile.tiles(x.shape[0], x.shape[2], x.shape[3]);
+        (self.t0, self.tiles.unwrap_or(all - self.t0.min(all)))
+    }
 }
 
 impl Op for WinogradInput {
@@ -303,8 +353,12 @@ impl Op for WinogradInput {
                 format!("input must be f32 [B, Cin, H, W] with Cin a multiple of 4 and H, W multiples of {m}, got {x}"),
             ));
         }
+        let (t0, tiles) = self.range(x);
+        if tiles == 0 || t0 + tiles > self.tile.tiles(x.shape[0], x.shape[2], x.shape[3]) {
+            return Err(Error::shape(self.kind(), format!("tiles {t0}..{} are not in {x}", t0 + tiles)));
+        }
         let a = self.tile.alpha();
-        Ok(TensorDesc::f32(&[a * a, self.tile.tiles(x.shape[0], x.shape[2], x.shape[3]), x.shape[1]]))
+        Ok(TensorDesc::f32(&[a * a, tiles, x.shape[1]]))
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let x = &l.inputs[0];
@@ -312,7 +366,7 @@ impl Op for WinogradInput {
         check_binding(self.kind(), "output", l.output, l.limits)?;
         let m = self.tile.m();
         let (cin, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
-        let tiles = l.output.shape[1];
+        let (t0, tiles) = self.range(x);
         let p = Params {
             cin: cin as u32,
             h: h as u32,
@@ -321,6 +375,7 @@ impl Op for WinogradInput {
             tw: (w / m) as u32,
             tiles: tiles as u32,
             n: (tiles * cin / 4) as u32,
+            t0: t0 as u32,
             ..Default::default()
         };
         let entry = format!("winograd_input_{}", self.tile.name());
@@ -334,7 +389,8 @@ impl Op for WinogradInput {
         let (th, tw) = (h / m, w / m);
         let mut v = vec![0.0f32; out.numel()];
         for t in 0..tiles {
-            let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+            let tg = self.t0 + t;
+            let (b, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
             for ci in 0..cin {
                 let plane = &x[(b * cin + ci) * h * w..][..h * w];
                 let mut d = vec![0.0f64; a * a];
@@ -355,7 +411,17 @@ impl Op for WinogradInput {
     }
 }
 
-/// `M: [α², tiles, Cout]` (+ bias `[Cout]`) (+ residual `[B, Cout, H, W]`) → `y: [B, Cout, H, W]`.
+/// Rows `[row0, row0 + rows)` of image `image`: the part of the output one [`WinogradOutput`] writes when
+/// the transformed tensors of the whole batch would not fit a binding.
+#[derive(Clone, Copy, Debug)]
+pub struct Band {
+    pub image: usize,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+/// `M: [α², tiles, Cout]` (+ bias `[Cout]`) (+ residual `[B, Cout, H, W]`) → `y: [B, Cout, H, W]`, or with a
+/// `band` only its rows: `[1, Cout, rows, W]` from the band's tiles.
 pub struct WinogradOutput {
     pub tile: WinogradTile,
     pub b: usize,
@@ -363,6 +429,19 @@ pub struct WinogradOutput {
     pub w: usize,
     pub has_bias: bool,
     pub has_residual: bool,
+    pub band: Option<Band>,
+}
+
+impl WinogradOutput {
+    /// First tile, tiles, first image, first row and rows of the output.
+    fn extent(&self) -> (usize, usize, usize, usize, usize) {
+        let m = self.tile.m();
+        let (th, tw) = (self.h / m, self.w / m);
+        match self.band {
+            Some(b) => ((b.image * th + b.row0 / m) * tw, b.rows / m * tw, b.image, b.row0, b.rows),
+            None => (0, self.tile.tiles(self.b, self.h, self.w), 0, 0, self.h),
+        }
+    }
 }
 
 impl Op for WinogradOutput {
@@ -377,30 +456,35 @@ impl Op for WinogradOutput {
         super::check_f32(self.kind(), inputs)?;
         let (a, m) = (self.tile.alpha(), self.tile.m());
         let mm = inputs[0];
-        let tiles = self.tile.tiles(self.b, self.h, self.w);
-        if self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
+        let (_, tiles, _, row0, rows) = self.extent();
+        let band_ok = self.band.is_none_or(|b| b.image < self.b && b.row0 % m == 0 && b.rows % m == 0 && b.rows > 0 && row0 + rows <= self.h);
+        if !band_ok || self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
             return Err(Error::shape(
                 self.kind(),
-                format!("products {mm} do not fit [{}, {tiles}, Cout] for {}×{} images of {}×{} tiles", a * a, self.h, self.w, m, m),
+                format!("products {mm} do not fit [{}, {tiles}, Cout] for rows {row0}..{} of {}×{} images ({m}×{m} tiles)", a * a, row0 + rows, self.h, self.w),
             ));
         }
-        let out = TensorDesc::f32(&[self.b, mm.shape[2], self.h, self.w]);
-        if self.has_bias && inputs[1].shape != [mm.shape[2]] {
-            return Err(Error::shape(self.kind(), format!("bias {} does not match {} output channels", inputs[1], mm.shape[2])));
+        let cout = mm.shape[2];
+        let images = if self.band.is_some() { 1 } else { self.b };
+        if self.has_bias && inputs[1].shape != [cout] {
+            return Err(Error::shape(self.kind(), format!("bias {} does not match {cout} output channels", inputs[1])));
         }
-        if self.has_residual && inputs[want - 1].shape != out.shape {
-            return Err(Error::shape(self.kind(), format!("residual {} does not match the output {out}", inputs[want - 1])));
+        let full = [self.b, cout, self.h, self.w];
+        if self.has_residual && inputs[want - 1].shape != full {
+            return Err(Error::shape(self.kind(), format!("residual {} does not match the output {full:?}", inputs[want - 1])));
         }
-        Ok(out)
+        Ok(TensorDesc::f32(&[images, cout, rows, self.w]))
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let mm = &l.inputs[0];
-        for (what, d) in [("products", mm), ("output", l.output)] {
-            check_binding(self.kind(), what, d, l.limits)?;
+        check_binding(self.kind(), "products", mm, l.limits)?;
+        check_binding(self.kind(), "output", l.output, l.limits)?;
+        if self.has_residual {
+            check_binding(self.kind(), "residual", &l.inputs[l.inputs.len() - 1], l.limits)?;
         }
         let m = self.tile.m();
         let cout = mm.shape[2];
-        let tiles = mm.shape[1];
+        let (t0, tiles, b0, y0, yh) = self.extent();
         let p = Params {
             cout: cout as u32,
             h: self.h as u32,
@@ -409,6 +493,10 @@ impl Op for WinogradOutput {
             tw: (self.w / m) as u32,
             tiles: tiles as u32,
             n: (tiles * cout / 4) as u32,
+            t0: t0 as u32,
+            b0: b0 as u32,
+            y0: y0 as u32,
+            yh: yh as u32,
             ..Default::default()
         };
         // Absent bias and residual slots are bound to the products (read, never used: FLAGS drops them).
@@ -424,18 +512,22 @@ impl Op for WinogradOutput {
         let (tiles, cout) = (descs[0].shape[1], descs[0].shape[2]);
         let at = self.tile.at();
         let (th, tw) = (self.h / m, self.w / m);
+        let (t0, _, b0, y0, yh) = self.extent();
         let bias = self.has_bias.then(|| inputs[1]);
         let residual = self.has_residual.then(|| inputs[inputs.len() - 1]);
         let mut y = vec![0.0f32; out.numel()];
         for t in 0..tiles {
-            let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+            let tg = t0 + t;
+            let (b, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
             for co in 0..cout {
                 let s: Vec<f64> = (0..a * a).map(|e| inputs[0][(e * tiles + t) * cout + co] as f64).collect();
                 let o = transform2d(&at, &s);
                 for i in 0..m {
                     for j in 0..m {
-                        let at_y = ((b * cout + co) * self.h + ty * m + i) * self.w + tx * m + j;
-                        let v = o[i * m + j] + bias.map_or(0.0, |bs| bs[co] as f64) + residual.map_or(0.0, |r| r[at_y] as f64);
+                        let (row, col) = (ty * m + i, tx * m + j);
+                        let at_r = ((b * cout + co) * self.h + row) * self.w + col;
+                        let at_y = (((b - b0) * cout + co) * yh + row - y0) * self.w + col;
+                        let v = o[i * m + j] + bias.map_or(0.0, |bs| bs[co] as f64) + residual.map_or(0.0, |r| r[at_r] as f64);
                         y[at_y] = v as f32;
                     }
                 }
@@ -540,8 +632,12 @@ struct Params {
     w: u32,
     tw: u32,
     th: u32,
-    tiles: u32,
+    tiles: u32,   // tiles of this dispatch (V's or M's second dimension), from tile t0 of the batch
     n: u32,
+    t0: u32,
+    b0: u32,      // the output holds images from b0, rows y0..y0 + yh of each
+    y0: u32,
+    yh: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -606,7 +702,7 @@ fn gen_input(o: &mut String, t: WinogradTile) {
     let (m, a) = (t.m(), t.alpha());
     o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_input_{}({ENTRY_ARGS}) {{\n", t.name()));
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
-    o.push_str("    let c4 = p.cin / 4u;\n    let tile = i / c4;\n    let ci4 = i % c4;\n");
+    o.push_str("    let c4 = p.cin / 4u;\n    let local = i / c4;\n    let tile = p.t0 + local;\n    let ci4 = i % c4;\n");
     o.push_str("    let b = tile / (p.th * p.tw);\n    let ty = tile / p.tw % p.th;\n    let tx = tile % p.tw;\n");
     o.push_str("    let plane = p.h * p.w;\n    let base = (b * p.cin + ci4 * 4u) * plane;\n");
     o.push_str(&format!("    let y0 = i32(ty * {m}u) - 1;\n    let x0 = i32(tx * {m}u) - 1;\n"));
@@ -664,7 +760,7 @@ fn gen_input(o: &mut String, t: WinogradTile) {
     for (r, row) in v.iter().enumerate() {
         for (c, val) in row.iter().enumerate() {
             let e = r * a + c;
-            o.push_str(&format!("    v[({e}u * p.tiles + tile) * c4 + ci4] = {val};\n"));
+            o.push_str(&format!("    v[({e}u * p.tiles + local) * c4 + ci4] = {val};\n"));
         }
     }
     o.push_str("}\n");
@@ -675,13 +771,13 @@ fn gen_output(o: &mut String, t: WinogradTile) {
     let (vt, y, res) = if m == 4 { ("vec4<f32>", "y4", "res4") } else { ("vec2<f32>", "y2", "res2") };
     o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_output_{}({ENTRY_ARGS}) {{\n", t.name()));
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
-    o.push_str("    let co4 = p.cout / 4u;\n    let tile = i / co4;\n    let q4 = i % co4;\n");
+    o.push_str("    let co4 = p.cout / 4u;\n    let local = i / co4;\n    let tile = p.t0 + local;\n    let q4 = i % co4;\n");
     o.push_str("    let b = tile / (p.th * p.tw);\n    let ty = tile / p.tw % p.th;\n    let tx = tile % p.tw;\n");
     let mut d = vec![vec![String::new(); a]; a];
     for (i, row) in d.iter_mut().enumerate() {
         for (j, cell) in row.iter_mut().enumerate() {
             *cell = format!("s{i}_{j}");
-            o.push_str(&format!("    let s{i}_{j} = mm_at4(({}u * p.tiles + tile) * co4 + q4);\n", i * a + j));
+            o.push_str(&format!("    let s{i}_{j} = mm_at4(({}u * p.tiles + local) * co4 + q4);\n", i * a + j));
         }
     }
     let out = emit_transform(o, "o", &t.at(), &d, "vec4<f32>(0.0)");
@@ -692,7 +788,7 @@ fn gen_output(o: &mut String, t: WinogradTile) {
         for (r, row) in out.iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}.{comp}")).collect();
             o.push_str(&format!(
-                "    {{\n        let at = ((b * p.cout + q4 * 4u + {k}u) * p.h + ty * {m}u + {r}u) * wm + tx;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[at]; }}\n        {y}[at] = row;\n    }}\n",
+                "    {{\n        let c = q4 * 4u + {k}u;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[((b * p.cout + c) * p.h + ty * {m}u + {r}u) * wm + tx]; }}\n        {y}[(((b - p.b0) * p.cout + c) * p.yh + ty * {m}u + {r}u - p.y0) * wm + tx] = row;\n    }}\n",
                 vals.join(", ")
             ));
         }
@@ -751,7 +847,7 @@ mod tests {
             let ud = TensorDesc::f32(&[a2, cout, cin]);
             let vd = TensorDesc::f32(&[a2, tiles, cin]);
             let u = WinogradWeights { tile }.cpu(&[&wt], &[&wd], &ud);
-            let v = WinogradInput { tile }.cpu(&[&x], &[&xd], &vd);
+            let v = WinogradInput { tile, t0: 0, tiles: None }.cpu(&[&x], &[&xd], &vd);
             let mut mm = vec![0.0f32; a2 * tiles * cout];
             for e in 0..a2 {
                 for t in 0..tiles {
@@ -762,7 +858,7 @@ mod tests {
                 }
             }
             let md = TensorDesc::f32(&[a2, tiles, cout]);
-            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true };
+            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true, band: None };
             let bd = TensorDesc::f32(&[cout]);
             let rd = TensorDesc::f32(&[b, cout, h, w]);
             let out = op.infer(&[&md, &bd, &rd]).unwrap();
@@ -786,8 +882,9 @@ mod tests {
         assert_eq!(choose_tile(&shape(1, 6, 8), &o, DType::F32, &l), None, "channels not in fours");
         assert_eq!(choose_tile(&shape(2, 320, 64), &o, DType::F16, &l), None, "f16 input");
         assert_eq!(choose_tile(&shape(2, 320, 64), &Conv2dOpts::new(2, 1), DType::F32, &l), None, "stride 2");
-        // Transformed tensors larger than a binding: direct.
-        assert_eq!(choose_tile(&shape(1, 128, 512), &o, DType::F32, &l), None);
+        // Transformed tensors larger than a binding are split into bands, but x must fit one.
+        assert_eq!(choose_tile(&shape(1, 128, 512), &o, DType::F32, &l), Some(WinogradTile::F4));
+        assert_eq!(choose_tile(&shape(1, 256, 512), &o, DType::F32, &l), None);
         l.conv = ConvAlgorithm::Auto;
         l.cpu = true;
         l.subgroup_min_size = 8;

@@ -108,6 +108,25 @@ fn forced_winograd_matches_the_direct_convolution() {
     }
 }
 
+/// A device whose bindings may hold only 16 KiB: V and M of the whole batch do not fit, so each image is
+/// done in bands of tile rows (several bands per image, a last band of fewer rows, two images) whose
+/// outputs are concatenated.
+#[test]
+fn bands_when_the_transformed_tensors_exceed_a_binding() {
+    let gpu = match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            g.limits.max_storage_buffer_binding_size = 16 << 10;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let kinds = check(&gpu, &[(2, 8, 16, 16, 8, true, true)], DType::F32, 1e-5);
+    // 4 tile rows per image, 3 per band: 2 bands per image, 2 images.
+    assert_eq!(count(&kinds, "winograd_output"), 4, "{kinds:?}");
+    assert_eq!(count(&kinds, "concat"), 3, "{kinds:?}");
+}
+
 /// f16 weights (widened as they are read; U in f32): as exact as with f32 weights, against the twin given
 /// the same rounded weights.
 #[test]
