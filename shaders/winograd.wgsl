@@ -23,6 +23,10 @@ struct Params {
     b0: u32,      // the output holds images from b0, rows y0..y0 + yh of each
     y0: u32,
     yh: u32,
+    xb0: u32,     // x (input transform) or the residual (output) is bound from image xb0 on, shifted by xs
+    xs: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -151,7 +155,7 @@ fn winograd_input_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let ty = tile / p.tw % p.th;
     let tx = tile % p.tw;
     let plane = p.h * p.w;
-    let base = (b * p.cin + ci4 * 4u) * plane;
+    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;
     let y0 = i32(ty * 2u) - 1;
     let x0 = i32(tx * 2u) - 1;
     // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.
@@ -314,49 +318,49 @@ fn winograd_output_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     {
         let c = q4 * 4u + 0u;
         var row = vec2<f32>(o0_0.x, o0_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 0u;
         var row = vec2<f32>(o1_0.x, o1_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec2<f32>(o0_0.y, o0_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec2<f32>(o1_0.y, o1_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec2<f32>(o0_0.z, o0_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec2<f32>(o1_0.z, o1_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec2<f32>(o0_0.w, o0_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec2<f32>(o1_0.w, o1_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[((b * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
         y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
 }
@@ -527,7 +531,7 @@ fn winograd_input_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let ty = tile / p.tw % p.th;
     let tx = tile % p.tw;
     let plane = p.h * p.w;
-    let base = (b * p.cin + ci4 * 4u) * plane;
+    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;
     let y0 = i32(ty * 4u) - 1;
     let x0 = i32(tx * 4u) - 1;
     // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.
@@ -917,97 +921,97 @@ fn winograd_output_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     {
         let c = q4 * 4u + 0u;
         var row = vec4<f32>(o0_0.x, o0_1.x, o0_2.x, o0_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 0u;
         var row = vec4<f32>(o1_0.x, o1_1.x, o1_2.x, o1_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 0u;
         var row = vec4<f32>(o2_0.x, o2_1.x, o2_2.x, o2_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 0u;
         var row = vec4<f32>(o3_0.x, o3_1.x, o3_2.x, o3_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec4<f32>(o0_0.y, o0_1.y, o0_2.y, o0_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec4<f32>(o1_0.y, o1_1.y, o1_2.y, o1_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec4<f32>(o2_0.y, o2_1.y, o2_2.y, o2_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 1u;
         var row = vec4<f32>(o3_0.y, o3_1.y, o3_2.y, o3_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec4<f32>(o0_0.z, o0_1.z, o0_2.z, o0_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec4<f32>(o1_0.z, o1_1.z, o1_2.z, o1_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec4<f32>(o2_0.z, o2_1.z, o2_2.z, o2_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 2u;
         var row = vec4<f32>(o3_0.z, o3_1.z, o3_2.z, o3_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec4<f32>(o0_0.w, o0_1.w, o0_2.w, o0_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec4<f32>(o1_0.w, o1_1.w, o1_2.w, o1_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec4<f32>(o2_0.w, o2_1.w, o2_2.w, o2_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
         let c = q4 * 4u + 3u;
         var row = vec4<f32>(o3_0.w, o3_1.w, o3_2.w, o3_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[((b * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx]; }
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
         y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
 }

@@ -372,7 +372,7 @@ pub(crate) fn print_profile(plan: &Plan) -> Result<()> {
         let f = n.op.flops(&ins, g.desc(n.output));
         let names: Vec<String> = ins.iter().map(|d| d.to_string()).collect();
         // A Winograd conv's GEMM is a matmul node: counted apart, so the conv's share stays visible.
-        let kind = if n.name.ends_with(".winograd_gemm") { "winograd_gemm" } else { n.op.kind() };
+        let kind = if n.name.contains(".winograd_gemm") { "winograd_gemm" } else { n.op.kind() };
         let shape = format!("{:<14} [{}] → {}", kind, names.join(", "), g.desc(n.output));
         for (sums, key) in [(&mut by_kind, kind.to_string()), (&mut by_shape, shape)] {
             match sums.iter_mut().find(|k| k.0 == key) {

@@ -30,7 +30,7 @@ use super::conv2d::{Conv2d, Conv2dOpts, ConvShape};
 use super::matmul::MatmulOpts;
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{grid_1d, params, Bind, ConvAlgorithm, DeviceLimits, Dispatch, Lowering, Op};
+use crate::graph::op::{grid_1d, params, Bind, ConvAlgorithm, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -150,8 +150,8 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
         ConvAlgorithm::Winograd => [WinogradTile::F4, WinogradTile::F2].into_iter().find(|t| s.h % t.m() == 0 && s.w % t.m() == 0)?,
         ConvAlgorithm::Auto => {
             let f4 = WinogradTile::F4;
-            let measured_faster = l.cpu && l.subgroup_min_size >= 8 && s.h * s.w >= AUTO_MIN_PIXELS;
-            if !(measured_faster && s.h % 4 == 0 && s.w % 4 == 0 && f4.tiles(s.b, s.h, s.w) >= AUTO_MIN_TILES) {
+            let measured_faster = l.cpu && l.subgroup_min_size >= 8 && f4.tiles(1, s.h, s.w) >= AUTO_MIN_TILES;
+            if !(measured_faster && s.h % 4 == 0 && s.w % 4 == 0) {
                 return None;
             }
             f4
@@ -160,7 +160,9 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
     let t = wanted;
     let a2 = (t.alpha() * t.alpha()) as u64;
     let fits = |elems: u64, bytes_per: u64| elems * bytes_per <= l.max_binding;
-    let whole = fits((s.b * s.cin * s.h * s.w) as u64, 4) && fits((s.b * s.cout * s.h * s.w) as u64, 4);
+    // One image of x and of the output must fit a binding (batches are split into images, see
+    // `expand_conv`), so the choice, and the numbers, of an image never depend on its batch.
+    let whole = fits((s.cin * s.h * s.w) as u64, 4) && fits((s.cout * s.h * s.w) as u64, 4);
     // V and M are split into bands of tile rows when they do not fit a binding (see `expand_conv`).
     let row = fits(a2 * (s.w / t.m() * s.cin.max(s.cout)) as u64, 4);
     let transformed = row && a2 * (s.cout * s.cin) as u64 * 4 <= l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
@@ -172,13 +174,12 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
 /// need 236 MB each).
 const MAX_TRANSFORMED_WEIGHT_BYTES: u64 = 64 << 20;
 
-/// [`ConvAlgorithm::Auto`] takes F(4×4) for images of at least this many pixels...
-const AUTO_MIN_PIXELS: usize = 16 * 16;
-/// ...and at least this many tiles (rows of each GEMM; a GEMM tile has 32). Measured on lavapipe (Zen 3,
-/// f16 weights, whole conv incl. transforms, direct → F(4×4)): 2×320×64² 0.33–0.46 → 0.19–0.25 s,
-/// 2×640×32² 0.39–0.41 → 0.16–0.25 s, 2×1920×32² → 640 1.25 → 0.46 s, 2×1280×16² 0.29–0.33 → 0.20 s,
-/// 1×640×32² 0.17 → 0.08 s; but 1×1280×16² (16 tiles) 0.21 → 0.35 s, and F(2×2) at 2×1280×16² no faster.
-const AUTO_MIN_TILES: usize = 32;
+/// [`ConvAlgorithm::Auto`] takes F(4×4) for images of at least this many tiles (32×32 pixels; per image,
+/// so an image's result does not depend on the batch it runs in). Measured on lavapipe (Zen 3, f16
+/// weights, whole conv incl. transforms, direct → F(4×4)): 2×320×64² 0.33–0.46 → 0.19–0.25 s,
+/// 2×640×32² 0.39–0.41 → 0.16–0.25 s, 2×1920×32² → 640 1.25 → 0.46 s, 1×640×32² 0.17 → 0.08 s; at 16×16
+/// (16 tiles) 2×1280×16² 0.29–0.33 → 0.20 s but 1×1280×16² 0.21 → 0.35 s.
+const AUTO_MIN_TILES: usize = 64;
 
 /// Records the Winograd form of conv node `name` (`c` applied to `inputs`) when [`choose_tile`] picks
 /// one; returns its output, or `None` to keep the direct kernels. When V or M of the whole batch would not
@@ -195,7 +196,8 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
     let (m, a2) = (tile.m(), (tile.alpha() * tile.alpha()) as u64);
     let (th, tw) = (s.h / m, s.w / m);
     let row_bytes = a2 * (tw * s.cin.max(s.cout)) as u64 * 4; // V or M of one tile row, the larger
-    let whole = row_bytes * (s.b * th) as u64 <= l.max_binding;
+    let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
+    let whole = row_bytes * (s.b * th) as u64 <= l.max_binding && batch_bytes <= l.max_binding;
     let u = g.op(&format!("{name}.winograd_weights"), WinogradWeights { tile }, &[w])?;
     let out = WinogradOutput { tile, b: s.b, h: s.h, w: s.w, has_bias: c.has_bias, has_residual: c.has_residual, band: None };
     let piece = |g: &mut Graph, t0: usize, tiles: Option<usize>, band: Option<Band>, tag: &str| -> Result<TensorId> {
@@ -253,6 +255,17 @@ struct Params {
     b0: u32,
     y0: u32,
     yh: u32,
+    /// x (input transform) or the residual (output transform) is bound from image `xb0` on, its element 0
+    /// at element `xs` of the binding (binding offsets are aligned).
+    xb0: u32,
+    xs: u32,
+    _pad: [u32; 2],
+}
+
+/// The images of `d` (`[B, ...]`) from `first` to `last` as a binding of input `slot`: `(bind, shift)`.
+fn images(slot: usize, d: &TensorDesc, first: usize, last: usize, l: &DeviceLimits) -> (Bind, u32) {
+    let per = (d.numel() / d.shape[0]) as u64;
+    Bind::elements(Slot::Input(slot), d, first as u64 * per, (last + 1 - first) as u64 * per, l)
 }
 
 /// One dispatch of `entry`; its first binding (input 0) is read through a texture where the adapter wants
@@ -362,7 +375,6 @@ impl Op for WinogradInput {
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let x = &l.inputs[0];
-        check_binding(self.kind(), "input", x, l.limits)?;
         check_binding(self.kind(), "output", l.output, l.limits)?;
         let m = self.tile.m();
         let (cin, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
@@ -378,8 +390,12 @@ impl Op for WinogradInput {
             t0: t0 as u32,
             ..Default::default()
         };
+        let per_image = (h / m) * (w / m);
+        let (first, last) = (t0 / per_image, (t0 + tiles - 1) / per_image);
+        let (xb, xs) = images(0, x, first, last, l.limits);
+        let p = Params { xb0: first as u32, xs, ..p };
         let entry = format!("winograd_input_{}", self.tile.name());
-        Ok(vec![dispatch(&SHADER, entry, p, vec![Bind::input(0, x), Bind::output(l.output)], 0, l.limits, DType::F32)])
+        Ok(vec![dispatch(&SHADER, entry, p, vec![xb, Bind::output(l.output)], 0, l.limits, DType::F32)])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
         let x = inputs[0];
@@ -479,9 +495,6 @@ impl Op for WinogradOutput {
         let mm = &l.inputs[0];
         check_binding(self.kind(), "products", mm, l.limits)?;
         check_binding(self.kind(), "output", l.output, l.limits)?;
-        if self.has_residual {
-            check_binding(self.kind(), "residual", &l.inputs[l.inputs.len() - 1], l.limits)?;
-        }
         let m = self.tile.m();
         let cout = mm.shape[2];
         let (t0, tiles, b0, y0, yh) = self.extent();
@@ -502,7 +515,9 @@ impl Op for WinogradOutput {
         // Absent bias and residual slots are bound to the products (read, never used: FLAGS drops them).
         let bias = if self.has_bias { Bind::input(1, &l.inputs[1]) } else { Bind::input(0, mm) };
         let r = l.inputs.len() - 1;
-        let residual = if self.has_residual { Bind::input(r, &l.inputs[r]) } else { Bind::input(0, mm) };
+        let last = if self.band.is_some() { b0 } else { self.b - 1 };
+        let (residual, xs) = if self.has_residual { images(r, &l.inputs[r], b0, last, l.limits) } else { (Bind::input(0, mm), 0) };
+        let p = Params { xb0: b0 as u32, xs, ..p };
         let flags = self.has_bias as u32 | (self.has_residual as u32) << 1;
         let entry = format!("winograd_output_{}", self.tile.name());
         Ok(vec![dispatch(&SHADER, entry, p, vec![Bind::input(0, mm), bias, residual, Bind::output(l.output)], flags, l.limits, DType::F32)])
@@ -638,6 +653,10 @@ struct Params {
     b0: u32,      // the output holds images from b0, rows y0..y0 + yh of each
     y0: u32,
     yh: u32,
+    xb0: u32,     // x (input transform) or the residual (output) is bound from image xb0 on, shifted by xs
+    xs: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -704,7 +723,7 @@ fn gen_input(o: &mut String, t: WinogradTile) {
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
     o.push_str("    let c4 = p.cin / 4u;\n    let local = i / c4;\n    let tile = p.t0 + local;\n    let ci4 = i % c4;\n");
     o.push_str("    let b = tile / (p.th * p.tw);\n    let ty = tile / p.tw % p.th;\n    let tx = tile % p.tw;\n");
-    o.push_str("    let plane = p.h * p.w;\n    let base = (b * p.cin + ci4 * 4u) * plane;\n");
+    o.push_str("    let plane = p.h * p.w;\n    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;\n");
     o.push_str(&format!("    let y0 = i32(ty * {m}u) - 1;\n    let x0 = i32(tx * {m}u) - 1;\n"));
     o.push_str("    // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.\n");
     for i in 0..a {
@@ -788,7 +807,7 @@ fn gen_output(o: &mut String, t: WinogradTile) {
         for (r, row) in out.iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}.{comp}")).collect();
             o.push_str(&format!(
-                "    {{\n        let c = q4 * 4u + {k}u;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[((b * p.cout + c) * p.h + ty * {m}u + {r}u) * wm + tx]; }}\n        {y}[(((b - p.b0) * p.cout + c) * p.yh + ty * {m}u + {r}u - p.y0) * wm + tx] = row;\n    }}\n",
+                "    {{\n        let c = q4 * 4u + {k}u;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[(((b - p.xb0) * p.cout + c) * p.h + ty * {m}u + {r}u) * wm + tx + p.xs / {m}u]; }}\n        {y}[(((b - p.b0) * p.cout + c) * p.yh + ty * {m}u + {r}u - p.y0) * wm + tx] = row;\n    }}\n",
                 vals.join(", ")
             ));
         }
@@ -890,9 +909,11 @@ mod tests {
         l.subgroup_min_size = 8;
         assert_eq!(choose_tile(&shape(2, 320, 64), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
-        assert_eq!(choose_tile(&shape(2, 640, 16), &o, DType::F32, &l), Some(WinogradTile::F4));
-        assert_eq!(choose_tile(&shape(1, 640, 16), &o, DType::F32, &l), None, "16 tiles");
-        assert_eq!(choose_tile(&shape(2, 1280, 16), &o, DType::F32, &l), None, "U of 236 MB");
+        assert_eq!(choose_tile(&shape(1, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
+        assert_eq!(choose_tile(&shape(2, 640, 16), &o, DType::F32, &l), None, "16 tiles per image");
+        assert_eq!(choose_tile(&shape(2, 1280, 32), &o, DType::F32, &l), None, "U of 236 MB");
+        // A batch too large for one binding as a whole still takes it: images are split.
+        assert_eq!(choose_tile(&shape(2, 128, 512), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 1280, 8), &o, DType::F32, &l), None);
     }
 }
