@@ -232,6 +232,22 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
     Ok(Some(y))
 }
 
+/// Bytes the Winograd form of this conv keeps alive beyond x, the output and the residual while it runs
+/// (0 where the direct kernels take it): V and M, or for banded images one band's V and M plus the band
+/// outputs and their concatenations (at most twice the output). For activation-memory estimates.
+pub fn transient_bytes(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimits) -> u64 {
+    let Some(t) = choose_tile(s, o, x_dtype, l) else { return 0 };
+    let (a2, th, tw) = ((t.alpha() * t.alpha()) as u64, (s.h / t.m()) as u64, (s.w / t.m()) as u64);
+    let row_bytes = a2 * tw * s.cin.max(s.cout) as u64 * 4;
+    let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
+    let whole = a2 * th * tw * s.b as u64 * (s.cin + s.cout) as u64 * 4;
+    if row_bytes * s.b as u64 * th <= l.max_binding && batch_bytes <= l.max_binding {
+        whole
+    } else {
+        2 * BAND_BYTES.min(l.max_binding).max(row_bytes) + 2 * (s.b * s.cout * s.h * s.w) as u64 * 4
+    }
+}
+
 /// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
 const BAND_BYTES: u64 = 64 << 20;
 

@@ -11,7 +11,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::graph::op::DeviceLimits;
+use crate::kernels::conv2d::{Conv2dOpts, ConvShape};
+use crate::kernels::winograd;
 use crate::models::config::VaeConfig;
+use crate::tensor::DType;
 
 /// Whether the VAE decodes and encodes in tiles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,6 +164,42 @@ impl ActivationEstimate {
     }
 }
 
+/// Bytes the largest Winograd conv of the decoder at latent `h × w` adds on a device with `device`'s
+/// limits (0 where its convs run direct, as on GPUs today): the 3×3 convs of up block i read `reversed[i
+/// − 1]` or `reversed[i]` channels at `2^i` times the latent size (`conv_in` the latent channels).
+pub fn decoder_winograd_bytes(c: &VaeConfig, h: usize, w: usize, device: &DeviceLimits) -> u64 {
+    let rev: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
+    let mut convs = vec![(c.latent_channels, rev[0], h, w)];
+    for i in 0..rev.len() {
+        let cin = if i == 0 { rev[0] } else { rev[i - 1] };
+        convs.extend([(cin, rev[i], h << i, w << i), (rev[i], rev[i], h << i, w << i)]);
+    }
+    largest_winograd_bytes(convs, device)
+}
+
+/// The encoder's counterpart of [`decoder_winograd_bytes`]: down block i's 3×3 convs at `2^−i` of the image
+/// size, reading `channels[i − 1]` or `channels[i]` (`conv_in` the image channels).
+pub fn encoder_winograd_bytes(c: &VaeConfig, h: usize, w: usize, device: &DeviceLimits) -> u64 {
+    let ch = &c.block_out_channels;
+    let mut convs = vec![(c.in_channels, ch[0], h, w)];
+    for i in 0..ch.len() {
+        let cin = if i == 0 { ch[0] } else { ch[i - 1] };
+        convs.extend([(cin, ch[i], h >> i, w >> i), (ch[i], ch[i], h >> i, w >> i)]);
+    }
+    largest_winograd_bytes(convs, device)
+}
+
+/// The largest [`winograd::transient_bytes`] of single-image 3×3 convs `(cin, cout, h, w)`.
+fn largest_winograd_bytes(convs: Vec<(usize, usize, usize, usize)>, device: &DeviceLimits) -> u64 {
+    let o = Conv2dOpts::new(1, 1);
+    convs
+        .into_iter()
+        .filter_map(|(cin, cout, hh, ww)| ConvShape::new(&[1, cin, hh, ww], &[cout, cin, 3, 3], &o))
+        .map(|s| winograd::transient_bytes(&s, &o, DType::F32, device))
+        .max()
+        .unwrap_or(0)
+}
+
 /// The decoder at latent `h × w`: up block i works at `2^i` times the latent size with `reversed[i]`
 /// channels (its first resnet reads `reversed[i − 1]`), and its upsampler doubles the size once more.
 pub fn decoder_activations(c: &VaeConfig, h: usize, w: usize) -> ActivationEstimate {
@@ -199,14 +239,20 @@ impl VaeTiling {
             }
     }
 
-    /// Whether a decode of latent `h × w` runs in tiles on a device with `limits`.
-    pub fn tile_decode(self, c: &VaeConfig, h: usize, w: usize, limits: &wgpu::Limits) -> bool {
-        self.decide(TileSizes::of(c).decode_exceeds_tile(h, w), decoder_activations(c, h, w), limits)
+    /// Whether a decode of latent `h × w` runs in tiles on a device with `limits` (`device`: its kernel
+    /// choices, for the Winograd convs' transient memory).
+    pub fn tile_decode(self, c: &VaeConfig, h: usize, w: usize, limits: &wgpu::Limits, device: &DeviceLimits) -> bool {
+        let mut untiled = decoder_activations(c, h, w);
+        untiled.live += decoder_winograd_bytes(c, h, w, device);
+        self.decide(TileSizes::of(c).decode_exceeds_tile(h, w), untiled, limits)
     }
 
-    /// Whether an encode of image `h × w` runs in tiles on a device with `limits`.
-    pub fn tile_encode(self, c: &VaeConfig, h: usize, w: usize, limits: &wgpu::Limits) -> bool {
-        self.decide(TileSizes::of(c).encode_exceeds_tile(h, w), encoder_activations(c, h, w), limits)
+    /// Whether an encode of image `h × w` runs in tiles on a device with `limits` (`device` as for
+    /// [`VaeTiling::tile_decode`]).
+    pub fn tile_encode(self, c: &VaeConfig, h: usize, w: usize, limits: &wgpu::Limits, device: &DeviceLimits) -> bool {
+        let mut untiled = encoder_activations(c, h, w);
+        untiled.live += encoder_winograd_bytes(c, h, w, device);
+        self.decide(TileSizes::of(c).encode_exceeds_tile(h, w), untiled, limits)
     }
 }
 

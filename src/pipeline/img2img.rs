@@ -19,7 +19,7 @@ impl StableDiffusion {
             return Ok(tiny.encode_images(&self.gpu, &image.chw, shape)?.iter().map(|v| v * scale).collect());
         }
         let moments = self.with_network(Network::Vae, || {
-            if self.vae_tiling.tile_encode(&self.vae.config, image.height, image.width, &self.gpu.limits) {
+            if self.vae_tiling.tile_encode(&self.vae.config, image.height, image.width, &self.gpu.limits, &crate::graph::op::DeviceLimits::from_gpu(&self.gpu)) {
                 Ok(self.vae.encode_tiled(&self.gpu, &image.chw, shape)?.0)
             } else {
                 self.vae.encode_untiled(&self.gpu, &image.chw, shape)

@@ -286,7 +286,7 @@ impl StableDiffusion {
             let k = (self.vae.config.scaling_factor / tiny.config.scaling_factor) as f32;
             let latents: Vec<f32> = latents.iter().map(|v| v * k).collect();
             tiny.decode_latents(&self.gpu, &latents, shape)?
-        } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits) {
+        } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits, &crate::graph::op::DeviceLimits::from_gpu(&self.gpu)) {
             self.with_network(Network::Vae, || Ok(self.vae.decode_tiled(&self.gpu, latents, shape)?.0))?
         } else {
             self.with_network(Network::Vae, || self.vae.decode_untiled(&self.gpu, latents, shape))?
