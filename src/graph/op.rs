@@ -39,7 +39,7 @@ pub struct DeviceLimits {
 /// (`kernels/winograd.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ConvAlgorithm {
-    /// Winograd where it was measured faster (CPU adapters, images from 16×16), direct kernels elsewhere.
+    /// Winograd where it was measured faster (CPU adapters, images from 32×32), direct kernels elsewhere.
     #[default]
     Auto,
     /// Always the direct (or im2col) kernels.
@@ -54,7 +54,11 @@ impl ConvAlgorithm {
         match std::env::var("WGSD_CONV").as_deref() {
             Ok("direct") => ConvAlgorithm::Direct,
             Ok("winograd") => ConvAlgorithm::Winograd,
-            _ => ConvAlgorithm::Auto,
+            Ok("auto") | Err(_) => ConvAlgorithm::Auto,
+            Ok(other) => {
+                eprintln!("wgsd: WGSD_CONV={other} is not auto, direct or winograd; using auto");
+                ConvAlgorithm::Auto
+            }
         }
     }
 }

@@ -92,6 +92,17 @@ impl WinogradTile {
             WinogradTile::F4 => "f4",
         }
     }
+    /// The entry point of transform `what` (weights, input, output) for this tile.
+    fn entry(self, what: &str) -> &'static str {
+        match (self, what) {
+            (WinogradTile::F2, "weights") => "winograd_weights_f2",
+            (WinogradTile::F2, "input") => "winograd_input_f2",
+            (WinogradTile::F2, _) => "winograd_output_f2",
+            (WinogradTile::F4, "weights") => "winograd_weights_f4",
+            (WinogradTile::F4, "input") => "winograd_input_f4",
+            (WinogradTile::F4, _) => "winograd_output_f4",
+        }
+    }
     /// Bᵀ (α × α), G (α × 3), Aᵀ (m × α) as rows.
     fn bt(self) -> Vec<Vec<f64>> {
         match self {
@@ -286,11 +297,11 @@ fn images(slot: usize, d: &TensorDesc, first: usize, last: usize, l: &DeviceLimi
 
 /// One dispatch of `entry`; its first binding (input 0) is read through a texture where the adapter wants
 /// that, else from `shader`, the buffer form.
-fn dispatch(shader: &'static ShaderSource, entry: String, p: Params, mut bindings: Vec<Bind>, flags: u32, l: &DeviceLimits, dtype: DType) -> Dispatch {
+fn dispatch(shader: &'static ShaderSource, entry: &'static str, p: Params, mut bindings: Vec<Bind>, flags: u32, l: &DeviceLimits, dtype: DType) -> Dispatch {
     let shader = if l.read_through_textures(&mut bindings, &[(0, dtype)]) { &*SHADER_TEX } else { shader };
     Dispatch {
         shader,
-        entry: Box::leak(entry.into_boxed_str()),
+        entry,
         params: params(&p),
         bindings,
         workgroups: grid_1d((p.n as u64).div_ceil(WG), l),
@@ -335,7 +346,7 @@ impl Op for WinogradWeights {
             DType::F16 => &SHADER_F16W,
         };
         let p = Params { cin: cin as u32, cout: cout as u32, n: (cout * cin / 4) as u32, ..Default::default() };
-        let entry = format!("winograd_weights_{}", self.tile.name());
+        let entry = self.tile.entry("weights");
         Ok(vec![dispatch(shader, entry, p, vec![Bind::input(0, w), Bind::output(l.output)], 0, l.limits, w.dtype)])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _out: &TensorDesc) -> Vec<f32> {
@@ -410,7 +421,7 @@ impl Op for WinogradInput {
         let (first, last) = (t0 / per_image, (t0 + tiles - 1) / per_image);
         let (xb, xs) = images(0, x, first, last, l.limits);
         let p = Params { xb0: first as u32, xs, ..p };
-        let entry = format!("winograd_input_{}", self.tile.name());
+        let entry = self.tile.entry("input");
         Ok(vec![dispatch(&SHADER, entry, p, vec![xb, Bind::output(l.output)], 0, l.limits, DType::F32)])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
@@ -535,7 +546,7 @@ impl Op for WinogradOutput {
         let (residual, xs) = if self.has_residual { images(r, &l.inputs[r], b0, last, l.limits) } else { (Bind::input(0, mm), 0) };
         let p = Params { xb0: b0 as u32, xs, ..p };
         let flags = self.has_bias as u32 | (self.has_residual as u32) << 1;
-        let entry = format!("winograd_output_{}", self.tile.name());
+        let entry = self.tile.entry("output");
         Ok(vec![dispatch(&SHADER, entry, p, vec![Bind::input(0, mm), bias, residual, Bind::output(l.output)], flags, l.limits, DType::F32)])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
@@ -845,8 +856,8 @@ pub fn wgsl_source() -> String {
 /// Every entry point of the shader (for the tests).
 pub fn entries() -> Vec<String> {
     let mut e = Vec::new();
-    for t in ["f2", "f4"] {
-        e.extend([format!("winograd_weights_{t}"), format!("winograd_input_{t}"), format!("winograd_output_{t}")]);
+    for t in [WinogradTile::F2, WinogradTile::F4] {
+        e.extend(["weights", "input", "output"].map(|what| t.entry(what).to_string()));
     }
     e
 }
