@@ -24,9 +24,9 @@ struct Params {
     y0: u32,
     yh: u32,
     xb0: u32,     // x (input transform) or the residual (output) is bound from image xb0 on, shifted by xs
-    xs: u32,
-    pad0: u32,
-    pad1: u32,
+    xs: u32,      // (the weight transform: its rows of w shifted by xs)
+    co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
+    cy: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -64,7 +64,7 @@ fn winograd_weights_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let c4 = p.cin / 4u;
     let co = i / c4;
     let ci4 = i % c4;
-    let base = (co * c4 + ci4) * 9u;
+    let base = (co * c4 + ci4) * 9u + p.xs / 4u;
     let q0 = wt4_at4(base + 0u);
     let q1 = wt4_at4(base + 1u);
     let q2 = wt4_at4(base + 2u);
@@ -313,55 +313,55 @@ fn winograd_output_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let o1_0 = ot1_0 + ot1_1 + ot1_2;
     let o1_1 = ot1_1 - ot1_2 - ot1_3;
     var bv = vec4<f32>(0.0);
-    if ((FLAGS & 1u) != 0u) { bv = bias[q4]; }
+    if ((FLAGS & 1u) != 0u) { bv = bias[p.co0 / 4u + q4]; }
     let wm = p.w / 2u;
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec2<f32>(o0_0.x, o0_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec2<f32>(o1_0.x, o1_1.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec2<f32>(o0_0.y, o0_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec2<f32>(o1_0.y, o1_1.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec2<f32>(o0_0.z, o0_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec2<f32>(o1_0.z, o1_1.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec2<f32>(o0_0.w, o0_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 0u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec2<f32>(o1_0.w, o1_1.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cout + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
-        y2[(((b - p.b0) * p.cout + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res2[(((b - p.xb0) * p.cy + c) * p.h + ty * 2u + 1u) * wm + tx + p.xs / 2u]; }
+        y2[(((b - p.b0) * p.cy + c) * p.yh + ty * 2u + 1u - p.y0) * wm + tx] = row;
     }
 }
 
@@ -372,7 +372,7 @@ fn winograd_weights_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let c4 = p.cin / 4u;
     let co = i / c4;
     let ci4 = i % c4;
-    let base = (co * c4 + ci4) * 9u;
+    let base = (co * c4 + ci4) * 9u + p.xs / 4u;
     let q0 = wt4_at4(base + 0u);
     let q1 = wt4_at4(base + 1u);
     let q2 = wt4_at4(base + 2u);
@@ -916,102 +916,102 @@ fn winograd_output_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let o3_2 = ot3_1 + ot3_2 + 4.0 * ot3_3 + 4.0 * ot3_4;
     let o3_3 = ot3_1 - ot3_2 + 8.0 * ot3_3 - 8.0 * ot3_4 + ot3_5;
     var bv = vec4<f32>(0.0);
-    if ((FLAGS & 1u) != 0u) { bv = bias[q4]; }
+    if ((FLAGS & 1u) != 0u) { bv = bias[p.co0 / 4u + q4]; }
     let wm = p.w / 4u;
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec4<f32>(o0_0.x, o0_1.x, o0_2.x, o0_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec4<f32>(o1_0.x, o1_1.x, o1_2.x, o1_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec4<f32>(o2_0.x, o2_1.x, o2_2.x, o2_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 0u;
+        let c = p.co0 + q4 * 4u + 0u;
         var row = vec4<f32>(o3_0.x, o3_1.x, o3_2.x, o3_3.x) + bv.x;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec4<f32>(o0_0.y, o0_1.y, o0_2.y, o0_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec4<f32>(o1_0.y, o1_1.y, o1_2.y, o1_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec4<f32>(o2_0.y, o2_1.y, o2_2.y, o2_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 1u;
+        let c = p.co0 + q4 * 4u + 1u;
         var row = vec4<f32>(o3_0.y, o3_1.y, o3_2.y, o3_3.y) + bv.y;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec4<f32>(o0_0.z, o0_1.z, o0_2.z, o0_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec4<f32>(o1_0.z, o1_1.z, o1_2.z, o1_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec4<f32>(o2_0.z, o2_1.z, o2_2.z, o2_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 2u;
+        let c = p.co0 + q4 * 4u + 2u;
         var row = vec4<f32>(o3_0.z, o3_1.z, o3_2.z, o3_3.z) + bv.z;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec4<f32>(o0_0.w, o0_1.w, o0_2.w, o0_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 0u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 0u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec4<f32>(o1_0.w, o1_1.w, o1_2.w, o1_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 1u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 1u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec4<f32>(o2_0.w, o2_1.w, o2_2.w, o2_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 2u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 2u - p.y0) * wm + tx] = row;
     }
     {
-        let c = q4 * 4u + 3u;
+        let c = p.co0 + q4 * 4u + 3u;
         var row = vec4<f32>(o3_0.w, o3_1.w, o3_2.w, o3_3.w) + bv.w;
-        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cout + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
-        y4[(((b - p.b0) * p.cout + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
+        if ((FLAGS & 2u) != 0u) { row += res4[(((b - p.xb0) * p.cy + c) * p.h + ty * 4u + 3u) * wm + tx + p.xs / 4u]; }
+        y4[(((b - p.b0) * p.cy + c) * p.yh + ty * 4u + 3u - p.y0) * wm + tx] = row;
     }
 }

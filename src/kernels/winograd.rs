@@ -176,7 +176,8 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
     let whole = fits((s.cin * s.h * s.w) as u64, 4) && fits((s.cout * s.h * s.w) as u64, 4);
     // V and M are split into bands of tile rows when they do not fit a binding (see `expand_conv`).
     let row = fits(a2 * (s.w / t.m() * s.cin.max(s.cout)) as u64, 4);
-    let transformed = row && a2 * (s.cout * s.cin) as u64 * 4 <= l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
+    // U is made in chunks of output channels (see `weight_chunks`); 4 channels must fit.
+    let transformed = row && a2 * 4 * s.cin as u64 * 4 <= l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
     (whole && transformed).then_some(t)
 }
 
@@ -209,14 +210,40 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
     let row_bytes = a2 * (tw * s.cin.max(s.cout)) as u64 * 4; // V or M of one tile row, the larger
     let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
     let whole = row_bytes * (s.b * th) as u64 <= l.max_binding && batch_bytes <= l.max_binding;
-    let u = g.op(&format!("{name}.winograd_weights"), WinogradWeights { tile }, &[w])?;
-    let out = WinogradOutput { tile, b: s.b, h: s.h, w: s.w, has_bias: c.has_bias, has_residual: c.has_residual, band: None };
+    // U in chunks of output channels under MAX_TRANSFORMED_WEIGHT_BYTES each; with a single band each chunk
+    // is made right before its GEMM, so one chunk is alive at a time.
+    let chunks = weight_chunks(&s, tile, l);
+    let weights = |g: &mut Graph, (co0, n): (usize, usize)| -> Result<TensorId> {
+        let tag = if chunks.len() > 1 { format!("{co0}") } else { String::new() };
+        let op = WinogradWeights { tile, co0, count: Some(n) };
+        g.op(&format!("{name}.winograd_weights{tag}"), op, &[w])
+    };
+    let mut shared = Vec::new();
+    if !whole {
+        for &ch in &chunks {
+            shared.push(weights(g, ch)?);
+        }
+    }
     let piece = |g: &mut Graph, t0: usize, tiles: Option<usize>, band: Option<Band>, tag: &str| -> Result<TensorId> {
         let v = g.op(&format!("{name}.winograd_input{tag}"), WinogradInput { tile, t0, tiles }, &[x])?;
-        let mm = g.matmul(&format!("{name}.winograd_gemm{tag}"), v, u, MatmulOpts { trans_b: true, ..Default::default() })?;
-        let mut ins = vec![mm];
+        let mut ins = Vec::new();
+        for (k, &ch) in chunks.iter().enumerate() {
+            let u = if whole { weights(g, ch)? } else { shared[k] };
+            let gemm = if chunks.len() > 1 { format!("{name}.winograd_gemm{tag}_{}", ch.0) } else { format!("{name}.winograd_gemm{tag}") };
+            ins.push(g.matmul(&gemm, v, u, MatmulOpts { trans_b: true, ..Default::default() })?);
+        }
         ins.extend_from_slice(&inputs[2..]);
-        g.op(&format!("{name}.winograd_output{tag}"), WinogradOutput { band, ..out }, &ins)
+        let out = WinogradOutput {
+            tile,
+            b: s.b,
+            h: s.h,
+            w: s.w,
+            has_bias: c.has_bias,
+            has_residual: c.has_residual,
+            band,
+            products: chunks.len(),
+        };
+        g.op(&format!("{name}.winograd_output{tag}"), out, &ins)
     };
     if whole {
         return Ok(Some(piece(g, 0, None, None, "")?));
@@ -244,19 +271,32 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
 }
 
 /// Bytes the Winograd form of this conv keeps alive beyond x, the output and the residual while it runs
-/// (0 where the direct kernels take it): V and M, or for banded images one band's V and M plus the band
-/// outputs and their concatenations (at most twice the output). For activation-memory estimates.
+/// (0 where the direct kernels take it): V, M and a chunk of U, or for banded images one band's V and M,
+/// all of U, and the band outputs with their concatenations (at most twice the output). For
+/// activation-memory estimates.
 pub fn transient_bytes(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimits) -> u64 {
     let Some(t) = choose_tile(s, o, x_dtype, l) else { return 0 };
     let (a2, th, tw) = ((t.alpha() * t.alpha()) as u64, (s.h / t.m()) as u64, (s.w / t.m()) as u64);
     let row_bytes = a2 * tw * s.cin.max(s.cout) as u64 * 4;
     let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
     let whole = a2 * th * tw * s.b as u64 * (s.cin + s.cout) as u64 * 4;
+    let u = a2 * (s.cin * s.cout) as u64 * 4;
     if row_bytes * s.b as u64 * th <= l.max_binding && batch_bytes <= l.max_binding {
-        whole
+        whole + u.min(MAX_TRANSFORMED_WEIGHT_BYTES)
     } else {
-        2 * BAND_BYTES.min(l.max_binding).max(row_bytes) + 2 * (s.b * s.cout * s.h * s.w) as u64 * 4
+        2 * BAND_BYTES.min(l.max_binding).max(row_bytes) + 2 * (s.b * s.cout * s.h * s.w) as u64 * 4 + u
     }
+}
+
+/// Output-channel chunks `(first, count)` of U, each under [`MAX_TRANSFORMED_WEIGHT_BYTES`] (and a binding),
+/// of nearly equal counts in multiples of 4.
+fn weight_chunks(s: &ConvShape, t: WinogradTile, l: &DeviceLimits) -> Vec<(usize, usize)> {
+    let per_channel = (t.alpha() * t.alpha() * s.cin * 4) as u64;
+    let cap = l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
+    let most = ((cap / per_channel) as usize / 4 * 4).max(4);
+    let parts = s.cout.div_ceil(most);
+    let quads = s.cout / 4;
+    (0..parts).map(|k| (k * quads / parts * 4, ((k + 1) * quads / parts - k * quads / parts) * 4)).collect()
 }
 
 /// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
@@ -286,7 +326,9 @@ struct Params {
     /// at element `xs` of the binding (binding offsets are aligned).
     xb0: u32,
     xs: u32,
-    _pad: [u32; 2],
+    /// The output transform writes channels `[co0, co0 + cout)` of an output (and reads a residual) of `cy`.
+    co0: u32,
+    cy: u32,
 }
 
 /// The images of `d` (`[B, ...]`) from `first` to `last` as a binding of input `slot`: `(bind, shift)`.
@@ -322,6 +364,16 @@ fn check_binding(op: &str, what: &str, d: &TensorDesc, l: &DeviceLimits) -> Resu
 /// weights leave 8e-4.
 pub struct WinogradWeights {
     pub tile: WinogradTile,
+    /// Output channels `[co0, co0 + count)` of w (`count: None`: all): U is made in chunks of output
+    /// channels where the whole would exceed [`MAX_TRANSFORMED_WEIGHT_BYTES`].
+    pub co0: usize,
+    pub count: Option<usize>,
+}
+
+impl WinogradWeights {
+    fn range(&self, w: &TensorDesc) -> (usize, usize) {
+        (self.co0, self.count.unwrap_or(w.shape[0] - self.co0.min(w.shape[0])))
+    }
 }
 
 impl Op for WinogradWeights {
@@ -333,29 +385,36 @@ impl Op for WinogradWeights {
         if w.rank() != 4 || w.shape[2..] != [3, 3] || w.shape[1] % 4 != 0 {
             return Err(Error::shape(self.kind(), format!("weight must be [Cout, Cin, 3, 3] with Cin a multiple of 4, got {w}")));
         }
+        let (co0, count) = self.range(w);
+        if count == 0 || co0 + count > w.shape[0] {
+            return Err(Error::shape(self.kind(), format!("output channels {co0}..{} are not in {w}", co0 + count)));
+        }
         let a = self.tile.alpha();
-        Ok(TensorDesc::f32(&[a * a, w.shape[0], w.shape[1]]))
+        Ok(TensorDesc::f32(&[a * a, count, w.shape[1]]))
     }
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         let w = &l.inputs[0];
-        check_binding(self.kind(), "weight", w, l.limits)?;
         check_binding(self.kind(), "output", l.output, l.limits)?;
-        let (cout, cin) = (w.shape[0], w.shape[1]);
+        let (co0, cout) = self.range(w);
+        let cin = w.shape[1];
+        // The chunk's rows of w: 9·Cin values each, so the shift stays a whole number of vec4s.
+        let (wb, xs) = Bind::elements(Slot::Input(0), w, (co0 * cin * 9) as u64, (cout * cin * 9) as u64, l.limits);
         let shader: &'static ShaderSource = match w.dtype {
             DType::F32 => &SHADER,
             DType::F16 => &SHADER_F16W,
         };
-        let p = Params { cin: cin as u32, cout: cout as u32, n: (cout * cin / 4) as u32, ..Default::default() };
+        let p = Params { cin: cin as u32, cout: cout as u32, n: (cout * cin / 4) as u32, xs, ..Default::default() };
         let entry = self.tile.entry("weights");
-        Ok(vec![dispatch(shader, entry, p, vec![Bind::input(0, w), Bind::output(l.output)], 0, l.limits, w.dtype)])
+        Ok(vec![dispatch(shader, entry, p, vec![wb, Bind::output(l.output)], 0, l.limits, w.dtype)])
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _out: &TensorDesc) -> Vec<f32> {
-        let (cout, cin) = (descs[0].shape[0], descs[0].shape[1]);
+        let (co0, cout) = self.range(descs[0]);
+        let cin = descs[0].shape[1];
         let (g, a2) = (self.tile.g(), self.tile.alpha() * self.tile.alpha());
         let mut u = vec![0.0f32; a2 * cout * cin];
         for co in 0..cout {
             for ci in 0..cin {
-                let k: Vec<f64> = inputs[0][(co * cin + ci) * 9..][..9].iter().map(|&v| v as f64).collect();
+                let k: Vec<f64> = inputs[0][((co0 + co) * cin + ci) * 9..][..9].iter().map(|&v| v as f64).collect();
                 for (e, v) in transform2d(&g, &k).into_iter().enumerate() {
                     u[(e * cout + co) * cin + ci] = v as f32;
                 }
@@ -463,8 +522,9 @@ pub struct Band {
     pub rows: usize,
 }
 
-/// `M: [α², tiles, Cout]` (+ bias `[Cout]`) (+ residual `[B, Cout, H, W]`) → `y: [B, Cout, H, W]`, or with a
-/// `band` only its rows: `[1, Cout, rows, W]` from the band's tiles.
+/// `M: [α², tiles, Cout]`, given as `products` tensors of consecutive output channels, (+ bias `[Cout]`)
+/// (+ residual `[B, Cout, H, W]`) → `y: [B, Cout, H, W]`, or with a `band` only its rows: `[1, Cout, rows,
+/// W]` from the band's tiles.
 pub struct WinogradOutput {
     pub tile: WinogradTile,
     pub b: usize,
@@ -473,6 +533,8 @@ pub struct WinogradOutput {
     pub has_bias: bool,
     pub has_residual: bool,
     pub band: Option<Band>,
+    /// Products tensors (inputs first): M in chunks of output channels, in order (see [`WinogradWeights`]).
+    pub products: usize,
 }
 
 impl WinogradOutput {
@@ -492,25 +554,27 @@ impl Op for WinogradOutput {
         "winograd_output"
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
-        let want = 1 + self.has_bias as usize + self.has_residual as usize;
-        if inputs.len() != want {
+        let k = self.products;
+        let want = k + self.has_bias as usize + self.has_residual as usize;
+        if k == 0 || inputs.len() != want {
             return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
         }
         super::check_f32(self.kind(), inputs)?;
         let (a, m) = (self.tile.alpha(), self.tile.m());
-        let mm = inputs[0];
         let (_, tiles, _, row0, rows) = self.extent();
         let band_ok = self.band.is_none_or(|b| b.image < self.b && b.row0 % m == 0 && b.rows % m == 0 && b.rows > 0 && row0 + rows <= self.h);
-        if !band_ok || self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
-            return Err(Error::shape(
-                self.kind(),
-                format!("products {mm} do not fit [{}, {tiles}, Cout] for rows {row0}..{} of {}×{} images ({m}×{m} tiles)", a * a, row0 + rows, self.h, self.w),
-            ));
+        for mm in &inputs[..k] {
+            if !band_ok || self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
+                return Err(Error::shape(
+                    self.kind(),
+                    format!("products {mm} do not fit [{}, {tiles}, Cout] for rows {row0}..{} of {}×{} images ({m}×{m} tiles)", a * a, row0 + rows, self.h, self.w),
+                ));
+            }
         }
-        let cout = mm.shape[2];
+        let cout: usize = inputs[..k].iter().map(|d| d.shape[2]).sum();
         let images = if self.band.is_some() { 1 } else { self.b };
-        if self.has_bias && inputs[1].shape != [cout] {
-            return Err(Error::shape(self.kind(), format!("bias {} does not match {cout} output channels", inputs[1])));
+        if self.has_bias && inputs[k].shape != [cout] {
+            return Err(Error::shape(self.kind(), format!("bias {} does not match {cout} output channels", inputs[k])));
         }
         let full = [self.b, cout, self.h, self.w];
         if self.has_residual && inputs[want - 1].shape != full {
@@ -518,62 +582,78 @@ impl Op for WinogradOutput {
         }
         Ok(TensorDesc::f32(&[images, cout, rows, self.w]))
     }
+    /// One dispatch per products tensor, each writing its output channels.
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
-        let mm = &l.inputs[0];
-        check_binding(self.kind(), "products", mm, l.limits)?;
         check_binding(self.kind(), "output", l.output, l.limits)?;
-        let m = self.tile.m();
-        let cout = mm.shape[2];
+        let (m, k) = (self.tile.m(), self.products);
+        let cy = l.output.shape[1];
         let (t0, tiles, b0, y0, yh) = self.extent();
-        let p = Params {
-            cout: cout as u32,
-            h: self.h as u32,
-            w: self.w as u32,
-            th: (self.h / m) as u32,
-            tw: (self.w / m) as u32,
-            tiles: tiles as u32,
-            n: (tiles * cout / 4) as u32,
-            t0: t0 as u32,
-            b0: b0 as u32,
-            y0: y0 as u32,
-            yh: yh as u32,
-            ..Default::default()
-        };
-        // Absent bias and residual slots are bound to the products (read, never used: FLAGS drops them).
-        let bias = if self.has_bias { Bind::input(1, &l.inputs[1]) } else { Bind::input(0, mm) };
         let r = l.inputs.len() - 1;
         let last = if self.band.is_some() { b0 } else { self.b - 1 };
-        let (residual, xs) = if self.has_residual { images(r, &l.inputs[r], b0, last, l.limits) } else { (Bind::input(0, mm), 0) };
-        let p = Params { xb0: b0 as u32, xs, ..p };
         let flags = self.has_bias as u32 | (self.has_residual as u32) << 1;
-        let entry = self.tile.entry("output");
-        Ok(vec![dispatch(&SHADER, entry, p, vec![Bind::input(0, mm), bias, residual, Bind::output(l.output)], flags, l.limits, DType::F32)])
+        let mut out = Vec::new();
+        let mut co0 = 0;
+        for (j, mm) in l.inputs[..k].iter().enumerate() {
+            check_binding(self.kind(), "products", mm, l.limits)?;
+            let cout = mm.shape[2];
+            // Absent bias and residual slots are bound to the products (read, never used: FLAGS drops them).
+            let bias = if self.has_bias { Bind::input(k, &l.inputs[k]) } else { Bind::input(j, mm) };
+            let (residual, xs) = if self.has_residual { images(r, &l.inputs[r], b0, last, l.limits) } else { (Bind::input(j, mm), 0) };
+            let p = Params {
+                cout: cout as u32,
+                h: self.h as u32,
+                w: self.w as u32,
+                th: (self.h / m) as u32,
+                tw: (self.w / m) as u32,
+                tiles: tiles as u32,
+                n: (tiles * cout / 4) as u32,
+                t0: t0 as u32,
+                b0: b0 as u32,
+                y0: y0 as u32,
+                yh: yh as u32,
+                xb0: b0 as u32,
+                xs,
+                co0: co0 as u32,
+                cy: cy as u32,
+                ..Default::default()
+            };
+            let bindings = vec![Bind::input(j, mm), bias, residual, Bind::output(l.output)];
+            out.push(dispatch(&SHADER, self.tile.entry("output"), p, bindings, flags, l.limits, DType::F32));
+            co0 += cout;
+        }
+        Ok(out)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
-        let (m, a) = (self.tile.m(), self.tile.alpha());
-        let (tiles, cout) = (descs[0].shape[1], descs[0].shape[2]);
+        let (m, a, k) = (self.tile.m(), self.tile.alpha(), self.products);
         let at = self.tile.at();
         let (th, tw) = (self.h / m, self.w / m);
-        let (t0, _, b0, y0, yh) = self.extent();
-        let bias = self.has_bias.then(|| inputs[1]);
+        let (t0, tiles, b0, y0, yh) = self.extent();
+        let cy = out.shape[1];
+        let bias = self.has_bias.then(|| inputs[k]);
         let residual = self.has_residual.then(|| inputs[inputs.len() - 1]);
         let mut y = vec![0.0f32; out.numel()];
-        for t in 0..tiles {
-            let tg = t0 + t;
-            let (b, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
-            for co in 0..cout {
-                let s: Vec<f64> = (0..a * a).map(|e| inputs[0][(e * tiles + t) * cout + co] as f64).collect();
-                let o = transform2d(&at, &s);
-                for i in 0..m {
-                    for j in 0..m {
-                        let (row, col) = (ty * m + i, tx * m + j);
-                        let at_r = ((b * cout + co) * self.h + row) * self.w + col;
-                        let at_y = (((b - b0) * cout + co) * yh + row - y0) * self.w + col;
-                        let v = o[i * m + j] + bias.map_or(0.0, |bs| bs[co] as f64) + residual.map_or(0.0, |r| r[at_r] as f64);
-                        y[at_y] = v as f32;
+        let mut co0 = 0;
+        for (mm, d) in inputs[..k].iter().zip(descs) {
+            let cout = d.shape[2];
+            for t in 0..tiles {
+                let tg = t0 + t;
+                let (b, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
+                for co in 0..cout {
+                    let s: Vec<f64> = (0..a * a).map(|e| mm[(e * tiles + t) * cout + co] as f64).collect();
+                    let o = transform2d(&at, &s);
+                    let c = co0 + co;
+                    for i in 0..m {
+                        for j in 0..m {
+                            let (row, col) = (ty * m + i, tx * m + j);
+                            let at_r = ((b * cy + c) * self.h + row) * self.w + col;
+                            let at_y = (((b - b0) * cy + c) * yh + row - y0) * self.w + col;
+                            let v = o[i * m + j] + bias.map_or(0.0, |bs| bs[c] as f64) + residual.map_or(0.0, |r| r[at_r] as f64);
+                            y[at_y] = v as f32;
+                        }
                     }
                 }
             }
+            co0 += cout;
         }
         y
     }
@@ -681,9 +761,9 @@ struct Params {
     y0: u32,
     yh: u32,
     xb0: u32,     // x (input transform) or the residual (output) is bound from image xb0 on, shifted by xs
-    xs: u32,
-    pad0: u32,
-    pad1: u32,
+    xs: u32,      // (the weight transform: its rows of w shifted by xs)
+    co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
+    cy: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -721,7 +801,7 @@ const ENTRY_ARGS: &str = "@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 fn gen_weights(o: &mut String, t: WinogradTile) {
     o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_weights_{}({ENTRY_ARGS}) {{\n", t.name()));
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
-    o.push_str("    let c4 = p.cin / 4u;\n    let co = i / c4;\n    let ci4 = i % c4;\n    let base = (co * c4 + ci4) * 9u;\n");
+    o.push_str("    let c4 = p.cin / 4u;\n    let co = i / c4;\n    let ci4 = i % c4;\n    let base = (co * c4 + ci4) * 9u + p.xs / 4u;\n");
     for q in 0..9 {
         o.push_str(&format!("    let q{q} = wt4_at4(base + {q}u);\n"));
     }
@@ -827,14 +907,14 @@ fn gen_output(o: &mut String, t: WinogradTile) {
         }
     }
     let out = emit_transform(o, "o", &t.at(), &d, "vec4<f32>(0.0)");
-    o.push_str("    var bv = vec4<f32>(0.0);\n    if ((FLAGS & 1u) != 0u) { bv = bias[q4]; }\n");
+    o.push_str("    var bv = vec4<f32>(0.0);\n    if ((FLAGS & 1u) != 0u) { bv = bias[p.co0 / 4u + q4]; }\n");
     o.push_str(&format!("    let wm = p.w / {m}u;\n"));
     for k in 0..4 {
         let comp = ["x", "y", "z", "w"][k];
         for (r, row) in out.iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}.{comp}")).collect();
             o.push_str(&format!(
-                "    {{\n        let c = q4 * 4u + {k}u;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[(((b - p.xb0) * p.cout + c) * p.h + ty * {m}u + {r}u) * wm + tx + p.xs / {m}u]; }}\n        {y}[(((b - p.b0) * p.cout + c) * p.yh + ty * {m}u + {r}u - p.y0) * wm + tx] = row;\n    }}\n",
+                "    {{\n        let c = p.co0 + q4 * 4u + {k}u;\n        var row = {vt}({}) + bv.{comp};\n        if ((FLAGS & 2u) != 0u) {{ row += {res}[(((b - p.xb0) * p.cy + c) * p.h + ty * {m}u + {r}u) * wm + tx + p.xs / {m}u]; }}\n        {y}[(((b - p.b0) * p.cy + c) * p.yh + ty * {m}u + {r}u - p.y0) * wm + tx] = row;\n    }}\n",
                 vals.join(", ")
             ));
         }
@@ -892,7 +972,7 @@ mod tests {
             let xd = TensorDesc::f32(&[b, cin, h, w]);
             let ud = TensorDesc::f32(&[a2, cout, cin]);
             let vd = TensorDesc::f32(&[a2, tiles, cin]);
-            let u = WinogradWeights { tile }.cpu(&[&wt], &[&wd], &ud);
+            let u = WinogradWeights { tile, co0: 0, count: None }.cpu(&[&wt], &[&wd], &ud);
             let v = WinogradInput { tile, t0: 0, tiles: None }.cpu(&[&x], &[&xd], &vd);
             let mut mm = vec![0.0f32; a2 * tiles * cout];
             for e in 0..a2 {
@@ -904,7 +984,7 @@ mod tests {
                 }
             }
             let md = TensorDesc::f32(&[a2, tiles, cout]);
-            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true, band: None };
+            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true, band: None, products: 1 };
             let bd = TensorDesc::f32(&[cout]);
             let rd = TensorDesc::f32(&[b, cout, h, w]);
             let out = op.infer(&[&md, &bd, &rd]).unwrap();
@@ -938,7 +1018,14 @@ mod tests {
         assert_eq!(choose_tile(&shape(2, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(1, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 640, 16), &o, DType::F32, &l), None, "16 tiles per image");
-        assert_eq!(choose_tile(&shape(2, 1280, 32), &o, DType::F32, &l), None, "U of 236 MB");
+        // U of 236 MB: made in 4 chunks of 320 output channels.
+        assert_eq!(choose_tile(&shape(2, 1280, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
+        let s = shape(2, 1280, 32);
+        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), vec![(0, 320), (320, 320), (640, 320), (960, 320)]);
+        let s = ConvShape::new(&[2, 1920, 32, 32], &[640, 1920, 3, 3], &o).unwrap();
+        let chunks = weight_chunks(&s, WinogradTile::F4, &l);
+        assert_eq!(chunks.iter().map(|c| c.1).sum::<usize>(), 640);
+        assert!(chunks.iter().all(|c| c.1 % 4 == 0 && (36 * c.1 * 1920 * 4) as u64 <= MAX_TRANSFORMED_WEIGHT_BYTES), "{chunks:?}");
         // A batch too large for one binding as a whole still takes it: images are split.
         assert_eq!(choose_tile(&shape(2, 128, 512), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 1280, 8), &o, DType::F32, &l), None);

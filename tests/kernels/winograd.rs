@@ -127,6 +127,25 @@ fn bands_when_the_transformed_tensors_exceed_a_binding() {
     assert_eq!(count(&kinds, "concat"), 3, "{kinds:?}");
 }
 
+/// A device whose bindings hold 64 KiB: U of 64 input channels is 9 KiB per output channel, so it is made
+/// in chunks of 4 output channels, each with its own GEMM, and the output transform writes each chunk's
+/// channels (one dispatch per chunk), with a single band and with bands (the chunks then serve every band).
+#[test]
+fn weight_chunks_when_u_exceeds_a_binding() {
+    let gpu = match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            g.limits.max_storage_buffer_binding_size = 64 << 10;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let kinds = check(&gpu, &[(1, 64, 4, 4, 12, true, true), (2, 64, 8, 8, 12, true, true)], DType::F16, 1e-5);
+    assert_eq!(count(&kinds, "winograd_weights"), 6, "{kinds:?}");
+    assert_eq!(count(&kinds, "matmul"), 9, "3 GEMMs for the first conv, 3 per band of the second: {kinds:?}");
+    assert_eq!(count(&kinds, "winograd_output"), 3, "{kinds:?}");
+}
+
 /// f16 weights (widened as they are read; U in f32): as exact as with f32 weights, against the twin given
 /// the same rounded weights.
 #[test]
@@ -173,13 +192,13 @@ fn weight_transform_matches_the_twin() {
             let held = p.read(&gpu).unwrap(); // what the GPU holds (f16-rounded weights)
             let mut g = Graph::new();
             let w = g.param(&p);
-            let u = g.op("u", WinogradWeights { tile }, &[w]).unwrap();
+            let u = g.op("u", WinogradWeights { tile, co0: 0, count: None }, &[w]).unwrap();
             g.output(u);
             let ud = g.desc(u).clone();
             let plan = Plan::new(gpu.clone(), g).unwrap();
             plan.run().unwrap();
             let got = plan.read(u).unwrap();
-            let want = WinogradWeights { tile }.cpu(&[&held], &[&wd], &ud);
+            let want = WinogradWeights { tile, co0: 0, count: None }.cpu(&[&held], &[&wd], &ud);
             assert_eq!(ud.dtype, DType::F32);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-6 * w.abs() + 1e-7, "{dtype:?} {tile:?} U[{i}]: {g} vs {w}");
