@@ -108,19 +108,25 @@ fn forced_winograd_matches_the_direct_convolution() {
     }
 }
 
+/// A Winograd-forced device whose plans split as if a storage binding held only `bytes` (the device
+/// itself allows more, so every smaller binding stays valid).
+fn small_binding_gpu(bytes: u64) -> Arc<Gpu> {
+    match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            g.limits.max_storage_buffer_binding_size = bytes;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    }
+}
+
 /// A device whose bindings may hold only 16 KiB: V and M of the whole batch do not fit, so each image is
 /// done in bands of tile rows (several bands per image, a last band of fewer rows, two images) whose
 /// outputs are concatenated.
 #[test]
 fn bands_when_the_transformed_tensors_exceed_a_binding() {
-    let gpu = match Gpu::new(&GpuOptions::from_env()) {
-        Ok(mut g) => {
-            g.conv_algorithm = ConvAlgorithm::Winograd;
-            g.limits.max_storage_buffer_binding_size = 16 << 10;
-            Arc::new(g)
-        }
-        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
-    };
+    let gpu = small_binding_gpu(16 << 10);
     let kinds = check(&gpu, &[(2, 8, 16, 16, 8, true, true)], DType::F32, 1e-5);
     // 4 tile rows per image, 3 per band: 2 bands per image, 2 images.
     assert_eq!(count(&kinds, "winograd_output"), 4, "{kinds:?}");
@@ -132,14 +138,7 @@ fn bands_when_the_transformed_tensors_exceed_a_binding() {
 /// channels (one dispatch per chunk), with a single band and with bands (the chunks then serve every band).
 #[test]
 fn weight_chunks_when_u_exceeds_a_binding() {
-    let gpu = match Gpu::new(&GpuOptions::from_env()) {
-        Ok(mut g) => {
-            g.conv_algorithm = ConvAlgorithm::Winograd;
-            g.limits.max_storage_buffer_binding_size = 64 << 10;
-            Arc::new(g)
-        }
-        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
-    };
+    let gpu = small_binding_gpu(64 << 10);
     let kinds = check(&gpu, &[(1, 64, 4, 4, 12, true, true), (2, 64, 8, 8, 12, true, true)], DType::F16, 1e-5);
     assert_eq!(count(&kinds, "winograd_weights"), 6, "{kinds:?}");
     assert_eq!(count(&kinds, "matmul"), 9, "3 GEMMs for the first conv, 3 per band of the second: {kinds:?}");
