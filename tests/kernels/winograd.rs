@@ -145,6 +145,25 @@ fn weight_chunks_when_u_exceeds_a_binding() {
     assert_eq!(count(&kinds, "winograd_output"), 3, "{kinds:?}");
 }
 
+/// The storage-buffer forms of the transforms (what a GPU forced to Winograd runs; lavapipe otherwise reads
+/// their inputs through textures), f32 and f16 weights, both tiles.
+#[test]
+fn buffer_reads_match_the_direct_convolution() {
+    let gpu = match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            g.buffer_reads_only = true;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let cases: Vec<Case> = vec![(2, 8, 8, 12, 12, true, true), (1, 12, 6, 10, 8, true, false)];
+    for dtype in [DType::F32, DType::F16] {
+        let kinds = check(&gpu, &cases, dtype, 1e-5);
+        assert_eq!(count(&kinds, "winograd_output"), 2, "{kinds:?}");
+    }
+}
+
 /// f16 weights (widened as they are read; U in f32): as exact as with f32 weights, against the twin given
 /// the same rounded weights.
 #[test]
