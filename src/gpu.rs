@@ -117,6 +117,9 @@ pub struct Gpu {
     /// (`DeviceLimits::texture_reads`): lets tests on lavapipe run both forms, and benchmarks compare
     /// them (`WGSD_TEXTURE_READS=off`). Off otherwise.
     pub buffer_reads_only: bool,
+    /// Most bytes of one tensor a dispatch copies into a scratch texture where the op can split its work
+    /// ([`crate::graph::op::TEXTURE_WINDOW_BYTES`]; tests lower it to run the split paths at small sizes).
+    pub texture_window: u64,
     /// How plans compute 3×3 convolutions (`WGSD_CONV`, default auto; see `kernels/winograd.rs`).
     pub conv_algorithm: crate::graph::op::ConvAlgorithm,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
@@ -299,6 +302,7 @@ impl Gpu {
             f16_activations: false,
             gpu_style_kernels: false,
             buffer_reads_only: std::env::var("WGSD_TEXTURE_READS").is_ok_and(|v| v == "off"),
+            texture_window: crate::graph::op::TEXTURE_WINDOW_BYTES,
             conv_algorithm: crate::graph::op::ConvAlgorithm::from_env(),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),

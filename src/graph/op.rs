@@ -31,6 +31,9 @@ pub struct DeviceLimits {
     /// Rows a texture may have (`max_texture_dimension_2d`): a texture-read binding covers at most this many
     /// rows of [`TEXEL_ROW`] texels.
     pub max_texture_rows: u64,
+    /// Most bytes of one tensor a dispatch reads through a scratch texture where the op can split its
+    /// work ([`TEXTURE_WINDOW_BYTES`] unless a test lowers it).
+    pub texture_window: u64,
     /// How plans compute 3×3 convolutions ([`Gpu::conv_algorithm`](crate::gpu::Gpu::conv_algorithm)).
     pub conv: ConvAlgorithm,
 }
@@ -74,6 +77,7 @@ impl DeviceLimits {
             cpu: false,
             texture_reads: false,
             max_texture_rows: l.max_texture_dimension_2d as u64,
+            texture_window: TEXTURE_WINDOW_BYTES,
             conv: ConvAlgorithm::Auto,
         }
     }
@@ -87,6 +91,7 @@ impl DeviceLimits {
             cpu,
             texture_reads: cpu && !gpu.buffer_reads_only && offsets_keep_texels,
             conv: gpu.conv_algorithm,
+            texture_window: gpu.texture_window,
             ..Self::from_wgpu(&gpu.limits)
         }
     }
@@ -289,6 +294,12 @@ pub fn max_units_per_binding(limits: &DeviceLimits, unit_elems: u64, dtype: crat
         (limits.max_binding - limits.offset_align) / unit
     }
 }
+
+/// Most bytes of one tensor a dispatch reads through a scratch texture, where ops can split their work by
+/// rows or batches: every op reading the same binding slot shares one scratch texture per format, so its
+/// largest window sets that texture's size (without windows, the UNet's Winograd GEMMs made two of them
+/// 57 and 68 MiB).
+pub const TEXTURE_WINDOW_BYTES: u64 = 16 << 20;
 
 /// Splits `[0, n)` into `(begin, count)` chunks of at most `cap` items, `cap` rounded down to a multiple of
 /// `quantum` (so chunks stay aligned to whole rows, channels, ...).

@@ -817,6 +817,7 @@ mod tests {
             cpu: true,
             texture_reads: false,
             max_texture_rows: 0,
+            texture_window: 16 << 20,
             conv: Default::default(),
         };
         assert_eq!(choose(AttentionVariant::Auto, &l).unwrap().0.name, "attention");

@@ -26,7 +26,7 @@ use bytemuck::{Pod, Zeroable};
 use super::unary::Activation;
 use super::{check_f32, shader, ShaderSource};
 use crate::error::{Error, Result};
-use crate::graph::op::{params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op};
+use crate::graph::op::{chunks, params, BackwardCtx, Bind, DeviceLimits, Dispatch, Lowering, Op, Slot};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, TensorDesc};
 
@@ -306,23 +306,31 @@ impl Op for Matmul {
         if gx > max {
             return Err(Error::shape(self.kind(), format!("N = {} needs more than {max} workgroups", d.n)));
         }
-        let gy_total = (m as u64).div_ceil(tm as u64);
+        let windows = if bindings[0].texture {
+            let dims = (m as u64, d.k as u64, batch as u64, tm as u64);
+            texture_windows(l, &bindings, dims, self.trans_a, [a_bs, b_bs, m * d.n].map(|v| v as u64))
+        } else {
+            vec![(bindings.clone(), m as u64, batch as u64)]
+        };
         let mut out = Vec::new();
-        // Split rows and batches over several dispatches when the grid exceeds the device limit.
-        for z0 in (0..batch as u64).step_by(max as usize) {
-            let gz = (batch as u64 - z0).min(max);
-            for y0 in (0..gy_total).step_by(max as usize) {
-                let gy = (gy_total - y0).min(max);
-                let p = Params { m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
-                out.push(Dispatch {
-                    shader,
-                    entry,
-                    params: params(&p),
-                    bindings: bindings.clone(),
-                    workgroups: [gx as u32, gy as u32, gz as u32],
-                    // One pipeline per activation: the epilogue then computes only this one.
-                    constants: vec![("ACT", self.act.code())],
-                });
+        for (bindings, m, batch) in windows {
+            let gy_total = m.div_ceil(tm as u64);
+            // Split rows and batches over several dispatches when the grid exceeds the device limit.
+            for z0 in (0..batch).step_by(max as usize) {
+                let gz = (batch - z0).min(max);
+                for y0 in (0..gy_total).step_by(max as usize) {
+                    let gy = (gy_total - y0).min(max);
+                    let p = Params { m: m as u32, m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
+                    out.push(Dispatch {
+                        shader,
+                        entry,
+                        params: params(&p),
+                        bindings: bindings.clone(),
+                        workgroups: [gx as u32, gy as u32, gz as u32],
+                        // One pipeline per activation: the epilogue then computes only this one.
+                        constants: vec![("ACT", self.act.code())],
+                    });
+                }
             }
         }
         Ok(out)
@@ -400,6 +408,55 @@ impl Op for Matmul {
 
 /// CPU twin restricted to output rows `rows` of every batch (f64 accumulation). Returns
 /// `[batch, rows.len(), N]`.
+/// Where A and B are read through scratch textures: the work split into windows whose A and B ranges stay
+/// under the device's `texture_window` each (so the textures, shared by every op, stay small): runs of whole
+/// batches, or for one batch runs of rows (multiples of the tile's `tm`; A untransposed, so its rows are
+/// contiguous). Each window is `(bindings, rows, batches)` with A, B and the output bound from its start.
+/// `strides`: elements per batch of A, B (0 when shared by every batch) and the output. Falls back to one
+/// window where a start would not be a valid binding offset.
+fn texture_windows(
+    l: &Lowering,
+    whole: &[Bind],
+    (m, k, batch, tm): (u64, u64, u64, u64),
+    trans_a: bool,
+    strides: [u64; 3],
+) -> Vec<(Vec<Bind>, u64, u64)> {
+    let one = vec![(whole.to_vec(), m, batch)];
+    let [a_bs, b_bs, out_bs] = strides;
+    let (a, b, out) = (&l.inputs[0], &l.inputs[1], l.output);
+    let (ea, eb) = (a.dtype.size_bytes() as u64, b.dtype.size_bytes() as u64);
+    // Per window: its rows and batches, and the (first element, elements) of A, B and the output (0
+    // elements: bound whole).
+    let ranges: Vec<(u64, u64, [(u64, u64); 3])> = if batch > 1 {
+        let step = l.limits.texture_window / (a_bs * ea).max(b_bs * eb).max(1);
+        let z = chunks(batch, step.max(1), 1);
+        z.into_iter().map(|(z0, nz)| (m, nz, [(z0 * a_bs, nz * a_bs), (z0 * b_bs, nz * b_bs), (z0 * out_bs, nz * out_bs)])).collect()
+    } else if !trans_a {
+        let n = out_bs / m.max(1);
+        let step = (l.limits.texture_window / (k * ea).max(1) / tm * tm).max(tm);
+        chunks(m, step, 1).into_iter().map(|(r0, nr)| (nr, 1, [(r0 * k, nr * k), (0, 0), (r0 * n, nr * n)])).collect()
+    } else {
+        return one;
+    };
+    let mut windows = Vec::new();
+    for (rows, batches, elements) in ranges {
+        let mut binds = whole.to_vec();
+        for (slot, (begin, count), desc) in [(0, elements[0], a), (1, elements[1], b), (3, elements[2], out)] {
+            if count == 0 {
+                continue;
+            }
+            let s = if slot == 3 { Slot::Output } else { Slot::Input(slot) };
+            let (bind, shift) = Bind::elements(s, desc, begin, count, l.limits);
+            if shift != 0 || (whole[slot].texture && !l.limits.texture_fits(&bind, desc.dtype)) {
+                return one;
+            }
+            binds[slot] = Bind { texture: whole[slot].texture, ..bind };
+        }
+        windows.push((binds, rows, batches));
+    }
+    windows
+}
+
 fn cpu_matmul(op: &Matmul, d: &Dims, a: &[f32], b: &[f32], bias: Option<&[f32]>, rows: std::ops::Range<usize>) -> Vec<f32> {
     let (m, k, n) = (d.m, d.k, d.n);
     let mut out = Vec::with_capacity(d.batch * rows.len() * n);

@@ -90,9 +90,6 @@ fn check_f32(op: &str, d: &TensorDesc) -> Result<()> {
     Ok(())
 }
 
-/// Most bytes of x one dispatch reads through a texture (see [`lower_rows`]).
-const TEXTURE_WINDOW_BYTES: u64 = 32 << 20;
-
 /// Lowers a kernel that maps input rows of `in_row` elements to output rows of `out_row` elements,
 /// splitting by whole rows so each dispatch's bindings fit the device.
 /// `entries`: the entry point, and a variant reading and writing vec4s with how many outputs each of its
@@ -113,8 +110,8 @@ fn lower_rows(
     }
     // Where x is read through a scratch texture, smaller windows keep that texture small: it is shared with
     // every op reading the same binding slot, and GEGLU's input (the UNet's largest tensor, 2×4096×2560
-    // f32 = 84 MB) would otherwise set its size (the convs' and matmuls' inputs are at most 42 MB).
-    let cap = if l.limits.texture_reads { cap.min((TEXTURE_WINDOW_BYTES / 4 / in_row.max(1)).max(1)) } else { cap };
+    // f32 = 84 MB) would otherwise set its size.
+    let cap = if l.limits.texture_reads { cap.min((l.limits.texture_window / 4 / in_row.max(1)).max(1)) } else { cap };
     let mut out = Vec::new();
     for (r0, nr) in chunks(rows, cap, 1) {
         let (bx, x_shift) = Bind::elements(Slot::Input(0), x, r0 * in_row, nr * in_row, l.limits);

@@ -190,6 +190,7 @@ fn splits_under_small_binding_limits() {
         cpu: true,
         texture_reads: false,
         max_texture_rows: 0,
+            texture_window: 16 << 20,
         conv: Default::default(),
     };
     let (b, nq, nk, w) = (2usize, 300usize, 40usize, 40usize);

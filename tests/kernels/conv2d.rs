@@ -230,7 +230,7 @@ fn every_kernel_reading_buffers() {
 /// these lowerings on the GPU: lavapipe reads textures.)
 #[test]
 fn texture_reads_where_the_adapter_wants_them() {
-    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192, conv: Default::default() };
+    let base = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192, texture_window: 16 << 20, conv: Default::default() };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let op = Conv2d::new(c.opts, true, true);
     let s = c.shape();
@@ -253,6 +253,37 @@ fn texture_reads_where_the_adapter_wants_them() {
     assert!(lower(&small).iter().all(|d| !d.bindings[0].texture));
 }
 
+/// Weights read through a scratch texture are bound in windows of output channels no larger than the
+/// device's texture window (2 KiB here, so most awkward cases split, batch-2 ones too): every subgroup
+/// kernel, f32 and f16 weights, against the CPU twin.
+#[test]
+fn texture_windows_split_the_weights() {
+    let gpu = match Gpu::new(&wgsd::GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.texture_window = 2 << 10;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let limits = DeviceLimits::from_gpu(&gpu);
+    if !limits.texture_reads {
+        println!("skipped: this adapter reads storage buffers, not textures (no windows to split)");
+        return;
+    }
+    let c = case(2, 9, 9, 37, 33, 3, Conv2dOpts::new(1, 1), true, true);
+    let descs = [TensorDesc::f32(&[2, 9, 9, 37]), TensorDesc::f32(&[33, 9, 3, 3]), TensorDesc::f32(&[33]), TensorDesc::f32(&c.shape().out_shape())];
+    let ds = Conv2d::new(c.opts, true, true).lower(&Lowering { inputs: &descs, output: &descs[3], limits: &limits }).unwrap();
+    // 33 rows of 324 bytes, at most 6 per 2 KiB window: 6 windows.
+    assert_eq!(ds.len(), 6);
+    assert!(ds.iter().all(|d| d.bindings[1].texture && d.bindings[1].size <= 2 << 10), "{ds:?}");
+    for (i, k, cases) in awkward_cases_per_kernel(&gpu) {
+        if k.subgroup {
+            check_cases(&gpu, &cases, Some(i), 90 + i as u64);
+            check_cases_stored(&gpu, &cases, Some(i), 100 + i as u64, DType::F16);
+        }
+    }
+}
+
 /// Every kernel variant reading f16 weights (`shaders/conv2d*.f16w`), on the awkward cases: odd weight
 /// counts end in a padding half, odd rows start mid-word.
 #[test]
@@ -268,7 +299,7 @@ fn f16_weights_every_kernel() {
 /// starts on an aligned word at or before its first output channel's row, `w_shift` elements before it.
 #[test]
 fn f16_weight_splits_address_the_right_rows() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let c = case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true);
     let s = c.shape();
     let out = TensorDesc::f32(&s.out_shape());
@@ -374,7 +405,7 @@ fn output_over_binding_limit() {
 /// output range cover every input channel of its image once.
 #[test]
 fn splits_fit_small_limits() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     for (c, opts) in [
         (case(2, 97, 20, 19, 59, 3, Conv2dOpts::new(1, 1), true, true), "3x3"),
         (case(1, 50, 30, 30, 40, 1, Conv2dOpts::default(), false, true), "1x1"),
@@ -434,7 +465,7 @@ fn splits_fit_small_limits() {
 /// chunks that fill the limit. Planes of an unaligned size keep the slack.
 #[test]
 fn aligned_planes_fill_the_binding_limit() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let dispatches = |cin: usize, h: usize, w: usize| {
         let x = TensorDesc::f32(&[1, cin, h, w]);
         let wt = TensorDesc::f32(&[8, cin, 3, 3]);
@@ -459,7 +490,7 @@ fn aligned_planes_fill_the_binding_limit() {
 /// where the adapter's limit is that size (lavapipe's is).
 #[test]
 fn input_of_exactly_the_binding_limit() {
-    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let webgpu = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let c = case(1, 128, 512, 512, 8, 3, Conv2dOpts::new(1, 1), true, false);
     let x = TensorDesc::f32(&[1, 128, 512, 512]);
     assert_eq!(x.bytes(), webgpu.max_binding);
@@ -478,7 +509,7 @@ fn input_of_exactly_the_binding_limit() {
 /// Which kernel each adapter class gets.
 #[test]
 fn kernel_selection() {
-    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let mut l = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let k3 = case(1, 4, 8, 12, 4, 3, Conv2dOpts::new(1, 1), false, false);
     let s2 = case(1, 4, 8, 8, 4, 3, Conv2dOpts::new(2, 1), false, false);
     let pick = |c: &Case, l: &DeviceLimits| select_kernel(&c.shape(), &c.opts, l).entry;

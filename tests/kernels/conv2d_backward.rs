@@ -171,7 +171,7 @@ fn flags(d: &Dispatch) -> u32 {
 /// overwritten by its first dispatch and accumulated into by the rest.
 #[test]
 fn splits_fit_small_limits() {
-    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 64 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let opts = Conv2dOpts::new(2, 1);
     let lower = |op: &dyn Op, xs: [usize; 4], ws: [usize; 4], dw: bool| {
         let s = ConvShape::new(&xs, &ws, &opts).unwrap();
@@ -282,7 +282,7 @@ fn emulate(d: &Dispatch, tensors: &[&[f32]], out: &mut [f32]) {
 /// The split lowerings, run by [`emulate`], give the twins' gradients.
 #[test]
 fn split_lowerings_compute_the_twins_gradients() {
-    let limits = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let mut rng = Rng::new(25);
     for (xs, ws, opts, parts) in [
         // dx split by image, input and output channels (dw is too large for one binding: refused).

@@ -32,7 +32,7 @@ fn scale_geglu_upsample() {
 
 fn scale_geglu_upsample_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     use wgsd::graph::op::{DeviceLimits, Lowering};
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let mut rng = Rng::new(3);
     let mut g = Graph::new();
     let x = g.input("x", TensorDesc::f32(&[3, 17, 2 * 41]));
@@ -151,7 +151,7 @@ fn broadcast_add_mul_on_whole_vec4s_on(gpu: std::sync::Arc<wgsd::Gpu>) {
         (odd_chan, rng.vec(6, 1.0)),
     ];
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let entry = |a: &[usize], b: &[usize]| {
         let mut g = Graph::new();
         let (x, y) = (g.input("x", TensorDesc::f32(a)), g.input("y", TensorDesc::f32(b)));
@@ -196,7 +196,7 @@ fn concat_on_whole_vec4s() {
 fn concat_on_whole_vec4s_on(gpu: std::sync::Arc<wgsd::Gpu>) {
     use wgsd::graph::op::{DeviceLimits, Lowering};
     let mut rng = Rng::new(11);
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     for (a, b, dim, want) in [
         (vec![2usize, 12, 4, 8], vec![2, 20, 4, 8], 1, "concat4"),
         (vec![3, 4, 8], vec![3, 4, 12], 2, "concat4"),
@@ -305,7 +305,7 @@ fn vec4_forms_read_textures_on_cpu_adapters() {
     use wgsd::graph::op::{DeviceLimits, Lowering, Op};
     use wgsd::kernels::binary::{Binary, BinaryKind, Concat};
     use wgsd::kernels::unary::{Geglu, Transpose};
-    let gpu_limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let gpu_limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let tex = DeviceLimits { cpu: true, texture_reads: true, max_texture_rows: 16384, ..gpu_limits.clone() };
     let marks = |op: &dyn Op, ins: &[TensorDesc], limits: &DeviceLimits| -> Vec<(&'static str, Vec<bool>)> {
         let refs: Vec<&TensorDesc> = ins.iter().collect();

@@ -125,7 +125,7 @@ fn gather_gradient_sums_repeated_ids() {
 #[test]
 fn gather_gradient_splits_a_large_table_by_rows() {
     // CLIP's 49,408 × 1,024 f32 table is 202 MB, more than lavapipe's 128 MiB binding.
-    let limits = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let (ids, dy, out) = (TensorDesc::f32(&[2, 77]), TensorDesc::f32(&[2, 77, 1024]), TensorDesc::f32(&[49408, 1024]));
     let l = Lowering { inputs: &[ids, dy], output: &out, limits: &limits };
     let ds = GatherGrad { vocab: 49408 }.lower(&l).unwrap();

@@ -79,7 +79,7 @@ fn unsplittable_binding_over_limit_is_an_error() {
 #[test]
 fn elementwise_ops_split_under_small_limits() {
     use wgsd::graph::op::{Lowering, Op};
-    let limits = DeviceLimits { max_binding: 4096, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 4096, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let x = TensorDesc::f32(&[10_000]);
     let op = wgsd::kernels::unary::Map { act: wgsd::kernels::unary::Activation::Silu, alpha: 1.0, beta: 0.0 };
     let ds = op.lower(&Lowering { inputs: &[x.clone()], output: &x, limits: &limits }).unwrap();

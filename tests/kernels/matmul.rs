@@ -219,6 +219,66 @@ fn broadcast_kernels_read_buffers_or_textures_alike() {
     }
 }
 
+/// Where A and B are read through scratch textures, operands larger than the device's texture window are
+/// split into windows (rows of a Linear layer's input, runs of batches of a batched product) so the shared
+/// textures stay small. Under a 16 KiB window: a Linear layer with f32 and f16 weights, bias and
+/// activation (301 rows of 64 values: 64-row windows, the last partial), and batched products with both
+/// operands batched or only B (Winograd's GEMMs), all against the CPU twin.
+#[test]
+fn texture_windows_split_large_operands() {
+    let gpu = match wgsd::Gpu::new(&wgsd::GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.texture_window = 16 << 10;
+            std::sync::Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let adapter = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
+    if !adapter.texture_reads {
+        println!("skipped: this adapter reads storage buffers, not textures (no windows to split)");
+        return;
+    }
+    let mut rng = Rng::new(16);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let mut expected_windows = Vec::new();
+    // (batches of A (0: shared), batches of B (0: shared), m, k, n, B's dtype, windows under 16 KiB)
+    let cases = [
+        (0usize, 0usize, 301usize, 64usize, 40usize, DType::F32, 5usize), // 16 KiB / 256 B = 64 rows
+        (0, 0, 301, 64, 40, DType::F16, 5),
+        (9, 9, 20, 48, 24, DType::F32, 3), // B 4608 bytes per batch (A 3840): 3 batches per window
+        (0, 7, 20, 48, 24, DType::F32, 3), // A shared, bound whole
+    ];
+    for (i, &(ab, bb, m, k, n, dt, windows)) in cases.iter().enumerate() {
+        let a_shape: Vec<usize> = if ab > 0 { vec![ab, m, k] } else { vec![m, k] };
+        let b_shape: Vec<usize> = if bb > 0 { vec![bb, n, k] } else { vec![n, k] };
+        let a = g.input(&format!("a{i}"), TensorDesc::f32(&a_shape));
+        inputs.push((a, rng.vec(a_shape.iter().product(), 1.0)));
+        let bv = rng.vec(b_shape.iter().product(), 1.0);
+        let b = g.param(&Param::upload(&gpu, &format!("b{i}"), TensorDesc::new(&b_shape, dt), &bv, true).unwrap());
+        let bias = (bb == 0).then(|| {
+            let t = g.input(&format!("bias{i}"), TensorDesc::f32(&[n]));
+            inputs.push((t, rng.vec(n, 1.0)));
+            t
+        });
+        let act = if bias.is_some() { Activation::Silu } else { Activation::None };
+        let opts = MatmulOpts { trans_b: true, bias, act, ..Default::default() };
+        let t = g.matmul_with(&format!("case{i}"), a, b, opts, MatmulKernel::Tuned).unwrap();
+        g.output(t);
+        expected_windows.push(windows);
+    }
+    for (node, want) in g.nodes().iter().zip(&expected_windows) {
+        let descs: Vec<TensorDesc> = node.inputs.iter().map(|t| g.desc(*t).clone()).collect();
+        let ds = node.op.lower(&Lowering { inputs: &descs, output: g.desc(node.output), limits: &adapter }).unwrap();
+        assert_eq!(ds.len(), *want, "{}: dispatches", node.name);
+        for d in &ds {
+            assert!(d.bindings[0].texture && d.bindings[1].texture, "{}", node.name);
+            assert!(d.bindings[0].size <= 16 << 10 && d.bindings[1].size <= 16 << 10, "{}: {:?}", node.name, d.bindings);
+        }
+    }
+    assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
+}
+
 /// An f16 A is refused by name (only B, the weight, may be stored in f16).
 #[test]
 fn matmul_f16_a_is_refused() {
@@ -379,7 +439,7 @@ fn grids_past_the_workgroup_limit_are_split() {
     }
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
     // The same splitting under tiny limits, without a GPU.
-    let limits = DeviceLimits { max_binding: 1 << 30, offset_align: 256, max_workgroups: 4, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 30, offset_align: 256, max_workgroups: 4, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let op = Matmul {
         trans_a: false,
         trans_b: false,
@@ -411,7 +471,7 @@ fn grids_past_the_workgroup_limit_are_split() {
 #[test]
 fn linear_layers_take_the_vec4_kernel_on_cpu_adapters() {
     use wgsd::graph::op::{DeviceLimits, Lowering, Op};
-    let lavapipe = DeviceLimits { max_binding: 1 << 30, offset_align: 32, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let lavapipe = DeviceLimits { max_binding: 1 << 30, offset_align: 32, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let entry = |trans_a: bool, trans_b: bool, k: usize| {
         let op = Matmul { trans_a, trans_b, has_bias: false, act: Activation::None, alpha: 1.0, kernel: MatmulKernel::Tuned };
         let a = TensorDesc::f32(&stored(&[2], 100, k, trans_a));

@@ -265,7 +265,7 @@ fn check_coverage(what: &str, ds: &[wgsd::graph::op::Dispatch], entry: &str, slo
 /// take the vec4 kernels, 7×5 and 97×101 planes the scalar ones).
 #[test]
 fn norms_pick_vec4_kernels_by_shape() {
-    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let entries = |shape: &[usize]| {
         let x = TensorDesc::f32(shape);
         let stats_op = GroupNormStats { groups: 2, eps: 1e-5 };
@@ -321,7 +321,7 @@ fn norms_pick_vec4_kernels_by_shape() {
 /// The splitting logic without a GPU: lower under a 1 MiB binding limit and check every binding fits.
 #[test]
 fn splitting_under_tiny_limits_without_gpu() {
-    let limits = DeviceLimits { max_binding: 1 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 1 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let lower = |op: &dyn Op, ins: &[TensorDesc]| {
         let refs: Vec<&TensorDesc> = ins.iter().collect();
         let out = op.infer(&refs).unwrap();
@@ -358,7 +358,7 @@ fn splitting_under_tiny_limits_without_gpu() {
         assert!(ds.len() >= 10);
     }
     // A binding smaller than one statistics chunk (128 KiB) is refused with an error naming op and limit.
-    let small = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let small = DeviceLimits { max_binding: 32 << 10, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let x = TensorDesc::f32(&[1, 64, 64, 64]);
     let op = GroupNormStats { groups: 1, eps: 1e-5 };
     let out = op.infer(&[&x]).unwrap();

@@ -148,7 +148,7 @@ fn split_paths_under_a_small_binding_limit() {
 /// limit into windows that each fit (no GPU needed).
 #[test]
 fn vae_sized_group_norm_backward_lowers_into_windows() {
-    let limits = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let x = TensorDesc::f32(&[1, 256, 512, 512]);
     let lay = GnLayout::new(&x, 32);
     let stats = lay.stats_desc();

@@ -115,7 +115,7 @@ fn bad_inputs_are_errors_naming_op_and_shapes() {
 /// add up to the tensor.
 #[test]
 fn split_by_planes_under_small_limits() {
-    let limits = DeviceLimits { max_binding: 4096, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, conv: Default::default() };
+    let limits = DeviceLimits { max_binding: 4096, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: false, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
     let x = TensorDesc::f32(&[2, 9, 17, 13]);
     let pool = MaxPool2d { k: 3, stride: 2, pad: [0, 1, 0, 1], pad_value: Some(0.0) };
     let up = Bilinear { out_h: 30, out_w: 26, align_corners: true };
