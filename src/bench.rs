@@ -487,7 +487,7 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
         let x = g.input("sample", TensorDesc::f32(&[b, cfg.in_channels, s, s]));
         let t = g.input("timestep", TensorDesc::f32(&[b]));
         let c = g.input("encoder_hidden_states", TensorDesc::f32(&[b, 77, cfg.cross_attention_dim]));
-        let y = unet.forward(&mut g, x, t, c)?;
+        let y = unet.forward_chunked(&mut g, x, t, c, crate::models::transformer::FeedForwardChunking::INFERENCE)?;
         g.output(y);
         let flops = total_flops(&g);
         let t_plan = Instant::now();

@@ -182,10 +182,10 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
     (whole && transformed).then_some(t)
 }
 
-/// Largest transformed weight tensor U (f32) a plan makes: it is transient, but it and the texture the GEMM
-/// reads it through add to the peak memory of the network (the UNet's 1280-channel convs at 16×16 would
-/// need 236 MB each).
-const MAX_TRANSFORMED_WEIGHT_BYTES: u64 = 64 << 20;
+/// Largest transformed weight tensor U (f32) a plan makes: it is transient, but it adds to the peak memory of
+/// the network (the UNet's 1280-channel convs at 16×16 would need 236 MB each; its 960 → 320 conv at 64×64,
+/// where its memory peaks, 42 MB).
+const MAX_TRANSFORMED_WEIGHT_BYTES: u64 = 24 << 20;
 
 /// [`ConvAlgorithm::Auto`] takes F(4×4) for images of at least this many tiles (32×32 pixels; per image,
 /// so an image's result does not depend on the batch it runs in). Measured on lavapipe (Zen 3, f16
@@ -290,14 +290,16 @@ pub fn transient_bytes(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &Device
 }
 
 /// Output-channel chunks `(first, count)` of U, each under [`MAX_TRANSFORMED_WEIGHT_BYTES`] (and a binding),
-/// of nearly equal counts in multiples of 4.
+/// of nearly equal counts in whole 64-channel column tiles of the GEMM where they fit, else multiples of 4.
 fn weight_chunks(s: &ConvShape, t: WinogradTile, l: &DeviceLimits) -> Vec<(usize, usize)> {
     let per_channel = (t.alpha() * t.alpha() * s.cin * 4) as u64;
     let cap = l.max_binding.min(MAX_TRANSFORMED_WEIGHT_BYTES);
-    let most = ((cap / per_channel) as usize / 4 * 4).max(4);
+    let fit = (cap / per_channel) as usize;
+    let unit = if fit >= 64 && s.cout.is_multiple_of(64) { 64 } else { 4 };
+    let most = (fit / unit * unit).max(4);
     let parts = s.cout.div_ceil(most);
-    let quads = s.cout / 4;
-    (0..parts).map(|k| (k * quads / parts * 4, ((k + 1) * quads / parts - k * quads / parts) * 4)).collect()
+    let units = s.cout / unit;
+    (0..parts).map(|k| (k * units / parts * unit, ((k + 1) * units / parts - k * units / parts) * unit)).collect()
 }
 
 /// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
@@ -1019,14 +1021,21 @@ mod tests {
         assert_eq!(choose_tile(&shape(2, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(1, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 640, 16), &o, DType::F32, &l), None, "16 tiles per image");
-        // U of 236 MB: made in 4 chunks of 320 output channels.
+        // U of 236 MB: made in 10 chunks of 128 output channels (22.5 MiB each).
         assert_eq!(choose_tile(&shape(2, 1280, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         let s = shape(2, 1280, 32);
-        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), vec![(0, 320), (320, 320), (640, 320), (960, 320)]);
-        let s = ConvShape::new(&[2, 1920, 32, 32], &[640, 1920, 3, 3], &o).unwrap();
-        let chunks = weight_chunks(&s, WinogradTile::F4, &l);
-        assert_eq!(chunks.iter().map(|c| c.1).sum::<usize>(), 640);
-        assert!(chunks.iter().all(|c| c.1 % 4 == 0 && (36 * c.1 * 1920 * 4) as u64 <= MAX_TRANSFORMED_WEIGHT_BYTES), "{chunks:?}");
+        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), (0..10).map(|k| (128 * k, 128)).collect::<Vec<_>>());
+        // 960 → 320: 5 column tiles of 64 over 3 chunks.
+        let s = ConvShape::new(&[2, 960, 64, 64], &[320, 960, 3, 3], &o).unwrap();
+        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), vec![(0, 64), (64, 128), (192, 128)]);
+        for (cin, cout) in [(1920, 640), (1920, 636), (100_000, 8)] {
+            let s = ConvShape::new(&[2, cin, 32, 32], &[cout, cin, 3, 3], &o).unwrap();
+            let chunks = weight_chunks(&s, WinogradTile::F4, &l);
+            assert_eq!(chunks.iter().map(|c| c.1).sum::<usize>(), cout);
+            assert!(chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{chunks:?}");
+            let cap = MAX_TRANSFORMED_WEIGHT_BYTES.max(36 * 4 * cin as u64 * 4);
+            assert!(chunks.iter().all(|c| c.1 % 4 == 0 && (36 * c.1 * cin * 4) as u64 <= cap), "{chunks:?}");
+        }
         // A batch too large for one binding as a whole still takes it: images are split.
         assert_eq!(choose_tile(&shape(2, 128, 512), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 1280, 8), &o, DType::F32, &l), None);

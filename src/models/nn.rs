@@ -214,6 +214,11 @@ impl Linear {
     pub fn forward(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         self.forward_act(g, x, Activation::None)
     }
+
+    /// Output features (rows of the `[out, in]` weight).
+    pub fn out_features(&self) -> usize {
+        self.weight.desc.shape[0]
+    }
 }
 
 /// `nn.Conv2d(cin, cout, k, stride, padding)`, with a bias unless loaded without one.

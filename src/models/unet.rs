@@ -19,7 +19,7 @@ use crate::models::clip::weight_file;
 use crate::models::config::UNetConfig;
 use crate::models::nn::{Conv2d, GroupNorm, Linear, Loader};
 use crate::models::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
-use crate::models::transformer::Transformer2DModel;
+use crate::models::transformer::{FeedForwardChunking, Transformer2DModel};
 use crate::models::weights::Weights;
 
 /// One down or up block: resnets, optionally a transformer after each, optionally a resampler.
@@ -165,6 +165,19 @@ impl UNet2DConditionModel {
 
     /// Records one evaluation. `sample: [B, in_channels, H, W]`, `timestep: [B]`, `context: [B, S, Cc]`.
     pub fn forward(&self, g: &mut Graph, sample: TensorId, timestep: TensorId, context: TensorId) -> Result<TensorId> {
+        self.forward_chunked(g, sample, timestep, context, FeedForwardChunking::default())
+    }
+
+    /// [`Self::forward`] with the transformer blocks' feed-forwards chunked (inference: less memory, same
+    /// results).
+    pub fn forward_chunked(
+        &self,
+        g: &mut Graph,
+        sample: TensorId,
+        timestep: TensorId,
+        context: TensorId,
+        ff_chunk: FeedForwardChunking,
+    ) -> Result<TensorId> {
         let c = &self.config;
         let s = g.shape(sample).to_vec();
         if s.len() != 4 || s[1] != c.in_channels {
@@ -188,7 +201,7 @@ impl UNet2DConditionModel {
             for (j, resnet) in block.resnets.iter().enumerate() {
                 x = resnet.forward(g, x, Some(temb))?;
                 if let Some(attn) = block.attentions.get(j) {
-                    x = attn.forward(g, x, context)?;
+                    x = attn.forward(g, x, context, ff_chunk)?;
                 }
                 skips.push(x);
             }
@@ -200,7 +213,7 @@ impl UNet2DConditionModel {
 
         // 4. mid
         x = self.mid_resnets[0].forward(g, x, Some(temb))?;
-        x = self.mid_attention.forward(g, x, context)?;
+        x = self.mid_attention.forward(g, x, context, ff_chunk)?;
         x = self.mid_resnets[1].forward(g, x, Some(temb))?;
 
         // 5. up
@@ -210,7 +223,7 @@ impl UNet2DConditionModel {
                 x = g.concat(&format!("up_blocks.{i}.cat.{j}"), x, skip, 1)?;
                 x = resnet.forward(g, x, Some(temb))?;
                 if let Some(attn) = block.attentions.get(j) {
-                    x = attn.forward(g, x, context)?;
+                    x = attn.forward(g, x, context, ff_chunk)?;
                 }
             }
             if let Some(us) = &block.upsample {

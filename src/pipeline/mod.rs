@@ -396,7 +396,8 @@ impl UNetRunner {
         let sample = g.input("sample", TensorDesc::f32(&sample_shape));
         let timestep = g.input("timestep", TensorDesc::f32(&[sample_shape[0]]));
         let ctx = g.input("encoder_hidden_states", TensorDesc::f32(&context_shape));
-        let out = sd.unet.forward(&mut g, sample, timestep, ctx)?;
+        let ff = crate::models::transformer::FeedForwardChunking::INFERENCE;
+        let out = sd.unet.forward_chunked(&mut g, sample, timestep, ctx, ff)?;
         g.output(out);
         let plan = Plan::new(sd.gpu.clone(), g)?;
         plan.write(ctx, context)?;

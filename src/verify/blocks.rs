@@ -72,7 +72,7 @@ pub fn block_cases(gpu: &Arc<Gpu>, fx: &Fixtures) -> Result<Vec<CaseResult>> {
                 let layers = (0..).take_while(|i| shape_of(&format!("transformer_blocks.{i}.norm1.weight")).is_some()).count();
                 let ctx = *ids.get("encoder_hidden_states").ok_or_else(|| crate::error::Error::usage("transformer block has no encoder_hidden_states input"))?;
                 let heads = block_heads(fx, spec, &prefix);
-                Transformer2DModel::load(&l, c, heads, cross, layers, groups)?.forward(&mut g, x, ctx)?
+                Transformer2DModel::load(&l, c, heads, cross, layers, groups)?.forward(&mut g, x, ctx, Default::default())?
             } else if prefix.starts_with("decoder.up_blocks.") || prefix.starts_with("encoder.down_blocks.") {
                 let w = shape_of("resnets.0.conv1.weight").unwrap_or_default();
                 let layers = (0..).take_while(|i| shape_of(&format!("resnets.{i}.conv1.weight")).is_some()).count();
