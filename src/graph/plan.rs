@@ -299,10 +299,14 @@ impl Plan {
         memory.pool_buffers = packing.arena_sizes.len();
 
         let mut storage: Vec<Option<Storage>> = (0..graph.tensors.len()).map(|_| None).collect();
+        // A weight recorded more than once (a chunked feed-forward's runs) is one buffer: count it once.
+        let mut counted = std::collections::HashSet::new();
         for (i, info) in graph.tensors.iter().enumerate() {
             match &info.source {
                 Source::Param(p) => {
-                    memory.params += p.desc.bytes();
+                    if counted.insert(Arc::as_ptr(p)) {
+                        memory.params += p.desc.bytes();
+                    }
                     storage[i] = Some(Storage::Param(p.buffer()?));
                 }
                 Source::Node | Source::Input => {
