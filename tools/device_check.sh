@@ -23,4 +23,10 @@ B=.devbin
   timeout ${BENCH_TIMEOUT:-120} $B/wgsd bench kernels
   echo "== bench models"
   timeout ${MODELS_TIMEOUT:-180} $B/wgsd bench models --configs $B/configs/sd15 --profile
+  # Winograd convolutions are off on GPUs (auto) because they were never measured on one: the UNet with
+  # the direct kernels and with every eligible conv in Winograd F(4x4), side by side.
+  for conv in direct winograd; do
+    echo "== bench models --unet-only, WGSD_CONV=$conv"
+    WGSD_CONV=$conv timeout ${CONV_TIMEOUT:-90} $B/wgsd bench models --configs $B/configs/sd15 --unet-only --precision f16 --profile
+  done
 } 2>&1 | tee "$log"
