@@ -406,8 +406,6 @@ impl Op for Matmul {
     }
 }
 
-/// CPU twin restricted to output rows `rows` of every batch (f64 accumulation). Returns
-/// `[batch, rows.len(), N]`.
 /// Where A and B are read through scratch textures: the work split into windows whose A and B ranges stay
 /// under the device's `texture_window` each (so the textures, shared by every op, stay small): runs of whole
 /// batches, or for one batch runs of rows (multiples of the tile's `tm`; A untransposed, so its rows are
@@ -457,6 +455,8 @@ fn texture_windows(
     windows
 }
 
+/// CPU twin restricted to output rows `rows` of every batch (f64 accumulation). Returns
+/// `[batch, rows.len(), N]`.
 fn cpu_matmul(op: &Matmul, d: &Dims, a: &[f32], b: &[f32], bias: Option<&[f32]>, rows: std::ops::Range<usize>) -> Vec<f32> {
     let (m, k, n) = (d.m, d.k, d.n);
     let mut out = Vec::with_capacity(d.batch * rows.len() * n);

@@ -220,8 +220,8 @@ mod tests {
     use crate::tensor::TensorDesc;
     use crate::Plan;
 
-    /// Chunked feed-forwards give the unchunked block's result: 100 tokens in 4 runs (awkward: 25 each),
-    /// and in one run per token.
+    /// Chunked feed-forwards give the unchunked block's result: 100 tokens in 4 runs of 25, and in one run
+    /// per token.
     #[test]
     fn chunked_feed_forward_matches_the_whole() {
         let gpu = crate::testing::test_gpu();
