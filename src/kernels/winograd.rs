@@ -206,11 +206,9 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
     let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
     let Some(s) = ConvShape::new(&xs, &ws, &c.opts) else { return Ok(None) };
     let Some(tile) = choose_tile(&s, &c.opts, g.desc(x).dtype, l) else { return Ok(None) };
-    let (m, a2) = (tile.m(), (tile.alpha() * tile.alpha()) as u64);
+    let m = tile.m();
     let (th, tw) = (s.h / m, s.w / m);
-    let row_bytes = a2 * (tw * s.cin.max(s.cout)) as u64 * 4; // V or M of one tile row, the larger
-    let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
-    let whole = row_bytes * (s.b * th) as u64 <= l.max_binding && batch_bytes <= l.max_binding;
+    let (whole, row_bytes) = (fits_whole(&s, tile, l), row_bytes(&s, tile));
     // U in chunks of output channels under MAX_TRANSFORMED_WEIGHT_BYTES each; with a single band each chunk
     // is made right before its GEMM, so one chunk is alive at a time.
     let chunks = weight_chunks(&s, tile, l);
@@ -277,16 +275,24 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
 /// activation-memory estimates.
 pub fn transient_bytes(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimits) -> u64 {
     let Some(t) = choose_tile(s, o, x_dtype, l) else { return 0 };
-    let (a2, th, tw) = ((t.alpha() * t.alpha()) as u64, (s.h / t.m()) as u64, (s.w / t.m()) as u64);
-    let row_bytes = a2 * tw * s.cin.max(s.cout) as u64 * 4;
-    let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
-    let whole = a2 * th * tw * s.b as u64 * (s.cin + s.cout) as u64 * 4;
+    let a2 = (t.alpha() * t.alpha()) as u64;
     let u = a2 * (s.cin * s.cout) as u64 * 4;
-    if row_bytes * s.b as u64 * th <= l.max_binding && batch_bytes <= l.max_binding {
-        whole + u.min(MAX_TRANSFORMED_WEIGHT_BYTES)
+    if fits_whole(s, t, l) {
+        a2 * t.tiles(s.b, s.h, s.w) as u64 * (s.cin + s.cout) as u64 * 4 + u.min(MAX_TRANSFORMED_WEIGHT_BYTES)
     } else {
-        2 * BAND_BYTES.min(l.max_binding).max(row_bytes) + 2 * (s.b * s.cout * s.h * s.w) as u64 * 4 + u
+        2 * BAND_BYTES.min(l.max_binding).max(row_bytes(s, t)) + 2 * (s.b * s.cout * s.h * s.w) as u64 * 4 + u
     }
+}
+
+/// Bytes of V or M (the larger) for one row of tiles of one image.
+fn row_bytes(s: &ConvShape, t: WinogradTile) -> u64 {
+    (t.alpha() * t.alpha() * (s.w / t.m()) * s.cin.max(s.cout)) as u64 * 4
+}
+
+/// Whether V and M of the whole batch, and x and the output, fit one binding each (else: bands).
+fn fits_whole(s: &ConvShape, t: WinogradTile, l: &DeviceLimits) -> bool {
+    let batch_bytes = (s.b * s.cin.max(s.cout) * s.h * s.w) as u64 * 4;
+    row_bytes(s, t) * (s.b * (s.h / t.m())) as u64 <= l.max_binding && batch_bytes <= l.max_binding
 }
 
 /// Output-channel chunks `(first, count)` of U, each under [`MAX_TRANSFORMED_WEIGHT_BYTES`] (and a binding),

@@ -265,17 +265,14 @@ fn texture_windows_split_the_weights() {
         }
         Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
     };
+    // An adapter that reads storage buffers has no scratch textures, hence no windows: one dispatch.
     let limits = DeviceLimits::from_gpu(&gpu);
-    if !limits.texture_reads {
-        println!("skipped: this adapter reads storage buffers, not textures (no windows to split)");
-        return;
-    }
     let c = case(2, 9, 9, 37, 33, 3, Conv2dOpts::new(1, 1), true, true);
     let descs = [TensorDesc::f32(&[2, 9, 9, 37]), TensorDesc::f32(&[33, 9, 3, 3]), TensorDesc::f32(&[33]), TensorDesc::f32(&c.shape().out_shape())];
     let ds = Conv2d::new(c.opts, true, true).lower(&Lowering { inputs: &descs, output: &descs[3], limits: &limits }).unwrap();
     // 33 rows of 324 bytes, at most 6 per 2 KiB window: 6 windows.
-    assert_eq!(ds.len(), 6);
-    assert!(ds.iter().all(|d| d.bindings[1].texture && d.bindings[1].size <= 2 << 10), "{ds:?}");
+    assert_eq!(ds.len(), if limits.texture_reads { 6 } else { 1 });
+    assert!(ds.iter().all(|d| d.bindings[1].texture == limits.texture_reads && (!d.bindings[1].texture || d.bindings[1].size <= 2 << 10)), "{ds:?}");
     for (i, k, cases) in awkward_cases_per_kernel(&gpu) {
         if k.subgroup {
             check_cases(&gpu, &cases, Some(i), 90 + i as u64);

@@ -233,11 +233,8 @@ fn texture_windows_split_large_operands() {
         }
         Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
     };
+    // An adapter that reads storage buffers has no scratch textures, hence no windows: one dispatch each.
     let adapter = wgsd::graph::op::DeviceLimits::from_gpu(&gpu);
-    if !adapter.texture_reads {
-        println!("skipped: this adapter reads storage buffers, not textures (no windows to split)");
-        return;
-    }
     let mut rng = Rng::new(16);
     let mut g = Graph::new();
     let mut inputs = Vec::new();
@@ -270,10 +267,12 @@ fn texture_windows_split_large_operands() {
     for (node, want) in g.nodes().iter().zip(&expected_windows) {
         let descs: Vec<TensorDesc> = node.inputs.iter().map(|t| g.desc(*t).clone()).collect();
         let ds = node.op.lower(&Lowering { inputs: &descs, output: g.desc(node.output), limits: &adapter }).unwrap();
-        assert_eq!(ds.len(), *want, "{}: dispatches", node.name);
+        assert_eq!(ds.len(), if adapter.texture_reads { *want } else { 1 }, "{}: dispatches", node.name);
         for d in &ds {
-            assert!(d.bindings[0].texture && d.bindings[1].texture, "{}", node.name);
-            assert!(d.bindings[0].size <= 16 << 10 && d.bindings[1].size <= 16 << 10, "{}: {:?}", node.name, d.bindings);
+            assert_eq!(d.bindings[0].texture && d.bindings[1].texture, adapter.texture_reads, "{}", node.name);
+            if adapter.texture_reads {
+                assert!(d.bindings[0].size <= 16 << 10 && d.bindings[1].size <= 16 << 10, "{}: {:?}", node.name, d.bindings);
+            }
         }
     }
     assert_close(&check_graph(&gpu, g, &inputs).unwrap(), TOL);
