@@ -27,6 +27,7 @@ struct Params {
     xs: u32,      // (the weight transform: its rows of w shifted by xs)
     co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
     cy: u32,
+    l0: u32,      // the input transform's first tile in this dispatch, counted from t0 (V's row)
 }
 
 override FLAGS: u32 = 0u;
@@ -148,7 +149,7 @@ fn winograd_input_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let c4 = p.cin / 4u;
-    let local = i / c4;
+    let local = p.l0 + i / c4;
     let tile = p.t0 + local;
     let ci4 = i % c4;
     let b = tile / (p.th * p.tw);
@@ -524,7 +525,7 @@ fn winograd_input_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let i = invocation(wg, nwg, li);
     if (i >= p.n) { return; }
     let c4 = p.cin / 4u;
-    let local = i / c4;
+    let local = p.l0 + i / c4;
     let tile = p.t0 + local;
     let ci4 = i % c4;
     let b = tile / (p.th * p.tw);

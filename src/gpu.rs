@@ -122,8 +122,16 @@ pub struct Gpu {
     pub texture_window: u64,
     /// How plans compute 3×3 convolutions (`WGSD_CONV`, default auto; see `kernels/winograd.rs`).
     pub conv_algorithm: crate::graph::op::ConvAlgorithm,
+    /// Plans pack all intermediates into one arena, binding a node's inputs read-write where they share
+    /// its output's buffer (`WGSD_SHARED_ARENA=on|off`; on for CPU adapters, whose GPU memory is the
+    /// process's own, and where the hot inputs are read through textures anyway). Off, a node's inputs and
+    /// output lie in different arenas and inputs are always bound read-only, as GPUs' read-only caches
+    /// like; that costs a few arenas' worth of slack (see `graph/plan.rs`).
+    pub shared_arena: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// Shader variants with some read-only inputs declared read-write (see [`Gpu::pipeline`]).
+    writable_variants: Mutex<HashMap<(&'static str, Vec<u32>), &'static ShaderSource>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
     disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
     /// Buffers filled by [`Gpu::upload`] are mapped themselves (CPU adapters), not through staging copies.
@@ -290,6 +298,7 @@ impl Gpu {
         };
         let limits = device.limits();
         let disk_cache = crate::pipeline_cache::DiskPipelineCache::open(&device, &info);
+        let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Gpu {
             device,
             queue,
@@ -304,8 +313,14 @@ impl Gpu {
             buffer_reads_only: std::env::var("WGSD_TEXTURE_READS").is_ok_and(|v| v == "off"),
             texture_window: crate::graph::op::TEXTURE_WINDOW_BYTES,
             conv_algorithm: crate::graph::op::ConvAlgorithm::from_env(),
+            shared_arena: match std::env::var("WGSD_SHARED_ARENA").as_deref() {
+                Ok("on") => true,
+                Ok("off") => false,
+                _ => cpu_adapter,
+            },
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            writable_variants: Mutex::new(HashMap::new()),
             disk_cache,
             direct_upload,
             unflushed_upload: Default::default(),
@@ -363,6 +378,13 @@ impl Gpu {
         Ok(m)
     }
 
+    /// `src` with storage `bindings` declared read-write ([`ShaderSource::writable_bindings`]), derived
+    /// once per shader and set of bindings.
+    fn writable_variant(&self, src: &ShaderSource, bindings: Vec<u32>) -> &'static ShaderSource {
+        let mut variants = self.writable_variants.lock().unwrap();
+        variants.entry((src.name, bindings)).or_insert_with_key(|(_, b)| Box::leak(Box::new(src.writable_bindings(b))))
+    }
+
     /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are bound
     /// as `kinds` says; `constants` sets the shader's `override` values (see [`crate::graph::op::Dispatch`]).
     pub fn pipeline(
@@ -376,6 +398,10 @@ impl Gpu {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
+        // Inputs bound read-write (they share the output's buffer) need the shader to declare them so.
+        let writable: Vec<u32> = (1..=kinds.len() as u32).filter(|&b| kinds[b as usize - 1] == BindKind::Write).collect();
+        let promoted = src.read_only_bindings(&writable);
+        let src = if promoted.is_empty() { src } else { self.writable_variant(src, promoted) };
         let module = self.module(src)?;
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,

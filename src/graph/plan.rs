@@ -173,10 +173,12 @@ struct Packing {
 /// node that writes it to the last node that reads it (or any view of it), and two tensors whose lives
 /// overlap never share bytes. Tensors are placed largest first, each into the smallest gap left by the
 /// overlapping tensors already placed (greedy by size), in the first arena that holds none of the tensors
-/// its writer reads or its readers write (a dispatch may not read and write one buffer). A training step
-/// with thousands of intermediates of very different sizes then needs little more than its live peak,
-/// where a pool of whole buffers wasted half.
-fn pack(graph: &Graph, cap: u64) -> Packing {
+/// its writer reads or its readers write (a dispatch may not bind one buffer read-only and read-write) —
+/// unless `shared`, where that rule is dropped and the executor binds a node's inputs that share its
+/// output's arena read-write instead ([`Gpu::shared_arena`](crate::gpu::Gpu::shared_arena)). A training
+/// step with thousands of intermediates of very different sizes then needs little more than its live
+/// peak, where a pool of whole buffers wasted half.
+fn pack(graph: &Graph, cap: u64, shared: bool) -> Packing {
     let n = graph.tensors.len();
     let mut last_use = vec![None::<usize>; n];
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -209,7 +211,7 @@ fn pack(graph: &Graph, cap: u64) -> Packing {
     // wgpu tracks usage per buffer within a dispatch: a node may not read from the arena it writes to, so
     // a tensor never shares an arena with the inputs of the node that writes it.
     let mut adjacent: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for node in &graph.nodes {
+    for node in graph.nodes.iter().filter(|_| !shared) {
         let out = node.output.0;
         for &t in &node.inputs {
             let r = graph.root(t).0;
@@ -268,7 +270,7 @@ impl Plan {
         let limits = DeviceLimits::from_gpu(&gpu);
         let graph = graph.expanded(&limits)?;
         let device = &gpu.device;
-        let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES));
+        let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES), gpu.shared_arena);
 
         let mut memory = MemoryReport { intermediates_live_peak: packing.live_peak, ..Default::default() };
         let mut buffers = Vec::new();
@@ -355,6 +357,16 @@ impl Plan {
                 format!("{} '{}' (inputs {} → {})", node.op.kind(), node.name, shapes.join(", "), out)
             };
             let dispatches = node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits })?;
+            // Inputs in the arena the output is written to are bound read-write, like the output.
+            let arena = |t: TensorId| match storage[graph.root(t).0] {
+                Some(Storage::Pooled { buffer, .. }) => Some(buffer),
+                _ => None,
+            };
+            let out_arena = arena(node.output);
+            let shares_output_arena = |slot: Slot| match slot {
+                Slot::Input(i) => out_arena.is_some() && arena(node.inputs[i]) == out_arena,
+                Slot::Output => false,
+            };
             let mut planned = Vec::new();
             for d in dispatches {
                 for b in &d.bindings {
@@ -383,7 +395,7 @@ impl Plan {
                         let held = scratch_rows.entry((k, texel)).or_default();
                         *held = (*held).max(rows);
                         BindKind::Texture
-                    } else if b.writable {
+                    } else if b.writable || shares_output_arena(b.slot) {
                         BindKind::Write
                     } else {
                         BindKind::Read

@@ -64,6 +64,32 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
+impl ShaderSource {
+    /// The bindings among `bindings` this shader declares as read-only storage buffers.
+    pub fn read_only_bindings(&self, bindings: &[u32]) -> Vec<u32> {
+        bindings.iter().copied().filter(|b| self.source.contains(&read_only_decl(*b))).collect()
+    }
+
+    /// The variant of this shader that declares storage `bindings` read-write instead of read-only, for a
+    /// dispatch whose input lies in the buffer its output is written to: wgpu refuses one buffer bound
+    /// both ways in one dispatch, and a binding's access must match the shader's declaration.
+    pub fn writable_bindings(&self, bindings: &[u32]) -> ShaderSource {
+        let mut source = self.source.to_string();
+        for &b in bindings {
+            source = source.replace(&read_only_decl(b), &format!("@binding({b}) var<storage, read_write>"));
+        }
+        let list: Vec<String> = bindings.iter().map(|b| b.to_string()).collect();
+        ShaderSource {
+            name: Box::leak(format!("{}.rw{}", self.name, list.join("_")).into_boxed_str()),
+            source: Box::leak(source.into_boxed_str()),
+        }
+    }
+}
+
+fn read_only_decl(binding: u32) -> String {
+    format!("@binding({binding}) var<storage, read>")
+}
+
 /// Every shader file, for validation and translation tests.
 pub fn all_shaders() -> Vec<&'static ShaderSource> {
     vec![
@@ -101,4 +127,26 @@ pub fn all_shaders() -> Vec<&'static ShaderSource> {
         &*winograd::SHADER_F16W,
         &*winograd::SHADER_TEX,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShaderSource;
+
+    #[test]
+    fn writable_bindings_change_only_the_given_read_only_declarations() {
+        let src = ShaderSource {
+            name: "t",
+            source: "@group(0) @binding(1) var<storage, read> x: array<f32>;\n@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;\n\
+                     @group(0) @binding(2) var<storage, read> r: array<f32>;\n@group(0) @binding(3) var<storage, read_write> out: array<f32>;\n",
+        };
+        assert_eq!(src.read_only_bindings(&[1, 2, 3, 4]), vec![1, 2]);
+        let v = src.writable_bindings(&[1]);
+        assert_eq!(v.name, "t.rw1");
+        assert!(v.source.contains("@binding(1) var<storage, read_write> x: array<f32>;"));
+        assert!(v.source.contains("@binding(1) var<storage, read_write> x4: array<vec4<f32>>;"));
+        assert!(v.source.contains("@binding(2) var<storage, read> r: array<f32>;"));
+        assert_eq!(v.read_only_bindings(&[1, 2, 3]), vec![2]);
+        assert_eq!(src.writable_bindings(&[1, 2]).name, "t.rw1_2");
+    }
 }

@@ -338,6 +338,8 @@ struct Params {
     /// The output transform writes channels `[co0, co0 + cout)` of an output (and reads a residual) of `cy`.
     co0: u32,
     cy: u32,
+    /// The input transform's first tile in this dispatch, counted from `t0` (V's row).
+    l0: u32,
 }
 
 /// The images of `d` (`[B, ...]`) from `first` to `last` as a binding of input `slot`: `(bind, shift)`.
@@ -481,16 +483,25 @@ impl Op for WinogradInput {
             th: (h / m) as u32,
             tw: (w / m) as u32,
             tiles: tiles as u32,
-            n: (tiles * cin / 4) as u32,
             t0: t0 as u32,
             ..Default::default()
         };
         let per_image = (h / m) * (w / m);
         let (first, last) = (t0 / per_image, (t0 + tiles - 1) / per_image);
-        let (xb, xs) = images(0, x, first, last, l.limits);
-        let p = Params { xb0: first as u32, xs, ..p };
+        // Where x is read through a scratch texture, one dispatch per run of images whose x fits the
+        // texture window: the textures are shared by every op, so one large binding would set their size.
+        let image_bytes = (x.bytes() / x.shape[0] as u64).max(1);
+        let run = if l.limits.texture_reads { (l.limits.texture_window / image_bytes).max(1) as usize } else { last + 1 - first };
         let entry = self.tile.entry("input");
-        Ok(vec![dispatch(&SHADER, entry, p, vec![xb, Bind::output(l.output)], 0, l.limits, DType::F32)])
+        let mut dispatches = Vec::new();
+        for fa in (first..=last).step_by(run) {
+            let fb = (fa + run - 1).min(last);
+            let (ta, tb) = (t0.max(fa * per_image), (t0 + tiles).min((fb + 1) * per_image));
+            let (xb, xs) = images(0, x, fa, fb, l.limits);
+            let p = Params { xb0: fa as u32, xs, l0: (ta - t0) as u32, n: ((tb - ta) * cin / 4) as u32, ..p };
+            dispatches.push(dispatch(&SHADER, entry, p, vec![xb, Bind::output(l.output)], 0, l.limits, DType::F32));
+        }
+        Ok(dispatches)
     }
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
         let x = inputs[0];
@@ -773,6 +784,7 @@ struct Params {
     xs: u32,      // (the weight transform: its rows of w shifted by xs)
     co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
     cy: u32,
+    l0: u32,      // the input transform's first tile in this dispatch, counted from t0 (V's row)
 }
 
 override FLAGS: u32 = 0u;
@@ -837,7 +849,7 @@ fn gen_input(o: &mut String, t: WinogradTile) {
     let (m, a) = (t.m(), t.alpha());
     o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_input_{}({ENTRY_ARGS}) {{\n", t.name()));
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
-    o.push_str("    let c4 = p.cin / 4u;\n    let local = i / c4;\n    let tile = p.t0 + local;\n    let ci4 = i % c4;\n");
+    o.push_str("    let c4 = p.cin / 4u;\n    let local = p.l0 + i / c4;\n    let tile = p.t0 + local;\n    let ci4 = i % c4;\n");
     o.push_str("    let b = tile / (p.th * p.tw);\n    let ty = tile / p.tw % p.th;\n    let tx = tile % p.tw;\n");
     o.push_str("    let plane = p.h * p.w;\n    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;\n");
     o.push_str(&format!("    let y0 = i32(ty * {m}u) - 1;\n    let x0 = i32(tx * {m}u) - 1;\n"));

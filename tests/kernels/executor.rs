@@ -113,3 +113,44 @@ fn nodes_writing_outputs_release_their_inputs() {
     assert!(plan.read(o1).unwrap().iter().all(|v| *v == 6.0));
     assert!(plan.read(o2).unwrap().iter().all(|v| *v == 20.0));
 }
+
+/// With a shared arena (`Gpu::shared_arena`, the default on CPU adapters) every intermediate lies in one
+/// buffer and nodes bind their inputs from it read-write, through shader variants that declare them so;
+/// without it a node's inputs and output never share an arena. Both plans give the CPU twin's results for
+/// ops of several shader families (elementwise with two pooled inputs, matmul, conv with a residual, group
+/// norm), and the shared one needs no more memory.
+#[test]
+fn shared_arena_binds_inputs_read_write() {
+    use wgsd::kernels::conv2d::Conv2dOpts;
+    use wgsd::kernels::matmul::MatmulOpts;
+    let record = |gpu: &std::sync::Arc<wgsd::Gpu>| {
+        let mut rng = Rng::new(3);
+        let mut g = Graph::new();
+        let x = g.input("x", TensorDesc::f32(&[2, 8, 6, 6]));
+        let w = g.param(&Param::upload(gpu, "w", TensorDesc::f32(&[8, 8, 3, 3]), &rng.vec(576, 0.2), true).unwrap());
+        let m = g.param(&Param::upload(gpu, "m", TensorDesc::f32(&[36, 36]), &rng.vec(1296, 0.2), true).unwrap());
+        let a = g.silu("a", x).unwrap();
+        let b = g.scale("b", x, 0.5, 1.0).unwrap();
+        let c = g.add("c", a, b).unwrap();
+        let d = g.conv2d("d", c, w, None, Conv2dOpts::new(1, 1), Some(a)).unwrap();
+        let e = g.group_norm("e", d, 4, 1e-5, None, None, true).unwrap();
+        let f = g.reshape(e, &[16, 36]).unwrap();
+        let y = g.matmul("y", f, m, MatmulOpts::default()).unwrap();
+        g.output(y);
+        (g, vec![(x, rng.vec(576, 1.0))])
+    };
+    let mut pools = Vec::new();
+    for shared in [true, false] {
+        let mut gpu = wgsd::Gpu::new(&wgsd::GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"));
+        gpu.shared_arena = shared;
+        let gpu = std::sync::Arc::new(gpu);
+        let (g, _) = record(&gpu);
+        let mem = Plan::new(gpu.clone(), g).unwrap().memory().clone();
+        let (g, inputs) = record(&gpu);
+        wgsd::testing::assert_close(&wgsd::testing::check_graph(&gpu, g, &inputs).unwrap(), 1e-5);
+        pools.push((mem.pool_buffers, mem.intermediates));
+    }
+    assert_eq!(pools[0].0, 1, "shared arena: {pools:?}");
+    assert!(pools[1].0 >= 2, "separate arenas: {pools:?}");
+    assert!(pools[0].1 <= pools[1].1, "{pools:?}");
+}

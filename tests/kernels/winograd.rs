@@ -145,6 +145,39 @@ fn weight_chunks_when_u_exceeds_a_binding() {
     assert_eq!(count(&kinds, "winograd_output"), 3, "{kinds:?}");
 }
 
+/// Where the input is read through a scratch texture, the input transform runs in one dispatch per run of
+/// images whose x fits the texture window (the textures are shared by every op): three images of 4 KiB
+/// under a 9 KiB window are two dispatches (images 0–1, then 2), each binding only its images, and the
+/// result matches the twin, also for a tile range that starts inside an image.
+#[test]
+fn input_windows_split_by_images() {
+    use wgsd::graph::op::{DeviceLimits, Lowering, Op};
+    use wgsd::kernels::winograd::{WinogradInput, WinogradTile};
+    let x = TensorDesc::f32(&[3, 16, 8, 8]);
+    let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192, texture_window: 9 << 10, conv: Default::default() };
+    for (t0, tiles, want) in [(0, None, 2), (3, Some(7), 2), (4, Some(4), 1)] {
+        let op = WinogradInput { tile: WinogradTile::F4, t0, tiles };
+        let out = op.infer(&[&x]).unwrap();
+        let ds = op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &out, limits: &limits }).unwrap();
+        assert_eq!(ds.len(), want, "tiles {t0}.. {tiles:?}");
+        for d in &ds {
+            assert!(d.bindings[0].texture && d.bindings[0].size <= 9 << 10, "{:?}", d.bindings[0]);
+        }
+        let no_textures = DeviceLimits { texture_reads: false, ..limits };
+        assert_eq!(op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &out, limits: &no_textures }).unwrap().len(), 1);
+    }
+    let gpu = match Gpu::new(&GpuOptions::from_env()) {
+        Ok(mut g) => {
+            g.conv_algorithm = ConvAlgorithm::Winograd;
+            g.texture_window = 9 << 10;
+            Arc::new(g)
+        }
+        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
+    };
+    let kinds = check(&gpu, &[(3, 16, 8, 8, 8, true, true)], DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "winograd_input"), 1, "{kinds:?}");
+}
+
 /// The storage-buffer forms of the transforms (what a GPU forced to Winograd runs; lavapipe otherwise reads
 /// their inputs through textures), f32 and f16 weights, both tiles.
 #[test]
