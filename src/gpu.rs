@@ -286,7 +286,7 @@ impl Gpu {
             required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
+            memory_hints: if info.device_type == wgpu::DeviceType::Cpu { wgpu::MemoryHints::MemoryUsage } else { wgpu::MemoryHints::Performance },
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::Gpu { context: format!(" opening '{}'", info.name), msg: e.to_string() })?;

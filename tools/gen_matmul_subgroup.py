@@ -60,7 +60,7 @@ PARAMS = """struct Params {
     alpha: f32,
     m0: u32,         // first row / batch of this dispatch
     z0: u32,
-    _pad0: u32,
+    ldc: u32,        // output row stride: N, or more for a window of the columns
     _pad1: u32,
 }
 
@@ -77,7 +77,7 @@ fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let c = col + j;
         if (c < p.n) {
-            out[(z * p.m + row) * p.n + c] = activate(p.alpha * v[j] + bias4[j], p.act);
+            out[(z * p.m + row) * p.ldc + c] = activate(p.alpha * v[j] + bias4[j], p.act);
         }
     }
 }

@@ -527,15 +527,23 @@ impl Op for Conv2d {
         // whole tensors start aligned and bind up to the limit.
         let whole = [x, l.output, w].iter().all(|d| d.bytes() <= l.limits.max_binding);
         let (images, co_chunks, ci_chunks) = if whole {
-            // Weights read through a scratch texture go in windows of output channels, keeping that texture
-            // (shared by every op) small: the UNet's 2560 → 1280 weights are 56 MiB in f16.
+            // Weights and x read through scratch textures go in windows of output channels and of images,
+            // keeping those textures (shared by every op) small: the UNet's 2560 → 1280 weights are 56 MiB
+            // in f16, the 960-channel input of its last level 30 MiB for two images.
+            let windows = kern.subgroup && l.limits.texture_reads;
             let w_row = k as u64 * w.dtype.size_bytes();
-            let co = if kern.subgroup && l.limits.texture_reads && w.bytes() > l.limits.texture_window {
+            let co = if windows && w.bytes() > l.limits.texture_window {
                 even_chunks(s.cout, (l.limits.texture_window / w_row) as usize)
             } else {
                 vec![(0, s.cout)]
             };
-            (vec![(0, s.b)], co, vec![(0, s.cin)])
+            let image = x.bytes() / s.b as u64;
+            let images = if windows && x.bytes() > l.limits.texture_window {
+                even_chunks(s.b, (l.limits.texture_window / image).max(1) as usize)
+            } else {
+                vec![(0, s.b)]
+            };
+            (images, co, vec![(0, s.cin)])
         } else {
             let co_cap = units(ohw, DType::F32).min(units(k, w.dtype));
             ((0..s.b).map(|b| (b, 1)).collect(), even_chunks(s.cout, co_cap), even_chunks(s.cin, units(hw, x.dtype)))

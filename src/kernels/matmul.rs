@@ -205,7 +205,10 @@ struct Params {
     /// First row and first batch of this dispatch (grids larger than the device allows are split).
     m0: u32,
     z0: u32,
-    _pad: [u32; 2],
+    /// Elements between output rows: N, or more where a dispatch computes a window of the columns
+    /// (`matmul_bcast*` only; the other kernels keep N).
+    ldc: u32,
+    _pad: u32,
 }
 
 
@@ -293,6 +296,7 @@ impl Op for Matmul {
             b_sn: b_sn as u32,
             act: self.act.code(),
             alpha: self.alpha,
+            ldc: d.n as u32,
             ..Default::default()
         };
         // Without a bias the slot is bound to A (read-only, never read) so the layout stays the same.
@@ -307,20 +311,21 @@ impl Op for Matmul {
             return Err(Error::shape(self.kind(), format!("N = {} needs more than {max} workgroups", d.n)));
         }
         let windows = if bindings[0].texture {
-            let dims = (m as u64, d.k as u64, batch as u64, tm as u64);
-            texture_windows(l, &bindings, dims, self.trans_a, [a_bs, b_bs, m * d.n].map(|v| v as u64))
+            let dims = Dims2 { m: m as u64, n: d.n as u64, k: d.k as u64, batch: batch as u64, tm: tm as u64, tn: tn as u64 };
+            texture_windows(l, &bindings, dims, (self.trans_a, self.trans_b, self.has_bias), [a_bs, b_bs, m * d.n].map(|v| v as u64))
         } else {
-            vec![(bindings.clone(), m as u64, batch as u64)]
+            vec![(bindings.clone(), m as u64, batch as u64, d.n as u64)]
         };
         let mut out = Vec::new();
-        for (bindings, m, batch) in windows {
+        for (bindings, m, batch, n) in windows {
             let gy_total = m.div_ceil(tm as u64);
+            let gx = n.div_ceil(tn as u64);
             // Split rows and batches over several dispatches when the grid exceeds the device limit.
             for z0 in (0..batch).step_by(max as usize) {
                 let gz = (batch - z0).min(max);
                 for y0 in (0..gy_total).step_by(max as usize) {
                     let gy = (gy_total - y0).min(max);
-                    let p = Params { m: m as u32, m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
+                    let p = Params { m: m as u32, n: n as u32, m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
                     out.push(Dispatch {
                         shader,
                         entry,
@@ -406,40 +411,69 @@ impl Op for Matmul {
     }
 }
 
+/// A product's extent for [`texture_windows`]: rows, columns, inner dimension, batches, and the tile's
+/// rows and columns.
+struct Dims2 {
+    m: u64,
+    n: u64,
+    k: u64,
+    batch: u64,
+    tm: u64,
+    tn: u64,
+}
+
 /// Where A and B are read through scratch textures: the work split into windows whose A and B ranges stay
 /// under the device's `texture_window` each (so the textures, shared by every op, stay small): runs of whole
 /// batches, or for one batch runs of rows (multiples of the tile's `tm`; A untransposed, so its rows are
-/// contiguous). Each window is `(bindings, rows, batches)` with A, B and the output bound from its start.
-/// `strides`: elements per batch of A, B (0 when shared by every batch) and the output. Falls back to one
-/// window where a start would not be a valid binding offset.
+/// contiguous) times, where B is transposed (a Linear weight, `[N, K]`: its rows are the output's columns)
+/// and over the window, runs of columns (multiples of `tn`; the output and bias bound from the run's first
+/// column, output rows `ldc` = N apart). Each window is `(bindings, rows, batches, columns)` with A, B, the
+/// bias and the output bound from its start. `strides`: elements per batch of A, B (0 when shared by every
+/// batch) and the output. Falls back to one window where a start would not be a valid binding offset.
 fn texture_windows(
     l: &Lowering,
     whole: &[Bind],
-    (m, k, batch, tm): (u64, u64, u64, u64),
-    trans_a: bool,
+    d: Dims2,
+    (trans_a, trans_b, has_bias): (bool, bool, bool),
     strides: [u64; 3],
-) -> Vec<(Vec<Bind>, u64, u64)> {
-    let one = vec![(whole.to_vec(), m, batch)];
+) -> Vec<(Vec<Bind>, u64, u64, u64)> {
+    let Dims2 { m, n, k, batch, tm, tn } = d;
+    let one = vec![(whole.to_vec(), m, batch, n)];
     let [a_bs, b_bs, out_bs] = strides;
     let (a, b, out) = (&l.inputs[0], &l.inputs[1], l.output);
     let (ea, eb) = (a.dtype.size_bytes() as u64, b.dtype.size_bytes() as u64);
-    // Per window: its rows and batches, and the (first element, elements) of A, B and the output (0
-    // elements: bound whole).
-    let ranges: Vec<(u64, u64, [(u64, u64); 3])> = if batch > 1 {
+    // Per window: its rows, batches and columns, and the (first element, elements) of A, B, the bias and
+    // the output (0 elements: bound whole).
+    type Ranges = (u64, u64, u64, [(u64, u64); 4]);
+    let ranges: Vec<Ranges> = if batch > 1 {
         let step = l.limits.texture_window / (a_bs * ea).max(b_bs * eb).max(1);
         let z = chunks(batch, step.max(1), 1);
-        z.into_iter().map(|(z0, nz)| (m, nz, [(z0 * a_bs, nz * a_bs), (z0 * b_bs, nz * b_bs), (z0 * out_bs, nz * out_bs)])).collect()
+        z.into_iter().map(|(z0, nz)| (m, nz, n, [(z0 * a_bs, nz * a_bs), (z0 * b_bs, nz * b_bs), (0, 0), (z0 * out_bs, nz * out_bs)])).collect()
     } else if !trans_a {
-        let n = out_bs / m.max(1);
         let step = (l.limits.texture_window / (k * ea).max(1) / tm * tm).max(tm);
-        chunks(m, step, 1).into_iter().map(|(r0, nr)| (nr, 1, [(r0 * k, nr * k), (0, 0), (r0 * n, nr * n)])).collect()
+        let cols = if trans_b && n * k * eb > l.limits.texture_window {
+            chunks(n, l.limits.texture_window / (k * eb).max(1), tn)
+        } else {
+            vec![(0, n)]
+        };
+        let mut r = Vec::new();
+        for (r0, nr) in chunks(m, step, 1) {
+            for &(c0, nc) in &cols {
+                let whole_b = cols.len() == 1;
+                let b_range = if whole_b { (0, 0) } else { (c0 * k, nc * k) };
+                let bias = if has_bias && !whole_b { (c0, nc) } else { (0, 0) };
+                r.push((nr, 1, nc, [(r0 * k, nr * k), b_range, bias, (r0 * n + c0, (nr - 1) * n + nc)]));
+            }
+        }
+        r
     } else {
         return one;
     };
     let mut windows = Vec::new();
-    for (rows, batches, elements) in ranges {
+    for (rows, batches, cols, elements) in ranges {
         let mut binds = whole.to_vec();
-        for (slot, (begin, count), desc) in [(0, elements[0], a), (1, elements[1], b), (3, elements[2], out)] {
+        let bias = &l.inputs[2.min(l.inputs.len() - 1)];
+        for (slot, (begin, count), desc) in [(0, elements[0], a), (1, elements[1], b), (2, elements[2], bias), (3, elements[3], out)] {
             if count == 0 {
                 continue;
             }
@@ -450,7 +484,7 @@ fn texture_windows(
             }
             binds[slot] = Bind { texture: whole[slot].texture, ..bind };
         }
-        windows.push((binds, rows, batches));
+        windows.push((binds, rows, batches, cols));
     }
     windows
 }

@@ -71,6 +71,18 @@ fn check_param(op: &str, what: &str, d: Option<&TensorDesc>, n: usize, x: &Tenso
     Ok(())
 }
 
+/// Most f32 elements of x one GroupNorm window binds: the binding limit, and where the kernels read x
+/// through a scratch texture (CPU adapters) the texture window too, never below one `quantum` — one large
+/// window would size the texture every op shares.
+fn window_cap(l: &DeviceLimits, quantum: u64) -> u64 {
+    let cap = max_binding_elems(l, DType::F32);
+    if l.cpu && l.texture_reads {
+        cap.min((l.texture_window / 4).max(quantum))
+    } else {
+        cap
+    }
+}
+
 /// Splits `units` contiguous units of `len` elements into windows of at most `cap` elements: whole units when
 /// one fits, else each unit into pieces of whole `quantum`s. Returns `(first unit, units, start inside the
 /// unit, elements per unit)`, or `None` when not even one quantum fits.
@@ -173,7 +185,7 @@ impl Op for GroupNormStats {
         if l.output.bytes() > l.limits.max_binding {
             return Err(limit_error(self.kind(), format!("statistics {}", l.output), l.output.bytes(), l.limits));
         }
-        let cap = max_binding_elems(l.limits, DType::F32);
+        let cap = window_cap(l.limits, lay.chunk);
         let wins = windows(lay.blocks(), lay.block, cap, lay.chunk).ok_or_else(|| {
             limit_error(self.kind(), format!("a chunk of {} elements of {x}", lay.chunk), lay.chunk * 4, l.limits)
         })?;
@@ -310,7 +322,7 @@ impl Op for GroupNormApply {
         let x = &l.inputs[0];
         let lay = GnLayout::new(x, self.groups);
         let planes = lay.batch * lay.channels;
-        let cap = max_binding_elems(l.limits, DType::F32);
+        let cap = window_cap(l.limits, APPLY_CHUNK);
         let wins = windows(planes, lay.spatial, cap, APPLY_CHUNK).ok_or_else(|| {
             limit_error(self.kind(), format!("a chunk of {APPLY_CHUNK} elements of {x}"), APPLY_CHUNK * 4, l.limits)
         })?;

@@ -184,8 +184,8 @@ pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimi
 
 /// Largest transformed weight tensor U (f32) a plan makes: it is transient, but it adds to the peak memory of
 /// the network (the UNet's 1280-channel convs at 16×16 would need 236 MB each; its 960 → 320 conv at 64×64,
-/// where its memory peaks, 42 MB).
-const MAX_TRANSFORMED_WEIGHT_BYTES: u64 = 24 << 20;
+/// where its memory peaks, 42 MiB: 5 chunks of 8.4 MiB).
+const MAX_TRANSFORMED_WEIGHT_BYTES: u64 = 16 << 20;
 
 /// [`ConvAlgorithm::Auto`] takes F(4×4) for images of at least this many tiles (32×32 pixels; per image,
 /// so an image's result does not depend on the batch it runs in). Measured on lavapipe (Zen 3, f16
@@ -223,13 +223,19 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
             shared.push(weights(g, ch)?);
         }
     }
-    let piece = |g: &mut Graph, t0: usize, tiles: Option<usize>, band: Option<Band>, tag: &str| -> Result<TensorId> {
-        let v = g.op(&format!("{name}.winograd_input{tag}"), WinogradInput { tile, t0, tiles }, &[x])?;
+    // Tiles [t0, t0 + tiles) in `groups` equal runs, each transformed and multiplied in turn so that one
+    // run's V is alive at a time; the output transform reads every run's products.
+    let piece = |g: &mut Graph, t0: usize, tiles: usize, groups: usize, band: Option<Band>, tag: &str| -> Result<TensorId> {
         let mut ins = Vec::new();
-        for (k, &ch) in chunks.iter().enumerate() {
-            let u = if whole { weights(g, ch)? } else { shared[k] };
-            let gemm = if chunks.len() > 1 { format!("{name}.winograd_gemm{tag}_{}", ch.0) } else { format!("{name}.winograd_gemm{tag}") };
-            ins.push(g.matmul(&gemm, v, u, MatmulOpts { trans_b: true, ..Default::default() })?);
+        for run in 0..groups {
+            let tag = if groups > 1 { format!("{tag}.image{run}") } else { tag.to_string() };
+            let (r0, n) = (t0 + run * tiles / groups, tiles / groups);
+            let v = g.op(&format!("{name}.winograd_input{tag}"), WinogradInput { tile, t0: r0, tiles: Some(n) }, &[x])?;
+            for (k, &ch) in chunks.iter().enumerate() {
+                let u = if whole { weights(g, ch)? } else { shared[k] };
+                let gemm = if chunks.len() > 1 { format!("{name}.winograd_gemm{tag}_{}", ch.0) } else { format!("{name}.winograd_gemm{tag}") };
+                ins.push(g.matmul(&gemm, v, u, MatmulOpts { trans_b: true, ..Default::default() })?);
+            }
         }
         ins.extend_from_slice(&inputs[2..]);
         let out = WinogradOutput {
@@ -240,12 +246,17 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
             has_bias: c.has_bias,
             has_residual: c.has_residual,
             band,
-            products: chunks.len(),
+            products: chunks.len() * groups,
+            groups,
         };
         g.op(&format!("{name}.winograd_output{tag}"), out, &ins)
     };
     if whole {
-        return Ok(Some(piece(g, 0, None, None, "")?));
+        // A batch whose V would exceed GROUP_V_BYTES goes image by image (the UNet's last level: its
+        // 960-channel input makes V 67.5 MiB for two images, the plan's largest transient).
+        let tiles = tile.tiles(s.b, s.h, s.w);
+        let groups = if (tile.alpha().pow(2) * tiles * s.cin * 4) as u64 > GROUP_V_BYTES.min(l.max_binding / 2) { s.b } else { 1 };
+        return Ok(Some(piece(g, 0, tiles, groups, None, "")?));
     }
     let rows = ((BAND_BYTES.min(l.max_binding) / row_bytes) as usize).clamp(1, th);
     let mut images = Vec::new();
@@ -254,7 +265,7 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
         for r0 in (0..th).step_by(rows) {
             let n = rows.min(th - r0);
             let band = Band { image: b, row0: r0 * m, rows: n * m };
-            let yb = piece(g, (b * th + r0) * tw, Some(n * tw), Some(band), &format!(".band{b}_{r0}"))?;
+            let yb = piece(g, (b * th + r0) * tw, n * tw, 1, Some(band), &format!(".band{b}_{r0}"))?;
             y = Some(match y {
                 None => yb,
                 Some(prev) => g.concat(&format!("{name}.rows{b}_{r0}"), prev, yb, 2)?,
@@ -310,6 +321,9 @@ fn weight_chunks(s: &ConvShape, t: WinogradTile, l: &DeviceLimits) -> Vec<(usize
 
 /// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
 const BAND_BYTES: u64 = 64 << 20;
+/// Largest V of a whole batch transformed at once (or half a binding, if less); above it, one image at a
+/// time (see [`expand_conv`]).
+const GROUP_V_BYTES: u64 = 32 << 20;
 
 /// Mirrors `Params` in `shaders/winograd.wgsl`.
 #[repr(C)]
@@ -553,8 +567,11 @@ pub struct WinogradOutput {
     pub has_bias: bool,
     pub has_residual: bool,
     pub band: Option<Band>,
-    /// Products tensors (inputs first): M in chunks of output channels, in order (see [`WinogradWeights`]).
+    /// Products tensors (inputs first): M in chunks of output channels, in order (see [`WinogradWeights`]),
+    /// for each of `groups` equal runs of the tiles in turn.
     pub products: usize,
+    /// Runs of tiles the products come in (1: all tiles in each; more only without a band).
+    pub groups: usize,
 }
 
 impl WinogradOutput {
@@ -579,9 +596,14 @@ impl Op for WinogradOutput {
         if k == 0 || inputs.len() != want {
             return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
         }
+        let (_, all, _, row0, rows) = self.extent();
+        let groups = self.groups;
+        if groups == 0 || !k.is_multiple_of(groups) || !all.is_multiple_of(groups) || (groups > 1 && self.band.is_some()) {
+            return Err(Error::shape(self.kind(), format!("{k} products of {all} tiles cannot come in {groups} runs")));
+        }
         super::check_f32(self.kind(), inputs)?;
         let (a, m) = (self.tile.alpha(), self.tile.m());
-        let (_, tiles, _, row0, rows) = self.extent();
+        let tiles = all / groups;
         let band_ok = self.band.is_none_or(|b| b.image < self.b && b.row0 % m == 0 && b.rows % m == 0 && b.rows > 0 && row0 + rows <= self.h);
         for mm in &inputs[..k] {
             if !band_ok || self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
@@ -591,7 +613,11 @@ impl Op for WinogradOutput {
                 ));
             }
         }
-        let cout: usize = inputs[..k].iter().map(|d| d.shape[2]).sum();
+        let cout: usize = inputs[..k / groups].iter().map(|d| d.shape[2]).sum();
+        let run_cout = |r: usize| inputs[r * k / groups..(r + 1) * k / groups].iter().map(|d| d.shape[2]).collect::<Vec<_>>();
+        if (1..groups).any(|r| run_cout(r) != run_cout(0)) {
+            return Err(Error::shape(self.kind(), "every run of products must have the same output channels".to_string()));
+        }
         let images = if self.band.is_some() { 1 } else { self.b };
         if self.has_bias && inputs[k].shape != [cout] {
             return Err(Error::shape(self.kind(), format!("bias {} does not match {cout} output channels", inputs[k])));
@@ -602,12 +628,13 @@ impl Op for WinogradOutput {
         }
         Ok(TensorDesc::f32(&[images, cout, rows, self.w]))
     }
-    /// One dispatch per products tensor, each writing its output channels.
+    /// One dispatch per products tensor, each writing its output channels of its run's tiles.
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
         check_binding(self.kind(), "output", l.output, l.limits)?;
         let (m, k) = (self.tile.m(), self.products);
         let cy = l.output.shape[1];
-        let (t0, tiles, b0, y0, yh) = self.extent();
+        let (first, all, b0, y0, yh) = self.extent();
+        let (per_run, tiles) = (k / self.groups, all / self.groups);
         let r = l.inputs.len() - 1;
         let last = if self.band.is_some() { b0 } else { self.b - 1 };
         let flags = self.has_bias as u32 | (self.has_residual as u32) << 1;
@@ -615,6 +642,10 @@ impl Op for WinogradOutput {
         let mut co0 = 0;
         for (j, mm) in l.inputs[..k].iter().enumerate() {
             check_binding(self.kind(), "products", mm, l.limits)?;
+            let t0 = first + j / per_run * tiles;
+            if j % per_run == 0 {
+                co0 = 0;
+            }
             let cout = mm.shape[2];
             // Absent bias and residual slots are bound to the products (read, never used: FLAGS drops them).
             let bias = if self.has_bias { Bind::input(k, &l.inputs[k]) } else { Bind::input(j, mm) };
@@ -647,13 +678,18 @@ impl Op for WinogradOutput {
         let (m, a, k) = (self.tile.m(), self.tile.alpha(), self.products);
         let at = self.tile.at();
         let (th, tw) = (self.h / m, self.w / m);
-        let (t0, tiles, b0, y0, yh) = self.extent();
+        let (first, all, b0, y0, yh) = self.extent();
+        let (per_run, tiles) = (k / self.groups, all / self.groups);
         let cy = out.shape[1];
         let bias = self.has_bias.then(|| inputs[k]);
         let residual = self.has_residual.then(|| inputs[inputs.len() - 1]);
         let mut y = vec![0.0f32; out.numel()];
         let mut co0 = 0;
-        for (mm, d) in inputs[..k].iter().zip(descs) {
+        for (j, (mm, d)) in inputs[..k].iter().zip(descs).enumerate() {
+            let t0 = first + j / per_run * tiles;
+            if j % per_run == 0 {
+                co0 = 0;
+            }
             let cout = d.shape[2];
             for t in 0..tiles {
                 let tg = t0 + t;
@@ -1005,7 +1041,7 @@ mod tests {
                 }
             }
             let md = TensorDesc::f32(&[a2, tiles, cout]);
-            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true, band: None, products: 1 };
+            let op = WinogradOutput { tile, b, h, w, has_bias: true, has_residual: true, band: None, products: 1, groups: 1 };
             let bd = TensorDesc::f32(&[cout]);
             let rd = TensorDesc::f32(&[b, cout, h, w]);
             let out = op.infer(&[&md, &bd, &rd]).unwrap();
@@ -1039,12 +1075,14 @@ mod tests {
         assert_eq!(choose_tile(&shape(2, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(1, 640, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         assert_eq!(choose_tile(&shape(2, 640, 16), &o, DType::F32, &l), None, "16 tiles per image");
-        // U of 236 MB: made in 10 chunks of 128 output channels (22.5 MiB each).
+        // U of 236 MB: made in 20 chunks of 64 output channels (11.25 MiB each).
         assert_eq!(choose_tile(&shape(2, 1280, 32), &o, DType::F32, &l), Some(WinogradTile::F4));
         let s = shape(2, 1280, 32);
-        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), (0..10).map(|k| (128 * k, 128)).collect::<Vec<_>>());
-        // 960 → 320: 5 column tiles of 64 over 3 chunks.
+        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), (0..20).map(|k| (64 * k, 64)).collect::<Vec<_>>());
+        // 960 → 320: 5 column tiles of 64, one per chunk (8.4 MiB each); 640 → 320: 2 tiles per chunk.
         let s = ConvShape::new(&[2, 960, 64, 64], &[320, 960, 3, 3], &o).unwrap();
+        assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), (0..5).map(|k| (64 * k, 64)).collect::<Vec<_>>());
+        let s = ConvShape::new(&[2, 640, 64, 64], &[320, 640, 3, 3], &o).unwrap();
         assert_eq!(weight_chunks(&s, WinogradTile::F4, &l), vec![(0, 64), (64, 128), (192, 128)]);
         for (cin, cout) in [(1920, 640), (1920, 636), (100_000, 8)] {
             let s = ConvShape::new(&[2, cin, 32, 32], &[cout, cin, 3, 3], &o).unwrap();

@@ -133,11 +133,12 @@ pub struct FeedForwardChunking {
 }
 
 impl FeedForwardChunking {
-    /// What generation uses: projections of at most 96 MiB. At 512² (80 MiB, 2 images) the whole
-    /// projection stays: the UNet's memory peaks at its 64×64 Winograd convolutions anyway, and 32 MiB runs
-    /// saved only 10 MiB of its plan for 0.4 s per evaluation on lavapipe (25 slices, 15 concatenations);
-    /// from 768² on (180 MiB) the feed-forward would set the peak, and runs it is.
-    pub const INFERENCE: FeedForwardChunking = FeedForwardChunking { max_proj_bytes: Some(96 << 20) };
+    /// What generation uses: projections of at most 48 MiB. At 512² the 80 MiB projections of the five
+    /// 64×64 blocks go in two runs (proj + GEGLU output 120 → 60 MiB alive, with the 64×64 Winograd convs
+    /// done image by image the UNet's live peak 160 → 142 MiB); the 32×32 blocks' 40 MiB stay whole.
+    /// Smaller runs cost more than they save: 32 MiB runs everywhere took 0.4 s per evaluation on
+    /// lavapipe (25 slices, 15 concatenations).
+    pub const INFERENCE: FeedForwardChunking = FeedForwardChunking { max_proj_bytes: Some(48 << 20) };
 }
 
 /// `Transformer2DModel`: GroupNorm, `proj_in`, transformer blocks on tokens, `proj_out`, residual.

@@ -254,8 +254,8 @@ fn texture_reads_where_the_adapter_wants_them() {
 }
 
 /// Weights read through a scratch texture are bound in windows of output channels no larger than the
-/// device's texture window (2 KiB here, so most awkward cases split, batch-2 ones too): every subgroup
-/// kernel, f32 and f16 weights, against the CPU twin.
+/// device's texture window (2 KiB here, so most awkward cases split, batch-2 ones too), and x in windows of
+/// images (one image at least): every subgroup kernel, f32 and f16 weights, against the CPU twin.
 #[test]
 fn texture_windows_split_the_weights() {
     let gpu = match Gpu::new(&wgsd::GpuOptions::from_env()) {
@@ -270,9 +270,11 @@ fn texture_windows_split_the_weights() {
     let c = case(2, 9, 9, 37, 33, 3, Conv2dOpts::new(1, 1), true, true);
     let descs = [TensorDesc::f32(&[2, 9, 9, 37]), TensorDesc::f32(&[33, 9, 3, 3]), TensorDesc::f32(&[33]), TensorDesc::f32(&c.shape().out_shape())];
     let ds = Conv2d::new(c.opts, true, true).lower(&Lowering { inputs: &descs, output: &descs[3], limits: &limits }).unwrap();
-    // 33 rows of 324 bytes, at most 6 per 2 KiB window: 6 windows.
-    assert_eq!(ds.len(), if limits.texture_reads { 6 } else { 1 });
+    // 33 rows of 324 bytes, at most 6 per 2 KiB window: 6 windows, for each of the 2 images (11988 bytes).
+    assert_eq!(ds.len(), if limits.texture_reads { 12 } else { 1 });
     assert!(ds.iter().all(|d| d.bindings[1].texture == limits.texture_reads && (!d.bindings[1].texture || d.bindings[1].size <= 2 << 10)), "{ds:?}");
+    let image = (9 * 9 * 37 * 4) as u64;
+    assert!(ds.iter().all(|d| !limits.texture_reads || d.bindings[0].size <= image.next_multiple_of(256) + 256), "{ds:?}");
     for (i, k, cases) in awkward_cases_per_kernel(&gpu) {
         if k.subgroup {
             check_cases(&gpu, &cases, Some(i), 90 + i as u64);

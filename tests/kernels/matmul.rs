@@ -220,10 +220,11 @@ fn broadcast_kernels_read_buffers_or_textures_alike() {
 }
 
 /// Where A and B are read through scratch textures, operands larger than the device's texture window are
-/// split into windows (rows of a Linear layer's input, runs of batches of a batched product) so the shared
-/// textures stay small. Under a 16 KiB window: a Linear layer with f32 and f16 weights, bias and
-/// activation (301 rows of 64 values: 64-row windows, the last partial), and batched products with both
-/// operands batched or only B (Winograd's GEMMs), all against the CPU twin.
+/// split into windows (rows of a Linear layer's input and columns of its weight, runs of batches of a
+/// batched product) so the shared textures stay small. Under a 16 KiB window: Linear layers with f32 and
+/// f16 weights, bias and activation (301 rows of 64 values: 64-row windows, the last partial; a weight of
+/// 200 rows: runs of 64 or 128 columns, the last partial, output rows N apart), and batched products with
+/// both operands batched or only B (Winograd's GEMMs), all against the CPU twin.
 #[test]
 fn texture_windows_split_large_operands() {
     let gpu = match wgsd::Gpu::new(&wgsd::GpuOptions::from_env()) {
@@ -245,6 +246,8 @@ fn texture_windows_split_large_operands() {
         (0, 0, 301, 64, 40, DType::F16, 5),
         (9, 9, 20, 48, 24, DType::F32, 3), // B 4608 bytes per batch (A 3840): 3 batches per window
         (0, 7, 20, 48, 24, DType::F32, 3), // A shared, bound whole
+        (0, 0, 70, 64, 200, DType::F32, 8), // B 50 KiB: 2 row windows × columns 0, 64, 128, 192 (8 wide)
+        (0, 0, 70, 64, 200, DType::F16, 4), // B 25 KiB: 2 row windows × columns 0, 128 (72 wide)
     ];
     for (i, &(ab, bb, m, k, n, dt, windows)) in cases.iter().enumerate() {
         let a_shape: Vec<usize> = if ab > 0 { vec![ab, m, k] } else { vec![m, k] };

@@ -178,6 +178,25 @@ fn input_windows_split_by_images() {
     assert_eq!(count(&kinds, "winograd_input"), 1, "{kinds:?}");
 }
 
+/// A batch whose V exceeds half a binding (64 KiB bindings here; 32 MiB on real devices) is transformed and
+/// multiplied image by image, one V alive at a time, the output transform reading both images' products
+/// (one dispatch per image and U chunk); with U in chunks too (f16 weights, 32 output channels: two chunks of 16).
+#[test]
+fn image_by_image_when_v_is_large() {
+    let gpu = small_binding_gpu(64 << 10);
+    // V: 36 · 18 tiles · 16 channels · 4 bytes = 40.5 KiB, over 32 KiB and under a binding.
+    let kinds = check(&gpu, &[(2, 16, 12, 12, 8, true, true)], DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "winograd_input"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "winograd_output"), 1, "{kinds:?}");
+    assert_eq!(count(&kinds, "concat"), 0, "{kinds:?}");
+    let kinds = check(&gpu, &[(2, 16, 12, 12, 32, false, true)], DType::F16, 1e-5);
+    assert_eq!(count(&kinds, "winograd_input"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "matmul"), 4, "{kinds:?}");
+    // A batch of one stays whole.
+    let kinds = check(&gpu, &[(1, 16, 12, 12, 8, true, false)], DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "winograd_input"), 1, "{kinds:?}");
+}
+
 /// The storage-buffer forms of the transforms (what a GPU forced to Winograd runs; lavapipe otherwise reads
 /// their inputs through textures), f32 and f16 weights, both tiles.
 #[test]
