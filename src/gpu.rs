@@ -125,8 +125,8 @@ pub struct Gpu {
     /// Plans pack all intermediates into one arena, binding a node's inputs read-write where they share
     /// its output's buffer (`WGSD_SHARED_ARENA=on|off`; on for CPU adapters, whose GPU memory is the
     /// process's own, and where the hot inputs are read through textures anyway). Off, a node's inputs and
-    /// output lie in different arenas and inputs are always bound read-only, as GPUs' read-only caches
-    /// like; that costs a few arenas' worth of slack (see `graph/plan.rs`).
+    /// output lie in different arenas and inputs are always bound read-only (which GPU compilers may use
+    /// for read-only caches; unmeasured), for a few arenas' worth of slack (see `graph/plan.rs`).
     pub shared_arena: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,

@@ -208,16 +208,18 @@ fn pack(graph: &Graph, cap: u64, shared: bool) -> Packing {
         live_peak = live_peak.max(live);
     }
 
-    // wgpu tracks usage per buffer within a dispatch: a node may not read from the arena it writes to, so
-    // a tensor never shares an arena with the inputs of the node that writes it.
+    // Separate arenas: wgpu tracks usage per buffer within a dispatch, and inputs stay read-only, so a
+    // tensor never shares an arena with the inputs of the node that writes it.
     let mut adjacent: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for node in graph.nodes.iter().filter(|_| !shared) {
-        let out = node.output.0;
-        for &t in &node.inputs {
-            let r = graph.root(t).0;
-            if r != out {
-                adjacent[out].push(r);
-                adjacent[r].push(out);
+    if !shared {
+        for node in &graph.nodes {
+            let out = node.output.0;
+            for &t in &node.inputs {
+                let r = graph.root(t).0;
+                if r != out {
+                    adjacent[out].push(r);
+                    adjacent[r].push(out);
+                }
             }
         }
     }

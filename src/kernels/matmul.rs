@@ -311,7 +311,7 @@ impl Op for Matmul {
             return Err(Error::shape(self.kind(), format!("N = {} needs more than {max} workgroups", d.n)));
         }
         let windows = if bindings[0].texture {
-            let dims = Dims2 { m: m as u64, n: d.n as u64, k: d.k as u64, batch: batch as u64, tm: tm as u64, tn: tn as u64 };
+            let dims = ProductExtent { m: m as u64, n: d.n as u64, k: d.k as u64, batch: batch as u64, tm: tm as u64, tn: tn as u64 };
             texture_windows(l, &bindings, dims, (self.trans_a, self.trans_b, self.has_bias), [a_bs, b_bs, m * d.n].map(|v| v as u64))
         } else {
             vec![(bindings.clone(), m as u64, batch as u64, d.n as u64)]
@@ -413,7 +413,7 @@ impl Op for Matmul {
 
 /// A product's extent for [`texture_windows`]: rows, columns, inner dimension, batches, and the tile's
 /// rows and columns.
-struct Dims2 {
+struct ProductExtent {
     m: u64,
     n: u64,
     k: u64,
@@ -433,11 +433,11 @@ struct Dims2 {
 fn texture_windows(
     l: &Lowering,
     whole: &[Bind],
-    d: Dims2,
+    d: ProductExtent,
     (trans_a, trans_b, has_bias): (bool, bool, bool),
     strides: [u64; 3],
 ) -> Vec<(Vec<Bind>, u64, u64, u64)> {
-    let Dims2 { m, n, k, batch, tm, tn } = d;
+    let ProductExtent { m, n, k, batch, tm, tn } = d;
     let one = vec![(whole.to_vec(), m, batch, n)];
     let [a_bs, b_bs, out_bs] = strides;
     let (a, b, out) = (&l.inputs[0], &l.inputs[1], l.output);

@@ -197,7 +197,9 @@ const AUTO_MIN_TILES: usize = 64;
 /// Records the Winograd form of conv node `name` (`c` applied to `inputs`) when [`choose_tile`] picks
 /// one; returns its output, or `None` to keep the direct kernels. When V or M of the whole batch would not
 /// fit one binding (the VAE decoder at 256² and 512²), each image is done in bands of tile rows whose
-/// transformed tensors stay under [`BAND_BYTES`], and the bands' outputs are concatenated.
+/// transformed tensors stay under [`BAND_BYTES`], and the bands' outputs are concatenated; when they fit
+/// but V exceeds [`GROUP_V_BYTES`], the images are transformed and multiplied one after another into one
+/// output transform.
 pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l: &DeviceLimits) -> Result<Option<TensorId>> {
     if c.kernel.is_some() {
         return Ok(None); // a test forcing one direct kernel
@@ -252,8 +254,8 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
         g.op(&format!("{name}.winograd_output{tag}"), out, &ins)
     };
     if whole {
-        // A batch whose V would exceed GROUP_V_BYTES goes image by image (the UNet's last level: its
-        // 960-channel input makes V 67.5 MiB for two images, the plan's largest transient).
+        // A batch whose V would exceed GROUP_V_BYTES (or half a binding) goes image by image (the UNet's
+        // last level: its 960-channel input makes V 67.5 MiB for two images, the plan's largest transient).
         let tiles = tile.tiles(s.b, s.h, s.w);
         let groups = if (tile.alpha().pow(2) * tiles * s.cin * 4) as u64 > GROUP_V_BYTES.min(l.max_binding / 2) { s.b } else { 1 };
         return Ok(Some(piece(g, 0, tiles, groups, None, "")?));

@@ -108,17 +108,22 @@ fn forced_winograd_matches_the_direct_convolution() {
     }
 }
 
-/// A Winograd-forced device whose plans split as if a storage binding held only `bytes` (the device
-/// itself allows more, so every smaller binding stays valid).
-fn small_binding_gpu(bytes: u64) -> Arc<Gpu> {
+/// A new Winograd-forced device with `setup` applied to it.
+fn forced_gpu(setup: impl FnOnce(&mut Gpu)) -> Arc<Gpu> {
     match Gpu::new(&GpuOptions::from_env()) {
         Ok(mut g) => {
             g.conv_algorithm = ConvAlgorithm::Winograd;
-            g.limits.max_storage_buffer_binding_size = bytes;
+            setup(&mut g);
             Arc::new(g)
         }
         Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
     }
+}
+
+/// A Winograd-forced device whose plans split as if a storage binding held only `bytes` (the device
+/// itself allows more, so every smaller binding stays valid).
+fn small_binding_gpu(bytes: u64) -> Arc<Gpu> {
+    forced_gpu(|g| g.limits.max_storage_buffer_binding_size = bytes)
 }
 
 /// A device whose bindings may hold only 16 KiB: V and M of the whole batch do not fit, so each image is
@@ -166,14 +171,7 @@ fn input_windows_split_by_images() {
         let no_textures = DeviceLimits { texture_reads: false, ..limits };
         assert_eq!(op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &out, limits: &no_textures }).unwrap().len(), 1);
     }
-    let gpu = match Gpu::new(&GpuOptions::from_env()) {
-        Ok(mut g) => {
-            g.conv_algorithm = ConvAlgorithm::Winograd;
-            g.texture_window = 9 << 10;
-            Arc::new(g)
-        }
-        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
-    };
+    let gpu = forced_gpu(|g| g.texture_window = 9 << 10);
     let kinds = check(&gpu, &[(3, 16, 8, 8, 8, true, true)], DType::F32, 1e-5);
     assert_eq!(count(&kinds, "winograd_input"), 1, "{kinds:?}");
 }
@@ -201,14 +199,7 @@ fn image_by_image_when_v_is_large() {
 /// their inputs through textures), f32 and f16 weights, both tiles.
 #[test]
 fn buffer_reads_match_the_direct_convolution() {
-    let gpu = match Gpu::new(&GpuOptions::from_env()) {
-        Ok(mut g) => {
-            g.conv_algorithm = ConvAlgorithm::Winograd;
-            g.buffer_reads_only = true;
-            Arc::new(g)
-        }
-        Err(e) => panic!("GPU tests need a GPU adapter: {e}"),
-    };
+    let gpu = forced_gpu(|g| g.buffer_reads_only = true);
     let cases: Vec<Case> = vec![(2, 8, 8, 12, 12, true, true), (1, 12, 6, 10, 8, true, false)];
     for dtype in [DType::F32, DType::F16] {
         let kinds = check(&gpu, &cases, dtype, 1e-5);
