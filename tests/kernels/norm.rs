@@ -593,3 +593,29 @@ fn layer_norm_gpu_workgroup_form() {
     let vals = vec![(x, data(1, 37 * 320, 2.0, 1000.0)), (w, data(2, 320, 1.0, 1.0)), (b, data(3, 320, 0.5, 0.0))];
     assert_close(&check_graph(&gpu, g, &vals).unwrap(), TOL);
 }
+
+/// Where GroupNorm reads x through a scratch texture, its statistics and apply dispatches cover at most the
+/// device's texture window (16 KiB here: 4 of a 2×8×32×32 input's planes per window, 8 windows each),
+/// and the result still matches the CPU twin.
+#[test]
+fn group_norm_texture_windows() {
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"));
+    gpu.texture_window = 16 << 10;
+    let gpu = Arc::new(gpu);
+    let limits = DeviceLimits::from_gpu(&gpu);
+    let x = TensorDesc::f32(&[2, 8, 32, 32]);
+    let stats = GroupNormStats { groups: 4, eps: 1e-5 };
+    let sd = stats.infer(&[&x]).unwrap();
+    let ds = stats.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &sd, limits: &limits }).unwrap();
+    // Statistics dispatches (plus the finalize) each bind at most the window where textures are read.
+    if limits.texture_reads {
+        assert!(ds.len() > 2, "{} dispatches", ds.len());
+        assert!(ds.iter().all(|d| d.bindings[0].size <= 16 << 10), "{:?}", ds.iter().map(|d| d.bindings[0].size).collect::<Vec<_>>());
+    }
+    let mut rng = Rng::new(21);
+    let mut g = Graph::new();
+    let t = g.input("x", x.clone());
+    let y = g.group_norm("gn", t, 4, 1e-5, None, None, true).unwrap();
+    g.output(y);
+    assert_close(&check_graph(&gpu, g, &[(t, rng.vec(x.numel(), 1.0))]).unwrap(), TOL);
+}
