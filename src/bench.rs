@@ -413,12 +413,10 @@ fn time_plan(gpu: &Arc<Gpu>, label: &str, plan: &Plan, inputs: &[(TensorId, Vec<
     // The first run pays one-time costs (drivers that compile pipelines or fault in memory lazily): it is
     // reported apart from the second, which gives the steady-state speed.
     let t0 = Instant::now();
-    plan.run()?;
-    plan.read(out)?;
+    plan.run_and_read(&[out])?;
     let first = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    plan.run()?;
-    let y = plan.read(out)?;
+    let y = plan.run_and_read(&[out])?.remove(0);
     let secs = t0.elapsed().as_secs_f64();
     println!("{label}: first run {first:.2} s (one-time driver costs included), second run:");
     let finite = y.iter().all(|v| v.is_finite());

@@ -146,6 +146,11 @@ impl Drop for Gpu {
     }
 }
 
+/// A host-readable copy of a buffer range, encoded by [`Gpu::encode_readback`] and read by [`Gpu::read_back`].
+pub struct Readback {
+    staging: wgpu::Buffer,
+}
+
 /// A compiled compute pipeline together with the layout its bind groups must follow.
 pub struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
@@ -475,32 +480,73 @@ impl Gpu {
             .map_err(|e| Error::Gpu { context: " waiting for the queue".into(), msg: e.to_string() })
     }
 
-    /// Copies `size` bytes at `offset` of `buffer` back to the host.
+    /// Copies `size` bytes at `offset` of `buffer` back to the host (its own command encoder and submit).
     pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let readback = self.encode_readback(&mut enc, buffer, offset, size);
+        self.queue.submit([enc.finish()]);
+        Ok(self.read_back(&[readback])?.remove(0))
+    }
+
+    /// Encodes a copy of `size` bytes (a multiple of 4) at `offset` of `buffer` into a new host-readable
+    /// buffer; [`Gpu::read_back`] maps it once the encoder is submitted.
+    pub fn encode_readback(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Readback {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        Readback { staging }
+    }
+
+    /// Waits for the submitted copies of `readbacks` and returns their bytes, in order.
+    pub fn read_back(&self, readbacks: &[Readback]) -> Result<Vec<Vec<u8>>> {
+        let failed = |e: &dyn std::fmt::Display| Error::Gpu { context: " reading back".into(), msg: e.to_string() };
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        for (i, r) in readbacks.iter().enumerate() {
+            let tx = tx.clone();
+            r.staging.map_async(wgpu::MapMode::Read, .., move |result| {
+                let _ = tx.send((i, result));
+            });
+        }
+        drop(tx);
         self.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?
-            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu { context: " reading back".into(), msg: e.to_string() })?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
+        // Every callback has run once the queue is idle (a missing one shows as an unmapped buffer below).
+        for (_, result) in rx.try_iter() {
+            result.map_err(|e| failed(&e))?;
+        }
+        readbacks
+            .iter()
+            .map(|r| {
+                let data = r.staging.slice(..).get_mapped_range().map_err(|e| failed(&e))?.to_vec();
+                r.staging.unmap();
+                Ok(data)
+            })
+            .collect()
+    }
+
+    /// A host-written buffer holding `data` (a multiple of 4 bytes) for copies to read: the source of an
+    /// upload encoded into the caller's command encoder (see [`crate::graph::plan::Plan::write`]), where
+    /// `queue.write_buffer` would record it into a command encoder of wgpu's own.
+    pub fn staging_upload(&self, data: &[u8]) -> wgpu::Buffer {
+        let padded;
+        let data = if data.len() < 4 {
+            padded = [data, &[0; 4][data.len()..]].concat();
+            &padded[..]
+        } else {
+            data
+        };
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size: data.len() as u64,
+            usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        buf.slice(..).get_mapped_range_mut().expect("a buffer mapped at creation is writable").copy_from_slice(data);
+        buf.unmap();
+        buf
     }
 
     /// A storage buffer filled with `data` (uploaded through a mapped buffer, no extra copy).

@@ -159,6 +159,16 @@ pub struct Plan {
     nodes: Vec<PlannedNode>,
     _uniforms: wgpu::Buffer,
     memory: MemoryReport,
+    /// Input writes waiting for the next encoder (see [`Plan::write`]).
+    pending_writes: std::sync::Mutex<Vec<PendingWrite>>,
+}
+
+/// A graph input's new contents, copied from `staging` at the start of the plan's next command encoder.
+struct PendingWrite {
+    staging: wgpu::Buffer,
+    target: wgpu::Buffer,
+    offset: u64,
+    size: u64,
 }
 
 /// Where the liveness packer put the intermediates: per tensor, `(arena, byte offset)`; the arenas' sizes;
@@ -480,7 +490,7 @@ impl Plan {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu { context: " building bind groups".into(), msg: e.to_string() });
         }
-        Ok(Plan { gpu, graph, storage, buffers, nodes, _uniforms: uniforms, memory })
+        Ok(Plan { gpu, graph, storage, buffers, nodes, _uniforms: uniforms, memory, pending_writes: Default::default() })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -507,7 +517,13 @@ impl Plan {
         (b, offset)
     }
 
-    /// Fills graph input `t` with `data` (converted to the input's dtype).
+    /// Fills graph input `t` with `data` (converted to the input's dtype) before the plan's next run or read.
+    ///
+    /// The bytes are copied by the plan's own next command encoder, not by `queue.write_buffer`: wgpu
+    /// records those into an encoder of its own, and every encoder that ever records a whole plan keeps its
+    /// command buffers (one or two per compute pass: ~19 MiB for the SD 1.5 UNet on lavapipe) in wgpu's
+    /// encoder pool for good. With one encoder per run, the pool hands the same encoder back every step;
+    /// with three (writes, run, readback) they rotate and each comes to hold the UNet's recording.
     pub fn write(&self, t: TensorId, data: &[f32]) -> Result<()> {
         let info = self.graph.tensors.get(t.0).ok_or_else(|| Error::usage("unknown tensor id"))?;
         if !matches!(info.source, Source::Input) {
@@ -524,12 +540,28 @@ impl Plan {
         let mut bytes = encode(info.desc.dtype, data);
         bytes.resize(bytes.len().next_multiple_of(4), 0);
         let (buffer, offset) = self.buffer(t);
-        self.gpu.queue.write_buffer(buffer, offset, &bytes);
+        self.write_buffer(buffer, offset, &bytes);
         Ok(())
     }
 
-    /// Reads a graph output (or input, or weight) back as f32.
-    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+    /// Writes `bytes` (a multiple of 4) at `offset` of `target`, a buffer outside the graph that the next
+    /// run uses (an optimizer's scalars), in the same way as [`Plan::write`].
+    pub fn write_buffer(&self, target: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        let write = PendingWrite { staging: self.gpu.staging_upload(bytes), target: target.clone(), offset, size: bytes.len() as u64 };
+        self.pending_writes.lock().expect("no panics while holding it").push(write);
+    }
+
+    /// A command encoder that starts with the pending input writes.
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for w in self.pending_writes.lock().expect("no panics while holding it").drain(..) {
+            enc.copy_buffer_to_buffer(&w.staging, 0, &w.target, w.offset, w.size);
+        }
+        enc
+    }
+
+    /// Where graph output (or input, or weight) `t` can be read: its buffer, byte offset and byte size.
+    fn readable(&self, t: TensorId) -> Result<(&wgpu::Buffer, u64, u64)> {
         let info = self.graph.tensors.get(t.0).ok_or_else(|| Error::usage("unknown tensor id"))?;
         let root = self.graph.root(t);
         let readable = !matches!(self.graph.tensors[root.0].source, Source::Node)
@@ -540,10 +572,48 @@ impl Plan {
                 info.name
             )));
         }
-        let bytes = info.desc.bytes();
         let (buffer, offset) = self.buffer(t);
-        let raw = self.gpu.read_bytes(buffer, offset, bytes.max(4).next_multiple_of(4))?;
-        Ok(decode(info.desc.dtype, &raw[..bytes as usize]))
+        Ok((buffer, offset, info.desc.bytes()))
+    }
+
+    /// Reads a graph output (or input, or weight) back as f32.
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        let mut enc = self.encoder();
+        let readback = self.encode_read(&mut enc, t)?;
+        self.submit(enc)?;
+        self.finish_reads(&[t], &[readback]).map(|mut v| v.remove(0))
+    }
+
+    /// Runs the whole graph and reads `outputs` back, all in one command encoder: what a loop that runs a
+    /// plan again and again (denoising steps, training steps) should call (see [`Plan::write`] for why).
+    pub fn run_and_read(&self, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        let mut enc = self.encoder();
+        self.encode_nodes(&mut enc, 0..self.nodes.len(), None);
+        self.submit_reading(enc, outputs)
+    }
+
+    /// Encodes reads of `outputs` at the end of `enc`, submits it and returns their values.
+    fn submit_reading(&self, mut enc: wgpu::CommandEncoder, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        let readbacks = outputs.iter().map(|&t| self.encode_read(&mut enc, t)).collect::<Result<Vec<_>>>()?;
+        self.submit(enc)?;
+        self.finish_reads(outputs, &readbacks)
+    }
+
+    fn encode_read(&self, enc: &mut wgpu::CommandEncoder, t: TensorId) -> Result<crate::gpu::Readback> {
+        let (buffer, offset, bytes) = self.readable(t)?;
+        Ok(self.gpu.encode_readback(enc, buffer, offset, bytes.max(4).next_multiple_of(4)))
+    }
+
+    fn finish_reads(&self, tensors: &[TensorId], readbacks: &[crate::gpu::Readback]) -> Result<Vec<Vec<f32>>> {
+        let raw = self.gpu.read_back(readbacks)?;
+        Ok(tensors
+            .iter()
+            .zip(raw)
+            .map(|(&t, raw)| {
+                let desc = self.graph.desc(t);
+                decode(desc.dtype, &raw[..desc.bytes() as usize])
+            })
+            .collect())
     }
 
     /// Encodes the dispatches of nodes `range` into compute passes on `enc`: one pass, plus a new one after
@@ -587,29 +657,30 @@ impl Plan {
     /// Runs the whole graph: one encoder, one compute pass, one submit. Returns without waiting; `read`
     /// waits for the results.
     pub fn run(&self) -> Result<()> {
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        let mut enc = self.encoder();
         self.encode_nodes(&mut enc, 0..self.nodes.len(), None);
         self.submit(enc)
     }
 
     /// [`Plan::run`], then `extra` encodes more dispatches into the same compute pass (a training step's
-    /// optimizer update) and `after` more commands after the pass (buffer copies), all in one submit.
-    pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass), after: &dyn Fn(&mut wgpu::CommandEncoder)) -> Result<()> {
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+    /// optimizer update) and `after` more commands after the pass (buffer copies), then `reads` are read
+    /// back: one encoder, one submit.
+    pub fn run_with(&self, extra: &dyn Fn(&mut wgpu::ComputePass), after: &dyn Fn(&mut wgpu::CommandEncoder), reads: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        let mut enc = self.encoder();
         self.encode_nodes(&mut enc, 0..self.nodes.len(), None);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("graph extra"), timestamp_writes: None });
             extra(&mut pass);
         }
         after(&mut enc);
-        self.submit(enc)
+        self.submit_reading(enc, reads)
     }
 
     /// Runs node by node and reads every node's output back, in order.
     pub fn run_debug(&self) -> Result<Vec<NodeDump>> {
         let mut dumps = Vec::new();
         for (i, node) in self.graph.nodes.iter().enumerate() {
-            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            let mut enc = self.encoder();
             self.encode_nodes(&mut enc, i..i + 1, None);
             self.submit(enc)?;
             let desc = self.graph.desc(node.output).clone();
@@ -629,7 +700,7 @@ impl Plan {
             let mut times = Vec::new();
             for i in 0..n {
                 let t0 = std::time::Instant::now();
-                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                let mut enc = self.encoder();
                 self.encode_nodes(&mut enc, i..i + 1, None);
                 self.submit(enc)?;
                 self.gpu.wait()?;
@@ -655,7 +726,7 @@ impl Plan {
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
-            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            let mut enc = self.encoder();
             for i in 0..m {
                 // A node's time leaves out the texture copies before its first dispatch (they precede the pass).
                 self.encode_nodes(&mut enc, first + i..first + i + 1, Some((&qs, 2 * i as u32)));

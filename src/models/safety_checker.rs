@@ -141,8 +141,7 @@ impl SafetyChecker {
         g.output(e);
         let plan = Plan::new(self.gpu.clone(), g)?;
         plan.write(x, &pixel_values.data)?;
-        plan.run()?;
-        plan.read(e)
+        Ok(plan.run_and_read(&[e])?.remove(0))
     }
 
     /// The verdicts for precomputed `image_embeds [B · P]`.

@@ -408,7 +408,6 @@ impl UNetRunner {
     pub fn run(&self, sample: &[f32], t: f32) -> Result<Vec<f32>> {
         self.plan.write(self.sample, sample)?;
         self.plan.write(self.timestep, &vec![t; self.batch])?;
-        self.plan.run()?;
-        self.plan.read(self.out)
+        Ok(self.plan.run_and_read(&[self.out])?.remove(0))
     }
 }

@@ -43,8 +43,7 @@ fn run_whole(gpu: &Arc<Gpu>, input: &[f32], shape: [usize; 4], record: Record) -
     let mut out = Vec::with_capacity(n * out_shape.iter().product::<usize>());
     for item in input.chunks_exact(c * h * w) {
         plan.write(x, item)?;
-        plan.run()?;
-        out.extend(plan.read(y)?);
+        out.extend(plan.run_and_read(&[y])?.remove(0));
     }
     Ok((out, out_shape))
 }
@@ -82,8 +81,7 @@ fn run_tiled(gpu: &Arc<Gpu>, input: &[f32], shape: [usize; 4], tiling: &Tiling, 
                         continue;
                     }
                     plan.write(x, &image.crop(r0, rh, c0, cw).data)?;
-                    plan.run()?;
-                    grids[b][i][j] = Some(Tile::new(ys[1], ys[2], ys[3], plan.read(y)?)?);
+                    grids[b][i][j] = Some(Tile::new(ys[1], ys[2], ys[3], plan.run_and_read(&[y])?.remove(0))?);
                 }
             }
         }

@@ -434,8 +434,7 @@ impl StableDiffusion {
             for (c, batch) in batches.iter().enumerate() {
                 let ids: Vec<f32> = chunk_ids[c].iter().map(|&i| i as f32).collect();
                 plan.write(t, &ids)?;
-                plan.run()?;
-                let z = plan.read(h)?;
+                let z = plan.run_and_read(&[h])?.remove(0);
                 let mut row = 0;
                 for (m, member_rows) in rows.iter().enumerate() {
                     let r = member_rows.len();

@@ -434,9 +434,9 @@ pub fn run_until(gpu: Arc<Gpu>, o: &DreamBoothOptions, stop: &AtomicBool) -> Res
             }
             let b = data.batch(&indices, &mut rng)?;
             encoder.plan.write(encoder.input, &b.pixel_values)?;
-            encoder.plan.run()?;
+            let moments = encoder.plan.run_and_read(&[encoder.moments])?.remove(0);
             let c = sd.vae.config.latent_channels;
-            let (mean, logvar) = split_moments(&encoder.plan.read(encoder.moments)?, rows, c, lat * lat);
+            let (mean, logvar) = split_moments(&moments, rows, c, lat * lat);
             let latents = posterior_latents(&mean, &logvar, &rng.randn(mean.len()), sd.vae.config.scaling_factor);
             let noise = rng.randn(latents.len());
             let t: Vec<i64> = (0..rows).map(|_| rng.below(schedule.num_train_timesteps as u64) as i64).collect();

@@ -117,11 +117,12 @@ impl AdamW {
         self.slots.iter().map(|s| 8 * s.numel as u64).sum()
     }
 
-    /// Advances the step counter and writes this step's scalars; call before encoding the step.
-    pub fn prepare(&mut self, lr: f64) {
+    /// Advances the step counter and writes this step's scalars through `plan`, the plan whose next run
+    /// encodes the update.
+    pub fn prepare(&mut self, lr: f64, plan: &crate::graph::plan::Plan) {
         self.step += 1;
         let h = Hyper::new(&self.config, lr, self.step);
-        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&h));
+        plan.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&h));
     }
 
     /// Encodes the update of every tensor.

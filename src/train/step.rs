@@ -176,17 +176,15 @@ impl TrainStep {
         self.plan.write(self.weights, x.weights)
     }
 
-    fn report(&self) -> Result<StepReport> {
-        let loss = self.plan.read(self.loss)?[0];
-        let grad_norm = self.plan.read(self.clip)?[0];
-        Ok(StepReport { loss, grad_norm })
+    /// The loss and gradient norm, read back in the run's own encoder.
+    fn report(values: Vec<Vec<f32>>) -> StepReport {
+        StepReport { loss: values[0][0], grad_norm: values[1][0] }
     }
 
     /// Forward and backward only: the gradients stay readable through [`TrainStep::gradient`].
     pub fn gradients_only(&self, x: &StepInputs) -> Result<StepReport> {
         self.write_inputs(x)?;
-        self.plan.run()?;
-        self.report()
+        Ok(Self::report(self.plan.run_and_read(&[self.loss, self.clip])?))
     }
 
     /// A full step at learning rate `lr`: forward, backward, clipping and the AdamW update, one submit. With
@@ -195,15 +193,15 @@ impl TrainStep {
     pub fn step(&mut self, x: &StepInputs, lr: f64) -> Result<StepReport> {
         self.write_inputs(x)?;
         let opt = self.optimizer.as_mut().ok_or_else(|| Error::usage("this training step was planned without an optimizer"))?;
-        opt.prepare(lr);
+        opt.prepare(lr, &self.plan);
         let opt = self.optimizer.as_ref().expect("checked");
         let acc: Vec<&wgpu::Buffer> = self.trainable.iter().filter_map(|t| t.accumulated.map(|a| self.plan.buffer_of(a))).collect::<Result<_>>()?;
-        self.plan.run_with(&|pass| opt.encode(pass), &|enc| {
+        let clear = |enc: &mut wgpu::CommandEncoder| {
             for b in &acc {
                 enc.clear_buffer(b, 0, None);
             }
-        })?;
-        self.report()
+        };
+        Ok(Self::report(self.plan.run_with(&|pass| opt.encode(pass), &clear, &[self.loss, self.clip])?))
     }
 
     /// A micro-batch that is not the last of an update: forward and backward, its gradients added to the
@@ -219,12 +217,12 @@ impl TrainStep {
         if copies.is_empty() {
             return Err(Error::usage("this training step was planned without gradient accumulation"));
         }
-        self.plan.run_with(&|_| {}, &|enc| {
+        let accumulate = |enc: &mut wgpu::CommandEncoder| {
             for (from, to, bytes) in &copies {
                 enc.copy_buffer_to_buffer(from, 0, to, 0, *bytes);
             }
-        })?;
-        self.report()
+        };
+        Ok(Self::report(self.plan.run_with(&|_| {}, &accumulate, &[self.loss, self.clip])?))
     }
 
     /// The optimizer (its step count and moments, for checkpoints).

@@ -40,6 +40,40 @@ fn liveness_reuses_buffers_and_plan_reruns() {
     assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0));
 }
 
+/// Writes wait for the plan's next command encoder (a run or a read) and land in the order given; a run
+/// can read its outputs back in the same encoder; `write_buffer` reaches a buffer outside the graph.
+#[test]
+fn writes_land_in_order_before_the_next_run_or_read() {
+    let gpu = test_gpu();
+    let n = 37;
+    let mut g = Graph::new();
+    let x = g.input("x", TensorDesc::f32(&[n]));
+    let w = Param::upload(&gpu, "w", TensorDesc::f32(&[n]), &vec![0.0; n], true).unwrap();
+    let wt = g.param(&w);
+    let a = g.silu("a", x).unwrap();
+    let y = g.add("y", a, wt).unwrap();
+    g.output(y);
+    let plan = Plan::new(gpu.clone(), g).unwrap();
+    let data: Vec<Vec<f32>> = (0..4).map(|s| Rng::new(20 + s).vec(n, 2.0)).collect();
+    let want = |x_data: &[f32], w_data: &[f32]| -> Vec<f32> { x_data.iter().zip(w_data).map(|(x, w)| x / (1.0 + (-x).exp()) + w).collect() };
+
+    plan.write(x, &data[0]).unwrap();
+    plan.write(x, &data[1]).unwrap();
+    assert_eq!(plan.read(x).unwrap(), data[1], "a read sees the pending writes, the last one last");
+
+    plan.write(x, &data[2]).unwrap();
+    let out = plan.run_and_read(&[y, x]).unwrap();
+    assert_eq!(out[1], data[2]);
+    assert!(rel_l2(&out[0], &want(&data[2], &vec![0.0; n])) < 1e-5);
+
+    let w_new = Rng::new(30).vec(n, 1.0);
+    plan.write_buffer(&w.buffer().unwrap(), 0, bytemuck::cast_slice(&w_new));
+    plan.write(x, &data[3]).unwrap();
+    plan.run().unwrap();
+    assert!(rel_l2(&plan.read(y).unwrap(), &want(&data[3], &w_new)) < 1e-5, "the run saw the new weight");
+    assert!(plan.run_and_read(&[a]).unwrap_err().to_string().contains("intermediate"));
+}
+
 #[test]
 fn intermediates_cannot_be_read_and_inputs_are_checked() {
     let gpu = test_gpu();

@@ -40,11 +40,11 @@ fn adamw_with_clipping_matches_the_twin_over_steps() {
             plan.write(*t, v).unwrap();
         }
         let lr = 1e-3 * step as f64;
-        opt.prepare(lr);
-        plan.run_with(&|pass| opt.encode(pass), &|_| {}).unwrap();
+        opt.prepare(lr, &plan);
+        let read = plan.run_with(&|pass| opt.encode(pass), &|_| {}, &[clip]).unwrap();
         let norm: f64 = gv.iter().flatten().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         let coef = (1.0 / (norm + 1e-6)).min(1.0);
-        let got_clip = plan.read(clip).unwrap();
+        let got_clip = &read[0];
         assert!((got_clip[0] as f64 - norm).abs() <= 1e-5 * norm, "norm {} vs {norm}", got_clip[0]);
         assert!((got_clip[1] as f64 - coef).abs() <= 1e-5 * coef, "coef {} vs {coef}", got_clip[1]);
         assert_eq!(coef < 1.0, step > 1, "step {step} must {}clip", if step > 1 { "" } else { "not " });

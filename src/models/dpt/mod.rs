@@ -96,7 +96,6 @@ impl DptForDepthEstimation {
         g.output(depth);
         let plan = Plan::new(self.gpu.clone(), g)?;
         plan.write(x, pixel_values)?;
-        plan.run()?;
-        plan.read(depth)
+        Ok(plan.run_and_read(&[depth])?.remove(0))
     }
 }
