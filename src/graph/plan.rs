@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::op::{texel_bytes, DeviceLimits, Lowering, Slot};
 use super::{decode, encode, Graph, Source, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{BindKind, Gpu, Pipeline};
+use crate::gpu::{BindKind, Gpu, Pipeline, Readback};
 use crate::kernels::weight_storage::TEXEL_ROW;
 use crate::tensor::TensorDesc;
 
@@ -599,12 +599,12 @@ impl Plan {
         self.finish_reads(outputs, &readbacks)
     }
 
-    fn encode_read(&self, enc: &mut wgpu::CommandEncoder, t: TensorId) -> Result<crate::gpu::Readback> {
+    fn encode_read(&self, enc: &mut wgpu::CommandEncoder, t: TensorId) -> Result<Readback> {
         let (buffer, offset, bytes) = self.readable(t)?;
         Ok(self.gpu.encode_readback(enc, buffer, offset, bytes.max(4).next_multiple_of(4)))
     }
 
-    fn finish_reads(&self, tensors: &[TensorId], readbacks: &[crate::gpu::Readback]) -> Result<Vec<Vec<f32>>> {
+    fn finish_reads(&self, tensors: &[TensorId], readbacks: &[Readback]) -> Result<Vec<Vec<f32>>> {
         let raw = self.gpu.read_back(readbacks)?;
         Ok(tensors
             .iter()
