@@ -472,6 +472,11 @@ impl Gpu {
         Ok(p)
     }
 
+    /// Pipelines created so far (each is created once and cached).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.device

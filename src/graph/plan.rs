@@ -179,6 +179,30 @@ struct Packing {
     live_peak: u64,
 }
 
+/// How dispatch `d` of `node` binds each of its bindings: through a scratch texture; read-write when the
+/// dispatch writes it or it lies in the arena the node's output is written to (a shared arena, see
+/// [`pack`]); else read-only. `place` is the packer's arena and offset per tensor.
+fn binding_kinds(graph: &Graph, place: &[Option<(usize, u64)>], node: &super::Node, d: &super::op::Dispatch) -> Vec<BindKind> {
+    let arena = |t: TensorId| place[graph.root(t).0].map(|(a, _)| a);
+    let out_arena = arena(node.output);
+    let shares_output_arena = |slot: Slot| match slot {
+        Slot::Input(i) => out_arena.is_some() && arena(node.inputs[i]) == out_arena,
+        Slot::Output => false,
+    };
+    d.bindings
+        .iter()
+        .map(|b| {
+            if b.texture {
+                BindKind::Texture
+            } else if b.writable || shares_output_arena(b.slot) {
+                BindKind::Write
+            } else {
+                BindKind::Read
+            }
+        })
+        .collect()
+}
+
 /// Packs the intermediate tensors into arenas of at most `cap` bytes by liveness: a tensor lives from the
 /// node that writes it to the last node that reads it (or any view of it), and two tensors whose lives
 /// overlap never share bytes. Tensors are placed largest first, each into the smallest gap left by the
@@ -278,6 +302,24 @@ impl Plan {
         crate::timing::timed(crate::timing::Phase::PlanBuild, || Self::build(gpu, graph))
     }
 
+    /// Creates the pipelines a plan of `graph` will use, without buffers or weights: `gpu` caches them, and
+    /// [`Plan::new`] finds them there. Run on a second thread while weights upload (one core's page
+    /// faults on a CPU adapter), it takes pipeline creation — 1.5 s of lavapipe's shader compilation for
+    /// the SD 1.5 UNet — off the critical path.
+    pub fn prepare_pipelines(gpu: &Gpu, graph: Graph) -> Result<()> {
+        let limits = DeviceLimits::from_gpu(gpu);
+        let graph = graph.expanded(&limits)?;
+        let packing = pack(&graph, gpu.limits.max_buffer_size.min(ARENA_BYTES), gpu.shared_arena);
+        for node in &graph.nodes {
+            let ins: Vec<TensorDesc> = node.inputs.iter().map(|t| graph.desc(*t).clone()).collect();
+            let out = graph.desc(node.output).clone();
+            for d in node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits })? {
+                gpu.pipeline(d.shader, d.entry, &binding_kinds(&graph, &packing.place, node, &d), &d.constants)?;
+            }
+        }
+        Ok(())
+    }
+
     fn build(gpu: Arc<Gpu>, graph: Graph) -> Result<Plan> {
         let limits = DeviceLimits::from_gpu(&gpu);
         let graph = graph.expanded(&limits)?;
@@ -369,16 +411,6 @@ impl Plan {
                 format!("{} '{}' (inputs {} → {})", node.op.kind(), node.name, shapes.join(", "), out)
             };
             let dispatches = node.op.lower(&Lowering { inputs: &ins, output: &out, limits: &limits })?;
-            // Inputs in the arena the output is written to are bound read-write, like the output.
-            let arena = |t: TensorId| match storage[graph.root(t).0] {
-                Some(Storage::Pooled { buffer, .. }) => Some(buffer),
-                _ => None,
-            };
-            let out_arena = arena(node.output);
-            let shares_output_arena = |slot: Slot| match slot {
-                Slot::Input(i) => out_arena.is_some() && arena(node.inputs[i]) == out_arena,
-                Slot::Output => false,
-            };
             let mut planned = Vec::new();
             for d in dispatches {
                 for b in &d.bindings {
@@ -398,21 +430,14 @@ impl Plan {
                 uniform_data.extend_from_slice(&d.params);
                 let len = d.params.len().max(16).next_multiple_of(16);
                 uniform_data.resize(off + len, 0);
-                let mut kinds = Vec::new();
-                for (k, b) in d.bindings.iter().enumerate() {
-                    kinds.push(if b.texture {
-                        let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
-                        let texel = texel_bytes(ins[i].dtype);
-                        let rows = b.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64);
-                        let held = scratch_rows.entry((k, texel)).or_default();
-                        *held = (*held).max(rows);
-                        BindKind::Texture
-                    } else if b.writable || shares_output_arena(b.slot) {
-                        BindKind::Write
-                    } else {
-                        BindKind::Read
-                    });
+                for (k, b) in d.bindings.iter().enumerate().filter(|(_, b)| b.texture) {
+                    let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
+                    let texel = texel_bytes(ins[i].dtype);
+                    let rows = b.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64);
+                    let held = scratch_rows.entry((k, texel)).or_default();
+                    *held = (*held).max(rows);
                 }
+                let kinds = binding_kinds(&graph, &packing.place, node, &d);
                 let pipeline = gpu.pipeline(d.shader, d.entry, &kinds, &d.constants)?;
                 planned.push((pipeline, off as u64, len as u64, d));
             }

@@ -14,7 +14,7 @@
 use super::depth2img::depth_condition;
 use super::inputs::{check_depth, check_mask, DepthMap, InitImage, Mask};
 use super::txt2img::Txt2ImgRequest;
-use super::{Network, PooledUNet, StableDiffusion, UNetKey};
+use super::{Network, PooledUNet, StableDiffusion, UNetKey, UNetRunner};
 use crate::error::{Error, Result};
 use crate::prompt::encode::PromptSet;
 use crate::schedulers::{NoiseSource, Scheduler};
@@ -242,7 +242,12 @@ impl StableDiffusion {
         debug_assert_eq!(latent_ch + extra_ch, unet_in);
 
         // 5. Denoising loop: one UNet plan, re-run every step.
-        self.bring_in(Network::UNet)?;
+        // The UNet's pipelines are created while its weights upload (the cond batch's shape: a split run's
+        // uncond plan differs only in its context length).
+        let joint = context.uncond.is_some() && context.uncond_len == context.cond_len && !self.separate_guidance_batches;
+        let batch = if joint { 2 * n } else { n };
+        let context_shape = [batch, context.cond_len, self.text_encoder.config.hidden_size];
+        self.bring_in_preparing(Network::UNet, || Ok(UNetRunner::graph(self, [batch, unet_in, h, w], context_shape)?.0))?;
         let unet = GuidedUNet::new(self, n, [unet_in, h, w], &context, self.separate_guidance_batches)?;
         let mut t_steps = Vec::new();
         let total = timesteps.len() - start;

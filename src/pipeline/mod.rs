@@ -254,6 +254,21 @@ impl StableDiffusion {
         Ok(())
     }
 
+    /// [`StableDiffusion::bring_in`], creating meanwhile, on a second thread, the pipelines of the plan
+    /// `graph` builds (see [`Plan::prepare_pipelines`]). Only where bringing in uploads (`--low-vram`):
+    /// otherwise there is nothing to overlap. Best effort: a failure there is [`Plan::new`]'s to report.
+    pub fn bring_in_preparing(&self, network: Network, graph: impl FnOnce() -> Result<Graph> + Send) -> Result<()> {
+        if self.low_vram.is_none() {
+            return self.bring_in(network);
+        }
+        std::thread::scope(|s| {
+            let prepare = s.spawn(|| graph().and_then(|g| Plan::prepare_pipelines(&self.gpu, g)));
+            let brought = self.bring_in(network);
+            let _ = prepare.join();
+            brought
+        })
+    }
+
     /// Moves `network`'s weights back to host memory (under `--low-vram`; otherwise nothing happens).
     pub fn send_out(&self, network: Network) -> Result<()> {
         if let Some(l) = &self.low_vram {
@@ -289,7 +304,10 @@ impl StableDiffusion {
         } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits, &crate::graph::op::DeviceLimits::from_gpu(&self.gpu)) {
             self.with_network(Network::Vae, || Ok(self.vae.decode_tiled(&self.gpu, latents, shape)?.0))?
         } else {
-            self.with_network(Network::Vae, || self.vae.decode_untiled(&self.gpu, latents, shape))?
+            self.bring_in_preparing(Network::Vae, || self.vae.decode_graph(shape))?;
+            let images = self.vae.decode_untiled(&self.gpu, latents, shape);
+            self.send_out(Network::Vae)?;
+            images?
         };
         Ok(vae::to_nhwc_unit(&chw, n, chw.len() / n / 3))
     }
@@ -392,6 +410,15 @@ pub struct UNetRunner {
 impl UNetRunner {
     /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77·chunks, D]`).
     pub fn new(sd: &StableDiffusion, sample_shape: [usize; 4], context: &[f32], context_shape: [usize; 3]) -> Result<Self> {
+        let (g, [sample, timestep, ctx, out]) = Self::graph(sd, sample_shape, context_shape)?;
+        let plan = Plan::new(sd.gpu.clone(), g)?;
+        plan.write(ctx, context)?;
+        Ok(UNetRunner { plan, sample, timestep, context: ctx, out, batch: sample_shape[0] })
+    }
+
+    /// The UNet's graph for `sample_shape` and `context_shape`, and its sample, timestep, context and
+    /// output tensors.
+    pub fn graph(sd: &StableDiffusion, sample_shape: [usize; 4], context_shape: [usize; 3]) -> Result<(Graph, [TensorId; 4])> {
         let mut g = Graph::new();
         let sample = g.input("sample", TensorDesc::f32(&sample_shape));
         let timestep = g.input("timestep", TensorDesc::f32(&[sample_shape[0]]));
@@ -399,9 +426,7 @@ impl UNetRunner {
         let ff = crate::models::transformer::FeedForwardChunking::INFERENCE;
         let out = sd.unet.forward_chunked(&mut g, sample, timestep, ctx, ff)?;
         g.output(out);
-        let plan = Plan::new(sd.gpu.clone(), g)?;
-        plan.write(ctx, context)?;
-        Ok(UNetRunner { plan, sample, timestep, context: ctx, out, batch: sample_shape[0] })
+        Ok((g, [sample, timestep, ctx, out]))
     }
 
     /// One UNet evaluation at timestep `t` (the same for the whole batch).

@@ -34,10 +34,7 @@ type Record<'a> = &'a dyn Fn(&mut Graph, TensorId) -> Result<TensorId>;
 fn run_whole(gpu: &Arc<Gpu>, input: &[f32], shape: [usize; 4], record: Record) -> Result<(Vec<f32>, Vec<usize>)> {
     let [n, c, h, w] = shape;
     check_len(input, shape)?;
-    let mut g = Graph::new();
-    let x = g.input("input", TensorDesc::f32(&[1, c, h, w]));
-    let y = record(&mut g, x)?;
-    g.output(y);
+    let (g, x, y) = one_image_graph(shape, record)?;
     let plan = Plan::new(gpu.clone(), g)?;
     let out_shape = plan.graph().shape(y).to_vec();
     let mut out = Vec::with_capacity(n * out_shape.iter().product::<usize>());
@@ -46,6 +43,16 @@ fn run_whole(gpu: &Arc<Gpu>, input: &[f32], shape: [usize; 4], record: Record) -
         out.extend(plan.run_and_read(&[y])?.remove(0));
     }
     Ok((out, out_shape))
+}
+
+/// `record` on one image of a batch of `shape`: the graph, its input and its output.
+fn one_image_graph(shape: [usize; 4], record: Record) -> Result<(Graph, TensorId, TensorId)> {
+    let [_, c, h, w] = shape;
+    let mut g = Graph::new();
+    let x = g.input("input", TensorDesc::f32(&[1, c, h, w]));
+    let y = record(&mut g, x)?;
+    g.output(y);
+    Ok((g, x, y))
 }
 
 fn check_len(input: &[f32], shape: [usize; 4]) -> Result<()> {
@@ -115,6 +122,11 @@ impl AutoencoderKL {
     /// images `[N, 3, 8h, 8w]`.
     pub fn decode_untiled(&self, gpu: &Arc<Gpu>, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
         Ok(run_whole(gpu, latents, shape, &|g, z| self.decode(g, z))?.0)
+    }
+
+    /// The graph [`AutoencoderKL::decode_untiled`] plans for latents of `shape`.
+    pub fn decode_graph(&self, shape: [usize; 4]) -> Result<Graph> {
+        Ok(one_image_graph(shape, &|g, z| self.decode(g, z))?.0)
     }
 
     /// diffusers' `tiled_decode` (always tiles, even a latent that fits one tile; `VaeTiling` decides when

@@ -152,7 +152,8 @@ fn nodes_writing_outputs_release_their_inputs() {
 /// buffer and nodes bind their inputs from it read-write, through shader variants that declare them so;
 /// without it a node's inputs and output never share an arena. Both plans give the CPU twin's results for
 /// ops of several shader families (elementwise with two pooled inputs, matmul, conv with a residual, group
-/// norm), and the shared one needs no more memory.
+/// norm), and the shared one needs no more memory. `Plan::prepare_pipelines` creates exactly the variants
+/// the plan then uses.
 #[test]
 fn shared_arena_binds_inputs_read_write() {
     use wgsd::kernels::conv2d::Conv2dOpts;
@@ -178,8 +179,14 @@ fn shared_arena_binds_inputs_read_write() {
         let mut gpu = wgsd::Gpu::new(&wgsd::GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e}"));
         gpu.shared_arena = shared;
         let gpu = std::sync::Arc::new(gpu);
+        // The pipelines prepared ahead of planning (beside an upload, in generation) are the plan's own.
+        let (g, _) = record(&gpu);
+        Plan::prepare_pipelines(&gpu, g).unwrap();
+        let prepared = gpu.pipeline_count();
+        assert!(prepared >= 4, "{prepared} pipelines prepared");
         let (g, _) = record(&gpu);
         let mem = Plan::new(gpu.clone(), g).unwrap().memory().clone();
+        assert_eq!(gpu.pipeline_count(), prepared, "planning created pipelines that were not prepared (shared arena: {shared})");
         let (g, inputs) = record(&gpu);
         wgsd::testing::assert_close(&wgsd::testing::check_graph(&gpu, g, &inputs).unwrap(), 1e-5);
         pools.push((mem.pool_buffers, mem.intermediates));
