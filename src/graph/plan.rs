@@ -303,7 +303,7 @@ impl Plan {
     }
 
     /// Creates the pipelines a plan of `graph` will use, without buffers or weights: `gpu` caches them, and
-    /// [`Plan::new`] finds them there. Run on a second thread while weights upload (one core's page
+    /// [`Plan::new`] finds them there. Run while weights upload on another thread (one core's page
     /// faults on a CPU adapter), it takes pipeline creation — 1.5 s of lavapipe's shader compilation for
     /// the SD 1.5 UNet — off the critical path.
     pub fn prepare_pipelines(gpu: &Gpu, graph: Graph) -> Result<()> {
