@@ -510,16 +510,16 @@ impl Gpu {
     pub fn read_back(&self, readbacks: &[Readback]) -> Result<Vec<Vec<u8>>> {
         let failed = |e: &dyn std::fmt::Display| Error::Gpu { context: " reading back".into(), msg: e.to_string() };
         let (tx, rx) = std::sync::mpsc::channel();
-        for (i, r) in readbacks.iter().enumerate() {
+        for r in readbacks {
             let tx = tx.clone();
             r.staging.map_async(wgpu::MapMode::Read, .., move |result| {
-                let _ = tx.send((i, result));
+                let _ = tx.send(result);
             });
         }
         drop(tx);
         self.wait()?;
         // Every callback has run once the queue is idle (a missing one shows as an unmapped buffer below).
-        for (_, result) in rx.try_iter() {
+        for result in rx.try_iter() {
             result.map_err(|e| failed(&e))?;
         }
         readbacks
