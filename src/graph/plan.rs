@@ -707,10 +707,11 @@ impl Plan {
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let mut enc = self.encoder();
             self.encode_nodes(&mut enc, i..i + 1, None);
-            self.submit(enc)?;
             let desc = self.graph.desc(node.output).clone();
             let (buffer, offset) = self.buffer(node.output);
-            let raw = self.gpu.read_bytes(buffer, offset, desc.bytes().max(4).next_multiple_of(4))?;
+            let readback = self.gpu.encode_readback(&mut enc, buffer, offset, desc.bytes().max(4).next_multiple_of(4));
+            self.submit(enc)?;
+            let raw = self.gpu.read_back(&[readback])?.remove(0);
             let values = decode(desc.dtype, &raw[..desc.bytes() as usize]);
             dumps.push(NodeDump { name: node.name.clone(), kind: node.op.kind(), desc, values });
         }
@@ -757,8 +758,9 @@ impl Plan {
                 self.encode_nodes(&mut enc, first + i..first + i + 1, Some((&qs, 2 * i as u32)));
             }
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            let readback = self.gpu.encode_readback(&mut enc, &resolve, 0, 8 * count as u64);
             self.submit(enc)?;
-            let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64)?;
+            let raw = self.gpu.read_back(&[readback])?.remove(0);
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
             times.extend((0..m).map(|i| ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period));
         }
