@@ -130,8 +130,9 @@ pub struct Gpu {
     pub shared_arena: bool,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
-    /// Shader variants with some read-only inputs declared read-write (see [`Gpu::pipeline`]).
-    writable_variants: Mutex<HashMap<(&'static str, Vec<u32>), &'static ShaderSource>>,
+    /// Shader variants with some read-only inputs declared read-write, or some texture reads declared
+    /// with f16 texels (see [`Gpu::pipeline`]), by shader, derivation and bindings.
+    variants: Mutex<HashMap<(&'static str, Derivation, Vec<u32>), &'static ShaderSource>>,
     /// Compiled pipelines saved between runs, where the driver supports it.
     disk_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
     /// Buffers filled by [`Gpu::upload`] are mapped themselves (CPU adapters), not through staging copies.
@@ -157,13 +158,51 @@ pub struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// How a kernel binding (1, 2, ...) is bound: a read-only or read-write storage buffer, or a texture the
-/// executor fills from a buffer range (`Bind::texture`).
+/// How a kernel binding (1, 2, ...) is bound: a read-only or read-write storage buffer, or a read-only
+/// storage texture of these texels that the executor fills from a buffer range (`Bind::texture`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BindKind {
     Read,
     Write,
-    Texture,
+    Texture(Texels),
+}
+
+/// The texels of a texture-read binding: 4 values each, stored as the tensor's dtype (`textureLoad`
+/// widens both to f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Texels {
+    F32,
+    F16,
+}
+
+impl Texels {
+    pub fn of(dtype: crate::tensor::DType) -> Texels {
+        match dtype {
+            crate::tensor::DType::F32 => Texels::F32,
+            crate::tensor::DType::F16 => Texels::F16,
+        }
+    }
+
+    pub fn format(self) -> wgpu::TextureFormat {
+        match self {
+            Texels::F32 => wgpu::TextureFormat::Rgba32Float,
+            Texels::F16 => wgpu::TextureFormat::Rgba16Float,
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        match self {
+            Texels::F32 => 16,
+            Texels::F16 => 8,
+        }
+    }
+}
+
+/// How [`Gpu::pipeline`] derives a shader's variant for the way its bindings are bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Derivation {
+    Writable,
+    HalfTexels,
 }
 
 /// Pipelines are keyed by shader family, entry point and the binding signature.
@@ -325,7 +364,7 @@ impl Gpu {
             },
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            writable_variants: Mutex::new(HashMap::new()),
+            variants: Mutex::new(HashMap::new()),
             disk_cache,
             direct_upload,
             unflushed_upload: Default::default(),
@@ -383,11 +422,16 @@ impl Gpu {
         Ok(m)
     }
 
-    /// `src` with storage `bindings` declared read-write ([`ShaderSource::writable_bindings`]), derived
-    /// once per shader and set of bindings.
-    fn writable_variant(&self, src: &ShaderSource, bindings: Vec<u32>) -> &'static ShaderSource {
-        let mut variants = self.writable_variants.lock().unwrap();
-        variants.entry((src.name, bindings)).or_insert_with_key(|(_, b)| Box::leak(Box::new(src.writable_bindings(b))))
+    /// `src` derived for `bindings` ([`ShaderSource::writable_bindings`], [`ShaderSource::half_texels`]),
+    /// once per shader, derivation and set of bindings.
+    fn variant(&self, src: &ShaderSource, derivation: Derivation, bindings: Vec<u32>) -> &'static ShaderSource {
+        let mut variants = self.variants.lock().unwrap();
+        variants.entry((src.name, derivation, bindings)).or_insert_with_key(|(_, _, b)| {
+            Box::leak(Box::new(match derivation {
+                Derivation::Writable => src.writable_bindings(b),
+                Derivation::HalfTexels => src.half_texels(b),
+            }))
+        })
     }
 
     /// The pipeline for `entry` in `src` whose binding 0 is the uniform params and bindings 1.. are bound
@@ -406,7 +450,10 @@ impl Gpu {
         // Inputs bound read-write (they share the output's buffer) need the shader to declare them so.
         let writable: Vec<u32> = (1..=kinds.len() as u32).filter(|&b| kinds[b as usize - 1] == BindKind::Write).collect();
         let promoted = src.read_only_bindings(&writable);
-        let src = if promoted.is_empty() { src } else { self.writable_variant(src, promoted) };
+        let src = if promoted.is_empty() { src } else { self.variant(src, Derivation::Writable, promoted) };
+        // Texture reads of f16 tensors need the texel format in the shader's declaration.
+        let half: Vec<u32> = (1..=kinds.len() as u32).filter(|&b| kinds[b as usize - 1] == BindKind::Texture(Texels::F16)).collect();
+        let src = if half.is_empty() { src } else { self.variant(src, Derivation::HalfTexels, half) };
         let module = self.module(src)?;
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -420,10 +467,10 @@ impl Gpu {
         }];
         for (i, kind) in kinds.iter().enumerate() {
             let ty = match kind {
-                BindKind::Texture => wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                BindKind::Texture(texels) => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::ReadOnly,
+                    format: texels.format(),
                     view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
                 },
                 _ => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage { read_only: *kind == BindKind::Read },

@@ -99,7 +99,7 @@ impl DeviceLimits {
     /// Whether `bind`, a range of `dtype` values, can be read through a texture: the adapter reads
     /// textures, the range starts on a whole texel and fits the texture's rows.
     pub fn texture_fits(&self, bind: &Bind, dtype: crate::tensor::DType) -> bool {
-        let texel = texel_bytes(dtype);
+        let texel = crate::gpu::Texels::of(dtype).bytes();
         self.texture_reads
             && bind.offset.is_multiple_of(texel)
             && bind.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64) <= self.max_texture_rows
@@ -142,16 +142,8 @@ pub struct Bind {
     pub size: u64,
     pub writable: bool,
     /// Read through a texture the executor fills with this range before the dispatch (the shader's
-    /// `texture_reads` variant declares the binding as `texture_2d<f32>`).
+    /// `texture_reads` variant declares the binding as a read-only storage texture).
     pub texture: bool,
-}
-
-/// Bytes per texel of a texture-read binding holding `dtype` values (`rgba32float`, `rgba16float`).
-pub fn texel_bytes(dtype: crate::tensor::DType) -> u64 {
-    match dtype {
-        crate::tensor::DType::F32 => 16,
-        crate::tensor::DType::F16 => 8,
-    }
 }
 
 impl Bind {

@@ -18,10 +18,10 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use super::op::{texel_bytes, DeviceLimits, Lowering, Slot};
+use super::op::{DeviceLimits, Lowering, Slot};
 use super::{decode, encode, Graph, Source, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{BindKind, Gpu, Pipeline, Readback};
+use crate::gpu::{BindKind, Gpu, Pipeline, Readback, Texels};
 use crate::kernels::weight_storage::TEXEL_ROW;
 use crate::tensor::TensorDesc;
 
@@ -193,7 +193,8 @@ fn binding_kinds(graph: &Graph, place: &[Option<(usize, u64)>], node: &super::No
         .iter()
         .map(|b| {
             if b.texture {
-                BindKind::Texture
+                let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
+                BindKind::Texture(Texels::of(graph.desc(node.inputs[i]).dtype))
             } else if b.writable || shares_output_arena(b.slot) {
                 BindKind::Write
             } else {
@@ -402,7 +403,7 @@ impl Plan {
         let mut lowered = Vec::new();
         // Texture-read bindings share one scratch texture per (binding index, format), as tall as the
         // largest range copied into it: dispatches run one after another, each after its copies.
-        let mut scratch_rows: std::collections::BTreeMap<(usize, u64), u64> = Default::default();
+        let mut scratch_rows: std::collections::BTreeMap<(usize, Texels), u64> = Default::default();
         for node in &graph.nodes {
             let ins: Vec<TensorDesc> = node.inputs.iter().map(|t| graph.desc(*t).clone()).collect();
             let out = graph.desc(node.output).clone();
@@ -432,9 +433,9 @@ impl Plan {
                 uniform_data.resize(off + len, 0);
                 for (k, b) in d.bindings.iter().enumerate().filter(|(_, b)| b.texture) {
                     let Slot::Input(i) = b.slot else { unreachable!("an output is never read through a texture") };
-                    let texel = texel_bytes(ins[i].dtype);
-                    let rows = b.size.div_ceil(texel).div_ceil(TEXEL_ROW as u64);
-                    let held = scratch_rows.entry((k, texel)).or_default();
+                    let texels = Texels::of(ins[i].dtype);
+                    let rows = b.size.div_ceil(texels.bytes()).div_ceil(TEXEL_ROW as u64);
+                    let held = scratch_rows.entry((k, texels)).or_default();
                     *held = (*held).max(rows);
                 }
                 let kinds = binding_kinds(&graph, &packing.place, node, &d);
@@ -449,21 +450,20 @@ impl Plan {
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut scratch = std::collections::BTreeMap::new();
-        for (&(k, texel), &rows) in &scratch_rows {
-            let format = if texel == 16 { wgpu::TextureFormat::Rgba32Float } else { wgpu::TextureFormat::Rgba16Float };
+        for (&(k, texels), &rows) in &scratch_rows {
             let texture = device.create_texture(&wgpu::TextureDescriptor {
                 label: Some("texture reads"),
                 size: wgpu::Extent3d { width: TEXEL_ROW, height: rows as u32, depth_or_array_layers: 1 },
                 mip_level_count: 1,
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
-                format,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                format: texels.format(),
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             });
-            memory.textures += TEXEL_ROW as u64 * rows * texel;
+            memory.textures += TEXEL_ROW as u64 * rows * texels.bytes();
             let view = texture.create_view(&Default::default());
-            scratch.insert((k, texel), (texture, view));
+            scratch.insert((k, texels), (texture, view));
         }
         let mut nodes = Vec::new();
         for (node, planned) in graph.nodes.iter().zip(lowered) {
@@ -485,8 +485,9 @@ impl Plan {
                     };
                     let (buffer, base, avail) = storage[graph.root(t).0].as_ref().expect("storage assigned").resolve(&buffers);
                     if b.texture {
-                        let texel = texel_bytes(graph.desc(t).dtype);
-                        let (texture, view) = &scratch[&(k, texel)];
+                        let texels = Texels::of(graph.desc(t).dtype);
+                        let texel = texels.bytes();
+                        let (texture, view) = &scratch[&(k, texels)];
                         // Buffers end on whole texels (see their allocation), so the last one is whole.
                         let bytes = b.size.next_multiple_of(texel).min(avail - b.offset);
                         copies.push(TextureCopy { buffer: buffer.clone(), offset: base + b.offset, bytes, texel, texture: texture.clone() });

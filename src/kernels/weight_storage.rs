@@ -21,22 +21,26 @@
 //! accessor `fn wt_at4(i: u32) -> vec4<f32> { return wt[i]; }` (`i` counts groups of 4); its f16 variant
 //! reads the group as two words, `array<vec2<u32>>`.
 //!
-//! [`ShaderSource::texture_reads`] derives the variant that reads the binding from a 2-D `rgba32float` or
-//! `rgba16float` texture instead (CPU adapters: see below), whichever the data is stored as, since
-//! `textureLoad` widens to f32 either way. The executor copies the bound range of the tensor into the
-//! texture right before the dispatch ([`crate::graph::op::Bind::texture`]), [`TEXEL_ROW`] texels (4 values
-//! each) per texture row, so element `i` of the binding is component `i % 4` of texel `i / 4`:
+//! [`ShaderSource::texture_reads`] derives the variant that reads the binding from a 2-D read-only storage
+//! texture instead (CPU adapters: see below), `rgba32float`, or `rgba16float` where the data is f16
+//! ([`ShaderSource::half_texels`]); `textureLoad` widens both to f32. The executor copies the bound range of
+//! the tensor into the texture right before the dispatch ([`crate::graph::op::Bind::texture`]),
+//! [`TEXEL_ROW`] texels (4 values each) per texture row, so element `i` of the binding is component `i % 4`
+//! of texel `i / 4`:
 //!
 //! ```wgsl
-//! @group(0) @binding(2) var wt: texture_2d<f32>;
-//! fn wt_at(i: u32) -> f32 { return textureLoad(wt, vec2<u32>((i >> 2u) & 4095u, i >> 14u), 0)[i & 3u]; }
+//! @group(0) @binding(2) var wt: texture_storage_2d<rgba32float, read>;
+//! fn wt_at(i: u32) -> f32 { return textureLoad(wt, vec2<u32>((i >> 2u) & 4095u, i >> 14u))[i & 3u]; }
 //! ```
 //!
 //! Why textures: lavapipe (Mesa 22.3) builds a lane-varying storage-buffer load lane by lane, inserting
 //! each value into the result vector through memory; without AVX-512 every insert is a store-forwarding
 //! stall (~70 cycles per vec4 per lane measured on a Zen 3 CPU), while a texel fetch is a gather with fixed
 //! lane positions (~11 cycles). The copy costs a memcpy of the range, small beside the kernels that read
-//! each value many times.
+//! each value many times. Why storage textures rather than sampled ones: lavapipe fetches a sampled
+//! texel through a call that handles a mip level per lane (each lane's row stride and level offset are
+//! gathered too); an image load has no level and is inlined. Measured on a Zen 3 CPU, the f32 GEGLU
+//! projection (8192×320 · (2560×320)ᵀ, `bench kernels --filter linear`): 525 → 420 ms.
 //!
 //! Why packed words rather than `array<f16>`: `unpack2x16float` is core WGSL, so the half-size weights
 //! work on every adapter, `SHADER_F16` or not, and the kernel keeps accumulating in f32. Element indices,
@@ -130,15 +134,15 @@ impl ShaderSource {
             let (decl, accessor, width) = f32_lines(&source, var)
                 .unwrap_or_else(|e| panic!("shaders/{}.wgsl cannot read `{var}` from a texture: {e}", self.name));
             let binding = decl.split("var<storage, read>").next().unwrap_or_default();
-            let tex_decl = format!("{binding}var {var}: texture_2d<f32>;");
+            let tex_decl = format!("{binding}var {var}: {F32_TEXTURE};");
             let (mask, shift) = (TEXEL_ROW - 1, TEXEL_ROW_SHIFT);
             let tex_accessor = match width {
                 Width::Scalar => format!(
-                    "fn {var}_at(i: u32) -> f32 {{ return textureLoad({var}, vec2<u32>((i >> 2u) & {mask}u, i >> {}u), 0)[i & 3u]; }}",
+                    "fn {var}_at(i: u32) -> f32 {{ return textureLoad({var}, vec2<u32>((i >> 2u) & {mask}u, i >> {}u))[i & 3u]; }}",
                     shift + 2
                 ),
                 Width::Vec4 => format!(
-                    "fn {var}_at4(i: u32) -> vec4<f32> {{ return textureLoad({var}, vec2<u32>(i & {mask}u, i >> {shift}u), 0); }}"
+                    "fn {var}_at4(i: u32) -> vec4<f32> {{ return textureLoad({var}, vec2<u32>(i & {mask}u, i >> {shift}u)); }}"
                 ),
             };
             source = source.replacen(&decl, &tex_decl, 1).replacen(&accessor, &tex_accessor, 1);
@@ -148,7 +152,29 @@ impl ShaderSource {
             source: Box::leak(source.into_boxed_str()),
         }
     }
+
+    /// The variant of a [`texture_reads`](ShaderSource::texture_reads) shader whose texture `bindings`
+    /// hold f16 texels (`rgba16float`): a storage texture's declaration names its format.
+    pub fn half_texels(&self, bindings: &[u32]) -> ShaderSource {
+        let lines: Vec<String> = self
+            .source
+            .lines()
+            .map(|line| {
+                let texture_of = |b: &u32| line.contains(&format!("@binding({b}) var ")) && line.contains(F32_TEXTURE);
+                if bindings.iter().any(texture_of) { line.replace(F32_TEXTURE, F16_TEXTURE) } else { line.to_string() }
+            })
+            .collect();
+        let list: Vec<String> = bindings.iter().map(|b| b.to_string()).collect();
+        ShaderSource {
+            name: Box::leak(format!("{}.h{}", self.name, list.join("_")).into_boxed_str()),
+            source: Box::leak((lines.join("\n") + "\n").into_boxed_str()),
+        }
+    }
 }
+
+/// How [`ShaderSource::texture_reads`] declares a binding, and [`ShaderSource::half_texels`] one holding f16.
+const F32_TEXTURE: &str = "texture_storage_2d<rgba32float, read>";
+const F16_TEXTURE: &str = "texture_storage_2d<rgba16float, read>";
 
 #[cfg(test)]
 mod tests {
@@ -187,9 +213,17 @@ mod tests {
         };
         let v = src.texture_reads(&["w", "w4"]);
         assert_eq!(v.name, "t.tex");
-        assert!(v.source.contains("@group(0) @binding(2) var w: texture_2d<f32>;"), "{}", v.source);
-        assert!(v.source.contains("textureLoad(w, vec2<u32>((i >> 2u) & 4095u, i >> 14u), 0)[i & 3u]"));
-        assert!(v.source.contains("textureLoad(w4, vec2<u32>(i & 4095u, i >> 12u), 0)"));
+        assert!(v.source.contains("@group(0) @binding(2) var w: texture_storage_2d<rgba32float, read>;"), "{}", v.source);
+        assert!(v.source.contains("textureLoad(w, vec2<u32>((i >> 2u) & 4095u, i >> 14u))[i & 3u]"));
+        assert!(v.source.contains("textureLoad(w4, vec2<u32>(i & 4095u, i >> 12u))"));
         assert!(!v.source.contains("var<storage"));
+        // f16 texels for binding 2 only: both of its declarations change, nothing else.
+        let two = ShaderSource { name: "t2", source: Box::leak(format!("{}@group(0) @binding(3) var<storage, read> x: array<f32>;\nfn x_at(i: u32) -> f32 {{ return x[i]; }}\n", src.source).into_boxed_str()) };
+        let both = two.texture_reads(&["w", "w4", "x"]);
+        let h = both.half_texels(&[2]);
+        assert_eq!(h.name, "t2.tex.h2");
+        assert_eq!(h.source.matches("texture_storage_2d<rgba16float, read>").count(), 2, "{}", h.source);
+        assert!(h.source.contains("@binding(3) var x: texture_storage_2d<rgba32float, read>;"), "{}", h.source);
+        assert_eq!(h.source.lines().count(), both.source.lines().count());
     }
 }
