@@ -157,3 +157,26 @@ fn auto_is_on_for_cpu_adapters_only() {
     assert_eq!("auto".parse::<LowVramChoice>(), Ok(LowVramChoice::Auto));
     assert!("sometimes".parse::<LowVramChoice>().unwrap_err().contains("on, off or auto"));
 }
+
+/// Under `--low-vram` the text encoder's pipelines are made while its weights upload, from the graph
+/// `text_graph` builds out of the token ids: it must be the graph `encode_sets` then plans (two chunks
+/// through `min_chunks`, a set encoded once), so that encoding creates no pipeline of its own.
+#[test]
+fn text_encoder_pipelines_are_prepared_from_the_token_ids() {
+    use wgsd::prompt::encode::PromptSet;
+    let Some(dir) = wgsd::testing::tiny_model("sd15") else { return };
+    let gpu = Arc::new(Gpu::new(&GpuOptions { low_vram: Some(LowVramChoice::On), ..GpuOptions::from_env() }).unwrap());
+    let sd = StableDiffusion::load(gpu.clone(), &dir, None).unwrap();
+    let cond = sd.chunk_prompts(&["a red fox in the snow".to_string(), "a cat".to_string()]).unwrap();
+    let uncond = sd.chunk_prompts(&["blurry".to_string(), "blurry".to_string()]).unwrap();
+    let sets = [PromptSet { prompts: &cond, skip: 0, min_chunks: 1 }, PromptSet { prompts: &uncond, skip: 0, min_chunks: 2 }];
+    let before = gpu.pipeline_count();
+    sd.bring_in_preparing(Network::TextEncoder, || sd.text_graph(&sets)).unwrap();
+    let prepared = gpu.pipeline_count();
+    assert!(prepared > before, "no pipeline was prepared");
+    assert!(sd.low_vram.as_ref().unwrap().text_encoder.iter().all(|p| p.resident()), "the weights came in meanwhile");
+    let encoded = sd.encode_sets(&sets).unwrap();
+    assert_eq!((encoded[0].chunks, encoded[1].chunks), (1, 2));
+    assert_eq!(gpu.pipeline_count(), prepared, "encoding created pipelines that were not prepared");
+    sd.send_out(Network::TextEncoder).unwrap();
+}

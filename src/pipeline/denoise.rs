@@ -169,7 +169,7 @@ impl StableDiffusion {
         let t0 = std::time::Instant::now();
 
         // 1. Embeddings, each prompt repeated images_per_prompt times.
-        let context = self.with_network(Network::TextEncoder, || self.prompt_context(req, cfg))?;
+        let context = self.prompt_context(req, cfg)?;
         let t_text = t0.elapsed().as_secs_f64();
 
         // depth2img estimates depth before anything draws noise.
@@ -333,7 +333,8 @@ impl StableDiffusion {
 
     /// The text conditioning of a run: prompts and (with guidance) negative prompts, each prompt repeated
     /// `images_per_prompt` times. diffusers applies CLIP skip to the prompt only; A1111 syntax applies it
-    /// to the negative prompt too, as A1111 does.
+    /// to the negative prompt too, as A1111 does. Brings the text encoder in for the encoding and sends it
+    /// out again (under `--low-vram`).
     fn prompt_context(&self, req: &Txt2ImgRequest, cfg: bool) -> Result<PromptContext> {
         let repeat = |v: &[String]| -> Vec<String> {
             v.iter().flat_map(|p| std::iter::repeat_n(p.clone(), req.images_per_prompt)).collect()
@@ -352,7 +353,12 @@ impl StableDiffusion {
         if let Some(u) = &uncond_chunks {
             sets.push(PromptSet { prompts: u, skip: uncond_skip, min_chunks: 1 });
         }
-        let mut encoded = self.encode_sets(&sets)?.into_iter();
+        // The text encoder comes in (under --low-vram) while the pipelines of its first run are made: its
+        // graph follows from the token ids alone.
+        self.bring_in_preparing(Network::TextEncoder, || self.text_graph(&sets))?;
+        let encoded = self.encode_sets(&sets);
+        self.send_out(Network::TextEncoder)?;
+        let mut encoded = encoded?.into_iter();
         let cond = encoded.next().ok_or_else(|| Error::usage("no prompt encoded"))?;
         let uncond = encoded.next();
         check_finite(&cond.context, text_error)?;

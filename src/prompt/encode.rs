@@ -14,7 +14,7 @@ use super::embeddings::EmbeddingSet;
 use super::parse::{is_break, parse_prompt_attention};
 use crate::error::{Error, Result};
 use crate::graph::plan::Plan;
-use crate::graph::Graph;
+use crate::graph::{Graph, TensorId};
 use crate::models::tokenizer::ClipTokenizer;
 use crate::pipeline::StableDiffusion;
 use crate::tensor::TensorDesc;
@@ -372,57 +372,12 @@ impl StableDiffusion {
     /// prompts are all the same (one prompt, several images) is encoded once and copied. Emphasis is
     /// applied per set, as A1111 encodes the prompts and the negative prompts separately.
     pub fn encode_sets(&self, sets: &[PromptSet]) -> Result<Vec<EncodedPrompts>> {
-        let len = self.tokenizer.max_len;
-        let d = self.text_encoder.config.hidden_size;
-        let vocab = self.text_encoder.config.vocab_size;
-        let empty = self.chunker()?.empty_chunk();
+        let (len, d) = (self.tokenizer.max_len, self.text_encoder.config.hidden_size);
         let mut out: Vec<Option<EncodedPrompts>> = sets.iter().map(|_| None).collect();
-        let mut skips: Vec<usize> = sets.iter().map(|s| s.skip).collect();
-        skips.sort_unstable();
-        skips.dedup();
-        for skip in skips {
-            let members: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].skip == skip).collect();
-            // Rows each member contributes: one when all its prompts are equal, else one per prompt.
-            let unique = |s: &PromptSet| s.prompts.windows(2).all(|w| w[0].chunks == w[1].chunks);
-            let rows: Vec<Vec<&ChunkedPrompt>> = members
-                .iter()
-                .map(|&i| {
-                    let s = &sets[i];
-                    if unique(s) { s.prompts.iter().take(1).collect() } else { s.prompts.iter().collect() }
-                })
-                .collect();
-            let ks: Vec<usize> = members
-                .iter()
-                .map(|&i| sets[i].prompts.iter().map(|p| p.chunks.len()).max().unwrap_or(0).max(sets[i].min_chunks).max(1))
-                .collect();
-            let n: usize = rows.iter().map(|r| r.len()).sum();
-            let k_max = ks.iter().copied().max().unwrap_or(1);
-            let batches: Vec<Vec<Chunk>> =
-                (0..k_max).map(|c| rows.iter().flatten().map(|p| p.chunks.get(c).unwrap_or(&empty).clone()).collect()).collect();
-            let mut chunk_ids: Vec<Vec<u32>> = batches
-                .iter()
-                .map(|batch| {
-                    batch
-                        .iter()
-                        .flat_map(|ch| {
-                            let mut padded = ch.ids.clone();
-                            sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
-                            padded
-                        })
-                        .collect()
-                })
-                .collect();
-            // --low-vram leaves the token table (49408 rows) off the GPU: the few rows the prompts use are
-            // gathered here, and the ids renumbered to index them.
-            let token_rows = (!self.text_encoder.token_table().resident()).then(|| gather_token_rows(&mut chunk_ids, vocab));
-            let mut g = Graph::new();
-            let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
-            let extra_rows = self.prompt.embeddings.rows();
-            let extra = (extra_rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[extra_rows, d])));
-            let table = token_rows.as_ref().map(|r| g.input("token_rows", TensorDesc::f32(&[r.len(), d])));
-            let h = self.text_encoder.forward_skip_rows(&mut g, t, skip, extra, table)?;
-            g.output(h);
-            let plan = Plan::new(self.gpu.clone(), g)?;
+        for skip in skip_groups(sets) {
+            let TextRun { graph, ids: t, extra, table, hidden: h, members, rows, ks, batches, chunk_ids, token_rows } =
+                self.text_run(sets, skip)?;
+            let plan = Plan::new(self.gpu.clone(), graph)?;
             if let Some(e) = extra {
                 plan.write(e, &self.prompt.embeddings.table())?;
             }
@@ -464,6 +419,64 @@ impl StableDiffusion {
         }
         out.into_iter().map(|e| e.ok_or_else(|| Error::usage("a prompt set was not encoded"))).collect()
     }
+
+    /// The graph [`encode_sets`](Self::encode_sets) runs first for `sets` (their lowest CLIP skip), built
+    /// from the token ids alone, so its pipelines can be made while the text encoder's weights upload.
+    pub fn text_graph(&self, sets: &[PromptSet]) -> Result<Graph> {
+        let skip = skip_groups(sets).into_iter().next().unwrap_or(0);
+        Ok(self.text_run(sets, skip)?.graph)
+    }
+
+    /// The text-encoder run of the sets with CLIP skip `skip`: sets with the same skip share one plan and
+    /// one run per chunk, and a set whose prompts are all the same is encoded once (one row).
+    fn text_run<'s>(&self, sets: &[PromptSet<'s>], skip: usize) -> Result<TextRun<'s>> {
+        let len = self.tokenizer.max_len;
+        let d = self.text_encoder.config.hidden_size;
+        let vocab = self.text_encoder.config.vocab_size;
+        let empty = self.chunker()?.empty_chunk();
+        let members: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].skip == skip).collect();
+        // Rows each member contributes: one when all its prompts are equal, else one per prompt.
+        let unique = |s: &PromptSet| s.prompts.windows(2).all(|w| w[0].chunks == w[1].chunks);
+        let rows: Vec<Vec<&'s ChunkedPrompt>> = members
+            .iter()
+            .map(|&i| {
+                let s = &sets[i];
+                if unique(s) { s.prompts.iter().take(1).collect() } else { s.prompts.iter().collect() }
+            })
+            .collect();
+        let ks: Vec<usize> = members
+            .iter()
+            .map(|&i| sets[i].prompts.iter().map(|p| p.chunks.len()).max().unwrap_or(0).max(sets[i].min_chunks).max(1))
+            .collect();
+        let n: usize = rows.iter().map(|r| r.len()).sum();
+        let k_max = ks.iter().copied().max().unwrap_or(1);
+        let batches: Vec<Vec<Chunk>> =
+            (0..k_max).map(|c| rows.iter().flatten().map(|p| p.chunks.get(c).unwrap_or(&empty).clone()).collect()).collect();
+        let mut chunk_ids: Vec<Vec<u32>> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .flat_map(|ch| {
+                        let mut padded = ch.ids.clone();
+                        sd2_pad(&mut padded, self.tokenizer.eos_id, self.tokenizer.pad_id);
+                        padded
+                    })
+                    .collect()
+            })
+            .collect();
+        // --low-vram leaves the token table (49408 rows) off the GPU: the few rows the prompts use are
+        // gathered on the host, and the ids renumbered to index them.
+        let token_rows = (!self.text_encoder.token_table().resident()).then(|| gather_token_rows(&mut chunk_ids, vocab));
+        let mut g = Graph::new();
+        let t = g.input("input_ids", TensorDesc::f32(&[n, len]));
+        let extra_rows = self.prompt.embeddings.rows();
+        let extra = (extra_rows > 0).then(|| g.input("embedding_rows", TensorDesc::f32(&[extra_rows, d])));
+        let table = token_rows.as_ref().map(|r| g.input("token_rows", TensorDesc::f32(&[r.len(), d])));
+        let h = self.text_encoder.forward_skip_rows(&mut g, t, skip, extra, table)?;
+        g.output(h);
+        Ok(TextRun { graph: g, ids: t, extra, table, hidden: h, members, rows, ks, batches, chunk_ids, token_rows })
+    }
 }
 
 /// The token-table rows that `ids` use (ids below `vocab`, each once), with every id renumbered to index
@@ -490,4 +503,30 @@ pub struct PromptSet<'a> {
     pub prompts: &'a [ChunkedPrompt],
     pub skip: usize,
     pub min_chunks: usize,
+}
+
+/// The distinct CLIP skips of `sets`, lowest first: one text-encoder plan each.
+fn skip_groups(sets: &[PromptSet]) -> Vec<usize> {
+    let mut skips: Vec<usize> = sets.iter().map(|s| s.skip).collect();
+    skips.sort_unstable();
+    skips.dedup();
+    skips
+}
+
+/// One CLIP-skip group of [`StableDiffusion::encode_sets`]: its graph (token ids, optional embedding and token-table
+/// rows in; hidden states out), the sets in it (`members`), the prompts giving its rows per member, each
+/// member's chunk count, and per chunk the batch of chunks and their token ids (renumbered when the token
+/// rows are gathered: `token_rows`).
+struct TextRun<'s> {
+    graph: Graph,
+    ids: TensorId,
+    extra: Option<TensorId>,
+    table: Option<TensorId>,
+    hidden: TensorId,
+    members: Vec<usize>,
+    rows: Vec<Vec<&'s ChunkedPrompt>>,
+    ks: Vec<usize>,
+    batches: Vec<Vec<Chunk>>,
+    chunk_ids: Vec<Vec<u32>>,
+    token_rows: Option<Vec<usize>>,
 }
