@@ -355,10 +355,7 @@ impl StableDiffusion {
         }
         // The text encoder comes in (under --low-vram) while the pipelines of its first run are made: its
         // graph follows from the token ids alone.
-        self.bring_in_preparing(Network::TextEncoder, || self.text_graph(&sets))?;
-        let encoded = self.encode_sets(&sets);
-        self.send_out(Network::TextEncoder)?;
-        let mut encoded = encoded?.into_iter();
+        let mut encoded = self.with_network_preparing(Network::TextEncoder, || self.text_graph(&sets), || self.encode_sets(&sets))?.into_iter();
         let cond = encoded.next().ok_or_else(|| Error::usage("no prompt encoded"))?;
         let uncond = encoded.next();
         check_finite(&cond.context, text_error)?;

@@ -293,6 +293,15 @@ impl StableDiffusion {
         out
     }
 
+    /// [`StableDiffusion::with_network`], bringing `network` in while the pipelines of `graph`'s plan are
+    /// made ([`StableDiffusion::bring_in_preparing`]).
+    pub fn with_network_preparing<T>(&self, network: Network, graph: impl FnOnce() -> Result<Graph>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.bring_in_preparing(network, graph)?;
+        let out = f();
+        self.send_out(network)?;
+        out
+    }
+
     /// Decodes latents `[N, C, h, w]` (already divided by the scaling factor) one image at a time into
     /// NHWC float images in [0, 1]: with the TAESD when one replaces the VAE, else with the VAE, tiled as
     /// `vae_tiling` decides.
@@ -306,10 +315,7 @@ impl StableDiffusion {
         } else if self.vae_tiling.tile_decode(&self.vae.config, h, w, &self.gpu.limits, &crate::graph::op::DeviceLimits::from_gpu(&self.gpu)) {
             self.with_network(Network::Vae, || Ok(self.vae.decode_tiled(&self.gpu, latents, shape)?.0))?
         } else {
-            self.bring_in_preparing(Network::Vae, || self.vae.decode_graph(shape))?;
-            let images = self.vae.decode_untiled(&self.gpu, latents, shape);
-            self.send_out(Network::Vae)?;
-            images?
+            self.with_network_preparing(Network::Vae, || self.vae.decode_graph(shape), || self.vae.decode_untiled(&self.gpu, latents, shape))?
         };
         Ok(vae::to_nhwc_unit(&chw, n, chw.len() / n / 3))
     }
