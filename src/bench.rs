@@ -115,6 +115,13 @@ pub fn cases(quick: bool) -> Vec<Case> {
             g.linear("ff", x, w, Some(b))
         })
         .gemm(),
+        Case::new("linear (CLIP MLP)", "2×77×768 · (3072×768)ᵀ", |g| {
+            let x = input(g, "x", &[2, 77, 768]);
+            let w = input(g, "w", &[3072, 768]);
+            let b = input(g, "b", &[3072]);
+            g.linear("fc1", x, w, Some(b))
+        })
+        .gemm(),
         Case::new("matmul 4096×320×1280", format!("{}×320×1280", 4096 / (s * s)), move |g| {
             let a = input(g, "a", &[4096 / (s * s), 320]);
             let b = input(g, "b", &[320, 1280]);

@@ -335,3 +335,39 @@ fn broken_files_and_unknown_devices_are_named() {
     assert_refused(&o, "conv_out.weight", "missing tensor");
     assert!(!out.exists());
 }
+
+/// A broken tokenizer folder names the file and what is wrong with it, rather than failing inside the
+/// tokenizers crate or later at the first prompt.
+#[test]
+fn broken_tokenizer_files_are_named() {
+    use wgsd::models::tokenizer::ClipTokenizer;
+    let Some(model) = tiny_sd15() else { return };
+    let src = model.join("tokenizer");
+    let fresh = |name: &str| {
+        let d = temp(&format!("tok-{name}"));
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+        }
+        d
+    };
+    let intact = ClipTokenizer::from_folder(&fresh("intact")).expect("a copy of the fixture's tokenizer loads");
+    let ids = intact.encode("a photo of a cat").unwrap().ids;
+    assert_eq!((ids[0], ids.len()), (intact.bos_id, intact.max_len));
+
+    let vocab = std::fs::read_to_string(src.join("vocab.json")).unwrap();
+    let merges = std::fs::read_to_string(src.join("merges.txt")).unwrap();
+    let cases: &[(&str, &str, String, &[&str])] = &[
+        ("cut", "vocab.json", vocab[..vocab.len() / 2].to_string(), &["vocab.json", "token → id"]),
+        ("no-eos", "vocab.json", vocab.replace("\"<|endoftext|>\"", "\"<|gone|>\""), &["vocab.json", "<|endoftext|>", "not in the vocabulary"]),
+        ("bad-merge", "merges.txt", format!("{merges}\nthree parts here\n"), &["merges.txt", "line", "three parts here"]),
+    ];
+    for (name, file, text, want) in cases {
+        let d = fresh(name);
+        std::fs::write(d.join(file), text).unwrap();
+        let err = ClipTokenizer::from_folder(&d).err().unwrap_or_else(|| panic!("{name}: a broken {file} was accepted")).to_string();
+        for w in *want {
+            assert!(err.contains(w), "{name}: expected {w:?} in: {err}");
+        }
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -44,28 +44,32 @@ fn token_text(v: &Value) -> Option<String> {
 
 impl ClipTokenizer {
     pub fn from_folder(dir: &Path) -> Result<ClipTokenizer> {
+        use tokenizers::normalizers::{replace::ReplacePattern, Lowercase, Replace, Sequence as Normalizers, NFC};
+        use tokenizers::pre_tokenizers::{byte_level::ByteLevel, sequence::Sequence as PreTokenizers, split::{Split, SplitPattern}};
+        use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
         let vocab_path = dir.join("vocab.json");
         let merges_path = dir.join("merges.txt");
-        let vocab = read_json(&vocab_path)?;
-        let vocab_map = vocab.as_object().ok_or_else(|| Error::Config {
-            file: vocab_path.display().to_string(),
-            msg: "expected a JSON object of token → id".into(),
-        })?;
+        let config_error = |path: &Path, msg: String| Error::Config { file: path.display().to_string(), msg };
+        // Read straight into the maps the BPE model takes: going through a JSON description of the whole
+        // tokenizer cost ~0.2 s of every model load (most of a load under --low-vram).
+        let vocab_text = std::fs::read_to_string(&vocab_path).map_err(|e| config_error(&vocab_path, format!("cannot read: {e}")))?;
+        let vocab: tokenizers::models::bpe::Vocab = serde_json::from_str(&vocab_text)
+            .map_err(|e| config_error(&vocab_path, format!("expected a JSON object of token → id: {e}")))?;
         let id_of = |tok: &str| -> Result<u32> {
-            vocab_map.get(tok).and_then(|v| v.as_u64()).map(|v| v as u32).ok_or_else(|| Error::Config {
-                file: vocab_path.display().to_string(),
-                msg: format!("token '{tok}' is not in the vocabulary"),
-            })
+            vocab.get(tok).copied().ok_or_else(|| config_error(&vocab_path, format!("token '{tok}' is not in the vocabulary")))
         };
-        let merges_text = std::fs::read_to_string(&merges_path).map_err(|e| Error::Config {
-            file: merges_path.display().to_string(),
-            msg: format!("cannot read: {e}"),
-        })?;
-        let merges: Vec<Value> = merges_text
-            .lines()
-            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
-            .map(|l| json!(l))
-            .collect();
+        let merges_text = std::fs::read_to_string(&merges_path).map_err(|e| config_error(&merges_path, format!("cannot read: {e}")))?;
+        let mut merges = Vec::new();
+        for (i, line) in merges_text.lines().enumerate() {
+            if line.starts_with("#version") || line.trim().is_empty() {
+                continue;
+            }
+            match line.split_once(' ') {
+                Some((a, b)) if !b.contains(' ') => merges.push((a.to_string(), b.to_string())),
+                _ => return Err(config_error(&merges_path, format!("line {}: expected two tokens separated by one space, got {line:?}", i + 1))),
+            }
+        }
 
         // Special tokens: special_tokens_map.json, then tokenizer_config.json, then CLIP's defaults.
         let mut special = std::collections::HashMap::new();
@@ -96,38 +100,31 @@ impl ClipTokenizer {
             }
         }
         added.sort();
-        let added_tokens: Vec<Value> = added
-            .iter()
-            .map(|(id, t)| json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-            .collect();
-        let spec = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added_tokens,
-            "normalizer": {"type": "Sequence", "normalizers": [
-                {"type": "NFC"},
-                {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
-                {"type": "Lowercase"}
-            ]},
-            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex":
-                    "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
-                 "behavior": "Removed", "invert": true},
-                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
-            ]},
-            "post_processor": null,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {
-                "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": "",
-                "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                "vocab": vocab, "merges": merges
-            }
-        });
-        let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e| Error::Config {
-            file: dir.display().to_string(),
-            msg: format!("cannot build the CLIP tokenizer: {e}"),
-        })?;
+
+        let build_error = |e: tokenizers::Error| config_error(dir, format!("cannot build the CLIP tokenizer: {e}"));
+        let bpe = tokenizers::models::bpe::BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .unk_token(unk)
+            .continuing_subword_prefix(String::new())
+            .end_of_word_suffix("</w>".into())
+            .build()
+            .map_err(build_error)?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let whitespace = Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(build_error)?;
+        inner
+            .with_normalizer(Some(Normalizers::new(vec![NFC.into(), whitespace.into(), Lowercase.into()])))
+            .map_err(build_error)?;
+        let words = Split::new(
+            SplitPattern::Regex(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+".into()),
+            SplitDelimiterBehavior::Removed,
+            true,
+        )
+        .map_err(build_error)?;
+        inner.with_pre_tokenizer(Some(PreTokenizers::new(vec![words.into(), ByteLevel::new(false, true, true).into()])));
+        inner.with_decoder(Some(ByteLevel::new(true, true, true)));
+        inner
+            .add_special_tokens(added.iter().map(|(_, t)| AddedToken::from(t.clone(), true)))
+            .map_err(build_error)?;
         let mut max_len = 77;
         let cfg = dir.join("tokenizer_config.json");
         if cfg.exists() {
