@@ -85,7 +85,11 @@ impl Timings {
         let mut s = format!("timings (wall clock, whole run {wall:.2} s):");
         for p in PHASES {
             let i = p.index();
-            let inside = if p == Phase::Pipelines { " (inside building plans, or while weights upload)" } else { "" };
+            let inside = match p {
+                Phase::Pipelines => " (inside building plans, or while weights upload)",
+                Phase::Upload => " (summed over the threads that upload: two under --low-vram)",
+                _ => "",
+            };
             s.push_str(&format!("\n  {:<22} {:8.2} s in {} calls{inside}", p.label(), self.seconds[i], self.calls[i]));
         }
         let host = self.get(Phase::WeightRead) + self.get(Phase::Upload) + self.get(Phase::PlanBuild);

