@@ -270,6 +270,7 @@ fn bench_attention_sd_shapes() {
         ("self-attention 1024² 8×80 batch 2", 2, 1024, 1024, 8, 80, Auto),
         ("self-attention 4096² 5×64 batch 2 (SD 2)", 2, 4096, 4096, 5, 64, Auto),
         ("VAE mid-block 4096² 1×512", 1, 4096, 4096, 1, 512, Auto),
+        ("self-attention 4096² 8×40 batch 2, GPU tiles", 2, 4096, 4096, 8, 40, Subgroup),
         ("self-attention 1024² 8×40 batch 1, GPU tiles", 1, 1024, 1024, 8, 40, Subgroup),
         ("self-attention 1024² 8×40 batch 1, portable", 1, 1024, 1024, 8, 40, Portable),
     ] {
