@@ -263,8 +263,9 @@ impl Op for Matmul {
         let (a, b) = (&l.inputs[0], &l.inputs[1]);
         let d = self.dims(a, b)?;
         // Both operands run along K in memory (x · Wᵀ), in whole groups of 4: the vec4 kernel's offsets
-        // (multiples of K) then stay multiples of 4.
-        let contiguous_k = !self.trans_a && self.trans_b && d.k % 4 == 0;
+        // (multiples of K) then stay multiples of 4. It stores whole vec4s too, so N (the output's row
+        // stride, also in the column windows below) must be a multiple of 4.
+        let contiguous_k = !self.trans_a && self.trans_b && d.k % 4 == 0 && d.n % 4 == 0;
         let (mut shader, entry, tm, tn) = kernel.entry(b.dtype, contiguous_k);
         let (mut m, mut batch) = (d.m, d.batch);
         let (a_sm, a_sk) = if self.trans_a { (1, d.m) } else { (d.k, 1) };
