@@ -344,6 +344,23 @@ impl Graph {
     pub fn concat(&mut self, name: &str, a: TensorId, b: TensorId, dim: usize) -> Result<TensorId> {
         self.op(name, Concat { dim }, &[a, b])
     }
+    /// `x` repeated along dim 0 until it has `batch` rows (`[x; x; …]`; `batch` a multiple of x's): the
+    /// tensors a shared-input evaluation computed once, where they meet per-copy ones (see
+    /// `UNet2DConditionModel::forward_chunked`). `x` itself when it has `batch` rows already.
+    pub fn repeat_to_batch(&mut self, name: &str, x: TensorId, batch: usize) -> Result<TensorId> {
+        let rows = self.shape(x).first().copied().unwrap_or(0);
+        if rows == batch {
+            return Ok(x);
+        }
+        if rows == 0 || batch % rows != 0 {
+            return Err(Error::shape("repeat_to_batch", format!("{name}: cannot repeat {} to a batch of {batch}", self.desc(x))));
+        }
+        let mut out = x;
+        for i in 1..batch / rows {
+            out = self.concat(&format!("{name}.{i}"), out, x, 0)?;
+        }
+        Ok(out)
+    }
     pub fn gather(&mut self, name: &str, table: TensorId, ids: TensorId) -> Result<TensorId> {
         self.op(name, Gather { first_id: 0 }, &[table, ids])
     }

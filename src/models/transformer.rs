@@ -70,7 +70,9 @@ impl BasicTransformerBlock {
         })
     }
 
-    // x: [B, N, C]; context: [B, 77, Cc].
+    // x: [B, N, C]; context: [B, 77, Cc] → [B, N, C]. Or x: [B', N, C] with B a multiple of B' (a
+    // classifier-free guidance batch whose copies share x, see `UNet2DConditionModel::forward_chunked`):
+    // the self-attention runs on the B' distinct rows, which are repeated where the context enters.
     pub fn forward(&self, g: &mut Graph, x: TensorId, context: TensorId, ff_chunk: FeedForwardChunking) -> Result<TensorId> {
         // A recomputable segment for gradient checkpointing (diffusers checkpoints each transformer block).
         let segment = g.segment_begin();
@@ -83,6 +85,7 @@ impl BasicTransformerBlock {
         let h = self.norm1.forward(g, x)?;
         let h = self.attn1.forward(g, h, None)?;
         let x = g.add(&format!("{}.attn1_residual", self.name), x, h)?;
+        let x = g.repeat_to_batch(&format!("{}.repeat", self.name), x, g.shape(context)[0])?;
         let h = self.norm2.forward(g, x)?;
         let h = self.attn2.forward(g, h, Some(context))?;
         let x = g.add(&format!("{}.attn2_residual", self.name), x, h)?;
@@ -167,9 +170,10 @@ impl Transformer2DModel {
         })
     }
 
-    // x: [B, C, H, W]; context: [B, 77, Cc] → [B, C, H, W].
+    // x: [B, C, H, W]; context: [B, 77, Cc] → [B, C, H, W]. x may hold B' rows that the context's batch
+    // repeats (see `BasicTransformerBlock::forward`); the output has the context's batch.
     pub fn forward(&self, g: &mut Graph, x: TensorId, context: TensorId, ff_chunk: FeedForwardChunking) -> Result<TensorId> {
-        let s = g.shape(x).to_vec();
+        let mut s = g.shape(x).to_vec();
         let (b, c, hw) = (s[0], s[1], s[2] * s[3]);
         let h = self.norm.forward(g, x, false)?;
         let h = g.reshape(h, &[b, c, hw])?;
@@ -180,7 +184,9 @@ impl Transformer2DModel {
         }
         let h = self.proj_out.forward(g, h)?;
         let h = g.transpose(&format!("{}.to_channels", self.name), h)?; // [B, C, HW]
+        s[0] = g.shape(h)[0];
         let h = g.reshape(h, &s)?;
+        let x = g.repeat_to_batch(&format!("{}.residual_repeat", self.name), x, s[0])?;
         g.add(&format!("{}.residual", self.name), x, h)
     }
 }

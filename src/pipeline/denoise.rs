@@ -247,7 +247,7 @@ impl StableDiffusion {
         let joint = context.uncond.is_some() && context.uncond_len == context.cond_len && !self.separate_guidance_batches;
         let batch = if joint { 2 * n } else { n };
         let context_shape = [batch, context.cond_len, self.text_encoder.config.hidden_size];
-        self.bring_in_preparing(Network::UNet, || Ok(UNetRunner::graph(self, [batch, unet_in, h, w], context_shape)?.0))?;
+        self.bring_in_preparing(Network::UNet, || Ok(UNetRunner::graph(self, [n, unet_in, h, w], context_shape)?.0))?;
         let unet = GuidedUNet::new(self, n, [unet_in, h, w], &context, self.separate_guidance_batches)?;
         let mut t_steps = Vec::new();
         let total = timesteps.len() - start;
@@ -419,7 +419,8 @@ impl<'a> GuidedUNet<'a> {
     fn new(sd: &'a StableDiffusion, n: usize, chw: [usize; 3], ctx: &PromptContext, force_split: bool) -> Result<Self> {
         let d = sd.text_encoder.config.hidden_size;
         let [c, h, w] = chw;
-        let key = |batch: usize, len: usize, slot: usize| UNetKey { sample: [batch, c, h, w], context: [batch, len, d], slot };
+        // The sample holds the n latents once; a joint batch's context repeats them for uncond and cond.
+        let key = |batch: usize, len: usize, slot: usize| UNetKey { sample: [n, c, h, w], context: [batch, len, d], slot };
         Ok(match &ctx.uncond {
             None => GuidedUNet::Unguided(sd.unet_runner(key(n, ctx.cond_len, 0), &ctx.cond)?),
             Some(u) if ctx.uncond_len == ctx.cond_len && !force_split => {
@@ -437,7 +438,7 @@ impl<'a> GuidedUNet<'a> {
     fn run(&self, input: &[f32], t: f32) -> Result<Vec<f32>> {
         match self {
             GuidedUNet::Unguided(u) => u.run(input, t),
-            GuidedUNet::Joint(u) => u.run(&[input, input].concat(), t),
+            GuidedUNet::Joint(u) => u.run(input, t),
             GuidedUNet::Split { uncond, cond } => {
                 let mut out = uncond.run(input, t)?;
                 out.extend(cond.run(input, t)?);

@@ -426,7 +426,8 @@ pub struct UNetRunner {
 }
 
 impl UNetRunner {
-    /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77·chunks, D]`).
+    /// Plans the UNet for `sample_shape` and uploads the text embeddings `context` (`[B, 77·chunks, D]`; B
+    /// a multiple of the sample's batch, which it repeats: see `UNet2DConditionModel::forward_chunked`).
     pub fn new(sd: &StableDiffusion, sample_shape: [usize; 4], context: &[f32], context_shape: [usize; 3]) -> Result<Self> {
         let (g, [sample, timestep, ctx, out]) = Self::graph(sd, sample_shape, context_shape)?;
         let plan = Plan::new(sd.gpu.clone(), g)?;
