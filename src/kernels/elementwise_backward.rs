@@ -70,7 +70,8 @@ fn lower_rows(l: &Lowering, entry: &'static str, rows: u64, ins: [(usize, u64); 
     let widest = ins[0].1.max(ins[1].1).max(out_row).max(1);
     let cap = max_binding_elems(l.limits, DType::F32) / widest;
     if cap == 0 {
-        return Err(Error::shape(entry, format!("one row of {} elements is larger than a storage binding", widest)));
+        // A device limit (the error says so and by how much): a chunk's start may also need the offset alignment.
+        return Err(super::norm::limit_error(entry, format!("one row of {widest} elements"), widest * 4 + l.limits.offset_align, l.limits));
     }
     let mut out = Vec::new();
     for (r0, nr) in chunks(rows, cap, 1) {
@@ -272,7 +273,7 @@ impl Op for GatherGrad {
         let d = dy.dim(-1) as u64;
         let cap = max_binding_elems(l.limits, DType::F32) / d;
         if cap == 0 {
-            return Err(Error::shape(self.kind(), format!("one table row of {d} elements is larger than a storage binding")));
+            return Err(super::norm::limit_error(self.kind(), format!("one table row of {d} elements"), d * 4 + l.limits.offset_align, l.limits));
         }
         let mut out = Vec::new();
         for (r0, nr) in chunks(self.vocab as u64, cap, 1) {
