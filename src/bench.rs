@@ -134,6 +134,12 @@ pub fn cases(quick: bool) -> Vec<Case> {
             let b = input(g, "b", &[320]);
             g.conv2d("conv", x, w, Some(b), Conv2dOpts::new(1, 1), None)
         }),
+        Case::new("conv 3×3 (16×16)", format!("2×1280×{0}×{0} → 1280", hw / 4), move |g| {
+            let x = input(g, "x", &[2, 1280, hw / 4, hw / 4]);
+            let w = input(g, "w", &[1280, 1280, 3, 3]);
+            let b = input(g, "b", &[1280]);
+            g.conv2d("conv", x, w, Some(b), Conv2dOpts::new(1, 1), None)
+        }),
         Case::new("conv 1×1 (shortcut)", format!("2×640×{0}×{0} → 320", hw / 2), move |g| {
             let x = input(g, "x", &[2, 640, hw / 2, hw / 2]);
             let w = input(g, "w", &[320, 640, 1, 1]);
@@ -489,8 +495,10 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
         println!("unet: weights generated and uploaded in {:.1} s", t0.elapsed().as_secs_f64());
         let mut g = Graph::new();
         let (b, s) = (o.batch, o.latent);
-        let x = g.input("sample", TensorDesc::f32(&[b, cfg.in_channels, s, s]));
-        let t = g.input("timestep", TensorDesc::f32(&[b]));
+        // As generation runs it: an even batch is a guidance batch, each latent once under two contexts.
+        let samples = if b % 2 == 0 { b / 2 } else { b };
+        let x = g.input("sample", TensorDesc::f32(&[samples, cfg.in_channels, s, s]));
+        let t = g.input("timestep", TensorDesc::f32(&[samples]));
         let c = g.input("encoder_hidden_states", TensorDesc::f32(&[b, 77, cfg.cross_attention_dim]));
         let y = unet.forward_chunked(&mut g, x, t, c, crate::models::transformer::FeedForwardChunking::INFERENCE)?;
         g.output(y);
@@ -499,8 +507,8 @@ pub fn run_models(gpu: &Arc<Gpu>, o: &ModelBenchOptions) -> Result<()> {
         let plan = Plan::new(gpu.clone(), g)?;
         println!("unet: planned in {:.2} s (pipelines compiled on first use, cached after)", t_plan.elapsed().as_secs_f64());
         let inputs = vec![
-            (x, rng.vec(b * cfg.in_channels * s * s, 1.0)),
-            (t, vec![500.0; b]),
+            (x, rng.vec(samples * cfg.in_channels * s * s, 1.0)),
+            (t, vec![500.0; samples]),
             (c, rng.vec(b * 77 * cfg.cross_attention_dim, 1.0)),
         ];
         unet_mem = Some(NetMemory::of(&plan));
