@@ -70,8 +70,7 @@ fn lower_rows(l: &Lowering, entry: &'static str, rows: u64, ins: [(usize, u64); 
     let widest = ins[0].1.max(ins[1].1).max(out_row).max(1);
     let cap = max_binding_elems(l.limits, DType::F32) / widest;
     if cap == 0 {
-        // A device limit (the error says so and by how much): a chunk's start may also need the offset alignment.
-        return Err(super::norm::limit_error(entry, format!("one row of {widest} elements"), widest * 4 + l.limits.offset_align, l.limits));
+        return Err(super::norm::unit_limit_error(entry, format!("one row of {widest} elements"), widest, l.limits));
     }
     let mut out = Vec::new();
     for (r0, nr) in chunks(rows, cap, 1) {
@@ -273,7 +272,7 @@ impl Op for GatherGrad {
         let d = dy.dim(-1) as u64;
         let cap = max_binding_elems(l.limits, DType::F32) / d;
         if cap == 0 {
-            return Err(super::norm::limit_error(self.kind(), format!("one table row of {d} elements"), d * 4 + l.limits.offset_align, l.limits));
+            return Err(super::norm::unit_limit_error(self.kind(), format!("one table row of {d} elements"), d, l.limits));
         }
         let mut out = Vec::new();
         for (r0, nr) in chunks(self.vocab as u64, cap, 1) {

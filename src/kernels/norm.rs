@@ -96,6 +96,13 @@ pub(crate) fn windows(units: u64, len: u64, cap: u64, quantum: u64) -> Option<Ve
     Some((0..units).flat_map(|u| chunks(len, cap, quantum).into_iter().map(move |(s0, n)| (u, 1, s0, n))).collect())
 }
 
+/// [`limit_error`] for one unit (a row, a plane) of `elems` f32 values that a kernel cannot split: a
+/// dispatch binds it from a chunk start that may sit up to `offset_align` bytes earlier
+/// (`max_binding_elems`), so that is counted in what it needs.
+pub(crate) fn unit_limit_error(op: &str, what: String, elems: u64, limits: &DeviceLimits) -> Error {
+    limit_error(op, what, elems * 4 + limits.offset_align, limits)
+}
+
 pub(crate) fn limit_error(op: &str, what: String, needed: u64, limits: &DeviceLimits) -> Error {
     Error::Limit {
         op: op.into(),

@@ -53,8 +53,7 @@ fn lower_planes(l: &Lowering, entry: &'static str, base: Params) -> Result<Vec<D
     let planes = x.numel() as u64 / ip;
     let cap = max_binding_elems(l.limits, DType::F32) / ip.max(op);
     if cap == 0 {
-        // A device limit (the error says so and by how much): a chunk's start may also need the offset alignment.
-        return Err(super::norm::limit_error(entry, format!("one plane of {x} → {}×{}", base.oh, base.ow), ip.max(op) * 4 + l.limits.offset_align, l.limits));
+        return Err(super::norm::unit_limit_error(entry, format!("one plane of {x} → {}×{}", base.oh, base.ow), ip.max(op), l.limits));
     }
     let mut out = Vec::new();
     for (p0, np) in chunks(planes, cap, 1) {

@@ -106,8 +106,7 @@ fn lower_rows(
     let rows = x.numel() as u64 / in_row.max(1);
     let cap = max_binding_elems(l.limits, DType::F32) / in_row.max(out_row);
     if cap == 0 {
-        // A device limit (the error says so and by how much): a chunk's start may also need the offset alignment.
-        return Err(super::norm::limit_error(entry, format!("one row of {x}"), in_row.max(out_row) * 4 + l.limits.offset_align, l.limits));
+        return Err(super::norm::unit_limit_error(entry, format!("one row of {x}"), in_row.max(out_row), l.limits));
     }
     // Where x is read through a scratch texture, smaller windows keep that texture small: it is shared with
     // every op reading the same binding slot, and GEGLU's input (the UNet's largest tensor, 2×4096×2560
