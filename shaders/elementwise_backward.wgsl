@@ -139,9 +139,19 @@ fn slice(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // in0 = ids [N] (as f32), in1 = dy [N, D]; out = table rows [c, c + n) of dtable [d, D]:
-// dtable[v, :] = Σ over positions t with ids[t] = v of dy[t, :], summed in position order (deterministic,
-// no atomics). One workgroup per table row: the id loads are uniform across it, the dy loads coalesced.
-// Ids are matched as the forward gather reads them (truncated, and ignored outside [0, d)).
+// dtable[v, :] = Σ over positions t with ids[t] = v of dy[t, :], summed in position order (deterministic:
+// the atomic only flags a match). One workgroup per table row. Almost every row of a 49408-token table
+// matches no id: the workgroup first looks for its row among the ids together (N / 256 ids per
+// invocation) and writes zeros when it is absent; only the few rows present sum, each invocation
+// scanning the ids for its own columns. Ids are matched as the forward gather reads them (truncated, and
+// ignored outside [0, d)).
+var<workgroup> row_present: atomic<u32>;
+
+fn gather_id_is(t: u32, v: u32) -> bool {
+    let idf = in0[p.s0 + t];
+    return idf >= 0.0 && idf < f32(p.d) && u32(idf) == v;
+}
+
 @compute @workgroup_size(256)
 fn gather_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -149,12 +159,20 @@ fn gather_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (r >= p.n) { return; }
     let dim = p.a;
     let v = p.c + r;
+    if (lid.x == 0u) { atomicStore(&row_present, 0u); }
+    workgroupBarrier();
+    for (var t = lid.x; t < p.b; t += WG) {
+        if (gather_id_is(t, v)) { atomicOr(&row_present, 1u); }
+    }
+    workgroupBarrier();
+    let present = atomicLoad(&row_present) != 0u;
     for (var col = lid.x; col < dim; col += WG) {
         var acc = 0.0;
-        for (var t = 0u; t < p.b; t++) {
-            let idf = in0[p.s0 + t];
-            if (idf >= 0.0 && idf < f32(p.d) && u32(idf) == v) {
-                acc += in1[p.s1 + t * dim + col];
+        if (present) {
+            for (var t = 0u; t < p.b; t++) {
+                if (gather_id_is(t, v)) {
+                    acc += in1[p.s1 + t * dim + col];
+                }
             }
         }
         out[p.out_shift + r * dim + col] = acc;

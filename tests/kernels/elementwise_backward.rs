@@ -123,6 +123,22 @@ fn gather_gradient_sums_repeated_ids() {
 }
 
 #[test]
+fn gather_gradient_over_more_ids_than_a_workgroup_and_wide_rows() {
+    // 2 × 300 ids (the row search strides over them 256 at a time), rows of 300 columns, a table where most
+    // rows are absent, ids repeated across the whole range and some outside it.
+    let gpu = test_gpu();
+    let mut rng = Rng::new(17);
+    let (n, d, vocab) = (600, 300, 1000);
+    let ids: Vec<f32> = (0..n).map(|i| match i % 7 { 0 => 999.0, 1 => -3.0, 2 => 1500.0, _ => ((i * 37) % 450) as f32 }).collect();
+    let mut g = Graph::new();
+    let x = g.input("ids", TensorDesc::f32(&[2, n / 2]));
+    let dy = g.input("dy", TensorDesc::f32(&[2, n / 2, d]));
+    let t = g.gather_grad("table", x, dy, vocab).unwrap();
+    g.output(t);
+    assert_close(&check_graph(&gpu, g, &[(x, ids), (dy, rng.vec(n * d, 1.0))]).unwrap(), 1e-6);
+}
+
+#[test]
 fn gather_gradient_splits_a_large_table_by_rows() {
     // CLIP's 49,408 × 1,024 f32 table is 202 MB, more than lavapipe's 128 MiB binding.
     let limits = DeviceLimits { max_binding: 128 << 20, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 0, cpu: true, texture_reads: false, max_texture_rows: 0, texture_window: 16 << 20, conv: Default::default() };
