@@ -254,10 +254,18 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
         g.op(&format!("{name}.winograd_output{tag}"), out, &ins)
     };
     if whole {
-        // A batch whose V would exceed GROUP_V_BYTES (or half a binding) goes image by image (the UNet's
-        // last level: its 960-channel input makes V 67.5 MiB for two images, the plan's largest transient).
+        // A batch whose V would exceed GROUP_V_BYTES (or half a binding) goes image by image, and an image
+        // whose V would go in equal parts of it (the UNet's last level: its 960-channel input makes V
+        // 33.75 MiB per image, 67.5 MiB for two, the plan's largest transient; in quarters of the batch it
+        // is 16.9 MiB, and the UNet's live peak at 512² 128 → 111 MiB).
         let tiles = tile.tiles(s.b, s.h, s.w);
-        let groups = if (tile.alpha().pow(2) * tiles * s.cin * 4) as u64 > GROUP_V_BYTES.min(l.max_binding / 2) { s.b } else { 1 };
+        let cap = GROUP_V_BYTES.min(l.max_binding / 2);
+        let v_bytes = |runs: usize| (tile.alpha().pow(2) * (tiles / runs) * s.cin * 4) as u64;
+        let groups = if v_bytes(1) <= cap {
+            1
+        } else {
+            (s.b..=tiles).step_by(s.b).find(|&r| tiles.is_multiple_of(r) && v_bytes(r) <= cap).unwrap_or(s.b)
+        };
         return Ok(Some(piece(g, 0, tiles, groups, None, "")?));
     }
     let rows = ((BAND_BYTES.min(l.max_binding) / row_bytes) as usize).clamp(1, th);
@@ -323,8 +331,8 @@ fn weight_chunks(s: &ConvShape, t: WinogradTile, l: &DeviceLimits) -> Vec<(usize
 
 /// Transformed input (V) and products (M) of one band, at most: bands of the VAE decoder's 512² convs.
 const BAND_BYTES: u64 = 64 << 20;
-/// Largest V of a whole batch transformed at once (or half a binding, if less); above it, one image at a
-/// time (see [`expand_conv`]).
+/// Largest V transformed at once (or half a binding, if less): above it, one image at a time, or parts
+/// of an image (see [`expand_conv`]).
 const GROUP_V_BYTES: u64 = 32 << 20;
 
 /// Mirrors `Params` in `shaders/winograd.wgsl`.

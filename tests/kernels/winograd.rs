@@ -177,7 +177,7 @@ fn input_windows_split_by_images() {
 }
 
 /// A batch whose V exceeds half a binding (64 KiB bindings here; 32 MiB on real devices) is transformed and
-/// multiplied image by image, one V alive at a time, the output transform reading both images' products
+/// multiplied image by image (or in parts of images), one V alive at a time, the output transform reading both images' products
 /// (one dispatch per image and U chunk); with U in chunks too (f16 weights, 32 output channels: two chunks of 16).
 #[test]
 fn image_by_image_when_v_is_large() {
@@ -193,6 +193,12 @@ fn image_by_image_when_v_is_large() {
     // A batch of one stays whole.
     let kinds = check(&gpu, &[(1, 16, 12, 12, 8, true, false)], DType::F32, 1e-5);
     assert_eq!(count(&kinds, "winograd_input"), 1, "{kinds:?}");
+    // An image whose own V exceeds it (36 · 16 tiles · 16 channels · 4 bytes = 36 KiB) goes in halves, each
+    // with its own GEMM, into one output transform.
+    let kinds = check(&gpu, &[(1, 16, 16, 16, 8, true, true)], DType::F32, 1e-5);
+    assert_eq!(count(&kinds, "winograd_input"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "matmul"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "winograd_output"), 1, "{kinds:?}");
 }
 
 /// The storage-buffer forms of the transforms (what a GPU forced to Winograd runs; lavapipe otherwise reads
