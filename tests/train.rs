@@ -11,6 +11,7 @@ use wgsd::schedulers::ddpm::training_schedule;
 use wgsd::tensor::TensorDesc;
 use wgsd::testing::{assert_close, assert_grads, check_graph, grad_check, test_gpu, GradInput, Rng};
 use wgsd::train::batch::{loss_weights, noisy_and_target, snr, Prediction};
+use wgsd::verify::TrainCheck;
 
 fn schedule() -> wgsd::schedulers::schedule::TrainSchedule {
     let cfg = serde_json::json!({"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000});
@@ -110,20 +111,22 @@ fn lora_conv2d_gradients() {
 /// every step's loss and gradient norm, and the parameter updates of the uninterrupted AdamW run.
 #[test]
 fn every_training_case_matches_diffusers() {
-    run_training_cases(false);
+    run_training_cases(false, TrainCheck::Everything);
 }
 
-/// The same with gradient checkpointing: the recomputed segments must give the same gradients.
+/// With gradient checkpointing the recomputed segments must give the same gradients: every stored step's
+/// teacher-forced gradients of every case (the losses, updates and files come from the gradients, and the
+/// test above checks them; `wgsd verify --checkpointing` checks everything).
 #[test]
 fn every_training_case_matches_diffusers_with_checkpointing() {
-    run_training_cases(true);
+    run_training_cases(true, TrainCheck::Gradients);
 }
 
-fn run_training_cases(checkpointing: bool) {
+fn run_training_cases(checkpointing: bool, check: TrainCheck) {
     let Some(dir) = wgsd::testing::train_fixtures() else { return };
     let gpu = test_gpu();
     let fx = wgsd::fixtures::Fixtures::open(&dir, "cases").unwrap();
-    let results = wgsd::verify::train_cases(&gpu, &fx, checkpointing).unwrap();
+    let results = wgsd::verify::train_cases(&gpu, &fx, checkpointing, check).unwrap();
     for r in &results {
         println!("{}", r.line());
     }

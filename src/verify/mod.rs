@@ -34,7 +34,7 @@ pub use modules::{text_cases, unet_cases, vae_cases};
 pub use pipelines::pipeline_cases;
 pub use prompts::{prompt_cases, ti_cases, weighted_pipeline_cases};
 pub use safety::safety_cases;
-pub use train::train_cases;
+pub use train::{train_cases, TrainCheck};
 pub use train_data::train_data_cases;
 pub use train_saved::train_saved_cases;
 pub use vae_tiling::{taesd_cases, vae_tiling_cases};
@@ -144,7 +144,7 @@ pub fn run_selected(dir: &Path, gpu: &Arc<Gpu>, o: &VerifyOptions) -> Result<Vec
         }
         if want("train") {
             results.extend(train_data_cases(&fx)?);
-            results.extend(train_cases(gpu, &fx, o.checkpointing)?);
+            results.extend(train_cases(gpu, &fx, o.checkpointing, TrainCheck::Everything)?);
             results.extend(train_saved_cases(&fx)?);
         }
         if want("lora") {
