@@ -6,6 +6,10 @@
   K a multiple of 4, which is every Linear layer of SD; it reads 4 k at once and is ~1.7x faster there.
   It reads A and B through array<vec4<f32>> views (a4, b4) of the same bindings: WGSL lets entry points
   that do not share variables bind one slot twice.
+- matmul_bcast_k4_geglu: matmul_bcast_k4 with diffusers' GEGLU as its epilogue, for the feed-forward's
+  first projection: B is [2F, K], the output [M, F] = hidden * gelu(gate) (columns j and F + j of the
+  product). Each lane owns 4 hidden and the 4 matching gate columns, so the product's second half is
+  never written and the separate GEGLU pass (a read of 2F, a write of F per row) is gone.
 
 The kernels keep a block of accumulators per lane in named variables (WGSL has no macros, and dynamically
 indexed function arrays are slow under both wgpu's bounds checks and llvmpipe), so their text is
@@ -94,6 +98,28 @@ fn store_row4(z: u32, row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>) {
         vec4<f32>(activate(y.x, p.act), activate(y.y, p.act), activate(y.z, p.act), activate(y.w, p.act));
 }
 
+// matmul_bcast_k4_geglu's store: output columns col..col+3 of one row (N = F, a multiple of 4) from the
+// hidden (`h`) and gate (`g`) products with their biases: the same arithmetic as store_row4 and then the
+// geglu4 kernel, so the result is bit-identical to the two passes.
+fn store_geglu4(z: u32, row: u32, col: u32, h: vec4<f32>, g: vec4<f32>, bias_h: vec4<f32>, bias_g: vec4<f32>) {
+    if (row >= p.m || col >= p.n) {
+        return;
+    }
+    let y = p.alpha * h + bias_h;
+    let yg = p.alpha * g + bias_g;
+    out4[((z * p.m + row) * p.ldc + col) / 4u] = y * vec4<f32>(gelu(yg.x), gelu(yg.y), gelu(yg.z), gelu(yg.w));
+}
+
+// The gate biases of output columns col..col+3 (bias entries N + col.., as bias_at4).
+fn bias_gate_at4(col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let c = col + j;
+        v[j] = select(0.0, bias[p.n + min(c, p.n - 1u)], (p.flags & 1u) != 0u && c < p.n);
+    }
+    return v;
+}
+
 // The biases of columns col..col+3 (0 past N or without a bias), loaded once per workgroup rather than per
 // output: each lane-varying load is costly on lavapipe, and without a bias the slot holds A, so the
 // index is clamped and the value discarded.
@@ -108,18 +134,23 @@ fn bias_at4(col: u32) -> vec4<f32> {
 """
 
 
-def prologue(w, rows, cols, entry):
+def prologue(w, rows, cols, entry, geglu=False):
+    # With geglu, a lane's cols B columns are 4 hidden ones and the 4 gate ones F further, for 4 outputs.
+    out_cols = cols // 2 if geglu else cols
     w(f"""@compute @workgroup_size(8)
 fn {entry}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {{
     let z = p.z0 + wg.z;
     let row0 = p.m0 + wg.y * {rows}u;
-    let col0 = wg.x * {8 * cols}u + lid.x * {cols}u;
+    let col0 = wg.x * {8 * out_cols}u + lid.x * {out_cols}u;
     // Element offsets (at k = 0) of the A rows this lane loads and of the B columns it owns.""")
     for q in range(rows // 8):
         w(f"    let ar{q} = z * p.a_bs + min(row0 + {8 * q}u + lane % 8u, p.m - 1u) * p.a_sm;")
     for j in range(cols):
-        w(f"    let bc{j} = z * p.b_bs + min(col0 + {j}u, p.n - 1u) * p.b_sn;")
+        if geglu and j >= out_cols:
+            w(f"    let bc{j} = z * p.b_bs + (p.n + min(col0 + {j - out_cols}u, p.n - 1u)) * p.b_sn;")
+        else:
+            w(f"    let bc{j} = z * p.b_bs + min(col0 + {j}u, p.n - 1u) * p.b_sn;")
     w("    // acc{r}_{g}: row row0 + r, columns col0 + 4g .. col0 + 4g + 3.")
     for r in range(rows):
         w("    " + " ".join(f"var acc{r}_{g}: vec4<f32>;" for g in range(cols // 4)))
@@ -140,15 +171,30 @@ def epilogue(w, rows, cols, store="store_row"):
 }}""")
 
 
+def geglu_epilogue(w, rows):
+    """acc{r}_0 holds hidden columns col0.., acc{r}_1 the matching gate columns: one vec4 store per row."""
+    w(f"    var res: array<vec4<f32>, {2 * rows}>;")
+    for r in range(rows):
+        w(f"    res[{2 * r}] = acc{r}_0; res[{2 * r + 1}] = acc{r}_1;")
+    w(f"""    let bias_h = bias_at4(col0);
+    let bias_g = bias_gate_at4(col0);
+    for (var i = 0u; i < {rows}u; i++) {{
+        store_geglu4(z, row0 + i, col0, res[2u * i], res[2u * i + 1u], bias_h, bias_g);
+    }}
+}}""")
+
+
 def source(rows=64, cols=8, k4_rows=32, k4_cols=8):
     """The whole file: both entry points over one Params, one set of bindings and one epilogue."""
     out = []
     w = out.append
     w(f"""// Matmul for CPU Vulkan drivers (lavapipe/llvmpipe), same contract as matmul.wgsl:
 // out[z] = act(alpha * op(A[z]) · op(B[z]) + bias), transposes and batch broadcast as element strides.
-// Entry points: matmul_bcast (any strides; {rows} rows × {cols} columns per lane) and matmul_bcast_k4 (A and
+// Entry points: matmul_bcast (any strides; {rows} rows × {cols} columns per lane), matmul_bcast_k4 (A and
 // B contiguous along K; K, N and the output's row stride multiples of 4; {k4_rows} rows × {k4_cols} columns
-// per lane). Both need subgroup operations with subgroups of at least 8 invocations.
+// per lane) and matmul_bcast_k4_geglu (the same with a GEGLU epilogue: hidden * gelu(gate) from columns j
+// and F + j, {k4_rows} rows × 4 outputs per lane). All need subgroup operations with subgroups of at least
+// 8 invocations.
 // GENERATED by tools/gen_matmul_subgroup.py: edit the generator.
 //
 // Why this shape: llvmpipe runs 8 invocations as one SIMD vector and builds every lane-varying load lane by
@@ -177,6 +223,8 @@ fn b4_at4(i: u32) -> vec4<f32> { return b4[i]; }
     generic(w, rows, cols)
     w("")
     contiguous_k(w, k4_rows, k4_cols)
+    w("")
+    contiguous_k(w, k4_rows, k4_cols, geglu=True)
     return "\n".join(out) + "\n"
 
 
@@ -202,15 +250,19 @@ def generic(w, rows, cols):
     epilogue(w, rows, cols)
 
 
-def contiguous_k(w, rows, cols):
+def contiguous_k(w, rows, cols, geglu=False):
     """matmul_bcast_k4: A rows and B columns contiguous along K (a_sk = b_sk = 1), K a multiple of 4, so
     every element offset is a multiple of 4. Like matmul_bcast, with two changes that matter on llvmpipe:
     A and B come 4 k at a time as vec4 loads, and each accumulator takes its 4 updates in a row, so it is
     loaded from and stored to the stack once per 4 k instead of once per k."""
-    assert rows % 8 == 0 and cols % 4 == 0
-    w("""// A and B contiguous along K (x · Wᵀ) and K a multiple of 4: 4 k per step through the vec4 views, the 4
+    assert rows % 8 == 0 and cols % 4 == 0 and (not geglu or cols == 8)
+    if geglu:
+        w("""// matmul_bcast_k4 with the GEGLU epilogue: B is [2F, K] and the output [M, F] (p.n = F); a lane multiplies
+// its 4 hidden columns and the 4 gate columns F further, and writes hidden * gelu(gate).""")
+    else:
+        w("""// A and B contiguous along K (x · Wᵀ) and K a multiple of 4: 4 k per step through the vec4 views, the 4
 // updates of each accumulator in a row (it lives on the stack: one load and store per 4 k, not per k).""")
-    prologue(w, rows, cols, "matmul_bcast_k4")
+    prologue(w, rows, cols, "matmul_bcast_k4_geglu" if geglu else "matmul_bcast_k4", geglu)
     w("""    // Offsets in vec4s: every offset above is a multiple of K, so of 4.
     for (var k4 = 0u; k4 < p.k / 4u; k4++) {""")
     for j in range(cols):
@@ -232,7 +284,10 @@ def contiguous_k(w, rows, cols):
                 w(f"          acc{row}_{g} = {e};")
             w("        }")
     w("    }")
-    epilogue(w, rows, cols, "store_row4")
+    if geglu:
+        geglu_epilogue(w, rows)
+    else:
+        epilogue(w, rows, cols, "store_row4")
 
 
 if __name__ == "__main__":

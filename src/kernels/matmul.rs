@@ -249,97 +249,7 @@ impl Op for Matmul {
     }
 
     fn lower(&self, l: &Lowering) -> Result<Vec<Dispatch>> {
-        let adapter = l.limits;
-        let kernel = self.kernel.resolve(adapter);
-        if kernel == MatmulKernel::Broadcast && adapter.subgroup_min_size < 8 {
-            return Err(Error::usage(format!(
-                "matmul_bcast needs subgroups of at least 8 invocations; this adapter has {}",
-                match adapter.subgroup_min_size {
-                    0 => "no subgroup operations".to_string(),
-                    s => format!("subgroups of {s}"),
-                }
-            )));
-        }
-        let (a, b) = (&l.inputs[0], &l.inputs[1]);
-        let d = self.dims(a, b)?;
-        // Both operands run along K in memory (x · Wᵀ), in whole groups of 4: the vec4 kernel's offsets
-        // (multiples of K) then stay multiples of 4. It stores whole vec4s too, so N (the output's row
-        // stride, also in the column windows below) must be a multiple of 4.
-        let contiguous_k = !self.trans_a && self.trans_b && d.k % 4 == 0 && d.n % 4 == 0;
-        let (mut shader, entry, tm, tn) = kernel.entry(b.dtype, contiguous_k);
-        let (mut m, mut batch) = (d.m, d.batch);
-        let (a_sm, a_sk) = if self.trans_a { (1, d.m) } else { (d.k, 1) };
-        let (b_sk, b_sn) = if self.trans_b { (1, d.k) } else { (d.n, 1) };
-        let mut a_bs = if d.a_batched { d.m * d.k } else { 0 };
-        let b_bs = if d.b_batched { d.k * d.n } else { 0 };
-        // A shared B with an untransposed A is one tall matrix: fold the batch into M (bigger tiles, fewer
-        // partial ones). The output rows are contiguous in the same order.
-        if d.a_batched && !d.b_batched && !self.trans_a {
-            m *= batch;
-            batch = 1;
-            a_bs = 0;
-        }
-        for (what, v) in [("A", a.numel()), ("B", b.numel()), ("output", l.output.numel())] {
-            if v > u32::MAX as usize {
-                return Err(Error::shape(self.kind(), format!("{what} has more than 2³² elements")));
-            }
-        }
-        let base = Params {
-            m: m as u32,
-            n: d.n as u32,
-            k: d.k as u32,
-            flags: self.has_bias as u32,
-            a_bs: a_bs as u32,
-            a_sm: a_sm as u32,
-            a_sk: a_sk as u32,
-            b_bs: b_bs as u32,
-            b_sk: b_sk as u32,
-            b_sn: b_sn as u32,
-            act: self.act.code(),
-            alpha: self.alpha,
-            ldc: d.n as u32,
-            ..Default::default()
-        };
-        // Without a bias the slot is bound to A (read-only, never read) so the layout stays the same.
-        let bias = if self.has_bias { Bind::input(2, &l.inputs[2]) } else { Bind::input(0, a) };
-        let mut bindings = vec![Bind::input(0, a), Bind::input(1, b), bias, Bind::output(l.output)];
-        if kernel == MatmulKernel::Broadcast && adapter.read_through_textures(&mut bindings, &[(0, a.dtype), (1, b.dtype)]) {
-            shader = &SUBGROUP_SHADER_TEX;
-        }
-        let max = l.limits.max_workgroups as u64;
-        let gx = (d.n as u64).div_ceil(tn as u64);
-        if gx > max {
-            return Err(Error::shape(self.kind(), format!("N = {} needs more than {max} workgroups", d.n)));
-        }
-        let windows = if bindings[0].texture {
-            let dims = ProductExtent { m: m as u64, n: d.n as u64, k: d.k as u64, batch: batch as u64, tm: tm as u64, tn: tn as u64 };
-            texture_windows(l, &bindings, dims, (self.trans_a, self.trans_b, self.has_bias), [a_bs, b_bs, m * d.n].map(|v| v as u64))
-        } else {
-            vec![(bindings.clone(), m as u64, batch as u64, d.n as u64)]
-        };
-        let mut out = Vec::new();
-        for (bindings, m, batch, n) in windows {
-            let gy_total = m.div_ceil(tm as u64);
-            let gx = n.div_ceil(tn as u64);
-            // Split rows and batches over several dispatches when the grid exceeds the device limit.
-            for z0 in (0..batch).step_by(max as usize) {
-                let gz = (batch - z0).min(max);
-                for y0 in (0..gy_total).step_by(max as usize) {
-                    let gy = (gy_total - y0).min(max);
-                    let p = Params { m: m as u32, n: n as u32, m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
-                    out.push(Dispatch {
-                        shader,
-                        entry,
-                        params: params(&p),
-                        bindings: bindings.clone(),
-                        workgroups: [gx as u32, gy as u32, gz as u32],
-                        // One pipeline per activation: the epilogue then computes only this one.
-                        constants: vec![("ACT", self.act.code())],
-                    });
-                }
-            }
-        }
-        Ok(out)
+        self.lower_product(l, false)
     }
 
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], _: &TensorDesc) -> Vec<f32> {
@@ -409,6 +319,121 @@ impl Op for Matmul {
             grads[2] = Some(g.sum_to(&c.node("bias"), dz, &[d.n])?);
         }
         Ok(grads)
+    }
+}
+
+impl Matmul {
+    /// The dispatches of this product; with `geglu` (a [`LinearGeglu`](super::linear_geglu::LinearGeglu)),
+    /// `matmul_bcast_k4_geglu`'s: B holds 2F columns, the output F, `hidden · gelu(gate)`.
+    pub(crate) fn lower_product(&self, l: &Lowering, geglu: bool) -> Result<Vec<Dispatch>> {
+        let adapter = l.limits;
+        let kernel = self.kernel.resolve(adapter);
+        if kernel == MatmulKernel::Broadcast && adapter.subgroup_min_size < 8 {
+            return Err(Error::usage(format!(
+                "matmul_bcast needs subgroups of at least 8 invocations; this adapter has {}",
+                match adapter.subgroup_min_size {
+                    0 => "no subgroup operations".to_string(),
+                    s => format!("subgroups of {s}"),
+                }
+            )));
+        }
+        let (a, b) = (&l.inputs[0], &l.inputs[1]);
+        let d = self.dims(a, b)?;
+        // Output columns: N, or F = N / 2 under the GEGLU epilogue.
+        let n_out = if geglu { d.n / 2 } else { d.n };
+        // Both operands run along K in memory (x · Wᵀ), in whole groups of 4: the vec4 kernel's offsets
+        // (multiples of K) then stay multiples of 4. It stores whole vec4s too, so N (the output's row
+        // stride, also in the column windows below) must be a multiple of 4.
+        let contiguous_k = !self.trans_a && self.trans_b && d.k % 4 == 0 && n_out % 4 == 0;
+        let (mut shader, entry, tm, tn) = if geglu {
+            if kernel != MatmulKernel::Broadcast || !contiguous_k || d.n % 2 != 0 {
+                return Err(Error::usage(format!(
+                    "matmul_bcast_k4_geglu needs the subgroup kernels, x · Wᵀ, K and F multiples of 4; got A {a}, B {b}"
+                )));
+            }
+            let (shader, _, tm, tn) = kernel.entry(b.dtype, true);
+            (shader, "matmul_bcast_k4_geglu", tm, tn / 2)
+        } else {
+            kernel.entry(b.dtype, contiguous_k)
+        };
+        let (mut m, mut batch) = (d.m, d.batch);
+        let (a_sm, a_sk) = if self.trans_a { (1, d.m) } else { (d.k, 1) };
+        let (b_sk, b_sn) = if self.trans_b { (1, d.k) } else { (d.n, 1) };
+        let mut a_bs = if d.a_batched { d.m * d.k } else { 0 };
+        let b_bs = if d.b_batched { d.k * d.n } else { 0 };
+        // A shared B with an untransposed A is one tall matrix: fold the batch into M (bigger tiles, fewer
+        // partial ones). The output rows are contiguous in the same order.
+        if d.a_batched && !d.b_batched && !self.trans_a {
+            m *= batch;
+            batch = 1;
+            a_bs = 0;
+        }
+        for (what, v) in [("A", a.numel()), ("B", b.numel()), ("output", l.output.numel())] {
+            if v > u32::MAX as usize {
+                return Err(Error::shape(self.kind(), format!("{what} has more than 2³² elements")));
+            }
+        }
+        let base = Params {
+            m: m as u32,
+            n: n_out as u32,
+            k: d.k as u32,
+            flags: self.has_bias as u32,
+            a_bs: a_bs as u32,
+            a_sm: a_sm as u32,
+            a_sk: a_sk as u32,
+            b_bs: b_bs as u32,
+            b_sk: b_sk as u32,
+            b_sn: b_sn as u32,
+            act: self.act.code(),
+            alpha: self.alpha,
+            ldc: n_out as u32,
+            ..Default::default()
+        };
+        // Without a bias the slot is bound to A (read-only, never read) so the layout stays the same.
+        let bias = if self.has_bias { Bind::input(2, &l.inputs[2]) } else { Bind::input(0, a) };
+        let mut bindings = vec![Bind::input(0, a), Bind::input(1, b), bias, Bind::output(l.output)];
+        if kernel == MatmulKernel::Broadcast && adapter.read_through_textures(&mut bindings, &[(0, a.dtype), (1, b.dtype)]) {
+            shader = &SUBGROUP_SHADER_TEX;
+        }
+        let max = l.limits.max_workgroups as u64;
+        let gx = (n_out as u64).div_ceil(tn as u64);
+        if gx > max {
+            return Err(Error::shape(self.kind(), format!("N = {n_out} needs more than {max} workgroups")));
+        }
+        // The GEGLU kernel reads hidden and gate columns F apart, so B is never windowed by columns: it
+        // must fit one texture window whole (LinearGeglu takes the two-op form otherwise).
+        if geglu && bindings[1].texture && b.bytes() > l.limits.texture_window {
+            return Err(Error::usage(format!("matmul_bcast_k4_geglu: B {b} is larger than a texture window")));
+        }
+        let windows = if bindings[0].texture {
+            let dims = ProductExtent { m: m as u64, n: n_out as u64, k: d.k as u64, batch: batch as u64, tm: tm as u64, tn: tn as u64 };
+            texture_windows(l, &bindings, dims, (self.trans_a, self.trans_b, self.has_bias), [a_bs, b_bs, m * n_out].map(|v| v as u64))
+        } else {
+            vec![(bindings.clone(), m as u64, batch as u64, n_out as u64)]
+        };
+        let mut out = Vec::new();
+        for (bindings, m, batch, n) in windows {
+            let gy_total = m.div_ceil(tm as u64);
+            let gx = n.div_ceil(tn as u64);
+            // Split rows and batches over several dispatches when the grid exceeds the device limit.
+            for z0 in (0..batch).step_by(max as usize) {
+                let gz = (batch - z0).min(max);
+                for y0 in (0..gy_total).step_by(max as usize) {
+                    let gy = (gy_total - y0).min(max);
+                    let p = Params { m: m as u32, n: n as u32, m0: (y0 * tm as u64) as u32, z0: z0 as u32, ..base };
+                    out.push(Dispatch {
+                        shader,
+                        entry,
+                        params: params(&p),
+                        bindings: bindings.clone(),
+                        workgroups: [gx as u32, gy as u32, gz as u32],
+                        // One pipeline per activation: the epilogue then computes only this one.
+                        constants: vec![("ACT", self.act.code())],
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

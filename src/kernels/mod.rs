@@ -18,6 +18,7 @@ pub mod conv2d_backward;
 pub mod elementwise_backward;
 pub mod embedding;
 pub mod im2col;
+pub mod linear_geglu;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

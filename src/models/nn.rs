@@ -215,6 +215,19 @@ impl Linear {
         self.forward_act(g, x, Activation::None)
     }
 
+    /// diffusers' `GEGLU` around this projection: `hidden · gelu(gate)` of `[hidden, gate] = self(x)`, as
+    /// one op (`Graph::linear_geglu`, inference only) unless a LoRA is attached; `geglu_name` names the
+    /// GEGLU node of the two-op form.
+    pub fn forward_geglu(&self, g: &mut Graph, x: TensorId, geglu_name: &str) -> Result<TensorId> {
+        if self.lora.is_some() {
+            let h = self.forward(g, x)?;
+            return g.geglu(geglu_name, h);
+        }
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| g.param(b));
+        g.linear_geglu(&self.name, x, w, b)
+    }
+
     /// Output features (rows of the `[out, in]` weight).
     pub fn out_features(&self) -> usize {
         self.weight.desc.shape[0]

@@ -11,6 +11,7 @@ mod elementwise;
 mod elementwise_backward;
 mod executor;
 mod im2col;
+mod linear_geglu;
 mod matmul;
 mod norm;
 mod norm_backward;
