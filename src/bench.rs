@@ -115,6 +115,15 @@ pub fn cases(quick: bool) -> Vec<Case> {
             g.linear("ff", x, w, Some(b))
         })
         .gemm(),
+        // The same projection with GEGLU as its epilogue (one dispatch on CPU adapters; the product and the
+        // geglu row above elsewhere): compare with those two rows.
+        Case::new("linear + GEGLU (ff.net.0)", format!("{}×320 · (2560×320)ᵀ → 1280", 2 * hw * hw), move |g| {
+            let x = input(g, "x", &[2, hw * hw, 320]);
+            let w = input(g, "w", &[2560, 320]);
+            let b = input(g, "b", &[2560]);
+            g.linear_geglu("ff", x, w, Some(b))
+        })
+        .gemm(),
         Case::new("linear (CLIP MLP)", "2×77×768 · (3072×768)ᵀ", |g| {
             let x = input(g, "x", &[2, 77, 768]);
             let w = input(g, "w", &[3072, 768]);
