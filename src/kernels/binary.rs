@@ -352,7 +352,7 @@ impl Graph {
         if rows == batch {
             return Ok(x);
         }
-        if rows == 0 || batch % rows != 0 {
+        if rows == 0 || !batch.is_multiple_of(rows) {
             return Err(Error::shape("repeat_to_batch", format!("{name}: cannot repeat {} to a batch of {batch}", self.desc(x))));
         }
         let mut out = x;

@@ -500,7 +500,7 @@ fn lower_rows(
     let rows = x.numel() as u64 / len;
     let cap = max_binding_elems(l.limits, DType::F32) / len;
     if cap == 0 {
-        return Err(limit_error(op, format!("one row of {x}"), len * 4, l.limits));
+        return Err(unit_limit_error(op, format!("one row of {x}"), len, l.limits));
     }
     let tpr = threads_per_row(len);
     let mut out = Vec::new();

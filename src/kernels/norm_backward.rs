@@ -24,7 +24,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::norm::{
-    check_f32, check_rows, limit_error, mean_var, threads_per_row, windows, GnLayout, GroupNormApply, LayerNorm, Softmax,
+    check_f32, check_rows, limit_error, mean_var, threads_per_row, unit_limit_error, windows, GnLayout, GroupNormApply, LayerNorm,
+    Softmax,
     APPLY_CHUNK, WG,
 };
 use super::unary::Activation;
@@ -575,7 +576,7 @@ fn row_windows(op: &str, l: &Lowering, len: u64) -> Result<Vec<(u64, u64)>> {
     let rows = x.numel() as u64 / len;
     let cap = max_binding_elems(l.limits, DType::F32) / len.max(4);
     if cap == 0 {
-        return Err(limit_error(op, format!("one row of {x}"), len * 4, l.limits));
+        return Err(unit_limit_error(op, format!("one row of {x}"), len.max(4), l.limits));
     }
     Ok(chunks(rows, cap, 1))
 }
