@@ -125,6 +125,12 @@ pub struct Comparison {
 
 /// Runs `graph` on the GPU and with the CPU twins on the same inputs and compares every output.
 pub fn check_graph(gpu: &Arc<Gpu>, graph: Graph, inputs: &[(TensorId, Vec<f32>)]) -> Result<Vec<Comparison>> {
+    Ok(check_graph_kinds(gpu, graph, inputs)?.0)
+}
+
+/// [`check_graph`], also returning the kinds of the nodes the plan ran (after ops expanded on this device:
+/// which form a kernel took).
+pub fn check_graph_kinds(gpu: &Arc<Gpu>, graph: Graph, inputs: &[(TensorId, Vec<f32>)]) -> Result<(Vec<Comparison>, Vec<&'static str>)> {
     let refs: Vec<(TensorId, &[f32])> = inputs.iter().map(|(t, v)| (*t, v.as_slice())).collect();
     let expected = graph.eval_cpu(&refs)?;
     let outputs = graph.outputs.clone();
@@ -143,7 +149,8 @@ pub fn check_graph(gpu: &Arc<Gpu>, graph: Graph, inputs: &[(TensorId, Vec<f32>)]
             max_abs: max_abs(&got, want),
         });
     }
-    Ok(out)
+    let kinds = plan.graph().nodes().iter().map(|n| n.op.kind()).collect();
+    Ok((out, kinds))
 }
 
 /// Asserts every comparison is within `tol` relative L2, printing all of them first.

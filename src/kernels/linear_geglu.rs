@@ -33,16 +33,14 @@ impl LinearGeglu {
         Matmul { trans_a: false, trans_b: true, has_bias: self.has_bias, act: Activation::None, alpha: 1.0, kernel: MatmulKernel::Tuned }
     }
 
-    /// Whether `matmul_bcast_k4_geglu` computes it on this device: the subgroup kernels, K and F multiples
-    /// of 4, and a weight that fits one texture window where the kernels read through textures.
-    fn fused_here(x: &TensorDesc, w: &TensorDesc, l: &DeviceLimits) -> bool {
+    /// Whether `matmul_bcast_k4_geglu` computes it on this device: the subgroup kernels (CPU adapters with
+    /// subgroups of 8 or more), K and F multiples of 4, and a weight that fits one texture window where the
+    /// kernels read through textures.
+    fn fused_here(w: &TensorDesc, l: &DeviceLimits) -> bool {
         let (k, f) = (w.shape[1], w.shape[0] / 2);
-        let kernel = MatmulKernel::Tuned.resolve(l);
-        kernel == MatmulKernel::Broadcast
-            && l.subgroup_min_size >= 8
+        MatmulKernel::Tuned.resolve(l) == MatmulKernel::Broadcast
             && k % 4 == 0
             && f % 4 == 0
-            && x.dim(-1) == k
             && (!l.texture_reads || w.bytes() <= l.texture_window)
     }
 }
@@ -79,7 +77,7 @@ impl Op for LinearGeglu {
     }
 
     fn expand(&self, g: &mut Graph, name: &str, inputs: &[TensorId], limits: &DeviceLimits) -> Result<Option<TensorId>> {
-        if Self::fused_here(g.desc(inputs[0]), g.desc(inputs[1]), limits) {
+        if Self::fused_here(g.desc(inputs[1]), limits) {
             return Ok(None);
         }
         let opts = MatmulOpts { trans_b: true, bias: inputs.get(2).copied(), ..Default::default() };
