@@ -5,10 +5,12 @@
 // M[e] = V[e] · U[e]ᵀ that the matmul kernels compute (see src/kernels/winograd.rs).
 //   winograd_weights_f{m}: w [Cout, Cin, 3, 3] (f32 or f16) → U [α², Cout, Cin] = G g Gᵀ in f32
 //   winograd_input_f{m}:  x [B, Cin, H, W] → V [α², tiles, Cin] = Bᵀ d B of each tile's α×α window
+//   winograd_input_gn_f{m}: the same of act(GroupNorm(x)), normalising each value as it is loaded
 //   winograd_output_f{m}: M [α², tiles, Cout] → y [B, Cout, H, W] = Aᵀ M A (+ bias) (+ residual)
 // Every invocation handles 4 channels of one tile (one filter for the weights), as vec4s along the
-// channel axis of U, V and M. FLAGS (a pipeline constant, so lavapipe compiles only the epilogue in use):
-// bit 0 adds the bias, bit 1 the residual.
+// channel axis of U, V and M. FLAGS (a pipeline constant, so lavapipe compiles only the code in use):
+// output: bit 0 adds the bias, bit 1 the residual; input_gn: bit 0 the norm's weight, bit 1 its bias,
+// bit 2 SiLU.
 
 struct Params {
     cin: u32,
@@ -28,6 +30,8 @@ struct Params {
     co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
     cy: u32,
     l0: u32,      // the input transform's first tile in this dispatch, counted from t0 (V's row)
+    gn_groups: u32, // input_gn: GroupNorm groups and channels per group
+    gn_cpg: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -54,8 +58,46 @@ fn mm_at4(i: u32) -> vec4<f32> { return mm[i]; }
 @group(0) @binding(4) var<storage, read_write> y2: array<vec2<f32>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
 
+// input_gn: GroupNormStats' per-(image, group) finals (K, mean − K, rstd, _), the affine weight and bias.
+@group(0) @binding(3) var<storage, read> gn_stats: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> gn_weight: array<f32>;
+@group(0) @binding(5) var<storage, read> gn_bias: array<f32>;
+
 fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 64u + li;
+}
+
+// Channel c of image b: y = ((x − K) − md) · rstd · w + b folded to (x − K)·a + t, returned as (K, a, t):
+// the same arithmetic as norm.wgsl's plane_affine, so the values equal the GroupNorm node's.
+fn gn_channel(b: u32, c: u32) -> vec3<f32> {
+    let s = gn_stats[b * p.gn_groups + c / p.gn_cpg];
+    var w = 1.0;
+    if ((FLAGS & 1u) != 0u) { w = gn_weight[c]; }
+    var t = 0.0;
+    if ((FLAGS & 2u) != 0u) { t = gn_bias[c]; }
+    let a = s.z * w;
+    return vec3<f32>(s.x, a, t - s.y * a);
+}
+
+// (K, a, t) of channels c0 .. c0 + 3 as vec4s.
+struct GnMap {
+    k: vec4<f32>,
+    a: vec4<f32>,
+    t: vec4<f32>,
+}
+
+fn gn_affine(b: u32, c0: u32) -> GnMap {
+    let q0 = gn_channel(b, c0);
+    let q1 = gn_channel(b, c0 + 1u);
+    let q2 = gn_channel(b, c0 + 2u);
+    let q3 = gn_channel(b, c0 + 3u);
+    return GnMap(vec4<f32>(q0.x, q1.x, q2.x, q3.x), vec4<f32>(q0.y, q1.y, q2.y, q3.y), vec4<f32>(q0.z, q1.z, q2.z, q3.z));
+}
+
+fn gn_load(x: vec4<f32>, m: GnMap) -> vec4<f32> {
+    let y = (x - m.k) * m.a + m.t;
+    if ((FLAGS & 4u) != 0u) { return y / (1.0 + exp(-y)); }
+    return y;
 }
 
 @compute @workgroup_size(64)
@@ -208,6 +250,137 @@ fn winograd_input_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let d3_2 = select(vec4<f32>(0.0), vec4<f32>(x_at(at3_2), x_at(at3_2 + plane), x_at(at3_2 + 2u * plane), x_at(at3_2 + 3u * plane)), oky3 && okx2);
     let at3_3 = base + ry3 + cx3;
     let d3_3 = select(vec4<f32>(0.0), vec4<f32>(x_at(at3_3), x_at(at3_3 + plane), x_at(at3_3 + 2u * plane), x_at(at3_3 + 3u * plane)), oky3 && okx3);
+    let vt0_0 = d0_0 - d2_0;
+    let vt1_0_odd = d1_0;
+    let vt1_0_even = d2_0;
+    let vt1_0 = vt1_0_even + vt1_0_odd;
+    let vt2_0 = vt1_0_even - vt1_0_odd;
+    let vt3_0 = d1_0 - d3_0;
+    let vt0_1 = d0_1 - d2_1;
+    let vt1_1_odd = d1_1;
+    let vt1_1_even = d2_1;
+    let vt1_1 = vt1_1_even + vt1_1_odd;
+    let vt2_1 = vt1_1_even - vt1_1_odd;
+    let vt3_1 = d1_1 - d3_1;
+    let vt0_2 = d0_2 - d2_2;
+    let vt1_2_odd = d1_2;
+    let vt1_2_even = d2_2;
+    let vt1_2 = vt1_2_even + vt1_2_odd;
+    let vt2_2 = vt1_2_even - vt1_2_odd;
+    let vt3_2 = d1_2 - d3_2;
+    let vt0_3 = d0_3 - d2_3;
+    let vt1_3_odd = d1_3;
+    let vt1_3_even = d2_3;
+    let vt1_3 = vt1_3_even + vt1_3_odd;
+    let vt2_3 = vt1_3_even - vt1_3_odd;
+    let vt3_3 = d1_3 - d3_3;
+    let v0_0 = vt0_0 - vt0_2;
+    let v0_1_odd = vt0_1;
+    let v0_1_even = vt0_2;
+    let v0_1 = v0_1_even + v0_1_odd;
+    let v0_2 = v0_1_even - v0_1_odd;
+    let v0_3 = vt0_1 - vt0_3;
+    let v1_0 = vt1_0 - vt1_2;
+    let v1_1_odd = vt1_1;
+    let v1_1_even = vt1_2;
+    let v1_1 = v1_1_even + v1_1_odd;
+    let v1_2 = v1_1_even - v1_1_odd;
+    let v1_3 = vt1_1 - vt1_3;
+    let v2_0 = vt2_0 - vt2_2;
+    let v2_1_odd = vt2_1;
+    let v2_1_even = vt2_2;
+    let v2_1 = v2_1_even + v2_1_odd;
+    let v2_2 = v2_1_even - v2_1_odd;
+    let v2_3 = vt2_1 - vt2_3;
+    let v3_0 = vt3_0 - vt3_2;
+    let v3_1_odd = vt3_1;
+    let v3_1_even = vt3_2;
+    let v3_1 = v3_1_even + v3_1_odd;
+    let v3_2 = v3_1_even - v3_1_odd;
+    let v3_3 = vt3_1 - vt3_3;
+    v[(0u * p.tiles + local) * c4 + ci4] = v0_0;
+    v[(1u * p.tiles + local) * c4 + ci4] = v0_1;
+    v[(2u * p.tiles + local) * c4 + ci4] = v0_2;
+    v[(3u * p.tiles + local) * c4 + ci4] = v0_3;
+    v[(4u * p.tiles + local) * c4 + ci4] = v1_0;
+    v[(5u * p.tiles + local) * c4 + ci4] = v1_1;
+    v[(6u * p.tiles + local) * c4 + ci4] = v1_2;
+    v[(7u * p.tiles + local) * c4 + ci4] = v1_3;
+    v[(8u * p.tiles + local) * c4 + ci4] = v2_0;
+    v[(9u * p.tiles + local) * c4 + ci4] = v2_1;
+    v[(10u * p.tiles + local) * c4 + ci4] = v2_2;
+    v[(11u * p.tiles + local) * c4 + ci4] = v2_3;
+    v[(12u * p.tiles + local) * c4 + ci4] = v3_0;
+    v[(13u * p.tiles + local) * c4 + ci4] = v3_1;
+    v[(14u * p.tiles + local) * c4 + ci4] = v3_2;
+    v[(15u * p.tiles + local) * c4 + ci4] = v3_3;
+}
+
+@compute @workgroup_size(64)
+fn winograd_input_gn_f2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = invocation(wg, nwg, li);
+    if (i >= p.n) { return; }
+    let c4 = p.cin / 4u;
+    let local = p.l0 + i / c4;
+    let tile = p.t0 + local;
+    let ci4 = i % c4;
+    let b = tile / (p.th * p.tw);
+    let ty = tile / p.tw % p.th;
+    let tx = tile % p.tw;
+    let nrm = gn_affine(b, ci4 * 4u);
+    let plane = p.h * p.w;
+    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;
+    let y0 = i32(ty * 2u) - 1;
+    let x0 = i32(tx * 2u) - 1;
+    // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.
+    let ry0 = u32(clamp(y0 + 0, 0, i32(p.h) - 1)) * p.w;
+    let oky0 = y0 + 0 >= 0 && y0 + 0 < i32(p.h);
+    let ry1 = u32(clamp(y0 + 1, 0, i32(p.h) - 1)) * p.w;
+    let oky1 = y0 + 1 >= 0 && y0 + 1 < i32(p.h);
+    let ry2 = u32(clamp(y0 + 2, 0, i32(p.h) - 1)) * p.w;
+    let oky2 = y0 + 2 >= 0 && y0 + 2 < i32(p.h);
+    let ry3 = u32(clamp(y0 + 3, 0, i32(p.h) - 1)) * p.w;
+    let oky3 = y0 + 3 >= 0 && y0 + 3 < i32(p.h);
+    let cx0 = u32(clamp(x0 + 0, 0, i32(p.w) - 1));
+    let okx0 = x0 + 0 >= 0 && x0 + 0 < i32(p.w);
+    let cx1 = u32(clamp(x0 + 1, 0, i32(p.w) - 1));
+    let okx1 = x0 + 1 >= 0 && x0 + 1 < i32(p.w);
+    let cx2 = u32(clamp(x0 + 2, 0, i32(p.w) - 1));
+    let okx2 = x0 + 2 >= 0 && x0 + 2 < i32(p.w);
+    let cx3 = u32(clamp(x0 + 3, 0, i32(p.w) - 1));
+    let okx3 = x0 + 3 >= 0 && x0 + 3 < i32(p.w);
+    let at0_0 = base + ry0 + cx0;
+    let d0_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at0_0), x_at(at0_0 + plane), x_at(at0_0 + 2u * plane), x_at(at0_0 + 3u * plane)), nrm), oky0 && okx0);
+    let at0_1 = base + ry0 + cx1;
+    let d0_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at0_1), x_at(at0_1 + plane), x_at(at0_1 + 2u * plane), x_at(at0_1 + 3u * plane)), nrm), oky0 && okx1);
+    let at0_2 = base + ry0 + cx2;
+    let d0_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at0_2), x_at(at0_2 + plane), x_at(at0_2 + 2u * plane), x_at(at0_2 + 3u * plane)), nrm), oky0 && okx2);
+    let at0_3 = base + ry0 + cx3;
+    let d0_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at0_3), x_at(at0_3 + plane), x_at(at0_3 + 2u * plane), x_at(at0_3 + 3u * plane)), nrm), oky0 && okx3);
+    let at1_0 = base + ry1 + cx0;
+    let d1_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at1_0), x_at(at1_0 + plane), x_at(at1_0 + 2u * plane), x_at(at1_0 + 3u * plane)), nrm), oky1 && okx0);
+    let at1_1 = base + ry1 + cx1;
+    let d1_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at1_1), x_at(at1_1 + plane), x_at(at1_1 + 2u * plane), x_at(at1_1 + 3u * plane)), nrm), oky1 && okx1);
+    let at1_2 = base + ry1 + cx2;
+    let d1_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at1_2), x_at(at1_2 + plane), x_at(at1_2 + 2u * plane), x_at(at1_2 + 3u * plane)), nrm), oky1 && okx2);
+    let at1_3 = base + ry1 + cx3;
+    let d1_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at1_3), x_at(at1_3 + plane), x_at(at1_3 + 2u * plane), x_at(at1_3 + 3u * plane)), nrm), oky1 && okx3);
+    let at2_0 = base + ry2 + cx0;
+    let d2_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at2_0), x_at(at2_0 + plane), x_at(at2_0 + 2u * plane), x_at(at2_0 + 3u * plane)), nrm), oky2 && okx0);
+    let at2_1 = base + ry2 + cx1;
+    let d2_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at2_1), x_at(at2_1 + plane), x_at(at2_1 + 2u * plane), x_at(at2_1 + 3u * plane)), nrm), oky2 && okx1);
+    let at2_2 = base + ry2 + cx2;
+    let d2_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at2_2), x_at(at2_2 + plane), x_at(at2_2 + 2u * plane), x_at(at2_2 + 3u * plane)), nrm), oky2 && okx2);
+    let at2_3 = base + ry2 + cx3;
+    let d2_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at2_3), x_at(at2_3 + plane), x_at(at2_3 + 2u * plane), x_at(at2_3 + 3u * plane)), nrm), oky2 && okx3);
+    let at3_0 = base + ry3 + cx0;
+    let d3_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at3_0), x_at(at3_0 + plane), x_at(at3_0 + 2u * plane), x_at(at3_0 + 3u * plane)), nrm), oky3 && okx0);
+    let at3_1 = base + ry3 + cx1;
+    let d3_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at3_1), x_at(at3_1 + plane), x_at(at3_1 + 2u * plane), x_at(at3_1 + 3u * plane)), nrm), oky3 && okx1);
+    let at3_2 = base + ry3 + cx2;
+    let d3_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at3_2), x_at(at3_2 + plane), x_at(at3_2 + 2u * plane), x_at(at3_2 + 3u * plane)), nrm), oky3 && okx2);
+    let at3_3 = base + ry3 + cx3;
+    let d3_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(x_at(at3_3), x_at(at3_3 + plane), x_at(at3_3 + 2u * plane), x_at(at3_3 + 3u * plane)), nrm), oky3 && okx3);
     let vt0_0 = d0_0 - d2_0;
     let vt1_0_odd = d1_0;
     let vt1_0_even = d2_0;
@@ -671,6 +844,316 @@ fn winograd_input_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let d5_3 = select(vec4<f32>(0.0), vec4<f32>(m5_0.z, m5_1.z, m5_2.z, m5_3.z), oky5 && okx3);
     let d5_4 = select(vec4<f32>(0.0), vec4<f32>(m5_0.w, m5_1.w, m5_2.w, m5_3.w), oky5 && okx4);
     let d5_5 = select(vec4<f32>(0.0), vec4<f32>(r5_0, r5_1, r5_2, r5_3), oky5 && okx5);
+    let vt0_0 = 4.0 * d0_0 - 5.0 * d2_0 + d4_0;
+    let vt1_0_odd = -4.0 * d1_0 + d3_0;
+    let vt1_0_even = -4.0 * d2_0 + d4_0;
+    let vt1_0 = vt1_0_even + vt1_0_odd;
+    let vt2_0 = vt1_0_even - vt1_0_odd;
+    let vt3_0_odd = 2.0 * (-d1_0 + d3_0);
+    let vt3_0_even = -d2_0 + d4_0;
+    let vt3_0 = vt3_0_even + vt3_0_odd;
+    let vt4_0 = vt3_0_even - vt3_0_odd;
+    let vt5_0 = 4.0 * d1_0 - 5.0 * d3_0 + d5_0;
+    let vt0_1 = 4.0 * d0_1 - 5.0 * d2_1 + d4_1;
+    let vt1_1_odd = -4.0 * d1_1 + d3_1;
+    let vt1_1_even = -4.0 * d2_1 + d4_1;
+    let vt1_1 = vt1_1_even + vt1_1_odd;
+    let vt2_1 = vt1_1_even - vt1_1_odd;
+    let vt3_1_odd = 2.0 * (-d1_1 + d3_1);
+    let vt3_1_even = -d2_1 + d4_1;
+    let vt3_1 = vt3_1_even + vt3_1_odd;
+    let vt4_1 = vt3_1_even - vt3_1_odd;
+    let vt5_1 = 4.0 * d1_1 - 5.0 * d3_1 + d5_1;
+    let vt0_2 = 4.0 * d0_2 - 5.0 * d2_2 + d4_2;
+    let vt1_2_odd = -4.0 * d1_2 + d3_2;
+    let vt1_2_even = -4.0 * d2_2 + d4_2;
+    let vt1_2 = vt1_2_even + vt1_2_odd;
+    let vt2_2 = vt1_2_even - vt1_2_odd;
+    let vt3_2_odd = 2.0 * (-d1_2 + d3_2);
+    let vt3_2_even = -d2_2 + d4_2;
+    let vt3_2 = vt3_2_even + vt3_2_odd;
+    let vt4_2 = vt3_2_even - vt3_2_odd;
+    let vt5_2 = 4.0 * d1_2 - 5.0 * d3_2 + d5_2;
+    let vt0_3 = 4.0 * d0_3 - 5.0 * d2_3 + d4_3;
+    let vt1_3_odd = -4.0 * d1_3 + d3_3;
+    let vt1_3_even = -4.0 * d2_3 + d4_3;
+    let vt1_3 = vt1_3_even + vt1_3_odd;
+    let vt2_3 = vt1_3_even - vt1_3_odd;
+    let vt3_3_odd = 2.0 * (-d1_3 + d3_3);
+    let vt3_3_even = -d2_3 + d4_3;
+    let vt3_3 = vt3_3_even + vt3_3_odd;
+    let vt4_3 = vt3_3_even - vt3_3_odd;
+    let vt5_3 = 4.0 * d1_3 - 5.0 * d3_3 + d5_3;
+    let vt0_4 = 4.0 * d0_4 - 5.0 * d2_4 + d4_4;
+    let vt1_4_odd = -4.0 * d1_4 + d3_4;
+    let vt1_4_even = -4.0 * d2_4 + d4_4;
+    let vt1_4 = vt1_4_even + vt1_4_odd;
+    let vt2_4 = vt1_4_even - vt1_4_odd;
+    let vt3_4_odd = 2.0 * (-d1_4 + d3_4);
+    let vt3_4_even = -d2_4 + d4_4;
+    let vt3_4 = vt3_4_even + vt3_4_odd;
+    let vt4_4 = vt3_4_even - vt3_4_odd;
+    let vt5_4 = 4.0 * d1_4 - 5.0 * d3_4 + d5_4;
+    let vt0_5 = 4.0 * d0_5 - 5.0 * d2_5 + d4_5;
+    let vt1_5_odd = -4.0 * d1_5 + d3_5;
+    let vt1_5_even = -4.0 * d2_5 + d4_5;
+    let vt1_5 = vt1_5_even + vt1_5_odd;
+    let vt2_5 = vt1_5_even - vt1_5_odd;
+    let vt3_5_odd = 2.0 * (-d1_5 + d3_5);
+    let vt3_5_even = -d2_5 + d4_5;
+    let vt3_5 = vt3_5_even + vt3_5_odd;
+    let vt4_5 = vt3_5_even - vt3_5_odd;
+    let vt5_5 = 4.0 * d1_5 - 5.0 * d3_5 + d5_5;
+    let v0_0 = 4.0 * vt0_0 - 5.0 * vt0_2 + vt0_4;
+    let v0_1_odd = -4.0 * vt0_1 + vt0_3;
+    let v0_1_even = -4.0 * vt0_2 + vt0_4;
+    let v0_1 = v0_1_even + v0_1_odd;
+    let v0_2 = v0_1_even - v0_1_odd;
+    let v0_3_odd = 2.0 * (-vt0_1 + vt0_3);
+    let v0_3_even = -vt0_2 + vt0_4;
+    let v0_3 = v0_3_even + v0_3_odd;
+    let v0_4 = v0_3_even - v0_3_odd;
+    let v0_5 = 4.0 * vt0_1 - 5.0 * vt0_3 + vt0_5;
+    let v1_0 = 4.0 * vt1_0 - 5.0 * vt1_2 + vt1_4;
+    let v1_1_odd = -4.0 * vt1_1 + vt1_3;
+    let v1_1_even = -4.0 * vt1_2 + vt1_4;
+    let v1_1 = v1_1_even + v1_1_odd;
+    let v1_2 = v1_1_even - v1_1_odd;
+    let v1_3_odd = 2.0 * (-vt1_1 + vt1_3);
+    let v1_3_even = -vt1_2 + vt1_4;
+    let v1_3 = v1_3_even + v1_3_odd;
+    let v1_4 = v1_3_even - v1_3_odd;
+    let v1_5 = 4.0 * vt1_1 - 5.0 * vt1_3 + vt1_5;
+    let v2_0 = 4.0 * vt2_0 - 5.0 * vt2_2 + vt2_4;
+    let v2_1_odd = -4.0 * vt2_1 + vt2_3;
+    let v2_1_even = -4.0 * vt2_2 + vt2_4;
+    let v2_1 = v2_1_even + v2_1_odd;
+    let v2_2 = v2_1_even - v2_1_odd;
+    let v2_3_odd = 2.0 * (-vt2_1 + vt2_3);
+    let v2_3_even = -vt2_2 + vt2_4;
+    let v2_3 = v2_3_even + v2_3_odd;
+    let v2_4 = v2_3_even - v2_3_odd;
+    let v2_5 = 4.0 * vt2_1 - 5.0 * vt2_3 + vt2_5;
+    let v3_0 = 4.0 * vt3_0 - 5.0 * vt3_2 + vt3_4;
+    let v3_1_odd = -4.0 * vt3_1 + vt3_3;
+    let v3_1_even = -4.0 * vt3_2 + vt3_4;
+    let v3_1 = v3_1_even + v3_1_odd;
+    let v3_2 = v3_1_even - v3_1_odd;
+    let v3_3_odd = 2.0 * (-vt3_1 + vt3_3);
+    let v3_3_even = -vt3_2 + vt3_4;
+    let v3_3 = v3_3_even + v3_3_odd;
+    let v3_4 = v3_3_even - v3_3_odd;
+    let v3_5 = 4.0 * vt3_1 - 5.0 * vt3_3 + vt3_5;
+    let v4_0 = 4.0 * vt4_0 - 5.0 * vt4_2 + vt4_4;
+    let v4_1_odd = -4.0 * vt4_1 + vt4_3;
+    let v4_1_even = -4.0 * vt4_2 + vt4_4;
+    let v4_1 = v4_1_even + v4_1_odd;
+    let v4_2 = v4_1_even - v4_1_odd;
+    let v4_3_odd = 2.0 * (-vt4_1 + vt4_3);
+    let v4_3_even = -vt4_2 + vt4_4;
+    let v4_3 = v4_3_even + v4_3_odd;
+    let v4_4 = v4_3_even - v4_3_odd;
+    let v4_5 = 4.0 * vt4_1 - 5.0 * vt4_3 + vt4_5;
+    let v5_0 = 4.0 * vt5_0 - 5.0 * vt5_2 + vt5_4;
+    let v5_1_odd = -4.0 * vt5_1 + vt5_3;
+    let v5_1_even = -4.0 * vt5_2 + vt5_4;
+    let v5_1 = v5_1_even + v5_1_odd;
+    let v5_2 = v5_1_even - v5_1_odd;
+    let v5_3_odd = 2.0 * (-vt5_1 + vt5_3);
+    let v5_3_even = -vt5_2 + vt5_4;
+    let v5_3 = v5_3_even + v5_3_odd;
+    let v5_4 = v5_3_even - v5_3_odd;
+    let v5_5 = 4.0 * vt5_1 - 5.0 * vt5_3 + vt5_5;
+    v[(0u * p.tiles + local) * c4 + ci4] = v0_0;
+    v[(1u * p.tiles + local) * c4 + ci4] = v0_1;
+    v[(2u * p.tiles + local) * c4 + ci4] = v0_2;
+    v[(3u * p.tiles + local) * c4 + ci4] = v0_3;
+    v[(4u * p.tiles + local) * c4 + ci4] = v0_4;
+    v[(5u * p.tiles + local) * c4 + ci4] = v0_5;
+    v[(6u * p.tiles + local) * c4 + ci4] = v1_0;
+    v[(7u * p.tiles + local) * c4 + ci4] = v1_1;
+    v[(8u * p.tiles + local) * c4 + ci4] = v1_2;
+    v[(9u * p.tiles + local) * c4 + ci4] = v1_3;
+    v[(10u * p.tiles + local) * c4 + ci4] = v1_4;
+    v[(11u * p.tiles + local) * c4 + ci4] = v1_5;
+    v[(12u * p.tiles + local) * c4 + ci4] = v2_0;
+    v[(13u * p.tiles + local) * c4 + ci4] = v2_1;
+    v[(14u * p.tiles + local) * c4 + ci4] = v2_2;
+    v[(15u * p.tiles + local) * c4 + ci4] = v2_3;
+    v[(16u * p.tiles + local) * c4 + ci4] = v2_4;
+    v[(17u * p.tiles + local) * c4 + ci4] = v2_5;
+    v[(18u * p.tiles + local) * c4 + ci4] = v3_0;
+    v[(19u * p.tiles + local) * c4 + ci4] = v3_1;
+    v[(20u * p.tiles + local) * c4 + ci4] = v3_2;
+    v[(21u * p.tiles + local) * c4 + ci4] = v3_3;
+    v[(22u * p.tiles + local) * c4 + ci4] = v3_4;
+    v[(23u * p.tiles + local) * c4 + ci4] = v3_5;
+    v[(24u * p.tiles + local) * c4 + ci4] = v4_0;
+    v[(25u * p.tiles + local) * c4 + ci4] = v4_1;
+    v[(26u * p.tiles + local) * c4 + ci4] = v4_2;
+    v[(27u * p.tiles + local) * c4 + ci4] = v4_3;
+    v[(28u * p.tiles + local) * c4 + ci4] = v4_4;
+    v[(29u * p.tiles + local) * c4 + ci4] = v4_5;
+    v[(30u * p.tiles + local) * c4 + ci4] = v5_0;
+    v[(31u * p.tiles + local) * c4 + ci4] = v5_1;
+    v[(32u * p.tiles + local) * c4 + ci4] = v5_2;
+    v[(33u * p.tiles + local) * c4 + ci4] = v5_3;
+    v[(34u * p.tiles + local) * c4 + ci4] = v5_4;
+    v[(35u * p.tiles + local) * c4 + ci4] = v5_5;
+}
+
+@compute @workgroup_size(64)
+fn winograd_input_gn_f4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = invocation(wg, nwg, li);
+    if (i >= p.n) { return; }
+    let c4 = p.cin / 4u;
+    let local = p.l0 + i / c4;
+    let tile = p.t0 + local;
+    let ci4 = i % c4;
+    let b = tile / (p.th * p.tw);
+    let ty = tile / p.tw % p.th;
+    let tx = tile % p.tw;
+    let nrm = gn_affine(b, ci4 * 4u);
+    let plane = p.h * p.w;
+    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;
+    let y0 = i32(ty * 4u) - 1;
+    let x0 = i32(tx * 4u) - 1;
+    // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.
+    let ry0 = u32(clamp(y0 + 0, 0, i32(p.h) - 1)) * p.w;
+    let oky0 = y0 + 0 >= 0 && y0 + 0 < i32(p.h);
+    let ry1 = u32(clamp(y0 + 1, 0, i32(p.h) - 1)) * p.w;
+    let oky1 = y0 + 1 >= 0 && y0 + 1 < i32(p.h);
+    let ry2 = u32(clamp(y0 + 2, 0, i32(p.h) - 1)) * p.w;
+    let oky2 = y0 + 2 >= 0 && y0 + 2 < i32(p.h);
+    let ry3 = u32(clamp(y0 + 3, 0, i32(p.h) - 1)) * p.w;
+    let oky3 = y0 + 3 >= 0 && y0 + 3 < i32(p.h);
+    let ry4 = u32(clamp(y0 + 4, 0, i32(p.h) - 1)) * p.w;
+    let oky4 = y0 + 4 >= 0 && y0 + 4 < i32(p.h);
+    let ry5 = u32(clamp(y0 + 5, 0, i32(p.h) - 1)) * p.w;
+    let oky5 = y0 + 5 >= 0 && y0 + 5 < i32(p.h);
+    let cx0 = u32(clamp(x0 + 0, 0, i32(p.w) - 1));
+    let okx0 = x0 + 0 >= 0 && x0 + 0 < i32(p.w);
+    let cx1 = u32(clamp(x0 + 1, 0, i32(p.w) - 1));
+    let okx1 = x0 + 1 >= 0 && x0 + 1 < i32(p.w);
+    let cx2 = u32(clamp(x0 + 2, 0, i32(p.w) - 1));
+    let okx2 = x0 + 2 >= 0 && x0 + 2 < i32(p.w);
+    let cx3 = u32(clamp(x0 + 3, 0, i32(p.w) - 1));
+    let okx3 = x0 + 3 >= 0 && x0 + 3 < i32(p.w);
+    let cx4 = u32(clamp(x0 + 4, 0, i32(p.w) - 1));
+    let okx4 = x0 + 4 >= 0 && x0 + 4 < i32(p.w);
+    let cx5 = u32(clamp(x0 + 5, 0, i32(p.w) - 1));
+    let okx5 = x0 + 5 >= 0 && x0 + 5 < i32(p.w);
+    let w4 = p.w / 4u;
+    let left = select(tx - 1u, 0u, tx == 0u);
+    let right = min(tx + 1u, w4 - 1u);
+    let l0_0 = x4_at4((base + 0u * plane + ry0) / 4u + left).w;
+    let m0_0 = x4_at4((base + 0u * plane + ry0) / 4u + tx);
+    let r0_0 = x4_at4((base + 0u * plane + ry0) / 4u + right).x;
+    let l0_1 = x4_at4((base + 1u * plane + ry0) / 4u + left).w;
+    let m0_1 = x4_at4((base + 1u * plane + ry0) / 4u + tx);
+    let r0_1 = x4_at4((base + 1u * plane + ry0) / 4u + right).x;
+    let l0_2 = x4_at4((base + 2u * plane + ry0) / 4u + left).w;
+    let m0_2 = x4_at4((base + 2u * plane + ry0) / 4u + tx);
+    let r0_2 = x4_at4((base + 2u * plane + ry0) / 4u + right).x;
+    let l0_3 = x4_at4((base + 3u * plane + ry0) / 4u + left).w;
+    let m0_3 = x4_at4((base + 3u * plane + ry0) / 4u + tx);
+    let r0_3 = x4_at4((base + 3u * plane + ry0) / 4u + right).x;
+    let d0_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l0_0, l0_1, l0_2, l0_3), nrm), oky0 && okx0);
+    let d0_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m0_0.x, m0_1.x, m0_2.x, m0_3.x), nrm), oky0 && okx1);
+    let d0_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m0_0.y, m0_1.y, m0_2.y, m0_3.y), nrm), oky0 && okx2);
+    let d0_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m0_0.z, m0_1.z, m0_2.z, m0_3.z), nrm), oky0 && okx3);
+    let d0_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m0_0.w, m0_1.w, m0_2.w, m0_3.w), nrm), oky0 && okx4);
+    let d0_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r0_0, r0_1, r0_2, r0_3), nrm), oky0 && okx5);
+    let l1_0 = x4_at4((base + 0u * plane + ry1) / 4u + left).w;
+    let m1_0 = x4_at4((base + 0u * plane + ry1) / 4u + tx);
+    let r1_0 = x4_at4((base + 0u * plane + ry1) / 4u + right).x;
+    let l1_1 = x4_at4((base + 1u * plane + ry1) / 4u + left).w;
+    let m1_1 = x4_at4((base + 1u * plane + ry1) / 4u + tx);
+    let r1_1 = x4_at4((base + 1u * plane + ry1) / 4u + right).x;
+    let l1_2 = x4_at4((base + 2u * plane + ry1) / 4u + left).w;
+    let m1_2 = x4_at4((base + 2u * plane + ry1) / 4u + tx);
+    let r1_2 = x4_at4((base + 2u * plane + ry1) / 4u + right).x;
+    let l1_3 = x4_at4((base + 3u * plane + ry1) / 4u + left).w;
+    let m1_3 = x4_at4((base + 3u * plane + ry1) / 4u + tx);
+    let r1_3 = x4_at4((base + 3u * plane + ry1) / 4u + right).x;
+    let d1_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l1_0, l1_1, l1_2, l1_3), nrm), oky1 && okx0);
+    let d1_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m1_0.x, m1_1.x, m1_2.x, m1_3.x), nrm), oky1 && okx1);
+    let d1_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m1_0.y, m1_1.y, m1_2.y, m1_3.y), nrm), oky1 && okx2);
+    let d1_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m1_0.z, m1_1.z, m1_2.z, m1_3.z), nrm), oky1 && okx3);
+    let d1_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m1_0.w, m1_1.w, m1_2.w, m1_3.w), nrm), oky1 && okx4);
+    let d1_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r1_0, r1_1, r1_2, r1_3), nrm), oky1 && okx5);
+    let l2_0 = x4_at4((base + 0u * plane + ry2) / 4u + left).w;
+    let m2_0 = x4_at4((base + 0u * plane + ry2) / 4u + tx);
+    let r2_0 = x4_at4((base + 0u * plane + ry2) / 4u + right).x;
+    let l2_1 = x4_at4((base + 1u * plane + ry2) / 4u + left).w;
+    let m2_1 = x4_at4((base + 1u * plane + ry2) / 4u + tx);
+    let r2_1 = x4_at4((base + 1u * plane + ry2) / 4u + right).x;
+    let l2_2 = x4_at4((base + 2u * plane + ry2) / 4u + left).w;
+    let m2_2 = x4_at4((base + 2u * plane + ry2) / 4u + tx);
+    let r2_2 = x4_at4((base + 2u * plane + ry2) / 4u + right).x;
+    let l2_3 = x4_at4((base + 3u * plane + ry2) / 4u + left).w;
+    let m2_3 = x4_at4((base + 3u * plane + ry2) / 4u + tx);
+    let r2_3 = x4_at4((base + 3u * plane + ry2) / 4u + right).x;
+    let d2_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l2_0, l2_1, l2_2, l2_3), nrm), oky2 && okx0);
+    let d2_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m2_0.x, m2_1.x, m2_2.x, m2_3.x), nrm), oky2 && okx1);
+    let d2_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m2_0.y, m2_1.y, m2_2.y, m2_3.y), nrm), oky2 && okx2);
+    let d2_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m2_0.z, m2_1.z, m2_2.z, m2_3.z), nrm), oky2 && okx3);
+    let d2_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m2_0.w, m2_1.w, m2_2.w, m2_3.w), nrm), oky2 && okx4);
+    let d2_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r2_0, r2_1, r2_2, r2_3), nrm), oky2 && okx5);
+    let l3_0 = x4_at4((base + 0u * plane + ry3) / 4u + left).w;
+    let m3_0 = x4_at4((base + 0u * plane + ry3) / 4u + tx);
+    let r3_0 = x4_at4((base + 0u * plane + ry3) / 4u + right).x;
+    let l3_1 = x4_at4((base + 1u * plane + ry3) / 4u + left).w;
+    let m3_1 = x4_at4((base + 1u * plane + ry3) / 4u + tx);
+    let r3_1 = x4_at4((base + 1u * plane + ry3) / 4u + right).x;
+    let l3_2 = x4_at4((base + 2u * plane + ry3) / 4u + left).w;
+    let m3_2 = x4_at4((base + 2u * plane + ry3) / 4u + tx);
+    let r3_2 = x4_at4((base + 2u * plane + ry3) / 4u + right).x;
+    let l3_3 = x4_at4((base + 3u * plane + ry3) / 4u + left).w;
+    let m3_3 = x4_at4((base + 3u * plane + ry3) / 4u + tx);
+    let r3_3 = x4_at4((base + 3u * plane + ry3) / 4u + right).x;
+    let d3_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l3_0, l3_1, l3_2, l3_3), nrm), oky3 && okx0);
+    let d3_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m3_0.x, m3_1.x, m3_2.x, m3_3.x), nrm), oky3 && okx1);
+    let d3_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m3_0.y, m3_1.y, m3_2.y, m3_3.y), nrm), oky3 && okx2);
+    let d3_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m3_0.z, m3_1.z, m3_2.z, m3_3.z), nrm), oky3 && okx3);
+    let d3_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m3_0.w, m3_1.w, m3_2.w, m3_3.w), nrm), oky3 && okx4);
+    let d3_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r3_0, r3_1, r3_2, r3_3), nrm), oky3 && okx5);
+    let l4_0 = x4_at4((base + 0u * plane + ry4) / 4u + left).w;
+    let m4_0 = x4_at4((base + 0u * plane + ry4) / 4u + tx);
+    let r4_0 = x4_at4((base + 0u * plane + ry4) / 4u + right).x;
+    let l4_1 = x4_at4((base + 1u * plane + ry4) / 4u + left).w;
+    let m4_1 = x4_at4((base + 1u * plane + ry4) / 4u + tx);
+    let r4_1 = x4_at4((base + 1u * plane + ry4) / 4u + right).x;
+    let l4_2 = x4_at4((base + 2u * plane + ry4) / 4u + left).w;
+    let m4_2 = x4_at4((base + 2u * plane + ry4) / 4u + tx);
+    let r4_2 = x4_at4((base + 2u * plane + ry4) / 4u + right).x;
+    let l4_3 = x4_at4((base + 3u * plane + ry4) / 4u + left).w;
+    let m4_3 = x4_at4((base + 3u * plane + ry4) / 4u + tx);
+    let r4_3 = x4_at4((base + 3u * plane + ry4) / 4u + right).x;
+    let d4_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l4_0, l4_1, l4_2, l4_3), nrm), oky4 && okx0);
+    let d4_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m4_0.x, m4_1.x, m4_2.x, m4_3.x), nrm), oky4 && okx1);
+    let d4_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m4_0.y, m4_1.y, m4_2.y, m4_3.y), nrm), oky4 && okx2);
+    let d4_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m4_0.z, m4_1.z, m4_2.z, m4_3.z), nrm), oky4 && okx3);
+    let d4_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m4_0.w, m4_1.w, m4_2.w, m4_3.w), nrm), oky4 && okx4);
+    let d4_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r4_0, r4_1, r4_2, r4_3), nrm), oky4 && okx5);
+    let l5_0 = x4_at4((base + 0u * plane + ry5) / 4u + left).w;
+    let m5_0 = x4_at4((base + 0u * plane + ry5) / 4u + tx);
+    let r5_0 = x4_at4((base + 0u * plane + ry5) / 4u + right).x;
+    let l5_1 = x4_at4((base + 1u * plane + ry5) / 4u + left).w;
+    let m5_1 = x4_at4((base + 1u * plane + ry5) / 4u + tx);
+    let r5_1 = x4_at4((base + 1u * plane + ry5) / 4u + right).x;
+    let l5_2 = x4_at4((base + 2u * plane + ry5) / 4u + left).w;
+    let m5_2 = x4_at4((base + 2u * plane + ry5) / 4u + tx);
+    let r5_2 = x4_at4((base + 2u * plane + ry5) / 4u + right).x;
+    let l5_3 = x4_at4((base + 3u * plane + ry5) / 4u + left).w;
+    let m5_3 = x4_at4((base + 3u * plane + ry5) / 4u + tx);
+    let r5_3 = x4_at4((base + 3u * plane + ry5) / 4u + right).x;
+    let d5_0 = select(vec4<f32>(0.0), gn_load(vec4<f32>(l5_0, l5_1, l5_2, l5_3), nrm), oky5 && okx0);
+    let d5_1 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m5_0.x, m5_1.x, m5_2.x, m5_3.x), nrm), oky5 && okx1);
+    let d5_2 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m5_0.y, m5_1.y, m5_2.y, m5_3.y), nrm), oky5 && okx2);
+    let d5_3 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m5_0.z, m5_1.z, m5_2.z, m5_3.z), nrm), oky5 && okx3);
+    let d5_4 = select(vec4<f32>(0.0), gn_load(vec4<f32>(m5_0.w, m5_1.w, m5_2.w, m5_3.w), nrm), oky5 && okx4);
+    let d5_5 = select(vec4<f32>(0.0), gn_load(vec4<f32>(r5_0, r5_1, r5_2, r5_3), nrm), oky5 && okx5);
     let vt0_0 = 4.0 * d0_0 - 5.0 * d2_0 + d4_0;
     let vt1_0_odd = -4.0 * d1_0 + d3_0;
     let vt1_0_even = -4.0 * d2_0 + d4_0;

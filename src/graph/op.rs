@@ -203,8 +203,24 @@ impl BackwardCtx<'_> {
     }
 }
 
+/// Gives every op an `&dyn Any`, so a pass over the graph can recognise an op it rewrites ([`downcast`]).
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// `op` as the concrete op `T`, if it is one.
+pub fn downcast<T: 'static>(op: &dyn Op) -> Option<&T> {
+    <dyn Op as AsAny>::as_any(op).downcast_ref::<T>()
+}
+
 /// A kernel as the graph sees it.
-pub trait Op: Send + Sync {
+pub trait Op: Send + Sync + AsAny {
     /// Short name used in errors, debug dumps and benchmarks ("conv2d", "group_norm", ...).
     fn kind(&self) -> &'static str;
 

@@ -418,7 +418,7 @@ impl Op for Conv2d {
 
     /// Winograd transforms around a GEMM where [`super::winograd::choose_tile`] picks a tile.
     fn expand(&self, g: &mut Graph, name: &str, inputs: &[TensorId], limits: &DeviceLimits) -> Result<Option<TensorId>> {
-        super::winograd::expand_conv(self, g, name, inputs, limits)
+        super::winograd::expand_conv(self, g, name, inputs, limits, None)
     }
 
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {

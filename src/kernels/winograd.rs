@@ -29,6 +29,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{Conv2d, Conv2dOpts, ConvShape};
 use super::matmul::MatmulOpts;
+use super::norm::{cpu_group_norm, GnLayout, GroupNormApply};
+use super::unary::Activation;
 use super::{shader, ShaderSource};
 use crate::error::{Error, Result};
 use crate::graph::op::{grid_1d, params, Bind, ConvAlgorithm, DeviceLimits, Dispatch, Lowering, Op, Slot};
@@ -93,14 +95,16 @@ impl WinogradTile {
             WinogradTile::F4 => "f4",
         }
     }
-    /// The entry point of transform `what` (weights, input, output) for this tile.
+    /// The entry point of transform `what` (weights, input, input_gn, output) for this tile.
     fn entry(self, what: &str) -> &'static str {
         match (self, what) {
             (WinogradTile::F2, "weights") => "winograd_weights_f2",
             (WinogradTile::F2, "input") => "winograd_input_f2",
+            (WinogradTile::F2, "input_gn") => "winograd_input_gn_f2",
             (WinogradTile::F2, _) => "winograd_output_f2",
             (WinogradTile::F4, "weights") => "winograd_weights_f4",
             (WinogradTile::F4, "input") => "winograd_input_f4",
+            (WinogradTile::F4, "input_gn") => "winograd_input_gn_f4",
             (WinogradTile::F4, _) => "winograd_output_f4",
         }
     }
@@ -200,11 +204,25 @@ const AUTO_MIN_TILES: usize = 64;
 /// transformed tensors stay under [`BAND_BYTES`], and the bands' outputs are concatenated; when they fit
 /// but V exceeds [`GROUP_V_BYTES`], the images are transformed and multiplied one after another into one
 /// output transform.
-pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l: &DeviceLimits) -> Result<Option<TensorId>> {
+///
+/// With `norm` (from [`norm_to_fold`]: the conv's input is a GroupNorm whose node the plan dropped), the
+/// input transforms read the GroupNorm's inputs `norm.1` and normalise as they load.
+pub fn expand_conv(
+    c: &Conv2d,
+    g: &mut Graph,
+    name: &str,
+    inputs: &[TensorId],
+    l: &DeviceLimits,
+    norm: Option<(InputNorm, &[TensorId])>,
+) -> Result<Option<TensorId>> {
     if c.kernel.is_some() {
         return Ok(None); // a test forcing one direct kernel
     }
     let (x, w) = (inputs[0], inputs[1]);
+    let (input_norm, x_inputs) = match norm {
+        Some((n, ins)) => (Some(n), ins.to_vec()),
+        None => (None, vec![x]),
+    };
     let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
     let Some(s) = ConvShape::new(&xs, &ws, &c.opts) else { return Ok(None) };
     let Some(tile) = choose_tile(&s, &c.opts, g.desc(x).dtype, l) else { return Ok(None) };
@@ -232,7 +250,8 @@ pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l
         for run in 0..groups {
             let tag = if groups > 1 { format!("{tag}.image{run}") } else { tag.to_string() };
             let (r0, n) = (t0 + run * tiles / groups, tiles / groups);
-            let v = g.op(&format!("{name}.winograd_input{tag}"), WinogradInput { tile, t0: r0, tiles: Some(n) }, &[x])?;
+            let op = WinogradInput { tile, t0: r0, tiles: Some(n), norm: input_norm };
+            let v = g.op(&format!("{name}.winograd_input{tag}"), op, &x_inputs)?;
             for (k, &ch) in chunks.iter().enumerate() {
                 let u = if whole { weights(g, ch)? } else { shared[k] };
                 let gemm = if chunks.len() > 1 { format!("{name}.winograd_gemm{tag}_{}", ch.0) } else { format!("{name}.winograd_gemm{tag}") };
@@ -364,6 +383,9 @@ struct Params {
     cy: u32,
     /// The input transform's first tile in this dispatch, counted from `t0` (V's row).
     l0: u32,
+    /// The input transform's GroupNorm: groups and channels per group.
+    gn_groups: u32,
+    gn_cpg: u32,
 }
 
 /// The images of `d` (`[B, ...]`) from `first` to `last` as a binding of input `slot`: `(bind, shift)`.
@@ -461,10 +483,49 @@ impl Op for WinogradWeights {
 
 /// `x: [B, Cin, H, W]` → `V: [α², tiles, Cin]` (f32), the α×α windows of the m×m output tiles
 /// `[t0, t0 + tiles)` of the batch (`tiles: None`: all of them), zero padding of 1 around the image.
+/// With `norm`, the windows are of `act(GroupNorm(x))` (inputs `[x, stats, weight?, bias?]` as the
+/// GroupNorm apply node's): the normalised image is never written (see [`norm_to_fold`]).
 pub struct WinogradInput {
     pub tile: WinogradTile,
     pub t0: usize,
     pub tiles: Option<usize>,
+    pub norm: Option<InputNorm>,
+}
+
+/// A GroupNorm (affine, then SiLU or nothing) that the input transform applies to each value it loads,
+/// in place of a GroupNorm node whose only reader is the convolution: the resnets' `norm1 → SiLU → conv1`
+/// and `norm2 → SiLU → conv2`. Saves writing and reading the normalised image (and its memory: 30 MiB at
+/// the UNet's peak conv at 512²) for the activation computed on the (m + 2)² window of every m×m tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputNorm {
+    pub groups: usize,
+    pub eps: f32,
+    pub silu: bool,
+    pub has_weight: bool,
+    pub has_bias: bool,
+}
+
+impl InputNorm {
+    fn activation(&self) -> Activation {
+        if self.silu {
+            Activation::Silu
+        } else {
+            Activation::None
+        }
+    }
+}
+
+/// The [`InputNorm`] that conv `c` on `(x, w)` can take over from GroupNorm apply node `norm` (whose output
+/// is `x` and whose only reader is this conv), where the plan computes the conv by Winograd on device `l`.
+pub fn norm_to_fold(norm: &GroupNormApply, c: &Conv2d, x: &TensorDesc, w: &TensorDesc, l: &DeviceLimits) -> Option<InputNorm> {
+    let act_ok = matches!(norm.act, Activation::None | Activation::Silu);
+    if norm.out_f16 || !act_ok || c.kernel.is_some() {
+        return None;
+    }
+    let s = ConvShape::new(&x.shape, &w.shape, &c.opts)?;
+    choose_tile(&s, &c.opts, x.dtype, l)?;
+    let silu = norm.act == Activation::Silu;
+    Some(InputNorm { groups: norm.groups, eps: norm.eps, silu, has_weight: norm.has_weight, has_bias: norm.has_bias })
 }
 
 impl WinogradInput {
@@ -481,6 +542,21 @@ impl Op for WinogradInput {
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let x = inputs[0];
         let m = self.tile.m();
+        let want = self.norm.map_or(1, |n| 2 + n.has_weight as usize + n.has_bias as usize);
+        if inputs.len() != want {
+            return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
+        }
+        if let Some(n) = &self.norm {
+            let stats = GnLayout::new(x, n.groups).stats_desc();
+            let c = x.shape.get(1).copied().unwrap_or(0);
+            let params_ok = inputs[2..].iter().all(|d| d.dtype == DType::F32 && d.shape == [c]);
+            if n.groups == 0 || c % n.groups != 0 || *inputs[1] != stats || !params_ok {
+                return Err(Error::shape(
+                    self.kind(),
+                    format!("a GroupNorm of {x} in {} groups needs statistics {stats} and [C] weight and bias, got {inputs:?}", n.groups),
+                ));
+            }
+        }
         if x.dtype != DType::F32 || x.rank() != 4 || x.shape[1] % 4 != 0 || x.shape[2] % m != 0 || x.shape[3] % m != 0 {
             return Err(Error::shape(
                 self.kind(),
@@ -516,19 +592,44 @@ impl Op for WinogradInput {
         // texture window: the textures are shared by every op, so one large binding would set their size.
         let image_bytes = (x.bytes() / x.shape[0] as u64).max(1);
         let run = if l.limits.texture_reads { (l.limits.texture_window / image_bytes).max(1) as usize } else { last + 1 - first };
-        let entry = self.tile.entry("input");
+        let entry = self.tile.entry(if self.norm.is_some() { "input_gn" } else { "input" });
+        // The GroupNorm's per-(image, group) finals (the first 4 floats per block of the statistics) and
+        // its affine parameters; an absent weight or bias slot is bound to the statistics (never read).
+        let (mut extra, mut flags, mut p) = (Vec::new(), 0, p);
+        if let Some(n) = &self.norm {
+            let lay = GnLayout::new(x, n.groups);
+            let (finals, _) = Bind::elements(Slot::Input(1), &l.inputs[1], 0, 4 * lay.blocks(), l.limits);
+            extra.push(finals.clone());
+            let mut next = 2;
+            for has in [n.has_weight, n.has_bias] {
+                extra.push(if has { Bind::input(next, &l.inputs[next]) } else { finals.clone() });
+                next += has as usize;
+            }
+            flags = n.has_weight as u32 | (n.has_bias as u32) << 1 | (n.silu as u32) << 2;
+            p.gn_groups = n.groups as u32;
+            p.gn_cpg = (cin / n.groups) as u32;
+        }
         let mut dispatches = Vec::new();
         for fa in (first..=last).step_by(run) {
             let fb = (fa + run - 1).min(last);
             let (ta, tb) = (t0.max(fa * per_image), (t0 + tiles).min((fb + 1) * per_image));
             let (xb, xs) = images(0, x, fa, fb, l.limits);
             let p = Params { xb0: fa as u32, xs, l0: (ta - t0) as u32, n: ((tb - ta) * cin / 4) as u32, ..p };
-            dispatches.push(dispatch(&SHADER, entry, p, vec![xb, Bind::output(l.output)], 0, l.limits, DType::F32));
+            let mut bindings = vec![xb, Bind::output(l.output)];
+            bindings.extend(extra.iter().cloned());
+            dispatches.push(dispatch(&SHADER, entry, p, bindings, flags, l.limits, DType::F32));
         }
         Ok(dispatches)
     }
+    /// With a norm, GroupNorm in f64 from x itself (the statistics input is not used), as the apply node's
+    /// twin does.
     fn cpu(&self, inputs: &[&[f32]], descs: &[&TensorDesc], out: &TensorDesc) -> Vec<f32> {
-        let x = inputs[0];
+        let normed = self.norm.map(|n| {
+            let w = n.has_weight.then(|| inputs[2]);
+            let b = n.has_bias.then(|| inputs[2 + n.has_weight as usize]);
+            cpu_group_norm(inputs[0], &GnLayout::new(descs[0], n.groups), n.eps, w, b, n.activation())
+        });
+        let x = normed.as_deref().unwrap_or(inputs[0]);
         let (cin, h, w) = (descs[0].shape[1], descs[0].shape[2], descs[0].shape[3]);
         let (m, a) = (self.tile.m(), self.tile.alpha());
         let (bt, tiles) = (self.tile.bt(), out.shape[1]);
@@ -808,10 +909,12 @@ const HEADER: &str = "\
 // M[e] = V[e] · U[e]ᵀ that the matmul kernels compute (see src/kernels/winograd.rs).
 //   winograd_weights_f{m}: w [Cout, Cin, 3, 3] (f32 or f16) → U [α², Cout, Cin] = G g Gᵀ in f32
 //   winograd_input_f{m}:  x [B, Cin, H, W] → V [α², tiles, Cin] = Bᵀ d B of each tile's α×α window
+//   winograd_input_gn_f{m}: the same of act(GroupNorm(x)), normalising each value as it is loaded
 //   winograd_output_f{m}: M [α², tiles, Cout] → y [B, Cout, H, W] = Aᵀ M A (+ bias) (+ residual)
 // Every invocation handles 4 channels of one tile (one filter for the weights), as vec4s along the
-// channel axis of U, V and M. FLAGS (a pipeline constant, so lavapipe compiles only the epilogue in use):
-// bit 0 adds the bias, bit 1 the residual.
+// channel axis of U, V and M. FLAGS (a pipeline constant, so lavapipe compiles only the code in use):
+// output: bit 0 adds the bias, bit 1 the residual; input_gn: bit 0 the norm's weight, bit 1 its bias,
+// bit 2 SiLU.
 
 struct Params {
     cin: u32,
@@ -831,6 +934,8 @@ struct Params {
     co0: u32,     // the output transform writes channels co0..co0 + cout of an output of cy channels
     cy: u32,
     l0: u32,      // the input transform's first tile in this dispatch, counted from t0 (V's row)
+    gn_groups: u32, // input_gn: GroupNorm groups and channels per group
+    gn_cpg: u32,
 }
 
 override FLAGS: u32 = 0u;
@@ -857,8 +962,46 @@ fn mm_at4(i: u32) -> vec4<f32> { return mm[i]; }
 @group(0) @binding(4) var<storage, read_write> y2: array<vec2<f32>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
 
+// input_gn: GroupNormStats' per-(image, group) finals (K, mean − K, rstd, _), the affine weight and bias.
+@group(0) @binding(3) var<storage, read> gn_stats: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> gn_weight: array<f32>;
+@group(0) @binding(5) var<storage, read> gn_bias: array<f32>;
+
 fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 64u + li;
+}
+
+// Channel c of image b: y = ((x − K) − md) · rstd · w + b folded to (x − K)·a + t, returned as (K, a, t):
+// the same arithmetic as norm.wgsl's plane_affine, so the values equal the GroupNorm node's.
+fn gn_channel(b: u32, c: u32) -> vec3<f32> {
+    let s = gn_stats[b * p.gn_groups + c / p.gn_cpg];
+    var w = 1.0;
+    if ((FLAGS & 1u) != 0u) { w = gn_weight[c]; }
+    var t = 0.0;
+    if ((FLAGS & 2u) != 0u) { t = gn_bias[c]; }
+    let a = s.z * w;
+    return vec3<f32>(s.x, a, t - s.y * a);
+}
+
+// (K, a, t) of channels c0 .. c0 + 3 as vec4s.
+struct GnMap {
+    k: vec4<f32>,
+    a: vec4<f32>,
+    t: vec4<f32>,
+}
+
+fn gn_affine(b: u32, c0: u32) -> GnMap {
+    let q0 = gn_channel(b, c0);
+    let q1 = gn_channel(b, c0 + 1u);
+    let q2 = gn_channel(b, c0 + 2u);
+    let q3 = gn_channel(b, c0 + 3u);
+    return GnMap(vec4<f32>(q0.x, q1.x, q2.x, q3.x), vec4<f32>(q0.y, q1.y, q2.y, q3.y), vec4<f32>(q0.z, q1.z, q2.z, q3.z));
+}
+
+fn gn_load(x: vec4<f32>, m: GnMap) -> vec4<f32> {
+    let y = (x - m.k) * m.a + m.t;
+    if ((FLAGS & 4u) != 0u) { return y / (1.0 + exp(-y)); }
+    return y;
 }
 ";
 
@@ -891,12 +1034,20 @@ fn gen_weights(o: &mut String, t: WinogradTile) {
     o.push_str("}\n");
 }
 
-fn gen_input(o: &mut String, t: WinogradTile) {
+/// The input transform; with `norm`, each loaded value is normalised first (`gn_load`: GroupNorm, affine and
+/// SiLU as FLAGS say) and the padding stays zero.
+fn gen_input(o: &mut String, t: WinogradTile, norm: bool) {
     let (m, a) = (t.m(), t.alpha());
-    o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_input_{}({ENTRY_ARGS}) {{\n", t.name()));
+    let name = if norm { format!("gn_{}", t.name()) } else { t.name().to_string() };
+    o.push_str(&format!("\n@compute @workgroup_size(64)\nfn winograd_input_{name}({ENTRY_ARGS}) {{\n"));
     o.push_str("    let i = invocation(wg, nwg, li);\n    if (i >= p.n) { return; }\n");
     o.push_str("    let c4 = p.cin / 4u;\n    let local = p.l0 + i / c4;\n    let tile = p.t0 + local;\n    let ci4 = i % c4;\n");
     o.push_str("    let b = tile / (p.th * p.tw);\n    let ty = tile / p.tw % p.th;\n    let tx = tile % p.tw;\n");
+    if norm {
+        o.push_str("    let nrm = gn_affine(b, ci4 * 4u);\n");
+    }
+    // A window value of 4 channels, normalised where asked.
+    let load = |raw: String| if norm { format!("gn_load({raw}, nrm)") } else { raw };
     o.push_str("    let plane = p.h * p.w;\n    let base = ((b - p.xb0) * p.cin + ci4 * 4u) * plane + p.xs;\n");
     o.push_str(&format!("    let y0 = i32(ty * {m}u) - 1;\n    let x0 = i32(tx * {m}u) - 1;\n"));
     o.push_str("    // Window rows and columns clamped into the image (the loads stay in bounds); ok* marks the inside.\n");
@@ -929,13 +1080,8 @@ fn gen_input(o: &mut String, t: WinogradTile) {
                     5 => format!("r{i}_{k}"),
                     _ => format!("m{i}_{k}.{}", ["x", "y", "z", "w"][j - 1]),
                 };
-                o.push_str(&format!(
-                    "    let d{i}_{j} = select(vec4<f32>(0.0), vec4<f32>({}, {}, {}, {}), oky{i} && okx{j});\n",
-                    comp(0),
-                    comp(1),
-                    comp(2),
-                    comp(3)
-                ));
+                let raw = format!("vec4<f32>({}, {}, {}, {})", comp(0), comp(1), comp(2), comp(3));
+                o.push_str(&format!("    let d{i}_{j} = select(vec4<f32>(0.0), {}, oky{i} && okx{j});\n", load(raw)));
             }
         }
     } else {
@@ -943,9 +1089,8 @@ fn gen_input(o: &mut String, t: WinogradTile) {
             for (j, cell) in row.iter_mut().enumerate() {
                 *cell = format!("d{i}_{j}");
                 o.push_str(&format!("    let at{i}_{j} = base + ry{i} + cx{j};\n"));
-                o.push_str(&format!(
-                    "    let d{i}_{j} = select(vec4<f32>(0.0), vec4<f32>(x_at(at{i}_{j}), x_at(at{i}_{j} + plane), x_at(at{i}_{j} + 2u * plane), x_at(at{i}_{j} + 3u * plane)), oky{i} && okx{j});\n"
-                ));
+                let raw = format!("vec4<f32>(x_at(at{i}_{j}), x_at(at{i}_{j} + plane), x_at(at{i}_{j} + 2u * plane), x_at(at{i}_{j} + 3u * plane))");
+                o.push_str(&format!("    let d{i}_{j} = select(vec4<f32>(0.0), {}, oky{i} && okx{j});\n", load(raw)));
             }
         }
     }
@@ -994,7 +1139,8 @@ pub fn wgsl_source() -> String {
     let mut o = HEADER.to_string();
     for t in [WinogradTile::F2, WinogradTile::F4] {
         gen_weights(&mut o, t);
-        gen_input(&mut o, t);
+        gen_input(&mut o, t, false);
+        gen_input(&mut o, t, true);
         gen_output(&mut o, t);
     }
     o
@@ -1004,7 +1150,7 @@ pub fn wgsl_source() -> String {
 pub fn entries() -> Vec<String> {
     let mut e = Vec::new();
     for t in [WinogradTile::F2, WinogradTile::F4] {
-        e.extend(["weights", "input", "output"].map(|what| t.entry(what).to_string()));
+        e.extend(["weights", "input", "input_gn", "output"].map(|what| t.entry(what).to_string()));
     }
     e
 }
@@ -1040,7 +1186,7 @@ mod tests {
             let ud = TensorDesc::f32(&[a2, cout, cin]);
             let vd = TensorDesc::f32(&[a2, tiles, cin]);
             let u = WinogradWeights { tile, co0: 0, count: None }.cpu(&[&wt], &[&wd], &ud);
-            let v = WinogradInput { tile, t0: 0, tiles: None }.cpu(&[&x], &[&xd], &vd);
+            let v = WinogradInput { tile, t0: 0, tiles: None, norm: None }.cpu(&[&x], &[&xd], &vd);
             let mut mm = vec![0.0f32; a2 * tiles * cout];
             for e in 0..a2 {
                 for t in 0..tiles {

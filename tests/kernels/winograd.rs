@@ -1,5 +1,6 @@
 //! Winograd convolutions (`kernels/winograd.rs`): the plan's expansion of a 3×3 conv against the conv's
-//! CPU twin (direct sums in f64), in both tiles, with and without bias and residual, f32 and f16 weights.
+//! CPU twin (direct sums in f64), in both tiles, with and without bias and residual, f32 and f16 weights,
+//! and with the GroupNorm before it folded into the input transform.
 
 use std::sync::{Arc, OnceLock};
 
@@ -160,7 +161,7 @@ fn input_windows_split_by_images() {
     let x = TensorDesc::f32(&[3, 16, 8, 8]);
     let limits = DeviceLimits { max_binding: 1 << 27, offset_align: 256, max_workgroups: 65535, subgroup_min_size: 8, cpu: true, texture_reads: true, max_texture_rows: 8192, texture_window: 9 << 10, conv: Default::default() };
     for (t0, tiles, want) in [(0, None, 2), (3, Some(7), 2), (4, Some(4), 1)] {
-        let op = WinogradInput { tile: WinogradTile::F4, t0, tiles };
+        let op = WinogradInput { tile: WinogradTile::F4, t0, tiles, norm: None };
         let out = op.infer(&[&x]).unwrap();
         let ds = op.lower(&Lowering { inputs: std::slice::from_ref(&x), output: &out, limits: &limits }).unwrap();
         assert_eq!(ds.len(), want, "tiles {t0}.. {tiles:?}");
@@ -271,4 +272,88 @@ fn weight_transform_matches_the_twin() {
             }
         }
     }
+}
+
+/// `(b, c, h, w, groups, silu, affine)` of a GroupNorm feeding a 3×3 conv of `c` → 8 channels (bias and
+/// residual).
+type NormCase = (usize, usize, usize, usize, usize, bool, bool);
+
+/// One GroupNorm → conv per case; with `also_read`, the normalised tensor is a graph output too.
+fn record_normed(gpu: &Arc<Gpu>, cases: &[NormCase], also_read: bool) -> (Graph, Vec<(wgsd::TensorId, Vec<f32>)>) {
+    let mut rng = Rng::new(9);
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let input = |g: &mut Graph, inputs: &mut Vec<_>, rng: &mut Rng, name: String, shape: &[usize], scale: f32, offset: f32| {
+        let t = g.input(&name, TensorDesc::f32(shape));
+        inputs.push((t, rng.vec(shape.iter().product(), scale).iter().map(|v| v + offset).collect::<Vec<f32>>()));
+        t
+    };
+    for (i, &(b, c, h, w, groups, silu, affine)) in cases.iter().enumerate() {
+        // An offset mean, as activations have: the statistics must remove it.
+        let x = input(&mut g, &mut inputs, &mut rng, format!("x{i}"), &[b, c, h, w], 2.0, 0.7);
+        let nw = affine.then(|| input(&mut g, &mut inputs, &mut rng, format!("gamma{i}"), &[c], 0.5, 1.0));
+        let nb = affine.then(|| input(&mut g, &mut inputs, &mut rng, format!("beta{i}"), &[c], 0.5, 0.0));
+        let n = g.group_norm(&format!("norm{i}"), x, groups, 1e-5, nw, nb, silu).unwrap();
+        if also_read {
+            g.output(n);
+        }
+        let wd = TensorDesc::f32(&[8, c, 3, 3]);
+        let wt = g.param(&Param::upload(gpu, &format!("w{i}"), wd.clone(), &rng.vec(wd.numel(), 1.0 / ((c * 9) as f32).sqrt()), true).unwrap());
+        let bias = input(&mut g, &mut inputs, &mut rng, format!("bias{i}"), &[8], 1.0, 0.0);
+        let res = input(&mut g, &mut inputs, &mut rng, format!("res{i}"), &[b, 8, h, w], 1.0, 0.0);
+        let y = g.conv2d(&format!("conv{i}"), n, wt, Some(bias), Conv2dOpts::new(1, 1), Some(res)).unwrap();
+        g.output(y);
+    }
+    (g, inputs)
+}
+
+/// A GroupNorm whose only reader is a Winograd conv is applied by the input transform as it loads (no
+/// `group_norm` node runs, its statistics still do): both tiles, SiLU or not, with and without the affine,
+/// groups of 3 channels (a vec4 of channels spans two groups) and of 4, one and two images, against the
+/// twins of the recorded GroupNorm and conv. Also through buffers (what a GPU forced to Winograd runs).
+#[test]
+fn group_norm_folds_into_the_input_transform() {
+    let cases: Vec<NormCase> = vec![
+        (2, 12, 8, 8, 4, true, true),
+        (1, 12, 6, 10, 4, false, true),
+        (2, 16, 8, 12, 4, true, false),
+        (1, 8, 4, 4, 2, false, false),
+    ];
+    for gpu in [winograd_gpu(), forced_gpu(|g| g.buffer_reads_only = true)] {
+        let (g, inputs) = record_normed(&gpu, &cases, false);
+        let (cmp, kinds) = check_graph_kinds(&gpu, g, &inputs).unwrap();
+        assert_close(&cmp, 1e-5);
+        assert_eq!(count(&kinds, "group_norm"), 0, "every norm should fold: {kinds:?}");
+        assert_eq!(count(&kinds, "group_norm_stats"), cases.len(), "{kinds:?}");
+        assert_eq!(count(&kinds, "winograd_input"), cases.len(), "{kinds:?}");
+    }
+}
+
+/// The folded norm where the input transform is split: image by image and in bands (64 KiB and 16 KiB
+/// bindings), and through texture windows of a few images.
+#[test]
+fn folded_group_norm_in_split_transforms() {
+    for (gpu, want_inputs) in [(small_binding_gpu(64 << 10), 2), (small_binding_gpu(16 << 10), 4), (forced_gpu(|g| g.texture_window = 9 << 10), 1)] {
+        let (g, inputs) = record_normed(&gpu, &[(2, 16, 12, 12, 4, true, true)], false);
+        let (cmp, kinds) = check_graph_kinds(&gpu, g, &inputs).unwrap();
+        assert_close(&cmp, 1e-5);
+        assert_eq!(count(&kinds, "group_norm"), 0, "{kinds:?}");
+        assert_eq!(count(&kinds, "winograd_input"), want_inputs, "{kinds:?}");
+    }
+}
+
+/// Where anything else reads the normalised tensor (here: it is a graph output), the GroupNorm runs as
+/// its own node and both results are right; a norm before a conv the device computes directly (an odd
+/// size) stays too.
+#[test]
+fn group_norm_stays_where_it_is_read_elsewhere() {
+    let gpu = winograd_gpu();
+    let (g, inputs) = record_normed(&gpu, &[(1, 12, 8, 8, 4, true, true)], true);
+    let (cmp, kinds) = check_graph_kinds(&gpu, g, &inputs).unwrap();
+    assert_close(&cmp, 1e-5);
+    assert_eq!((count(&kinds, "group_norm"), count(&kinds, "winograd_input")), (1, 1), "{kinds:?}");
+    let (g, inputs) = record_normed(&gpu, &[(1, 8, 7, 8, 4, true, true)], false);
+    let (cmp, kinds) = check_graph_kinds(&gpu, g, &inputs).unwrap();
+    assert_close(&cmp, 1e-5);
+    assert_eq!((count(&kinds, "group_norm"), count(&kinds, "conv2d")), (1, 1), "{kinds:?}");
 }
