@@ -358,8 +358,12 @@ impl Plan {
         let mut storage: Vec<Option<Storage>> = (0..graph.tensors.len()).map(|_| None).collect();
         // A weight recorded more than once (a chunked feed-forward's runs) is one buffer: count it once.
         let mut counted = std::collections::HashSet::new();
+        let written: std::collections::HashSet<usize> = graph.nodes.iter().map(|n| n.output.0).collect();
         for (i, info) in graph.tensors.iter().enumerate() {
             match &info.source {
+                // A node's result that nothing computes any more: its node was folded into its only reader
+                // (see `Graph::expanded`).
+                Source::Node if !written.contains(&i) => {}
                 Source::Param(p) => {
                     if counted.insert(Arc::as_ptr(p)) {
                         memory.params += p.desc.bytes();
@@ -531,9 +535,9 @@ impl Plan {
     /// work encoded after the graph by [`Plan::run_with`]. Errors for an intermediate (it lives inside a
     /// shared arena and is overwritten).
     pub fn buffer_of(&self, t: TensorId) -> Result<&wgpu::Buffer> {
-        match self.storage[self.graph.root(t).0].as_ref().expect("storage assigned") {
-            Storage::Pooled { .. } => Err(Error::usage(format!("'{}' is an intermediate: mark it with Graph::output", self.graph.name(t)))),
-            s => Ok(s.resolve(&self.buffers).0),
+        match self.storage[self.graph.root(t).0].as_ref() {
+            Some(Storage::Pooled { .. }) | None => Err(Error::usage(format!("'{}' is an intermediate: mark it with Graph::output", self.graph.name(t)))),
+            Some(s) => Ok(s.resolve(&self.buffers).0),
         }
     }
 

@@ -329,6 +329,18 @@ fn group_norm_folds_into_the_input_transform() {
     }
 }
 
+/// The folded norm's output tensor, which no node writes any more, gets no buffer: the plan's own buffers
+/// are the graph's inputs and outputs only.
+#[test]
+fn folded_group_norm_output_has_no_buffer() {
+    let gpu = winograd_gpu();
+    let (g, inputs) = record_normed(&gpu, &[(2, 12, 8, 8, 4, true, true)], false);
+    let plan = Plan::new(gpu, g).unwrap();
+    let owned = |bytes: usize| (bytes as u64).next_multiple_of(16);
+    let want: u64 = inputs.iter().map(|(_, v)| owned(v.len() * 4)).sum::<u64>() + owned(2 * 8 * 8 * 8 * 4);
+    assert_eq!(plan.memory().inputs_outputs, want);
+}
+
 /// The folded norm where the input transform is split: image by image and in bands (64 KiB and 16 KiB
 /// bindings), and through texture windows of a few images.
 #[test]
