@@ -90,3 +90,27 @@ fn every_shader_file_is_registered() {
 fn a_broken_shader_is_caught() {
     validate("broken", "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }");
 }
+
+/// shaders/matmul_subgroup.wgsl is what its generator (tools/gen_matmul_subgroup.py) writes: an edit to
+/// either alone fails here. Needs python3 (no packages); without it the check is reported as not done.
+#[test]
+fn matmul_subgroup_shader_matches_its_generator() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::env::temp_dir().join(format!("wgsd-matmul-subgroup-{}.wgsl", std::process::id()));
+    let ran = std::process::Command::new("python3").arg(format!("{root}/tools/gen_matmul_subgroup.py")).arg(&out).status();
+    match ran {
+        Ok(status) => assert!(status.success(), "tools/gen_matmul_subgroup.py failed: {status}"),
+        Err(e) => {
+            println!("SKIPPED: matmul_subgroup_shader_matches_its_generator needs python3 ({e}); the generator was NOT compared");
+            eprintln!("SKIPPED: matmul_subgroup_shader_matches_its_generator needs python3 ({e}); the generator was NOT compared");
+            return;
+        }
+    }
+    let generated = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let committed = std::fs::read_to_string(format!("{root}/shaders/matmul_subgroup.wgsl")).unwrap();
+    assert!(
+        generated == committed,
+        "shaders/matmul_subgroup.wgsl differs from what tools/gen_matmul_subgroup.py writes: edit the generator and run `python3 tools/gen_matmul_subgroup.py`"
+    );
+}

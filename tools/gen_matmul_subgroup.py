@@ -13,7 +13,7 @@
 
 The kernels keep a block of accumulators per lane in named variables (WGSL has no macros, and dynamically
 indexed function arrays are slow under both wgpu's bounds checks and llvmpipe), so their text is
-generated. Usage: python3 tools/gen_matmul_subgroup.py (rewrites the file). The tiles must match
+generated. Usage: python3 tools/gen_matmul_subgroup.py [PATH] (rewrites the file, or writes PATH). The tiles must match
 src/kernels/matmul.rs (BCAST_TILE_*, BCAST_K4_TILE_*).
 
 What costs what on llvmpipe (Mesa 22.3, read from its JIT code with perf and gdb): a storage load whose
@@ -291,5 +291,8 @@ def contiguous_k(w, rows, cols, geglu=False):
 
 
 if __name__ == "__main__":
-    with open(os.path.join(ROOT, "shaders", "matmul_subgroup.wgsl"), "w") as f:
+    # An optional path writes the source there instead (tests/shaders.rs compares it with the committed file).
+    import sys
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "shaders", "matmul_subgroup.wgsl")
+    with open(path, "w") as f:
         f.write(source())
