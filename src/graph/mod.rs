@@ -423,24 +423,26 @@ impl Graph {
     /// in place, by the nodes of its expansion. Tensor ids stay valid: the expansion's new tensors are
     /// appended and its last node writes the replaced node's output tensor.
     pub(crate) fn expanded(mut self, limits: &crate::graph::op::DeviceLimits) -> Result<Graph> {
-        let mut folds = self.norm_folds(limits);
+        let mut folds = crate::kernels::winograd::norm_folds(&self, limits);
         let old = std::mem::take(&mut self.nodes);
         // First new node of each old node (and the end), to carry checkpoint segments over.
         let mut start = Vec::with_capacity(old.len() + 1);
         let mut folded_norms = std::collections::HashMap::new();
         for (i, node) in old.into_iter().enumerate() {
             start.push(self.nodes.len());
-            if let Some(&(conv, norm)) = folds.get(&i) {
-                // A GroupNorm the conv `conv` applies as it loads: not computed on its own.
+            if let Some((conv, norm)) = folds.remove(&i) {
+                // A GroupNorm that conv node `conv` applies as it loads: not computed on its own.
                 folded_norms.insert(conv, (norm, node.inputs));
-                folds.remove(&i);
                 continue;
             }
             let expansion = match folded_norms.remove(&i) {
                 Some((norm, norm_inputs)) => {
-                    let conv = op::downcast::<crate::kernels::conv2d::Conv2d>(&*node.op).expect("norm_folds pairs convs");
-                    let t = crate::kernels::winograd::expand_conv(conv, &mut self, &node.name, &node.inputs, limits, Some((norm, &norm_inputs)))?;
-                    Some(t.ok_or_else(|| Error::usage(format!("conv2d '{}': a folded GroupNorm needs the Winograd form", node.name)))?)
+                    let conv = op::downcast::<crate::kernels::conv2d::Conv2d>(&*node.op);
+                    let t = match conv {
+                        Some(c) => crate::kernels::winograd::expand_conv(c, &mut self, &node.name, &node.inputs, limits, Some((norm, &norm_inputs)))?,
+                        None => None,
+                    };
+                    Some(t.ok_or_else(|| Error::usage(format!("'{}': a folded GroupNorm needs a Winograd conv2d", node.name)))?)
                 }
                 None => node.op.expand(&mut self, &node.name, &node.inputs, limits)?,
             };
@@ -467,37 +469,6 @@ impl Graph {
             *seg = start[seg.start]..start[seg.end];
         }
         Ok(self)
-    }
-
-    /// GroupNorm apply nodes whose only reader is a 3×3 conv computed by Winograd on this device, which then
-    /// normalises its input as it loads it ([`crate::kernels::winograd::norm_to_fold`]): node index of the
-    /// norm → (node index of the conv, the norm it takes over). Not where anything else reads the normalised
-    /// tensor (a graph output, a view, a backward node, a second conv).
-    fn norm_folds(&self, limits: &crate::graph::op::DeviceLimits) -> std::collections::HashMap<usize, (usize, crate::kernels::winograd::InputNorm)> {
-        use crate::kernels::{conv2d::Conv2d, norm::GroupNormApply, winograd::norm_to_fold};
-        let mut readers = vec![Vec::new(); self.tensors.len()];
-        for (j, node) in self.nodes.iter().enumerate() {
-            for (slot, &t) in node.inputs.iter().enumerate() {
-                readers[self.root(t).0].push((j, slot, t));
-            }
-        }
-        for &t in &self.outputs {
-            readers[self.root(t).0].push((usize::MAX, 0, t));
-        }
-        let mut folds = std::collections::HashMap::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            let Some(norm) = op::downcast::<GroupNormApply>(&*node.op) else { continue };
-            let &[(j, 0, t)] = readers[node.output.0].as_slice() else { continue };
-            if j >= self.nodes.len() || t != node.output {
-                continue;
-            }
-            let reader = &self.nodes[j];
-            let Some(conv) = op::downcast::<Conv2d>(&*reader.op) else { continue };
-            if let Some(n) = norm_to_fold(norm, conv, self.desc(reader.inputs[0]), self.desc(reader.inputs[1]), limits) {
-                folds.insert(i, (j, n));
-            }
-        }
-        folds
     }
 
     /// Evaluates the graph with the CPU twins. `inputs` gives the values of the graph inputs; params use
