@@ -578,22 +578,23 @@ impl Op for WinogradInput {
         if inputs.len() != want {
             return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
         }
-        if let Some(n) = &self.norm {
-            let stats = GnLayout::new(x, n.groups).stats_desc();
-            let c = x.shape.get(1).copied().unwrap_or(0);
-            let params_ok = inputs[2..].iter().all(|d| d.dtype == DType::F32 && d.shape == [c]);
-            if n.groups == 0 || c % n.groups != 0 || *inputs[1] != stats || !params_ok {
-                return Err(Error::shape(
-                    self.kind(),
-                    format!("a GroupNorm of {x} in {} groups needs statistics {stats} and [C] weight and bias, got {inputs:?}", n.groups),
-                ));
-            }
-        }
         if x.dtype != DType::F32 || x.rank() != 4 || x.shape[1] % 4 != 0 || x.shape[2] % m != 0 || x.shape[3] % m != 0 {
             return Err(Error::shape(
                 self.kind(),
                 format!("input must be f32 [B, Cin, H, W] with Cin a multiple of 4 and H, W multiples of {m}, got {x}"),
             ));
+        }
+        if let Some(n) = &self.norm {
+            let c = x.shape[1];
+            let grouped = n.groups > 0 && c.is_multiple_of(n.groups);
+            let stats = grouped.then(|| GnLayout::new(x, n.groups).stats_desc());
+            let params_ok = inputs[2..].iter().all(|d| d.dtype == DType::F32 && d.shape == [c]);
+            if stats.as_ref() != Some(inputs[1]) || !params_ok {
+                return Err(Error::shape(
+                    self.kind(),
+                    format!("a GroupNorm of {x} in {} groups needs its statistics and [C] weight and bias, got {inputs:?}", n.groups),
+                ));
+            }
         }
         let (t0, tiles) = self.range(x);
         if tiles == 0 || t0 + tiles > self.tile.tiles(x.shape[0], x.shape[2], x.shape[3]) {

@@ -369,3 +369,23 @@ fn group_norm_stays_where_it_is_read_elsewhere() {
     assert_close(&cmp, 1e-5);
     assert_eq!((count(&kinds, "group_norm"), count(&kinds, "conv2d")), (1, 1), "{kinds:?}");
 }
+
+/// A normalising input transform given statistics of the wrong shape, no groups, or a weight of the wrong
+/// length is refused with an error naming the op, not a panic.
+#[test]
+fn normalising_input_transform_checks_its_inputs() {
+    use wgsd::graph::op::Op;
+    use wgsd::kernels::norm::GnLayout;
+    use wgsd::kernels::winograd::{InputNorm, WinogradInput, WinogradTile};
+    let x = TensorDesc::f32(&[1, 8, 4, 4]);
+    let c = TensorDesc::f32(&[8]);
+    let norm = |groups| InputNorm { groups, eps: 1e-5, silu: true, has_weight: true, has_bias: false };
+    let op = |groups| WinogradInput { tile: WinogradTile::F4, t0: 0, tiles: None, norm: Some(norm(groups)) };
+    let stats = GnLayout::new(&x, 2).stats_desc();
+    assert!(op(2).infer(&[&x, &stats, &c]).is_ok());
+    let short = TensorDesc::f32(&[7]);
+    for (groups, inputs) in [(4, vec![&x, &stats, &c]), (0, vec![&x, &stats, &c]), (3, vec![&x, &stats, &c]), (2, vec![&x, &stats, &short]), (2, vec![&x, &stats])] {
+        let err = op(groups).infer(&inputs).expect_err("bad norm inputs accepted").to_string();
+        assert!(err.contains("winograd_input"), "{err}");
+    }
+}
