@@ -467,7 +467,7 @@ fn texture_windows(
     let one = vec![(whole.to_vec(), m, batch, n)];
     let [a_bs, b_bs, out_bs] = strides;
     let (a, b, out) = (&l.inputs[0], &l.inputs[1], l.output);
-    let (ea, eb) = (a.dtype.size_bytes() as u64, b.dtype.size_bytes() as u64);
+    let (ea, eb) = (a.dtype.size_bytes(), b.dtype.size_bytes());
     // Per window: its rows, batches and columns, and the (first element, elements) of A, B, the bias and
     // the output (0 elements: bound whole).
     type Ranges = (u64, u64, u64, [(u64, u64); 4]);

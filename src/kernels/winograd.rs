@@ -159,16 +159,16 @@ fn transform2d(mat: &[Vec<f64>], d: &[f64]) -> Vec<f64> {
 /// until it is measured there.
 pub fn choose_tile(s: &ConvShape, o: &Conv2dOpts, x_dtype: DType, l: &DeviceLimits) -> Option<WinogradTile> {
     let fits_kind = s.kh == 3 && s.kw == 3 && *o == Conv2dOpts::new(1, 1) && x_dtype == DType::F32;
-    if !fits_kind || s.cin % 4 != 0 || s.cout % 4 != 0 {
+    if !fits_kind || !s.cin.is_multiple_of(4) || !s.cout.is_multiple_of(4) {
         return None;
     }
     let wanted = match l.conv {
         ConvAlgorithm::Direct => return None,
-        ConvAlgorithm::Winograd => [WinogradTile::F4, WinogradTile::F2].into_iter().find(|t| s.h % t.m() == 0 && s.w % t.m() == 0)?,
+        ConvAlgorithm::Winograd => [WinogradTile::F4, WinogradTile::F2].into_iter().find(|t| s.h.is_multiple_of(t.m()) && s.w.is_multiple_of(t.m()))?,
         ConvAlgorithm::Auto => {
             let f4 = WinogradTile::F4;
             let measured_faster = l.cpu && l.subgroup_min_size >= 8 && f4.tiles(1, s.h, s.w) >= AUTO_MIN_TILES;
-            if !(measured_faster && s.h % 4 == 0 && s.w % 4 == 0) {
+            if !(measured_faster && s.h.is_multiple_of(4) && s.w.is_multiple_of(4)) {
                 return None;
             }
             f4
@@ -471,7 +471,7 @@ impl Op for WinogradWeights {
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let w = inputs[0];
-        if w.rank() != 4 || w.shape[2..] != [3, 3] || w.shape[1] % 4 != 0 {
+        if w.rank() != 4 || w.shape[2..] != [3, 3] || !w.shape[1].is_multiple_of(4) {
             return Err(Error::shape(self.kind(), format!("weight must be [Cout, Cin, 3, 3] with Cin a multiple of 4, got {w}")));
         }
         let (co0, count) = self.range(w);
@@ -578,7 +578,7 @@ impl Op for WinogradInput {
         if inputs.len() != want {
             return Err(Error::shape(self.kind(), format!("takes {want} inputs, got {}", inputs.len())));
         }
-        if x.dtype != DType::F32 || x.rank() != 4 || x.shape[1] % 4 != 0 || x.shape[2] % m != 0 || x.shape[3] % m != 0 {
+        if x.dtype != DType::F32 || x.rank() != 4 || !x.shape[1].is_multiple_of(4) || !x.shape[2].is_multiple_of(m) || !x.shape[3].is_multiple_of(m) {
             return Err(Error::shape(
                 self.kind(),
                 format!("input must be f32 [B, Cin, H, W] with Cin a multiple of 4 and H, W multiples of {m}, got {x}"),
@@ -750,7 +750,7 @@ impl Op for WinogradOutput {
         let tiles = all / groups;
         let band_ok = self.band.is_none_or(|b| b.image < self.b && b.row0 % m == 0 && b.rows % m == 0 && b.rows > 0 && row0 + rows <= self.h);
         for mm in &inputs[..k] {
-            if !band_ok || self.h % m != 0 || self.w % m != 0 || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
+            if !band_ok || !self.h.is_multiple_of(m) || !self.w.is_multiple_of(m) || mm.rank() != 3 || mm.shape[0] != a * a || mm.shape[1] != tiles || mm.shape[2] % 4 != 0 {
                 return Err(Error::shape(
                     self.kind(),
                     format!("products {mm} do not fit [{}, {tiles}, Cout] for rows {row0}..{} of {}×{} images ({m}×{m} tiles)", a * a, row0 + rows, self.h, self.w),

@@ -193,7 +193,7 @@ impl UNet2DConditionModel {
             return Err(Error::shape("unet", format!("sample must be [B, {}, H, W], got {:?}", c.in_channels, s)));
         }
         let batch = g.shape(context)[0];
-        if batch % s[0] != 0 || g.shape(timestep) != [s[0]] {
+        if !batch.is_multiple_of(s[0]) || g.shape(timestep) != [s[0]] {
             return Err(Error::shape(
                 "unet",
                 format!("the context's batch {batch} must be a multiple of the sample's {s:?}, and the timestep [{}]: got {:?}", s[0], g.shape(timestep)),
