@@ -437,12 +437,8 @@ impl Graph {
             }
             let expansion = match folded_norms.remove(&i) {
                 Some((norm, norm_inputs)) => {
-                    let conv = op::downcast::<crate::kernels::conv2d::Conv2d>(&*node.op);
-                    let t = match conv {
-                        Some(c) => crate::kernels::winograd::expand_conv(c, &mut self, &node.name, &node.inputs, limits, Some((norm, &norm_inputs)))?,
-                        None => None,
-                    };
-                    Some(t.ok_or_else(|| Error::usage(format!("'{}': a folded GroupNorm needs a Winograd conv2d", node.name)))?)
+                    let fold = crate::kernels::winograd::FoldedNorm { norm, inputs: &norm_inputs };
+                    Some(crate::kernels::winograd::expand_normed_conv(&*node.op, &mut self, &node.name, &node.inputs, limits, fold)?)
                 }
                 None => node.op.expand(&mut self, &node.name, &node.inputs, limits)?,
             };

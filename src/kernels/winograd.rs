@@ -230,6 +230,24 @@ pub(crate) fn norm_folds(g: &Graph, l: &DeviceLimits) -> HashMap<usize, (usize, 
     folds
 }
 
+/// A GroupNorm taken over by the input transforms of a conv: what it computes and the apply node's inputs
+/// (`[x, stats, weight?, bias?]`).
+#[derive(Clone, Copy)]
+pub struct FoldedNorm<'a> {
+    pub norm: InputNorm,
+    pub inputs: &'a [TensorId],
+}
+
+/// The Winograd form of conv node `name` (`op`, paired with a GroupNorm by [`norm_folds`]) whose input
+/// transforms apply `fold`; an error where `op` is not a conv the device computes by Winograd.
+pub(crate) fn expand_normed_conv(op: &dyn Op, g: &mut Graph, name: &str, inputs: &[TensorId], l: &DeviceLimits, fold: FoldedNorm) -> Result<TensorId> {
+    let expanded = match downcast::<Conv2d>(op) {
+        Some(c) => expand_conv(c, g, name, inputs, l, Some(fold))?,
+        None => None,
+    };
+    expanded.ok_or_else(|| Error::usage(format!("'{name}': a folded GroupNorm needs a Winograd conv2d, not {}", op.kind())))
+}
+
 /// Records the Winograd form of conv node `name` (`c` applied to `inputs`) when [`choose_tile`] picks
 /// one; returns its output, or `None` to keep the direct kernels. When V or M of the whole batch would not
 /// fit one binding (the VAE decoder at 256² and 512²), each image is done in bands of tile rows whose
@@ -237,22 +255,15 @@ pub(crate) fn norm_folds(g: &Graph, l: &DeviceLimits) -> HashMap<usize, (usize, 
 /// but V exceeds [`GROUP_V_BYTES`], the images are transformed and multiplied one after another into one
 /// output transform.
 ///
-/// With `norm` (from [`norm_to_fold`]: the conv's input is a GroupNorm whose node the plan dropped), the
-/// input transforms read the GroupNorm's inputs `norm.1` and normalise as they load.
-pub fn expand_conv(
-    c: &Conv2d,
-    g: &mut Graph,
-    name: &str,
-    inputs: &[TensorId],
-    l: &DeviceLimits,
-    norm: Option<(InputNorm, &[TensorId])>,
-) -> Result<Option<TensorId>> {
+/// With `norm` (from [`norm_folds`]: the conv's input is a GroupNorm whose node the plan dropped), the
+/// input transforms read the GroupNorm's inputs and normalise as they load.
+pub fn expand_conv(c: &Conv2d, g: &mut Graph, name: &str, inputs: &[TensorId], l: &DeviceLimits, norm: Option<FoldedNorm>) -> Result<Option<TensorId>> {
     if c.kernel.is_some() {
         return Ok(None); // a test forcing one direct kernel
     }
     let (x, w) = (inputs[0], inputs[1]);
     let (input_norm, x_inputs) = match norm {
-        Some((n, ins)) => (Some(n), ins.to_vec()),
+        Some(f) => (Some(f.norm), f.inputs.to_vec()),
         None => (None, vec![x]),
     };
     let (xs, ws) = (g.shape(x).to_vec(), g.shape(w).to_vec());
